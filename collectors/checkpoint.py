@@ -1,0 +1,93 @@
+"""State checkpoints on disk: JSON body behind a header carrying its SHA-256.
+
+Written atomically (temp file, fsync, rename) in a 0700 directory; a file whose hash
+does not match is set aside as `*.corrupt-<time>` and reported, never loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+log = logging.getLogger(__name__)
+
+MAGIC = b"visionmon-checkpoint v1 sha256="
+FILENAME = "state.ckpt"
+
+
+class CheckpointCorrupt(Exception):
+    """The checkpoint's content does not match its recorded hash, or cannot be parsed."""
+
+
+def _default(obj: Any) -> Any:
+    tolist = getattr(obj, "tolist", None)
+    if tolist is not None:
+        return tolist()
+    raise TypeError(f"cannot checkpoint {type(obj).__name__}")
+
+
+def encode(state: Any) -> bytes:
+    body = orjson.dumps(state, default=_default,
+                        option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
+    return MAGIC + hashlib.sha256(body).hexdigest().encode() + b"\n" + body
+
+
+def decode(data: bytes) -> Any:
+    head, sep, body = data.partition(b"\n")
+    if not sep or not head.startswith(MAGIC):
+        raise CheckpointCorrupt("missing or unknown header")
+    if hashlib.sha256(body).hexdigest().encode() != head[len(MAGIC):]:
+        raise CheckpointCorrupt("content does not match its SHA-256 (truncated or edited)")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as err:
+        raise CheckpointCorrupt(f"body is not valid JSON: {err}") from None
+
+
+class CheckpointStore:
+    """One checkpoint file in a private directory."""
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(self.dir, 0o700)
+        self.path = self.dir / FILENAME
+
+    def save(self, state: Any) -> None:
+        data = encode(state)
+        tmp = self.path.with_suffix(f".tmp-{os.getpid()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.path)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+        dir_fd = os.open(self.dir, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    def load(self) -> Any | None:
+        """The saved state, None when there is none. Raises CheckpointCorrupt after moving
+        a bad file aside (so the next start is clean)."""
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return None
+        try:
+            return decode(data)
+        except CheckpointCorrupt as err:
+            aside = self.path.with_name(f"{FILENAME}.corrupt-{int(time.time())}")
+            os.replace(self.path, aside)
+            raise CheckpointCorrupt(f"{self.path}: {err}; moved to {aside}") from None

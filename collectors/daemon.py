@@ -1,0 +1,450 @@
+"""The consumer loop: poll a batch, decode, apply to the engine, dead-letter the bad,
+checkpoint, then commit the highest contiguous processed offset + 1 per partition."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from collectors.checkpoint import CheckpointCorrupt, CheckpointStore
+from collectors.kafka.client import (
+    Consumer,
+    KafkaUnavailable,
+    Producer,
+    Record,
+    TopicPartition,
+    open_consumer,
+    open_producer,
+)
+from collectors.offsets import OffsetTracker
+from monitor.config import LoadedConfig
+from monitor.engine import Engine
+from monitor.events import (
+    DecodeLimits,
+    FeedbackDecoder,
+    FeedbackEvent,
+    ImageDecoder,
+    ImageEvent,
+    ModelClassIndex,
+    PredictionDecoder,
+    PredictionEvent,
+    Rejection,
+)
+from monitor.snapshot import Series, SnapshotBuilder
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+
+
+class FeedbackSink(Protocol):
+    def apply_feedback(self, events: Sequence[FeedbackEvent]) -> None: ...
+
+
+class ImageSink(Protocol):
+    """Takes sampled images; must never block the consumer loop."""
+
+    def submit(self, events: Sequence[ImageEvent]) -> None: ...
+
+
+@dataclass(slots=True)
+class RuntimeStatus:
+    """What the loop knows about itself, exported beside the engine's statistics."""
+
+    connected: bool = False
+    alive_at: float = 0.0
+    lag: dict[TopicPartition, int] = field(default_factory=dict)
+    assigned: list[TopicPartition] = field(default_factory=list)
+    commits: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    dead_letters: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    checkpoints: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    checkpoint_corrupt: int = 0
+    last_checkpoint: float | None = None
+    batch_seconds: list[float] = field(default_factory=list)
+    duplicates_skipped: int = 0
+
+
+class BrokerProbe:
+    """Background TCP reachability check of the bootstrap servers (library-neutral)."""
+
+    def __init__(self, servers: Sequence[str], interval_s: float = 1.0) -> None:
+        self._servers = [s.rsplit(":", 1) for s in servers]
+        self._interval = interval_s
+        self._stop = threading.Event()
+        self.reachable = False
+        self._thread = threading.Thread(target=self._run, name="visionmon-probe", daemon=True)
+
+    def start(self) -> None:
+        self.reachable = self._check()
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _check(self) -> bool:
+        for host, port in self._servers:
+            try:
+                socket.create_connection((host, int(port)), timeout=1.0).close()
+                return True
+            except OSError:
+                continue
+        return False
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            self.reachable = self._check()
+
+
+class Daemon:
+    """One consumer-group member over the three topics. `stop()` is safe from a signal."""
+
+    def __init__(self, loaded: LoadedConfig, engine: Engine, clock: Clock = time.time,
+                 consumer_factory: Callable[[], Consumer] | None = None,
+                 producer_factory: Callable[[], Producer] | None = None,
+                 feedback_sink: FeedbackSink | None = None,
+                 image_sink: ImageSink | None = None,
+                 extra_ready: Callable[[], tuple[bool, str]] | None = None) -> None:
+        cfg = loaded.config
+        self.loaded = loaded
+        self.engine = engine
+        self.clock = clock
+        self.lock = threading.Lock()
+        self.status = RuntimeStatus()
+        self._stop = threading.Event()
+        self._kcfg = cfg.kafka
+        self._limits = cfg.limits
+        self._consumer_factory = consumer_factory or (
+            lambda: open_consumer(cfg.kafka, cfg.limits.max_message_bytes))
+        self._producer_factory = producer_factory or (lambda: open_producer(cfg.kafka))
+        self._consumer: Consumer | None = None
+        self._dlq: Producer | None = None
+        self._tracker = OffsetTracker()
+        self._skip_below: dict[TopicPartition, int] = {}
+        self._feedback_sink = feedback_sink
+        self._image_sink = image_sink
+        self._extra_ready = extra_ready
+        self._probe = BrokerProbe(cfg.kafka.bootstrap_servers)
+        index = {name: ModelClassIndex.of(m.classes) for name, m in loaded.models.items()}
+        limits = DecodeLimits(cfg.limits.max_message_bytes, cfg.limits.max_batch_events,
+                              cfg.limits.max_future_skew_seconds, cfg.limits.max_request_id_chars)
+        self._pred = PredictionDecoder(index, limits)
+        self._feedback = FeedbackDecoder(index, limits)
+        self._images = ImageDecoder(index, cfg.images.max_bytes, limits)
+        topics = cfg.kafka.topics
+        self.topics = (topics.predictions, topics.images, topics.feedback)
+        self._ckpt: CheckpointStore | None = None
+        if cfg.state.checkpoint_dir:
+            self._ckpt = CheckpointStore(cfg.state.checkpoint_dir)
+
+    # --- control --------------------------------------------------------------
+    def stop(self) -> None:
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def healthy(self) -> bool:
+        stall_s = max(30.0, 20 * self._kcfg.poll_timeout_ms / 1e3)
+        return self.clock() - self.status.alive_at < stall_s
+
+    def ready(self) -> tuple[bool, str]:
+        if not self.status.connected:
+            return False, "not connected to Kafka"
+        if not self.status.assigned:
+            return False, "no partitions assigned yet"
+        if self._extra_ready is not None:
+            return self._extra_ready()
+        return True, "ready"
+
+    # --- snapshot ---------------------------------------------------------------
+    def snapshot(self) -> dict[str, Series]:
+        with self.lock:
+            data = self.engine.snapshot()
+        b = SnapshotBuilder()
+        b.merge(data)
+        s = self.status
+        b.set("visionmon_up", (), 1.0 if not self._stop.is_set() else 0.0)
+        b.set("visionmon_kafka_connected", (), 1.0 if s.connected else 0.0)
+        for (topic, part), lag in list(s.lag.items()):
+            b.set("visionmon_consumer_lag_records", (topic, str(part)), float(lag))
+        per_topic: dict[str, int] = {t: 0 for t in self.topics}
+        for topic, _ in s.assigned:
+            per_topic[topic] = per_topic.get(topic, 0) + 1
+        for topic, n in per_topic.items():
+            b.set("visionmon_assigned_partitions", (topic,), float(n))
+        for outcome, n in list(s.commits.items()):
+            b.set("visionmon_commits_total", (outcome,), float(n))
+        for outcome, n in list(s.dead_letters.items()):
+            b.set("visionmon_dead_letter_records_total", (outcome,), float(n))
+        for outcome, n in list(s.checkpoints.items()):
+            b.set("visionmon_checkpoint_writes_total", (outcome,), float(n))
+        if self._ckpt is not None:
+            b.set("visionmon_checkpoint_corrupt_total", (), float(s.checkpoint_corrupt))
+        if s.last_checkpoint is not None:
+            b.set("visionmon_last_checkpoint_timestamp_seconds", (), s.last_checkpoint)
+        return b.build()
+
+    # --- the loop -----------------------------------------------------------------
+    def run(self) -> None:
+        """Consume until `stop()`; then drain, checkpoint, commit and close."""
+        self.status.alive_at = self.clock()
+        self._restore()
+        self._probe.start()
+        backoff = 0.5
+        while not self._stop.is_set():
+            try:
+                self._consumer = self._consumer_factory()
+                break
+            except Exception as err:  # broker not reachable yet: retry with backoff
+                log.warning("kafka consumer could not start (%s); retrying in %.1fs", err, backoff)
+                self.status.alive_at = self.clock()
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 30.0)
+        if self._consumer is None:
+            self._probe.stop()
+            return
+        if self._kcfg.dead_letter_topic:
+            try:
+                self._dlq = self._producer_factory()
+            except Exception as err:
+                log.error("dead-letter producer could not start: %s", err)
+        self._consumer.subscribe(list(self.topics), self._on_assign, self._on_revoke)
+        last_commit = last_lag = last_ckpt = self.clock()
+        ckpt_interval = self.loaded.config.state.checkpoint_interval_seconds
+        try:
+            while not self._stop.is_set():
+                self.status.alive_at = self.clock()
+                self._update_connected()
+                try:
+                    records = self._consumer.poll(self._kcfg.poll_timeout_ms / 1e3,
+                                                  self._kcfg.max_poll_records)
+                except KafkaUnavailable as err:
+                    log.warning("kafka poll failed: %s", err)
+                    self._stop.wait(0.5)
+                    continue
+                if records:
+                    self._process(records)
+                now = self.clock()
+                if self._ckpt is None:
+                    if now - last_commit >= self._kcfg.commit_interval_seconds:
+                        self._commit()
+                        last_commit = now
+                elif now - last_ckpt >= ckpt_interval:
+                    self._checkpoint_and_commit()
+                    last_ckpt = now
+                if now - last_lag >= self._kcfg.lag_interval_seconds:
+                    self._update_lag()
+                    last_lag = now
+        finally:
+            self._shutdown()
+
+    def _update_connected(self) -> None:
+        was = self.status.connected
+        now = self._probe.reachable
+        if now != was:
+            log.info("kafka connection %s", "regained" if now else "lost")
+        self.status.connected = now
+
+    def _process(self, records: Sequence[Record]) -> None:
+        t0 = time.perf_counter()
+        now = self.clock()
+        preds: list[PredictionEvent] = []
+        feedback: list[FeedbackEvent] = []
+        images: list[ImageEvent] = []
+        rejects: list[tuple[Record, Rejection]] = []
+        consumed: dict[str, int] = defaultdict(int)
+        p_topic, i_topic, f_topic = self.topics
+        done: list[Record] = []
+        for r in records:
+            tp = (r.topic, r.partition)
+            if r.offset < self._skip_below.get(tp, -1):
+                self.status.duplicates_skipped += 1
+                self._tracker.processed(tp, r.offset)
+                continue
+            done.append(r)
+            consumed[r.topic] += 1
+            if r.topic == p_topic:
+                d = self._pred.decode(r.value, now)
+                preds.extend(d.events)
+            elif r.topic == f_topic:
+                d = self._feedback.decode(r.value, now)
+                feedback.extend(d.events)
+            elif r.topic == i_topic:
+                d = self._images.decode(r.value, r.headers, now)
+                images.extend(d.events)
+            else:
+                continue
+            for rej in d.rejections:
+                rejects.append((r, rej))
+        with self.lock:
+            for topic, n in consumed.items():
+                self.engine.record_consumed(topic, n)
+            for r, rej in rejects:
+                self.engine.record_rejection(r.topic, rej.reason.value)
+            self.engine.apply_predictions(preds, p_topic)
+            if feedback:
+                self.engine.count_accepted(f_topic, len(feedback))
+                if self._feedback_sink is not None:
+                    self._feedback_sink.apply_feedback(feedback)
+            if images:
+                self.engine.count_accepted(i_topic, len(images))
+        if images and self._image_sink is not None:
+            self._image_sink.submit(images)
+        if rejects:
+            self._dead_letter(rejects)
+        for r in done:
+            self._tracker.processed((r.topic, r.partition), r.offset)
+        self.status.batch_seconds.append(time.perf_counter() - t0)
+        if len(self.status.batch_seconds) > 1000:
+            del self.status.batch_seconds[:500]
+
+    def _dead_letter(self, rejects: Sequence[tuple[Record, Rejection]]) -> None:
+        topic = self._kcfg.dead_letter_topic
+        if not topic or self._dlq is None:
+            return
+        for r, rej in rejects:
+            headers: list[tuple[str, bytes | None]] = [
+                ("error", rej.reason.value.encode()),
+                ("error-detail", rej.detail.encode()[:512]),
+                ("source-topic", r.topic.encode()),
+                ("source-partition", str(r.partition).encode()),
+                ("source-offset", str(r.offset).encode()),
+            ]
+            if rej.index is not None:
+                headers.append(("batch-index", str(rej.index).encode()))
+            headers.extend((k, v) for k, v in r.headers if k.lower() in ("request_id", "model"))
+            try:
+                self._dlq.send(topic, rej.raw, tuple(headers))
+                self.status.dead_letters["sent"] += 1
+            except Exception as err:
+                self.status.dead_letters["failed"] += 1
+                log.debug("dead-letter send failed: %s", err)
+
+    # --- offsets, checkpoints -------------------------------------------------------
+    def _commit(self) -> None:
+        if self._consumer is None:
+            return
+        points = self._tracker.commit_points()
+        if not points:
+            return
+        if self._dlq is not None:
+            try:
+                self._dlq.flush(5.0)  # dead letters are durable before their offsets commit
+            except Exception as err:
+                log.warning("dead-letter flush failed: %s", err)
+        try:
+            self._consumer.commit(points)
+            self._tracker.mark_committed(points)
+            self.status.commits["ok"] += 1
+        except Exception as err:
+            self.status.commits["failed"] += 1
+            log.warning("offset commit failed (will retry): %s", err)
+
+    def _checkpoint_and_commit(self) -> None:
+        self._checkpoint()
+        self._commit()
+
+    def _checkpoint(self) -> None:
+        if self._ckpt is None:
+            return
+        with self.lock:
+            state = {"engine": self.engine.state(),
+                     "positions": [[t, p, o] for (t, p), o in self._tracker.positions().items()],
+                     "saved_at": self.clock()}
+        try:
+            self._ckpt.save(state)
+            self.status.checkpoints["ok"] += 1
+            self.status.last_checkpoint = self.clock()
+        except Exception as err:
+            self.status.checkpoints["failed"] += 1
+            log.error("checkpoint write failed: %s", err)
+
+    def _restore(self) -> None:
+        if self._ckpt is None:
+            return
+        try:
+            state = self._ckpt.load()
+        except CheckpointCorrupt as err:
+            self.status.checkpoint_corrupt += 1
+            log.error("checkpoint is corrupt, starting clean: %s", err)
+            return
+        if state is None:
+            return
+        with self.lock:
+            self.engine.restore(state["engine"])
+        for t, p, o in state.get("positions", []):
+            self._skip_below[(t, int(p))] = int(o)
+        log.info("state restored from %s (%d partition positions)", self._ckpt.path,
+                 len(self._skip_below))
+
+    def _on_assign(self, tps: list[TopicPartition]) -> None:
+        for tp in tps:
+            self._tracker.assign(tp, None)
+        self.status.assigned = sorted(set(self.status.assigned) | set(tps))
+        log.info("partitions assigned: %s", ", ".join(f"{t}[{p}]" for t, p in sorted(tps)) or "-")
+
+    def _on_revoke(self, tps: list[TopicPartition]) -> None:
+        if tps:
+            if self._ckpt is not None:
+                self._checkpoint()
+            self._commit()
+        for tp in tps:
+            self._tracker.revoke(tp)
+            self.status.lag.pop(tp, None)
+        self.status.assigned = sorted(set(self.status.assigned) - set(tps))
+        log.info("partitions revoked: %s", ", ".join(f"{t}[{p}]" for t, p in sorted(tps)) or "-")
+
+    def _update_lag(self) -> None:
+        if self._consumer is None or not self.status.connected:
+            return
+        tps = self._consumer.assignment()
+        if not tps:
+            return
+        try:
+            ends = self._consumer.end_offsets(tps)
+        except Exception as err:
+            log.debug("lag update failed: %s", err)
+            return
+        positions = self._tracker.positions()
+        lag: dict[TopicPartition, int] = {}
+        for tp, end in ends.items():
+            pos = positions.get(tp)
+            if pos is None:
+                committed = None
+                try:
+                    committed = self._consumer.committed(tp)
+                except Exception:
+                    committed = None
+                pos = committed if committed is not None else 0
+            lag[tp] = max(0, end - pos)
+        self.status.lag = lag
+
+    def _shutdown(self) -> None:
+        log.info("stopping: final checkpoint and commit")
+        try:
+            if self._ckpt is not None:
+                self._checkpoint()
+            self._commit()
+        finally:
+            self._probe.stop()
+            if self._dlq is not None:
+                try:
+                    self._dlq.flush(5.0)
+                    self._dlq.close()
+                except Exception as err:
+                    log.warning("dead-letter producer close failed: %s", err)
+            if self._consumer is not None:
+                self._consumer.close()
+            self.status.connected = False
+
+
+def batch_summary(status: RuntimeStatus) -> dict[str, Any]:
+    """Small dict for the CLI's live line."""
+    return {"connected": status.connected, "lag": sum(status.lag.values())}

@@ -1,0 +1,96 @@
+"""The daemon's HTTP endpoints: /metrics, /healthz and /readyz, optionally with TLS
+and basic auth. A small WSGI app on wsgiref's threaded server, stoppable on shutdown."""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import logging
+import ssl
+import threading
+from collections.abc import Callable, Iterable
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import make_wsgi_app
+from prometheus_client.registry import CollectorRegistry
+
+log = logging.getLogger(__name__)
+
+StartResponse = Callable[..., Any]
+
+
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("http: " + format, *args)
+
+
+class HttpEndpoints:
+    """Routes /metrics, /healthz and /readyz; health and readiness come from callables."""
+
+    def __init__(self, registry: CollectorRegistry, healthy: Callable[[], bool],
+                 ready: Callable[[], tuple[bool, str]],
+                 basic_auth: tuple[str, str] | None = None) -> None:
+        self._metrics = make_wsgi_app(registry)
+        self._healthy = healthy
+        self._ready = ready
+        self._auth = None
+        if basic_auth is not None:
+            token = base64.b64encode(f"{basic_auth[0]}:{basic_auth[1]}".encode()).decode()
+            self._auth = f"Basic {token}"
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse
+                 ) -> Iterable[bytes]:
+        if self._auth is not None:
+            given = environ.get("HTTP_AUTHORIZATION", "")
+            if not hmac.compare_digest(given.encode(), self._auth.encode()):
+                start_response("401 Unauthorized",
+                               [("WWW-Authenticate", 'Basic realm="visionmon"'),
+                                ("Content-Type", "text/plain")])
+                return [b"unauthorized\n"]
+        path = environ.get("PATH_INFO", "/")
+        if path == "/metrics":
+            return self._metrics(environ, start_response)  # type: ignore[no-any-return]
+        if path == "/healthz":
+            ok = self._healthy()
+            return _text(start_response, 200 if ok else 503, "ok" if ok else "loop stalled")
+        if path == "/readyz":
+            ok, why = self._ready()
+            return _text(start_response, 200 if ok else 503, why)
+        return _text(start_response, 404, "not found; try /metrics, /healthz or /readyz")
+
+
+def _text(start_response: StartResponse, code: int, body: str) -> list[bytes]:
+    reason = {200: "OK", 404: "Not Found", 503: "Service Unavailable"}[code]
+    start_response(f"{code} {reason}", [("Content-Type", "text/plain; charset=utf-8")])
+    return [body.encode() + b"\n"]
+
+
+class HttpServer:
+    """Serves an app in a background thread; `port` is the bound port (0 picks one)."""
+
+    def __init__(self, app: Any, bind: str, port: int, certfile: str | None = None,
+                 keyfile: str | None = None) -> None:
+        self._server = make_server(bind, port, app, server_class=_ThreadingServer,
+                                   handler_class=_QuietHandler)
+        if certfile:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+            ctx.load_cert_chain(certfile, keyfile)
+            self._server.socket = ctx.wrap_socket(self._server.socket, server_side=True)
+        self.port = self._server.server_port
+        self._thread = threading.Thread(target=self._server.serve_forever,
+                                        name="visionmon-http", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

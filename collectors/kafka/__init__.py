@@ -1,0 +1,1 @@
+"""Kafka client backends behind one small interface (`collectors.kafka.client`)."""

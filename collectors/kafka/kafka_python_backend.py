@@ -1,0 +1,134 @@
+"""kafka-python backend (pure Python; the default)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from kafka import KafkaConsumer, KafkaProducer
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.errors import KafkaError
+from kafka.structs import OffsetAndMetadata
+from kafka.structs import TopicPartition as KTP
+
+from collectors.kafka.client import (
+    AssignCallback,
+    Headers,
+    KafkaUnavailable,
+    Record,
+    TopicPartition,
+    security_settings,
+)
+from monitor.config import KafkaConfig
+
+log = logging.getLogger(__name__)
+
+
+def _common(cfg: KafkaConfig) -> dict[str, Any]:
+    sec = security_settings(cfg)
+    out: dict[str, Any] = {"bootstrap_servers": list(cfg.bootstrap_servers),
+                           "security_protocol": sec["security_protocol"]}
+    if "sasl_mechanism" in sec:
+        out.update(sasl_mechanism=sec["sasl_mechanism"],
+                   sasl_plain_username=sec["sasl_username"],
+                   sasl_plain_password=sec["sasl_password"])
+    if "ssl_cafile" in sec:
+        out.update(ssl_cafile=sec["ssl_cafile"], ssl_certfile=sec["ssl_certfile"],
+                   ssl_keyfile=sec["ssl_keyfile"], ssl_password=sec["ssl_password"])
+    return out
+
+
+class _Listener(ConsumerRebalanceListener):
+    def __init__(self, on_assign: AssignCallback, on_revoke: AssignCallback) -> None:
+        self._on_assign = on_assign
+        self._on_revoke = on_revoke
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        self._on_revoke([(tp.topic, tp.partition) for tp in revoked])
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        self._on_assign([(tp.topic, tp.partition) for tp in assigned])
+
+
+class KafkaPythonConsumer:
+    def __init__(self, cfg: KafkaConfig, max_message_bytes: int) -> None:
+        self._c = KafkaConsumer(
+            group_id=cfg.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset=cfg.auto_offset_reset,
+            session_timeout_ms=cfg.session_timeout_ms,
+            heartbeat_interval_ms=cfg.heartbeat_interval_ms,
+            max_poll_interval_ms=cfg.max_poll_interval_ms,
+            max_partition_fetch_bytes=max(1_048_576, max_message_bytes * 2),
+            client_id="visionmon",
+            **_common(cfg),
+        )
+
+    def subscribe(self, topics: Sequence[str], on_assign: AssignCallback,
+                  on_revoke: AssignCallback) -> None:
+        self._c.subscribe(list(topics), listener=_Listener(on_assign, on_revoke))
+
+    def poll(self, timeout_s: float, max_records: int) -> list[Record]:
+        try:
+            batch = self._c.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
+        except KafkaError as err:
+            raise KafkaUnavailable(str(err)) from err
+        out: list[Record] = []
+        for tp, msgs in batch.items():
+            for m in msgs:
+                out.append(Record(tp.topic, tp.partition, m.offset, m.value,
+                                  tuple(m.headers or ()), m.timestamp))
+        return out
+
+    def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+        if not offsets:
+            return
+        try:
+            self._c.commit({KTP(t, p): OffsetAndMetadata(o, "", -1)
+                            for (t, p), o in offsets.items()})
+        except KafkaError as err:
+            raise KafkaUnavailable(str(err)) from err
+
+    def committed(self, tp: TopicPartition) -> int | None:
+        try:
+            value = self._c.committed(KTP(*tp))
+        except KafkaError as err:
+            raise KafkaUnavailable(str(err)) from err
+        return None if value is None else int(value)
+
+    def end_offsets(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+        try:
+            ends = self._c.end_offsets([KTP(*tp) for tp in tps])
+        except KafkaError as err:
+            raise KafkaUnavailable(str(err)) from err
+        return {(tp.topic, tp.partition): int(o) for tp, o in ends.items()}
+
+    def assignment(self) -> list[TopicPartition]:
+        return [(tp.topic, tp.partition) for tp in self._c.assignment()]
+
+    def connected(self) -> bool:
+        return bool(self._c.bootstrap_connected()) or bool(self._c.assignment())
+
+    def close(self) -> None:
+        try:
+            self._c.close(autocommit=False)
+        except Exception as err:  # closing must never mask the shutdown path
+            log.warning("kafka consumer close failed: %s", err)
+
+
+class KafkaPythonProducer:
+    def __init__(self, cfg: KafkaConfig, client_id: str) -> None:
+        self._p = KafkaProducer(client_id=client_id, linger_ms=5,
+                                max_request_size=16 * 1024 * 1024, **_common(cfg))
+
+    def send(self, topic: str, value: bytes, headers: Headers = (),
+             key: bytes | None = None, partition: int | None = None) -> None:
+        self._p.send(topic, value=value, key=key, partition=partition,
+                     headers=[(k, v if v is not None else b"") for k, v in headers])
+
+    def flush(self, timeout_s: float = 10.0) -> None:
+        self._p.flush(timeout=timeout_s)
+
+    def close(self) -> None:
+        self._p.close(timeout=5)

@@ -1,0 +1,291 @@
+"""Every metric visionmon exports: name, kind, help, unit, labels and buckets.
+
+This is the single source of truth: the Prometheus exporter, the OpenTelemetry
+bridge, the Grafana dashboards and the alert rules are all generated from it, so
+a name is typed exactly once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+MetricKind = Literal["counter", "gauge", "histogram", "info"]
+
+PREFIX = "visionmon_"
+
+#: Request latency buckets (seconds), 1 ms to 10 s. SLO latency thresholds must be one of these.
+LATENCY_BUCKETS: tuple[float, ...] = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3,
+    0.4, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0,
+)
+#: Top-1 confidence buckets, 0.05 wide from 0 to 1.
+CONFIDENCE_BUCKETS: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(1, 21))
+#: Label delay buckets (seconds), 1 s to 7 days.
+LABEL_DELAY_BUCKETS: tuple[float, ...] = (
+    1, 5, 15, 30, 60, 300, 900, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600,
+    86400, 3 * 86400, 7 * 86400,
+)
+#: Reference-model batch time buckets (seconds).
+BATCH_SECONDS_BUCKETS: tuple[float, ...] = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)
+
+#: Number of equal-width confidence bins for calibration (ECE) counters.
+CALIBRATION_BINS = 15
+
+
+@dataclass(frozen=True, slots=True)
+class MetricSpec:
+    """One metric family. `name` is the exposition name (counters end in `_total`)."""
+
+    name: str
+    kind: MetricKind
+    help: str
+    unit: str
+    labels: tuple[str, ...] = ()
+    buckets: tuple[float, ...] = ()
+
+    @property
+    def base_name(self) -> str:
+        """Name without the `_total` suffix, as prometheus_client metric families want it."""
+        if self.kind == "counter" and self.name.endswith("_total"):
+            return self.name[: -len("_total")]
+        if self.kind == "info" and self.name.endswith("_info"):
+            return self.name[: -len("_info")]
+        return self.name
+
+    def series_names(self) -> tuple[str, ...]:
+        """Every sample name this family produces on /metrics."""
+        if self.kind == "histogram":
+            return (f"{self.name}_bucket", f"{self.name}_sum", f"{self.name}_count")
+        return (self.name,)
+
+
+MV = ("model", "version")
+MVW = ("model", "version", "window")
+DRIFT = ("model", "version", "feature", "window")
+
+_SPECS: tuple[MetricSpec, ...] = (
+    # --- build and runtime -------------------------------------------------
+    MetricSpec(f"{PREFIX}build_info", "info", "visionmon build; value is always 1.", "",
+               ("version",)),
+    MetricSpec(f"{PREFIX}config_info", "info",
+               "Loaded configuration: file hash and config schema version.", "",
+               ("config_sha256", "config_version")),
+    MetricSpec(f"{PREFIX}up", "gauge", "1 while the consumer loop is alive.", ""),
+    MetricSpec(f"{PREFIX}kafka_connected", "gauge",
+               "1 when the Kafka consumer has a live broker connection, else 0.", ""),
+    MetricSpec(f"{PREFIX}consumer_lag_records", "gauge",
+               "Records between the committed position and the partition end.", "records",
+               ("topic", "partition")),
+    MetricSpec(f"{PREFIX}assigned_partitions", "gauge",
+               "Partitions currently assigned to this replica.", "", ("topic",)),
+    MetricSpec(f"{PREFIX}commits_total", "counter", "Offset commits, by outcome.", "",
+               ("outcome",)),
+    MetricSpec(f"{PREFIX}poll_batch_seconds", "histogram",
+               "Time to decode and apply one polled batch.", "seconds", (),
+               BATCH_SECONDS_BUCKETS),
+    MetricSpec(f"{PREFIX}checkpoint_writes_total", "counter",
+               "State checkpoints written, by outcome.", "", ("outcome",)),
+    MetricSpec(f"{PREFIX}checkpoint_corrupt_total", "counter",
+               "Checkpoints found corrupt at start and set aside.", ""),
+    MetricSpec(f"{PREFIX}last_checkpoint_timestamp_seconds", "gauge",
+               "Wall-clock time of the last successful checkpoint.", "seconds"),
+    # --- records -----------------------------------------------------------
+    MetricSpec(f"{PREFIX}records_consumed_total", "counter",
+               "Kafka records read, per topic (a batch message counts once).", "",
+               ("topic",)),
+    MetricSpec(f"{PREFIX}events_accepted_total", "counter",
+               "Events that passed validation, per topic.", "", ("topic",)),
+    MetricSpec(f"{PREFIX}records_rejected_total", "counter",
+               "Records or batch elements refused, per topic and reason.", "",
+               ("topic", "reason")),
+    MetricSpec(f"{PREFIX}dead_letter_records_total", "counter",
+               "Rejected records produced to the dead-letter topic, by outcome.", "",
+               ("outcome",)),
+    MetricSpec(f"{PREFIX}series_limited_total", "counter",
+               "Events whose model or version was folded into `_other` by a cardinality limit.",
+               "", ("model",)),
+    MetricSpec(f"{PREFIX}late_events_total", "counter",
+               "Events older than the longest window: counted, not windowed.", "",
+               ("topic",)),
+    # --- predictions -------------------------------------------------------
+    MetricSpec(f"{PREFIX}predictions_total", "counter",
+               "Successful predictions by predicted class.", "", ("model", "version", "class")),
+    MetricSpec(f"{PREFIX}requests_total", "counter", "Requests by status (ok|error).", "",
+               ("model", "version", "status")),
+    MetricSpec(f"{PREFIX}request_latency_seconds", "histogram",
+               "Serving latency reported by the model server.", "seconds", MV,
+               LATENCY_BUCKETS),
+    MetricSpec(f"{PREFIX}prediction_confidence", "histogram",
+               "Top-1 probability of successful predictions.", "ratio", MV,
+               CONFIDENCE_BUCKETS),
+    MetricSpec(f"{PREFIX}last_event_timestamp_seconds", "gauge",
+               "Event time (ts) of the newest prediction seen.", "seconds", MV),
+    # --- drift -------------------------------------------------------------
+    MetricSpec(f"{PREFIX}drift_psi", "gauge",
+               "Population stability index of the window against the baseline.", "", DRIFT),
+    MetricSpec(f"{PREFIX}drift_kl", "gauge",
+               "KL(current || baseline) in nats.", "", DRIFT),
+    MetricSpec(f"{PREFIX}drift_threshold", "gauge",
+               "Sample-size-aware PSI critical value; drift when PSI exceeds it.", "", DRIFT),
+    MetricSpec(f"{PREFIX}drift_window_events", "gauge",
+               "Events in the window the drift figures were computed on.", "", DRIFT),
+    MetricSpec(f"{PREFIX}feature_bin_total", "counter",
+               "Events per baseline bin of each drift feature.", "",
+               ("model", "version", "feature", "bin")),
+    MetricSpec(f"{PREFIX}baseline_bin_ratio", "gauge",
+               "Smoothed baseline proportion of each bin.", "ratio",
+               ("model", "version", "feature", "bin")),
+    MetricSpec(f"{PREFIX}baseline_info", "info", "Baseline in use, with its content hash.", "",
+               ("model", "baseline_version", "sha256", "events")),
+    # --- labels, calibration, per-class SLIs --------------------------------
+    MetricSpec(f"{PREFIX}labels_total", "counter",
+               "Joined labels by true class and outcome (correct|incorrect).", "",
+               ("model", "version", "class", "outcome")),
+    MetricSpec(f"{PREFIX}labeled_predictions_total", "counter",
+               "Joined labels by predicted class and outcome (correct|incorrect).", "",
+               ("model", "version", "class", "outcome")),
+    MetricSpec(f"{PREFIX}top5_correct_total", "counter",
+               "Labeled predictions whose label is in the top 5.", "", MV),
+    MetricSpec(f"{PREFIX}confusion_pair_total", "counter",
+               "Labeled predictions by (true, predicted) pair, most confused pairs only.", "",
+               ("model", "version", "true_class", "pred_class")),
+    MetricSpec(f"{PREFIX}calibration_bin_events_total", "counter",
+               "Labeled predictions per confidence bin (15 equal-width bins).", "",
+               ("model", "version", "bin")),
+    MetricSpec(f"{PREFIX}calibration_bin_confidence_sum_total", "counter",
+               "Sum of top-1 confidence per calibration bin.", "", ("model", "version", "bin")),
+    MetricSpec(f"{PREFIX}calibration_bin_correct_total", "counter",
+               "Correct labeled predictions per calibration bin.", "",
+               ("model", "version", "bin")),
+    MetricSpec(f"{PREFIX}calibration_ece", "gauge",
+               "Top-label expected calibration error over the window.", "ratio",
+               ("model", "version", "window", "source")),
+    MetricSpec(f"{PREFIX}calibration_mce", "gauge",
+               "Maximum calibration error over the window.", "ratio", MVW),
+    MetricSpec(f"{PREFIX}brier_score", "gauge",
+               "Multiclass Brier score over the window (needs probs).", "", MVW),
+    MetricSpec(f"{PREFIX}accuracy_ratio", "gauge",
+               "Realized accuracy of labeled predictions over the window.", "ratio", MVW),
+    MetricSpec(f"{PREFIX}estimated_accuracy_ratio", "gauge",
+               "Label-free accuracy estimate from calibrated confidence.", "ratio", MVW),
+    MetricSpec(f"{PREFIX}label_coverage_ratio", "gauge",
+               "Labeled predictions / predictions over the window.", "ratio", MVW),
+    MetricSpec(f"{PREFIX}class_recall_ratio", "gauge",
+               "Per-class recall over the window (class = true class).", "ratio",
+               ("model", "version", "class", "window")),
+    MetricSpec(f"{PREFIX}class_precision_ratio", "gauge",
+               "Per-class precision over the window (class = predicted class).", "ratio",
+               ("model", "version", "class", "window")),
+    MetricSpec(f"{PREFIX}label_delay_seconds", "histogram",
+               "Time from prediction to its ground-truth label.", "seconds", ("model",),
+               LABEL_DELAY_BUCKETS),
+    MetricSpec(f"{PREFIX}pending_joins", "gauge",
+               "Entries waiting in a join store for their other half.", "", ("store",)),
+    MetricSpec(f"{PREFIX}join_evicted_total", "counter",
+               "Join-store entries evicted before being joined.", "", ("store", "reason")),
+    MetricSpec(f"{PREFIX}eval_windows_total", "counter",
+               "Closed evaluation slices per quality objective.", "",
+               ("model", "version", "objective")),
+    MetricSpec(f"{PREFIX}eval_windows_good_total", "counter",
+               "Closed evaluation slices in which the objective held.", "",
+               ("model", "version", "objective")),
+    # --- reference model ----------------------------------------------------
+    MetricSpec(f"{PREFIX}reference_model_info", "info",
+               "Loaded reference model: file hash, device and batch size.", "",
+               ("model", "sha256", "device", "batch_size")),
+    MetricSpec(f"{PREFIX}reference_model_up", "gauge",
+               "1 when shadow scoring is running, 0 when disabled or failed.", "", ("model",)),
+    MetricSpec(f"{PREFIX}reference_model_load_seconds", "gauge",
+               "Time taken to load and warm up the reference model.", "seconds", ("model",)),
+    MetricSpec(f"{PREFIX}reference_batch_seconds", "histogram",
+               "Inference time of one reference-model batch.", "seconds", ("model",),
+               BATCH_SECONDS_BUCKETS),
+    MetricSpec(f"{PREFIX}reference_queue_depth", "gauge",
+               "Images waiting for the reference model.", "", ("model",)),
+    MetricSpec(f"{PREFIX}reference_images_scored_total", "counter",
+               "Images scored by the reference model.", "", ("model",)),
+    MetricSpec(f"{PREFIX}reference_errors_total", "counter",
+               "Reference-model batches that failed, by reason.", "", ("model", "reason")),
+    MetricSpec(f"{PREFIX}images_rejected_total", "counter",
+               "Images refused at intake, by reason.", "", ("reason",)),
+    MetricSpec(f"{PREFIX}images_dropped_total", "counter",
+               "Images dropped by the queue policy, by reason.", "", ("reason",)),
+    MetricSpec(f"{PREFIX}shadow_scored_total", "counter",
+               "Scored images joined to their prediction, by agreement.", "",
+               ("model", "version", "outcome")),
+    MetricSpec(f"{PREFIX}shadow_class_total", "counter",
+               "Shadow outcomes by production's predicted class.", "",
+               ("model", "version", "class", "outcome")),
+    MetricSpec(f"{PREFIX}shadow_agreement_ratio", "gauge",
+               "Agreement of production with the reference model over the window.", "ratio",
+               MVW),
+    MetricSpec(f"{PREFIX}embedding_mmd", "gauge",
+               "MMD^2 (RBF kernel) between current and baseline embeddings.", "", MVW),
+    MetricSpec(f"{PREFIX}embedding_mmd_threshold", "gauge",
+               "Calibrated MMD^2 critical value.", "", MVW),
+)
+
+#: The set of label values `reason` may take on rejection counters is bounded by
+#: `monitor.events.RejectReason`; `window` by the configured windows.
+
+
+class Catalog:
+    """Lookup over the metric specs; iteration order is declaration order."""
+
+    def __init__(self, specs: tuple[MetricSpec, ...]) -> None:
+        by_name: dict[str, MetricSpec] = {}
+        for spec in specs:
+            if spec.name in by_name:
+                raise ValueError(f"metric {spec.name} declared twice in the catalog")
+            if not spec.name.startswith(PREFIX):
+                raise ValueError(f"metric {spec.name} lacks the {PREFIX} prefix")
+            if spec.kind == "counter" and not spec.name.endswith("_total"):
+                raise ValueError(f"counter {spec.name} must end in _total")
+            if spec.kind == "histogram" and not spec.buckets:
+                raise ValueError(f"histogram {spec.name} needs buckets")
+            by_name[spec.name] = spec
+        self._by_name = by_name
+
+    def __iter__(self) -> Iterator[MetricSpec]:
+        return iter(self._by_name.values())
+
+    def __len__(self) -> int:
+        return len(self._by_name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._by_name
+
+    def __getitem__(self, name: str) -> MetricSpec:
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise KeyError(f"metric {name!r} is not in the catalog") from None
+
+    def series_names(self) -> frozenset[str]:
+        """Every sample name that can appear on /metrics (histogram parts included)."""
+        return frozenset(s for spec in self for s in spec.series_names())
+
+    def family_of(self, series: str) -> MetricSpec | None:
+        """The family a sample or recording-rule input name belongs to, if any."""
+        if series in self._by_name:
+            return self._by_name[series]
+        for suffix in ("_bucket", "_sum", "_count"):
+            if series.endswith(suffix):
+                spec = self._by_name.get(series[: -len(suffix)])
+                if spec is not None and spec.kind == "histogram":
+                    return spec
+        return None
+
+
+CATALOG = Catalog(_SPECS)
+
+
+def metric(short: str) -> str:
+    """Full metric name for a short name (`"requests_total"` -> `"visionmon_requests_total"`),
+    checked against the catalog so generators fail at build time on a typo."""
+    name = short if short.startswith(PREFIX) else PREFIX + short
+    return CATALOG[name].name

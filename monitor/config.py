@@ -1,0 +1,386 @@
+"""YAML configuration -> frozen typed objects.
+
+Every section is a pydantic model with `extra="forbid"`, so an unknown key is an
+error, and every error names the file, the key path and what would be valid.
+Secrets are never read from the file: only the *names* of environment variables.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from monitor.reference_config import ImagesConfig, ReferenceConfig
+from monitor.slo_spec import SloSpec
+
+CONFIG_VERSION = 1
+OTHER = "_other"
+_DURATION = re.compile(r"^(\d+)(s|m|h|d|w)$")
+_DURATION_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+class ConfigError(Exception):
+    """A configuration problem, phrased for a human: file, key path, what would be valid."""
+
+
+def parse_duration(text: str) -> int:
+    """'5m' -> 300 seconds. Accepts s, m, h, d, w units."""
+    match = _DURATION.match(text.strip())
+    if not match:
+        raise ValueError(f"{text!r} is not a duration; use a number and a unit, "
+                         "e.g. 30s, 5m, 1h, 1d")
+    return int(match.group(1)) * _DURATION_SECONDS[match.group(2)]
+
+
+def format_duration(seconds: int) -> str:
+    """300 -> '5m': the largest unit that divides the value exactly (Prometheus style)."""
+    for unit in ("w", "d", "h", "m"):
+        size = _DURATION_SECONDS[unit]
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+class Frozen(BaseModel):
+    """Base of every config section: immutable, unknown keys refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+
+
+_LITERAL_SECRETS = {
+    "sasl_password": "sasl_password_env",
+    "sasl_username": "sasl_username_env",
+    "ssl_password": "ssl_key_password_env",
+    "password": "sasl_password_env",
+}
+
+
+class TopicsConfig(Frozen):
+    predictions: str = "predictions"
+    images: str = "images"
+    feedback: str = "feedback"
+
+
+class KafkaConfig(Frozen):
+    bootstrap_servers: list[str] = Field(default_factory=lambda: ["127.0.0.1:9092"], min_length=1)
+    group_id: str = "visionmon"
+    client: Literal["kafka-python", "confluent-kafka"] = "kafka-python"
+    topics: TopicsConfig = TopicsConfig()
+    dead_letter_topic: str | None = None
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username_env: EnvName | None = None
+    sasl_password_env: EnvName | None = None
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    ssl_key_password_env: EnvName | None = None
+    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    poll_timeout_ms: int = Field(500, ge=10, le=60_000)
+    max_poll_records: int = Field(5000, ge=1, le=1_000_000)
+    session_timeout_ms: int = Field(6000, ge=1000)
+    heartbeat_interval_ms: int = Field(1000, ge=100)
+    max_poll_interval_ms: int = Field(6000, ge=1000)
+    commit_interval_seconds: float = Field(1.0, ge=0.0)
+    lag_interval_seconds: float = Field(5.0, gt=0.0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_literal_secrets(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key, instead in _LITERAL_SECRETS.items():
+                if key in data:
+                    raise ValueError(f"literal secret {key!r} is not allowed in the file; put "
+                                     f"it in an environment variable and set {instead!r} to "
+                                     "the variable's name")
+        return data
+
+    @model_validator(mode="after")
+    def _sasl_needs_credentials(self) -> KafkaConfig:
+        if self.security_protocol.startswith("SASL"):
+            if self.sasl_mechanism is None:
+                raise ValueError("security_protocol SASL_* needs sasl_mechanism "
+                                 "(PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512)")
+            if not (self.sasl_username_env and self.sasl_password_env):
+                raise ValueError("security_protocol SASL_* needs sasl_username_env and "
+                                 "sasl_password_env (names of environment variables)")
+        return self
+
+
+class ModelConfig(Frozen):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
+    classes: list[str] | None = None
+    classes_file: str | None = None
+    high_risk_classes: list[str] = Field(default_factory=list)
+
+    @field_validator("classes")
+    @classmethod
+    def _valid_classes(cls, classes: list[str] | None) -> list[str] | None:
+        if classes is not None:
+            _check_class_list(classes)
+        return classes
+
+    @model_validator(mode="after")
+    def _one_class_source(self) -> ModelConfig:
+        if (self.classes is None) == (self.classes_file is None):
+            raise ValueError("give exactly one of 'classes' (inline list) or 'classes_file'")
+        if self.classes is not None:
+            unknown = [c for c in self.high_risk_classes if c not in self.classes]
+            if unknown:
+                raise ValueError(f"high_risk_classes {unknown} are not in the class list")
+        return self
+
+
+def _check_class_list(classes: list[str]) -> None:
+    if len(classes) < 2:
+        raise ValueError("a class list needs at least 2 classes")
+    if len(set(classes)) != len(classes):
+        dupes = sorted({c for c in classes if classes.count(c) > 1})
+        raise ValueError(f"duplicate class names {dupes}")
+
+
+class HttpConfig(Frozen):
+    bind: str = "127.0.0.1"
+    port: int = Field(9464, ge=0, le=65535)
+    tls_certfile: str | None = None
+    tls_keyfile: str | None = None
+    basic_auth_user_env: EnvName | None = None
+    basic_auth_password_env: EnvName | None = None
+
+
+class LimitsConfig(Frozen):
+    max_message_bytes: int = Field(1_048_576, ge=256)
+    max_batch_events: int = Field(10_000, ge=1)
+    max_versions_per_model: int = Field(8, ge=1)
+    max_series_per_metric: int = Field(20_000, ge=100)
+    max_future_skew_seconds: float = Field(300.0, ge=0)
+    max_request_id_chars: int = Field(256, ge=8)
+
+
+class OtelConfig(Frozen):
+    endpoint: str | None = None
+    interval_seconds: float = Field(15.0, gt=0)
+    service_name: str = "visionmon"
+
+
+class StateConfig(Frozen):
+    checkpoint_dir: str | None = None
+    checkpoint_interval_seconds: float = Field(10.0, gt=0)
+    hash_request_ids: bool = False
+
+
+class WindowsConfig(Frozen):
+    sizes: list[str] = Field(default_factory=lambda: ["5m", "1h", "1d"], min_length=1)
+    slices: int = Field(60, ge=2, le=1440)
+
+    @field_validator("sizes")
+    @classmethod
+    def _durations(cls, sizes: list[str]) -> list[str]:
+        for s in sizes:
+            parse_duration(s)
+        if len(set(sizes)) != len(sizes):
+            raise ValueError("window sizes must be distinct")
+        return sizes
+
+    def seconds(self) -> list[int]:
+        return [parse_duration(s) for s in self.sizes]
+
+
+class BaselineConfig(Frozen):
+    mode: Literal["file", "first_events", "none"] = "none"
+    path: str | None = None
+    events: int = Field(10_000, ge=100)
+    quantile_bins: int = Field(10, ge=2, le=100)
+
+    @model_validator(mode="after")
+    def _file_needs_path(self) -> BaselineConfig:
+        if self.mode == "file" and not self.path:
+            raise ValueError("baseline mode 'file' needs 'path'")
+        return self
+
+
+class DriftConfig(Frozen):
+    alpha: float = Field(0.01, gt=0, lt=0.5)
+    min_effect: float = Field(0.0, ge=0)
+    features: list[Literal["predicted_class", "confidence", "margin", "entropy"]] = Field(
+        default_factory=lambda: ["predicted_class", "confidence", "margin", "entropy"])
+
+
+class JoinConfig(Frozen):
+    max_entries: int = Field(200_000, ge=1)
+    ttl: str = "1d"
+
+    @field_validator("ttl")
+    @classmethod
+    def _duration(cls, ttl: str) -> str:
+        parse_duration(ttl)
+        return ttl
+
+
+class QualityConfig(Frozen):
+    """Bounds that decide whether a closed evaluation slice was good (time-slice SLOs)."""
+
+    eval_slice: str = "5m"
+    min_labels: int = Field(20, ge=1)
+    min_accuracy: float = Field(0.9, ge=0, le=1)
+    min_shadow_agreement: float = Field(0.9, ge=0, le=1)
+    max_ece: float = Field(0.1, ge=0, le=1)
+
+    @field_validator("eval_slice")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+
+class VisionmonConfig(Frozen):
+    version: Literal[1]
+    kafka: KafkaConfig = KafkaConfig()
+    models: list[ModelConfig] = Field(min_length=1)
+    http: HttpConfig = HttpConfig()
+    limits: LimitsConfig = LimitsConfig()
+    otel: OtelConfig = OtelConfig()
+    state: StateConfig = StateConfig()
+    windows: WindowsConfig = WindowsConfig()
+    baseline: BaselineConfig = BaselineConfig()
+    drift: DriftConfig = DriftConfig()
+    labels: JoinConfig = JoinConfig()
+    quality: QualityConfig = QualityConfig()
+    images: ImagesConfig = ImagesConfig()
+    reference: ReferenceConfig | None = None
+    slos: SloSpec | None = None
+
+    @model_validator(mode="after")
+    def _unique_models(self) -> VisionmonConfig:
+        names = [m.name for m in self.models]
+        if len(set(names)) != len(names):
+            raise ValueError(f"model names must be unique, got {names}")
+        return self
+
+
+# ---------------------------------------------------------------------------
+# Loading
+
+
+def _format_error(path: str, err: ValidationError) -> str:
+    lines = [f"{path}: invalid configuration ({err.error_count()} problem(s))"]
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key (not part of config version 1; check the spelling)"
+        elif e["type"] == "missing":
+            msg = "required key is missing"
+        got = e.get("input")
+        suffix = "" if e["type"] in ("missing", "extra_forbidden") or isinstance(got, dict) \
+            else f" (got {got!r})"
+        lines.append(f"  {loc}: {msg}{suffix}")
+    return "\n".join(lines)
+
+
+def parse_config(data: Any, path: str = "<config>") -> VisionmonConfig:
+    """Validate already-parsed YAML data; `path` only appears in error messages."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping with 'version' and 'models'")
+    if "version" in data and data["version"] != CONFIG_VERSION:
+        raise ConfigError(
+            f"{path}: version: unsupported config version {data['version']!r}; "
+            f"this visionmon reads version {CONFIG_VERSION}")
+    try:
+        return VisionmonConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_error(path, err)) from None
+
+
+def load_config(path: str | os.PathLike[str]) -> LoadedConfig:
+    """Read, validate and resolve a config file (class files are read relative to it)."""
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as err:
+        raise ConfigError(f"{p}: cannot read config file: {err.strerror}") from None
+    try:
+        data = yaml.safe_load(raw)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{p}: not valid YAML{where}: {getattr(err, 'problem', err)}") from None
+    config = parse_config(data, str(p))
+    return resolve(config, str(p), hashlib.sha256(raw).hexdigest())
+
+
+class ModelClasses(Frozen):
+    """A model's class list, resolved from inline or file, with a name -> index map."""
+
+    name: str
+    classes: tuple[str, ...]
+    high_risk_classes: tuple[str, ...] = ()
+
+    def index(self) -> dict[str, int]:
+        return {c: i for i, c in enumerate(self.classes)}
+
+
+class LoadedConfig(Frozen):
+    """The validated config plus what was resolved from disk."""
+
+    path: str
+    sha256: str
+    config: VisionmonConfig
+    models: dict[str, ModelClasses]
+
+
+def resolve(config: VisionmonConfig, path: str = "<config>", sha256: str = "") -> LoadedConfig:
+    """Read class files and check cross-section references."""
+    base = Path(path).parent
+    models: dict[str, ModelClasses] = {}
+    for i, m in enumerate(config.models):
+        if m.classes is not None:
+            classes = list(m.classes)
+        else:
+            assert m.classes_file is not None
+            cpath = Path(m.classes_file)
+            if not cpath.is_absolute():
+                cpath = base / cpath
+            try:
+                classes = [ln.strip() for ln in cpath.read_text().splitlines() if ln.strip()]
+            except OSError as err:
+                raise ConfigError(f"{path}: models.{i}.classes_file: cannot read {cpath}: "
+                                  f"{err.strerror}") from None
+            try:
+                _check_class_list(classes)
+            except ValueError as err:
+                raise ConfigError(f"{path}: models.{i}.classes_file: {cpath}: {err}") from None
+            unknown = [c for c in m.high_risk_classes if c not in classes]
+            if unknown:
+                raise ConfigError(f"{path}: models.{i}.high_risk_classes: {unknown} are not in "
+                                  f"{cpath}")
+        models[m.name] = ModelClasses(name=m.name, classes=tuple(classes),
+                                      high_risk_classes=tuple(m.high_risk_classes))
+    if config.slos is not None:
+        for j, obj in enumerate(config.slos.objectives):
+            if obj.model not in models:
+                raise ConfigError(f"{path}: slos.objectives.{j}.model: unknown model "
+                                  f"{obj.model!r}; configured models are {sorted(models)}")
+    if config.reference is not None and config.reference.model not in models:
+        raise ConfigError(f"{path}: reference.model: unknown model {config.reference.model!r}; "
+                          f"configured models are {sorted(models)}")
+    return LoadedConfig(path=path, sha256=sha256, config=config, models=models)
+
+
+def read_secret(env_name: str | None, what: str) -> str | None:
+    """Value of a secret from the environment variable the config names."""
+    if env_name is None:
+        return None
+    value = os.environ.get(env_name)
+    if value is None:
+        raise ConfigError(f"{what}: environment variable {env_name} is not set")
+    return value

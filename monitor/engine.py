@@ -1,0 +1,250 @@
+"""The engine: applies batches of decoded events to bounded state and produces snapshots.
+
+No I/O: the daemon feeds it batches and reads snapshots. Updates are vectorised per
+(model, version) group, so the per-event Python work is only the grouping.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from monitor.catalog import CONFIDENCE_BUCKETS, LATENCY_BUCKETS
+from monitor.events import PredictionEvent, Rejection
+from monitor.snapshot import Series, SnapshotBuilder, histogram_value
+
+OTHER = "_other"
+_LAT_EDGES = np.asarray(LATENCY_BUCKETS)
+_CONF_EDGES = np.asarray(CONFIDENCE_BUCKETS)
+
+
+def bucket_index(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Prometheus `le` bucket of each value: first edge >= value; len(edges) is +Inf."""
+    return np.searchsorted(edges, values, side="left")
+
+
+@dataclass(slots=True)
+class _Group:
+    """Columns of one (model, version) group within a batch."""
+
+    ok: list[bool]
+    pred: list[int]
+    conf: list[float]
+    latency: list[float]
+    ts: list[float]
+
+    @classmethod
+    def empty(cls) -> _Group:
+        return cls([], [], [], [], [])
+
+
+class VersionState:
+    """Cumulative counters of one (model, version): the issue-2 request metrics."""
+
+    __slots__ = ("conf_counts", "conf_sum", "last_ts", "lat_counts", "lat_sum",
+                 "pred_counts", "requests_error", "requests_ok")
+
+    def __init__(self, n_classes: int) -> None:
+        self.pred_counts = np.zeros(n_classes, dtype=np.int64)
+        self.requests_ok = 0
+        self.requests_error = 0
+        self.lat_counts = np.zeros(len(LATENCY_BUCKETS) + 1, dtype=np.int64)
+        self.lat_sum = 0.0
+        self.conf_counts = np.zeros(len(CONFIDENCE_BUCKETS) + 1, dtype=np.int64)
+        self.conf_sum = 0.0
+        self.last_ts = math.nan
+
+    def apply(self, g: _Group) -> None:
+        ok = np.asarray(g.ok, dtype=bool)
+        n_ok = int(ok.sum())
+        self.requests_ok += n_ok
+        self.requests_error += len(g.ok) - n_ok
+        if n_ok:
+            pred = np.asarray(g.pred, dtype=np.int64)[ok]
+            self.pred_counts += np.bincount(pred, minlength=self.pred_counts.size)
+            conf = np.asarray(g.conf, dtype=np.float64)[ok]
+            conf = conf[~np.isnan(conf)]
+            if conf.size:
+                self.conf_counts += np.bincount(bucket_index(conf, _CONF_EDGES),
+                                                minlength=self.conf_counts.size)
+                self.conf_sum += float(conf.sum())
+        lat = np.asarray(g.latency, dtype=np.float64)
+        lat = lat[~np.isnan(lat)]
+        if lat.size:
+            self.lat_counts += np.bincount(bucket_index(lat, _LAT_EDGES),
+                                           minlength=self.lat_counts.size)
+            self.lat_sum += float(lat.sum())
+        newest = max(g.ts)
+        if math.isnan(self.last_ts) or newest > self.last_ts:
+            self.last_ts = newest
+
+    def state(self) -> dict[str, Any]:
+        return {"pred_counts": self.pred_counts.tolist(), "requests_ok": self.requests_ok,
+                "requests_error": self.requests_error, "lat_counts": self.lat_counts.tolist(),
+                "lat_sum": self.lat_sum, "conf_counts": self.conf_counts.tolist(),
+                "conf_sum": self.conf_sum, "last_ts": self.last_ts}
+
+    def restore(self, s: Mapping[str, Any]) -> None:
+        self.pred_counts[...] = s["pred_counts"]
+        self.requests_ok = int(s["requests_ok"])
+        self.requests_error = int(s["requests_error"])
+        self.lat_counts[...] = s["lat_counts"]
+        self.lat_sum = float(s["lat_sum"])
+        self.conf_counts[...] = s["conf_counts"]
+        self.conf_sum = float(s["conf_sum"])
+        self.last_ts = float(s["last_ts"])
+
+
+class VersionLimiter:
+    """Bounds the `version` label: the first N versions of a model keep their name,
+    later ones fold into `_other` (counted, so an operator can raise the limit)."""
+
+    def __init__(self, max_versions: int) -> None:
+        self.max_versions = max_versions
+        self.known: dict[str, list[str]] = defaultdict(list)
+        self.limited: dict[str, int] = defaultdict(int)
+
+    def key(self, model: str, version: str) -> str:
+        known = self.known[model]
+        if version in known:
+            return version
+        if len(known) < self.max_versions:
+            known.append(version)
+            return version
+        self.limited[model] += 1
+        return OTHER
+
+
+class Engine:
+    """All statistics state of one daemon. Not thread-safe: the caller serialises
+    `apply_*` and `snapshot` (the daemon holds one lock around both)."""
+
+    def __init__(self, models: Mapping[str, Sequence[str]], max_versions_per_model: int) -> None:
+        self.models = {name: tuple(classes) for name, classes in models.items()}
+        self.versions = VersionLimiter(max_versions_per_model)
+        self.by_version: dict[tuple[str, str], VersionState] = {}
+        self.consumed: dict[str, int] = defaultdict(int)
+        self.accepted: dict[str, int] = defaultdict(int)
+        self.rejected: dict[tuple[str, str], int] = defaultdict(int)
+        self.late: dict[str, int] = defaultdict(int)
+        self.extensions: list[EngineExtension] = []
+
+    # --- applying batches ---------------------------------------------------
+    def record_consumed(self, topic: str, n: int = 1) -> None:
+        self.consumed[topic] += n
+
+    def record_rejections(self, topic: str, rejections: Iterable[Rejection]) -> None:
+        for r in rejections:
+            self.rejected[(topic, r.reason.value)] += 1
+
+    def record_rejection(self, topic: str, reason: str, n: int = 1) -> None:
+        self.rejected[(topic, reason)] += n
+
+    def apply_predictions(self, events: Sequence[PredictionEvent], topic: str = "predictions"
+                          ) -> None:
+        if not events:
+            return
+        self.accepted[topic] += len(events)
+        groups: dict[tuple[str, str], _Group] = {}
+        key_of = self.versions.key
+        for e in events:
+            key = (e.model, key_of(e.model, e.version))
+            g = groups.get(key)
+            if g is None:
+                g = groups[key] = _Group.empty()
+            g.ok.append(e.ok)
+            g.pred.append(e.pred)
+            g.conf.append(e.confidence)
+            g.latency.append(e.latency_s)
+            g.ts.append(e.ts)
+        for key, g in groups.items():
+            state = self.by_version.get(key)
+            if state is None:
+                state = self.by_version[key] = VersionState(len(self.models[key[0]]))
+            state.apply(g)
+        for ext in self.extensions:
+            ext.on_predictions(events, groups)
+
+    def count_accepted(self, topic: str, n: int) -> None:
+        self.accepted[topic] += n
+
+    # --- reading ------------------------------------------------------------
+    def snapshot(self) -> dict[str, Series]:
+        b = SnapshotBuilder()
+        for topic, n in self.consumed.items():
+            b.set("visionmon_records_consumed_total", (topic,), float(n))
+        for topic, n in self.accepted.items():
+            b.set("visionmon_events_accepted_total", (topic,), float(n))
+        for (topic, reason), n in self.rejected.items():
+            b.set("visionmon_records_rejected_total", (topic, reason), float(n))
+        for topic, n in self.late.items():
+            b.set("visionmon_late_events_total", (topic,), float(n))
+        for model, n in self.versions.limited.items():
+            b.set("visionmon_series_limited_total", (model,), float(n))
+        for (model, version), s in self.by_version.items():
+            mv = (model, version)
+            b.counts("visionmon_predictions_total", mv, self.models[model], s.pred_counts)
+            b.set("visionmon_requests_total", (*mv, "ok"), float(s.requests_ok))
+            b.set("visionmon_requests_total", (*mv, "error"), float(s.requests_error))
+            b.set("visionmon_request_latency_seconds", mv, histogram_value(s.lat_counts, s.lat_sum))
+            b.set("visionmon_prediction_confidence", mv,
+                  histogram_value(s.conf_counts, s.conf_sum))
+            if not math.isnan(s.last_ts):
+                b.set("visionmon_last_event_timestamp_seconds", mv, s.last_ts)
+        for ext in self.extensions:
+            ext.snapshot(b)
+        return b.build()
+
+    # --- checkpoint -----------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        return {
+            "consumed": dict(self.consumed),
+            "accepted": dict(self.accepted),
+            "rejected": [[t, r, n] for (t, r), n in self.rejected.items()],
+            "late": dict(self.late),
+            "versions": {m: list(v) for m, v in self.versions.known.items()},
+            "limited": dict(self.versions.limited),
+            "by_version": [[m, v, s.state()] for (m, v), s in self.by_version.items()],
+            "extensions": {type(x).__name__: x.state() for x in self.extensions},
+        }
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        self.consumed.update(state["consumed"])
+        self.accepted.update(state["accepted"])
+        for t, r, n in state["rejected"]:
+            self.rejected[(t, r)] = n
+        self.late.update(state["late"])
+        for m, versions in state["versions"].items():
+            self.versions.known[m] = list(versions)
+        self.versions.limited.update(state["limited"])
+        for m, v, s in state["by_version"]:
+            if m not in self.models:
+                continue
+            vs = self.by_version[(m, v)] = VersionState(len(self.models[m]))
+            vs.restore(s)
+        ext_state = state.get("extensions", {})
+        for ext in self.extensions:
+            if type(ext).__name__ in ext_state:
+                ext.restore(ext_state[type(ext).__name__])
+
+
+class EngineExtension:
+    """A block of statistics fed by the engine (drift, labels, shadow scoring)."""
+
+    def on_predictions(self, events: Sequence[PredictionEvent],
+                       groups: Mapping[tuple[str, str], _Group]) -> None:
+        """Called after the core counters took a batch of predictions."""
+
+    def snapshot(self, b: SnapshotBuilder) -> None:
+        """Add this extension's series to a snapshot."""
+
+    def state(self) -> Any:
+        return None
+
+    def restore(self, state: Any) -> None:
+        """Load what `state()` returned."""

@@ -1,0 +1,495 @@
+"""Event contract v1: typed events, and decoding of Kafka record bytes into events or
+rejections with a reason.
+
+Decoding is pure (the wall clock is passed in) and never raises on bad input: every
+record becomes accepted events and/or `Rejection`s that keep the original bytes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+import orjson
+
+CONTRACT_VERSION = 1
+PROBS_TOLERANCE = 1e-3
+
+
+class RejectReason(StrEnum):
+    """Why a record (or one element of a batch) was refused. Bounded: these are label values."""
+
+    INVALID_JSON = "invalid_json"
+    NOT_OBJECT = "not_object"
+    EMPTY = "empty"
+    TOO_LARGE = "too_large"
+    BATCH_TOO_LARGE = "batch_too_large"
+    MISSING_FIELD = "missing_field"
+    WRONG_TYPE = "wrong_type"
+    OUT_OF_RANGE = "out_of_range"
+    INVALID_TIMESTAMP = "invalid_timestamp"
+    TIMESTAMP_IN_FUTURE = "timestamp_in_future"
+    INVALID_STATUS = "invalid_status"
+    PROBS_LENGTH = "probs_length"
+    PROBS_SUM = "probs_sum"
+    TOPK_INVALID = "topk_invalid"
+    UNKNOWN_CLASS = "unknown_class"
+    UNKNOWN_MODEL = "unknown_model"
+    MISSING_HEADER = "missing_header"
+    UNSUPPORTED_CONTENT_TYPE = "unsupported_content_type"
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A refused record or batch element, with its original bytes for the dead-letter topic."""
+
+    reason: RejectReason
+    detail: str
+    raw: bytes
+    index: int | None = None  # position inside a batch message
+
+
+@dataclass(frozen=True, slots=True)
+class PredictionEvent:
+    """One served request. `pred` is a class index; confidence is NaN when the request failed."""
+
+    request_id: str
+    ts: float
+    model: str
+    version: str
+    ok: bool
+    pred: int
+    confidence: float
+    margin: float
+    entropy: float
+    latency_s: float
+    top5: tuple[int, ...] = ()
+    probs: tuple[float, ...] | None = None
+    deployment: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackEvent:
+    """A ground-truth label; `label` is an index or a name, resolved against the model later."""
+
+    request_id: str
+    label: int | str
+    ts: float
+    source: str | None = None
+    model: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ImageEvent:
+    """A sampled input image: raw bytes plus the headers that tie it to its prediction."""
+
+    request_id: str
+    model: str
+    version: str
+    ts: float | None
+    content_type: str | None
+    data: bytes
+
+
+@dataclass(slots=True)
+class Decoded:
+    """What one Kafka record decoded into."""
+
+    events: list[Any] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+
+
+class _Bad(Exception):
+    """Internal: one element failed validation."""
+
+    def __init__(self, reason: RejectReason, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class ModelClassIndex:
+    """What decoding needs to know of one model: its classes and a name -> index map."""
+
+    classes: tuple[str, ...]
+    by_name: Mapping[str, int]
+
+    @classmethod
+    def of(cls, classes: Sequence[str]) -> ModelClassIndex:
+        return cls(tuple(classes), {c: i for i, c in enumerate(classes)})
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeLimits:
+    max_message_bytes: int = 1_048_576
+    max_batch_events: int = 10_000
+    max_future_skew_seconds: float = 300.0
+    max_request_id_chars: int = 256
+
+
+def parse_json(raw: bytes) -> Any:
+    """orjson first (fast); stdlib json as the fallback so NaN/Infinity literals reach
+    validation and are refused as out of range rather than as bad JSON."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        try:
+            return json.loads(raw)
+        except (ValueError, RecursionError, UnicodeDecodeError) as err:
+            raise _Bad(RejectReason.INVALID_JSON, f"not JSON: {str(err)[:120]}") from None
+
+
+def parse_timestamp(value: Any, now: float, skew: float) -> float:
+    """Epoch seconds (number) or RFC 3339 string with offset -> epoch seconds."""
+    if isinstance(value, bool):
+        raise _Bad(RejectReason.WRONG_TYPE, "ts must be a number or an RFC 3339 string")
+    if isinstance(value, int | float):
+        ts = float(value)
+    elif isinstance(value, str):
+        try:
+            dt = datetime.fromisoformat(value)
+        except ValueError:
+            raise _Bad(RejectReason.INVALID_TIMESTAMP, "ts is not RFC 3339") from None
+        if dt.tzinfo is None:
+            raise _Bad(RejectReason.INVALID_TIMESTAMP, "ts has no UTC offset")
+        ts = dt.timestamp()
+    else:
+        raise _Bad(RejectReason.WRONG_TYPE, "ts must be a number or an RFC 3339 string")
+    if not math.isfinite(ts) or ts < 0:
+        raise _Bad(RejectReason.INVALID_TIMESTAMP, "ts must be finite and >= 0")
+    if ts > now + skew:
+        raise _Bad(RejectReason.TIMESTAMP_IN_FUTURE, f"ts is {ts - now:.0f} s in the future")
+    return ts
+
+
+def _req_str(obj: Mapping[str, Any], key: str, limit: int = 256) -> str:
+    value = obj.get(key)
+    if value is None:
+        raise _Bad(RejectReason.MISSING_FIELD, f"{key} is required")
+    if type(value) is not str:
+        raise _Bad(RejectReason.WRONG_TYPE, f"{key} must be a string")
+    if not value or len(value) > limit:
+        raise _Bad(RejectReason.OUT_OF_RANGE, f"{key} must have 1..{limit} characters")
+    return value
+
+
+def _prob(value: Any, what: str) -> float:
+    if type(value) is not float and type(value) is not int:
+        raise _Bad(RejectReason.WRONG_TYPE, f"{what} must be a number")
+    if not 0.0 <= value <= 1.0:  # NaN fails both comparisons
+        raise _Bad(RejectReason.OUT_OF_RANGE, f"{what} must be in [0, 1]")
+    return float(value)
+
+
+def _class_index(value: Any, model: ModelClassIndex, what: str) -> int:
+    if type(value) is int:
+        if 0 <= value < len(model.classes):
+            return value
+        raise _Bad(RejectReason.UNKNOWN_CLASS,
+                   f"{what} index {value} outside 0..{len(model.classes) - 1}")
+    if type(value) is str:
+        idx = model.by_name.get(value)
+        if idx is None:
+            raise _Bad(RejectReason.UNKNOWN_CLASS, f"{what} {value[:64]!r} is not a known class")
+        return idx
+    raise _Bad(RejectReason.WRONG_TYPE, f"{what} must be a class index or name")
+
+
+def _entropy(probs: Sequence[float]) -> float:
+    return -sum(p * math.log(p) for p in probs if p > 0.0)
+
+
+class PredictionDecoder:
+    """Decodes `predictions` records: one object, a JSON array, or newline-delimited objects."""
+
+    def __init__(self, models: Mapping[str, ModelClassIndex], limits: DecodeLimits) -> None:
+        self._models = models
+        self._limits = limits
+
+    def decode(self, raw: bytes | None, now: float) -> Decoded:
+        out = Decoded()
+        if not raw:
+            out.rejections.append(Rejection(RejectReason.EMPTY, "empty message", raw or b""))
+            return out
+        if len(raw) > self._limits.max_message_bytes:
+            out.rejections.append(Rejection(
+                RejectReason.TOO_LARGE,
+                f"{len(raw)} bytes > limit {self._limits.max_message_bytes}", raw))
+            return out
+        try:
+            items, pieces = self._split(raw)
+        except _Bad as bad:
+            out.rejections.append(Rejection(bad.reason, bad.detail, raw))
+            return out
+        if len(items) > self._limits.max_batch_events:
+            out.rejections.append(Rejection(
+                RejectReason.BATCH_TOO_LARGE,
+                f"{len(items)} events > limit {self._limits.max_batch_events}", raw))
+            return out
+        single = len(items) == 1 and pieces is None
+        for i, item in enumerate(items):
+            try:
+                if isinstance(item, _Bad):
+                    raise item
+                out.events.append(self._event(item, now))
+            except _Bad as bad:
+                piece = raw if single else self._piece(items, pieces, i)
+                out.rejections.append(Rejection(bad.reason, bad.detail, piece,
+                                                None if single else i))
+        return out
+
+    @staticmethod
+    def _piece(items: list[Any], pieces: list[bytes] | None, i: int) -> bytes:
+        if pieces is not None:
+            return pieces[i]
+        try:
+            return orjson.dumps(items[i])
+        except TypeError:
+            return json.dumps(items[i]).encode()
+
+    def _split(self, raw: bytes) -> tuple[list[Any], list[bytes] | None]:
+        """-> (elements, original byte pieces for NDJSON or None)."""
+        try:
+            doc = parse_json(raw)
+        except _Bad:
+            if b"\n" not in raw:
+                raise
+            pieces = [ln for ln in raw.split(b"\n") if ln.strip()]
+            if len(pieces) > self._limits.max_batch_events:
+                return pieces, None  # refused whole by the caller
+            items: list[Any] = []
+            for ln in pieces:
+                try:
+                    items.append(parse_json(ln))
+                except _Bad as bad:
+                    items.append(bad)
+            return items, pieces
+        if isinstance(doc, list):
+            return doc, None
+        return [doc], None
+
+    def _event(self, obj: Any, now: float) -> PredictionEvent:
+        if type(obj) is not dict:
+            raise _Bad(RejectReason.NOT_OBJECT, "an event must be a JSON object")
+        lim = self._limits
+        request_id = _req_str(obj, "request_id", lim.max_request_id_chars)
+        model_name = _req_str(obj, "model")
+        version = _req_str(obj, "version", 128)
+        if "ts" not in obj:
+            raise _Bad(RejectReason.MISSING_FIELD, "ts is required")
+        ts = parse_timestamp(obj["ts"], now, lim.max_future_skew_seconds)
+        model = self._models.get(model_name)
+        if model is None:
+            raise _Bad(RejectReason.UNKNOWN_MODEL, f"model {model_name[:64]!r} is not configured")
+        status = obj.get("status", "ok")
+        if status == "ok":
+            ok = True
+        elif status == "error":
+            ok = False
+        elif type(status) is not str:
+            raise _Bad(RejectReason.WRONG_TYPE, "status must be 'ok' or 'error'")
+        else:
+            raise _Bad(RejectReason.INVALID_STATUS, "status must be 'ok' or 'error'")
+        latency = obj.get("latency_ms")
+        if latency is None:
+            latency_s = math.nan
+        elif type(latency) is not int and type(latency) is not float:
+            raise _Bad(RejectReason.WRONG_TYPE, "latency_ms must be a number")
+        elif not 0.0 <= latency < 1e9:
+            raise _Bad(RejectReason.OUT_OF_RANGE, "latency_ms must be >= 0 and finite")
+        else:
+            latency_s = latency / 1000.0
+        deployment = obj.get("deployment")
+        if deployment is not None and type(deployment) is not str:
+            raise _Bad(RejectReason.WRONG_TYPE, "deployment must be a string")
+
+        n_classes = len(model.classes)
+        probs_t: tuple[float, ...] | None = None
+        top5: tuple[int, ...] = ()
+        p1 = p2 = math.nan
+        entropy = math.nan
+        argmax = -1
+        probs = obj.get("probs")
+        if probs is not None:
+            if type(probs) is not list:
+                raise _Bad(RejectReason.WRONG_TYPE, "probs must be a list of numbers")
+            if len(probs) != n_classes:
+                raise _Bad(RejectReason.PROBS_LENGTH,
+                           f"probs has {len(probs)} values, model has {n_classes} classes")
+            for p in probs:
+                if type(p) is not float and type(p) is not int:
+                    raise _Bad(RejectReason.WRONG_TYPE, "probs must be a list of numbers")
+                if not 0.0 <= p <= 1.0:
+                    raise _Bad(RejectReason.OUT_OF_RANGE, "probs values must be in [0, 1]")
+            total = math.fsum(probs)
+            if abs(total - 1.0) > PROBS_TOLERANCE:
+                raise _Bad(RejectReason.PROBS_SUM, f"probs sum to {total:.6g}, not 1 +- 1e-3")
+            probs_t = tuple(float(p) for p in probs)
+            order = sorted(range(n_classes), key=probs_t.__getitem__, reverse=True)[:5]
+            top5 = tuple(order)
+            argmax = order[0]
+            p1 = probs_t[order[0]]
+            p2 = probs_t[order[1]]
+            entropy = _entropy(probs_t)
+        topk = obj.get("topk")
+        if topk is not None:
+            top_from_k, k1, k2 = self._topk(topk, model)
+            if probs_t is None:
+                top5, p1, p2 = top_from_k, k1, k2
+                argmax = top5[0] if top5 else -1
+        conf = obj.get("confidence")
+        confidence = _prob(conf, "confidence") if conf is not None else p1
+
+        pred_raw = obj.get("pred")
+        if pred_raw is None:
+            if ok and argmax < 0:
+                raise _Bad(RejectReason.MISSING_FIELD, "pred is required when status is ok")
+            pred = argmax
+        else:
+            pred = _class_index(pred_raw, model, "pred")
+        margin = p1 - p2 if not (math.isnan(p1) or math.isnan(p2)) else math.nan
+        if not ok:
+            confidence = math.nan if conf is None else confidence
+        return PredictionEvent(request_id, ts, model_name, version, ok, pred, confidence,
+                               margin, entropy, latency_s, top5, probs_t,
+                               deployment)
+
+    @staticmethod
+    def _topk(topk: Any, model: ModelClassIndex) -> tuple[tuple[int, ...], float, float]:
+        if type(topk) is not list or not topk:
+            raise _Bad(RejectReason.WRONG_TYPE, "topk must be a non-empty list of [class, prob]")
+        classes: list[int] = []
+        probs: list[float] = []
+        for entry in topk:
+            if type(entry) is not list or len(entry) != 2:
+                raise _Bad(RejectReason.WRONG_TYPE, "topk entries must be [class, prob]")
+            classes.append(_class_index(entry[0], model, "topk class"))
+            probs.append(_prob(entry[1], "topk prob"))
+        if any(a < b for a, b in itertools.pairwise(probs)):
+            raise _Bad(RejectReason.TOPK_INVALID, "topk must be in descending probability")
+        if len(set(classes)) != len(classes):
+            raise _Bad(RejectReason.TOPK_INVALID, "topk repeats a class")
+        if sum(probs) > 1.0 + PROBS_TOLERANCE:
+            raise _Bad(RejectReason.TOPK_INVALID, "topk probabilities sum to more than 1")
+        p2 = probs[1] if len(probs) > 1 else math.nan
+        return tuple(classes[:5]), probs[0], p2
+
+
+class FeedbackDecoder:
+    """Decodes `feedback` records: `{request_id, label, ts, source?, model?}` objects."""
+
+    def __init__(self, models: Mapping[str, ModelClassIndex], limits: DecodeLimits) -> None:
+        self._models = models
+        self._limits = limits
+
+    def decode(self, raw: bytes | None, now: float) -> Decoded:
+        out = Decoded()
+        if not raw:
+            out.rejections.append(Rejection(RejectReason.EMPTY, "empty message", raw or b""))
+            return out
+        if len(raw) > self._limits.max_message_bytes:
+            out.rejections.append(Rejection(RejectReason.TOO_LARGE,
+                                            f"{len(raw)} bytes > limit", raw))
+            return out
+        try:
+            obj = parse_json(raw)
+            out.events.append(self._event(obj, now))
+        except _Bad as bad:
+            out.rejections.append(Rejection(bad.reason, bad.detail, raw))
+        return out
+
+    def _event(self, obj: Any, now: float) -> FeedbackEvent:
+        if type(obj) is not dict:
+            raise _Bad(RejectReason.NOT_OBJECT, "feedback must be a JSON object")
+        request_id = _req_str(obj, "request_id", self._limits.max_request_id_chars)
+        if "label" not in obj or obj["label"] is None:
+            raise _Bad(RejectReason.MISSING_FIELD, "label is required")
+        label = obj["label"]
+        if type(label) is int:
+            if label < 0:
+                raise _Bad(RejectReason.UNKNOWN_CLASS, "label index must be >= 0")
+        elif type(label) is str:
+            if not label or len(label) > 256:
+                raise _Bad(RejectReason.OUT_OF_RANGE, "label must have 1..256 characters")
+        else:
+            raise _Bad(RejectReason.WRONG_TYPE, "label must be a class index or name")
+        if "ts" not in obj:
+            raise _Bad(RejectReason.MISSING_FIELD, "ts is required")
+        ts = parse_timestamp(obj["ts"], now, self._limits.max_future_skew_seconds)
+        source = obj.get("source")
+        if source is not None and type(source) is not str:
+            raise _Bad(RejectReason.WRONG_TYPE, "source must be a string")
+        model_name = obj.get("model")
+        if model_name is not None:
+            if type(model_name) is not str:
+                raise _Bad(RejectReason.WRONG_TYPE, "model must be a string")
+            model = self._models.get(model_name)
+            if model is None:
+                raise _Bad(RejectReason.UNKNOWN_MODEL,
+                           f"model {model_name[:64]!r} is not configured")
+            label = _class_index(label, model, "label")
+        return FeedbackEvent(request_id, label, ts, source, model_name)
+
+
+IMAGE_CONTENT_TYPES = frozenset({"image/jpeg", "image/png", "image/webp"})
+
+
+class ImageDecoder:
+    """Checks the headers of `images` records; pixel decoding happens in reference_model."""
+
+    def __init__(self, models: Mapping[str, ModelClassIndex], max_bytes: int,
+                 limits: DecodeLimits) -> None:
+        self._models = models
+        self._max_bytes = max_bytes
+        self._limits = limits
+
+    def decode(self, raw: bytes | None, headers: Sequence[tuple[str, bytes | None]],
+               now: float) -> Decoded:
+        out = Decoded()
+        try:
+            out.events.append(self._event(raw, headers, now))
+        except _Bad as bad:
+            out.rejections.append(Rejection(bad.reason, bad.detail, raw or b""))
+        return out
+
+    def _event(self, raw: bytes | None, headers: Sequence[tuple[str, bytes | None]],
+               now: float) -> ImageEvent:
+        if not raw:
+            raise _Bad(RejectReason.EMPTY, "empty image")
+        if len(raw) > self._max_bytes:
+            raise _Bad(RejectReason.TOO_LARGE, f"{len(raw)} bytes > limit {self._max_bytes}")
+        h: dict[str, str] = {}
+        for key, value in headers:
+            if value is None:
+                continue
+            try:
+                h[key.lower()] = value.decode("utf-8")
+            except UnicodeDecodeError:
+                raise _Bad(RejectReason.WRONG_TYPE, f"header {key} is not UTF-8") from None
+        for key in ("request_id", "model", "version"):
+            if not h.get(key):
+                raise _Bad(RejectReason.MISSING_HEADER, f"header {key} is required")
+        if len(h["request_id"]) > self._limits.max_request_id_chars:
+            raise _Bad(RejectReason.OUT_OF_RANGE, "request_id header too long")
+        if h["model"] not in self._models:
+            raise _Bad(RejectReason.UNKNOWN_MODEL, f"model {h['model'][:64]!r} is not configured")
+        ctype = h.get("content-type")
+        if ctype is not None and ctype.split(";")[0].strip().lower() not in IMAGE_CONTENT_TYPES:
+            raise _Bad(RejectReason.UNSUPPORTED_CONTENT_TYPE,
+                       f"content-type {ctype[:64]!r}; expected one of "
+                       f"{sorted(IMAGE_CONTENT_TYPES)}")
+        ts: float | None = None
+        if "ts" in h:
+            raw_ts: Any = h["ts"]
+            with contextlib.suppress(ValueError):
+                raw_ts = float(raw_ts)
+            ts = parse_timestamp(raw_ts, now, self._limits.max_future_skew_seconds)
+        return ImageEvent(h["request_id"], h["model"], h["version"][:128], ts, ctype, raw)

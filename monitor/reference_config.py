@@ -1,0 +1,108 @@
+"""The `images:` and `reference:` sections of the config (image intake limits, model card).
+
+Units: bytes are encoded bytes, pixels are width x height of the decoded first frame,
+`linger_ms` is milliseconds, `mean`/`std` are on the [0, 1] pixel scale (pixel / 255).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ImagesConfig(_Frozen):
+    """Limits applied before any image is decoded (see docs/reference-model.md)."""
+
+    #: Largest encoded image accepted, in bytes.
+    max_bytes: int = Field(5_000_000, ge=100)
+    #: Largest decoded first frame accepted, in pixels (width x height); checked from the
+    #: header, before any pixel data is decompressed.
+    max_pixels: int = Field(40_000_000, ge=64)
+    #: Longest side / shortest side above which an image is refused (e.g. 1 x 100000).
+    max_aspect_ratio: float = Field(100.0, ge=1.0)
+    allowed_formats: list[Literal["JPEG", "PNG", "WEBP"]] = Field(
+        default_factory=lambda: ["JPEG", "PNG", "WEBP"], min_length=1)
+    #: RGB colour (0-255) that transparent pixels are composited over.
+    alpha_background: tuple[int, int, int] = (255, 255, 255)
+
+    @field_validator("alpha_background")
+    @classmethod
+    def _rgb(cls, value: tuple[int, int, int]) -> tuple[int, int, int]:
+        if any(not 0 <= v <= 255 for v in value):
+            raise ValueError("alpha_background values must be in 0..255")
+        return value
+
+
+class ReferenceConfig(_Frozen):
+    """The reference model and its model card."""
+
+    #: Production model (from `models:`) whose sampled images this model re-scores.
+    model: str
+    #: TorchScript file (`torch.jit.save`) or torch.export program (`.pt2`).
+    path: str
+    #: Expected SHA-256 of the file, lowercase hex; checked before loading.
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    #: When false, a reference model that cannot be loaded disables shadow scoring
+    #: (visionmon_reference_model_up 0) instead of stopping the daemon.
+    required: bool = True
+    #: The reference model's class names in output order. None: same classes and order as
+    #: the production model. Otherwise every production class must appear here (matched by
+    #: name); extra reference classes are ignored when taking the top-1.
+    classes: list[str] | None = None
+    #: Square input side, in pixels.
+    input_size: int = Field(224, ge=8, le=1024)
+    #: `stretch`: resize to input_size x input_size. `center_crop`: scale the shorter side
+    #: to input_size and cut the centre square.
+    resize: Literal["stretch", "center_crop"] = "stretch"
+    channel_order: Literal["RGB", "BGR"] = "RGB"
+    mean: list[float] = Field(default_factory=lambda: [0.485, 0.456, 0.406])
+    std: list[float] = Field(default_factory=lambda: [0.229, 0.224, 0.225])
+    #: `second_output`: the model returns (logits, embedding). Any other value names a
+    #: submodule (e.g. `avgpool`) whose output is the embedding (torch.export only).
+    embedding: Literal["second_output"] | str = "second_output"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    batch_size: int = Field(64, ge=1, le=4096)
+    #: Images waiting for the model (encoded); the oldest are dropped beyond this.
+    queue_size: int = Field(1024, ge=1)
+    #: Encoded bytes waiting for the model; the oldest are dropped beyond this.
+    queue_max_bytes: int = Field(256 * 1024 * 1024, ge=1024)
+    #: Threads decoding images (Pillow releases the GIL while decoding).
+    decode_workers: int = Field(2, ge=1, le=64)
+    #: How long the inference thread waits for a batch to fill, in milliseconds.
+    linger_ms: float = Field(5.0, ge=0.0, le=1000.0)
+    #: torch CPU threads when scoring on the CPU (torch.set_num_threads is process-wide).
+    cpu_threads: int = Field(1, ge=1, le=256)
+    #: Wrap the model in torch.compile (CUDA, torch.export artifacts only).
+    compile: bool = False
+
+    @field_validator("mean", "std")
+    @classmethod
+    def _three(cls, value: list[float]) -> list[float]:
+        if len(value) != 3:
+            raise ValueError("needs exactly 3 values (one per channel, in channel_order)")
+        return value
+
+    @field_validator("std")
+    @classmethod
+    def _positive(cls, value: list[float]) -> list[float]:
+        if any(v <= 0 for v in value):
+            raise ValueError("std values must be > 0")
+        return value
+
+    @field_validator("classes")
+    @classmethod
+    def _unique(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError("class names must be unique")
+        return value
+
+    @model_validator(mode="after")
+    def _embedding_name(self) -> ReferenceConfig:
+        if not self.embedding.strip():
+            raise ValueError("embedding must be 'second_output' or a submodule name")
+        return self

@@ -1,0 +1,42 @@
+"""The offset tracker: commit the highest contiguous processed offset + 1."""
+
+import pytest
+
+from collectors.offsets import OffsetTracker
+
+TP = ("t", 0)
+
+CASES = [
+    ("in-order offsets commit past the last", [0, 1, 2], 3),
+    ("a gap holds the commit point back", [0, 1, 3, 4], 2),
+    ("filling the gap releases the later offsets", [0, 1, 3, 4, 2], 5),
+    ("a redelivered offset changes nothing", [0, 1, 1, 0, 2], 3),
+    ("tracking may start mid-partition", [100, 101], 102),
+]
+
+
+@pytest.mark.parametrize(("title", "offsets", "expected"), CASES, ids=[c[0] for c in CASES])
+def test_commit_point(title, offsets, expected):
+    t = OffsetTracker()
+    t.assign(TP)
+    for o in offsets:
+        t.processed(TP, o)
+    assert t.commit_points() == {TP: expected}
+
+
+def test_nothing_to_commit_twice():
+    t = OffsetTracker()
+    t.assign(TP, 5)
+    assert t.commit_points() == {}
+    t.processed(TP, 5)
+    points = t.commit_points()
+    t.mark_committed(points)
+    assert t.commit_points() == {}
+
+
+def test_revoked_partition_is_forgotten():
+    t = OffsetTracker()
+    t.assign(TP)
+    t.processed(TP, 0)
+    t.revoke(TP)
+    assert t.commit_points() == {}

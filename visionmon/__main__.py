@@ -1,0 +1,5 @@
+import sys
+
+from visionmon.cli import main
+
+sys.exit(main())

@@ -1,0 +1,145 @@
+"""The `visionmon` command: run, check-config, demo, and the generators."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from types import FrameType
+
+from monitor.config import ConfigError, load_config
+from visionmon import __version__, logs
+
+log = logging.getLogger("visionmon")
+
+
+def _cmd_check_config(args: argparse.Namespace) -> int:
+    try:
+        loaded = load_config(args.config)
+    except ConfigError as err:
+        print(err, file=sys.stderr)
+        return 2
+    models = ", ".join(f"{n} ({len(m.classes)} classes)" for n, m in loaded.models.items())
+    print(f"{args.config}: OK (config version {loaded.config.version}; models: {models})")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    logs.configure(args.log_level, args.log_format)
+    try:
+        loaded = load_config(args.config)
+        from visionmon.app import App
+        app = App(loaded)
+    except ConfigError as err:
+        print(err, file=sys.stderr)
+        return 2
+
+    def _stop(signum: int, frame: FrameType | None) -> None:
+        log.info("signal %s received: finishing the batch", signal.Signals(signum).name)
+        app.daemon.stop()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    app.run()
+    log.info("stopped")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    logs.configure(args.log_level, args.log_format)
+    from visionmon.demo import run_demo
+    return run_demo(args)
+
+
+def _cmd_generate(kind: str, args: argparse.Namespace) -> int:
+    try:
+        loaded = load_config(args.config)
+    except ConfigError as err:
+        print(err, file=sys.stderr)
+        return 2
+    try:
+        if kind == "alerts":
+            from alerts.generate import write_all as write_alerts
+            paths = write_alerts(loaded, args.out)
+        else:
+            from dashboards.generate import write_all as write_dashboards
+            paths = write_dashboards(loaded, args.out)
+    except ConfigError as err:
+        print(err, file=sys.stderr)
+        return 2
+    for p in paths:
+        print(p)
+    return 0
+
+
+def _cmd_baseline(args: argparse.Namespace) -> int:
+    from monitor.baseline_cli import build_baseline_command
+    return build_baseline_command(args)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="visionmon", description=(
+        "Monitoring sidecar for image classifiers: Kafka in, Prometheus metrics out."))
+    p.add_argument("--version", action="version", version=f"visionmon {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def logging_opts(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--log-format", choices=["text", "json"], default="text")
+        sp.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                        default="INFO")
+
+    run = sub.add_parser("run", help="run the daemon")
+    run.add_argument("--config", required=True, help="YAML config file")
+    logging_opts(run)
+    run.set_defaults(func=_cmd_run)
+
+    chk = sub.add_parser("check-config", help="validate a config file and exit")
+    chk.add_argument("config")
+    chk.set_defaults(func=_cmd_check_config)
+
+    demo = sub.add_parser("demo", help="embedded broker + sample traffic + daemon")
+    demo.add_argument("--duration", type=float, default=60.0, help="seconds of traffic")
+    demo.add_argument("--speed", type=float, default=1.0, help="time compression factor")
+    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--rate", type=float, default=200.0, help="predictions per second")
+    demo.add_argument("--port", type=int, default=0, help="HTTP port (0: a free one)")
+    demo.add_argument("--prometheus", action="store_true",
+                      help="also start a real Prometheus with the generated rules")
+    demo.add_argument("--keep-running", action="store_true")
+    demo.add_argument("--out", default=None, help="folder for the generated config and report")
+    logging_opts(demo)
+    demo.set_defaults(func=_cmd_demo)
+
+    for kind in ("alerts", "dashboards"):
+        g = sub.add_parser(kind, help=f"{kind} generator")
+        gsub = g.add_subparsers(dest="action", required=True)
+        gen = gsub.add_parser("generate", help=f"generate {kind} from the config")
+        gen.add_argument("--config", required=True)
+        gen.add_argument("--out", required=True)
+        gen.set_defaults(func=lambda a, k=kind: _cmd_generate(k, a))
+
+    base = sub.add_parser("baseline", help="baseline profiles")
+    bsub = base.add_subparsers(dest="action", required=True)
+    build = bsub.add_parser("build", help="build a baseline file")
+    build.add_argument("--config", required=True)
+    build.add_argument("--model", required=True)
+    build.add_argument("--out", required=True)
+    build.add_argument("--from-jsonl", default=None)
+    build.add_argument("--labels-jsonl", default=None)
+    build.add_argument("--from-kafka", action="store_true")
+    build.add_argument("--since", default=None)
+    build.add_argument("--until", default=None)
+    build.add_argument("--images", default=None)
+    build.set_defaults(func=_cmd_baseline)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
