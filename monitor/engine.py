@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -28,19 +27,7 @@ def bucket_index(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return np.searchsorted(edges, values, side="left")
 
 
-@dataclass(slots=True)
-class _Group:
-    """Columns of one (model, version) group within a batch."""
-
-    ok: list[bool]
-    pred: list[int]
-    conf: list[float]
-    latency: list[float]
-    ts: list[float]
-
-    @classmethod
-    def empty(cls) -> _Group:
-        return cls([], [], [], [], [])
+HistogramHook = Callable[[str, tuple[str, ...], np.ndarray], None]
 
 
 class VersionState:
@@ -59,27 +46,33 @@ class VersionState:
         self.conf_sum = 0.0
         self.last_ts = math.nan
 
-    def apply(self, g: _Group) -> None:
-        ok = np.asarray(g.ok, dtype=bool)
+    def apply(self, evs: Sequence[PredictionEvent], labels: tuple[str, str],
+              hook: HistogramHook | None) -> None:
+        n = len(evs)
+        ok = np.fromiter((e.ok for e in evs), dtype=bool, count=n)
         n_ok = int(ok.sum())
         self.requests_ok += n_ok
-        self.requests_error += len(g.ok) - n_ok
+        self.requests_error += n - n_ok
         if n_ok:
-            pred = np.asarray(g.pred, dtype=np.int64)[ok]
+            pred = np.fromiter((e.pred for e in evs), dtype=np.int64, count=n)[ok]
             self.pred_counts += np.bincount(pred, minlength=self.pred_counts.size)
-            conf = np.asarray(g.conf, dtype=np.float64)[ok]
+            conf = np.fromiter((e.confidence for e in evs), dtype=np.float64, count=n)[ok]
             conf = conf[~np.isnan(conf)]
             if conf.size:
                 self.conf_counts += np.bincount(bucket_index(conf, _CONF_EDGES),
                                                 minlength=self.conf_counts.size)
                 self.conf_sum += float(conf.sum())
-        lat = np.asarray(g.latency, dtype=np.float64)
+                if hook is not None:
+                    hook("visionmon_prediction_confidence", labels, conf)
+        lat = np.fromiter((e.latency_s for e in evs), dtype=np.float64, count=n)
         lat = lat[~np.isnan(lat)]
         if lat.size:
             self.lat_counts += np.bincount(bucket_index(lat, _LAT_EDGES),
                                            minlength=self.lat_counts.size)
             self.lat_sum += float(lat.sum())
-        newest = max(g.ts)
+            if hook is not None:
+                hook("visionmon_request_latency_seconds", labels, lat)
+        newest = max(e.ts for e in evs)
         if math.isnan(self.last_ts) or newest > self.last_ts:
             self.last_ts = newest
 
@@ -133,6 +126,8 @@ class Engine:
         self.rejected: dict[tuple[str, str], int] = defaultdict(int)
         self.late: dict[str, int] = defaultdict(int)
         self.extensions: list[EngineExtension] = []
+        #: called with raw observations of every histogram (the OpenTelemetry bridge)
+        self.histogram_hook: HistogramHook | None = None
 
     # --- applying batches ---------------------------------------------------
     def record_consumed(self, topic: str, n: int = 1) -> None:
@@ -150,25 +145,22 @@ class Engine:
         if not events:
             return
         self.accepted[topic] += len(events)
-        groups: dict[tuple[str, str], _Group] = {}
+        groups: dict[tuple[str, str], list[PredictionEvent]] = {}
         key_of = self.versions.key
         for e in events:
             key = (e.model, key_of(e.model, e.version))
             g = groups.get(key)
             if g is None:
-                g = groups[key] = _Group.empty()
-            g.ok.append(e.ok)
-            g.pred.append(e.pred)
-            g.conf.append(e.confidence)
-            g.latency.append(e.latency_s)
-            g.ts.append(e.ts)
+                groups[key] = [e]
+            else:
+                g.append(e)
         for key, g in groups.items():
             state = self.by_version.get(key)
             if state is None:
                 state = self.by_version[key] = VersionState(len(self.models[key[0]]))
-            state.apply(g)
+            state.apply(g, key, self.histogram_hook)
         for ext in self.extensions:
-            ext.on_predictions(events, groups)
+            ext.on_predictions(groups)
 
     def count_accepted(self, topic: str, n: int) -> None:
         self.accepted[topic] += n
@@ -236,9 +228,9 @@ class Engine:
 class EngineExtension:
     """A block of statistics fed by the engine (drift, labels, shadow scoring)."""
 
-    def on_predictions(self, events: Sequence[PredictionEvent],
-                       groups: Mapping[tuple[str, str], _Group]) -> None:
-        """Called after the core counters took a batch of predictions."""
+    def on_predictions(self, groups: Mapping[tuple[str, str], list[PredictionEvent]]) -> None:
+        """Called after the core counters took a batch, grouped by (model, version) where
+        the version is already cardinality-limited (`_other`)."""
 
     def snapshot(self, b: SnapshotBuilder) -> None:
         """Add this extension's series to a snapshot."""

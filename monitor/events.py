@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -56,9 +56,11 @@ class Rejection:
     index: int | None = None  # position inside a batch message
 
 
-@dataclass(frozen=True, slots=True)
-class PredictionEvent:
-    """One served request. `pred` is a class index; confidence is NaN when the request failed."""
+class PredictionEvent(NamedTuple):
+    """One served request. `pred` is a class index; confidence is NaN when the request failed.
+
+    A NamedTuple rather than a frozen dataclass: it is built once per event on the hot
+    path, and constructs about 3x faster while staying immutable."""
 
     request_id: str
     ts: float
@@ -75,8 +77,7 @@ class PredictionEvent:
     deployment: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class FeedbackEvent:
+class FeedbackEvent(NamedTuple):
     """A ground-truth label; `label` is an index or a name, resolved against the model later."""
 
     request_id: str
@@ -216,35 +217,41 @@ class PredictionDecoder:
 
     def decode(self, raw: bytes | None, now: float) -> Decoded:
         out = Decoded()
+        self.decode_into(raw, now, out.events, out.rejections)
+        return out
+
+    def decode_into(self, raw: bytes | None, now: float, events: list[PredictionEvent],
+                    rejections: list[Rejection]) -> None:
+        """Hot path: append accepted events and rejections to the caller's lists."""
         if not raw:
-            out.rejections.append(Rejection(RejectReason.EMPTY, "empty message", raw or b""))
-            return out
+            rejections.append(Rejection(RejectReason.EMPTY, "empty message", raw or b""))
+            return
         if len(raw) > self._limits.max_message_bytes:
-            out.rejections.append(Rejection(
+            rejections.append(Rejection(
                 RejectReason.TOO_LARGE,
                 f"{len(raw)} bytes > limit {self._limits.max_message_bytes}", raw))
-            return out
+            return
         try:
             items, pieces = self._split(raw)
         except _Bad as bad:
-            out.rejections.append(Rejection(bad.reason, bad.detail, raw))
-            return out
+            rejections.append(Rejection(bad.reason, bad.detail, raw))
+            return
         if len(items) > self._limits.max_batch_events:
-            out.rejections.append(Rejection(
+            rejections.append(Rejection(
                 RejectReason.BATCH_TOO_LARGE,
                 f"{len(items)} events > limit {self._limits.max_batch_events}", raw))
-            return out
+            return
         single = len(items) == 1 and pieces is None
+        event = self._event
         for i, item in enumerate(items):
             try:
-                if isinstance(item, _Bad):
+                if type(item) is _Bad:
                     raise item
-                out.events.append(self._event(item, now))
+                events.append(event(item, now))
             except _Bad as bad:
                 piece = raw if single else self._piece(items, pieces, i)
-                out.rejections.append(Rejection(bad.reason, bad.detail, piece,
-                                                None if single else i))
-        return out
+                rejections.append(Rejection(bad.reason, bad.detail, piece,
+                                            None if single else i))
 
     @staticmethod
     def _piece(items: list[Any], pieces: list[bytes] | None, i: int) -> bytes:
@@ -257,22 +264,28 @@ class PredictionDecoder:
 
     def _split(self, raw: bytes) -> tuple[list[Any], list[bytes] | None]:
         """-> (elements, original byte pieces for NDJSON or None)."""
-        try:
-            doc = parse_json(raw)
-        except _Bad:
-            if b"\n" not in raw:
-                raise
-            pieces = [ln for ln in raw.split(b"\n") if ln.strip()]
+        body = raw.strip()
+        if body[:1] == b"{" and b"\n" in body:
+            pieces = [ln for ln in body.split(b"\n") if ln.strip()]
             if len(pieces) > self._limits.max_batch_events:
                 return pieces, None  # refused whole by the caller
+            try:  # one parser call for the whole batch when every line is valid
+                joined = orjson.loads(b"[" + b",".join(pieces) + b"]")
+                if len(joined) == len(pieces) and all(type(x) is dict for x in joined):
+                    return joined, pieces
+            except orjson.JSONDecodeError:
+                pass  # some line is bad: parse line by line to refuse only that one
             items: list[Any] = []
             for ln in pieces:
                 try:
                     items.append(parse_json(ln))
                 except _Bad as bad:
                     items.append(bad)
-            return items, pieces
-        if isinstance(doc, list):
+            if type(items[0]) is dict:
+                return items, pieces
+            # not NDJSON after all (e.g. one pretty-printed object): parse it whole
+        doc = parse_json(raw)
+        if type(doc) is list:
             return doc, None
         return [doc], None
 
@@ -280,12 +293,22 @@ class PredictionDecoder:
         if type(obj) is not dict:
             raise _Bad(RejectReason.NOT_OBJECT, "an event must be a JSON object")
         lim = self._limits
-        request_id = _req_str(obj, "request_id", lim.max_request_id_chars)
-        model_name = _req_str(obj, "model")
-        version = _req_str(obj, "version", 128)
-        if "ts" not in obj:
+        request_id = obj.get("request_id")
+        if type(request_id) is not str or not 0 < len(request_id) <= lim.max_request_id_chars:
+            request_id = _req_str(obj, "request_id", lim.max_request_id_chars)
+        model_name = obj.get("model")
+        if type(model_name) is not str or not 0 < len(model_name) <= 256:
+            model_name = _req_str(obj, "model")
+        version = obj.get("version")
+        if type(version) is not str or not 0 < len(version) <= 128:
+            version = _req_str(obj, "version", 128)
+        ts = obj.get("ts")
+        if ts is None:
             raise _Bad(RejectReason.MISSING_FIELD, "ts is required")
-        ts = parse_timestamp(obj["ts"], now, lim.max_future_skew_seconds)
+        if (type(ts) is float or type(ts) is int) and 0 <= ts <= now + lim.max_future_skew_seconds:
+            ts = float(ts)
+        else:
+            ts = parse_timestamp(ts, now, lim.max_future_skew_seconds)
         model = self._models.get(model_name)
         if model is None:
             raise _Bad(RejectReason.UNKNOWN_MODEL, f"model {model_name[:64]!r} is not configured")

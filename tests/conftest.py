@@ -106,6 +106,12 @@ def wait_for(predicate: Callable[[], bool], timeout_s: float = 60.0, every: floa
     raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
 
 
+@pytest.fixture(params=["kafka-python", "confluent-kafka"])
+def kafka_client(request: pytest.FixtureRequest) -> str:
+    """Runs a test once per Kafka backend."""
+    return str(request.param)
+
+
 @pytest.fixture
 def start_daemon(tmp_path: Path) -> Iterator[Callable[[dict[str, Any]], Any]]:
     """Starts App(config) in-process; stops every started daemon after the test."""

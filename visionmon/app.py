@@ -7,23 +7,85 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
 
 from collectors.daemon import Daemon
 from collectors.exporter import build_registry
 from collectors.http_server import HttpEndpoints, HttpServer
-from monitor.config import LoadedConfig, read_secret
+from monitor import baseline as baseline_mod
+from monitor.baseline import Baseline, BaselineError
+from monitor.config import ConfigError, LoadedConfig, parse_duration, read_secret
+from monitor.drift import DriftMonitor
 from monitor.engine import Engine
+from monitor.labels import LabelMonitor
+from monitor.quality import QualityBounds, QualityEvaluator
 from monitor.snapshot import Series, SnapshotBuilder
+from monitor.windows import WindowSpec
 from visionmon import __version__
 
 log = logging.getLogger(__name__)
 
 
-def build_engine(loaded: LoadedConfig) -> Engine:
+@dataclass
+class Statistics:
+    """The engine and the statistics blocks plugged into it."""
+
+    engine: Engine
+    drift: DriftMonitor
+    labels: LabelMonitor
+    quality: QualityEvaluator
+
+
+def load_baselines(loaded: LoadedConfig) -> dict[str, Baseline]:
+    """Baseline files named by the config (`{model}` in the path is the model's name)."""
+    cfg = loaded.config.baseline
+    if cfg.mode != "file" or cfg.path is None:
+        return {}
+    out = {}
+    for name, m in loaded.models.items():
+        path = Path(cfg.path.replace("{model}", name))
+        if not path.is_absolute():
+            path = Path(loaded.path).parent / path
+        if "{model}" not in cfg.path and len(loaded.models) > 1 and not path.exists():
+            continue
+        try:
+            out[name] = baseline_mod.load(path, name, m.classes)
+        except BaselineError as err:
+            raise ConfigError(f"{loaded.path}: baseline.path: {err}") from None
+    return out
+
+
+def build_statistics(loaded: LoadedConfig) -> Statistics:
     cfg = loaded.config
-    engine = Engine({n: m.classes for n, m in loaded.models.items()},
-                    cfg.limits.max_versions_per_model)
-    return engine
+    models = {n: m.classes for n, m in loaded.models.items()}
+    engine = Engine(models, cfg.limits.max_versions_per_model)
+    windows = tuple(WindowSpec(name, secs, cfg.windows.slices)
+                    for name, secs in zip(cfg.windows.sizes, cfg.windows.seconds(), strict=True))
+    drift = DriftMonitor(models, windows, cfg.drift.alpha, cfg.drift.min_effect,
+                         features=cfg.drift.features, baselines=load_baselines(loaded),
+                         first_events=cfg.baseline.events
+                         if cfg.baseline.mode == "first_events" else None,
+                         quantile_bins=cfg.baseline.quantile_bins)
+    smallest = windows[int(np.argmin([w.seconds for w in windows]))].name
+    labels = LabelMonitor(models, windows, cfg.labels.max_entries,
+                          parse_duration(cfg.labels.ttl), cfg.state.hash_request_ids,
+                          calibration_for=lambda m: getattr(drift.baselines.get(m),
+                                                            "calibration", None),
+                          reject=lambda reason, n: engine.record_rejection("feedback", reason, n))
+    q = cfg.quality
+    quality = QualityEvaluator(
+        QualityBounds(parse_duration(q.eval_slice), q.min_labels, q.min_accuracy, q.max_ece,
+                      q.min_shadow_agreement),
+        drifting=lambda m, v: drift.drifting(m, v, smallest))
+    labels.joined_listeners.append(quality.on_label)
+    engine.extensions.extend([drift, labels, quality])
+    return Statistics(engine, drift, labels, quality)
+
+
+def build_engine(loaded: LoadedConfig) -> Engine:
+    return build_statistics(loaded).engine
 
 
 @dataclass
@@ -50,8 +112,9 @@ class App:
     def __init__(self, loaded: LoadedConfig, port: int | None = None) -> None:
         self.loaded = loaded
         cfg = loaded.config
-        self.engine = build_engine(loaded)
-        self.daemon = Daemon(loaded, self.engine)
+        self.stats = build_statistics(loaded)
+        self.engine = self.stats.engine
+        self.daemon = Daemon(loaded, self.engine, feedback_sink=self.stats.labels)
         self.registry = build_registry(self.snapshot)
         auth = None
         if cfg.http.basic_auth_user_env:
@@ -65,6 +128,8 @@ class App:
         if cfg.otel.endpoint:
             from collectors.otel_bridge import OtelBridge
             self.otel = OtelBridge.for_endpoint(self.snapshot, cfg.otel)
+            self.engine.histogram_hook = self.otel.observe_histogram
+            self.stats.labels.histogram_hook = self.otel.observe_histogram
 
     def snapshot(self) -> dict[str, Series]:
         b = SnapshotBuilder()

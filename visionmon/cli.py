@@ -75,7 +75,7 @@ def _cmd_generate(kind: str, args: argparse.Namespace) -> int:
 
 
 def _cmd_baseline(args: argparse.Namespace) -> int:
-    from monitor.baseline_cli import build_baseline_command
+    from visionmon.baseline_cli import build_baseline_command
     return build_baseline_command(args)
 
 

@@ -44,7 +44,8 @@ def _expected(events: list[dict[str, Any]]) -> dict[str, Counter[tuple[str, ...]
     return {"pred": pred, "req": req}
 
 
-def test_ten_thousand_predictions_give_exact_counters(broker, topics, start_daemon):
+def test_ten_thousand_predictions_give_exact_counters(broker, topics, start_daemon,
+                                                      kafka_client):
     names = topics(partitions=3)
     rng = random.Random(1)
     now = time.time()
@@ -60,7 +61,7 @@ def test_ten_thousand_predictions_give_exact_counters(broker, topics, start_daem
         producer.send(names["predictions"], value)
     producer.flush()
 
-    daemon = start_daemon(base_config(broker.bootstrap, names))
+    daemon = start_daemon(base_config(broker.bootstrap, names, kafka={"client": kafka_client}))
 
     def counted() -> float:
         return metric_sum(parse_metrics(scrape(daemon.url)), "visionmon_requests_total")
@@ -121,7 +122,8 @@ BAD_KINDS = [
 ]
 
 
-def test_bad_messages_are_counted_by_reason_and_dead_lettered(broker, topics, start_daemon):
+def test_bad_messages_are_counted_by_reason_and_dead_lettered(broker, topics, start_daemon,
+                                                              kafka_client):
     names = topics(partitions=3)
     rng = random.Random(2)
     now = time.time()
@@ -144,7 +146,8 @@ def test_bad_messages_are_counted_by_reason_and_dead_lettered(broker, topics, st
                 bad_bytes[raw] += 1
             producer.send(names["predictions"], raw)
     producer.flush()
-    cfg = base_config(broker.bootstrap, names, limits={"max_message_bytes": 4096})
+    cfg = base_config(broker.bootstrap, names, limits={"max_message_bytes": 4096},
+                      kafka={"client": kafka_client})
     daemon = start_daemon(cfg)
     total_bad = sum(sent_bad.values())
 

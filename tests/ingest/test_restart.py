@@ -39,10 +39,12 @@ def _requests(url: str) -> float:
         return -1.0
 
 
-def test_restart_with_same_group_resumes_and_counts_nothing_twice(broker, topics, tmp_path):
+def test_restart_with_same_group_resumes_and_counts_nothing_twice(broker, topics, tmp_path,
+                                                                 kafka_client):
     names = topics(partitions=3)
     port = free_port()
     cfg = base_config(broker.bootstrap, names, http={"port": port},
+                      kafka={"client": kafka_client},
                       state={"checkpoint_dir": str(tmp_path / "state"),
                              "checkpoint_interval_seconds": 0.3})
     path = write_config(tmp_path, cfg)
@@ -57,7 +59,11 @@ def test_restart_with_same_group_resumes_and_counts_nothing_twice(broker, topics
         proc.wait(10)
         _produce(broker.bootstrap, names["predictions"], 3000, 2000)
         proc = _spawn(path, log)
-        wait_for(lambda: _requests(url) >= 5000, 90, what="all 5,000 events counted")
+        try:
+            wait_for(lambda: _requests(url) >= 5000, 90, what="all 5,000 events counted")
+        except AssertionError as err:
+            raise AssertionError(f"counted {_requests(url)}; log:\n{log.read_text()[-3000:]}"
+                                 ) from err
         time.sleep(1.5)  # anything counted twice would show up now
         assert _requests(url) == 5000
         m = parse_metrics(scrape(url))
@@ -67,11 +73,13 @@ def test_restart_with_same_group_resumes_and_counts_nothing_twice(broker, topics
         proc.wait(15)
 
 
-def test_sigterm_exits_zero_within_ten_seconds_after_final_commit(broker, topics, tmp_path):
+def test_sigterm_exits_zero_within_ten_seconds_after_final_commit(broker, topics, tmp_path,
+                                                                 kafka_client):
     names = topics(partitions=3)
     port = free_port()
     cfg = base_config(broker.bootstrap, names, http={"port": port},
-                      kafka={"commit_interval_seconds": 3600})  # only the final commit
+                      kafka={"commit_interval_seconds": 3600,  # only the final commit
+                             "client": kafka_client})
     path = write_config(tmp_path, cfg)
     url = f"http://127.0.0.1:{port}"
     _produce(broker.bootstrap, names["predictions"], 0, 500)

@@ -1,0 +1,239 @@
+"""Ingestion throughput: bare consumer ceiling vs the daemon's path, per Kafka backend.
+
+Produces 200,000 prediction events to an embedded broker (single-event messages and
+100-event NDJSON messages), then measures, each in a fresh subprocess, median of 3:
+  bare      a bare consume loop over the single-event topic (the backend's ceiling)
+  daemon-1  poll -> decode -> validate -> state -> metrics, single-event messages
+  daemon-100  the same with 100-event messages
+  memory    decode + state update alone from in-memory messages (no Kafka)
+and prints events/s and peak RSS as a table.
+
+    .venv/bin/python benchmarks/ingest.py [--events 200000] [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+CLASSES = [f"c{i}" for i in range(10)]
+
+
+def _peak_rss_mb() -> float:
+    """VmHWM of this process (ru_maxrss would include the parent's peak: it survives exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _events(n: int) -> list[bytes]:
+    import numpy as np
+    import orjson
+
+    rng = np.random.default_rng(0)
+    preds = rng.integers(0, 10, n)
+    conf = rng.uniform(0.3, 1.0, n).round(4)
+    lat = rng.lognormal(3.5, 0.5, n).round(2)
+    now = time.time()
+    return [orjson.dumps({"request_id": f"req-{i:08d}", "ts": now, "model": "bench",
+                          "version": "v1", "pred": int(preds[i]), "confidence": float(conf[i]),
+                          "latency_ms": float(lat[i]), "deployment": "bench-1"})
+            for i in range(n)]
+
+
+def _produce(bootstrap: str, n: int) -> None:
+    import confluent_kafka as ck
+
+    from visionmon.broker import create_topics
+
+    create_topics(bootstrap, ["single", "batched"], partitions=3)
+    p = ck.Producer({"bootstrap.servers": bootstrap, "linger.ms": 20,
+                     "batch.num.messages": 10000, "queue.buffering.max.messages": 1_000_000})
+    msgs = _events(n)
+    for i, m in enumerate(msgs):
+        while True:
+            try:
+                p.produce("single", m, partition=i % 3)
+                break
+            except BufferError:
+                p.poll(0.05)
+    for j in range(0, n, 100):
+        while True:
+            try:
+                p.produce("batched", b"\n".join(msgs[j:j + 100]), partition=(j // 100) % 3)
+                break
+            except BufferError:
+                p.poll(0.05)
+    p.flush(120)
+
+
+def _config(bootstrap: str, backend: str, topic: str, group: str) -> object:
+    from monitor.config import parse_config, resolve
+
+    return resolve(parse_config({
+        "version": 1,
+        "kafka": {"bootstrap_servers": [bootstrap], "client": backend, "group_id": group,
+                  "topics": {"predictions": topic, "images": f"{topic}-img",
+                             "feedback": f"{topic}-fb"},
+                  "poll_timeout_ms": 100, "max_poll_records": 10000,
+                  "commit_interval_seconds": 1.0},
+        "models": [{"name": "bench", "classes": CLASSES}],
+        "limits": {"max_batch_events": 1000},
+    }))
+
+
+def _one(args: argparse.Namespace) -> dict[str, float]:
+    n = args.events
+    if args.mode == "memory":
+        from monitor.engine import Engine
+        from monitor.events import DecodeLimits, ModelClassIndex, PredictionDecoder
+
+        msgs = _events(n)
+        batched = [b"\n".join(msgs[j:j + 100]) for j in range(0, n, 100)]
+        dec = PredictionDecoder({"bench": ModelClassIndex.of(CLASSES)},
+                                DecodeLimits(max_batch_events=1000))
+        engine = Engine({"bench": CLASSES}, 8)
+        source = msgs if args.backend == "single" else batched
+        t0 = time.perf_counter()
+        now = time.time()
+        for j in range(0, len(source), 5000):
+            events = []
+            for raw in source[j:j + 5000]:
+                events.extend(dec.decode(raw, now).events)
+            engine.apply_predictions(events)
+        dt = time.perf_counter() - t0
+        return {"eps": n / dt}
+    if args.mode == "bare":
+        return {"eps": n / _bare(args.backend, args.bootstrap, n)}
+    return {"eps": n / _daemon(args)}
+
+
+def _bare(backend: str, bootstrap: str, n: int) -> float:
+    group = f"bare-{time.time_ns()}"
+    got = 0
+    if backend == "kafka-python":
+        from kafka import KafkaConsumer
+
+        c = KafkaConsumer("single", bootstrap_servers=bootstrap, group_id=group,
+                          auto_offset_reset="earliest", enable_auto_commit=False,
+                          session_timeout_ms=6000, heartbeat_interval_ms=1000,
+                          max_poll_interval_ms=6000, max_poll_records=10000)
+        t0 = None
+        while got < n:
+            r = c.poll(100)
+            k = sum(len(v) for v in r.values())
+            if k and t0 is None:
+                t0 = time.perf_counter()
+            got += k
+    else:
+        import confluent_kafka as ck
+
+        c = ck.Consumer({"bootstrap.servers": bootstrap, "group.id": group,
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                         "session.timeout.ms": 6000, "heartbeat.interval.ms": 1000})
+        c.subscribe(["single"])
+        t0 = None
+        while got < n:
+            msgs = c.consume(10000, 0.1)
+            k = sum(1 for m in msgs if m.error() is None)
+            if k and t0 is None:
+                t0 = time.perf_counter()
+            got += k
+    dt = time.perf_counter() - (t0 or time.perf_counter())
+    c.close()
+    return dt
+
+
+def _daemon(args: argparse.Namespace) -> float:
+    import threading
+
+    from collectors.daemon import Daemon
+    from monitor.engine import Engine
+
+    topic = "single" if args.mode == "daemon-1" else "batched"
+    loaded = _config(args.bootstrap, args.backend, topic, f"d-{time.time_ns()}")
+    engine = Engine({"bench": CLASSES}, 8)
+    d = Daemon(loaded, engine)  # type: ignore[arg-type]
+    th = threading.Thread(target=d.run, daemon=True)
+    th.start()
+    while not d.status.assigned:  # the clock starts once the group has assigned partitions
+        time.sleep(0.001)
+    t0 = time.perf_counter()
+    while True:
+        with d.lock:
+            got = engine.accepted.get(topic, 0)
+        if got >= args.events:
+            break
+        time.sleep(0.002)
+    dt = time.perf_counter() - t0
+    d.stop()
+    th.join(20)
+    return dt
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--events", type=int, default=200_000)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--mode", default="")
+    ap.add_argument("--backend", default="")
+    ap.add_argument("--bootstrap", default="")
+    args = ap.parse_args()
+    if args.one:
+        out = _one(args)
+        out["rss_mb"] = _peak_rss_mb()
+        print(json.dumps(out))
+        return
+
+    from visionmon.broker import EmbeddedBroker
+
+    rows = []
+    with EmbeddedBroker() as broker:
+        t0 = time.perf_counter()
+        _produce(broker.bootstrap, args.events)
+        print(f"produced {args.events} events twice in {time.perf_counter() - t0:.1f}s",
+              file=sys.stderr)
+        plan = [(b, m) for b in ("kafka-python", "confluent-kafka")
+                for m in ("bare", "daemon-1", "daemon-100")]
+        plan += [("single", "memory"), ("batched", "memory")]
+        for backend, mode in plan:
+            results = []
+            for _ in range(args.runs):
+                proc = subprocess.run(
+                    [sys.executable, __file__, "--one", "--mode", mode, "--backend", backend,
+                     "--bootstrap", broker.bootstrap, "--events", str(args.events)],
+                    capture_output=True, text=True, timeout=900)
+                if proc.returncode != 0:
+                    raise SystemExit(proc.stderr[-3000:])
+                results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+            eps = statistics.median(r["eps"] for r in results)
+            rss = max(r["rss_mb"] for r in results)
+            rows.append((backend, mode, eps, rss))
+            print(f"  {backend:16s} {mode:11s} {eps:12,.0f} ev/s  rss {rss:6.0f} MB",
+                  file=sys.stderr)
+    ceiling = {b: e for b, m, e, _ in rows if m == "bare"}
+    print(f"\n{args.events:,} events, median of {args.runs} runs\n")
+    print("| backend | path | events/s | vs bare ceiling | peak RSS (MB) |")
+    print("|---|---|---:|---:|---:|")
+    for backend, mode, eps, rss in rows:
+        ratio = f"{eps / ceiling[backend]:.0%}" if backend in ceiling else "-"
+        label = {"bare": "bare consume loop", "daemon-1": "daemon, 1 event/message",
+                 "daemon-100": "daemon, 100 events/message",
+                 "memory": "decode + update from memory"}[mode]
+        if mode == "memory":
+            label += f" ({backend} messages)"
+            backend = "-"
+        print(f"| {backend} | {label} | {eps:,.0f} | {ratio} | {rss:.0f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,264 @@
+"""The baseline: a versioned reference profile of one model's traffic.
+
+It holds, fixed at build time, the class counts, the quantile bin edges and counts of
+each continuous feature, a confidence calibration map fitted on labeled events, and
+(when images were profiled) input-feature bins and an embedding summary. Current windows
+are compared against it. Files are JSON with a content hash checked on load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+from monitor.events import PredictionEvent
+from monitor.scored import INPUT_FEATURES, ScoredImage
+from monitor.stats import (
+    IsotonicMap,
+    bin_counts,
+    calibration_bin_index,
+    categorical_counts,
+    fit_isotonic,
+    median_heuristic_bandwidth,
+    pca_fit,
+    pca_project,
+    quantile_edges,
+)
+
+FORMAT_VERSION = 1
+PREDICTION_FEATURES = ("confidence", "margin", "entropy")
+MIN_FEATURE_VALUES = 50      # a continuous feature needs this many values to be profiled
+MIN_LABELED_FOR_CALIBRATION = 50
+EMBEDDING_SAMPLE = 500       # baseline embeddings kept for MMD (rows)
+EMBEDDING_COMPONENTS = 8
+
+
+class BaselineError(Exception):
+    """A baseline file is missing, corrupt, or does not fit the configured model."""
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class FeatureProfile:
+    """Bins of one drift feature: `edges` are interior quantile edges (empty for the
+    categorical predicted class), `counts` the baseline events per bin."""
+
+    name: str
+    edges: np.ndarray
+    counts: np.ndarray
+
+    @property
+    def categorical(self) -> bool:
+        return self.edges.size == 0
+
+    def bin_of(self, values: np.ndarray) -> np.ndarray:
+        if self.categorical:
+            return values.astype(np.int64)
+        return np.searchsorted(self.edges, values, side="left").astype(np.int64)
+
+    def bin_labels(self, classes: Sequence[str]) -> list[str]:
+        """Label values for the `bin` label: class names, or upper edges (`+Inf` last)."""
+        if self.categorical:
+            return list(classes)
+        return [f"{e:.6g}" for e in self.edges.tolist()] + ["+Inf"]
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class EmbeddingProfile:
+    """Reference embeddings: PCA basis (rows = components), a sample for MMD, RBF bandwidth."""
+
+    mean: np.ndarray
+    components: np.ndarray
+    sample: np.ndarray
+    bandwidth: float
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Baseline:
+    model: str
+    classes: tuple[str, ...]
+    events: int
+    created_at: float
+    features: Mapping[str, FeatureProfile]
+    calibration: IsotonicMap | None = None
+    labeled_events: int = 0
+    embedding: EmbeddingProfile | None = None
+    source: str = ""
+    baseline_version: str = "1"
+    sha256: str = field(default="")
+
+
+# --- building -----------------------------------------------------------------
+
+
+def _continuous(name: str, values: np.ndarray, k: int) -> FeatureProfile | None:
+    values = values[np.isfinite(values)]
+    if values.size < MIN_FEATURE_VALUES:
+        return None
+    edges = quantile_edges(values, k)
+    return FeatureProfile(name, edges, bin_counts(values, edges).astype(np.float64))
+
+
+def build_baseline(model: str, classes: Sequence[str], events: Iterable[PredictionEvent],
+                   labels: Mapping[str, int] | None = None, k: int = 10,
+                   images: Sequence[ScoredImage] = (), created_at: float = 0.0,
+                   source: str = "") -> Baseline:
+    """Profile a model's events (and optionally labels and scored images)."""
+    evs = [e for e in events if e.model == model and e.ok and e.pred >= 0]
+    if not evs:
+        raise BaselineError(f"no successful predictions of model {model!r} to build from")
+    preds = np.fromiter((e.pred for e in evs), dtype=np.int64, count=len(evs))
+    features: dict[str, FeatureProfile] = {
+        "predicted_class": FeatureProfile(
+            "predicted_class", np.empty(0),
+            categorical_counts(preds, len(classes)).astype(np.float64)),
+    }
+    for name in PREDICTION_FEATURES:
+        vals = np.fromiter((getattr(e, name) for e in evs), dtype=np.float64, count=len(evs))
+        prof = _continuous(name, vals, k)
+        if prof is not None:
+            features[name] = prof
+    calibration = None
+    labeled = 0
+    if labels:
+        pairs = [(e.confidence, e.pred == labels[e.request_id]) for e in evs
+                 if e.request_id in labels and math.isfinite(e.confidence)]
+        labeled = len(pairs)
+        if labeled >= MIN_LABELED_FOR_CALIBRATION:
+            conf = np.array([p[0] for p in pairs])
+            correct = np.array([p[1] for p in pairs], dtype=np.float64)
+            calibration = fit_isotonic(conf, correct)
+    embedding = None
+    if images:
+        feats = np.array([img.features for img in images], dtype=np.float64)
+        for j, name in enumerate(INPUT_FEATURES):
+            prof = _continuous(name, feats[:, j], k)
+            if prof is not None:
+                features[name] = prof
+        emb = np.stack([img.embedding for img in images]).astype(np.float64)
+        embedding = embedding_profile(emb, k_components=EMBEDDING_COMPONENTS)
+        proj = pca_project(pca_fit(emb, min(EMBEDDING_COMPONENTS, emb.shape[1])), emb)
+        del proj
+        for j in range(embedding.components.shape[0]):
+            values = (emb - embedding.mean) @ embedding.components[j]
+            prof = _continuous(f"embedding_pc{j + 1}", values, k)
+            if prof is not None:
+                features[prof.name] = prof
+    return seal(Baseline(model=model, classes=tuple(classes), events=len(evs),
+                         created_at=created_at, features=features, calibration=calibration,
+                         labeled_events=labeled, embedding=embedding, source=source))
+
+
+def embedding_profile(emb: np.ndarray, k_components: int = EMBEDDING_COMPONENTS,
+                      seed: int = 0) -> EmbeddingProfile:
+    rng = np.random.default_rng(seed)
+    basis = pca_fit(emb, min(k_components, emb.shape[1], emb.shape[0]))
+    take = rng.choice(emb.shape[0], size=min(EMBEDDING_SAMPLE, emb.shape[0]), replace=False)
+    sample = emb[np.sort(take)]
+    bandwidth = float(median_heuristic_bandwidth(sample, rng=rng))
+    return EmbeddingProfile(np.asarray(basis.mean), np.asarray(basis.components), sample,
+                            bandwidth)
+
+
+def calibration_training_bins(conf: np.ndarray) -> np.ndarray:
+    return calibration_bin_index(conf)
+
+
+# --- serialising --------------------------------------------------------------
+
+
+def to_dict(b: Baseline) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
+        "model": b.model, "classes": list(b.classes), "events": b.events,
+        "created_at": b.created_at, "source": b.source,
+        "baseline_version": b.baseline_version,
+        "features": {n: {"edges": f.edges.tolist(), "counts": f.counts.tolist()}
+                     for n, f in b.features.items()},
+        "labeled_events": b.labeled_events,
+        "calibration": None if b.calibration is None else {
+            "x": b.calibration.x_thresholds.tolist(), "y": b.calibration.y_values.tolist()},
+        "embedding": None if b.embedding is None else {
+            "mean": b.embedding.mean.tolist(), "components": b.embedding.components.tolist(),
+            "sample": b.embedding.sample.tolist(), "bandwidth": b.embedding.bandwidth},
+    }
+    return out
+
+
+def _hash(d: Mapping[str, Any]) -> str:
+    body = orjson.dumps({k: v for k, v in d.items() if k != "sha256"},
+                        option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(body).hexdigest()
+
+
+def seal(b: Baseline) -> Baseline:
+    """The same baseline with its content hash filled in."""
+    d = to_dict(b)
+    return from_dict({**d, "sha256": _hash(d)})
+
+
+def from_dict(d: Mapping[str, Any], where: str = "baseline") -> Baseline:
+    if d.get("format_version") != FORMAT_VERSION:
+        raise BaselineError(f"{where}: format_version {d.get('format_version')!r} is not "
+                            f"{FORMAT_VERSION}; rebuild it with `visionmon baseline build`")
+    try:
+        features = {n: FeatureProfile(n, np.asarray(f["edges"], dtype=np.float64),
+                                      np.asarray(f["counts"], dtype=np.float64))
+                    for n, f in d["features"].items()}
+        cal = d.get("calibration")
+        emb = d.get("embedding")
+        return Baseline(
+            model=d["model"], classes=tuple(d["classes"]), events=int(d["events"]),
+            created_at=float(d["created_at"]), features=features,
+            calibration=None if cal is None else IsotonicMap(np.asarray(cal["x"]),
+                                                              np.asarray(cal["y"])),
+            labeled_events=int(d.get("labeled_events", 0)),
+            embedding=None if emb is None else EmbeddingProfile(
+                np.asarray(emb["mean"]), np.asarray(emb["components"]),
+                np.asarray(emb["sample"]), float(emb["bandwidth"])),
+            source=str(d.get("source", "")), baseline_version=str(d.get("baseline_version", "1")),
+            sha256=str(d.get("sha256", "")))
+    except (KeyError, TypeError, ValueError) as err:
+        raise BaselineError(f"{where}: malformed baseline ({err})") from None
+
+
+def save(b: Baseline, path: str | os.PathLike[str]) -> Path:
+    """Write atomically (temp file + rename); the content hash goes into the file."""
+    b = seal(b) if not b.sha256 else b
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}")
+    tmp.write_bytes(orjson.dumps({**to_dict(b), "sha256": b.sha256}, option=orjson.OPT_INDENT_2))
+    os.replace(tmp, p)
+    return p
+
+
+def load(path: str | os.PathLike[str], model: str | None = None,
+         classes: Sequence[str] | None = None) -> Baseline:
+    p = Path(path)
+    try:
+        d = orjson.loads(p.read_bytes())
+    except FileNotFoundError:
+        raise BaselineError(f"{p}: baseline file not found; build one with "
+                            "`visionmon baseline build`") from None
+    except orjson.JSONDecodeError as err:
+        raise BaselineError(f"{p}: not valid JSON ({err}); the file is corrupt") from None
+    if not isinstance(d, dict):
+        raise BaselineError(f"{p}: not a baseline file")
+    want = _hash(d)
+    if d.get("sha256") != want:
+        raise BaselineError(f"{p}: content hash mismatch (file says {d.get('sha256')!r}, "
+                            f"content is {want}); the file was edited or truncated")
+    b = from_dict(d, str(p))
+    if model is not None and b.model != model:
+        raise BaselineError(f"{p}: baseline is for model {b.model!r}, not {model!r}")
+    if classes is not None and tuple(classes) != b.classes:
+        raise BaselineError(f"{p}: baseline class list differs from the config's for {b.model!r}")
+    return b

@@ -1,0 +1,232 @@
+"""Drift of prediction features against the baseline, over event-time windows.
+
+For every (model, version) and feature, bins fixed by the baseline are counted into
+windowed rings and into cumulative counters (so Prometheus can recompute PSI over any
+range and across replicas). At snapshot time PSI, KL(current || baseline) and the
+sample-size-aware threshold are computed per window from the ring totals.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from monitor.baseline import PREDICTION_FEATURES, Baseline, build_baseline
+from monitor.engine import EngineExtension
+from monitor.events import PredictionEvent
+from monitor.snapshot import SnapshotBuilder
+from monitor.stats import apply_bin_map, drift_threshold, kl_divergence, psi, smoothed_proportions
+from monitor.windows import WindowedCounts, WindowSpec
+
+BaselineListener = Callable[[str, Baseline], None]
+
+
+@dataclass(frozen=True, slots=True)
+class DriftFigures:
+    """Drift of one feature over one window: PSI and KL in nats, threshold, events n."""
+
+    psi: float
+    kl: float
+    threshold: float
+    n: int
+
+
+def drift_figures(current: np.ndarray, baseline: np.ndarray, alpha: float,
+                  min_effect: float) -> DriftFigures:
+    """PSI/KL of a window against the baseline, on the bins the threshold is defined for
+    (sparse bins merged, see monitor.stats.thresholds). Empty window: NaN, never 0."""
+    n = round(float(current.sum()))
+    if n == 0:
+        return DriftFigures(math.nan, math.nan, math.nan, 0)
+    th = drift_threshold(baseline, n, alpha, min_effect)
+    if th.method == "no_value":
+        return DriftFigures(math.nan, math.nan, math.nan, n)
+    cur = apply_bin_map(current, th.bin_map)
+    base = apply_bin_map(baseline, th.bin_map)
+    return DriftFigures(psi(cur, base), kl_divergence(cur, base), th.threshold, n)
+
+
+class _VersionDrift:
+    """Windowed and cumulative bin counts of every feature of one (model, version)."""
+
+    def __init__(self, baseline: Baseline, windows: tuple[WindowSpec, ...]) -> None:
+        self.windows = {n: WindowedCounts(windows, f.counts.size)
+                        for n, f in baseline.features.items()}
+        self.cumulative = {n: np.zeros(f.counts.size) for n, f in baseline.features.items()}
+
+    def add(self, name: str, ts: np.ndarray, bins: np.ndarray) -> None:
+        if name not in self.windows or ts.size == 0:
+            return
+        self.windows[name].add(ts, bins)
+        self.cumulative[name] += np.bincount(bins, minlength=self.cumulative[name].size)
+
+
+class DriftMonitor(EngineExtension):
+    """Drift of predicted class, confidence, margin and entropy (and, fed by the
+    reference model, input and embedding features) per (model, version)."""
+
+    def __init__(self, models: Mapping[str, Sequence[str]], windows: tuple[WindowSpec, ...],
+                 alpha: float = 0.01, min_effect: float = 0.0,
+                 features: Sequence[str] = ("predicted_class", *PREDICTION_FEATURES),
+                 baselines: Mapping[str, Baseline] | None = None,
+                 first_events: int | None = None, quantile_bins: int = 10,
+                 clock: Callable[[], float] | None = None) -> None:
+        self.models = {m: tuple(c) for m, c in models.items()}
+        self.windows = windows
+        self.alpha = alpha
+        self.min_effect = min_effect
+        self.features = tuple(features)
+        self.baselines: dict[str, Baseline] = dict(baselines or {})
+        self.first_events = first_events
+        self.quantile_bins = quantile_bins
+        self.clock = clock
+        self._collect: dict[str, list[PredictionEvent]] = {}
+        self.by_version: dict[tuple[str, str], _VersionDrift] = {}
+        self.watermark: dict[str, float] = {}
+        self.listeners: list[BaselineListener] = []
+
+    # --- feeding ----------------------------------------------------------------
+    def on_predictions(self, groups: Mapping[tuple[str, str], list[PredictionEvent]]) -> None:
+        for (model, version), evs in groups.items():
+            ok = [e for e in evs if e.ok and e.pred >= 0]
+            if ok:
+                self._apply(model, version, ok)
+
+    def _apply(self, model: str, version: str, evs: list[PredictionEvent]) -> None:
+        ts = np.fromiter((e.ts for e in evs), dtype=np.float64, count=len(evs))
+        wm = self.watermark.get(model, -math.inf)
+        self.watermark[model] = max(wm, float(ts.max()))
+        baseline = self.baselines.get(model)
+        if baseline is None:
+            self._maybe_freeze(model, evs)
+            return
+        state = self.by_version.get((model, version))
+        if state is None:
+            state = self.by_version[(model, version)] = _VersionDrift(baseline, self.windows)
+        for name in self.features:
+            prof = baseline.features.get(name)
+            if prof is None:
+                continue
+            if name == "predicted_class":
+                values = np.fromiter((e.pred for e in evs), dtype=np.float64, count=len(evs))
+            else:
+                values = np.fromiter((getattr(e, name) for e in evs), dtype=np.float64,
+                                     count=len(evs))
+            ok = np.isfinite(values)
+            state.add(name, ts[ok], prof.bin_of(values[ok]))
+
+    def add_values(self, model: str, version: str, name: str, ts: np.ndarray,
+                   values: np.ndarray) -> None:
+        """Feed a continuous feature measured elsewhere (input and embedding features)."""
+        baseline = self.baselines.get(model)
+        if baseline is None or name not in baseline.features:
+            return
+        state = self.by_version.get((model, version))
+        if state is None:
+            state = self.by_version[(model, version)] = _VersionDrift(baseline, self.windows)
+        ok = np.isfinite(values)
+        if ts.size:
+            self.watermark[model] = max(self.watermark.get(model, -math.inf), float(ts.max()))
+        state.add(name, ts[ok], baseline.features[name].bin_of(values[ok]))
+
+    def _maybe_freeze(self, model: str, evs: list[PredictionEvent]) -> None:
+        if self.first_events is None:
+            return
+        buf = self._collect.setdefault(model, [])
+        room = self.first_events - len(buf)
+        buf.extend(evs[:room])
+        if len(buf) >= self.first_events:
+            created = self.clock() if self.clock else max(e.ts for e in buf)
+            self.set_baseline(build_baseline(model, self.models[model], buf,
+                                             k=self.quantile_bins, created_at=created,
+                                             source=f"first {self.first_events} events"))
+            del self._collect[model]
+
+    def set_baseline(self, baseline: Baseline) -> None:
+        self.baselines[baseline.model] = baseline
+        for key in [k for k in self.by_version if k[0] == baseline.model]:
+            del self.by_version[key]
+        for listener in self.listeners:
+            listener(baseline.model, baseline)
+
+    # --- reading ------------------------------------------------------------------
+    def figures(self, model: str, version: str) -> dict[tuple[str, str], DriftFigures]:
+        """{(feature, window): figures} for one (model, version)."""
+        state = self.by_version.get((model, version))
+        baseline = self.baselines.get(model)
+        if state is None or baseline is None:
+            return {}
+        now = self.watermark.get(model, 0.0)
+        out: dict[tuple[str, str], DriftFigures] = {}
+        for name, windows in state.windows.items():
+            base = baseline.features[name].counts
+            for window, counts in windows.totals(now).items():
+                out[(name, window)] = drift_figures(counts, base, self.alpha, self.min_effect)
+        return out
+
+    def snapshot(self, b: SnapshotBuilder) -> None:
+        for model, baseline in self.baselines.items():
+            b.set("visionmon_baseline_info",
+                  (model, baseline.baseline_version, baseline.sha256[:16], str(baseline.events)),
+                  1.0)
+        for (model, version), state in self.by_version.items():
+            baseline = self.baselines[model]
+            classes = self.models[model]
+            for name, prof in baseline.features.items():
+                if name not in state.cumulative:
+                    continue
+                labels = prof.bin_labels(classes)
+                ratios = smoothed_proportions(prof.counts)
+                for label, count, ratio in zip(labels, state.cumulative[name].tolist(),
+                                               ratios.tolist(), strict=True):
+                    b.set("visionmon_feature_bin_total", (model, version, name, label), count)
+                    b.set("visionmon_baseline_bin_ratio", (model, version, name, label), ratio)
+            for (name, window), f in self.figures(model, version).items():
+                key = (model, version, name, window)
+                b.set("visionmon_drift_window_events", key, float(f.n))
+                if not math.isnan(f.psi):
+                    b.set("visionmon_drift_psi", key, f.psi)
+                    b.set("visionmon_drift_kl", key, f.kl)
+                    b.set("visionmon_drift_threshold", key, f.threshold)
+
+    def drifting(self, model: str, version: str, window: str) -> bool | None:
+        """True when any feature's PSI exceeds its threshold in that window; None: no data."""
+        figs = [f for (_, w), f in self.figures(model, version).items() if w == window]
+        valid = [f for f in figs if not math.isnan(f.psi)]
+        if not valid:
+            return None
+        return any(f.psi > f.threshold for f in valid)
+
+    # --- checkpoint -----------------------------------------------------------------
+    def state(self) -> Any:
+        from monitor.baseline import to_dict
+
+        return {
+            "baselines": {m: {**to_dict(b), "sha256": b.sha256}
+                          for m, b in self.baselines.items()},
+            "watermark": self.watermark,
+            "versions": [[m, v, {n: w.state() for n, w in s.windows.items()},
+                          {n: c.tolist() for n, c in s.cumulative.items()}]
+                         for (m, v), s in self.by_version.items()],
+            "collect_count": {m: len(b) for m, b in self._collect.items()},
+        }
+
+    def restore(self, state: Any) -> None:
+        from monitor.baseline import from_dict
+
+        for m, d in state.get("baselines", {}).items():
+            if m in self.models and m not in self.baselines:
+                self.baselines[m] = from_dict(d)
+        self.watermark.update(state.get("watermark", {}))
+        for m, v, windows, cumulative in state.get("versions", []):
+            if m not in self.baselines:
+                continue
+            s = self.by_version[(m, v)] = _VersionDrift(self.baselines[m], self.windows)
+            for n, w in windows.items():
+                if n in s.windows:
+                    s.windows[n].restore([{k: np.asarray(x) for k, x in r.items()} for r in w])
+                    s.cumulative[n][...] = cumulative[n]

@@ -1,0 +1,100 @@
+"""Pure statistics over count vectors and arrays: drift, thresholds, calibration, accuracy.
+
+numpy and scipy only; no I/O, no global state; random generators are passed in.
+Definitions, ranges and units: docs/statistics.md.
+"""
+
+from monitor.stats.accuracy_estimate import (
+    IsotonicMap,
+    estimated_accuracy,
+    estimated_accuracy_bin_error_bound,
+    estimated_accuracy_from_bins,
+    fit_isotonic,
+)
+from monitor.stats.binning import bin_counts, bin_index, categorical_counts, quantile_edges
+from monitor.stats.calibration import (
+    CalibrationBins,
+    brier_multiclass,
+    calibration_bin_index,
+    calibration_bins,
+    classwise_ece,
+    ece,
+    ece_from_bins,
+    mce_from_bins,
+)
+from monitor.stats.classification import (
+    PerClassScores,
+    accuracy,
+    confusion_matrix,
+    per_class_scores,
+    top_confused_pairs,
+    topk_correct,
+)
+from monitor.stats.divergence import (
+    js_divergence,
+    kl_divergence,
+    psi,
+    psi_per_row,
+    smoothed_proportions,
+)
+from monitor.stats.mmd import (
+    MmdTestResult,
+    PcaBasis,
+    median_heuristic_bandwidth,
+    mmd2_rbf,
+    mmd_permutation_threshold,
+    pca_fit,
+    pca_project,
+)
+from monitor.stats.thresholds import (
+    DriftThreshold,
+    apply_bin_map,
+    drift_threshold,
+    merge_sparse_bins,
+    psi_threshold,
+    simulated_psi_threshold,
+)
+
+__all__ = [
+    "CalibrationBins",
+    "DriftThreshold",
+    "IsotonicMap",
+    "MmdTestResult",
+    "PcaBasis",
+    "PerClassScores",
+    "accuracy",
+    "apply_bin_map",
+    "bin_counts",
+    "bin_index",
+    "brier_multiclass",
+    "calibration_bin_index",
+    "calibration_bins",
+    "categorical_counts",
+    "classwise_ece",
+    "confusion_matrix",
+    "drift_threshold",
+    "ece",
+    "ece_from_bins",
+    "estimated_accuracy",
+    "estimated_accuracy_bin_error_bound",
+    "estimated_accuracy_from_bins",
+    "fit_isotonic",
+    "js_divergence",
+    "kl_divergence",
+    "mce_from_bins",
+    "median_heuristic_bandwidth",
+    "merge_sparse_bins",
+    "mmd2_rbf",
+    "mmd_permutation_threshold",
+    "pca_fit",
+    "pca_project",
+    "per_class_scores",
+    "psi",
+    "psi_per_row",
+    "psi_threshold",
+    "quantile_edges",
+    "simulated_psi_threshold",
+    "smoothed_proportions",
+    "top_confused_pairs",
+    "topk_correct",
+]
