@@ -24,12 +24,10 @@ from monitor.scored import INPUT_FEATURES, ScoredImage
 from monitor.stats import (
     IsotonicMap,
     bin_counts,
-    calibration_bin_index,
     categorical_counts,
     fit_isotonic,
     median_heuristic_bandwidth,
     pca_fit,
-    pca_project,
     quantile_edges,
 )
 
@@ -135,25 +133,33 @@ def build_baseline(model: str, classes: Sequence[str], events: Iterable[Predicti
             conf = np.array([p[0] for p in pairs])
             correct = np.array([p[1] for p in pairs], dtype=np.float64)
             calibration = fit_isotonic(conf, correct)
-    embedding = None
-    if images:
-        feats = np.array([img.features for img in images], dtype=np.float64)
-        for j, name in enumerate(INPUT_FEATURES):
-            prof = _continuous(name, feats[:, j], k)
-            if prof is not None:
-                features[name] = prof
-        emb = np.stack([img.embedding for img in images]).astype(np.float64)
-        embedding = embedding_profile(emb, k_components=EMBEDDING_COMPONENTS)
-        proj = pca_project(pca_fit(emb, min(EMBEDDING_COMPONENTS, emb.shape[1])), emb)
-        del proj
-        for j in range(embedding.components.shape[0]):
-            values = (emb - embedding.mean) @ embedding.components[j]
-            prof = _continuous(f"embedding_pc{j + 1}", values, k)
-            if prof is not None:
-                features[prof.name] = prof
-    return seal(Baseline(model=model, classes=tuple(classes), events=len(evs),
-                         created_at=created_at, features=features, calibration=calibration,
-                         labeled_events=labeled, embedding=embedding, source=source))
+    base = Baseline(model=model, classes=tuple(classes), events=len(evs),
+                    created_at=created_at, features=features, calibration=calibration,
+                    labeled_events=labeled, source=source)
+    return with_images(base, images, k) if images else seal(base)
+
+
+def with_images(baseline: Baseline, images: Sequence[ScoredImage], k: int = 10) -> Baseline:
+    """The baseline extended with input-feature bins and an embedding profile (PCA basis,
+    PC bins, a sample and bandwidth for MMD) from scored images."""
+    features = dict(baseline.features)
+    feats = np.array([img.features for img in images], dtype=np.float64)
+    for j, name in enumerate(INPUT_FEATURES):
+        prof = _continuous(name, feats[:, j], k)
+        if prof is not None:
+            features[name] = prof
+    emb = np.stack([np.asarray(img.embedding, dtype=np.float64) for img in images])
+    embedding = embedding_profile(emb, k_components=EMBEDDING_COMPONENTS)
+    pcs = (emb - embedding.mean) @ embedding.components.T
+    for j in range(pcs.shape[1]):
+        prof = _continuous(f"embedding_pc{j + 1}", pcs[:, j], k)
+        if prof is not None:
+            features[prof.name] = prof
+    return seal(Baseline(model=baseline.model, classes=baseline.classes, events=baseline.events,
+                         created_at=baseline.created_at, features=features,
+                         calibration=baseline.calibration,
+                         labeled_events=baseline.labeled_events, embedding=embedding,
+                         source=baseline.source, baseline_version=baseline.baseline_version))
 
 
 def embedding_profile(emb: np.ndarray, k_components: int = EMBEDDING_COMPONENTS,
@@ -165,10 +171,6 @@ def embedding_profile(emb: np.ndarray, k_components: int = EMBEDDING_COMPONENTS,
     bandwidth = float(median_heuristic_bandwidth(sample, rng=rng))
     return EmbeddingProfile(np.asarray(basis.mean), np.asarray(basis.components), sample,
                             bandwidth)
-
-
-def calibration_training_bins(conf: np.ndarray) -> np.ndarray:
-    return calibration_bin_index(conf)
 
 
 # --- serialising --------------------------------------------------------------

@@ -199,6 +199,9 @@ class BaselineConfig(Frozen):
     mode: Literal["file", "first_events", "none"] = "none"
     path: str | None = None
     events: int = Field(10_000, ge=100)
+    #: scored images that extend a baseline without an image profile (input and
+    #: embedding drift); 0 turns that off
+    images: int = Field(300, ge=0)
     quantile_bins: int = Field(10, ge=2, le=100)
 
     @model_validator(mode="after")

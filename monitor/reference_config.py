@@ -15,6 +15,13 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+ImageFormat = Literal["JPEG", "PNG", "WEBP"]
+
+
+def _all_formats() -> list[ImageFormat]:
+    return ["JPEG", "PNG", "WEBP"]
+
+
 class ImagesConfig(_Frozen):
     """Limits applied before any image is decoded (see docs/reference-model.md)."""
 
@@ -25,8 +32,7 @@ class ImagesConfig(_Frozen):
     max_pixels: int = Field(40_000_000, ge=64)
     #: Longest side / shortest side above which an image is refused (e.g. 1 x 100000).
     max_aspect_ratio: float = Field(100.0, ge=1.0)
-    allowed_formats: list[Literal["JPEG", "PNG", "WEBP"]] = Field(
-        default_factory=lambda: ["JPEG", "PNG", "WEBP"], min_length=1)
+    allowed_formats: list[ImageFormat] = Field(default_factory=_all_formats, min_length=1)
     #: RGB colour (0-255) that transparent pixels are composited over.
     alpha_background: tuple[int, int, int] = (255, 255, 255)
 
@@ -77,6 +83,9 @@ class ReferenceConfig(_Frozen):
     linger_ms: float = Field(5.0, ge=0.0, le=1000.0)
     #: torch CPU threads when scoring on the CPU (torch.set_num_threads is process-wide).
     cpu_threads: int = Field(1, ge=1, le=256)
+    #: Linux nice value (0-19) for the decode and inference threads, so that on a busy CPU
+    #: the consumer loop keeps priority over shadow scoring; 0 leaves them as they are.
+    thread_nice: int = Field(10, ge=0, le=19)
     #: Wrap the model in torch.compile (CUDA, torch.export artifacts only).
     compile: bool = False
 

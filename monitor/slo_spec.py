@@ -1,34 +1,307 @@
 """The `slos:` section of the config: service-level objectives and threshold alerts.
 
 Parsed into frozen objects here (monitor/ owns the config); `alerts/` turns them into
-Prometheus rules.
+Prometheus rules. Validation errors name the key path (`slos.objectives.1.target`) and
+say what would be valid, like the rest of the config.
+
+Durations are Prometheus-style strings (`30s`, `5m`, `1h`, `3d`); ratios are fractions
+in (0, 1), never percentages.
 """
 
 from __future__ import annotations
 
+import bisect
+import re
+import string
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from monitor.catalog import LATENCY_BUCKETS
+
+SloKind = Literal["availability", "latency", "accuracy", "quality_windows"]
+Severity = Literal["page", "ticket"]
+#: Values of the `objective` label on `visionmon_eval_windows_total` / `_good_total`.
+QUALITY_OBJECTIVES: tuple[str, ...] = ("accuracy", "shadow_agreement", "ece", "drift")
+#: Placeholders that `runbook_url` and `dashboard_url` may use.
+URL_PLACEHOLDERS: tuple[str, ...] = ("alert", "model", "slo")
+
+DEFAULT_RUNBOOK_URL = "https://runbooks.example.org/visionmon/{alert}"
+DEFAULT_DASHBOARD_URL = "https://grafana.example.org/d/visionmon-slo?var-model={model}"
+
+
+_DURATION = re.compile(r"^(\d+)(s|m|h|d|w)$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def _seconds(text: str) -> int:
+    """'5m' -> 300. Same grammar as `monitor.config.parse_duration` (which imports this
+    module, hence no import the other way)."""
+    match = _DURATION.match(text.strip())
+    if not match:
+        raise ValueError(f"{text!r} is not a duration; use a number and a unit, e.g. 30s, 5m, "
+                         "1h, 1d")
+    return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class BurnTier(_Frozen):
+    """One multi-window burn-rate tier: alert when the error ratio over both `long` and
+    `short` exceeds `factor` times the error budget (1 - target)."""
+
+    severity: Severity
+    long: str
+    short: str
+    factor: float = Field(gt=0, description="burn-rate multiple of the error budget")
+    for_: str = Field(default="0s", alias="for", description="hold time before firing")
+
+    @field_validator("long", "short", "for_")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        _seconds(value)
+        return value
+
+    @model_validator(mode="after")
+    def _short_below_long(self) -> BurnTier:
+        if _seconds(self.short) >= _seconds(self.long):
+            raise ValueError(f"short window {self.short} must be shorter than long window "
+                             f"{self.long} (the workbook uses 1/12 of the long window)")
+        return self
+
+
+#: Google SRE workbook, chapter 5, table 5-8 plus the 1d/2h ticket tier (Sloth's defaults).
+DEFAULT_TIERS: tuple[BurnTier, ...] = (
+    BurnTier(severity="page", long="1h", short="5m", factor=14.4),
+    BurnTier(severity="page", long="6h", short="30m", factor=6),
+    BurnTier(severity="ticket", long="1d", short="2h", factor=3),
+    BurnTier(severity="ticket", long="3d", short="6h", factor=1),
+)
 
 
 class Objective(_Frozen):
-    """One SLO for one model (optionally one version)."""
+    """One SLO for one model (optionally one version). `target` is the good fraction."""
 
     name: str = Field(pattern=r"^[a-z0-9_\-]+$")
     model: str
     version: str | None = None
-    kind: Literal["availability", "latency", "accuracy", "quality_windows"]
+    kind: SloKind
     target: float = Field(gt=0, lt=1)
     latency_threshold_seconds: float | None = None
-    min_labeled_events: int = Field(100, ge=1)
-    quality_objective: str | None = None
+    min_labeled_events: int = Field(default=100, ge=1)
+    quality_objective: Literal["accuracy", "shadow_agreement", "ece", "drift"] | None = None
+
+    @field_validator("latency_threshold_seconds")
+    @classmethod
+    def _bucket_bound(cls, value: float | None) -> float | None:
+        if value is None or value in LATENCY_BUCKETS:
+            return value
+        i = bisect.bisect_left(LATENCY_BUCKETS, value)
+        if i == 0:
+            near = f"the smallest bound is {LATENCY_BUCKETS[0]}"
+        elif i == len(LATENCY_BUCKETS):
+            near = f"the largest bound is {LATENCY_BUCKETS[-1]}"
+        else:
+            near = f"the nearest bounds are {LATENCY_BUCKETS[i - 1]} and {LATENCY_BUCKETS[i]}"
+        raise ValueError(f"{value} s is not a bucket bound of visionmon_request_latency_seconds "
+                         f"(a latency SLI can only count requests at a bucket bound); {near}")
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> Objective:
+        if self.kind == "latency" and self.latency_threshold_seconds is None:
+            raise ValueError("kind latency needs latency_threshold_seconds (one of "
+                             f"{', '.join(str(b) for b in LATENCY_BUCKETS)})")
+        if self.kind != "latency" and self.latency_threshold_seconds is not None:
+            raise ValueError("latency_threshold_seconds is only valid for kind latency")
+        if self.kind == "quality_windows" and self.quality_objective is None:
+            raise ValueError("kind quality_windows needs quality_objective (one of "
+                             f"{', '.join(QUALITY_OBJECTIVES)})")
+        if self.kind != "quality_windows" and self.quality_objective is not None:
+            raise ValueError("quality_objective is only valid for kind quality_windows")
+        if self.kind != "accuracy" and "min_labeled_events" in self.model_fields_set:
+            raise ValueError("min_labeled_events is only valid for kind accuracy")
+        return self
+
+
+class Check(_Frozen):
+    """Base of the threshold checks: on by default, a hold time and a severity."""
+
+    enabled: bool = True
+    for_: str = Field(default="0s", alias="for")
+    severity: Severity = "ticket"
+
+    @field_validator("for_")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        _seconds(value)
+        return value
+
+
+class WindowedCheck(Check):
+    """A check on a windowed gauge; `window` picks one of the configured `windows.sizes`."""
+
+    window: str = "1h"
+
+
+class DriftCheck(WindowedCheck):
+    """PSI above its sample-size-aware threshold (`visionmon_drift_threshold`)."""
+
+    for_: str = Field(default="30m", alias="for")
+
+
+class EceCheck(WindowedCheck):
+    """Expected calibration error above `max` (default: `quality.max_ece`)."""
+
+    for_: str = Field(default="1h", alias="for")
+    max: float | None = Field(default=None, gt=0, le=1)
+
+
+class ShadowAgreementCheck(WindowedCheck):
+    """Agreement with the reference model below `min` (default: `quality.min_shadow_agreement`)."""
+
+    for_: str = Field(default="30m", alias="for")
+    min: float | None = Field(default=None, gt=0, lt=1)
+
+
+class LabelCoverageCheck(WindowedCheck):
+    """Labeled fraction of predictions collapsed below `min`: the label pipeline broke."""
+
+    for_: str = Field(default="1h", alias="for")
+    min: float = Field(default=0.01, gt=0, lt=1)
+
+
+class ConsumerLagCheck(Check):
+    """Consumer lag above `min_records` and still growing over `growth_window`."""
+
+    for_: str = Field(default="15m", alias="for")
+    min_records: int = Field(default=1000, ge=0)
+    growth_window: str = "10m"
+
+    @field_validator("growth_window")
+    @classmethod
+    def _window(cls, value: str) -> str:
+        _seconds(value)
+        return value
+
+
+class KafkaDisconnectedCheck(Check):
+    """`visionmon_kafka_connected == 0`: the monitor is blind."""
+
+    for_: str = Field(default="2m", alias="for")
+    severity: Severity = "page"
+
+
+class NoEventsCheck(Check):
+    """A model that had traffic received no request for `after`."""
+
+    after: str = "10m"
+    severity: Severity = "page"
+
+    @field_validator("after")
+    @classmethod
+    def _after(cls, value: str) -> str:
+        _seconds(value)
+        return value
+
+
+class RejectedRatioCheck(Check):
+    """Rejected / (rejected + accepted) records per topic above `max` over `window`."""
+
+    for_: str = Field(default="10m", alias="for")
+    max: float = Field(default=0.05, gt=0, lt=1)
+    window: str = "10m"
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, value: str) -> str:
+        _seconds(value)
+        return value
+
+
+class ReferenceModelDownCheck(Check):
+    """`visionmon_reference_model_up == 0`: shadow scoring stopped."""
+
+    for_: str = Field(default="10m", alias="for")
+
+
+class ThresholdChecks(_Frozen):
+    """Plain threshold alerts (not SLOs). All are on by default; `enabled: false` drops one."""
+
+    drift: DriftCheck = DriftCheck()
+    ece: EceCheck = EceCheck()
+    shadow_agreement: ShadowAgreementCheck = ShadowAgreementCheck()
+    label_coverage: LabelCoverageCheck = LabelCoverageCheck()
+    consumer_lag: ConsumerLagCheck = ConsumerLagCheck()
+    kafka_disconnected: KafkaDisconnectedCheck = KafkaDisconnectedCheck()
+    no_events: NoEventsCheck = NoEventsCheck()
+    rejected_ratio: RejectedRatioCheck = RejectedRatioCheck()
+    reference_model_down: ReferenceModelDownCheck = ReferenceModelDownCheck()
+
+
+def _check_url_template(value: str) -> str:
+    try:
+        fields = [f for _, f, _, _ in string.Formatter().parse(value) if f is not None]
+    except ValueError as err:
+        raise ValueError(f"not a valid URL template: {err}") from None
+    unknown = sorted({f for f in fields if f not in URL_PLACEHOLDERS})
+    if unknown:
+        raise ValueError(f"unknown placeholder(s) {unknown}; valid placeholders are "
+                         f"{{{'}, {'.join(URL_PLACEHOLDERS)}}}")
+    return value
 
 
 class SloSpec(_Frozen):
+    """Versioned SLO spec. `windows` overrides the burn-rate tiers (e.g. compressed
+    windows for an end-to-end test); production configs leave it unset."""
+
     version: Literal[1] = 1
     period: str = "30d"
+    runbook_url: str = DEFAULT_RUNBOOK_URL
+    dashboard_url: str = DEFAULT_DASHBOARD_URL
+    windows: list[BurnTier] | None = Field(default=None, min_length=1)
     objectives: list[Objective] = Field(default_factory=list)
+    thresholds: ThresholdChecks = ThresholdChecks()
+
+    @field_validator("period")
+    @classmethod
+    def _period(cls, value: str) -> str:
+        _seconds(value)
+        return value
+
+    @field_validator("runbook_url", "dashboard_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return _check_url_template(value)
+
+    @field_validator("windows")
+    @classmethod
+    def _distinct_tiers(cls, tiers: list[BurnTier] | None) -> list[BurnTier] | None:
+        if tiers is not None:
+            pairs = [(_seconds(t.long), _seconds(t.short)) for t in tiers]
+            if len(set(pairs)) != len(pairs):
+                raise ValueError("two tiers share the same long/short windows")
+        return tiers
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SloSpec:
+        period = _seconds(self.period)
+        for i, tier in enumerate(self.burn_tiers()):
+            if _seconds(tier.long) >= period:
+                where = f"windows.{i}.long" if self.windows is not None else "period"
+                raise ValueError(f"{where}: tier window {tier.long} must be shorter than the "
+                                 f"SLO period {self.period}")
+        seen: dict[tuple[str, str], int] = {}
+        for j, obj in enumerate(self.objectives):
+            key = (obj.name, obj.model)
+            if key in seen:
+                raise ValueError(f"objectives.{j}: objective {obj.name!r} for model "
+                                 f"{obj.model!r} is already defined at objectives.{seen[key]}; "
+                                 "names must be unique per model (the `slo` label)")
+            seen[key] = j
+        return self
+
+    def burn_tiers(self) -> tuple[BurnTier, ...]:
+        """The configured tiers, or the SRE-workbook defaults."""
+        return tuple(self.windows) if self.windows is not None else DEFAULT_TIERS

@@ -21,6 +21,8 @@ from monitor.drift import DriftMonitor
 from monitor.engine import Engine
 from monitor.labels import LabelMonitor
 from monitor.quality import QualityBounds, QualityEvaluator
+from monitor.scored import ScoredImage
+from monitor.shadow import ShadowMonitor
 from monitor.snapshot import Series, SnapshotBuilder
 from monitor.windows import WindowSpec
 from visionmon import __version__
@@ -36,6 +38,7 @@ class Statistics:
     drift: DriftMonitor
     labels: LabelMonitor
     quality: QualityEvaluator
+    shadow: ShadowMonitor | None = None
 
 
 def load_baselines(loaded: LoadedConfig) -> dict[str, Baseline]:
@@ -81,7 +84,14 @@ def build_statistics(loaded: LoadedConfig) -> Statistics:
         drifting=lambda m, v: drift.drifting(m, v, smallest))
     labels.joined_listeners.append(quality.on_label)
     engine.extensions.extend([drift, labels, quality])
-    return Statistics(engine, drift, labels, quality)
+    shadow = None
+    if cfg.reference is not None:
+        shadow = ShadowMonitor(models, windows, drift, quality,
+                               hash_request_ids=cfg.state.hash_request_ids,
+                               baseline_images=cfg.baseline.images,
+                               version_key=engine.versions.key)
+        engine.extensions.append(shadow)
+    return Statistics(engine, drift, labels, quality, shadow)
 
 
 def build_engine(loaded: LoadedConfig) -> Engine:
@@ -114,7 +124,24 @@ class App:
         cfg = loaded.config
         self.stats = build_statistics(loaded)
         self.engine = self.stats.engine
-        self.daemon = Daemon(loaded, self.engine, feedback_sink=self.stats.labels)
+        self.scorer = None
+        if cfg.reference is not None:
+            from reference_model.artifact import ArtifactError
+            from reference_model.shadow import ShadowScorer
+
+            ref = cfg.reference
+            try:
+                self.scorer = ShadowScorer(ref, cfg.images, loaded.models[ref.model].classes,
+                                           self._on_scored)
+            except ArtifactError as err:  # refused at start, with what to do about it
+                raise ConfigError(f"{loaded.path}: reference: {err}") from None
+            if self.scorer.device.startswith("cuda") and self.stats.shadow is not None:
+                from reference_model.embeddings import mmd2_rbf as gpu_mmd2
+
+                self.stats.shadow.mmd_fn = gpu_mmd2
+        self.daemon = Daemon(loaded, self.engine, feedback_sink=self.stats.labels,
+                             image_sink=self.scorer,
+                             extra_ready=self.scorer.ready if self.scorer else None)
         self.registry = build_registry(self.snapshot)
         auth = None
         if cfg.http.basic_auth_user_env:
@@ -131,9 +158,17 @@ class App:
             self.engine.histogram_hook = self.otel.observe_histogram
             self.stats.labels.histogram_hook = self.otel.observe_histogram
 
+    def _on_scored(self, items: list[ScoredImage]) -> None:
+        """Reference-model results, from the inference thread."""
+        if self.stats.shadow is not None:
+            with self.daemon.lock:
+                self.stats.shadow.apply_scored(items)
+
     def snapshot(self) -> dict[str, Series]:
         b = SnapshotBuilder()
         b.merge(self.daemon.snapshot())
+        if self.scorer is not None:
+            self.scorer.snapshot(b)
         b.set("visionmon_build_info", (__version__,), 1.0)
         b.set("visionmon_config_info", (self.loaded.sha256[:16], "1"), 1.0)
         return b.build()
@@ -146,6 +181,8 @@ class App:
         try:
             self.daemon.run()
         finally:
+            if self.scorer is not None:
+                self.scorer.close()
             if self.otel is not None:
                 self.otel.shutdown()
             self.http.stop()

@@ -100,10 +100,15 @@ def parser() -> argparse.ArgumentParser:
     chk.set_defaults(func=_cmd_check_config)
 
     demo = sub.add_parser("demo", help="embedded broker + sample traffic + daemon")
-    demo.add_argument("--duration", type=float, default=60.0, help="seconds of traffic")
-    demo.add_argument("--speed", type=float, default=1.0, help="time compression factor")
+    demo.add_argument("--duration", type=float, default=150.0,
+                      help="seconds of traffic (wall clock; default 150)")
+    demo.add_argument("--speed", type=float, default=10.0,
+                      help="time compression: event seconds per wall second (default 10)")
     demo.add_argument("--seed", type=int, default=7)
-    demo.add_argument("--rate", type=float, default=200.0, help="predictions per second")
+    demo.add_argument("--rate", type=float, default=120.0,
+                      help="predictions per wall second (default 120)")
+    demo.add_argument("--image-fraction", type=float, default=0.05,
+                      help="fraction of requests whose image is sampled (default 0.05)")
     demo.add_argument("--port", type=int, default=0, help="HTTP port (0: a free one)")
     demo.add_argument("--prometheus", action="store_true",
                       help="also start a real Prometheus with the generated rules")
@@ -133,6 +138,7 @@ def parser() -> argparse.ArgumentParser:
     build.add_argument("--until", default=None)
     build.add_argument("--images", default=None)
     build.set_defaults(func=_cmd_baseline)
+
     return p
 
 

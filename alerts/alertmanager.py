@@ -1,0 +1,76 @@
+"""An example Alertmanager configuration matching the generated alerts' labels.
+
+`severity="page"` goes to a pager receiver, `severity="ticket"` to a ticket queue, and a
+ticket is inhibited while a page for the same SLO and model fires (only SLO alerts carry
+`slo`, so a threshold page never silences an unrelated ticket). Receivers are webhooks
+on localhost: swap in `pagerduty_configs`, `opsgenie_configs`, `jira_configs`, ...
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from alerts import names
+
+PAGER = "oncall-pager"
+TICKETS = "ticket-queue"
+
+
+@dataclass(frozen=True, slots=True)
+class RouteCase:
+    """Labels of an alert and the receiver `amtool config routes test` must pick."""
+
+    sentence: str
+    labels: tuple[tuple[str, str], ...]
+    receiver: str
+
+
+def config() -> dict[str, Any]:
+    """The Alertmanager configuration document."""
+    slo_alert = f'alertname="{names.SLO_ALERT}"'
+    return {
+        "global": {"resolve_timeout": "5m"},
+        "route": {
+            "receiver": TICKETS,
+            "group_by": ["alertname", names.SLO_LABEL, "model"],
+            "group_wait": "30s",
+            "group_interval": "5m",
+            "repeat_interval": "4h",
+            "routes": [
+                {"receiver": PAGER, "matchers": ['severity="page"'], "group_wait": "10s",
+                 "repeat_interval": "1h"},
+                {"receiver": TICKETS, "matchers": ['severity="ticket"'], "group_wait": "5m",
+                 "group_interval": "30m", "repeat_interval": "24h"},
+            ],
+        },
+        "inhibit_rules": [{
+            "source_matchers": [slo_alert, 'severity="page"'],
+            "target_matchers": [slo_alert, 'severity="ticket"'],
+            "equal": [names.SLO_LABEL, "model"],
+        }],
+        "receivers": [
+            {"name": PAGER, "webhook_configs": [
+                {"url": "http://127.0.0.1:9095/page", "send_resolved": True}]},
+            {"name": TICKETS, "webhook_configs": [
+                {"url": "http://127.0.0.1:9095/ticket", "send_resolved": False}]},
+        ],
+    }
+
+
+def route_cases() -> tuple[RouteCase, ...]:
+    """Routing the generated alerts must get (checked with amtool in the tests)."""
+    slo = (("alertname", names.SLO_ALERT), (names.SLO_LABEL, "availability"),
+           ("model", "digits"))
+    return (
+        RouteCase("an SLO page reaches the pager", (*slo, ("severity", "page")), PAGER),
+        RouteCase("an SLO ticket reaches the ticket queue", (*slo, ("severity", "ticket")),
+                  TICKETS),
+        RouteCase("a drift ticket reaches the ticket queue",
+                  (("alertname", names.DRIFT_ALERT), ("model", "digits"),
+                   ("severity", "ticket")), TICKETS),
+        RouteCase("a Kafka page reaches the pager",
+                  (("alertname", names.KAFKA_ALERT), ("severity", "page")), PAGER),
+        RouteCase("an alert without severity falls back to the ticket queue",
+                  (("alertname", "Unrelated"),), TICKETS),
+    )

@@ -1,0 +1,57 @@
+"""Conventions: every rule, group, alert and label name the alert generator emits.
+
+Metric names come from `monitor.catalog` (through `metric()`); the names here are the
+ones this package defines itself (Sloth-style recording names), so the catalog test
+can tell them apart from exported series.
+"""
+
+from __future__ import annotations
+
+from monitor.config import format_duration
+
+# --- recording rules (Sloth naming) ---------------------------------------------
+SLI_ERROR_PREFIX = "slo:sli_error:ratio_rate"
+OBJECTIVE = "slo:objective:ratio"
+ERROR_BUDGET = "slo:error_budget:ratio"
+TIME_PERIOD_DAYS = "slo:time_period:days"
+CURRENT_BURN_RATE = "slo:current_burn_rate:ratio"
+PERIOD_BURN_RATE = "slo:period_burn_rate:ratio"
+PERIOD_BUDGET_REMAINING = "slo:period_error_budget_remaining:ratio"
+
+#: Every recording-rule name prefix this package defines (all start with `slo:`).
+RECORDING_PREFIX = "slo:"
+
+# --- labels ------------------------------------------------------------------------
+SLO_LABEL = "slo"
+SEVERITY_LABEL = "severity"
+
+# --- alerts --------------------------------------------------------------------------
+SLO_ALERT = "VisionmonErrorBudgetBurn"
+DRIFT_ALERT = "VisionmonDriftDetected"
+ECE_ALERT = "VisionmonCalibrationErrorHigh"
+SHADOW_ALERT = "VisionmonShadowAgreementLow"
+LABEL_COVERAGE_ALERT = "VisionmonLabelCoverageCollapsed"
+CONSUMER_LAG_ALERT = "VisionmonConsumerLagGrowing"
+KAFKA_ALERT = "VisionmonKafkaDisconnected"
+NO_EVENTS_ALERT = "VisionmonNoEvents"
+REJECTED_ALERT = "VisionmonRejectedRecordsHigh"
+REFERENCE_DOWN_ALERT = "VisionmonReferenceModelDown"
+
+# --- groups and files -----------------------------------------------------------------
+THRESHOLD_GROUP = "visionmon-thresholds"
+#: Rule files end in `.yml`; everything else in `.yaml`, so that
+#: `promtool check rules DIR/*.yml` only sees rule files.
+RULES_SUFFIX = ".yml"
+TESTS_SUFFIX = ".test.yaml"
+ALERTMANAGER_FILE = "alertmanager.yaml"
+
+
+def sli_error_record(window_s: int) -> str:
+    """`slo:sli_error:ratio_rate5m` for a 300 s window."""
+    return f"{SLI_ERROR_PREFIX}{format_duration(window_s)}"
+
+
+def slo_group(model: str, slo: str) -> str:
+    """One rule group (and one rule file) per SLO: its recordings, meta recordings and
+    alerts, in evaluation order."""
+    return f"visionmon-slo-{model}-{slo}"

@@ -1,0 +1,150 @@
+"""Debug dashboard: why the model is worse, for a postmortem.
+
+Rows: per-class quality (precision/recall table, most confused pairs), drift (PSI and KL per
+feature against their critical values, input-feature drift, embedding MMD), confidence and
+calibration (heatmap, now vs baseline, reliability diagram, ECE), shadow model and labels
+(agreement by class, label delay).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from grafana_foundation_sdk.builders import dashboard as dash
+from grafana_foundation_sdk.builders import timeseries as ts
+
+from dashboards import queries as q
+from dashboards import scales
+from dashboards.frame import DEBUG, new_dashboard
+from dashboards.panels import (
+    COUNT,
+    GREEN,
+    PERCENT,
+    PLAIN,
+    Query,
+    Scale,
+    bar_chart,
+    bar_gauge,
+    heatmap_panel,
+    heatmap_query,
+    neutral,
+    stat_panel,
+    table_panel,
+    table_query,
+    threshold_series,
+    timeseries,
+)
+from monitor.config import LoadedConfig
+from monitor.scored import INPUT_FEATURES
+
+#: Drift statistics: no fixed level is drawn; the critical value is a second, red series.
+DRIFT = Scale(PLAIN, ((None, GREEN),), 0.0)
+CONFIDENCE_FEATURE = "confidence"
+
+
+def _drift_panel(title: str, description: str, statistic: str, features: Sequence[str] | None,
+                 critical_factor: str = "", width: int = 12) -> ts.Panel:
+    """`statistic` per feature with its exported critical value drawn as a dashed series.
+
+    `critical_factor` scales the exported PSI critical value (e.g. ` / 2` for KL).
+    """
+    panel = timeseries(
+        title, description,
+        [Query(q.drift(statistic, features), "{{feature}} ({{version}})"),
+         Query(f"{q.drift('drift_threshold', features)}{critical_factor}",
+               "critical {{feature}} ({{version}})")],
+        DRIFT, width=width)
+    return threshold_series(panel, "B")
+
+
+def build(loaded: LoadedConfig) -> dash.Dashboard:
+    """The debug dashboard for this configuration."""
+    cfg = loaded.config
+    d = new_dashboard(DEBUG, loaded,
+                      "Per-class quality, drift per feature, calibration and shadow-model "
+                      "agreement, for postmortems.")
+
+    d.with_row(dash.Row("Per-class quality (window $window)"))
+    d.with_panel(table_panel(
+        "Precision and recall by class",
+        "Precision (class = predicted class) and recall (class = true class) over the window, "
+        "0-100 %, for the selected classes.",
+        [table_query(q.class_ratio("class_precision_ratio")),
+         table_query(q.class_ratio("class_recall_ratio"))],
+        scales.accuracy(cfg), {"Value #A": "precision", "Value #B": "recall"}))
+    d.with_panel(table_panel(
+        "Most confused pairs",
+        "The ten (true, predicted) class pairs with the most labeled mistakes in the window.",
+        [table_query(q.confused_pairs(10))], neutral(COUNT),
+        {"Value": "mistakes", "Value #A": "mistakes", "true_class": "true",
+         "pred_class": "predicted"}))
+
+    features = list(cfg.drift.features)
+    d.with_row(dash.Row("Drift (window $window)"))
+    d.with_panel(_drift_panel(
+        "PSI per feature vs critical value",
+        "Population stability index of each prediction feature over the window against the "
+        "baseline (nats). Dashed red: the exported sample-size-aware critical value "
+        "(visionmon_drift_threshold); drift where the solid line crosses it.",
+        "drift_psi", features))
+    d.with_panel(_drift_panel(
+        "KL divergence per feature vs critical value",
+        "KL(current || baseline) per prediction feature (nats). Dashed red: half the exported "
+        "PSI critical value; to second order KL is half of PSI, so this is the matching level.",
+        "drift_kl", features, critical_factor=" / 2"))
+    d.with_panel(_drift_panel(
+        "Input-feature drift (PSI)",
+        "PSI of image features measured on sampled images (brightness, contrast, saturation, "
+        "colour means, width, height, encoded bytes) with their critical values.",
+        "drift_psi", list(INPUT_FEATURES)))
+    d.with_panel(threshold_series(timeseries(
+        "Embedding drift (MMD^2)",
+        "Squared maximum mean discrepancy (RBF kernel) between current and baseline "
+        "reference-model embeddings. Dashed red: the calibrated critical value.",
+        [Query(q.windowed_gauge("embedding_mmd"), "MMD^2 ({{version}})"),
+         Query(q.windowed_gauge("embedding_mmd_threshold"), "critical ({{version}})")],
+        DRIFT), "B"))
+
+    d.with_row(dash.Row("Confidence and calibration"))
+    d.with_panel(heatmap_panel(
+        "Top-1 confidence over time",
+        "Predictions per confidence bucket per interval (y: confidence, 0-100 %).",
+        heatmap_query(q.confidence_histogram()), PERCENT, neutral(COUNT)))
+    d.with_panel(bar_chart(
+        "Confidence: now vs baseline",
+        "Share of predictions per baseline confidence bin (0-100 %): the selected window "
+        "against the baseline profile.",
+        [table_query(q.feature_share_now(CONFIDENCE_FEATURE)),
+         table_query(q.feature_share_baseline(CONFIDENCE_FEATURE))],
+        neutral(PERCENT, 0.0, 1.0), "bin", {"Value #A": "now", "Value #B": "baseline"}))
+    d.with_panel(bar_chart(
+        "Reliability diagram",
+        "Per calibration bin over the window: mean top-1 confidence and accuracy of labeled "
+        "predictions (0-100 %). A calibrated model has equal bars.",
+        [table_query(q.calibration_bin_ratio("calibration_bin_confidence_sum_total")),
+         table_query(q.calibration_bin_ratio("calibration_bin_correct_total"))],
+        neutral(PERCENT, 0.0, 1.0), "bin",
+        {"Value #A": "mean confidence", "Value #B": "accuracy"}, width=16))
+    d.with_panel(stat_panel(
+        "Expected calibration error",
+        "Top-label ECE over the window (0-100 %), by source. Orange from half of "
+        "quality.max_ece, red above it.",
+        [Query(q.windowed_gauge("calibration_ece"), "{{source}} ({{version}})")],
+        scales.calibration_error(cfg), width=8, height=8))
+
+    d.with_row(dash.Row("Shadow model and labels"))
+    d.with_panel(bar_gauge(
+        "Shadow agreement by class",
+        "Share of scored images on which production's predicted class matched the reference "
+        "model, per class over the window (0-100 %); 'all' is the windowed overall ratio.",
+        [Query(q.shadow_agreement_by_class(), "{{class}}", instant=True),
+         Query(q.windowed_gauge("shadow_agreement_ratio"), "all ({{version}})", instant=True)],
+        scales.shadow_agreement(cfg)))
+    d.with_panel(timeseries(
+        "Label delay",
+        "Seconds from prediction to its ground-truth label, p50 and p95. Orange from half of "
+        "labels.ttl, red at it: later labels are never joined.",
+        [Query(q.label_delay_quantile(0.5), "p50 {{model}}"),
+         Query(q.label_delay_quantile(0.95), "p95 {{model}}")],
+        scales.label_delay(cfg), draw_thresholds=True))
+    return d

@@ -1,0 +1,140 @@
+"""On-call dashboard: what is broken right now and since when.
+
+Rows: serving (latency quantiles, success ratio), burn rate per SLO with the page thresholds
+drawn, firing alerts, Kafka and intake (lag, connectivity, rejections), recall of the
+configured high-risk classes. Version deploys and visionmon upgrades are annotations.
+"""
+
+from __future__ import annotations
+
+from grafana_foundation_sdk.builders import dashboard as dash
+from grafana_foundation_sdk.builders import timeseries as ts
+from grafana_foundation_sdk.models.dashboard import ValueMap, ValueMappingResult
+
+from dashboards import queries as q
+from dashboards import scales
+from dashboards.annotations import PrometheusAnnotation
+from dashboards.frame import ONCALL, new_dashboard
+from dashboards.panels import (
+    GREEN,
+    ORANGE,
+    PLAIN,
+    RECORDS_PER_SECOND,
+    RED,
+    Query,
+    Scale,
+    stat_panel,
+    table_panel,
+    table_query,
+    timeseries,
+)
+from monitor.config import LoadedConfig, VisionmonConfig
+from monitor.slo_spec import Objective
+
+#: 1 is healthy for connectivity and liveness gauges.
+UP = Scale(PLAIN, ((None, RED), (1.0, GREEN)), 0.0, 1.0)
+#: Rejected records per second: orange from one per 10 s, red from one per second.
+REJECTIONS = Scale(RECORDS_PER_SECOND, ((None, GREEN), (0.1, ORANGE), (1.0, RED)), 0.0)
+#: Firing alerts: red as soon as one fires.
+ALERT_COUNT = Scale(PLAIN, ((None, GREEN), (1.0, RED)), 0.0)
+
+
+def _up_mappings(down: str, up: str) -> list[ValueMap]:
+    return [ValueMap(options={"0": ValueMappingResult(text=down, color=RED, index=0),
+                              "1": ValueMappingResult(text=up, color=GREEN, index=1)})]
+
+
+def _burn_rate_panel(obj: Objective, cfg: VisionmonConfig) -> ts.Panel:
+    assert cfg.slos is not None
+    pages = ", ".join(f"{t.factor:g}x ({t.long} with {t.short})"
+                      for t in scales.page_tiers(cfg))
+    return timeseries(
+        f"Burn rate: {obj.name} ({obj.model}, target {obj.target:.4g})",
+        f"Error-budget burn rate (x) of the {obj.kind} objective over each page-tier window: "
+        f"1 spends the budget exactly in {cfg.slos.period}. Dashed lines are the configured "
+        f"page tiers: {pages}. The alert rules may lower a factor the target makes "
+        "unreachable, and open tickets instead of pages for label-based objectives.",
+        [Query(q.burn_rate(obj, w), w) for w in scales.burn_rate_windows(cfg)],
+        scales.burn_rate(cfg), draw_thresholds=True, width=12)
+
+
+def build(loaded: LoadedConfig) -> dash.Dashboard:
+    """The on-call dashboard for this configuration."""
+    cfg = loaded.config
+    d = new_dashboard(ONCALL, loaded,
+                      "Serving health, SLO burn, alerts and the Kafka pipeline, for whoever is "
+                      "paged.")
+    d.annotation(PrometheusAnnotation(
+        "Model version first seen", q.version_first_seen(), "blue", step=q.NEW_SERIES_LOOKBACK,
+        title_format="{{model}} {{version}} deployed", tag_keys="model,version"))
+    d.annotation(PrometheusAnnotation(
+        "visionmon upgraded", q.visionmon_build_first_seen(), "purple",
+        step=q.NEW_SERIES_LOOKBACK, title_format="visionmon {{version}}", tag_keys="version"))
+
+    d.with_row(dash.Row("Serving"))
+    d.with_panel(timeseries(
+        "Request latency p50 / p95 / p99",
+        "Serving latency reported by the model server (seconds), from the request histogram, "
+        "per version. Dashed: half and all of the tightest latency objective's bound.",
+        [Query(q.request_latency_quantile(p), f"p{round(p * 100)} {{{{version}}}}")
+         for p in (0.5, 0.95, 0.99)],
+        scales.latency(cfg), draw_thresholds=True))
+    d.with_panel(timeseries(
+        "Request success ratio",
+        "Share of requests with status ok (0-100 %), per version. Dashed: the strictest "
+        "availability target.",
+        [Query(q.request_success_ratio(), "{{version}}")],
+        scales.success_ratio(cfg), draw_thresholds=True))
+
+    objectives = scales.objectives(cfg)
+    if objectives:
+        assert cfg.slos is not None
+        d.with_row(dash.Row("SLO burn rates"))
+        for obj in objectives:
+            d.with_panel(_burn_rate_panel(obj, cfg))
+
+    d.with_row(dash.Row("Alerts"))
+    d.with_panel(stat_panel(
+        "Firing alerts",
+        "Number of alerts firing in the Prometheus that evaluates visionmon's rules.",
+        [Query(q.firing_alert_count(), "firing")], ALERT_COUNT, width=6, height=6))
+    d.with_panel(table_panel(
+        "Firing alerts by name",
+        "Alerts firing now, by alert name, severity, model and SLO (count of firing series).",
+        [table_query(q.firing_alerts())], ALERT_COUNT,
+        {"Value": "series", "Value #A": "series"}, width=18, height=6))
+
+    d.with_row(dash.Row("Kafka and intake"))
+    d.with_panel(timeseries(
+        "Consumer lag",
+        "Records between the committed offset and the partition end, per topic. Orange from "
+        "one poll's worth (kafka.max_poll_records), red from ten.",
+        [Query(q.consumer_lag(), "{{topic}}")], scales.consumer_lag(cfg), draw_thresholds=True,
+        width=9))
+    d.with_panel(stat_panel(
+        "Kafka connection and consumer loop",
+        "Per replica: does the consumer have a live broker connection, is the loop running.",
+        [Query(q.kafka_connected(), "kafka {{instance}}"),
+         Query(q.daemon_up(), "loop {{instance}}")],
+        UP, mappings=_up_mappings("DOWN", "UP"), width=5, height=8))
+    d.with_panel(timeseries(
+        "Rejected records by reason",
+        "Records (and batch elements) refused per second, by topic and reason; images refused "
+        "at intake, by reason.",
+        [Query(q.records_rejected_per_second(), "{{topic}}: {{reason}}"),
+         Query(q.images_rejected_per_second(), "image: {{reason}}")],
+        REJECTIONS, width=10))
+
+    high_risk = sorted({c for m in loaded.models.values() for c in m.high_risk_classes})
+    d.with_row(dash.Row("High-risk classes (window $window)"))
+    title = ("Recall of high-risk classes: " + ", ".join(high_risk) if high_risk
+             else "Recall of the selected classes")
+    d.with_panel(timeseries(
+        title,
+        "Per-class recall (true class, 0-100 %) over the window for the classes the config "
+        "marks high_risk_classes (the class variable when none are). Dashed: "
+        "quality.min_accuracy and twice its tolerated error.",
+        [Query(q.class_ratio("class_recall_ratio", high_risk or None),
+               "{{class}} ({{version}})")],
+        scales.accuracy(cfg), draw_thresholds=True, width=24))
+    return d

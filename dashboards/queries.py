@@ -1,0 +1,288 @@
+"""The PromQL behind every panel, built from the catalog through `dashboards.promql`.
+
+Each function returns one expression and says what it measures and in which unit. Grafana
+variables stay in the text: `$model`, `$version` (multi), `$class` (multi), `$window` (one of
+the configured window sizes, which doubles as a PromQL duration) and `$__rate_interval`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from dashboards.promql import (
+    CLASS,
+    MODEL,
+    MODEL_VERSION,
+    RATE_INTERVAL,
+    WINDOW,
+    Matcher,
+    aggregate,
+    alternation,
+    eq,
+    group,
+    histogram_quantile,
+    increase,
+    le_label,
+    rate,
+    ratio,
+    regex,
+    series,
+    total,
+)
+from monitor.catalog import CATALOG, metric
+from monitor.config import ConfigError
+from monitor.slo_spec import Objective
+
+#: Prometheus's own series of pending and firing alerts (not a visionmon metric).
+ALERTS = 'ALERTS{alertstate="firing"}'
+#: Outcome label values, as the catalog's help texts document them.
+CORRECT, INCORRECT = "correct", "incorrect"
+AGREE = "agree"
+#: Step after which a (model, version) series no longer counts as new (annotations).
+NEW_SERIES_LOOKBACK = "1m"
+
+MVW: tuple[Matcher, ...] = (*MODEL_VERSION, WINDOW)
+
+
+# --- traffic and serving -----------------------------------------------------------------
+
+def predictions_per_second(by: Sequence[str] = ("version",)) -> str:
+    """Successful predictions per second."""
+    return total(rate(series("predictions_total", *MODEL_VERSION)), by)
+
+
+def request_latency_quantile(q: float) -> str:
+    """Serving latency quantile in seconds, per version, from the request histogram."""
+    return histogram_quantile(q, "request_latency_seconds", MODEL_VERSION, by=("version",))
+
+
+def request_success_ratio() -> str:
+    """Share of requests with status ok (0..1), per version."""
+    ok = total(rate(series("requests_total", *MODEL_VERSION, eq("status", "ok"))), ("version",))
+    every = total(rate(series("requests_total", *MODEL_VERSION)), ("version",))
+    return ratio(ok, every)
+
+
+def version_first_seen() -> str:
+    """1 during the first minute a (model, version) reports events: deploys, as annotations."""
+    now = series("last_event_timestamp_seconds", MODEL)
+    return (f"{aggregate('count', now, ('model', 'version'))} unless "
+            f"{aggregate('count', f'{now} offset {NEW_SERIES_LOOKBACK}', ('model', 'version'))}")
+
+
+def visionmon_build_first_seen() -> str:
+    """1 during the first minute a visionmon build version is scraped: sidecar upgrades."""
+    now = series("build_info")
+    return (f"{aggregate('count', now, ('version',))} unless "
+            f"{aggregate('count', f'{now} offset {NEW_SERIES_LOOKBACK}', ('version',))}")
+
+
+# --- Kafka and intake --------------------------------------------------------------------
+
+def consumer_lag() -> str:
+    """Records between committed position and partition end, per topic."""
+    return total(series("consumer_lag_records"), ("topic",))
+
+
+def kafka_connected() -> str:
+    """1 when every replica's consumer has a broker connection, else 0."""
+    return aggregate("min", series("kafka_connected"), ("instance",))
+
+
+def daemon_up() -> str:
+    """1 while the consumer loop runs, per replica."""
+    return aggregate("min", series("up"), ("instance",))
+
+
+def records_rejected_per_second() -> str:
+    """Refused records per second by topic and reason."""
+    return total(rate(series("records_rejected_total")), ("topic", "reason"))
+
+
+def images_rejected_per_second() -> str:
+    """Images refused at intake per second, by reason."""
+    return total(rate(series("images_rejected_total")), ("reason",))
+
+
+def firing_alerts() -> str:
+    """Alerts currently firing in the Prometheus that evaluates visionmon's rules, by name,
+    severity, model and SLO (labels an alert lacks stay empty)."""
+    return total(ALERTS, ("alertname", "severity", "model", "slo"))
+
+
+def firing_alert_count() -> str:
+    """Number of firing alerts; 0 rather than no data when nothing fires."""
+    return f"count({ALERTS}) or vector(0)"
+
+
+# --- quality -----------------------------------------------------------------------------
+
+def windowed_gauge(short: str, *extra: Matcher) -> str:
+    """A per-window gauge for the selected model, versions and window."""
+    return series(short, *MVW, *extra)
+
+
+def class_ratio(short: str, classes: Sequence[str] | None = None) -> str:
+    """Per-class precision or recall (0..1) for the selected classes, or the given ones."""
+    matcher = CLASS if classes is None else regex("class", alternation(classes))
+    return series(short, *MVW, matcher)
+
+
+def worst_classes_by_recall(k: int = 5) -> str:
+    """The `k` classes with the lowest recall (0..1) in the selected window."""
+    return f"bottomk({k}, {series('class_recall_ratio', *MVW)})"
+
+
+def confused_pairs(k: int = 10) -> str:
+    """The `k` (true, predicted) pairs with the most labeled mistakes in the selected window."""
+    mistakes = increase(series("confusion_pair_total", *MODEL_VERSION), "$window")
+    return f"topk({k}, {total(mistakes, ('true_class', 'pred_class'))})"
+
+
+def label_delay_quantile(q: float) -> str:
+    """Quantile of seconds from prediction to ground-truth label."""
+    return histogram_quantile(q, "label_delay_seconds", (MODEL,), by=("model",))
+
+
+def calibration_bin_ratio(numerator: str) -> str:
+    """Per calibration bin: counter `numerator` over labeled events, in the selected window.
+
+    With `calibration_bin_confidence_sum_total` this is the bin's mean confidence, with
+    `calibration_bin_correct_total` its accuracy: the two axes of a reliability diagram.
+    """
+    num = total(increase(series(numerator, *MODEL_VERSION), "$window"), ("bin",))
+    den = total(increase(series("calibration_bin_events_total", *MODEL_VERSION), "$window"),
+                ("bin",))
+    return ratio(num, den)
+
+
+def calibration_bin_events() -> str:
+    """Labeled predictions per calibration bin in the selected window."""
+    return total(increase(series("calibration_bin_events_total", *MODEL_VERSION), "$window"),
+                 ("bin",))
+
+
+def shadow_agreement_by_class() -> str:
+    """Share of scored images on which production agreed with the reference model, by class."""
+    agreed = total(increase(series("shadow_class_total", *MODEL_VERSION, CLASS,
+                                   eq("outcome", AGREE)), "$window"), ("class",))
+    scored = total(increase(series("shadow_class_total", *MODEL_VERSION, CLASS), "$window"),
+                   ("class",))
+    return ratio(agreed, scored)
+
+
+# --- drift -------------------------------------------------------------------------------
+
+def drift(short: str, features: Sequence[str] | None = None) -> str:
+    """A per-feature drift gauge (`drift_psi`, `drift_kl`, `drift_threshold`)."""
+    extra = () if features is None else (regex("feature", alternation(features)),)
+    return series(short, *MVW, *extra)
+
+
+def drift_flag_by_feature() -> str:
+    """1 where a feature's PSI exceeds its exported critical value, else 0 (worst version)."""
+    psi, threshold = drift("drift_psi"), drift("drift_threshold")
+    return aggregate("max", f"{psi} > bool {threshold}", ("feature",))
+
+
+def embedding_drift_flag() -> str:
+    """1 where embedding MMD^2 exceeds its calibrated critical value, else 0."""
+    mmd, threshold = windowed_gauge("embedding_mmd"), windowed_gauge("embedding_mmd_threshold")
+    return aggregate("max", f"{mmd} > bool {threshold}")
+
+
+def feature_share_now(feature: str) -> str:
+    """Share of events per baseline bin of `feature` in the selected window (0..1)."""
+    counts = increase(series("feature_bin_total", *MODEL_VERSION, eq("feature", feature)),
+                      "$window")
+    return f"{total(counts, ('bin',))} / ignoring(bin) group_left {total(counts)}"
+
+
+def feature_share_baseline(feature: str) -> str:
+    """Baseline share per bin of `feature` (0..1)."""
+    return aggregate("avg", series("baseline_bin_ratio", *MODEL_VERSION,
+                                   eq("feature", feature)), ("bin",))
+
+
+def confidence_histogram() -> str:
+    """Top-1 confidence histogram: predictions per bucket per rate interval (for a heatmap)."""
+    buckets = increase(series("prediction_confidence", *MODEL_VERSION, part="bucket"),
+                       RATE_INTERVAL)
+    return total(buckets, ("le",))
+
+
+# --- cost proxy --------------------------------------------------------------------------
+
+def reference_images_per_second() -> str:
+    """Images scored by the reference model per second."""
+    return total(rate(series("reference_images_scored_total", MODEL)), ("model",))
+
+
+def reference_batch_seconds_quantile(q: float) -> str:
+    """Quantile of one reference-model batch's inference time, seconds."""
+    return histogram_quantile(q, "reference_batch_seconds", (MODEL,), by=("model",))
+
+
+# --- SLOs --------------------------------------------------------------------------------
+
+def _objective_matchers(obj: Objective) -> tuple[Matcher, ...]:
+    matchers = [eq("model", obj.model)]
+    if obj.version is not None:
+        matchers.append(eq("version", obj.version))
+    return tuple(matchers)
+
+
+def error_budget(obj: Objective) -> float:
+    """Allowed bad share: 1 - target (e.g. 0.001 for 99.9 %)."""
+    return 1.0 - obj.target
+
+
+def _number(value: float) -> str:
+    return f"{value:.6g}"
+
+
+def _latency_bound(obj: Objective) -> str:
+    bound = obj.latency_threshold_seconds
+    buckets = CATALOG[metric("request_latency_seconds")].buckets
+    if bound is None or bound not in buckets:
+        raise ConfigError(
+            f"slos.objectives[{obj.name}]: latency_threshold_seconds must be one of the latency "
+            f"histogram buckets {list(buckets)}, got {bound!r}")
+    return le_label(bound)
+
+
+def slo_error_ratio(obj: Objective, window: str) -> str:
+    """Share of bad events (0..1) for one objective over `window` (a PromQL duration)."""
+    m = _objective_matchers(obj)
+    if obj.kind == "availability":
+        bad = series("requests_total", *m, eq("status", "error"))
+        every = series("requests_total", *m)
+        return ratio(total(rate(bad, window)), total(rate(every, window)))
+    if obj.kind == "latency":
+        fast = series("request_latency_seconds", *m, eq("le", _latency_bound(obj)),
+                      part="bucket")
+        every = series("request_latency_seconds", *m, part="count")
+        return f"1 - {ratio(total(rate(fast, window)), total(rate(every, window)))}"
+    if obj.kind == "accuracy":
+        wrong = series("labeled_predictions_total", *m, eq("outcome", INCORRECT))
+        labeled = series("labeled_predictions_total", *m)
+        return ratio(total(rate(wrong, window)), total(rate(labeled, window)))
+    objective = eq("objective", obj.quality_objective or obj.name)
+    good = series("eval_windows_good_total", *m, objective)
+    slices = series("eval_windows_total", *m, objective)
+    return f"1 - {ratio(total(increase(good, window)), total(increase(slices, window)))}"
+
+
+def burn_rate(obj: Objective, window: str) -> str:
+    """How many times faster than sustainable the error budget burns over `window` (x)."""
+    return f"{group(slo_error_ratio(obj, window))} / {_number(error_budget(obj))}"
+
+
+def slo_attainment(obj: Objective, period: str) -> str:
+    """Good share (0..1) over the SLO period, to compare with the target."""
+    return f"1 - {group(slo_error_ratio(obj, period))}"
+
+
+def error_budget_remaining(obj: Objective, period: str) -> str:
+    """Share of the period's error budget not yet spent (1 = untouched, <= 0 = exhausted)."""
+    return f"1 - {group(slo_error_ratio(obj, period))} / {_number(error_budget(obj))}"

@@ -1,0 +1,119 @@
+"""Threshold scales taken from the configuration, so panels colour what the config calls bad.
+
+Rule used throughout: orange below the configured bound, red once the shortfall is twice what
+the bound tolerates (e.g. min_accuracy 0.9 tolerates 10 % errors: red below 80 %).
+Drift panels take no scale from here: their critical values are exported series.
+"""
+
+from __future__ import annotations
+
+from dashboards.panels import (
+    COUNT,
+    GREEN,
+    ORANGE,
+    PERCENT,
+    PLAIN,
+    RED,
+    SECONDS,
+    Scale,
+    Step,
+    higher_is_better,
+    lower_is_better,
+)
+from monitor.config import VisionmonConfig, parse_duration
+from monitor.slo_spec import BurnTier, Objective
+
+
+def _twice_the_shortfall(bound: float) -> float:
+    return max(0.0, 2.0 * bound - 1.0)
+
+
+def accuracy(cfg: VisionmonConfig) -> Scale:
+    """Accuracy, recall and precision (0..1): orange below quality.min_accuracy."""
+    bound = cfg.quality.min_accuracy
+    return higher_is_better(bound, _twice_the_shortfall(bound))
+
+
+def shadow_agreement(cfg: VisionmonConfig) -> Scale:
+    """Agreement with the reference model (0..1): orange below quality.min_shadow_agreement."""
+    bound = cfg.quality.min_shadow_agreement
+    return higher_is_better(bound, _twice_the_shortfall(bound))
+
+
+def calibration_error(cfg: VisionmonConfig) -> Scale:
+    """ECE (0..1): orange from half of quality.max_ece, red above it."""
+    bound = cfg.quality.max_ece
+    return lower_is_better(bound / 2.0, bound, PERCENT)
+
+
+def label_coverage() -> Scale:
+    """Labeled share of predictions (0..1): realized accuracy on under 1 % of traffic is
+    anecdotal (red), under 5 % noisy (orange)."""
+    return higher_is_better(0.05, 0.01)
+
+
+def label_delay(cfg: VisionmonConfig) -> Scale:
+    """Seconds until a label arrives: orange from half the join TTL, red at the TTL (labels
+    later than labels.ttl are never joined)."""
+    ttl = float(parse_duration(cfg.labels.ttl))
+    return lower_is_better(ttl / 2.0, ttl, SECONDS)
+
+
+def consumer_lag(cfg: VisionmonConfig) -> Scale:
+    """Records behind: orange from one poll's worth (kafka.max_poll_records), red at ten."""
+    poll = float(cfg.kafka.max_poll_records)
+    return lower_is_better(poll, 10.0 * poll, COUNT)
+
+
+def objective_attainment(obj: Objective) -> Scale:
+    """Good share over the SLO period: green at or above the target, red below."""
+    return Scale(PERCENT, ((None, RED), (obj.target, GREEN)), None, 1.0, 3)
+
+
+def latency(cfg: VisionmonConfig) -> Scale:
+    """Latency in seconds: red above the tightest latency objective's bound, if any."""
+    bounds = [o.latency_threshold_seconds for o in objectives(cfg)
+              if o.kind == "latency" and o.latency_threshold_seconds is not None]
+    if not bounds:
+        return Scale(SECONDS, ((None, GREEN),), 0.0)
+    bound = min(bounds)
+    return Scale(SECONDS, ((None, GREEN), (bound / 2.0, ORANGE), (bound, RED)), 0.0)
+
+
+def success_ratio(cfg: VisionmonConfig) -> Scale:
+    """Request success (0..1): red below the strictest availability target (else 99 %)."""
+    targets = [o.target for o in objectives(cfg) if o.kind == "availability"]
+    target = max(targets) if targets else 0.99
+    return Scale(PERCENT, ((None, RED), (target, GREEN)), None, 1.0)
+
+
+def objectives(cfg: VisionmonConfig) -> list[Objective]:
+    """Configured SLOs, in file order (empty without an `slos:` section)."""
+    return list(cfg.slos.objectives) if cfg.slos is not None else []
+
+
+def page_tiers(cfg: VisionmonConfig) -> tuple[BurnTier, ...]:
+    """The burn-rate tiers that page (slos.windows, else the SRE-workbook defaults in
+    monitor.slo_spec); all tiers when none pages."""
+    if cfg.slos is None:
+        return ()
+    tiers = cfg.slos.burn_tiers()
+    return tuple(t for t in tiers if t.severity == "page") or tiers
+
+
+def burn_rate(cfg: VisionmonConfig) -> Scale:
+    """Burn rate (x): orange from the slowest page tier's factor, red from the fastest's
+    (6x and 14.4x with the workbook defaults)."""
+    factors = sorted({t.factor for t in page_tiers(cfg)})
+    steps: list[Step] = [(None, GREEN)]
+    if factors:
+        steps.append((factors[0], ORANGE if len(factors) > 1 else RED))
+    if len(factors) > 1:
+        steps.append((factors[-1], RED))
+    return Scale(PLAIN, tuple(steps), 0.0)
+
+
+def burn_rate_windows(cfg: VisionmonConfig) -> tuple[str, ...]:
+    """The windows a burn-rate panel draws: each page tier's short and long window."""
+    windows = {w for t in page_tiers(cfg) for w in (t.short, t.long)}
+    return tuple(sorted(windows, key=parse_duration))

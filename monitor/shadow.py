@@ -1,0 +1,285 @@
+"""Shadow SLIs from the reference model: agreement with production, reference-based
+calibration, input-feature drift and embedding drift (PCA bins and MMD²).
+
+Scored images join their production prediction by request id in either arrival order,
+through bounded stores like the label join. Input features and embeddings feed the
+drift monitor as continuous features with baseline bins; the first `baseline_images`
+scored images of a model extend its baseline when it has no image profile yet.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from monitor.baseline import EMBEDDING_COMPONENTS, with_images
+from monitor.catalog import CALIBRATION_BINS
+from monitor.drift import DriftMonitor
+from monitor.engine import EngineExtension
+from monitor.events import PredictionEvent
+from monitor.joins import JoinStore
+from monitor.quality import QualityEvaluator
+from monitor.scored import INPUT_FEATURES, ScoredImage
+from monitor.snapshot import SnapshotBuilder
+from monitor.stats import calibration_bin_index, ece_from_bins, mmd2_rbf, mmd_permutation_threshold
+from monitor.windows import WindowedCounts, WindowSpec
+
+B = CALIBRATION_BINS
+MmdFn = Callable[[np.ndarray, np.ndarray, float], float]
+
+
+class _VersionShadow:
+    def __init__(self, c: int, windows: tuple[WindowSpec, ...]) -> None:
+        self.c = c
+        self.agree = np.zeros(c)          # by production's predicted class
+        self.disagree = np.zeros(c)
+        # window bins: n, agree, per-class n (C), per-class agree (C), cal events/conf/correct
+        self.windows = WindowedCounts(windows, 2 + 2 * c + 3 * B)
+
+
+class ShadowMonitor(EngineExtension):
+    """Joins reference scores to predictions and feeds input/embedding drift."""
+
+    def __init__(self, models: Mapping[str, Sequence[str]], windows: tuple[WindowSpec, ...],
+                 drift: DriftMonitor, quality: QualityEvaluator | None = None,
+                 max_entries: int = 50_000, ttl_seconds: float = 3600.0,
+                 hash_request_ids: bool = False, baseline_images: int = 300,
+                 reservoir: int = 256, mmd_alpha: float = 0.01, mmd_permutations: int = 100,
+                 mmd_fn: MmdFn | None = None, seed: int = 0,
+                 version_key: Callable[[str, str], str] | None = None) -> None:
+        self.models = {m: tuple(c) for m, c in models.items()}
+        self.windows = windows
+        self.drift = drift
+        self.quality = quality
+        self.predictions: JoinStore[tuple[str, int, float]] = JoinStore(
+            "shadow_predictions", max_entries, ttl_seconds, hash_request_ids)
+        self.early: JoinStore[tuple[int, float]] = JoinStore(
+            "shadow_early", max_entries, ttl_seconds, hash_request_ids)
+        self.by_version: dict[tuple[str, str], _VersionShadow] = {}
+        self.baseline_images = baseline_images
+        self._collect: dict[str, list[ScoredImage]] = {}
+        self.reservoir_size = reservoir
+        self.reservoirs: dict[tuple[str, str], deque[tuple[float, np.ndarray]]] = {}
+        self.mmd_alpha = mmd_alpha
+        self.mmd_permutations = mmd_permutations
+        self.mmd_fn: MmdFn = mmd_fn or mmd2_rbf
+        self.rng = np.random.default_rng(seed)
+        self.scored = 0
+        #: (model, version, window) -> (embeddings added when computed, MMD², threshold)
+        self._mmd_cache: dict[tuple[str, str, str], tuple[int, float, float]] = {}
+        self._added: dict[tuple[str, str], int] = {}
+        #: maps an image's version header to the cardinality-limited version label
+        self.version_key = version_key or (lambda _m, v: v)
+
+    def _state(self, model: str, version: str) -> _VersionShadow:
+        s = self.by_version.get((model, version))
+        if s is None:
+            s = self.by_version[(model, version)] = _VersionShadow(len(self.models[model]),
+                                                                   self.windows)
+        return s
+
+    # --- feeding ------------------------------------------------------------------
+    def on_predictions(self, groups: Mapping[tuple[str, str], list[PredictionEvent]]) -> None:
+        newest = -math.inf
+        for (model, version), evs in groups.items():
+            joins: list[tuple[int, float, float, int, float]] = []
+            for e in evs:
+                if not e.ok or e.pred < 0:
+                    continue
+                early = self.early.pop(e.request_id) if len(self.early) else None
+                if early is None:
+                    self.predictions.put(e.request_id, e.ts, (version, e.pred, e.confidence))
+                else:
+                    joins.append((e.pred, e.confidence, e.ts, early[0], early[1]))
+            if joins:
+                self._join(model, version, joins)
+            newest = max(newest, max(e.ts for e in evs))
+        if newest > -math.inf:
+            self.predictions.expire(newest)
+            self.early.expire(newest)
+
+    def apply_scored(self, items: Sequence[ScoredImage]) -> None:
+        """Results from the reference model (call under the engine's lock)."""
+        self.scored += len(items)
+        by_mv: dict[tuple[str, str], list[ScoredImage]] = {}
+        for it in items:
+            if it.model in self.models:
+                key = (it.model, self.version_key(it.model, it.version))
+                by_mv.setdefault(key, []).append(it)
+        for (model, version), its in by_mv.items():
+            self._profile(model, its)
+            joins: dict[str, list[tuple[int, float, float, int, float]]] = {}
+            for it in its:
+                hit = self.predictions.pop(it.request_id)
+                if hit is None:
+                    self.early.put(it.request_id, it.ts, (it.ref_pred, it.ref_confidence))
+                    continue
+                pred_version, pred, conf = hit  # the prediction's version is authoritative
+                joins.setdefault(pred_version, []).append((pred, conf, it.ts, it.ref_pred, it.ts))
+            for pred_version, js in joins.items():
+                self._join(model, pred_version, js)
+            self._features(model, version, its)
+
+    def _profile(self, model: str, its: list[ScoredImage]) -> None:
+        """Extend the model's baseline with images once enough have been scored."""
+        baseline = self.drift.baselines.get(model)
+        if baseline is None or baseline.embedding is not None or self.baseline_images <= 0:
+            return
+        buf = self._collect.setdefault(model, [])
+        buf.extend(its[: self.baseline_images - len(buf)])
+        if len(buf) >= self.baseline_images:
+            self.drift.set_baseline(with_images(baseline, buf))
+            del self._collect[model]
+
+    def _features(self, model: str, version: str, its: list[ScoredImage]) -> None:
+        baseline = self.drift.baselines.get(model)
+        if baseline is None or baseline.embedding is None:
+            return
+        ts = np.array([it.ts for it in its])
+        feats = np.array([it.features for it in its], dtype=np.float64)
+        for j, name in enumerate(INPUT_FEATURES):
+            self.drift.add_values(model, version, name, ts, feats[:, j])
+        emb = np.stack([np.asarray(it.embedding, dtype=np.float64) for it in its])
+        centred = emb - baseline.embedding.mean
+        pcs = centred @ baseline.embedding.components.T
+        for j in range(min(pcs.shape[1], EMBEDDING_COMPONENTS)):
+            self.drift.add_values(model, version, f"embedding_pc{j + 1}", ts, pcs[:, j])
+        res = self.reservoirs.get((model, version))
+        if res is None:
+            res = self.reservoirs[(model, version)] = deque(maxlen=self.reservoir_size)
+        for t, e in zip(ts.tolist(), emb, strict=True):
+            res.append((t, e))
+        self._added[(model, version)] = self._added.get((model, version), 0) + len(its)
+
+    def _join(self, model: str, version: str,
+              joins: list[tuple[int, float, float, int, float]]) -> None:
+        s = self._state(model, version)
+        n = len(joins)
+        pred = np.array([j[0] for j in joins], dtype=np.int64)
+        conf = np.array([j[1] for j in joins], dtype=np.float64)
+        at = np.array([max(j[2], j[4]) for j in joins], dtype=np.float64)
+        ref = np.array([j[3] for j in joins], dtype=np.int64)
+        agree = pred == ref
+        np.add.at(s.agree, pred[agree], 1.0)
+        np.add.at(s.disagree, pred[~agree], 1.0)
+        c = s.c
+        fin = np.isfinite(conf)
+        cb = calibration_bin_index(conf[fin]) if fin.any() else np.empty(0, np.int64)
+        a = agree
+        ts = np.concatenate([at, at[a], at, at[a], at[fin], at[fin], at[fin][a[fin]]])
+        bins = np.concatenate([np.zeros(n, np.int64), np.ones(int(a.sum()), np.int64),
+                               2 + pred, 2 + c + pred[a], 2 + 2 * c + cb,
+                               2 + 2 * c + B + cb, 2 + 2 * c + 2 * B + cb[a[fin]]])
+        w = np.concatenate([np.ones(n), np.ones(int(a.sum())), np.ones(n),
+                            np.ones(int(a.sum())), np.ones(cb.size), conf[fin],
+                            np.ones(int(a[fin].sum()))])
+        s.windows.add(ts, bins, w)
+        wm = self.drift.watermark.get(model, -math.inf)
+        self.drift.watermark[model] = max(wm, float(at.max()))
+        if self.quality is not None:
+            for t, ok in zip(at.tolist(), agree.tolist(), strict=True):
+                self.quality.on_shadow(model, version, t, ok)
+
+    # --- reading ------------------------------------------------------------------
+    def _mmd(self, model: str, version: str, window: str, seconds: int, now: float
+             ) -> tuple[float, float] | None:
+        baseline = self.drift.baselines.get(model)
+        res = self.reservoirs.get((model, version))
+        if baseline is None or baseline.embedding is None or not res:
+            return None
+        current = [e for t, e in res if t > now - seconds]
+        if len(current) < 20:
+            return None
+        key = (model, version, window)
+        cached = self._mmd_cache.get(key)
+        added = self._added.get((model, version), 0)
+        # the permutation test costs O(permutations x (n + m)^2): recompute only once a
+        # tenth of the reservoir is new
+        if cached is not None and added - cached[0] < max(1, self.reservoir_size // 10):
+            return cached[1], cached[2]
+        x = np.stack(current)
+        y = baseline.embedding.sample
+        bw = baseline.embedding.bandwidth
+        stat = float(self.mmd_fn(x, y, bw))
+        result = mmd_permutation_threshold(x, y, bw, self.mmd_alpha, self.mmd_permutations,
+                                           self.rng)
+        self._mmd_cache[key] = (added, stat, float(result.threshold))
+        return stat, float(result.threshold)
+
+    def snapshot(self, b: SnapshotBuilder) -> None:
+        b.set("visionmon_pending_joins", ("shadow_predictions",), float(len(self.predictions)))
+        b.set("visionmon_pending_joins", ("shadow_early",), float(len(self.early)))
+        for store in (self.predictions, self.early):
+            for reason, n in store.evicted.items():
+                b.set("visionmon_join_evicted_total", (store.name, reason), float(n))
+        for (model, version), s in self.by_version.items():
+            mv = (model, version)
+            classes = self.models[model]
+            b.set("visionmon_shadow_scored_total", (*mv, "agree"), float(s.agree.sum()))
+            b.set("visionmon_shadow_scored_total", (*mv, "disagree"), float(s.disagree.sum()))
+            for i, name in enumerate(classes):
+                if s.agree[i] or s.disagree[i]:
+                    b.set("visionmon_shadow_class_total", (*mv, name, "agree"), s.agree[i])
+                    b.set("visionmon_shadow_class_total", (*mv, name, "disagree"),
+                          s.disagree[i])
+            now = self.drift.watermark.get(model, 0.0)
+            c = s.c
+            for window, v in s.windows.totals(now).items():
+                if v[0] > 0:
+                    b.set("visionmon_shadow_agreement_ratio", (*mv, window), v[1] / v[0])
+                    ev = v[2 + 2 * c:2 + 2 * c + B]
+                    if ev.sum():
+                        ece = ece_from_bins(ev, v[2 + 2 * c + B:2 + 2 * c + 2 * B],
+                                            v[2 + 2 * c + 2 * B:2 + 2 * c + 3 * B])
+                        b.set("visionmon_calibration_ece", (*mv, window, "reference"), ece)
+        for (model, version) in self.reservoirs:
+            now = self.drift.watermark.get(model, 0.0)
+            for spec in self.windows:
+                got = self._mmd(model, version, spec.name, spec.seconds, now)
+                if got is not None:
+                    b.set("visionmon_embedding_mmd", (model, version, spec.name), got[0])
+                    b.set("visionmon_embedding_mmd_threshold", (model, version, spec.name),
+                          got[1])
+
+    def agreement_by_class(self, model: str, version: str, window: str) -> np.ndarray:
+        """Per production class agreement ratio in a window (NaN without data)."""
+        s = self.by_version.get((model, version))
+        if s is None:
+            return np.full(len(self.models[model]), np.nan)
+        v = s.windows.totals(self.drift.watermark.get(model, 0.0))[window]
+        n, a = v[2:2 + s.c], v[2 + s.c:2 + 2 * s.c]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(n > 0, a / n, np.nan)
+
+    # --- checkpoint -------------------------------------------------------------------
+    def state(self) -> Any:
+        return {
+            "predictions": self.predictions.state(list),
+            "early": self.early.state(list),
+            "versions": [[m, v, s.agree, s.disagree, s.windows.state()]
+                         for (m, v), s in self.by_version.items()],
+            "reservoirs": [[m, v, [[t, e] for t, e in r]] for (m, v), r in
+                           self.reservoirs.items()],
+            "scored": self.scored,
+        }
+
+    def restore(self, state: Any) -> None:
+        self.predictions.restore(state["predictions"], lambda x: (str(x[0]), int(x[1]),
+                                                                  float(x[2])))
+        self.early.restore(state["early"], lambda x: (int(x[0]), float(x[1])))
+        for m, v, agree, disagree, windows in state["versions"]:
+            if m not in self.models:
+                continue
+            s = self._state(m, v)
+            s.agree[...] = agree
+            s.disagree[...] = disagree
+            s.windows.restore([{k: np.asarray(x) for k, x in r.items()} for r in windows])
+        for m, v, items in state.get("reservoirs", []):
+            r = self.reservoirs[(m, v)] = deque(maxlen=self.reservoir_size)
+            for t, e in items:
+                r.append((float(t), np.asarray(e, dtype=np.float64)))
+        self.scored = int(state.get("scored", 0))

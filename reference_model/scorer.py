@@ -1,0 +1,189 @@
+"""Batched inference with the reference model.
+
+Input: a batch of (S, S, 3) uint8 RGB images from intake. Normalisation (pixel / 255,
+channel order, mean/std) happens on the inference device, so only uint8 crosses the bus
+(4x less than float32).
+
+* CUDA: uint8 batch written into a pinned host buffer, copied with `non_blocking=True`,
+  permuted to NCHW in `channels_last` layout, normalised in float32, run under bf16
+  autocast with `torch.inference_mode()`; batches are padded to a power-of-two size so
+  cuDNN autotuning and the optional `torch.compile` see a bounded set of shapes.
+* CPU: float32, `torch.inference_mode()`, `torch.set_num_threads(config.cpu_threads)`.
+
+Outputs: softmax probabilities (float32, N x C) and embeddings (float32, N x D, the
+embedding tensor flattened per image).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from monitor.reference_config import ReferenceConfig
+from reference_model.artifact import LoadedReference, load_reference
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ScorerInfo:
+    """What the metrics say about the model: file hash, device, load time in seconds."""
+
+    sha256: str
+    device: str
+    batch_size: int
+    num_classes: int
+    embedding_dim: int
+    load_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreResult:
+    """probs: (N, C) float32 softmax; embeddings: (N, D) float32."""
+
+    probs: np.ndarray
+    embeddings: np.ndarray
+
+
+class BatchScorer(Protocol):
+    """What ShadowScorer needs from a scorer (tests substitute fakes)."""
+
+    @property
+    def info(self) -> ScorerInfo: ...
+
+    def score(self, images: Sequence[np.ndarray]) -> ScoreResult: ...
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    """True for CUDA (or other device) out-of-memory errors."""
+    return isinstance(err, torch.OutOfMemoryError) or (
+        isinstance(err, RuntimeError) and "out of memory" in str(err))
+
+
+def bucket_size(n: int, batch_size: int) -> int:
+    """The padded batch size for n images: the next power of two, at most batch_size
+    (and never below n)."""
+    p = 1
+    while p < n:
+        p *= 2
+    return max(n, min(p, batch_size))
+
+
+class Scorer:
+    """Runs a loaded reference model on batches of intake pixels. One thread at a time."""
+
+    def __init__(self, loaded: LoadedReference, config: ReferenceConfig) -> None:
+        self._loaded = loaded
+        self._config = config
+        self._device = torch.device(loaded.device)
+        self._cuda = self._device.type == "cuda"
+        self._size = config.input_size
+        mean = torch.tensor(config.mean, dtype=torch.float32).view(1, 3, 1, 1)
+        std = torch.tensor(config.std, dtype=torch.float32).view(1, 3, 1, 1)
+        # (x / 255 - mean) / std  ==  x * scale + shift
+        self._scale = (1.0 / (255.0 * std)).to(self._device)
+        self._shift = (-mean / std).to(self._device)
+        self._bgr = config.channel_order == "BGR"
+        self._pinned: torch.Tensor | None = None
+        self._autocast = self._cuda
+        module: Any = loaded.module
+        if self._cuda:
+            torch.backends.cudnn.benchmark = True
+            try:
+                module = module.to(memory_format=torch.channels_last)
+            except Exception as err:  # some scripted modules refuse; NCHW still works
+                log.warning("channels_last not applied to %s: %s", loaded.path, err)
+            if config.compile:
+                if loaded.format == "export":
+                    module = torch.compile(module, dynamic=False)
+                else:
+                    log.warning("reference.compile ignored: %s is TorchScript", loaded.path)
+        else:
+            torch.set_num_threads(config.cpu_threads)
+        self._module = module
+        self._info = ScorerInfo(loaded.sha256, loaded.device, config.batch_size,
+                                loaded.num_classes, loaded.embedding_dim, loaded.load_seconds)
+        if self._cuda:
+            self._check_autocast()
+
+    @classmethod
+    def from_config(cls, config: ReferenceConfig, device: str | None = None) -> Scorer:
+        """Load (verify hash, deserialise, warm up) and wrap. Raises ArtifactError."""
+        return cls(load_reference(config, device), config)
+
+    @property
+    def info(self) -> ScorerInfo:
+        return self._info
+
+    def score(self, images: Sequence[np.ndarray]) -> ScoreResult:
+        """Score (S, S, 3) uint8 RGB images (a sequence or an (N, S, S, 3) array)."""
+        n = len(images)
+        if n == 0:
+            c, d = self._info.num_classes, self._info.embedding_dim
+            return ScoreResult(np.zeros((0, c), np.float32), np.zeros((0, d), np.float32))
+        with torch.inference_mode():
+            x = self._to_device(images)
+            if self._autocast:
+                with torch.autocast("cuda", dtype=torch.bfloat16):
+                    logits, emb = self._forward(x)
+            else:
+                logits, emb = self._forward(x)
+            probs = torch.softmax(logits[:n].float(), dim=1)
+            embs = emb[:n].float().flatten(1)
+            return ScoreResult(probs.cpu().numpy(), embs.cpu().numpy())
+
+    def warm_up(self, sizes: Sequence[int] = ()) -> float:
+        """Run zero batches of the given sizes (default: the configured batch size) so the
+        first real batches do not pay for autotuning or compilation; returns seconds."""
+        start = time.perf_counter()
+        blank = np.zeros((self._size, self._size, 3), np.uint8)
+        for s in sizes or (self._config.batch_size,):
+            self.score([blank] * s)
+        return time.perf_counter() - start
+
+    def _forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self._module(x)
+        return out[0], out[1]
+
+    def _to_device(self, images: Sequence[np.ndarray]) -> torch.Tensor:
+        n = len(images)
+        s = self._size
+        if self._cuda:
+            rows = bucket_size(n, self._config.batch_size)
+            if self._pinned is None or self._pinned.shape[0] < rows:
+                self._pinned = torch.empty((max(rows, self._config.batch_size), s, s, 3),
+                                           dtype=torch.uint8).pin_memory()
+            host = self._pinned[:rows]
+            view = host.numpy()
+            for i, img in enumerate(images):
+                view[i] = img
+            if rows > n:
+                view[n:rows] = 0
+            u8 = host.to(self._device, non_blocking=True)
+        else:
+            arr = images if isinstance(images, np.ndarray) else np.stack(list(images))
+            u8 = torch.from_numpy(np.ascontiguousarray(arr))
+        x = u8.permute(0, 3, 1, 2).float()  # NCHW shape; channels_last memory from NHWC
+        if self._bgr:
+            x = x.flip(1)
+        x = x * self._scale + self._shift
+        if self._cuda:
+            return x.contiguous(memory_format=torch.channels_last)
+        return x.contiguous()
+
+    def _check_autocast(self) -> None:
+        blank = np.zeros((self._size, self._size, 3), np.uint8)
+        try:
+            self.score([blank, blank])
+        except Exception as err:
+            if is_out_of_memory(err):
+                raise
+            log.warning("bf16 autocast failed for %s (%s); running in float32",
+                        self._loaded.path, err)
+            self._autocast = False

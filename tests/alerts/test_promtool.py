@@ -1,0 +1,97 @@
+"""promtool proves the generated rules: they load, their unit tests pass, and a changed
+burn factor or hold time makes those tests fail."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import yaml
+
+from alerts import names
+from alerts.generate import write_all
+from tests.alerts.conftest import with_slos
+
+PROMTOOL = shutil.which("promtool")
+pytestmark = pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed "
+                                "(Debian package prometheus)")
+
+
+def promtool(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    assert PROMTOOL is not None
+    return subprocess.run([PROMTOOL, *map(str, args)], cwd=cwd, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_promtool_accepts_every_generated_rule_file(generated):
+    rule_files = sorted(generated.glob("*.yml"))
+    assert len(rule_files) == 5
+    result = promtool("check", "rules", *rule_files)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "FAILED" not in result.stdout + result.stderr
+
+
+def test_every_generated_promtool_unit_test_passes(generated):
+    """Run per file in parallel: the 1-day histories make each file take a few seconds."""
+    test_files = sorted(generated.glob(f"*{names.TESTS_SUFFIX}"))
+    assert len(test_files) == 5
+    with ThreadPoolExecutor(max_workers=len(test_files)) as pool:
+        results = list(pool.map(lambda p: promtool("test", "rules", p.name, cwd=generated),
+                                test_files))
+    failures = {p.name: r.stdout + r.stderr for p, r in zip(test_files, results, strict=True)
+                if r.returncode != 0}
+    assert not failures, "\n".join(f"{n}:\n{out}" for n, out in failures.items())
+
+
+MUTATIONS = [
+    # sentence, rule file stem, text in the rules, replacement, test chosen by its name
+    ("paging at 12x instead of 14.4x pages a minute early", "visionmon-slo-digits-availability",
+     "(14.4 * 0.001)", "(12 * 0.001)", "14.4x 1h/5m tier"),
+    ("a 6x page reading the 1d window instead of 6h fires late", "visionmon-slo-digits-latency",
+     "slo:sli_error:ratio_rate6h{slo=\"latency\",model=\"digits\"} > (6 * 0.01)",
+     "slo:sli_error:ratio_rate1d{slo=\"latency\",model=\"digits\"} > (6 * 0.01)",
+     "6x 6h/30m tier"),
+    ("a ticket at 1.2x instead of 1x opens too late", "visionmon-slo-digits-accuracy",
+     "(1 * 0.05)", "(1.2 * 0.05)", "1x 3d/6h tier"),
+    ("a minimum volume of 50 labels lets a quiet hour page", "visionmon-slo-digits-accuracy",
+     ">= 100", ">= 50", "fewer than 100 labels"),
+    ("a Kafka page held 3m instead of 2m fires late", "visionmon-thresholds",
+     "for: 2m", "for: 3m", "kafka:"),
+]
+
+
+@pytest.mark.parametrize(("sentence", "stem", "old", "new", "test_name"), MUTATIONS,
+                         ids=[m[0] for m in MUTATIONS])
+def test_a_mutated_rule_fails_its_promtool_test(generated, tmp_path, sentence, stem, old, new,
+                                                test_name):
+    rules = (generated / f"{stem}{names.RULES_SUFFIX}").read_text()
+    assert old in rules, f"{old!r} not in {stem}"
+    tests = yaml.safe_load((generated / f"{stem}{names.TESTS_SUFFIX}").read_text())
+    tests["tests"] = [t for t in tests["tests"] if test_name in t["name"]]
+    assert len(tests["tests"]) == 1, test_name
+    (tmp_path / f"{stem}{names.TESTS_SUFFIX}").write_text(yaml.safe_dump(tests))
+
+    # Unchanged, this test passes (test_every_generated_promtool_unit_test_passes).
+    (tmp_path / f"{stem}{names.RULES_SUFFIX}").write_text(rules.replace(old, new))
+    mutated = promtool("test", "rules", f"{stem}{names.TESTS_SUFFIX}", cwd=tmp_path)
+    assert mutated.returncode != 0, f"{sentence}: the tests did not notice"
+
+
+def test_a_lowered_tier_of_a_90_percent_target_fires_in_its_generated_test(example_data,
+                                                                          tmp_path):
+    """14.4x cannot fire at 90 % (at most 10x): the tier is lowered to 8x, and the promtool
+    test generated for it shows it paging."""
+    loaded = with_slos(example_data, objectives=[
+        {"name": "accuracy", "model": "digits", "kind": "accuracy", "target": 0.9}])
+    write_all(loaded, tmp_path)
+    stem = "visionmon-slo-digits-accuracy"
+    assert "(8 * 0.1)" in (tmp_path / f"{stem}{names.RULES_SUFFIX}").read_text()
+    tests = yaml.safe_load((tmp_path / f"{stem}{names.TESTS_SUFFIX}").read_text())
+    tests["tests"] = [t for t in tests["tests"] if "8x 1h/5m tier" in t["name"]]
+    assert len(tests["tests"]) == 1
+    (tmp_path / "lowered.test.yaml").write_text(yaml.safe_dump(tests))
+    result = promtool("test", "rules", "lowered.test.yaml", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -1,0 +1,297 @@
+"""`visionmon demo`: the incident demo on embedded defaults.
+
+Starts the embedded Kafka-protocol broker, trains a production and a reference model on
+real digit images, runs a simulated serving stack and the daemon, injects four incidents
+one after another, and prints a live status line and, at the end, a timeline of what
+caught each incident, after how many seconds and events.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+import yaml
+
+from monitor.config import load_config
+from visionmon.app import App, wait_ready
+from visionmon.broker import EmbeddedBroker, create_topics
+from visionmon.demo.incidents import INCIDENTS, Detection, IncidentRecord, active
+
+log = logging.getLogger(__name__)
+
+WINDOWS = ["1m", "10m", "1h"]
+SIGNAL_WINDOW = "1m"
+TICK_S = 0.1
+WARMUP_FRACTION = 0.18
+
+
+def demo_config(bootstrap: str, out: Path, reference: dict[str, Any], port: int,
+                baseline: Path) -> dict[str, Any]:
+    """The built-in config: the demo's digits model, its reference model, short windows."""
+    return {
+        "version": 1,
+        "kafka": {"bootstrap_servers": [bootstrap], "group_id": "visionmon-demo",
+                  "dead_letter_topic": "visionmon-dead-letter", "poll_timeout_ms": 200,
+                  "commit_interval_seconds": 1.0, "lag_interval_seconds": 2.0},
+        "models": [{"name": "digits",
+                    "classes": ["zero", "one", "two", "three", "four", "five", "six",
+                                "seven", "eight", "nine"],
+                    "high_risk_classes": ["seven"]}],
+        "http": {"bind": "127.0.0.1", "port": port},
+        "windows": {"sizes": WINDOWS, "slices": 30},
+        "baseline": {"mode": "file", "path": str(baseline)},
+        "quality": {"eval_slice": "1m", "min_labels": 10},
+        "state": {"checkpoint_dir": str(out / "state"), "checkpoint_interval_seconds": 5},
+        "reference": reference,
+        "slos": {"version": 1, "objectives": [
+            {"name": "availability", "model": "digits", "kind": "availability",
+             "target": 0.999},
+            {"name": "latency", "model": "digits", "kind": "latency", "target": 0.99,
+             "latency_threshold_seconds": 0.25},
+            {"name": "accuracy", "model": "digits", "kind": "accuracy", "target": 0.9}]},
+    }
+
+
+def _train(out: Path, seed: int) -> tuple[Any, Any]:
+    """(reference artifact, production network): two real CNNs on the digit images."""
+    import torch
+
+    from reference_model.digits import build_digits_reference, train_digits_model
+
+    torch.set_num_threads(1)
+    ref = build_digits_reference(out, seed=0, epochs=10)
+    prod = train_digits_model(ref.data, seed=seed, epochs=10)
+    return ref, prod
+
+
+def _baseline(out: Path, ref: Any, prod: Any) -> Path:
+    """Last week's known-good traffic, profiled: the production model's predictions on the
+    training images with their labels (for calibration), and reference-scored images."""
+    import torch
+
+    from monitor import baseline as baseline_mod
+    from monitor.events import DecodeLimits, ModelClassIndex, PredictionDecoder
+    from monitor.reference_config import ImagesConfig
+    from reference_model.digits import DIGIT_CLASSES, model_inputs, render_digit
+    from reference_model.profile import score_images
+
+    data = ref.data
+    idx = data.train
+    with torch.inference_mode():
+        probs = torch.softmax(prod(model_inputs(data.images[idx]))[0], 1).numpy()
+    dec = PredictionDecoder({"digits": ModelClassIndex.of(DIGIT_CLASSES)}, DecodeLimits())
+    now = time.time()
+    events, labels = [], {}
+    for j, i in enumerate(idx.tolist()):
+        p = probs[j].astype(float).round(6)
+        p[int(p.argmax())] += 1.0 - p.sum()
+        rid = f"baseline-{i}"
+        events += dec.decode(orjson.dumps({"request_id": rid, "ts": now, "model": "digits",
+                                           "version": "v1", "probs": p.tolist()}), now).events
+        labels[rid] = int(data.labels[i])
+    items = [(f"baseline-{i}", "v1", now, render_digit(data.images[i])) for i in idx[:400]]
+    scored = score_images(ref.config, ImagesConfig(), DIGIT_CLASSES, items)
+    b = baseline_mod.build_baseline("digits", DIGIT_CLASSES, events, labels, images=scored,
+                                    created_at=now, source="demo: training images")
+    return baseline_mod.save(b, out / "digits.baseline.json")
+
+
+def _total(snap: dict[str, Any], name: str, **want: str) -> float:
+    from monitor.catalog import CATALOG
+
+    labels = CATALOG[name].labels
+    return float(sum(v for k, v in snap.get(name, {}).items()
+                     if all(dict(zip(labels, k, strict=True)).get(a) == b
+                            for a, b in want.items())))
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.live import Live
+
+    console = Console()
+    out = Path(args.out or tempfile.mkdtemp(prefix="visionmon-demo-"))
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(out / "state", ignore_errors=True)  # a fresh broker: no state to resume
+    console.print(f"[bold]visionmon demo[/] — output in {out}")
+    with console.status("training the production and reference models on real digits…"):
+        ref, prod = _train(out, args.seed)
+        baseline = _baseline(out, ref, prod)
+    console.print(f"reference model: test accuracy {ref.test_accuracy:.3f}, sha256 "
+                  f"{ref.sha256[:12]}…")
+    with EmbeddedBroker(log_path=str(out / "broker.log")) as broker:
+        create_topics(broker.bootstrap, ["predictions", "images", "feedback",
+                                         "visionmon-dead-letter"])
+        cfg = demo_config(broker.bootstrap, out, ref.config.model_dump(mode="json"),
+                          args.port, baseline)
+        cfg_path = out / "visionmon.yaml"
+        cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        loaded = load_config(cfg_path)
+        app = App(loaded)
+        running = app.start_background()
+        console.print(f"broker {broker.bootstrap}; metrics at [bold]{running.url}/metrics[/]")
+        prom = None
+        try:
+            wait_ready(app.daemon, 60)
+            if args.prometheus:
+                prom = _start_prometheus(loaded, out, running.url, console)
+            records, false_alarms = _run(app, loaded, ref, prod, args, console, Live)
+            summary = _timeline(records, false_alarms, console)
+            (out / "timeline.json").write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
+            console.print(f"timeline written to {out / 'timeline.json'}")
+            if args.keep_running:
+                console.print("--keep-running: the daemon keeps serving; Ctrl-C to stop")
+                while True:
+                    time.sleep(1)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            running.stop()
+            if prom is not None:
+                prom.stop()
+    return 0
+
+
+def _run(app: App, loaded: Any, ref: Any, prod: Any, args: argparse.Namespace,
+         console: Any, live_cls: Any) -> tuple[list[IncidentRecord], dict[str, float]]:
+    from collectors.kafka.client import open_producer
+    from visionmon.demo.serving import ServingTopics, SimulatedServing
+    from visionmon.demo.signals import evaluate
+
+    producer = open_producer(loaded.config.kafka, "visionmon-demo-serving")
+    serving = SimulatedServing(ref.data, prod, producer, ServingTopics(), seed=args.seed,
+                               image_fraction=args.image_fraction)
+    records = [IncidentRecord(i) for i in INCIDENTS]
+    history: list[tuple[float, dict[str, Any]]] = []
+    false_alarms: dict[str, float] = {}
+    start = time.monotonic()
+    # compressed event time runs from the past so that it never passes the real clock
+    event_t0 = time.time() - args.duration * args.speed - 60.0
+    sent_ticks = 0
+    next_eval = start
+    line = ""
+    with live_cls(console=console, refresh_per_second=4, transient=True) as live:
+        while (elapsed := time.monotonic() - start) < args.duration:
+            progress = elapsed / args.duration
+            incidents = active(INCIDENTS, progress)
+            due = int(elapsed * args.rate) - sent_ticks
+            event_ts = event_t0 + elapsed * args.speed
+            serving.tick(max(due, 0), elapsed, event_ts, incidents)
+            sent_ticks += max(due, 0)
+            for r in records:
+                if r.started_at is None and r.incident.key in incidents:
+                    r.started_at = elapsed
+                    r.events_at_start = serving.sent["predictions"]
+            if time.monotonic() >= next_eval:
+                next_eval += 0.5
+                snap = app.snapshot()
+                history.append((elapsed, snap))
+                short = _ago(history, elapsed, 3.0)
+                long = _ago(history, elapsed, 12.0)
+                signals = evaluate(snap, short, long, SIGNAL_WINDOW)
+                _record(records, signals, elapsed, serving.sent["predictions"], incidents,
+                        progress, false_alarms)
+                line = _status(elapsed, args.duration, serving.sent, snap, incidents, signals)
+                live.update(line)
+                history = [h for h in history if h[0] > elapsed - 15.0]
+            time.sleep(TICK_S)
+    serving.flush()
+    producer.close()
+    console.print(line)
+    if false_alarms:
+        console.print("[yellow]signals that fired with no incident active:[/] " + ", ".join(
+            f"{s} at {t:.0f}s" for s, t in sorted(false_alarms.items(), key=lambda x: x[1])))
+    return records, false_alarms
+
+
+def _ago(history: list[tuple[float, dict[str, Any]]], now: float, seconds: float
+         ) -> dict[str, Any]:
+    for t, snap in history:
+        if t >= now - seconds:
+            return snap
+    return history[0][1]
+
+
+def _record(records: list[IncidentRecord], signals: dict[str, bool], elapsed: float,
+            events: int, incidents: set[str], progress: float,
+            false_alarms: dict[str, float]) -> None:
+    for r in records:
+        if r.started_at is None:
+            continue
+        inc = r.incident
+        # a signal counts for an incident until the next one starts (the windows lag)
+        later = [i.start for i in INCIDENTS if i.start > inc.start]
+        if progress >= (min(later) if later else 1.0):
+            continue
+        for s in inc.signals:
+            if signals.get(s) and s not in r.detections:
+                r.detections[s] = Detection(s, elapsed - r.started_at, events - r.events_at_start)
+        if inc.key in incidents:
+            for s in inc.quiet:
+                if signals.get(s) and s not in r.quiet_violations:
+                    r.quiet_violations[s] = Detection(s, elapsed - r.started_at,
+                                                      events - r.events_at_start)
+    if progress > WARMUP_FRACTION and not incidents:
+        recent = any(r.started_at is not None and progress < r.incident.end + 0.06
+                     for r in records)
+        if not recent:
+            for s, on in signals.items():
+                if on and s not in false_alarms:
+                    false_alarms[s] = elapsed
+
+
+def _status(elapsed: float, duration: float, sent: dict[str, int], snap: dict[str, Any],
+            incidents: set[str], signals: dict[str, bool]) -> str:
+    counted = _total(snap, "visionmon_requests_total")
+    scored = _total(snap, "visionmon_reference_images_scored_total")
+    labels = _total(snap, "visionmon_labels_total")
+    firing = [s for s, on in signals.items() if on]
+    return (f"[{elapsed:5.1f}/{duration:.0f}s] sent {sent['predictions']} counted "
+            f"{counted:.0f} | images {scored:.0f} | labels {labels:.0f} | incident: "
+            f"{', '.join(sorted(incidents)) or '-'} | firing: {', '.join(firing) or '-'}")
+
+
+def _timeline(records: list[IncidentRecord], false_alarms: dict[str, float], console: Any
+              ) -> dict[str, Any]:
+    from rich.table import Table
+
+    table = Table(title="incident timeline")
+    for col in ("incident", "started", "caught by (after s / events)", "missed",
+                "must stay quiet"):
+        table.add_column(col)
+    out: list[dict[str, Any]] = []
+    for r in records:
+        inc = r.incident
+        caught = ", ".join(f"{d.signal} ({d.after_seconds:.1f}s / {d.after_events})"
+                           for d in r.detections.values()) or "-"
+        missed = [s for s in inc.signals if s not in r.detections]
+        quiet = ", ".join(f"[red]{s} fired[/]" for s in r.quiet_violations) or (
+            ", ".join(f"{s} ok" for s in inc.quiet) or "-")
+        started = "-" if r.started_at is None else f"{r.started_at:.1f}s"
+        table.add_row(inc.title, started, caught, ", ".join(missed) or "-", quiet)
+        out.append({"incident": inc.key, "title": inc.title, "started_s": r.started_at,
+                    "caught": {d.signal: {"after_s": round(d.after_seconds, 2),
+                                          "after_events": d.after_events}
+                               for d in r.detections.values()},
+                    "missed": missed, "quiet_violations": sorted(r.quiet_violations)})
+    console.print(table)
+    return {"incidents": out, "false_alarms": false_alarms}
+
+
+def _start_prometheus(loaded: Any, out: Path, target: str, console: Any) -> Any:
+    """A real Prometheus with the generated rules, if the binary is installed."""
+    if shutil.which("prometheus") is None:
+        console.print("[yellow]--prometheus: no `prometheus` binary on PATH; skipped[/]")
+        return None
+    from visionmon.prometheus import PrometheusProcess
+
+    prom = PrometheusProcess.start(loaded, out / "prometheus", target)
+    console.print(f"prometheus at {prom.url} with rules from {prom.rules_dir}")
+    return prom

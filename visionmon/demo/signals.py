@@ -1,0 +1,78 @@
+"""Turns daemon snapshots into the demo's named signals (booleans), the way an on-call
+dashboard or alert would read them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from monitor.catalog import LATENCY_BUCKETS
+from monitor.scored import INPUT_FEATURES
+from monitor.snapshot import HistogramValue
+
+Snapshot = Mapping[str, Mapping[tuple[str, ...], Any]]
+
+ACCURACY_FLOOR = 0.8
+AGREEMENT_FLOOR = 0.8
+LATENCY_THRESHOLD_S = 0.25
+LATENCY_TARGET = 0.99
+PAGE_FACTOR = 14.4
+
+
+def _gauge(snap: Snapshot, name: str, **want: str) -> list[float]:
+    from monitor.catalog import CATALOG
+
+    labels = CATALOG[name].labels
+    out = []
+    for key, value in snap.get(name, {}).items():
+        d = dict(zip(labels, key, strict=True))
+        if all(d.get(k) == v for k, v in want.items()):
+            out.append(float(value))
+    return out
+
+
+def _drift(snap: Snapshot, version: str, window: str, features: tuple[str, ...]) -> bool:
+    psi = {k: v for k, v in snap.get("visionmon_drift_psi", {}).items()
+           if k[1] == version and k[3] == window and k[2] in features}
+    th = snap.get("visionmon_drift_threshold", {})
+    return any(v > th.get(k, float("inf")) for k, v in psi.items())
+
+
+def _slow_fraction(now: Snapshot, before: Snapshot) -> float | None:
+    """Fraction of requests slower than the SLO threshold between two snapshots."""
+    idx = LATENCY_BUCKETS.index(LATENCY_THRESHOLD_S)
+    fast = total = 0.0
+    for key, hv in now.get("visionmon_request_latency_seconds", {}).items():
+        old = before.get("visionmon_request_latency_seconds", {}).get(key)
+        assert isinstance(hv, HistogramValue)
+        counts = list(hv.counts)
+        prev = list(old.counts) if isinstance(old, HistogramValue) else [0.0] * len(counts)
+        delta = [a - b for a, b in zip(counts, prev, strict=True)]
+        total += sum(delta)
+        fast += sum(delta[: idx + 1])
+    return None if total < 20 else 1.0 - fast / total
+
+
+def evaluate(now: Snapshot, short_ago: Snapshot, long_ago: Snapshot, window: str
+             ) -> dict[str, bool]:
+    """Every demo signal at this moment."""
+    out: dict[str, bool] = {}
+    out["input_drift"] = _drift(now, "v1", window, INPUT_FEATURES[:6])
+    mmd = _gauge(now, "visionmon_embedding_mmd", version="v1", window=window)
+    mmd_th = _gauge(now, "visionmon_embedding_mmd_threshold", version="v1", window=window)
+    pcs = tuple(f"embedding_pc{i}" for i in range(1, 9))
+    out["embedding_drift"] = bool(mmd and mmd_th and mmd[0] > mmd_th[0]) or _drift(
+        now, "v1", window, pcs)
+    acc = _gauge(now, "visionmon_accuracy_ratio", version="v1", window=window)
+    out["accuracy_drop"] = bool(acc) and acc[0] < ACCURACY_FLOOR
+    est = _gauge(now, "visionmon_estimated_accuracy_ratio", version="v1", window=window)
+    out["estimated_accuracy_drop"] = bool(est) and est[0] < ACCURACY_FLOOR
+    v2 = _gauge(now, "visionmon_shadow_agreement_ratio", version="v2", window=window)
+    out["shadow_disagreement_canary"] = bool(v2) and v2[0] < AGREEMENT_FLOOR
+    v1 = _gauge(now, "visionmon_shadow_agreement_ratio", version="v1", window=window)
+    out["shadow_disagreement"] = bool(v1) and v1[0] < AGREEMENT_FLOOR
+    budget = 1.0 - LATENCY_TARGET
+    short, long = _slow_fraction(now, short_ago), _slow_fraction(now, long_ago)
+    out["latency_burn"] = (short is not None and long is not None
+                           and short > PAGE_FACTOR * budget and long > PAGE_FACTOR * budget)
+    return out
