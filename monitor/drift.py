@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from monitor.baseline import PREDICTION_FEATURES, Baseline, build_baseline
-from monitor.engine import EngineExtension
+from monitor.engine import EngineExtension, EventGroup
 from monitor.events import PredictionEvent
 from monitor.snapshot import SnapshotBuilder
 from monitor.stats import apply_bin_map, drift_threshold, kl_divergence, psi, smoothed_proportions
@@ -90,19 +90,19 @@ class DriftMonitor(EngineExtension):
         self.listeners: list[BaselineListener] = []
 
     # --- feeding ----------------------------------------------------------------
-    def on_predictions(self, groups: Mapping[tuple[str, str], list[PredictionEvent]]) -> None:
+    def on_predictions(self, groups: Mapping[tuple[str, str], EventGroup]) -> None:
         for (model, version), evs in groups.items():
-            ok = [e for e in evs if e.ok and e.pred >= 0]
-            if ok:
-                self._apply(model, version, ok)
+            ok = evs.column("ok") & (evs.column("pred") >= 0)
+            if ok.any():
+                self._apply(model, version, evs, ok)
 
-    def _apply(self, model: str, version: str, evs: list[PredictionEvent]) -> None:
-        ts = np.fromiter((e.ts for e in evs), dtype=np.float64, count=len(evs))
+    def _apply(self, model: str, version: str, evs: EventGroup, ok: np.ndarray) -> None:
+        ts = evs.column("ts")[ok]
         wm = self.watermark.get(model, -math.inf)
         self.watermark[model] = max(wm, float(ts.max()))
         baseline = self.baselines.get(model)
         if baseline is None:
-            self._maybe_freeze(model, evs)
+            self._maybe_freeze(model, [e for e, k in zip(evs, ok.tolist(), strict=True) if k])
             return
         state = self.by_version.get((model, version))
         if state is None:
@@ -111,13 +111,10 @@ class DriftMonitor(EngineExtension):
             prof = baseline.features.get(name)
             if prof is None:
                 continue
-            if name == "predicted_class":
-                values = np.fromiter((e.pred for e in evs), dtype=np.float64, count=len(evs))
-            else:
-                values = np.fromiter((getattr(e, name) for e in evs), dtype=np.float64,
-                                     count=len(evs))
-            ok = np.isfinite(values)
-            state.add(name, ts[ok], prof.bin_of(values[ok]))
+            column = "pred" if name == "predicted_class" else name
+            values = evs.column(column)[ok].astype(np.float64, copy=False)
+            fin = np.isfinite(values)
+            state.add(name, ts[fin], prof.bin_of(values[fin]))
 
     def add_values(self, model: str, version: str, name: str, ts: np.ndarray,
                    values: np.ndarray) -> None:

@@ -29,6 +29,25 @@ def bucket_index(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
 
 HistogramHook = Callable[[str, tuple[str, ...], np.ndarray], None]
 
+_COLUMN_DTYPES = {"ts": np.float64, "ok": np.bool_, "pred": np.int64, "confidence": np.float64,
+                  "margin": np.float64, "entropy": np.float64, "latency_s": np.float64}
+
+
+class EventGroup(list[PredictionEvent]):
+    """The events of one (model, version) in a batch, with their fields as numpy columns,
+    each built once on first use and shared by every statistics block."""
+
+    def __init__(self, events: Iterable[PredictionEvent] = ()) -> None:
+        super().__init__(events)
+        self._columns: dict[str, np.ndarray] = {}
+
+    def column(self, name: str) -> np.ndarray:
+        col = self._columns.get(name)
+        if col is None:
+            col = self._columns[name] = np.fromiter(
+                (getattr(e, name) for e in self), dtype=_COLUMN_DTYPES[name], count=len(self))
+        return col
+
 
 class VersionState:
     """Cumulative counters of one (model, version): the issue-2 request metrics."""
@@ -46,17 +65,17 @@ class VersionState:
         self.conf_sum = 0.0
         self.last_ts = math.nan
 
-    def apply(self, evs: Sequence[PredictionEvent], labels: tuple[str, str],
-              hook: HistogramHook | None) -> None:
+    def apply(self, evs: EventGroup, labels: tuple[str, str], hook: HistogramHook | None
+              ) -> None:
         n = len(evs)
-        ok = np.fromiter((e.ok for e in evs), dtype=bool, count=n)
+        ok = evs.column("ok")
         n_ok = int(ok.sum())
         self.requests_ok += n_ok
         self.requests_error += n - n_ok
         if n_ok:
-            pred = np.fromiter((e.pred for e in evs), dtype=np.int64, count=n)[ok]
+            pred = evs.column("pred")[ok]
             self.pred_counts += np.bincount(pred, minlength=self.pred_counts.size)
-            conf = np.fromiter((e.confidence for e in evs), dtype=np.float64, count=n)[ok]
+            conf = evs.column("confidence")[ok]
             conf = conf[~np.isnan(conf)]
             if conf.size:
                 self.conf_counts += np.bincount(bucket_index(conf, _CONF_EDGES),
@@ -64,7 +83,7 @@ class VersionState:
                 self.conf_sum += float(conf.sum())
                 if hook is not None:
                     hook("visionmon_prediction_confidence", labels, conf)
-        lat = np.fromiter((e.latency_s for e in evs), dtype=np.float64, count=n)
+        lat = evs.column("latency_s")
         lat = lat[~np.isnan(lat)]
         if lat.size:
             self.lat_counts += np.bincount(bucket_index(lat, _LAT_EDGES),
@@ -72,7 +91,7 @@ class VersionState:
             self.lat_sum += float(lat.sum())
             if hook is not None:
                 hook("visionmon_request_latency_seconds", labels, lat)
-        newest = max(e.ts for e in evs)
+        newest = float(evs.column("ts").max())
         if math.isnan(self.last_ts) or newest > self.last_ts:
             self.last_ts = newest
 
@@ -145,15 +164,14 @@ class Engine:
         if not events:
             return
         self.accepted[topic] += len(events)
-        groups: dict[tuple[str, str], list[PredictionEvent]] = {}
+        groups: dict[tuple[str, str], EventGroup] = {}
         key_of = self.versions.key
         for e in events:
             key = (e.model, key_of(e.model, e.version))
             g = groups.get(key)
             if g is None:
-                groups[key] = [e]
-            else:
-                g.append(e)
+                groups[key] = g = EventGroup()
+            g.append(e)
         for key, g in groups.items():
             state = self.by_version.get(key)
             if state is None:
@@ -228,7 +246,7 @@ class Engine:
 class EngineExtension:
     """A block of statistics fed by the engine (drift, labels, shadow scoring)."""
 
-    def on_predictions(self, groups: Mapping[tuple[str, str], list[PredictionEvent]]) -> None:
+    def on_predictions(self, groups: Mapping[tuple[str, str], EventGroup]) -> None:
         """Called after the core counters took a batch, grouped by (model, version) where
         the version is already cardinality-limited (`_other`)."""
 

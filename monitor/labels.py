@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from monitor.catalog import CALIBRATION_BINS, LABEL_DELAY_BUCKETS
-from monitor.engine import EngineExtension, HistogramHook, bucket_index
+from monitor.engine import EngineExtension, EventGroup, HistogramHook, bucket_index
 from monitor.events import FeedbackEvent, PredictionEvent
 from monitor.joins import JoinStore
 from monitor.snapshot import SnapshotBuilder, histogram_value
@@ -103,14 +103,14 @@ class LabelMonitor(EngineExtension):
         return s
 
     # --- feeding ------------------------------------------------------------------
-    def on_predictions(self, groups: Mapping[tuple[str, str], list[PredictionEvent]]) -> None:
+    def on_predictions(self, groups: Mapping[tuple[str, str], EventGroup]) -> None:
         newest = -math.inf
         for (model, version), evs in groups.items():
             c = len(self.models[model])
             state = self._state_for(model, version)
             n = len(evs)
-            ts = np.fromiter((e.ts for e in evs), dtype=np.float64, count=n)
-            conf = np.fromiter((e.confidence for e in evs), dtype=np.float64, count=n)
+            ts = evs.column("ts")
+            conf = evs.column("confidence")
             newest = max(newest, float(ts.max()))
             self.watermark[model] = max(self.watermark.get(model, -math.inf), float(ts.max()))
             # window: one count per prediction, and calibration bins of confident ones

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from monitor.catalog import CALIBRATION_BINS
-from monitor.engine import EngineExtension
+from monitor.engine import EngineExtension, EventGroup
 from monitor.events import PredictionEvent
 from monitor.snapshot import SnapshotBuilder
 from monitor.stats import calibration_bin_index, ece_from_bins
@@ -103,9 +103,9 @@ class QualityEvaluator(EngineExtension):
             self.total[key] = self.total.get(key, 0) + 1
             self.good[key] = self.good.get(key, 0) + int(ok)
 
-    def on_predictions(self, groups: Mapping[tuple[str, str], list[PredictionEvent]]) -> None:
+    def on_predictions(self, groups: Mapping[tuple[str, str], EventGroup]) -> None:
         for (model, version), evs in groups.items():
-            self.advance(model, version, max(e.ts for e in evs))
+            self.advance(model, version, float(evs.column("ts").max()))
 
     def on_label(self, model: str, version: str, pred: PredictionEvent, label: int,
                  ts: float) -> None:

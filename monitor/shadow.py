@@ -19,8 +19,7 @@ import numpy as np
 from monitor.baseline import EMBEDDING_COMPONENTS, with_images
 from monitor.catalog import CALIBRATION_BINS
 from monitor.drift import DriftMonitor
-from monitor.engine import EngineExtension
-from monitor.events import PredictionEvent
+from monitor.engine import EngineExtension, EventGroup
 from monitor.joins import JoinStore
 from monitor.quality import QualityEvaluator
 from monitor.scored import INPUT_FEATURES, ScoredImage
@@ -83,7 +82,7 @@ class ShadowMonitor(EngineExtension):
         return s
 
     # --- feeding ------------------------------------------------------------------
-    def on_predictions(self, groups: Mapping[tuple[str, str], list[PredictionEvent]]) -> None:
+    def on_predictions(self, groups: Mapping[tuple[str, str], EventGroup]) -> None:
         newest = -math.inf
         for (model, version), evs in groups.items():
             joins: list[tuple[int, float, float, int, float]] = []
@@ -97,7 +96,7 @@ class ShadowMonitor(EngineExtension):
                     joins.append((e.pred, e.confidence, e.ts, early[0], early[1]))
             if joins:
                 self._join(model, version, joins)
-            newest = max(newest, max(e.ts for e in evs))
+            newest = max(newest, float(evs.column("ts").max()))
         if newest > -math.inf:
             self.predictions.expire(newest)
             self.early.expire(newest)

@@ -64,9 +64,15 @@ class SliceRing:
         if not valid.all():
             slots, bins = slots[valid], bins[valid]
             weights = None if weights is None else weights[valid]
-        flat = slots * self.bins + bins
-        add = np.bincount(flat, weights=weights, minlength=self._counts.size)
-        self._counts += add.reshape(self._counts.shape)
+        touched = np.unique(slots)
+        if touched.size == 1:  # the usual case: a batch within one slice
+            self._counts[touched[0]] += np.bincount(bins, weights=weights, minlength=self.bins)
+        else:
+            for slot in touched.tolist():
+                m = slots == slot
+                self._counts[slot] += np.bincount(
+                    bins[m], weights=None if weights is None else weights[m],
+                    minlength=self.bins)
 
     def total(self, now_ts: float) -> np.ndarray:
         """Sum over the slices inside (now - W, now]: a count vector of length B."""

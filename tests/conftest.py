@@ -122,7 +122,6 @@ def start_daemon(tmp_path: Path) -> Iterator[Callable[[dict[str, Any]], Any]]:
     def start(cfg: dict[str, Any], ready: bool = True) -> Any:
         app = App(load_config(write_config(tmp_path, cfg)))
         r = app.start_background()
-        r.app = app
         running.append(r)
         if ready:
             wait_ready(app.daemon, 60)

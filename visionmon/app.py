@@ -102,18 +102,21 @@ def build_engine(loaded: LoadedConfig) -> Engine:
 class RunningDaemon:
     """A daemon with its HTTP server, running in a background thread (tests, demo)."""
 
-    daemon: Daemon
-    http: HttpServer
+    app: App
     thread: threading.Thread
 
     @property
+    def daemon(self) -> Daemon:
+        return self.app.daemon
+
+    @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.http.port}"
+        return f"http://127.0.0.1:{self.app.http.port}"
 
     def stop(self, timeout_s: float = 15.0) -> None:
-        self.daemon.stop()
+        self.app.daemon.stop()
         self.thread.join(timeout_s)
-        self.http.stop()
+        self.app.close()
 
 
 class App:
@@ -181,17 +184,21 @@ class App:
         try:
             self.daemon.run()
         finally:
-            if self.scorer is not None:
-                self.scorer.close()
-            if self.otel is not None:
-                self.otel.shutdown()
-            self.http.stop()
+            self.close()
+
+    def close(self) -> None:
+        """Stop what runs beside the loop: shadow scoring, OTel export, then HTTP last."""
+        if self.scorer is not None:
+            self.scorer.close()
+        if self.otel is not None:
+            self.otel.shutdown()
+        self.http.stop()
 
     def start_background(self) -> RunningDaemon:
         self.http.start()
         thread = threading.Thread(target=self.daemon.run, name="visionmon-loop", daemon=True)
         thread.start()
-        return RunningDaemon(self.daemon, self.http, thread)
+        return RunningDaemon(self, thread)
 
 
 def wait_ready(daemon: Daemon, timeout_s: float = 60.0) -> None:

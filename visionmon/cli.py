@@ -79,6 +79,24 @@ def _cmd_baseline(args: argparse.Namespace) -> int:
     return build_baseline_command(args)
 
 
+def _cmd_bridge(args: argparse.Namespace) -> int:
+    logs.configure(args.log_level, args.log_format)
+    from collectors.kserve.command import run_bridge
+    return run_bridge(args)
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    logs.configure(args.log_level, args.log_format)
+    from visionmon.replay import replay_command
+    return replay_command(args)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    logs.configure(args.log_level, args.log_format)
+    from visionmon.report import report_command
+    return report_command(args)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="visionmon", description=(
         "Monitoring sidecar for image classifiers: Kafka in, Prometheus metrics out."))
@@ -139,6 +157,25 @@ def parser() -> argparse.ArgumentParser:
     build.add_argument("--images", default=None)
     build.set_defaults(func=_cmd_baseline)
 
+    from collectors.kserve.command import add_bridge_arguments
+    bridge = sub.add_parser("bridge", help="KServe payload-logger bridge: CloudEvents in, "
+                                           "contract events to Kafka out")
+    add_bridge_arguments(bridge)
+    logging_opts(bridge)
+    bridge.set_defaults(func=_cmd_bridge)
+
+    from visionmon.replay import add_replay_arguments
+    rep = sub.add_parser("replay", help="recompute the metrics of a past time range into "
+                                        "an OpenMetrics file (postmortems)")
+    add_replay_arguments(rep)
+    logging_opts(rep)
+    rep.set_defaults(func=_cmd_replay)
+
+    from visionmon.report import add_report_arguments
+    rpt = sub.add_parser("report", help="HTML postmortem report of a time range")
+    add_report_arguments(rpt)
+    logging_opts(rpt)
+    rpt.set_defaults(func=_cmd_report)
     return p
 
 

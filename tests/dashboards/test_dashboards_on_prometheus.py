@@ -5,10 +5,6 @@ failures), ground-truth labels, sampled images (when the digits reference model 
 and malformed records from the real broker; a real Prometheus scrapes it every second. Each
 query of each generated panel, with Grafana's variables replaced by concrete values, must
 return at least one series: range queries over the traffic period, instant queries at its end.
-
-Queries that read a metric the daemon does not export yet are collected in PENDING_METRICS
-and run as xfail(strict=False): the short summary (-ra) lists each with the metrics it waits
-on, and an XPASS shows which can move out of the list.
 """
 
 from __future__ import annotations
@@ -17,7 +13,6 @@ import math
 import random
 import shutil
 import time
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +30,6 @@ from tests.dashboards.panel_queries import (
     PanelQuery,
     concrete_queries,
     example_queries,
-    metrics_in,
 )
 from tests.dashboards.prometheus_server import PrometheusServer
 from visionmon.broker import create_topics
@@ -43,37 +37,13 @@ from visionmon.traffic import SyntheticTraffic, ndjson
 
 #: Metrics that other work in progress will export; queries reading them are xfail for now.
 #: Remove a name once the daemon exports it on this test's traffic (the test reports XPASS).
-PENDING_METRICS: frozenset[str] = frozenset(metric(m) for m in (
-    "drift_psi", "drift_kl", "drift_threshold", "feature_bin_total", "baseline_bin_ratio",
-    "labeled_predictions_total", "confusion_pair_total", "calibration_bin_events_total",
-    "calibration_bin_confidence_sum_total", "calibration_bin_correct_total",
-    "calibration_ece", "accuracy_ratio", "estimated_accuracy_ratio", "label_coverage_ratio",
-    "class_recall_ratio", "class_precision_ratio", "label_delay_seconds",
-    "eval_windows_total", "eval_windows_good_total",
-    "reference_images_scored_total", "reference_batch_seconds", "images_rejected_total",
-    "shadow_class_total", "shadow_agreement_ratio", "embedding_mmd",
-    "embedding_mmd_threshold",
-))
-
 TRAFFIC_SECONDS = 20.0
 TICK_SECONDS = 0.25
 EVENTS_PER_TICK = 20
 
 
-def _waiting_on(expr: str) -> list[str]:
-    return sorted(metrics_in(expr) & PENDING_METRICS)
-
-
-def _params(pending: bool) -> list[Any]:
-    out = []
-    for q, expr in example_queries():
-        waits = _waiting_on(expr)
-        if bool(waits) != pending:
-            continue
-        marks = [pytest.mark.xfail(strict=False, reason=f"waits on {', '.join(waits)}")] \
-            if pending else []
-        out.append(pytest.param(q, expr, id=q.id, marks=marks))
-    return out
+def _params() -> list[Any]:
+    return [pytest.param(q, expr, id=q.id) for q, expr in example_queries()]
 
 
 @dataclass
@@ -107,6 +77,8 @@ def _config(bootstrap: str, names: dict[str, str], tmp: Path, artifact: Any | No
     cfg["http"] = test["http"]
     cfg["state"] = {"checkpoint_dir": str(tmp / "state"), "checkpoint_interval_seconds": 1}
     cfg["baseline"] = {"mode": "first_events", "events": 200}
+    # evaluation slices of 5 s, so that some close during the 20 s of traffic
+    cfg["quality"] = {**cfg.get("quality", {}), "eval_slice": "5s", "min_labels": 5}
     if artifact is not None:
         cfg["reference"] = artifact.config.model_dump(mode="json")
     path = tmp / "visionmon.yaml"
@@ -187,7 +159,7 @@ def live(broker: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live
     running = app.start_background()
     try:
         wait_ready(app.daemon, 60)
-        host = f"127.0.0.1:{running.http.port}"
+        host = f"127.0.0.1:{app.http.port}"
         with PrometheusServer(tmp / "prometheus", [host], [_always_firing_rule(tmp)]) as prom:
             start = time.time()
             sent = _feed(broker.bootstrap, names, artifact)
@@ -219,18 +191,10 @@ def _exported(live: Live) -> set[str]:
     return {name for name, _ in parse_metrics(live.metrics_text)}
 
 
-@pytest.mark.parametrize(("q", "expr"), _params(pending=False))
+@pytest.mark.parametrize(("q", "expr"), _params())
 def test_panel_query_returns_series(live: Live, q: PanelQuery, expr: str) -> None:
     result = _result(live, q, expr)
     assert result, f"{q.id}: no series for {expr}"
-    assert _finite_values(result), f"{q.id}: only NaN/Inf samples for {expr}"
-
-
-@pytest.mark.parametrize(("q", "expr"), _params(pending=True))
-def test_panel_query_on_pending_metric_returns_series(live: Live, q: PanelQuery,
-                                                      expr: str) -> None:
-    result = _result(live, q, expr)
-    assert result, f"{q.id}: no series yet for {expr} (waits on {_waiting_on(expr)})"
     assert _finite_values(result), f"{q.id}: only NaN/Inf samples for {expr}"
 
 
@@ -241,16 +205,3 @@ def test_template_variables_find_their_values(live: Live) -> None:
         == {"v1", "v2"}
     assert set(prom.label_values("class", f'{metric("predictions_total")}{{model="digits"}}')) \
         == set(CLASSES)
-
-
-def test_report_pending_metrics(live: Live) -> None:
-    """Prints what is still pending; warns (does not fail) when a pending metric has landed."""
-    exported = {n.removesuffix("_bucket").removesuffix("_count").removesuffix("_sum")
-                for n in _exported(live)}
-    waiting = sorted(PENDING_METRICS - exported)
-    pending_queries = [q.id for q, expr in live.queries if _waiting_on(expr)]
-    print(f"metrics pending ({len(waiting)}): {', '.join(waiting) or 'none'}")
-    print(f"queries pending ({len(pending_queries)}): {', '.join(pending_queries) or 'none'}")
-    landed = sorted(PENDING_METRICS & exported)
-    if landed:
-        warnings.warn(f"now exported, remove from PENDING_METRICS: {landed}", stacklevel=1)

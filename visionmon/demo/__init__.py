@@ -66,7 +66,7 @@ def _train(out: Path, seed: int) -> tuple[Any, Any]:
     from reference_model.digits import build_digits_reference, train_digits_model
 
     torch.set_num_threads(1)
-    ref = build_digits_reference(out, seed=0, epochs=10)
+    ref = build_digits_reference(out, seed=0, epochs=16)
     prod = train_digits_model(ref.data, seed=seed, epochs=10)
     return ref, prod
 

@@ -12,7 +12,7 @@ from monitor.snapshot import HistogramValue
 
 Snapshot = Mapping[str, Mapping[tuple[str, ...], Any]]
 
-ACCURACY_FLOOR = 0.8
+ACCURACY_FLOOR = 0.85
 AGREEMENT_FLOOR = 0.8
 LATENCY_THRESHOLD_S = 0.25
 LATENCY_TARGET = 0.99
@@ -53,6 +53,18 @@ def _slow_fraction(now: Snapshot, before: Snapshot) -> float | None:
     return None if total < 20 else 1.0 - fast / total
 
 
+def _recent_agreement(now: Snapshot, before: Snapshot, version: str,
+                      min_images: int = 5) -> float | None:
+    """Shadow agreement of the images joined between two snapshots (None: too few)."""
+    got = {}
+    for outcome in ("agree", "disagree"):
+        key = ("digits", version, outcome)
+        got[outcome] = (now.get("visionmon_shadow_scored_total", {}).get(key, 0.0)
+                        - before.get("visionmon_shadow_scored_total", {}).get(key, 0.0))
+    total = got["agree"] + got["disagree"]
+    return None if total < min_images else got["agree"] / total
+
+
 def evaluate(now: Snapshot, short_ago: Snapshot, long_ago: Snapshot, window: str
              ) -> dict[str, bool]:
     """Every demo signal at this moment."""
@@ -67,10 +79,10 @@ def evaluate(now: Snapshot, short_ago: Snapshot, long_ago: Snapshot, window: str
     out["accuracy_drop"] = bool(acc) and acc[0] < ACCURACY_FLOOR
     est = _gauge(now, "visionmon_estimated_accuracy_ratio", version="v1", window=window)
     out["estimated_accuracy_drop"] = bool(est) and est[0] < ACCURACY_FLOOR
-    v2 = _gauge(now, "visionmon_shadow_agreement_ratio", version="v2", window=window)
-    out["shadow_disagreement_canary"] = bool(v2) and v2[0] < AGREEMENT_FLOOR
-    v1 = _gauge(now, "visionmon_shadow_agreement_ratio", version="v1", window=window)
-    out["shadow_disagreement"] = bool(v1) and v1[0] < AGREEMENT_FLOOR
+    v2 = _recent_agreement(now, long_ago, "v2")
+    out["shadow_disagreement_canary"] = v2 is not None and v2 < AGREEMENT_FLOOR
+    v1 = _recent_agreement(now, long_ago, "v1", min_images=20)
+    out["shadow_disagreement"] = v1 is not None and v1 < AGREEMENT_FLOOR
     budget = 1.0 - LATENCY_TARGET
     short, long = _slow_fraction(now, short_ago), _slow_fraction(now, long_ago)
     out["latency_burn"] = (short is not None and long is not None

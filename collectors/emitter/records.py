@@ -1,0 +1,100 @@
+"""Contract v1 records (docs/events.md) built from what serving code knows.
+
+Pure functions: a prediction becomes one JSON object serialized with orjson (numpy arrays
+and scalars are accepted as they are); an image becomes the raw bytes plus the headers the
+`images` topic requires. Validation here is limited to misuse of the API; the daemon's
+decoders remain the judge of the values.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import orjson
+
+from collectors.kafka.client import Headers
+
+_OPTS = orjson.OPT_SERIALIZE_NUMPY
+
+#: Leading bytes of the image formats the contract accepts -> their media type.
+_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+)
+
+
+def sniff_image_type(data: bytes) -> str | None:
+    """`image/jpeg`, `image/png` or `image/webp` from the file signature, else None."""
+    for magic, ctype in _MAGIC:
+        if data.startswith(magic):
+            return ctype
+    if len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return None
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars -> Python numbers (orjson serializes arrays but not every scalar)."""
+    item = getattr(value, "item", None)
+    return item() if callable(item) and getattr(value, "ndim", 1) == 0 else value
+
+
+def prediction_record(request_id: str, model: str, version: str, ts: float, *,
+                      probs: Any = None, pred: int | str | None = None,
+                      confidence: float | None = None,
+                      topk: Sequence[tuple[int | str, float]] | Mapping[str, float] | None = None,
+                      latency_s: float | None = None, latency_ms: float | None = None,
+                      status: str = "ok", deployment: str | None = None) -> dict[str, Any]:
+    """The `predictions` object for one request (ts in epoch seconds, latency in s or ms).
+
+    `topk` may be a list of (class, probability) pairs or a {class name: probability}
+    mapping (TorchServe's classifier output); it is sent in descending probability order.
+    Raises ValueError for misuse: both latencies, an unknown status, an empty or
+    non-string request id, model or version.
+    """
+    for name, value in (("request_id", request_id), ("model", model), ("version", version)):
+        if not isinstance(value, str) or not value:
+            raise ValueError(f"{name} must be a non-empty string")
+    if status not in ("ok", "error"):
+        raise ValueError(f"status must be 'ok' or 'error', not {status!r}")
+    if latency_s is not None and latency_ms is not None:
+        raise ValueError("give latency_s or latency_ms, not both")
+    rec: dict[str, Any] = {"request_id": request_id, "ts": ts, "model": model,
+                           "version": version}
+    if status == "error":
+        rec["status"] = "error"
+    if probs is not None:
+        rec["probs"] = probs
+    if pred is not None:
+        rec["pred"] = _plain(pred)
+    if confidence is not None:
+        rec["confidence"] = float(confidence)
+    if topk is not None:
+        pairs = list(topk.items()) if isinstance(topk, Mapping) else list(topk)
+        pairs.sort(key=lambda kv: -float(kv[1]))
+        rec["topk"] = [[_plain(c), float(p)] for c, p in pairs]
+    if latency_ms is None and latency_s is not None:
+        latency_ms = float(latency_s) * 1000.0
+    if latency_ms is not None and math.isfinite(latency_ms):
+        rec["latency_ms"] = round(float(latency_ms), 3)
+    if deployment is not None:
+        rec["deployment"] = deployment
+    return rec
+
+
+def encode_prediction(record: Mapping[str, Any]) -> bytes:
+    """One NDJSON line (no trailing newline)."""
+    return orjson.dumps(record, option=_OPTS)
+
+
+def image_headers(request_id: str, model: str, version: str, ts: float,
+                  content_type: str | None) -> Headers:
+    """Headers of an `images` record; `ts` in epoch seconds."""
+    headers: list[tuple[str, bytes | None]] = [
+        ("request_id", request_id.encode()), ("model", model.encode()),
+        ("version", version.encode()), ("ts", repr(float(ts)).encode())]
+    if content_type:
+        headers.append(("content-type", content_type.encode()))
+    return tuple(headers)

@@ -1,0 +1,140 @@
+"""Kafka records -> typed events -> the engine: the steps shared by the daemon and `replay`.
+
+No consumer, no I/O. `decode_records` sorts each record by topic into predictions,
+feedback, images and rejections (each rejection with its record, for the dead-letter
+topic) and counts the records read per topic; `apply_decoded` applies such a batch to the
+engine in the daemon's order.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from collectors.kafka.client import Record
+from monitor.config import LoadedConfig
+from monitor.engine import Engine
+from monitor.events import (
+    DecodeLimits,
+    FeedbackDecoder,
+    FeedbackEvent,
+    ImageDecoder,
+    ImageEvent,
+    ModelClassIndex,
+    PredictionDecoder,
+    PredictionEvent,
+    Rejection,
+    RejectReason,
+)
+
+log = logging.getLogger(__name__)
+
+
+class FeedbackSink(Protocol):
+    def apply_feedback(self, events: Sequence[FeedbackEvent]) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class TopicNames:
+    predictions: str
+    images: str
+    feedback: str
+
+    @classmethod
+    def of(cls, loaded: LoadedConfig) -> TopicNames:
+        t = loaded.config.kafka.topics
+        return cls(t.predictions, t.images, t.feedback)
+
+    def all(self) -> tuple[str, str, str]:
+        return (self.predictions, self.images, self.feedback)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordDecoders:
+    """The three decoders, built from the config exactly as the daemon builds them."""
+
+    predictions: PredictionDecoder
+    feedback: FeedbackDecoder
+    images: ImageDecoder
+
+    @classmethod
+    def of(cls, loaded: LoadedConfig) -> RecordDecoders:
+        cfg = loaded.config
+        index = {name: ModelClassIndex.of(m.classes) for name, m in loaded.models.items()}
+        limits = DecodeLimits(cfg.limits.max_message_bytes, cfg.limits.max_batch_events,
+                              cfg.limits.max_future_skew_seconds,
+                              cfg.limits.max_request_id_chars)
+        return cls(PredictionDecoder(index, limits), FeedbackDecoder(index, limits),
+                   ImageDecoder(index, cfg.images.max_bytes, limits))
+
+
+@dataclass(slots=True)
+class DecodedRecords:
+    """What a list of records decoded into."""
+
+    predictions: list[PredictionEvent] = field(default_factory=list)
+    feedback: list[FeedbackEvent] = field(default_factory=list)
+    images: list[ImageEvent] = field(default_factory=list)
+    rejections: list[tuple[Record, Rejection]] = field(default_factory=list)
+    consumed: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+
+def decode_records(records: Iterable[Record], topics: TopicNames, decoders: RecordDecoders,
+                   now: float | None = None, into: DecodedRecords | None = None
+                   ) -> DecodedRecords:
+    """Decode records of the three topics; records of other topics are ignored.
+
+    `now` is the clock the future-skew check compares event times with; None uses each
+    record's own timestamp (what `replay` wants: the time the record was written).
+    `into` appends to an existing result instead of a new one.
+    """
+    out = into if into is not None else DecodedRecords()
+    for r in records:
+        at = r.timestamp_ms / 1000.0 if now is None else now
+        rejections: list[Rejection] = []
+        try:
+            if r.topic == topics.predictions:
+                events: list[PredictionEvent] = []
+                decoders.predictions.decode_into(r.value, at, events, rejections)
+                out.predictions.extend(events)
+            elif r.topic == topics.feedback:
+                d = decoders.feedback.decode(r.value, at)
+                out.feedback.extend(d.events)
+                rejections = d.rejections
+            elif r.topic == topics.images:
+                d = decoders.images.decode(r.value, r.headers, at)
+                out.images.extend(d.events)
+                rejections = d.rejections
+            else:
+                continue
+        except Exception as err:  # a decoder bug must not stop the stream on one record
+            log.error("decoder failed on %s[%d]@%d (%s: %s); record refused", r.topic,
+                      r.partition, r.offset, type(err).__name__, str(err)[:200])
+            rejections = [Rejection(RejectReason.OUT_OF_RANGE,
+                                    f"decoder failed: {type(err).__name__}: {str(err)[:200]}",
+                                    r.value or b"")]
+        out.consumed[r.topic] += 1
+        for rej in rejections:
+            out.rejections.append((r, rej))
+    return out
+
+
+def apply_decoded(engine: Engine, decoded: DecodedRecords, topics: TopicNames,
+                  feedback_sink: FeedbackSink | None) -> None:
+    """Apply one decoded batch to the engine, in the daemon's order: counts, rejections,
+    predictions, then feedback. Images are only counted here; scoring them is the
+    caller's business (the daemon hands them to the shadow scorer)."""
+    for topic, n in decoded.consumed.items():
+        engine.record_consumed(topic, n)
+    for r, rej in decoded.rejections:
+        engine.record_rejection(r.topic, rej.reason.value)
+    engine.apply_predictions(decoded.predictions, topics.predictions)
+    if decoded.feedback:
+        engine.count_accepted(topics.feedback, len(decoded.feedback))
+        if feedback_sink is not None:
+            feedback_sink.apply_feedback(decoded.feedback)
+    if decoded.images:
+        engine.count_accepted(topics.images, len(decoded.images))
