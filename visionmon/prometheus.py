@@ -55,6 +55,26 @@ class PrometheusProcess:
         proc.kill()
         raise RuntimeError(f"prometheus did not become ready; see {workdir / 'prometheus.log'}")
 
+    def firing(self) -> set[str]:
+        """Names of firing alerts, as `Alert/slo/severity` for SLO alerts, else `Alert`."""
+        import json
+
+        try:
+            with urllib.request.urlopen(f"{self.url}/api/v1/alerts", timeout=2) as resp:
+                data = json.loads(resp.read())
+        except OSError:
+            return set()
+        out = set()
+        for a in data.get("data", {}).get("alerts", []):
+            if a.get("state") != "firing":
+                continue
+            labels = a.get("labels", {})
+            name = labels.get("alertname", "?")
+            if "slo" in labels:
+                name = f"{name}/{labels['slo']}/{labels.get('severity', '')}"
+            out.add(name)
+        return out
+
     def stop(self) -> None:
         self.proc.terminate()
         try:

@@ -32,10 +32,19 @@ TICK_S = 0.1
 WARMUP_FRACTION = 0.18
 
 
+#: burn-rate tiers in wall-clock seconds for --prometheus (Prometheus sees real time, so
+#: the SRE-workbook windows of 1h/5m … 3d/6h are scaled down for a 3-minute demo)
+DEMO_TIERS = [
+    {"severity": "page", "long": "60s", "short": "5s", "factor": 14.4},
+    {"severity": "page", "long": "120s", "short": "10s", "factor": 6},
+    {"severity": "ticket", "long": "300s", "short": "25s", "factor": 3},
+]
+
+
 def demo_config(bootstrap: str, out: Path, reference: dict[str, Any], port: int,
-                baseline: Path) -> dict[str, Any]:
+                baseline: Path, compressed_slo_windows: bool = False) -> dict[str, Any]:
     """The built-in config: the demo's digits model, its reference model, short windows."""
-    return {
+    cfg = {
         "version": 1,
         "kafka": {"bootstrap_servers": [bootstrap], "group_id": "visionmon-demo",
                   "dead_letter_topic": "visionmon-dead-letter", "poll_timeout_ms": 200,
@@ -57,6 +66,10 @@ def demo_config(bootstrap: str, out: Path, reference: dict[str, Any], port: int,
              "latency_threshold_seconds": 0.25},
             {"name": "accuracy", "model": "digits", "kind": "accuracy", "target": 0.9}]},
     }
+    if compressed_slo_windows:
+        cfg["slos"]["period"] = "1h"
+        cfg["slos"]["windows"] = DEMO_TIERS
+    return cfg
 
 
 def _train(out: Path, seed: int) -> tuple[Any, Any]:
@@ -130,7 +143,7 @@ def run_demo(args: argparse.Namespace) -> int:
         create_topics(broker.bootstrap, ["predictions", "images", "feedback",
                                          "visionmon-dead-letter"])
         cfg = demo_config(broker.bootstrap, out, ref.config.model_dump(mode="json"),
-                          args.port, baseline)
+                          args.port, baseline, compressed_slo_windows=args.prometheus)
         cfg_path = out / "visionmon.yaml"
         cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
         loaded = load_config(cfg_path)
@@ -142,7 +155,7 @@ def run_demo(args: argparse.Namespace) -> int:
             wait_ready(app.daemon, 60)
             if args.prometheus:
                 prom = _start_prometheus(loaded, out, running.url, console)
-            records, false_alarms = _run(app, loaded, ref, prod, args, console, Live)
+            records, false_alarms = _run(app, loaded, ref, prod, args, console, Live, prom)
             summary = _timeline(records, false_alarms, console)
             (out / "timeline.json").write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
             console.print(f"timeline written to {out / 'timeline.json'}")
@@ -160,7 +173,8 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def _run(app: App, loaded: Any, ref: Any, prod: Any, args: argparse.Namespace,
-         console: Any, live_cls: Any) -> tuple[list[IncidentRecord], dict[str, float]]:
+         console: Any, live_cls: Any, prom: Any = None
+         ) -> tuple[list[IncidentRecord], dict[str, float]]:
     from collectors.kafka.client import open_producer
     from visionmon.demo.serving import ServingTopics, SimulatedServing
     from visionmon.demo.signals import evaluate
@@ -196,6 +210,8 @@ def _run(app: App, loaded: Any, ref: Any, prod: Any, args: argparse.Namespace,
                 short = _ago(history, elapsed, 3.0)
                 long = _ago(history, elapsed, 12.0)
                 signals = evaluate(snap, short, long, SIGNAL_WINDOW)
+                if prom is not None:
+                    signals.update({f"alert:{name}": True for name in prom.firing()})
                 _record(records, signals, elapsed, serving.sent["predictions"], incidents,
                         progress, false_alarms)
                 line = _status(elapsed, args.duration, serving.sent, snap, incidents, signals)

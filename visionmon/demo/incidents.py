@@ -23,7 +23,7 @@ INCIDENTS: tuple[Incident, ...] = (
     Incident("bad_canary", "bad model version v2 on a canary (collapses onto class 'seven')",
              0.42, 0.58, ("shadow_disagreement_canary",)),
     Incident("latency_spike", "latency spike (burn-rate page)",
-             0.62, 0.74, ("latency_burn",)),
+             0.62, 0.74, ("latency_burn", "alert:VisionmonErrorBudgetBurn/latency/page")),
     Incident("label_noise", "labeling vendor sends wrong labels (label noise)",
              0.78, 0.92, ("accuracy_drop",),
              quiet=("shadow_disagreement", "estimated_accuracy_drop")),

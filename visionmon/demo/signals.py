@@ -31,11 +31,14 @@ def _gauge(snap: Snapshot, name: str, **want: str) -> list[float]:
     return out
 
 
-def _drift(snap: Snapshot, version: str, window: str, features: tuple[str, ...]) -> bool:
+def _drift(snap: Snapshot, version: str, window: str, features: tuple[str, ...],
+           at_least: int = 2) -> bool:
+    """At least `at_least` of the features over their thresholds: each test runs at a 1 %
+    false-alarm rate, and a real shift of the camera moves several features at once."""
     psi = {k: v for k, v in snap.get("visionmon_drift_psi", {}).items()
            if k[1] == version and k[3] == window and k[2] in features}
     th = snap.get("visionmon_drift_threshold", {})
-    return any(v > th.get(k, float("inf")) for k, v in psi.items())
+    return sum(v > th.get(k, float("inf")) for k, v in psi.items()) >= at_least
 
 
 def _slow_fraction(now: Snapshot, before: Snapshot) -> float | None:
