@@ -191,9 +191,22 @@ class DriftMonitor(EngineExtension):
                     b.set("visionmon_drift_threshold", key, f.threshold)
 
     def drifting(self, model: str, version: str, window: str) -> bool | None:
-        """True when any feature's PSI exceeds its threshold in that window; None: no data."""
-        figs = [f for (_, w), f in self.figures(model, version).items() if w == window]
-        valid = [f for f in figs if not math.isnan(f.psi)]
+        """True when any feature drifted in that window at a family-wise false-alarm rate
+        of `alpha` (Bonferroni: each of the k features tested at alpha / k); None: no data.
+        The per-feature gauges and alerts keep `alpha` per feature."""
+        state = self.by_version.get((model, version))
+        baseline = self.baselines.get(model)
+        if state is None or baseline is None:
+            return None
+        now = self.watermark.get(model, 0.0)
+        totals = {name: w.totals(now)[window] for name, w in state.windows.items()}
+        live = {n: c for n, c in totals.items() if c.sum() > 0}
+        if not live:
+            return None
+        alpha = self.alpha / len(live)
+        verdicts = [drift_figures(c, baseline.features[n].counts, alpha, self.min_effect)
+                    for n, c in live.items()]
+        valid = [f for f in verdicts if not math.isnan(f.psi)]
         if not valid:
             return None
         return any(f.psi > f.threshold for f in valid)

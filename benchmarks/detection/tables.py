@@ -1,0 +1,507 @@
+"""Results -> goals, markdown tables and the delay plot (docs/detection.md).
+
+Pure functions over the JSON results that run.py collects; matplotlib (present in .venv,
+not a visionmon dependency) draws the plot.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.detection.scenarios import (
+    COVARIATE,
+    IMAGE_SAMPLING,
+    LABEL_DELAY_S,
+    LABEL_FRACTION,
+    OTHER,
+    REQUEST_RATE,
+)
+from benchmarks.detection.visionmon_run import (
+    ALPHA,
+    GROUPS,
+    LATENCY_TARGET,
+    LATENCY_THRESHOLD_S,
+    MIN_ACCURACY,
+    MIN_AGREEMENT,
+    MIN_JOINS,
+    WINDOWS,
+)
+
+N_FEATURES = sum(len(f) for f in GROUPS.values())
+FAMILY_ALPHA = ALPHA / N_FEATURES          # Bonferroni over every drift feature
+EMBED_ALPHA = ALPHA / len(GROUPS["embed"])
+GOAL_FA = 10.0          # alarms per 1,000 windows
+GOAL_EVENTS, GOAL_IMAGES = 1_000, 300
+GOAL_SHADOW_IMAGES = 200
+GOAL_ACC_POINTS = 3.0
+GOAL_SPEEDUP = 10.0
+
+#: signal -> (column title, what it is)
+VM_SIGNALS: dict[str, tuple[str, str]] = {
+    "vm_drift": ("vm drift", f"any of the {N_FEATURES} drift features' PSI above its threshold "
+                 f"at drift.alpha = 0.01/{N_FEATURES} (family-wise 1 %)"),
+    "vm_drift_default": ("vm drift α0.01", "the same at the default drift.alpha = 0.01 per "
+                         "feature"),
+    "vm_embed": ("vm embed PCs", f"any of the 8 embedding principal components' PSI at "
+                 f"alpha 0.01/8 = {EMBED_ALPHA:.5f}"),
+    "vm_mmd": ("vm MMD", "embedding MMD² above its permutation threshold (alpha 0.01)"),
+    "vm_agree": ("vm agreement", f"shadow agreement < {MIN_AGREEMENT} with >= {MIN_JOINS} "
+                 "joined images in the window"),
+    "vm_accuracy": ("vm accuracy", f"realized accuracy from labels < {MIN_ACCURACY} with >= "
+                    f"{MIN_JOINS} labels in the window"),
+    "vm_any": ("vm any", "vm drift or vm MMD or vm agreement"),
+}
+PEER_SIGNALS: dict[str, tuple[str, str]] = {
+    "evidently_default": ("Evidently default", "default column drift test on class and "
+                          "confidence (Jensen-Shannon / Wasserstein, 0.1)"),
+    "evidently_psi": ("Evidently PSI 0.1", "psi test, threshold 0.1, class and confidence"),
+    "alibi_mmd": ("Alibi MMD", "MMDDrift, p_val 0.01, 100 permutations, same embeddings"),
+}
+
+
+# --- signals ------------------------------------------------------------------------------
+
+
+def _arr(xs: Sequence[float] | None, n: int, fill: float) -> np.ndarray:
+    if xs is None:
+        return np.full(n, fill)
+    a = np.asarray(xs, dtype=np.float64)
+    return np.where(np.isnan(a), fill, a)
+
+
+def vm_masks(p: dict[str, Any], mmd: Any, agree: Any, accuracy: Any, n: int
+             ) -> dict[str, np.ndarray]:
+    """Alarm of every visionmon signal at each reading (NaN readings never alarm)."""
+    groups = {g: _arr(p.get(g), n, 1.0) for g in GROUPS}
+    pmin = np.minimum.reduce(list(groups.values()))
+    out = {
+        "vm_drift": pmin < FAMILY_ALPHA,
+        "vm_drift_default": pmin < ALPHA,
+        "vm_embed": groups["embed"] < EMBED_ALPHA,
+        "vm_mmd": _arr(mmd, n, 0.0) > 1.0,
+        "vm_agree": _arr(agree, n, 1.0) < MIN_AGREEMENT,
+        "vm_accuracy": _arr(accuracy, n, 1.0) < MIN_ACCURACY,
+    }
+    out["vm_any"] = out["vm_drift"] | out["vm_mmd"] | out["vm_agree"]
+    return out
+
+
+Delay = tuple[int, int] | None   # (requests, images) after the onset; None: not detected
+
+
+def vm_delays(run: dict[str, Any]) -> dict[str, Delay]:
+    n = len(run["events_after"])
+    masks = vm_masks(run["p"], run["mmd"], run["agree"], run["accuracy"], n)
+    out: dict[str, Delay] = {}
+    for name, m in masks.items():
+        hit = np.flatnonzero(m)
+        out[name] = None if hit.size == 0 else (int(run["events_after"][hit[0]]),
+                                                int(run["images_after"][hit[0]]))
+    return out
+
+
+def median_delay(ds: list[Delay]) -> Delay:
+    """Median over seeds; a seed that did not detect counts as infinitely late."""
+    if not ds:
+        return None
+    ev = sorted(math.inf if d is None else d[0] for d in ds)
+    im = sorted(math.inf if d is None else d[1] for d in ds)
+    mid = len(ds) // 2
+    e, i = (ev[mid], im[mid]) if len(ds) % 2 else ((ev[mid - 1] + ev[mid]) / 2,
+                                                   (im[mid - 1] + im[mid]) / 2)
+    return None if math.isinf(e) else (round(e), round(i))
+
+
+def fmt_delay(d: Delay, images: bool = True) -> str:
+    if d is None:
+        return "—"
+    return f"{d[0]:,} / {d[1]}" if images else f"{d[0]:,}"
+
+
+# --- collecting ------------------------------------------------------------------------------
+
+
+def collect(results: dict[str, Any]) -> dict[str, Any]:
+    """Per scenario: median delays of every signal, accuracy-estimate errors."""
+    by: dict[str, dict[str, list[Delay]]] = {}
+    acc_vm: dict[str, list[float]] = {}
+    acc_exact: dict[str, list[float]] = {}
+    latency: dict[str, list[int | None]] = {}
+    for run in results["delays"]:
+        name = run["scenario"]
+        if run["latency_page_after"] is not None or name.startswith("latency"):
+            latency.setdefault(name, []).append(run["latency_page_after"])
+            continue
+        for sig, d in vm_delays(run).items():
+            by.setdefault(name, {}).setdefault(sig, []).append(d)
+        for key, store in (("estimate", acc_vm), ("estimate_exact", acc_exact)):
+            errs = [abs(e - r) for ea, e, r in zip(run["events_after"], run[key],
+                                                   run["realized"], strict=True)
+                    if ea % 1_000 == 0 and not math.isnan(e)]
+            if errs:
+                store.setdefault(name, []).append(float(np.mean(errs)))
+    acc_cbpe: dict[str, list[float]] = {}
+    peers = results.get("peers") or {}
+    for d in peers.get("delays", []):
+        name = d["scenario"]
+        for sig in PEER_SIGNALS:
+            if sig in d:
+                v = d[sig]
+                by.setdefault(name, {}).setdefault(sig, []).append(
+                    None if v is None else (int(v[0]), int(v[1])))
+        if "cbpe" in d:
+            e = np.abs(np.asarray(d["cbpe"]["estimate"]) - np.asarray(d["cbpe"]["realized"]))
+            acc_cbpe.setdefault(name, []).append(float(e.mean()))
+    delays = {name: {sig: median_delay(ds) for sig, ds in sigs.items()}
+              for name, sigs in by.items()}
+    return {"delays": delays, "acc_vm": {k: float(np.mean(v)) for k, v in acc_vm.items()},
+            "acc_exact": {k: float(np.mean(v)) for k, v in acc_exact.items()},
+            "acc_cbpe": {k: float(np.mean(v)) for k, v in acc_cbpe.items()},
+            "latency": latency}
+
+
+def false_alarms(results: dict[str, Any]) -> dict[str, dict[str, tuple[int, int]]]:
+    """window -> signal -> (alarms, windows)."""
+    out: dict[str, dict[str, tuple[int, int]]] = {}
+    for w, rows in results["false_alarms"]["windows"].items():
+        n = len(rows)
+        if not n:
+            continue
+        p = {g: [r.get(f"p_{g}", math.nan) for r in rows] for g in GROUPS}
+        masks = vm_masks(p, [r["mmd"] for r in rows], [r["agree"] for r in rows],
+                         [r["accuracy"] for r in rows], n)
+        out[w] = {k: (int(m.sum()), n) for k, m in masks.items()}
+    peers = results.get("peers") or {}
+    for w, rows in peers.get("false_alarms", {}).items():
+        for sig in PEER_SIGNALS:
+            vals = [r[sig] for r in rows if r.get(sig) is not None]
+            if vals:
+                out.setdefault(w, {})[sig] = (int(sum(vals)), len(vals))
+    return out
+
+
+def per_1000(a: int, n: int) -> str:
+    """Rate per 1,000 windows with a 95 % upper bound when nothing was seen."""
+    if n == 0:
+        return "—"
+    if a == 0:
+        return f"0 (<{1000 * 3.0 / n:.0f})"   # rule of three
+    return f"{1000 * a / n:.0f}"
+
+
+# --- writing ------------------------------------------------------------------------------------
+
+
+def _scenario_rows() -> list[tuple[str, str, int, str]]:
+    """(scenario name, family, severity, level text) in table order."""
+    rows = []
+    for fam, (unit, levels) in COVARIATE.items():
+        rows += [(f"{fam}-s{s}", fam, s, f"{lv:g} {unit.split(',')[0]}")
+                 for s, lv in enumerate(levels, 1)]
+    for fam, (kind, unit, levels) in OTHER.items():
+        if kind == "latency":
+            continue
+        if len(levels) == 1:
+            rows.append((f"{fam}-s3", fam, 3, unit))
+        else:
+            rows += [(f"{fam}-s{s}", fam, s, f"{lv:g} {unit}") for s, lv in
+                     enumerate(levels, 1)]
+    return rows
+
+
+def delay_table(col: dict[str, Any], signals: Sequence[str]) -> list[str]:
+    titles = {**VM_SIGNALS, **PEER_SIGNALS}
+    head = "| scenario | sev | level | " + " | ".join(titles[s][0] for s in signals) + " |"
+    lines = [head, "|" + "---|" * (3 + len(signals))]
+    for name, fam, sev, level in _scenario_rows():
+        d = col["delays"].get(name)
+        if d is None:
+            continue
+        cells = []
+        for s in signals:
+            cells.append(fmt_delay(d[s]) if s in d else "n/r")
+        lines.append(f"| {fam} | {sev} | {level} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def goals(results: dict[str, Any], col: dict[str, Any],
+          fa: dict[str, dict[str, tuple[int, int]]], cost: dict[str, float]) -> list[str]:
+    lines = ["| goal | result | verdict |", "|---|---|---|"]
+    # 1. false alarms
+    worst = {w: fa[w]["vm_any"] for w in fa if "vm_any" in fa[w]}
+    parts = [f"{WINDOWS[w]:,}: {per_1000(*v)}/1,000 over {v[1]:,}" for w, v in worst.items()]
+    ok = all(1000 * a / n <= GOAL_FA for a, n in worst.values())
+    default = {w: fa[w]["vm_drift_default"] for w in fa if "vm_drift_default" in fa[w]}
+    dparts = [f"{WINDOWS[w]:,}: {per_1000(*v)}" for w, v in default.items()]
+    lines.append("| no-drift false alarms ≤ 10 per 1,000 windows at 100 / 1,000 / 10,000 "
+                 f"| vm any (family-wise drift.alpha): {'; '.join(parts)}. With the default "
+                 f"drift.alpha 0.01 per feature, vm drift alone: {'; '.join(dparts)} "
+                 f"| {'met' if ok else 'missed'} (family-wise); missed with the default |")
+    # 2. covariate severity >= 3
+    misses, total = [], 0
+    for name, fam, sev, _ in _scenario_rows():
+        if fam not in COVARIATE or sev < 3 or name not in col["delays"]:
+            continue
+        total += 1
+        d = col["delays"][name].get("vm_any")
+        if d is None or (d[0] > GOAL_EVENTS and d[1] > GOAL_IMAGES):
+            misses.append(f"{name} ({fmt_delay(d)})")
+    lines.append(f"| covariate shifts, severity ≥ 3, detected within {GOAL_EVENTS:,} requests "
+                 f"or {GOAL_IMAGES} images | {total - len(misses)} of {total} by vm any"
+                 + (f"; late or missed: {', '.join(misses)}" if misses else "")
+                 + f" | {'met' if not misses else 'missed'} |")
+    # 3. bad version by shadow agreement
+    cells, ok = [], True
+    for name in ("bad_version_class-s3", "bad_version_random-s3"):
+        d = col["delays"].get(name, {}).get("vm_agree")
+        cells.append(f"{name}: {fmt_delay(d)}")
+        ok &= d is not None and d[1] <= GOAL_SHADOW_IMAGES
+    lines.append(f"| bad version caught by shadow agreement within {GOAL_SHADOW_IMAGES} images "
+                 f"(one class wrong; 10 % wrong) | {'; '.join(cells)} (requests / images) "
+                 f"| {'met' if ok else 'missed'} |")
+    # 4. accuracy estimate
+    cov = {k: v for k, v in col["acc_vm"].items() if k.split("-s")[0] in COVARIATE}
+    if cov:
+        worst_name = max(cov, key=lambda k: cov[k])
+        over = sorted(k for k, v in cov.items() if 100 * v > GOAL_ACC_POINTS)
+        others = []
+        for label, key in (("per-event isotonic", "acc_exact"), ("NannyML CBPE", "acc_cbpe")):
+            vals = {k: v for k, v in col[key].items() if k in cov}
+            if vals:
+                n_over = sum(100 * v > GOAL_ACC_POINTS for v in vals.values())
+                others.append(f"{label}: mean {100 * np.mean(list(vals.values())):.1f}, "
+                              f"{n_over} of {len(vals)} over {GOAL_ACC_POINTS:g}")
+        lines.append(
+            f"| label-free accuracy error ≤ {GOAL_ACC_POINTS:g} points on covariate shifts "
+            f"| visionmon (the exported, binned estimate): mean "
+            f"{100 * np.mean(list(cov.values())):.1f} points over {len(cov)} shift/severity "
+            f"pairs, {len(over)} over {GOAL_ACC_POINTS:g} (worst {worst_name} "
+            f"{100 * cov[worst_name]:.1f}). For comparison, {'; '.join(others)} "
+            f"| {'met' if not over else 'missed'} |")
+    # 5. vs Alibi, at equal false-alarm rate on the 1,000-request window
+    alibi_fa = fa.get("100s", {}).get("alibi_mmd")
+    for sig, cost_key in (("vm_embed", "psi_speedup"), ("vm_mmd", "mmd_speedup")):
+        slower, compared = [], 0
+        for name, d in col["delays"].items():
+            a = d.get("alibi_mmd")
+            if "alibi_mmd" not in d or a is None:
+                continue
+            compared += 1
+            v = d.get(sig)
+            if v is None or v[0] > a[0]:
+                slower.append(f"{name} {fmt_delay(v, False)} vs {fmt_delay(a, False)}")
+        own = fa.get("100s", {}).get(sig)
+        speed = cost.get(cost_key, math.nan)
+        fa_text = (f"false alarms per 1,000 windows of 1,000: {per_1000(*own)} vs Alibi "
+                   f"{per_1000(*alibi_fa)}; " if own and alibi_fa else "")
+        lines.append(
+            f"| {VM_SIGNALS[sig][0]} vs Alibi MMD: delay no worse at equal false-alarm rate, "
+            f"≥ {GOAL_SPEEDUP:g}× less compute | {fa_text}no slower in "
+            f"{compared - len(slower)} of {compared} shifts Alibi detected"
+            + (f" (slower: {'; '.join(slower[:6])}{' …' if len(slower) > 6 else ''}, "
+               "requests)" if slower else "")
+            + f"; {speed:.0f}× less compute per window of ~200 images "
+            f"| {'met' if not slower and speed >= GOAL_SPEEDUP else 'missed'} |")
+    return lines
+
+
+def compute_costs(results: dict[str, Any]) -> dict[str, float]:
+    fa = results["false_alarms"]
+    out: dict[str, float] = {}
+    req = fa["requests"]
+    images = max(1.0, req * IMAGE_SAMPLING)
+    out["us_per_request"] = 1e6 * fa["feed_seconds"]["predictions"] / req
+    out["us_per_image"] = 1e6 * fa["feed_seconds"]["images"] / images
+    out["us_per_label"] = 1e6 * fa["feed_seconds"]["feedback"] / max(1.0, req * LABEL_FRACTION)
+    snaps = max(1, fa["snapshots"])
+    for ext, s in fa["snapshot_seconds"].items():
+        out[f"ms_snapshot_{ext}"] = 1e3 * s / snaps
+    per_window = WINDOWS["100s"]
+    out["ms_vm_window"] = (per_window * (out["us_per_request"] + IMAGE_SAMPLING
+                                         * out["us_per_image"] + LABEL_FRACTION
+                                         * out["us_per_label"]) / 1e3
+                           + sum(v for k, v in out.items() if k.startswith("ms_snapshot_")))
+    peers = results.get("peers") or {}
+    sec = peers.get("seconds", {})
+    for k, v in sec.items():
+        out[f"ms_peer_{k}"] = 1e3 * v["mean"]
+    emb = results.get("embedding_costs") or {}
+    if emb:
+        out["ms_vm_embed_psi"] = emb["psi_ms"]
+        out["ms_vm_embed_mmd"] = emb["mmd_ms"]
+    if "alibi_mmd_100s" in sec:
+        out["speedup"] = out["ms_peer_alibi_mmd_100s"] / out["ms_vm_window"]
+        if emb:
+            out["psi_speedup"] = out["ms_peer_alibi_mmd_100s"] / emb["psi_ms"]
+            out["mmd_speedup"] = out["ms_peer_alibi_mmd_100s"] / emb["mmd_ms"]
+    return out
+
+
+def plot(col: dict[str, Any], path: Path, horizon: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fams = [*COVARIATE, "prior_shift", "bad_version_random", "label_noise"]
+    signals = ["vm_drift", "vm_embed", "vm_mmd", "vm_agree", "vm_accuracy",
+               "evidently_default", "evidently_psi", "alibi_mmd"]
+    styles = {"vm_drift": ("C0", "-", "o"), "vm_embed": ("C1", "-", "s"),
+              "vm_mmd": ("C2", "-", "^"), "vm_agree": ("C3", "-", "D"),
+              "vm_accuracy": ("C4", "-", "v"), "evidently_default": ("C5", "--", "o"),
+              "evidently_psi": ("C6", "--", "s"), "alibi_mmd": ("C7", "--", "^")}
+    titles = {**VM_SIGNALS, **PEER_SIGNALS}
+    fig, axes = plt.subplots(3, 3, figsize=(13, 10), sharey=True)
+    miss = horizon * 1.6
+    # bad version and label noise leave the images and class mix unchanged: a drift alarm
+    # there is a false alarm, so those panels show the signals that can see them
+    only = {"bad_version_random": {"vm_agree", "vm_accuracy", "evidently_default",
+                                   "evidently_psi"},
+            "label_noise": {"vm_agree", "vm_accuracy", "evidently_default", "evidently_psi"}}
+    for ax, fam in zip(axes.ravel(), fams, strict=True):
+        for sig in signals:
+            if fam in only and sig not in only[fam]:
+                continue
+            xs, ys = [], []
+            for s in range(1, 6):
+                d = col["delays"].get(f"{fam}-s{s}", {})
+                if sig not in d:
+                    continue
+                xs.append(s)
+                ys.append(miss if d[sig] is None else max(d[sig][0], 25))
+            if xs:
+                c, ls, mk = styles[sig]
+                ax.plot(xs, ys, color=c, linestyle=ls, marker=mk, label=titles[sig][0])
+        ax.axhline(horizon, color="grey", linewidth=0.6)
+        ax.set_yscale("log")
+        ax.set_title(fam)
+        ax.set_xticks(range(1, 6))
+        ax.set_xlabel("severity")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("requests after onset to first alarm")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=4)
+    fig.suptitle(f"Detection delay vs severity (window of 1,000 requests; points above the "
+                 f"grey line = not detected within {horizon:,})")
+    fig.tight_layout(rect=(0, 0.06, 1, 0.97))
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=90)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def write_docs(results: dict[str, Any], docs: Path) -> str:
+    """Write docs/detection.md (and the plot next to it); returns the markdown."""
+    from benchmarks.detection import report_text
+
+    col = collect(results)
+    fa = false_alarms(results)
+    cost = compute_costs(results)
+    plan = results["plan"]
+    horizon = max(s["n"] - s["onset"] for s in plan["streams"] if not s["latency"])
+    png = docs.with_name("detection-delay.png")
+    plot(col, png, horizon)
+    md = report_text.render(results, col, fa, cost, horizon, png.name,
+                            goals(results, col, fa, cost),
+                            delay_table(col, list(VM_SIGNALS)),
+                            delay_table(col, ["vm_drift", "vm_embed", "vm_mmd", *PEER_SIGNALS]),
+                            fa_table(fa), accuracy_table(col), cost_table(cost, results),
+                            latency_table(col))
+    tmp = docs.with_name(docs.name + ".tmp")
+    tmp.write_text(md)
+    tmp.replace(docs)
+    return md
+
+
+def fa_table(fa: dict[str, dict[str, tuple[int, int]]]) -> list[str]:
+    sigs = [s for s in [*VM_SIGNALS, *PEER_SIGNALS]
+            if s != "vm_accuracy" and any(s in v for v in fa.values())]
+    titles = {**VM_SIGNALS, **PEER_SIGNALS}
+    lines = ["| window (requests) | windows | " + " | ".join(titles[s][0] for s in sigs) + " |",
+             "|" + "---|" * (2 + len(sigs))]
+    for w, v in fa.items():
+        n = max(x[1] for x in v.values())
+        cells = [per_1000(*v[s]) + ("" if v[s][1] == n else f" ({v[s][1]} w.)") if s in v
+                 else "—" for s in sigs]
+        lines.append(f"| {WINDOWS[w]:,} | {n:,} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def accuracy_table(col: dict[str, Any]) -> list[str]:
+    lines = ["| shift | " + " | ".join(f"s{s}" for s in range(1, 6)) + " |",
+             "|---|" + "---|" * 5]
+    for fam in [*COVARIATE, "prior_shift"]:
+        cells = []
+        for s in range(1, 6):
+            k = f"{fam}-s{s}"
+            vm, ex, nm = col["acc_vm"].get(k), col["acc_exact"].get(k), col["acc_cbpe"].get(k)
+            if vm is None:
+                cells.append("—")
+                continue
+            cells.append(" / ".join("—" if v is None else f"{100 * v:.1f}"
+                                    for v in (vm, ex, nm)))
+        lines.append(f"| {fam} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def cost_table(cost: dict[str, float], results: dict[str, Any]) -> list[str]:
+    rows = [("visionmon: decode + apply, per request", f"{cost['us_per_request']:.1f} µs"),
+            ("visionmon: decode + join + drift features, per sampled image",
+             f"{cost['us_per_image']:.1f} µs"),
+            ("visionmon: decode + join, per label", f"{cost['us_per_label']:.1f} µs")]
+    for k, v in cost.items():
+        if k.startswith("ms_snapshot_"):
+            rows.append((f"visionmon: {k[len('ms_snapshot_'):]}.snapshot (3 windows)",
+                         f"{v:.2f} ms"))
+    rows.append(("visionmon: every signal for one 1,000-request window (feeding its 1,000 "
+                 "requests, 200 images, 300 labels + one snapshot)",
+                 f"{cost['ms_vm_window']:.1f} ms"))
+    if "ms_vm_embed_psi" in cost:
+        rows.append(("visionmon embed PCs: project, bin and test ~200 embeddings (8 PCs)",
+                     f"{cost['ms_vm_embed_psi']:.2f} ms"))
+        rows.append(("visionmon MMD: MMD² + 100-permutation threshold, ~200 vs 500 embeddings "
+                     "(numpy)", f"{cost['ms_vm_embed_mmd']:.1f} ms"))
+    names = {"evidently_default": "Evidently default test, class + confidence, one window",
+             "evidently_psi": "Evidently psi, class + confidence, one window",
+             "alibi_mmd_10s": "Alibi MMDDrift.predict, window of 100 requests (~20 images)",
+             "alibi_mmd_100s": "Alibi MMDDrift.predict, window of 1,000 requests (~200 images)",
+             "alibi_mmd_1000s": "Alibi MMDDrift.predict, window of 10,000 requests "
+                                "(~2,000 images)",
+             "nannyml_cbpe_fit": "NannyML CBPE fit on 5,000 labelled baseline requests",
+             "nannyml_cbpe": "NannyML CBPE estimate, 3 chunks of 1,000"}
+    for k, label in names.items():
+        if f"ms_peer_{k}" in cost:
+            rows.append((label, f"{cost[f'ms_peer_{k}']:.1f} ms"))
+    return ["| what | time (one CPU core) |", "|---|---|"] + [f"| {a} | {b} |" for a, b in rows]
+
+
+def latency_table(col: dict[str, Any]) -> list[str]:
+    lines = ["| latency multiplier | vm: first page after onset (requests) | minutes of event "
+             "time | Evidently default test incl. latency column (requests / images) |",
+             "|---|---|---|---|"]
+    levels = OTHER["latency"][2]
+    for s, lv in enumerate(levels, 1):
+        vals = col["latency"].get(f"latency-s{s}")
+        if not vals:
+            continue
+        ev = col["delays"].get(f"latency-s{s}", {})
+        ev_text = fmt_delay(ev["evidently_default"]) if "evidently_default" in ev else "n/r"
+        d = median_delay([None if v is None else (v, 0) for v in vals])
+        if d is None:
+            lines.append(f"| ×{lv:g} | not paged within 2 h | — | {ev_text} |")
+            continue
+        v = d[0]
+        lines.append(f"| ×{lv:g} | {v:,} | {v / REQUEST_RATE / 60:.0f} | {ev_text} |")
+    return lines
+
+
+STREAM_FACTS = {
+    "rate": REQUEST_RATE, "sampling": IMAGE_SAMPLING, "labels": LABEL_FRACTION,
+    "label_delay": LABEL_DELAY_S, "latency_target": LATENCY_TARGET,
+    "latency_threshold": LATENCY_THRESHOLD_S,
+}

@@ -1,0 +1,204 @@
+"""Data, models and image pools of the detection benchmark (.venv: needs torch).
+
+Data: scikit-learn's 1,797 digits, coloured and upsampled to 32x32 by
+`reference_model.digits.load_digits_rgb`, split 50/50 with a fixed seed: 899 images train
+both models, the 898 others are the pool that streams draw from (with replacement).
+
+Models, trained here with fixed seeds on one CPU thread:
+  production  `ProductionNet` below: conv(5x5, s2) -> conv(3x3, s2) -> flatten -> linear, a
+              different architecture from the reference, so they disagree on some images
+  reference   `reference_model.digits.DigitsNet` (returns logits and a 32-d embedding),
+              saved as TorchScript and loaded by the project's scorer from its model card
+
+Pools: for each covariate shift and severity, every pool image is corrupted once (noise and
+rotation draw per image from a seeded generator), encoded as PNG, served through the
+production model (decoded from those PNG bytes) and scored by `score_images` (the
+reference model's intake and model, as shadow scoring does). A stream repeats pool images,
+and the same bytes always score the same, so each distinct image is scored once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from benchmarks.detection.scenarios import CLEAN, COVARIATE, Pool, load_pool, save_pool
+from monitor.reference_config import ImagesConfig, ReferenceConfig
+from reference_model.digits import (
+    DIGIT_CLASSES,
+    DigitsData,
+    digits_reference_config,
+    load_digits_rgb,
+    model_inputs,
+    render_digit,
+    save_torchscript,
+    train_digits_model,
+)
+from reference_model.profile import score_images
+
+SPLIT_SEED = 0
+TEST_FRACTION = 0.5
+PRODUCTION_SEED = 0
+REFERENCE_SEED = 1
+REFERENCE_EPOCHS = 40
+REFERENCE_LR = 0.02
+CACHE_VERSION = "1"   # bump when anything below changes the pools
+
+
+class ProductionNet(nn.Module):
+    """The served model: 32x32 RGB -> 10 logits."""
+
+    def __init__(self, classes: int = len(DIGIT_CLASSES)) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 12, 5, stride=2, padding=2), nn.ReLU(),
+            nn.Conv2d(12, 24, 3, stride=2, padding=1), nn.ReLU(), nn.Flatten())
+        self.head = nn.Linear(24 * 8 * 8, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def train_production(data: DigitsData, seed: int = PRODUCTION_SEED, epochs: int = 15,
+                     lr: float = 3e-3, batch_size: int = 32) -> ProductionNet:
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    net = ProductionNet()
+    x = model_inputs(data.images[data.train])
+    y = torch.from_numpy(data.labels[data.train])
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    net.train()
+    for _ in range(epochs):
+        perm = torch.randperm(len(y), generator=gen)
+        for i in range(0, len(y), batch_size):
+            idx = perm[i:i + batch_size]
+            opt.zero_grad(set_to_none=True)
+            nn.functional.cross_entropy(net(x[idx]), y[idx]).backward()
+            opt.step()
+    return net.eval()
+
+
+# --- corruptions ------------------------------------------------------------------------
+
+
+def corrupt(rgb: np.ndarray, family: str, level: float, rng: np.random.Generator) -> bytes:
+    """One (32, 32, 3) uint8 image under one covariate shift, as PNG bytes."""
+    if family == CLEAN:
+        return render_digit(rgb)
+    if family == "brightness":
+        return render_digit(rgb, brightness=level)
+    if family == "colour_balance":
+        return render_digit(rgb, gains=(1.0 + (1.0 - level) / 2, 1.0, level))
+    if family == "blur":
+        return render_digit(rgb, blur=level)
+    if family == "rotation":
+        return render_digit(rgb, rotate=level * (1.0 if rng.random() < 0.5 else -1.0))
+    x = rgb.astype(np.float64)
+    if family == "contrast":
+        mean = x.mean(axis=(0, 1), keepdims=True)
+        x = mean + level * (x - mean)
+    elif family == "noise":
+        x = x + rng.normal(0.0, level, size=x.shape)
+    else:
+        raise ValueError(f"unknown covariate shift {family!r}")
+    return render_digit(np.clip(np.rint(x), 0, 255).astype(np.uint8))
+
+
+def decode_png(data: bytes) -> np.ndarray:
+    with Image.open(io.BytesIO(data)) as im:
+        return np.asarray(im.convert("RGB"), dtype=np.uint8)
+
+
+# --- the whole set-up --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Workload:
+    folder: Path
+    reference: ReferenceConfig
+    pools: dict[str, Pool]
+    info: dict[str, float | int | str]
+
+
+def _variants() -> list[tuple[str, str, float]]:
+    out = [(CLEAN, CLEAN, 0.0)]
+    for family, (_, levels) in COVARIATE.items():
+        out += [(f"{family}-s{s}", family, lv) for s, lv in enumerate(levels, start=1)]
+    return out
+
+
+def build_workload(folder: Path, log: Callable[[str], None] = print) -> Workload:
+    """Train both models and build every pool, or load them from `folder` when they were
+    built by the same code version."""
+    torch.set_num_threads(1)
+    folder.mkdir(parents=True, exist_ok=True)
+    manifest = folder / "manifest.json"
+    ref_path = folder / "reference.ts"
+    if manifest.exists():
+        info = json.loads(manifest.read_text())
+        if info.get("cache_version") == CACHE_VERSION and ref_path.exists():
+            pools = {v: load_pool(folder / f"pool-{v}.npz") for v, _, _ in _variants()}
+            ref = digits_reference_config(ref_path, info["reference_sha256"], device="cpu")
+            log(f"workload: loaded from {folder}")
+            return Workload(folder, ref, pools, info)
+    t0 = time.perf_counter()
+    data = load_digits_rgb(seed=SPLIT_SEED, test_fraction=TEST_FRACTION)
+    prod = train_production(data)
+    ref_net = train_digits_model(data, seed=REFERENCE_SEED, epochs=REFERENCE_EPOCHS,
+                                 lr=REFERENCE_LR)
+    sha = save_torchscript(ref_net, ref_path)
+    ref = digits_reference_config(ref_path, sha, device="cpu")
+    t_train = time.perf_counter() - t0
+    pool_images = data.images[data.test]
+    pool_labels = data.labels[data.test]
+    pools: dict[str, Pool] = {}
+    for variant, family, level in _variants():
+        rng = np.random.default_rng([SPLIT_SEED, int(hashlib.sha1(variant.encode())
+                                                     .hexdigest()[:8], 16)])
+        pngs = [corrupt(img, family, level, rng) for img in pool_images]
+        pixels = np.stack([decode_png(b) for b in pngs])
+        with torch.inference_mode():
+            probs = prod(model_inputs(pixels)).double().softmax(1).numpy()
+        items = [(f"p{k}", "v1", 0.0, b) for k, b in enumerate(pngs)]
+        scored = score_images(ref, ImagesConfig(), DIGIT_CLASSES, items)
+        if len(scored) != len(pngs):
+            raise RuntimeError(f"pool {variant}: the intake refused "
+                               f"{len(pngs) - len(scored)} images")
+        pool = Pool(pool_labels.astype(np.int64), probs, pngs,
+                    np.stack([s.embedding for s in scored]).astype(np.float32),
+                    np.array([s.ref_pred for s in scored], dtype=np.int64),
+                    np.array([s.ref_confidence for s in scored]),
+                    np.array([s.features for s in scored], dtype=np.float64))
+        save_pool(folder / f"pool-{variant}.npz", pool)
+        pools[variant] = pool
+    clean = pools[CLEAN]
+    info: dict[str, float | int | str] = {
+        "cache_version": CACHE_VERSION,
+        "reference_sha256": sha,
+        "train_images": int(data.train.size),
+        "pool_images": int(data.test.size),
+        "production_accuracy": float((clean.top == clean.labels).mean()),
+        "reference_accuracy": float((clean.ref_pred == clean.labels).mean()),
+        "agreement": float((clean.ref_pred == clean.top).mean()),
+        "train_seconds": round(t_train, 1),
+        "build_seconds": round(time.perf_counter() - t0, 1),
+        "accuracy_by_variant": json.dumps({v: round(float((p.top == p.labels).mean()), 4)
+                                           for v, p in pools.items()}),
+    }
+    tmp = manifest.with_name("manifest.json.tmp")
+    tmp.write_text(json.dumps(info, indent=1))
+    tmp.replace(manifest)
+    log(f"workload: built in {info['build_seconds']} s (production accuracy "
+        f"{info['production_accuracy']:.3f}, reference {info['reference_accuracy']:.3f}, "
+        f"agreement {info['agreement']:.3f})")
+    return Workload(folder, ref, pools, info)
