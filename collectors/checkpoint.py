@@ -32,10 +32,16 @@ def _default(obj: Any) -> Any:
     raise TypeError(f"cannot checkpoint {type(obj).__name__}")
 
 
-def encode(state: Any) -> bytes:
+def _encode_parts(state: Any) -> tuple[bytes, bytes]:
+    """(header, body): kept apart so that writing does not copy a large body once more."""
     body = orjson.dumps(state, default=_default,
                         option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
-    return MAGIC + hashlib.sha256(body).hexdigest().encode() + b"\n" + body
+    return MAGIC + hashlib.sha256(body).hexdigest().encode() + b"\n", body
+
+
+def encode(state: Any) -> bytes:
+    head, body = _encode_parts(state)
+    return head + body
 
 
 def decode(data: bytes) -> Any:
@@ -58,14 +64,18 @@ class CheckpointStore:
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(self.dir, 0o700)
         self.path = self.dir / FILENAME
+        for stale in self.dir.glob(f"{self.path.stem}.tmp-*"):  # left by a killed writer
+            log.info("removing unfinished checkpoint %s", stale)
+            stale.unlink(missing_ok=True)
 
     def save(self, state: Any) -> None:
-        data = encode(state)
+        head, body = _encode_parts(state)
         tmp = self.path.with_suffix(f".tmp-{os.getpid()}")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
+                fh.write(head)
+                fh.write(body)
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, self.path)

@@ -4,6 +4,7 @@ checkpoint, then commit the highest contiguous processed offset + 1 per partitio
 from __future__ import annotations
 
 import logging
+import math
 import socket
 import threading
 import time
@@ -35,6 +36,7 @@ from monitor.events import (
     PredictionDecoder,
     PredictionEvent,
     Rejection,
+    RejectReason,
 )
 from monitor.snapshot import Series, SnapshotBuilder
 
@@ -71,12 +73,17 @@ class RuntimeStatus:
 
 
 class BrokerProbe:
-    """Background TCP reachability check of the bootstrap servers (library-neutral)."""
+    """Background TCP reachability check of the bootstrap servers (library-neutral).
 
-    def __init__(self, servers: Sequence[str], interval_s: float = 1.0) -> None:
+    `on_change` is called from the probe's thread when reachability flips, so the
+    exported state follows the broker even while the consumer loop is blocked in a call."""
+
+    def __init__(self, servers: Sequence[str], interval_s: float = 1.0,
+                 on_change: Callable[[bool], None] | None = None) -> None:
         self._servers = [s.rsplit(":", 1) for s in servers]
         self._interval = interval_s
         self._stop = threading.Event()
+        self._on_change = on_change
         self.reachable = False
         self._thread = threading.Thread(target=self._run, name="visionmon-probe", daemon=True)
 
@@ -98,7 +105,11 @@ class BrokerProbe:
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
-            self.reachable = self._check()
+            now = self._check()
+            changed = now != self.reachable
+            self.reachable = now
+            if changed and self._on_change is not None:
+                self._on_change(now)
 
 
 class Daemon:
@@ -129,7 +140,22 @@ class Daemon:
         self._feedback_sink = feedback_sink
         self._image_sink = image_sink
         self._extra_ready = extra_ready
-        self._probe = BrokerProbe(cfg.kafka.bootstrap_servers)
+        self._probe = BrokerProbe(cfg.kafka.bootstrap_servers,
+                                  on_change=lambda _now: self._update_connected())
+        self._decoder_failures = 0
+        self._decoder_failure_logged = -math.inf
+        #: position of each partition when it was revoked: its records below it are in the
+        #: state, so if the partition comes back and they are delivered again (the commit
+        #: was lost with the revocation) they are skipped. Forgotten after the broker was
+        #: unreachable: a broker that comes back may have lost its log.
+        self._revoked_at: dict[TopicPartition, int] = {}
+        self._link_lost = False
+        #: partitions whose skip position was checked against the log's end
+        self._skip_checked: set[TopicPartition] = set()
+        #: committed offset of each assigned partition nothing was processed from yet: it
+        #: cannot change until this member commits, so it is asked once per assignment
+        #: (kafka-python 3 stalls a rebalance when asked repeatedly while it runs)
+        self._committed_at_assign: dict[TopicPartition, int | None] = {}
         index = {name: ModelClassIndex.of(m.classes) for name, m in loaded.models.items()}
         limits = DecodeLimits(cfg.limits.max_message_bytes, cfg.limits.max_batch_events,
                               cfg.limits.max_future_skew_seconds, cfg.limits.max_request_id_chars)
@@ -248,8 +274,11 @@ class Daemon:
     def _update_connected(self) -> None:
         was = self.status.connected
         now = self._probe.reachable
+        if not now:
+            self._link_lost = True
         if now != was:
-            log.info("kafka connection %s", "regained" if now else "lost")
+            log.log(logging.INFO if now else logging.WARNING, "kafka connection %s",
+                    "regained" if now else "lost")
         self.status.connected = now
 
     def _process(self, records: Sequence[Record]) -> None:
@@ -262,24 +291,38 @@ class Daemon:
         consumed: dict[str, int] = defaultdict(int)
         p_topic, i_topic, f_topic = self.topics
         done: list[Record] = []
+        self._detect_rewinds(records)
         for r in records:
             tp = (r.topic, r.partition)
-            if r.offset < self._skip_below.get(tp, -1):
+            if r.offset < self._skip_for(tp) and self._skip_still_valid(tp):
                 self.status.duplicates_skipped += 1
                 self._tracker.processed(tp, r.offset)
                 continue
             done.append(r)
             consumed[r.topic] += 1
-            if r.topic == p_topic:
-                d = self._pred.decode(r.value, now)
-                preds.extend(d.events)
-            elif r.topic == f_topic:
-                d = self._feedback.decode(r.value, now)
-                feedback.extend(d.events)
-            elif r.topic == i_topic:
-                d = self._images.decode(r.value, r.headers, now)
-                images.extend(d.events)
-            else:
+            try:
+                if r.topic == p_topic:
+                    d = self._pred.decode(r.value, now)
+                    preds.extend(d.events)
+                elif r.topic == f_topic:
+                    d = self._feedback.decode(r.value, now)
+                    feedback.extend(d.events)
+                elif r.topic == i_topic:
+                    d = self._images.decode(r.value, r.headers, now)
+                    images.extend(d.events)
+                else:
+                    continue
+            except Exception as err:  # a decoder bug must not crash-loop on one record
+                self._decoder_failures += 1
+                level = logging.DEBUG
+                if now - self._decoder_failure_logged >= 60.0:  # at most one line a minute
+                    level, self._decoder_failure_logged = logging.ERROR, now
+                log.log(level, "decoder failed on %s[%d]@%d (%s: %s); record refused "
+                        "(%d so far)", r.topic, r.partition, r.offset, type(err).__name__,
+                        str(err)[:200], self._decoder_failures)
+                rejects.append((r, Rejection(RejectReason.OUT_OF_RANGE,
+                                             f"decoder failed: {type(err).__name__}: "
+                                             f"{str(err)[:200]}", r.value or b"")))
                 continue
             for rej in d.rejections:
                 rejects.append((r, rej))
@@ -305,6 +348,55 @@ class Daemon:
         if len(self.status.batch_seconds) > 1000:
             del self.status.batch_seconds[:500]
 
+    def _detect_rewinds(self, records: Sequence[Record]) -> None:
+        """A partition whose offsets went backwards within one assignment was recreated
+        (a memory-only broker restarted, or the topic was deleted and created again):
+        track it afresh from the new offsets and forget its checkpointed position."""
+        first: dict[TopicPartition, int] = {}
+        for r in records:  # a partition's records arrive in offset order
+            first.setdefault((r.topic, r.partition), r.offset)
+        positions = self._tracker.positions()
+        for tp, offset in first.items():
+            pos = positions.get(tp)
+            if pos is not None and offset < pos:
+                log.warning("%s[%d]: offset went back from %d to %d (partition recreated?): "
+                            "tracking it afresh", tp[0], tp[1], pos, offset)
+                self._tracker.assign(tp, None)
+                self._skip_below.pop(tp, None)
+                self._revoked_at.pop(tp, None)
+
+    def _skip_for(self, tp: TopicPartition) -> int:
+        """Records of `tp` below this offset are already in the state."""
+        return max(self._skip_below.get(tp, -1), self._revoked_at.get(tp, -1))
+
+    def _skip_still_valid(self, tp: TopicPartition) -> bool:
+        """A remembered position of a partition is only meaningful for the log it was
+        taken from. The group's committed offset tells: a broker that lost its log (a
+        memory-only broker restarted) or a topic deleted and created again has none for
+        the partition, so the records are new and are counted (at-least-once). End
+        offsets cannot tell: some brokers report a lagging end (Tansu answers with the
+        base offset of the last batch)."""
+        if tp in self._skip_checked:
+            return self._skip_for(tp) >= 0
+        self._skip_checked.add(tp)
+        if self._consumer is None:
+            return True
+        try:
+            committed = self._consumer.committed(tp)
+        except Exception as err:
+            log.debug("committed offset of %s[%d] unknown (%s); keeping its remembered "
+                      "position", tp[0], tp[1], err)
+            return True
+        if committed is None:
+            log.warning("%s[%d]: the group has no committed offset, so the remembered "
+                        "position %d may belong to a log that is gone (broker restarted "
+                        "empty, topic recreated): counting its records as new", tp[0], tp[1],
+                        self._skip_for(tp))
+            self._skip_below.pop(tp, None)
+            self._revoked_at.pop(tp, None)
+            return False
+        return True
+
     def _dead_letter(self, rejects: Sequence[tuple[Record, Rejection]]) -> None:
         topic = self._kcfg.dead_letter_topic
         if not topic or self._dlq is None:
@@ -329,8 +421,8 @@ class Daemon:
 
     # --- offsets, checkpoints -------------------------------------------------------
     def _commit(self) -> None:
-        if self._consumer is None:
-            return
+        if self._consumer is None or not self._probe.reachable:
+            return  # pending offsets stay tracked and are committed once it is back
         points = self._tracker.commit_points()
         if not points:
             return
@@ -356,7 +448,7 @@ class Daemon:
             return
         with self.lock:
             state = {"engine": self.engine.state(),
-                     "positions": [[t, p, o] for (t, p), o in self._tracker.positions().items()],
+                     "positions": [[t, p, o] for (t, p), o in self._covered().items()],
                      "saved_at": self.clock()}
         try:
             self._ckpt.save(state)
@@ -365,6 +457,16 @@ class Daemon:
         except Exception as err:
             self.status.checkpoints["failed"] += 1
             log.error("checkpoint write failed: %s", err)
+
+    def _covered(self) -> dict[TopicPartition, int]:
+        """Per partition, the offset below which every record is in the state: what was
+        processed now, or earlier (restored, or before a revocation), whichever is further.
+        A partition revoked, or assigned but not read yet, keeps its earlier position."""
+        covered = dict(self._skip_below)
+        for source in (self._revoked_at, self._tracker.positions()):
+            for tp, pos in source.items():
+                covered[tp] = max(pos, covered.get(tp, pos))
+        return covered
 
     def _restore(self) -> None:
         if self._ckpt is None:
@@ -385,8 +487,12 @@ class Daemon:
                  len(self._skip_below))
 
     def _on_assign(self, tps: list[TopicPartition]) -> None:
+        if self._link_lost:  # see _revoked_at
+            self._revoked_at.clear()
+            self._link_lost = False
         for tp in tps:
             self._tracker.assign(tp, None)
+            self._committed_at_assign.pop(tp, None)
         self.status.assigned = sorted(set(self.status.assigned) | set(tps))
         log.info("partitions assigned: %s", ", ".join(f"{t}[{p}]" for t, p in sorted(tps)) or "-")
 
@@ -395,9 +501,14 @@ class Daemon:
             if self._ckpt is not None:
                 self._checkpoint()
             self._commit()
+        positions = self._tracker.positions()
         for tp in tps:
+            if tp in positions and not self._link_lost:
+                self._revoked_at[tp] = max(positions[tp], self._revoked_at.get(tp, -1))
+            self._skip_checked.discard(tp)  # check against the log's end again if it returns
             self._tracker.revoke(tp)
             self.status.lag.pop(tp, None)
+            self._committed_at_assign.pop(tp, None)
         self.status.assigned = sorted(set(self.status.assigned) - set(tps))
         log.info("partitions revoked: %s", ", ".join(f"{t}[{p}]" for t, p in sorted(tps)) or "-")
 
@@ -417,11 +528,15 @@ class Daemon:
         for tp, end in ends.items():
             pos = positions.get(tp)
             if pos is None:
-                committed = None
-                try:
-                    committed = self._consumer.committed(tp)
-                except Exception:
-                    committed = None
+                if tp not in self._committed_at_assign:
+                    if not self._probe.reachable:
+                        return  # each call would wait out its timeout
+                    try:
+                        self._committed_at_assign[tp] = self._consumer.committed(tp)
+                    except Exception as err:
+                        log.debug("committed offset of %s[%d] unknown: %s", tp[0], tp[1], err)
+                        continue
+                committed = self._committed_at_assign[tp]
                 pos = committed if committed is not None else 0
             lag[tp] = max(0, end - pos)
         self.status.lag = lag

@@ -25,8 +25,24 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
     daemon_threads = True
     allow_reuse_address = True
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # a failed TLS handshake or a client that went away: not worth a traceback
+        log.debug("http: connection from %s failed", client_address, exc_info=True)
+
 
 class _QuietHandler(WSGIRequestHandler):
+    #: seconds a client may stall (TLS handshake, request line, headers) before its
+    #: connection and thread are dropped
+    timeout = 10.0
+
+    def setup(self) -> None:
+        if isinstance(self.request, ssl.SSLSocket):
+            # in this connection's own thread: a client that never completes the
+            # handshake cannot block the accept loop and with it every scrape
+            self.request.settimeout(self.timeout)
+            self.request.do_handshake()
+        super().setup()
+
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("http: " + format, *args)
 
@@ -83,7 +99,8 @@ class HttpServer:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             ctx.minimum_version = ssl.TLSVersion.TLSv1_2
             ctx.load_cert_chain(certfile, keyfile)
-            self._server.socket = ctx.wrap_socket(self._server.socket, server_side=True)
+            self._server.socket = ctx.wrap_socket(self._server.socket, server_side=True,
+                                                  do_handshake_on_connect=False)
         self.port = self._server.server_port
         self._thread = threading.Thread(target=self._server.serve_forever,
                                         name="visionmon-http", daemon=True)

@@ -153,7 +153,10 @@ def parse_timestamp(value: Any, now: float, skew: float) -> float:
     if isinstance(value, bool):
         raise _Bad(RejectReason.WRONG_TYPE, "ts must be a number or an RFC 3339 string")
     if isinstance(value, int | float):
-        ts = float(value)
+        try:
+            ts = float(value)
+        except OverflowError:  # an integer beyond the float range
+            raise _Bad(RejectReason.INVALID_TIMESTAMP, "ts is out of range") from None
     elif isinstance(value, str):
         try:
             dt = datetime.fromisoformat(value)

@@ -135,7 +135,10 @@ class LabelMonitor(EngineExtension):
                     continue
                 if e.probs is not None and c > MAX_PROBS_KEPT:
                     e = e._replace(probs=None)
-                self.predictions.put(e.request_id, e.ts, e)
+                rid = e.request_id
+                if self.predictions.hash_keys:  # the raw id is not kept, not even in the value
+                    e = e._replace(request_id="")
+                self.predictions.put(rid, e.ts, e)
             if joins:
                 self._join(model, version, joins)
         if newest > -math.inf:

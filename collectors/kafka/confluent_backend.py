@@ -71,7 +71,7 @@ class ConfluentConsumer:
         self._assigned: set[TopicPartition] = set()
 
     def _on_error(self, err: Any) -> None:
-        if err.code() in (ck._ALL_BROKERS_DOWN, ck._TRANSPORT):
+        if err.code() in (ck.KafkaError._ALL_BROKERS_DOWN, ck.KafkaError._TRANSPORT):
             self._connected = False
         log.debug("librdkafka: %s", err)
 
