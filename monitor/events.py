@@ -239,6 +239,9 @@ class PredictionDecoder:
         except _Bad as bad:
             rejections.append(Rejection(bad.reason, bad.detail, raw))
             return
+        if not items:
+            rejections.append(Rejection(RejectReason.EMPTY, "empty batch", raw))
+            return
         if len(items) > self._limits.max_batch_events:
             rejections.append(Rejection(
                 RejectReason.BATCH_TOO_LARGE,

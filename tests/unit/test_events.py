@@ -72,6 +72,7 @@ def test_error_status_needs_no_pred():
 
 BAD = [
     ("not json", b"{nope", RejectReason.INVALID_JSON),
+    ("empty JSON array", b"[]", RejectReason.EMPTY),
     ("empty message", b"", RejectReason.EMPTY),
     ("NaN literal", b'{"request_id":"r","ts":1,"model":"m","version":"v","pred":0,'
      b'"confidence":NaN}', RejectReason.OUT_OF_RANGE),
