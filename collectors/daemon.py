@@ -137,6 +137,13 @@ class Daemon:
         self._dlq: Producer | None = None
         self._tracker = OffsetTracker()
         self._skip_below: dict[TopicPartition, int] = {}
+        #: offsets this daemon (or the one whose checkpoint it restored) saw the group
+        #: commit: a partition in here that the broker has no committed offset for lost
+        #: its log; one not in here may simply never have been committed (killed before
+        #: the first commit), and then its remembered position stands
+        self._known_committed: dict[TopicPartition, int] = {}
+        #: restored from a checkpoint written before `committed` was recorded in it
+        self._legacy_checkpoint = False
         self._feedback_sink = feedback_sink
         self._image_sink = image_sink
         self._extra_ready = extra_ready
@@ -373,9 +380,10 @@ class Daemon:
         """A remembered position of a partition is only meaningful for the log it was
         taken from. The group's committed offset tells: a broker that lost its log (a
         memory-only broker restarted) or a topic deleted and created again has none for
-        the partition, so the records are new and are counted (at-least-once). End
-        offsets cannot tell: some brokers report a lagging end (Tansu answers with the
-        base offset of the last batch)."""
+        a partition that was seen committed, so the records are new and are counted
+        (at-least-once). A partition never seen committed (the daemon was killed before
+        its first commit) keeps its position. End offsets cannot tell: some brokers
+        report a lagging end (Tansu answers with the base offset of the last batch)."""
         if tp in self._skip_checked:
             return self._skip_for(tp) >= 0
         self._skip_checked.add(tp)
@@ -387,14 +395,19 @@ class Daemon:
             log.debug("committed offset of %s[%d] unknown (%s); keeping its remembered "
                       "position", tp[0], tp[1], err)
             return True
-        if committed is None:
+        if committed is None and (tp in self._known_committed or self._legacy_checkpoint):
             log.warning("%s[%d]: the group has no committed offset, so the remembered "
                         "position %d may belong to a log that is gone (broker restarted "
                         "empty, topic recreated): counting its records as new", tp[0], tp[1],
                         self._skip_for(tp))
             self._skip_below.pop(tp, None)
             self._revoked_at.pop(tp, None)
+            self._known_committed.pop(tp, None)
             return False
+        if committed is None:
+            log.info("%s[%d]: the group has no committed offset yet and none was ever seen "
+                     "committed (stopped before its first commit): keeping the remembered "
+                     "position %d", tp[0], tp[1], self._skip_for(tp))
         return True
 
     def _dead_letter(self, rejects: Sequence[tuple[Record, Rejection]]) -> None:
@@ -434,6 +447,7 @@ class Daemon:
         try:
             self._consumer.commit(points)
             self._tracker.mark_committed(points)
+            self._known_committed.update(points)
             self.status.commits["ok"] += 1
         except Exception as err:
             self.status.commits["failed"] += 1
@@ -449,6 +463,7 @@ class Daemon:
         with self.lock:
             state = {"engine": self.engine.state(),
                      "positions": [[t, p, o] for (t, p), o in self._covered().items()],
+                     "committed": [[t, p, o] for (t, p), o in self._known_committed.items()],
                      "saved_at": self.clock()}
         try:
             self._ckpt.save(state)
@@ -483,6 +498,9 @@ class Daemon:
             self.engine.restore(state["engine"])
         for t, p, o in state.get("positions", []):
             self._skip_below[(t, int(p))] = int(o)
+        self._legacy_checkpoint = "committed" not in state
+        for t, p, o in state.get("committed", []):
+            self._known_committed[(t, int(p))] = int(o)
         log.info("state restored from %s (%d partition positions)", self._ckpt.path,
                  len(self._skip_below))
 

@@ -194,7 +194,8 @@ class ScriptedConsumer:
 
 
 def _run_scripted(consumer: ScriptedConsumer, expected: int, state_dir: Path | None = None,
-                  positions: list[list[Any]] | None = None) -> None:
+                  positions: list[list[Any]] | None = None,
+                  committed: list[list[Any]] | None = None) -> None:
     from collectors.checkpoint import CheckpointStore
     from collectors.daemon import Daemon
     from monitor.config import parse_config, resolve
@@ -214,7 +215,8 @@ def _run_scripted(consumer: ScriptedConsumer, expected: int, state_dir: Path | N
     stats = build_statistics(loaded)
     if state_dir is not None and positions is not None:
         CheckpointStore(state_dir).save({"engine": build_statistics(loaded).engine.state(),
-                                         "positions": positions, "saved_at": 0.0})
+                                         "positions": positions, "saved_at": 0.0,
+                                         "committed": committed or []})
     daemon = Daemon(loaded, stats.engine, consumer_factory=lambda: consumer)
     thread = threading.Thread(target=daemon.run, daemon=True)
     thread.start()
@@ -241,10 +243,29 @@ def test_offsets_going_backwards_within_an_assignment_restart_the_tracking(tmp_p
 
 def test_a_checkpoint_position_is_not_used_when_the_group_has_no_offsets(tmp_path: Path
                                                                         ) -> None:
-    # restart from a checkpoint at offset 50, but the broker lost its log and the group its
-    # offsets: records 0..9 are new, not the ones the checkpoint counted
+    # restart from a checkpoint at offset 50 that saw offset 40 committed, but the broker
+    # lost its log and the group its offsets: records 0..9 are new, not the ones counted
     consumer = ScriptedConsumer([list(range(10))], end=10, committed=None)
-    _run_scripted(consumer, expected=10, state_dir=tmp_path / "a", positions=[["p", 0, 50]])
+    _run_scripted(consumer, expected=10, state_dir=tmp_path / "a", positions=[["p", 0, 50]],
+                  committed=[["p", 0, 40]])
+
+
+def test_a_checkpoint_written_before_the_first_commit_keeps_its_position(tmp_path: Path
+                                                                        ) -> None:
+    # killed after its first checkpoint (offset 50) but before its first commit: the group
+    # has no offset because none was ever committed, so 0..49 were counted and 50..59 are new
+    consumer = ScriptedConsumer([list(range(60))], end=60, committed=None)
+    _run_scripted(consumer, expected=10, state_dir=tmp_path / "f", positions=[["p", 0, 50]])
+
+
+def test_a_checkpoint_records_the_offsets_it_saw_committed(tmp_path: Path) -> None:
+    from collectors.checkpoint import CheckpointStore
+
+    # the commit at the revocation follows its checkpoint; the final checkpoint records it
+    consumer = ScriptedConsumer([list(range(10)), "rebalance"], end=10)
+    _run_scripted(consumer, expected=10, state_dir=tmp_path / "g")
+    saved = CheckpointStore(tmp_path / "g").load()
+    assert saved["committed"] == [["p", 0, 10]]
 
 
 def test_a_checkpoint_position_inside_the_log_skips_what_it_already_counted(tmp_path: Path
