@@ -7,7 +7,7 @@ can tell them apart from exported series.
 
 from __future__ import annotations
 
-from monitor.config import format_duration
+from monitor.durations import format_duration
 
 # --- recording rules (Sloth naming) ---------------------------------------------
 SLI_ERROR_PREFIX = "slo:sli_error:ratio_rate"

@@ -35,7 +35,7 @@ from alerts.templates import render
 from alerts.thresholds import LABEL_COVERAGE_LOOKBACK, threshold_rules
 from alerts.windows import Tier
 from monitor.catalog import metric
-from monitor.config import format_duration, parse_duration
+from monitor.durations import format_duration, parse_duration
 
 #: Events per step in SLO scenarios: large, so bad counts are whole numbers.
 EVENTS_PER_STEP = 10_000

@@ -25,7 +25,7 @@ from alerts.spec import Slo
 from alerts.templates import Part, Query, Template, Text, Value, to_go
 from alerts.windows import Tier
 from monitor.catalog import metric
-from monitor.config import format_duration
+from monitor.durations import format_duration
 
 Labels = tuple[tuple[str, str], ...]
 

@@ -22,7 +22,8 @@ from alerts.windows import (
     recording_windows,
     severities_for_kind,
 )
-from monitor.config import ConfigError, LoadedConfig, format_duration, parse_duration
+from monitor.config import ConfigError, LoadedConfig
+from monitor.durations import format_duration, parse_duration
 from monitor.slo_spec import Check as CheckModel
 from monitor.slo_spec import Objective, SloKind, SloSpec, WindowedCheck
 

@@ -13,7 +13,7 @@ from alerts.rules import AlertingRule, RuleGroup, number, selector, url_template
 from alerts.spec import AlertSpec, Check, Thresholds
 from alerts.templates import Label, Part, Query, Template, Text, Value
 from monitor.catalog import metric
-from monitor.config import format_duration
+from monitor.durations import format_duration
 
 
 def _links(spec: AlertSpec, alert: str, check: str, model: Part

@@ -23,7 +23,7 @@ import math
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from monitor.config import format_duration
+from monitor.durations import format_duration
 
 log = logging.getLogger(__name__)
 

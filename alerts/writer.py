@@ -6,13 +6,13 @@ any empty document: an empty file would load fine and silently alert on nothing.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from monitor.atomic_write import write_text_atomically
 
 
 class EmptyOutputError(ValueError):
@@ -62,15 +62,5 @@ def write_yaml(path: str | Path, document: Mapping[str, Any], source: str, what:
     """Write header + YAML to `path` via a temporary file and a rename."""
     path = Path(path)
     check_not_empty(document, path)
-    text = header(source, what) + dump(document)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomically(path, header(source, what) + dump(document))
     return path

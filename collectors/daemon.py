@@ -24,29 +24,21 @@ from collectors.kafka.client import (
     open_producer,
 )
 from collectors.offsets import OffsetTracker
+from collectors.records import (
+    FeedbackSink,
+    RecordDecoders,
+    TopicNames,
+    apply_decoded,
+    decode_records,
+)
 from monitor.config import LoadedConfig
 from monitor.engine import Engine
-from monitor.events import (
-    DecodeLimits,
-    FeedbackDecoder,
-    FeedbackEvent,
-    ImageDecoder,
-    ImageEvent,
-    ModelClassIndex,
-    PredictionDecoder,
-    PredictionEvent,
-    Rejection,
-    RejectReason,
-)
+from monitor.events import ImageEvent, Rejection
 from monitor.snapshot import Series, SnapshotBuilder
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
-
-
-class FeedbackSink(Protocol):
-    def apply_feedback(self, events: Sequence[FeedbackEvent]) -> None: ...
 
 
 class ImageSink(Protocol):
@@ -163,14 +155,9 @@ class Daemon:
         #: cannot change until this member commits, so it is asked once per assignment
         #: (kafka-python 3 stalls a rebalance when asked repeatedly while it runs)
         self._committed_at_assign: dict[TopicPartition, int | None] = {}
-        index = {name: ModelClassIndex.of(m.classes) for name, m in loaded.models.items()}
-        limits = DecodeLimits(cfg.limits.max_message_bytes, cfg.limits.max_batch_events,
-                              cfg.limits.max_future_skew_seconds, cfg.limits.max_request_id_chars)
-        self._pred = PredictionDecoder(index, limits)
-        self._feedback = FeedbackDecoder(index, limits)
-        self._images = ImageDecoder(index, cfg.images.max_bytes, limits)
-        topics = cfg.kafka.topics
-        self.topics = (topics.predictions, topics.images, topics.feedback)
+        self._decoders = RecordDecoders.of(loaded)
+        self._topic_names = TopicNames.of(loaded)
+        self.topics = self._topic_names.all()
         self._ckpt: CheckpointStore | None = None
         if cfg.state.checkpoint_dir:
             self._ckpt = CheckpointStore(cfg.state.checkpoint_dir)
@@ -291,69 +278,55 @@ class Daemon:
     def _process(self, records: Sequence[Record]) -> None:
         t0 = time.perf_counter()
         now = self.clock()
-        preds: list[PredictionEvent] = []
-        feedback: list[FeedbackEvent] = []
-        images: list[ImageEvent] = []
-        rejects: list[tuple[Record, Rejection]] = []
-        consumed: dict[str, int] = defaultdict(int)
-        p_topic, i_topic, f_topic = self.topics
-        done: list[Record] = []
         self._detect_rewinds(records)
+        kept = self._without_duplicates(records) if self._skip_below or self._revoked_at \
+            else records
+        decoded = decode_records(kept, self._topic_names, self._decoders, now)
+        if decoded.failures:
+            self._log_decoder_failures(decoded.failures, now)
+        with self.lock:
+            apply_decoded(self.engine, decoded, self._topic_names, self._feedback_sink)
+        if decoded.images and self._image_sink is not None:
+            self._image_sink.submit(decoded.images)
+        if decoded.rejections:
+            self._dead_letter(decoded.rejections)
+        last: dict[TopicPartition, int] = {}
+        for r in records:  # in offset order per partition: the last one wins
+            last[(r.topic, r.partition)] = r.offset
+        for tp, offset in last.items():
+            self._tracker.processed_through(tp, offset)
+        self._forget_passed_skips()
+        self.status.batch_seconds.append(time.perf_counter() - t0)
+        if len(self.status.batch_seconds) > 1000:
+            del self.status.batch_seconds[:500]
+
+    def _without_duplicates(self, records: Sequence[Record]) -> list[Record]:
+        """The records not already in the state (restored, or counted before a rebalance)."""
+        kept: list[Record] = []
         for r in records:
             tp = (r.topic, r.partition)
             if r.offset < self._skip_for(tp) and self._skip_still_valid(tp):
                 self.status.duplicates_skipped += 1
-                self._tracker.processed(tp, r.offset)
-                continue
-            done.append(r)
-            consumed[r.topic] += 1
-            try:
-                if r.topic == p_topic:
-                    d = self._pred.decode(r.value, now)
-                    preds.extend(d.events)
-                elif r.topic == f_topic:
-                    d = self._feedback.decode(r.value, now)
-                    feedback.extend(d.events)
-                elif r.topic == i_topic:
-                    d = self._images.decode(r.value, r.headers, now)
-                    images.extend(d.events)
-                else:
-                    continue
-            except Exception as err:  # a decoder bug must not crash-loop on one record
-                self._decoder_failures += 1
-                level = logging.DEBUG
-                if now - self._decoder_failure_logged >= 60.0:  # at most one line a minute
-                    level, self._decoder_failure_logged = logging.ERROR, now
-                log.log(level, "decoder failed on %s[%d]@%d (%s: %s); record refused "
-                        "(%d so far)", r.topic, r.partition, r.offset, type(err).__name__,
-                        str(err)[:200], self._decoder_failures)
-                rejects.append((r, Rejection(RejectReason.OUT_OF_RANGE,
-                                             f"decoder failed: {type(err).__name__}: "
-                                             f"{str(err)[:200]}", r.value or b"")))
-                continue
-            for rej in d.rejections:
-                rejects.append((r, rej))
-        with self.lock:
-            for topic, n in consumed.items():
-                self.engine.record_consumed(topic, n)
-            for r, rej in rejects:
-                self.engine.record_rejection(r.topic, rej.reason.value)
-            self.engine.apply_predictions(preds, p_topic)
-            if feedback:
-                self.engine.count_accepted(f_topic, len(feedback))
-                if self._feedback_sink is not None:
-                    self._feedback_sink.apply_feedback(feedback)
-            if images:
-                self.engine.count_accepted(i_topic, len(images))
-        if images and self._image_sink is not None:
-            self._image_sink.submit(images)
-        if rejects:
-            self._dead_letter(rejects)
-        for r in done:
-            self._tracker.processed((r.topic, r.partition), r.offset)
-        self.status.batch_seconds.append(time.perf_counter() - t0)
-        if len(self.status.batch_seconds) > 1000:
-            del self.status.batch_seconds[:500]
+            else:
+                kept.append(r)
+        return kept
+
+    def _forget_passed_skips(self) -> None:
+        """A remembered position the processing has passed can skip nothing any more."""
+        if not (self._skip_below or self._revoked_at):
+            return
+        positions = self._tracker.positions()
+        for skips in (self._skip_below, self._revoked_at):
+            for tp in [tp for tp, pos in skips.items() if positions.get(tp, -1) >= pos]:
+                del skips[tp]
+
+    def _log_decoder_failures(self, failures: Sequence[str], now: float) -> None:
+        """A decoder bug is refused and counted per record; logged at most once a minute."""
+        self._decoder_failures += len(failures)
+        level = logging.DEBUG
+        if now - self._decoder_failure_logged >= 60.0:
+            level, self._decoder_failure_logged = logging.ERROR, now
+        log.log(level, "%s (%d so far)", failures[-1], self._decoder_failures)
 
     def _detect_rewinds(self, records: Sequence[Record]) -> None:
         """A partition whose offsets went backwards within one assignment was recreated

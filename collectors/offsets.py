@@ -48,6 +48,22 @@ class OffsetTracker:
             p.done.discard(p.next_commit)
             p.next_commit += 1
 
+    def processed_through(self, tp: TopicPartition, offset: int) -> None:
+        """Mark every offset up to `offset` processed: what a consumer that applies each
+        polled batch whole, in order, knows. Offsets never delivered (transaction markers,
+        compacted records) then hold nothing back."""
+        p = self._parts.get(tp)
+        if p is None:
+            p = self._parts[tp] = _PartitionOffsets()
+        if p.next_commit is not None and offset < p.next_commit:
+            return  # already covered (redelivery)
+        p.next_commit = offset + 1
+        if p.done:
+            p.done = {o for o in p.done if o > offset}
+            while p.next_commit in p.done:
+                p.done.discard(p.next_commit)
+                p.next_commit += 1
+
     def commit_points(self) -> dict[TopicPartition, int]:
         """Offsets to commit (next offset to read) for partitions that moved since the
         last `mark_committed`."""

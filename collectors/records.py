@@ -8,7 +8,6 @@ engine in the daemon's order.
 
 from __future__ import annotations
 
-import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -29,8 +28,6 @@ from monitor.events import (
     Rejection,
     RejectReason,
 )
-
-log = logging.getLogger(__name__)
 
 
 class FeedbackSink(Protocol):
@@ -80,6 +77,9 @@ class DecodedRecords:
     images: list[ImageEvent] = field(default_factory=list)
     rejections: list[tuple[Record, Rejection]] = field(default_factory=list)
     consumed: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    #: one line per record a decoder raised on (a bug, refused and counted): the caller
+    #: decides how loudly to log them
+    failures: list[str] = field(default_factory=list)
 
 
 def decode_records(records: Iterable[Record], topics: TopicNames, decoders: RecordDecoders,
@@ -111,8 +111,8 @@ def decode_records(records: Iterable[Record], topics: TopicNames, decoders: Reco
             else:
                 continue
         except Exception as err:  # a decoder bug must not stop the stream on one record
-            log.error("decoder failed on %s[%d]@%d (%s: %s); record refused", r.topic,
-                      r.partition, r.offset, type(err).__name__, str(err)[:200])
+            out.failures.append(f"decoder failed on {r.topic}[{r.partition}]@{r.offset} "
+                                f"({type(err).__name__}: {str(err)[:200]}); record refused")
             rejections = [Rejection(RejectReason.OUT_OF_RANGE,
                                     f"decoder failed: {type(err).__name__}: {str(err)[:200]}",
                                     r.value or b"")]

@@ -17,7 +17,8 @@ from grafana_foundation_sdk.models.dashboard import (
 
 from dashboards.panels import DATASOURCE
 from dashboards.promql import MODEL, series
-from monitor.config import LoadedConfig, parse_duration
+from monitor.config import LoadedConfig
+from monitor.durations import parse_duration
 
 #: Tag on every generated dashboard, so generated ones can be told from hand-made ones.
 GENERATED_BY = "generated_by:visionmon"

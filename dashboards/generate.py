@@ -10,8 +10,6 @@ Layout under the output folder:
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,6 +18,7 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder
 
 from dashboards import debug, executive, oncall, provisioning
 from dashboards.frame import DEBUG, EXECUTIVE, ONCALL, DashboardIdentity
+from monitor.atomic_write import write_text_atomically
 from monitor.config import ConfigError, LoadedConfig
 
 #: SDK build the dashboards are generated with (Grafana 11.6 types, schemaVersion 41).
@@ -59,19 +58,6 @@ def render_all(loaded: LoadedConfig) -> dict[str, str]:
     return files
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_all(loaded: LoadedConfig, out_dir: str) -> list[Path]:
     """Render everything first, then write each file via a temporary file and a rename.
 
@@ -84,7 +70,7 @@ def write_all(loaded: LoadedConfig, out_dir: str) -> list[Path]:
     for rel, text in files.items():
         target = root / rel
         try:
-            _write_atomically(target, text)
+            write_text_atomically(target, text)
         except OSError as err:
             raise ConfigError(f"writing {target}: {err.strerror or err}") from None
         written.append(target)

@@ -20,7 +20,8 @@ from dashboards.panels import (
     higher_is_better,
     lower_is_better,
 )
-from monitor.config import VisionmonConfig, parse_duration
+from monitor.config import VisionmonConfig
+from monitor.durations import parse_duration
 from monitor.slo_spec import BurnTier, Objective
 
 

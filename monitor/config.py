@@ -9,48 +9,23 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
+from monitor.durations import Duration, parse_duration
+from monitor.frozen_model import Frozen
 from monitor.reference_config import ImagesConfig, ReferenceConfig
 from monitor.slo_spec import SloSpec
 
 CONFIG_VERSION = 1
 OTHER = "_other"
-_DURATION = re.compile(r"^(\d+)(s|m|h|d|w)$")
-_DURATION_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 class ConfigError(Exception):
     """A configuration problem, phrased for a human: file, key path, what would be valid."""
-
-
-def parse_duration(text: str) -> int:
-    """'5m' -> 300 seconds. Accepts s, m, h, d, w units."""
-    match = _DURATION.match(text.strip())
-    if not match:
-        raise ValueError(f"{text!r} is not a duration; use a number and a unit, "
-                         "e.g. 30s, 5m, 1h, 1d")
-    return int(match.group(1)) * _DURATION_SECONDS[match.group(2)]
-
-
-def format_duration(seconds: int) -> str:
-    """300 -> '5m': the largest unit that divides the value exactly (Prometheus style)."""
-    for unit in ("w", "d", "h", "m"):
-        size = _DURATION_SECONDS[unit]
-        if seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
-
-
-class Frozen(BaseModel):
-    """Base of every config section: immutable, unknown keys refused."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
@@ -220,29 +195,17 @@ class DriftConfig(Frozen):
 
 class JoinConfig(Frozen):
     max_entries: int = Field(200_000, ge=1)
-    ttl: str = "1d"
-
-    @field_validator("ttl")
-    @classmethod
-    def _duration(cls, ttl: str) -> str:
-        parse_duration(ttl)
-        return ttl
+    ttl: Duration = "1d"
 
 
 class QualityConfig(Frozen):
     """Bounds that decide whether a closed evaluation slice was good (time-slice SLOs)."""
 
-    eval_slice: str = "5m"
+    eval_slice: Duration = "5m"
     min_labels: int = Field(20, ge=1)
     min_accuracy: float = Field(0.9, ge=0, le=1)
     min_shadow_agreement: float = Field(0.9, ge=0, le=1)
     max_ece: float = Field(0.1, ge=0, le=1)
-
-    @field_validator("eval_slice")
-    @classmethod
-    def _duration(cls, value: str) -> str:
-        parse_duration(value)
-        return value
 
 
 class VisionmonConfig(Frozen):

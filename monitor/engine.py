@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -33,6 +34,9 @@ _COLUMN_DTYPES = {"ts": np.float64, "ok": np.bool_, "pred": np.int64, "confidenc
                   "margin": np.float64, "entropy": np.float64, "latency_s": np.float64}
 
 
+_FIELD_INDEX = {name: i for i, name in enumerate(PredictionEvent._fields)}
+
+
 class EventGroup(list[PredictionEvent]):
     """The events of one (model, version) in a batch, with their fields as numpy columns,
     each built once on first use and shared by every statistics block."""
@@ -43,9 +47,10 @@ class EventGroup(list[PredictionEvent]):
 
     def column(self, name: str) -> np.ndarray:
         col = self._columns.get(name)
-        if col is None:
+        if col is None:  # map(itemgetter) runs in C: ~40 ns per event and column
             col = self._columns[name] = np.fromiter(
-                (getattr(e, name) for e in self), dtype=_COLUMN_DTYPES[name], count=len(self))
+                map(itemgetter(_FIELD_INDEX[name]), self), dtype=_COLUMN_DTYPES[name],
+                count=len(self))
         return col
 
 
@@ -121,14 +126,15 @@ class VersionLimiter:
         self.known: dict[str, list[str]] = defaultdict(list)
         self.limited: dict[str, int] = defaultdict(int)
 
-    def key(self, model: str, version: str) -> str:
+    def key(self, model: str, version: str, n: int = 1) -> str:
+        """The label for `n` events of (model, version)."""
         known = self.known[model]
         if version in known:
             return version
         if len(known) < self.max_versions:
             known.append(version)
             return version
-        self.limited[model] += 1
+        self.limited[model] += n
         return OTHER
 
 
@@ -164,6 +170,24 @@ class Engine:
         if not events:
             return
         self.accepted[topic] += len(events)
+        groups = self._group(events)
+        for key, g in groups.items():
+            state = self.by_version.get(key)
+            if state is None:
+                state = self.by_version[key] = VersionState(len(self.models[key[0]]))
+            state.apply(g, key, self.histogram_hook)
+        for ext in self.extensions:
+            ext.on_predictions(groups)
+
+    def _group(self, events: Sequence[PredictionEvent]) -> dict[tuple[str, str], EventGroup]:
+        """Events by (model, cardinality-limited version); a batch of one (model, version),
+        the usual case, is taken whole without a per-event loop."""
+        n = len(events)
+        models = list(map(itemgetter(_FIELD_INDEX["model"]), events))
+        versions = list(map(itemgetter(_FIELD_INDEX["version"]), events))
+        if models.count(models[0]) == n and versions.count(versions[0]) == n:
+            key = (models[0], self.versions.key(models[0], versions[0], n))
+            return {key: EventGroup(events)}
         groups: dict[tuple[str, str], EventGroup] = {}
         key_of = self.versions.key
         for e in events:
@@ -172,13 +196,7 @@ class Engine:
             if g is None:
                 groups[key] = g = EventGroup()
             g.append(e)
-        for key, g in groups.items():
-            state = self.by_version.get(key)
-            if state is None:
-                state = self.by_version[key] = VersionState(len(self.models[key[0]]))
-            state.apply(g, key, self.histogram_hook)
-        for ext in self.extensions:
-            ext.on_predictions(groups)
+        return groups
 
     def count_accepted(self, topic: str, n: int) -> None:
         self.accepted[topic] += n

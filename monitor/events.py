@@ -17,6 +17,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, NamedTuple
 
+import msgspec
 import orjson
 
 CONTRACT_VERSION = 1
@@ -211,12 +212,115 @@ def _entropy(probs: Sequence[float]) -> float:
     return -sum(p * math.log(p) for p in probs if p > 0.0)
 
 
+class WirePrediction(msgspec.Struct, gc=False):
+    """One prediction as typed on the wire (contract v1): field presence and JSON types
+    only. What needs the model's class list or the clock is checked by `_checked`.
+
+    `gc=False`: no field can hold a reference cycle, so the collector need not track it."""
+
+    request_id: str
+    ts: float | str
+    model: str
+    version: str
+    pred: int | str | None = None
+    confidence: float | None = None
+    probs: list[float] | None = None
+    topk: list[tuple[int | str, float]] | None = None
+    latency_ms: float | None = None
+    status: str = "ok"
+    deployment: str | None = None
+
+
+def _typed_str(obj: Mapping[str, Any], key: str) -> str:
+    value = obj.get(key)
+    if value is None:
+        raise _Bad(RejectReason.MISSING_FIELD, f"{key} is required")
+    if type(value) is not str:
+        raise _Bad(RejectReason.WRONG_TYPE, f"{key} must be a string")
+    return value
+
+
+def _optional_str(obj: Mapping[str, Any], key: str) -> str | None:
+    value = obj.get(key)
+    if value is not None and type(value) is not str:
+        raise _Bad(RejectReason.WRONG_TYPE, f"{key} must be a string")
+    return value
+
+
+def _typed_number(value: Any, what: str, overflow: RejectReason) -> float:
+    if type(value) is not float and type(value) is not int:
+        raise _Bad(RejectReason.WRONG_TYPE, f"{what} must be a number")
+    try:
+        return float(value)
+    except OverflowError:  # an integer beyond the float range
+        raise _Bad(overflow, f"{what} is out of range") from None
+
+
+def _typed_class(value: Any, what: str) -> int | str:
+    if type(value) is not int and type(value) is not str:
+        raise _Bad(RejectReason.WRONG_TYPE, f"{what} must be a class index or name")
+    return value
+
+
+def wire_from_object(obj: Any) -> WirePrediction:
+    """A parsed JSON value -> WirePrediction, refusing a missing field or a wrong type with
+    its reason (the slow path: the fast one lets msgspec check the same shape)."""
+    if type(obj) is not dict:
+        raise _Bad(RejectReason.NOT_OBJECT, "an event must be a JSON object")
+    request_id = _typed_str(obj, "request_id")
+    model = _typed_str(obj, "model")
+    version = _typed_str(obj, "version")
+    ts = obj.get("ts")
+    if ts is None:
+        raise _Bad(RejectReason.MISSING_FIELD, "ts is required")
+    if type(ts) is not str:
+        ts = _typed_number(ts, "ts", RejectReason.INVALID_TIMESTAMP)
+    status = obj.get("status", "ok")
+    if type(status) is not str:
+        raise _Bad(RejectReason.WRONG_TYPE, "status must be 'ok' or 'error'")
+    latency = obj.get("latency_ms")
+    if latency is not None:
+        latency = _typed_number(latency, "latency_ms", RejectReason.OUT_OF_RANGE)
+    deployment = _optional_str(obj, "deployment")
+    probs = obj.get("probs")
+    if probs is not None:
+        if type(probs) is not list:
+            raise _Bad(RejectReason.WRONG_TYPE, "probs must be a list of numbers")
+        probs = [_typed_number(p, "probs", RejectReason.OUT_OF_RANGE) for p in probs]
+    topk = obj.get("topk")
+    if topk is not None:
+        if type(topk) is not list:
+            raise _Bad(RejectReason.WRONG_TYPE, "topk must be a non-empty list of [class, prob]")
+        entries: list[tuple[int | str, float]] = []
+        for entry in topk:
+            if type(entry) is not list or len(entry) != 2:
+                raise _Bad(RejectReason.WRONG_TYPE, "topk entries must be [class, prob]")
+            entries.append((_typed_class(entry[0], "topk class"),
+                            _typed_number(entry[1], "topk prob", RejectReason.OUT_OF_RANGE)))
+        topk = entries
+    confidence = obj.get("confidence")
+    if confidence is not None:
+        confidence = _typed_number(confidence, "confidence", RejectReason.OUT_OF_RANGE)
+    pred = obj.get("pred")
+    if pred is not None:
+        pred = _typed_class(pred, "pred")
+    return WirePrediction(request_id, ts, model, version, pred, confidence, probs, topk,
+                          latency, status, deployment)
+
+
 class PredictionDecoder:
-    """Decodes `predictions` records: one object, a JSON array, or newline-delimited objects."""
+    """Decodes `predictions` records: one object, a JSON array, or newline-delimited objects.
+
+    Fast path: msgspec parses and type-checks the whole message into `WirePrediction`s in
+    one call. Any message it refuses, or with any element that fails a check, is decoded
+    again on the slow path, element by element, so each refusal gets its exact reason and
+    the good elements of a batch are kept."""
 
     def __init__(self, models: Mapping[str, ModelClassIndex], limits: DecodeLimits) -> None:
         self._models = models
         self._limits = limits
+        self._one = msgspec.json.Decoder(WirePrediction)
+        self._many = msgspec.json.Decoder(list[WirePrediction])
 
     def decode(self, raw: bytes | None, now: float) -> Decoded:
         out = Decoded()
@@ -234,6 +338,35 @@ class PredictionDecoder:
                 RejectReason.TOO_LARGE,
                 f"{len(raw)} bytes > limit {self._limits.max_message_bytes}", raw))
             return
+        if self._fast(raw, now, events):
+            return
+        self._slow(raw, now, events, rejections)
+
+    def _fast(self, raw: bytes, now: float, events: list[PredictionEvent]) -> bool:
+        """Decode a message whose every element is valid; False (nothing appended) else."""
+        try:
+            if raw[:1] == b"{":
+                if b"\n" in raw:
+                    body = raw.strip()
+                    wires = self._many.decode(b"[" + body.replace(b"\n", b",") + b"]")
+                else:
+                    wires = [self._one.decode(raw)]
+            else:
+                wires = self._many.decode(raw)
+        except (msgspec.MsgspecError, RecursionError):
+            return False
+        if not wires or len(wires) > self._limits.max_batch_events:
+            return False
+        checked = self._checked
+        try:
+            out = [checked(w, now) for w in wires]
+        except _Bad:
+            return False
+        events.extend(out)
+        return True
+
+    def _slow(self, raw: bytes, now: float, events: list[PredictionEvent],
+              rejections: list[Rejection]) -> None:
         try:
             items, pieces = self._split(raw)
         except _Bad as bad:
@@ -248,12 +381,12 @@ class PredictionDecoder:
                 f"{len(items)} events > limit {self._limits.max_batch_events}", raw))
             return
         single = len(items) == 1 and pieces is None
-        event = self._event
+        checked = self._checked
         for i, item in enumerate(items):
             try:
                 if type(item) is _Bad:
                     raise item
-                events.append(event(item, now))
+                events.append(checked(wire_from_object(item), now))
             except _Bad as bad:
                 piece = raw if single else self._piece(items, pieces, i)
                 rejections.append(Rejection(bad.reason, bad.detail, piece,
@@ -295,50 +428,39 @@ class PredictionDecoder:
             return doc, None
         return [doc], None
 
-    def _event(self, obj: Any, now: float) -> PredictionEvent:
-        if type(obj) is not dict:
-            raise _Bad(RejectReason.NOT_OBJECT, "an event must be a JSON object")
+    def _checked(self, w: WirePrediction, now: float) -> PredictionEvent:
+        """The checks that need the model's class list, the clock or the limits."""
         lim = self._limits
-        request_id = obj.get("request_id")
-        if type(request_id) is not str or not 0 < len(request_id) <= lim.max_request_id_chars:
-            request_id = _req_str(obj, "request_id", lim.max_request_id_chars)
-        model_name = obj.get("model")
-        if type(model_name) is not str or not 0 < len(model_name) <= 256:
-            model_name = _req_str(obj, "model")
-        version = obj.get("version")
-        if type(version) is not str or not 0 < len(version) <= 128:
-            version = _req_str(obj, "version", 128)
-        ts = obj.get("ts")
-        if ts is None:
-            raise _Bad(RejectReason.MISSING_FIELD, "ts is required")
-        if (type(ts) is float or type(ts) is int) and 0 <= ts <= now + lim.max_future_skew_seconds:
-            ts = float(ts)
-        else:
+        request_id = w.request_id
+        if not 0 < len(request_id) <= lim.max_request_id_chars:
+            raise _Bad(RejectReason.OUT_OF_RANGE,
+                       f"request_id must have 1..{lim.max_request_id_chars} characters")
+        model_name = w.model
+        if not 0 < len(model_name) <= 256:
+            raise _Bad(RejectReason.OUT_OF_RANGE, "model must have 1..256 characters")
+        version = w.version
+        if not 0 < len(version) <= 128:
+            raise _Bad(RejectReason.OUT_OF_RANGE, "version must have 1..128 characters")
+        ts = w.ts
+        if type(ts) is not float or not 0 <= ts <= now + lim.max_future_skew_seconds:
             ts = parse_timestamp(ts, now, lim.max_future_skew_seconds)
         model = self._models.get(model_name)
         if model is None:
             raise _Bad(RejectReason.UNKNOWN_MODEL, f"model {model_name[:64]!r} is not configured")
-        status = obj.get("status", "ok")
+        status = w.status
         if status == "ok":
             ok = True
         elif status == "error":
             ok = False
-        elif type(status) is not str:
-            raise _Bad(RejectReason.WRONG_TYPE, "status must be 'ok' or 'error'")
         else:
             raise _Bad(RejectReason.INVALID_STATUS, "status must be 'ok' or 'error'")
-        latency = obj.get("latency_ms")
+        latency = w.latency_ms
         if latency is None:
             latency_s = math.nan
-        elif type(latency) is not int and type(latency) is not float:
-            raise _Bad(RejectReason.WRONG_TYPE, "latency_ms must be a number")
         elif not 0.0 <= latency < 1e9:
             raise _Bad(RejectReason.OUT_OF_RANGE, "latency_ms must be >= 0 and finite")
         else:
             latency_s = latency / 1000.0
-        deployment = obj.get("deployment")
-        if deployment is not None and type(deployment) is not str:
-            raise _Bad(RejectReason.WRONG_TYPE, "deployment must be a string")
 
         n_classes = len(model.classes)
         probs_t: tuple[float, ...] | None = None
@@ -346,38 +468,38 @@ class PredictionDecoder:
         p1 = p2 = math.nan
         entropy = math.nan
         argmax = -1
-        probs = obj.get("probs")
+        probs = w.probs
         if probs is not None:
-            if type(probs) is not list:
-                raise _Bad(RejectReason.WRONG_TYPE, "probs must be a list of numbers")
             if len(probs) != n_classes:
                 raise _Bad(RejectReason.PROBS_LENGTH,
                            f"probs has {len(probs)} values, model has {n_classes} classes")
             for p in probs:
-                if type(p) is not float and type(p) is not int:
-                    raise _Bad(RejectReason.WRONG_TYPE, "probs must be a list of numbers")
-                if not 0.0 <= p <= 1.0:
+                if not 0.0 <= p <= 1.0:  # NaN fails both comparisons
                     raise _Bad(RejectReason.OUT_OF_RANGE, "probs values must be in [0, 1]")
             total = math.fsum(probs)
             if abs(total - 1.0) > PROBS_TOLERANCE:
                 raise _Bad(RejectReason.PROBS_SUM, f"probs sum to {total:.6g}, not 1 +- 1e-3")
-            probs_t = tuple(float(p) for p in probs)
+            probs_t = tuple(probs)
             order = sorted(range(n_classes), key=probs_t.__getitem__, reverse=True)[:5]
             top5 = tuple(order)
             argmax = order[0]
             p1 = probs_t[order[0]]
-            p2 = probs_t[order[1]]
+            p2 = probs_t[order[1]] if n_classes > 1 else math.nan
             entropy = _entropy(probs_t)
-        topk = obj.get("topk")
-        if topk is not None:
-            top_from_k, k1, k2 = self._topk(topk, model)
+        if w.topk is not None:
+            top_from_k, k1, k2 = self._topk(w.topk, model)
             if probs_t is None:
                 top5, p1, p2 = top_from_k, k1, k2
-                argmax = top5[0] if top5 else -1
-        conf = obj.get("confidence")
-        confidence = _prob(conf, "confidence") if conf is not None else p1
+                argmax = top5[0]
+        conf = w.confidence
+        if conf is None:
+            confidence = p1
+        elif 0.0 <= conf <= 1.0:
+            confidence = conf
+        else:
+            raise _Bad(RejectReason.OUT_OF_RANGE, "confidence must be in [0, 1]")
 
-        pred_raw = obj.get("pred")
+        pred_raw = w.pred
         if pred_raw is None:
             if ok and argmax < 0:
                 raise _Bad(RejectReason.MISSING_FIELD, "pred is required when status is ok")
@@ -385,23 +507,21 @@ class PredictionDecoder:
         else:
             pred = _class_index(pred_raw, model, "pred")
         margin = p1 - p2 if not (math.isnan(p1) or math.isnan(p2)) else math.nan
-        if not ok:
-            confidence = math.nan if conf is None else confidence
+        if not ok and conf is None:
+            confidence = math.nan
         return PredictionEvent(request_id, ts, model_name, version, ok, pred, confidence,
-                               margin, entropy, latency_s, top5, probs_t,
-                               deployment)
+                               margin, entropy, latency_s, top5, probs_t, w.deployment)
 
     @staticmethod
-    def _topk(topk: Any, model: ModelClassIndex) -> tuple[tuple[int, ...], float, float]:
-        if type(topk) is not list or not topk:
+    def _topk(topk: Sequence[tuple[int | str, float]], model: ModelClassIndex
+              ) -> tuple[tuple[int, ...], float, float]:
+        if not topk:
             raise _Bad(RejectReason.WRONG_TYPE, "topk must be a non-empty list of [class, prob]")
-        classes: list[int] = []
-        probs: list[float] = []
-        for entry in topk:
-            if type(entry) is not list or len(entry) != 2:
-                raise _Bad(RejectReason.WRONG_TYPE, "topk entries must be [class, prob]")
-            classes.append(_class_index(entry[0], model, "topk class"))
-            probs.append(_prob(entry[1], "topk prob"))
+        classes = [_class_index(c, model, "topk class") for c, _ in topk]
+        probs = [p for _, p in topk]
+        for p in probs:
+            if not 0.0 <= p <= 1.0:
+                raise _Bad(RejectReason.OUT_OF_RANGE, "topk prob must be in [0, 1]")
         if any(a < b for a, b in itertools.pairwise(probs)):
             raise _Bad(RejectReason.TOPK_INVALID, "topk must be in descending probability")
         if len(set(classes)) != len(classes):
@@ -453,13 +573,9 @@ class FeedbackDecoder:
         if "ts" not in obj:
             raise _Bad(RejectReason.MISSING_FIELD, "ts is required")
         ts = parse_timestamp(obj["ts"], now, self._limits.max_future_skew_seconds)
-        source = obj.get("source")
-        if source is not None and type(source) is not str:
-            raise _Bad(RejectReason.WRONG_TYPE, "source must be a string")
-        model_name = obj.get("model")
+        source = _optional_str(obj, "source")
+        model_name = _optional_str(obj, "model")
         if model_name is not None:
-            if type(model_name) is not str:
-                raise _Bad(RejectReason.WRONG_TYPE, "model must be a string")
             model = self._models.get(model_name)
             if model is None:
                 raise _Bad(RejectReason.UNKNOWN_MODEL,

@@ -8,12 +8,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-
-class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+from monitor.frozen_model import Frozen
 
 ImageFormat = Literal["JPEG", "PNG", "WEBP"]
 
@@ -22,7 +19,7 @@ def _all_formats() -> list[ImageFormat]:
     return ["JPEG", "PNG", "WEBP"]
 
 
-class ImagesConfig(_Frozen):
+class ImagesConfig(Frozen):
     """Limits applied before any image is decoded (see docs/reference-model.md)."""
 
     #: Largest encoded image accepted, in bytes.
@@ -44,7 +41,7 @@ class ImagesConfig(_Frozen):
         return value
 
 
-class ReferenceConfig(_Frozen):
+class ReferenceConfig(Frozen):
     """The reference model and its model card."""
 
     #: Production model (from `models:`) whose sampled images this model re-scores.

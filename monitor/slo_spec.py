@@ -11,13 +11,14 @@ in (0, 1), never percentages.
 from __future__ import annotations
 
 import bisect
-import re
 import string
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from monitor.catalog import LATENCY_BUCKETS
+from monitor.durations import Duration, parse_duration
+from monitor.frozen_model import Frozen
 
 SloKind = Literal["availability", "latency", "accuracy", "quality_windows"]
 Severity = Literal["page", "ticket"]
@@ -30,22 +31,10 @@ DEFAULT_RUNBOOK_URL = "https://runbooks.example.org/visionmon/{alert}"
 DEFAULT_DASHBOARD_URL = "https://grafana.example.org/d/visionmon-slo?var-model={model}"
 
 
-_DURATION = re.compile(r"^(\d+)(s|m|h|d|w)$")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+class _Frozen(Frozen):
+    """A config section whose aliased keys (`for`) may also be set by field name (`for_`)."""
 
-
-def _seconds(text: str) -> int:
-    """'5m' -> 300. Same grammar as `monitor.config.parse_duration` (which imports this
-    module, hence no import the other way)."""
-    match = _DURATION.match(text.strip())
-    if not match:
-        raise ValueError(f"{text!r} is not a duration; use a number and a unit, e.g. 30s, 5m, "
-                         "1h, 1d")
-    return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-
-
-class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(populate_by_name=True)
 
 
 class BurnTier(_Frozen):
@@ -53,20 +42,14 @@ class BurnTier(_Frozen):
     `short` exceeds `factor` times the error budget (1 - target)."""
 
     severity: Severity
-    long: str
-    short: str
+    long: Duration
+    short: Duration
     factor: float = Field(gt=0, description="burn-rate multiple of the error budget")
-    for_: str = Field(default="0s", alias="for", description="hold time before firing")
-
-    @field_validator("long", "short", "for_")
-    @classmethod
-    def _duration(cls, value: str) -> str:
-        _seconds(value)
-        return value
+    for_: Duration = Field(default="0s", alias="for", description="hold time before firing")
 
     @model_validator(mode="after")
     def _short_below_long(self) -> BurnTier:
-        if _seconds(self.short) >= _seconds(self.long):
+        if parse_duration(self.short) >= parse_duration(self.long):
             raise ValueError(f"short window {self.short} must be shorter than long window "
                              f"{self.long} (the workbook uses 1/12 of the long window)")
         return self
@@ -129,14 +112,8 @@ class Check(_Frozen):
     """Base of the threshold checks: on by default, a hold time and a severity."""
 
     enabled: bool = True
-    for_: str = Field(default="0s", alias="for")
+    for_: Duration = Field(default="0s", alias="for")
     severity: Severity = "ticket"
-
-    @field_validator("for_")
-    @classmethod
-    def _duration(cls, value: str) -> str:
-        _seconds(value)
-        return value
 
 
 class WindowedCheck(Check):
@@ -148,82 +125,64 @@ class WindowedCheck(Check):
 class DriftCheck(WindowedCheck):
     """PSI above its sample-size-aware threshold (`visionmon_drift_threshold`)."""
 
-    for_: str = Field(default="30m", alias="for")
+    for_: Duration = Field(default="30m", alias="for")
 
 
 class EceCheck(WindowedCheck):
     """Expected calibration error above `max` (default: `quality.max_ece`)."""
 
-    for_: str = Field(default="1h", alias="for")
+    for_: Duration = Field(default="1h", alias="for")
     max: float | None = Field(default=None, gt=0, le=1)
 
 
 class ShadowAgreementCheck(WindowedCheck):
     """Agreement with the reference model below `min` (default: `quality.min_shadow_agreement`)."""
 
-    for_: str = Field(default="30m", alias="for")
+    for_: Duration = Field(default="30m", alias="for")
     min: float | None = Field(default=None, gt=0, lt=1)
 
 
 class LabelCoverageCheck(WindowedCheck):
     """Labeled fraction of predictions collapsed below `min`: the label pipeline broke."""
 
-    for_: str = Field(default="1h", alias="for")
+    for_: Duration = Field(default="1h", alias="for")
     min: float = Field(default=0.01, gt=0, lt=1)
 
 
 class ConsumerLagCheck(Check):
     """Consumer lag above `min_records` and still growing over `growth_window`."""
 
-    for_: str = Field(default="15m", alias="for")
+    for_: Duration = Field(default="15m", alias="for")
     min_records: int = Field(default=1000, ge=0)
-    growth_window: str = "10m"
-
-    @field_validator("growth_window")
-    @classmethod
-    def _window(cls, value: str) -> str:
-        _seconds(value)
-        return value
+    growth_window: Duration = "10m"
 
 
 class KafkaDisconnectedCheck(Check):
     """`visionmon_kafka_connected == 0`: the monitor is blind."""
 
-    for_: str = Field(default="2m", alias="for")
+    for_: Duration = Field(default="2m", alias="for")
     severity: Severity = "page"
 
 
 class NoEventsCheck(Check):
     """A model that had traffic received no request for `after`."""
 
-    after: str = "10m"
+    after: Duration = "10m"
     severity: Severity = "page"
-
-    @field_validator("after")
-    @classmethod
-    def _after(cls, value: str) -> str:
-        _seconds(value)
-        return value
 
 
 class RejectedRatioCheck(Check):
     """Rejected / (rejected + accepted) records per topic above `max` over `window`."""
 
-    for_: str = Field(default="10m", alias="for")
+    for_: Duration = Field(default="10m", alias="for")
     max: float = Field(default=0.05, gt=0, lt=1)
-    window: str = "10m"
-
-    @field_validator("window")
-    @classmethod
-    def _window(cls, value: str) -> str:
-        _seconds(value)
-        return value
+    window: Duration = "10m"
 
 
 class ReferenceModelDownCheck(Check):
     """`visionmon_reference_model_up == 0`: shadow scoring stopped."""
 
-    for_: str = Field(default="10m", alias="for")
+    for_: Duration = Field(default="10m", alias="for")
 
 
 class ThresholdChecks(_Frozen):
@@ -257,18 +216,12 @@ class SloSpec(_Frozen):
     windows for an end-to-end test); production configs leave it unset."""
 
     version: Literal[1] = 1
-    period: str = "30d"
+    period: Duration = "30d"
     runbook_url: str = DEFAULT_RUNBOOK_URL
     dashboard_url: str = DEFAULT_DASHBOARD_URL
     windows: list[BurnTier] | None = Field(default=None, min_length=1)
     objectives: list[Objective] = Field(default_factory=list)
     thresholds: ThresholdChecks = ThresholdChecks()
-
-    @field_validator("period")
-    @classmethod
-    def _period(cls, value: str) -> str:
-        _seconds(value)
-        return value
 
     @field_validator("runbook_url", "dashboard_url")
     @classmethod
@@ -279,16 +232,16 @@ class SloSpec(_Frozen):
     @classmethod
     def _distinct_tiers(cls, tiers: list[BurnTier] | None) -> list[BurnTier] | None:
         if tiers is not None:
-            pairs = [(_seconds(t.long), _seconds(t.short)) for t in tiers]
+            pairs = [(parse_duration(t.long), parse_duration(t.short)) for t in tiers]
             if len(set(pairs)) != len(pairs):
                 raise ValueError("two tiers share the same long/short windows")
         return tiers
 
     @model_validator(mode="after")
     def _consistent(self) -> SloSpec:
-        period = _seconds(self.period)
+        period = parse_duration(self.period)
         for i, tier in enumerate(self.burn_tiers()):
-            if _seconds(tier.long) >= period:
+            if parse_duration(tier.long) >= period:
                 where = f"windows.{i}.long" if self.windows is not None else "period"
                 raise ValueError(f"{where}: tier window {tier.long} must be shorter than the "
                                  f"SLO period {self.period}")

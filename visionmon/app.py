@@ -16,8 +16,9 @@ from collectors.exporter import build_registry
 from collectors.http_server import HttpEndpoints, HttpServer
 from monitor import baseline as baseline_mod
 from monitor.baseline import Baseline, BaselineError
-from monitor.config import ConfigError, LoadedConfig, parse_duration, read_secret
+from monitor.config import ConfigError, LoadedConfig, read_secret
 from monitor.drift import DriftMonitor
+from monitor.durations import parse_duration
 from monitor.engine import Engine
 from monitor.labels import LabelMonitor
 from monitor.quality import QualityBounds, QualityEvaluator

@@ -35,19 +35,22 @@ def broker_binary() -> str:
 
 
 class EmbeddedBroker:
-    """Starts `tansu broker` on a local port; `bootstrap` is host:port."""
+    """Starts `tansu broker` on a local port; `bootstrap` is host:`advertised_port` (default
+    `port`; a TCP proxy's port when a test routes clients through one)."""
 
-    def __init__(self, port: int | None = None, log_path: str | None = None) -> None:
+    def __init__(self, port: int | None = None, log_path: str | os.PathLike[str] | None = None,
+                 advertised_port: int | None = None) -> None:
         self.port = port or free_port()
-        self.bootstrap = f"127.0.0.1:{self.port}"
+        self.advertised_port = advertised_port or self.port
+        self.bootstrap = f"127.0.0.1:{self.advertised_port}"
         self._log_path = log_path
         self._proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout_s: float = 20.0) -> EmbeddedBroker:
-        url = f"tcp://127.0.0.1:{self.port}"
         out = open(self._log_path, "ab") if self._log_path else subprocess.DEVNULL  # noqa: SIM115
         self._proc = subprocess.Popen(
-            [broker_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url],
+            [broker_binary(), "broker", "--listener-url", f"tcp://127.0.0.1:{self.port}",
+             "--advertised-listener-url", f"tcp://127.0.0.1:{self.advertised_port}"],
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -60,6 +63,11 @@ class EmbeddedBroker:
                 time.sleep(0.05)
         self.stop()
         raise BrokerUnavailable(f"tansu did not listen on port {self.port} in {timeout_s}s")
+
+    def restart(self, timeout_s: float = 20.0) -> EmbeddedBroker:
+        """Start again on the same port (stopping it first if running); it comes back empty."""
+        self.stop()
+        return self.start(timeout_s)
 
     @property
     def pid(self) -> int | None:

@@ -42,6 +42,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    from visionmon.gc_tuning import tune_collector
+    tune_collector()
     app.run()
     log.info("stopped")
     return 0

@@ -555,6 +555,8 @@ class Replayer:
             s.records_outside += 1
             return 0
         d = decode_records((record,), self.topics, self.decoders)
+        for line in d.failures:
+            log.error("%s", line)
         n_before = len(d.predictions) + len(d.feedback) + len(d.images)
         d.predictions = [e for e in d.predictions if self.window.contains(e.ts)]
         d.feedback = [e for e in d.feedback if self.window.contains(e.ts)]

@@ -34,7 +34,8 @@ from pathlib import Path
 import numpy as np
 
 from monitor.catalog import CALIBRATION_BINS, LABEL_DELAY_BUCKETS
-from monitor.config import ConfigError, LoadedConfig, load_config, parse_duration
+from monitor.config import ConfigError, LoadedConfig, load_config
+from monitor.durations import parse_duration
 from visionmon.replay import (
     KafkaRangeReader,
     ReplayError,

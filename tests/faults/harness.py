@@ -1,6 +1,7 @@
 """Fault-injection helpers shared by the tests in tests/faults and the benchmarks that run
-their long versions: a private broker, fast producers, the daemon as a subprocess that can
-be SIGKILLed, a TCP proxy that can cut the network, and reading the exported metrics."""
+their long versions: fast producers, the daemon as a subprocess that can be SIGKILLed, a
+TCP proxy that can cut the network, and reading the exported metrics. A private broker is
+`visionmon.broker.EmbeddedBroker` on its own port (its `restart()` keeps the port)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from typing import Any
 import orjson
 import yaml
 
-from visionmon.broker import BrokerUnavailable, broker_binary, free_port
+from visionmon.broker import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 CLASSES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
@@ -89,52 +90,6 @@ def produce_stream(bootstrap: str, names: dict[str, str], start: int, n: int,
             p.flush()
             time.sleep(pace_s)
     p.flush()
-
-
-# --- a broker of our own --------------------------------------------------------------
-class PrivateBroker:
-    """Tansu on its own port, optionally advertising another address (a proxy's), so a
-    test can kill, restart or cut it without touching the session broker."""
-
-    def __init__(self, port: int | None = None, advertised_port: int | None = None,
-                 log_path: Path | None = None) -> None:
-        self.port = port or free_port()
-        self.advertised_port = advertised_port or self.port
-        self.bootstrap = f"127.0.0.1:{self.advertised_port}"
-        self._log_path = log_path
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout_s: float = 20.0) -> PrivateBroker:
-        out: Any = self._log_path.open("ab") if self._log_path else subprocess.DEVNULL
-        self._proc = subprocess.Popen(
-            [broker_binary(), "broker", "--listener-url", f"tcp://127.0.0.1:{self.port}",
-             "--advertised-listener-url", f"tcp://127.0.0.1:{self.advertised_port}"],
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                raise BrokerUnavailable(f"tansu exited with code {self._proc.returncode}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return self
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise BrokerUnavailable(f"tansu did not listen on port {self.port}")
-
-    def kill(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.kill()
-            self._proc.wait(10)
-
-    def stop(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait(5)
 
 
 class TcpProxy:

@@ -16,7 +16,6 @@ import pytest
 
 from tests.conftest import base_config
 from tests.faults.harness import (
-    PrivateBroker,
     TcpProxy,
     http_get,
     parse_metrics,
@@ -24,19 +23,19 @@ from tests.faults.harness import (
     total,
     wait_for,
 )
-from visionmon.broker import create_topics, free_port
+from visionmon.broker import EmbeddedBroker, create_topics, free_port
 
 PARTITIONS = 3
 NAMES = {"predictions": "bf-pred", "images": "bf-img", "feedback": "bf-fb"}
 
 
 @pytest.fixture
-def private_broker(tmp_path: Path) -> Iterator[Callable[..., PrivateBroker]]:
+def private_broker(tmp_path: Path) -> Iterator[Callable[..., EmbeddedBroker]]:
     """Brokers of the test's own (never the session broker), stopped afterwards."""
-    started: list[PrivateBroker] = []
+    started: list[EmbeddedBroker] = []
 
-    def make(**kwargs: Any) -> PrivateBroker:
-        b = PrivateBroker(log_path=tmp_path / "broker.log", **kwargs).start()
+    def make(**kwargs: Any) -> EmbeddedBroker:
+        b = EmbeddedBroker(log_path=tmp_path / "broker.log", **kwargs).start()
         started.append(b)
         return b
 
@@ -75,7 +74,7 @@ def _assert_outage_seen(url: str, hold_s: float) -> None:
 
 
 def test_memory_only_broker_killed_and_restarted_resumes_counting(
-        private_broker: Callable[..., PrivateBroker], start_daemon: Callable[..., Any],
+        private_broker: Callable[..., EmbeddedBroker], start_daemon: Callable[..., Any],
         kafka_client: str) -> None:
     broker = private_broker()
     create_topics(broker.bootstrap, list(NAMES.values()), PARTITIONS)
@@ -89,7 +88,7 @@ def test_memory_only_broker_killed_and_restarted_resumes_counting(
 
     # Tansu keeps nothing: same port, topics created again, offsets start at 0 again,
     # below the positions the daemon had reached (1,000 per partition) ...
-    broker.start()
+    broker.restart()
     create_topics(broker.bootstrap, list(NAMES.values()), PARTITIONS)
     produce_stream(broker.bootstrap, NAMES, 3000, 1500, PARTITIONS)
     wait_for(lambda: _requests(d.url) >= 4500, 60, what="events after the restart counted")
@@ -103,7 +102,7 @@ def test_memory_only_broker_killed_and_restarted_resumes_counting(
 
 
 def test_durable_broker_outage_resumes_from_committed_offsets(
-        private_broker: Callable[..., PrivateBroker], start_daemon: Callable[..., Any],
+        private_broker: Callable[..., EmbeddedBroker], start_daemon: Callable[..., Any],
         kafka_client: str) -> None:
     # the broker advertises the proxy's address, so every client connection crosses it
     proxy_port = free_port()

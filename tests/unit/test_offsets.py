@@ -40,3 +40,29 @@ def test_revoked_partition_is_forgotten():
     t.processed(TP, 0)
     t.revoke(TP)
     assert t.commit_points() == {}
+
+
+THROUGH = [
+    ("a whole batch commits past its last offset", [(0, 9)], 10),
+    ("offsets never delivered (markers, compaction) hold nothing back", [(0, 4), (7, 9)], 10),
+    ("a redelivered batch changes nothing", [(0, 9), (0, 4)], 10),
+    ("tracking may start mid-partition", [(100, 104)], 105),
+]
+
+
+@pytest.mark.parametrize(("title", "batches", "expected"), THROUGH, ids=[c[0] for c in THROUGH])
+def test_processed_through(title, batches, expected):
+    t = OffsetTracker()
+    t.assign(TP)
+    for _first, last in batches:
+        t.processed_through(TP, last)
+    assert t.commit_points() == {TP: expected}
+
+
+def test_processed_through_keeps_later_single_offsets():
+    t = OffsetTracker()
+    t.assign(TP)
+    t.processed(TP, 12)
+    t.processed_through(TP, 10)
+    t.processed(TP, 11)
+    assert t.commit_points() == {TP: 13}
