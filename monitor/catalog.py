@@ -221,7 +221,8 @@ _SPECS: tuple[MetricSpec, ...] = (
                "Shadow outcomes by production's predicted class.", "",
                ("model", "version", "class", "outcome")),
     MetricSpec(f"{PREFIX}shadow_agreement_ratio", "gauge",
-               "Agreement of production with the reference model over the window.", "ratio",
+               "Agreement of production with the reference model over the window; absent "
+               "below quality.min_shadow_images joined images.", "ratio",
                MVW),
     MetricSpec(f"{PREFIX}embedding_mmd", "gauge",
                "MMD^2 (RBF kernel) between current and baseline embeddings.", "", MVW),

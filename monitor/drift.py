@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -74,10 +74,12 @@ class DriftMonitor(EngineExtension):
                  features: Sequence[str] = ("predicted_class", *PREDICTION_FEATURES),
                  baselines: Mapping[str, Baseline] | None = None,
                  first_events: int | None = None, quantile_bins: int = 10,
-                 clock: Callable[[], float] | None = None) -> None:
+                 clock: Callable[[], float] | None = None,
+                 correction: Literal["bonferroni", "none"] = "none") -> None:
         self.models = {m: tuple(c) for m, c in models.items()}
         self.windows = windows
         self.alpha = alpha
+        self.correction = correction
         self.min_effect = min_effect
         self.features = tuple(features)
         self.baselines: dict[str, Baseline] = dict(baselines or {})
@@ -151,6 +153,14 @@ class DriftMonitor(EngineExtension):
             listener(baseline.model, baseline)
 
     # --- reading ------------------------------------------------------------------
+    def feature_alpha(self, model: str) -> float:
+        """The level each feature of `model` is tested at: `alpha`, or alpha / k over the k
+        features of its baseline (Bonferroni), so that "any feature drifted" keeps `alpha`."""
+        baseline = self.baselines.get(model)
+        if self.correction == "none" or baseline is None or not baseline.features:
+            return self.alpha
+        return self.alpha / len(baseline.features)
+
     def figures(self, model: str, version: str) -> dict[tuple[str, str], DriftFigures]:
         """{(feature, window): figures} for one (model, version)."""
         state = self.by_version.get((model, version))
@@ -158,11 +168,12 @@ class DriftMonitor(EngineExtension):
         if state is None or baseline is None:
             return {}
         now = self.watermark.get(model, 0.0)
+        alpha = self.feature_alpha(model)
         out: dict[tuple[str, str], DriftFigures] = {}
         for name, windows in state.windows.items():
             base = baseline.features[name].counts
             for window, counts in windows.totals(now).items():
-                out[(name, window)] = drift_figures(counts, base, self.alpha, self.min_effect)
+                out[(name, window)] = drift_figures(counts, base, alpha, self.min_effect)
         return out
 
     def snapshot(self, b: SnapshotBuilder) -> None:
@@ -192,8 +203,8 @@ class DriftMonitor(EngineExtension):
 
     def drifting(self, model: str, version: str, window: str) -> bool | None:
         """True when any feature drifted in that window at a family-wise false-alarm rate
-        of `alpha` (Bonferroni: each of the k features tested at alpha / k); None: no data.
-        The per-feature gauges and alerts keep `alpha` per feature."""
+        of `alpha` (Bonferroni: each of the k features with data tested at alpha / k, whatever
+        `correction` says); None: no data. This is the `drift` quality objective."""
         state = self.by_version.get((model, version))
         baseline = self.baselines.get(model)
         if state is None or baseline is None:

@@ -33,6 +33,8 @@ class QualityBounds:
     min_accuracy: float
     max_ece: float
     min_shadow_agreement: float
+    #: joined images a slice needs before its shadow agreement is judged
+    min_shadow_images: int = 100
 
 
 @dataclass(slots=True)
@@ -54,7 +56,7 @@ def judge(s: _Slice, bounds: QualityBounds, drifting: bool | None) -> dict[str, 
         out["accuracy"] = s.correct / s.labeled >= bounds.min_accuracy
         ece = ece_from_bins(s.cal[0], s.cal[1], s.cal[2])
         out["ece"] = bool(ece <= bounds.max_ece)
-    if s.scored >= bounds.min_events:
+    if s.scored >= bounds.min_shadow_images:
         out["shadow_agreement"] = s.agree / s.scored >= bounds.min_shadow_agreement
     if drifting is not None:
         out["drift"] = not drifting

@@ -18,6 +18,7 @@ import numpy as np
 
 from monitor.baseline import EMBEDDING_COMPONENTS, with_images
 from monitor.catalog import CALIBRATION_BINS
+from monitor.config import MmdConfig
 from monitor.drift import DriftMonitor
 from monitor.engine import EngineExtension, EventGroup
 from monitor.joins import JoinStore
@@ -47,9 +48,9 @@ class ShadowMonitor(EngineExtension):
                  drift: DriftMonitor, quality: QualityEvaluator | None = None,
                  max_entries: int = 50_000, ttl_seconds: float = 3600.0,
                  hash_request_ids: bool = False, baseline_images: int = 300,
-                 reservoir: int = 256, mmd_alpha: float = 0.01, mmd_permutations: int = 100,
-                 mmd_fn: MmdFn | None = None, seed: int = 0,
-                 version_key: Callable[[str, str], str] | None = None) -> None:
+                 mmd: MmdConfig | None = None, mmd_fn: MmdFn | None = None, seed: int = 0,
+                 version_key: Callable[[str, str], str] | None = None,
+                 min_agreement_images: int = 1) -> None:
         self.models = {m: tuple(c) for m, c in models.items()}
         self.windows = windows
         self.drift = drift
@@ -61,10 +62,14 @@ class ShadowMonitor(EngineExtension):
         self.by_version: dict[tuple[str, str], _VersionShadow] = {}
         self.baseline_images = baseline_images
         self._collect: dict[str, list[ScoredImage]] = {}
-        self.reservoir_size = reservoir
+        mmd = mmd or MmdConfig()
+        self.reservoir_size = mmd.reservoir
         self.reservoirs: dict[tuple[str, str], deque[tuple[float, np.ndarray]]] = {}
-        self.mmd_alpha = mmd_alpha
-        self.mmd_permutations = mmd_permutations
+        self.mmd_alpha = mmd.alpha
+        self.mmd_permutations = mmd.permutations
+        self.mmd_every = mmd.every_images
+        #: joined images a window needs before its agreement ratio is exported
+        self.min_agreement_images = min_agreement_images
         self.mmd_fn: MmdFn = mmd_fn or mmd2_rbf
         self.rng = np.random.default_rng(seed)
         self.scored = 0
@@ -196,9 +201,9 @@ class ShadowMonitor(EngineExtension):
         key = (model, version, window)
         cached = self._mmd_cache.get(key)
         added = self._added.get((model, version), 0)
-        # the permutation test costs O(permutations x (n + m)^2): recompute only once a
-        # tenth of the reservoir is new
-        if cached is not None and added - cached[0] < max(1, self.reservoir_size // 10):
+        # the permutation test costs O(permutations x (n + m)^2): recompute only once
+        # `drift.mmd.every_images` new images arrived
+        if cached is not None and added - cached[0] < self.mmd_every:
             return cached[1], cached[2]
         x = np.stack(current)
         y = baseline.embedding.sample
@@ -228,8 +233,9 @@ class ShadowMonitor(EngineExtension):
             now = self.drift.watermark.get(model, 0.0)
             c = s.c
             for window, v in s.windows.totals(now).items():
-                if v[0] > 0:
+                if v[0] >= self.min_agreement_images:
                     b.set("visionmon_shadow_agreement_ratio", (*mv, window), v[1] / v[0])
+                if v[0] > 0:
                     ev = v[2 + 2 * c:2 + 2 * c + B]
                     if ev.sum():
                         ece = ece_from_bins(ev, v[2 + 2 * c + B:2 + 2 * c + 2 * B],

@@ -68,7 +68,8 @@ def build_statistics(loaded: LoadedConfig) -> Statistics:
     windows = tuple(WindowSpec(name, secs, cfg.windows.slices)
                     for name, secs in zip(cfg.windows.sizes, cfg.windows.seconds(), strict=True))
     drift = DriftMonitor(models, windows, cfg.drift.alpha, cfg.drift.min_effect,
-                         features=cfg.drift.features, baselines=load_baselines(loaded),
+                         features=cfg.drift.features, correction=cfg.drift.correction,
+                         baselines=load_baselines(loaded),
                          first_events=cfg.baseline.events
                          if cfg.baseline.mode == "first_events" else None,
                          quantile_bins=cfg.baseline.quantile_bins)
@@ -81,7 +82,7 @@ def build_statistics(loaded: LoadedConfig) -> Statistics:
     q = cfg.quality
     quality = QualityEvaluator(
         QualityBounds(parse_duration(q.eval_slice), q.min_labels, q.min_accuracy, q.max_ece,
-                      q.min_shadow_agreement),
+                      q.min_shadow_agreement, q.min_shadow_images),
         drifting=lambda m, v: drift.drifting(m, v, smallest))
     labels.joined_listeners.append(quality.on_label)
     engine.extensions.extend([drift, labels, quality])
@@ -90,7 +91,8 @@ def build_statistics(loaded: LoadedConfig) -> Statistics:
         shadow = ShadowMonitor(models, windows, drift, quality,
                                hash_request_ids=cfg.state.hash_request_ids,
                                baseline_images=cfg.baseline.images,
-                               version_key=engine.versions.key)
+                               version_key=engine.versions.key, mmd=cfg.drift.mmd,
+                               min_agreement_images=q.min_shadow_images)
         engine.extensions.append(shadow)
     return Statistics(engine, drift, labels, quality, shadow)
 

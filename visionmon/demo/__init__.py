@@ -56,7 +56,7 @@ def demo_config(bootstrap: str, out: Path, reference: dict[str, Any], port: int,
         "http": {"bind": "127.0.0.1", "port": port},
         "windows": {"sizes": WINDOWS, "slices": 30},
         "baseline": {"mode": "file", "path": str(baseline)},
-        "quality": {"eval_slice": "1m", "min_labels": 10},
+        "quality": {"eval_slice": "1m", "min_labels": 10, "min_shadow_images": 30},
         "state": {"checkpoint_dir": str(out / "state"), "checkpoint_interval_seconds": 5},
         "reference": reference,
         "slos": {"version": 1, "objectives": [
