@@ -215,7 +215,12 @@ def _update_path(path: str, data: Path, n: int, c: int
         return as_float, add_columns, lambda: _state_bytes(drift)
     if path == "events":
         events_drift = _drift_monitor(data, n, c, ("5m", "1h", "1d"))
-        return (_events, lambda evs: events_drift.on_predictions({(MODEL, VERSION): evs}),
+        from monitor.engine import EventGroup
+
+        # the group (and its numpy columns, built on first use) is made inside the timed
+        # call, as the engine makes it for every batch
+        return (_events,
+                lambda evs: events_drift.on_predictions({(MODEL, VERSION): EventGroup(evs)}),
                 lambda: _state_bytes(events_drift))
     if path == "engine":
         from monitor.config import parse_config, resolve
@@ -250,6 +255,9 @@ def measure_update(kind: str, data: Path, n: int, c: int) -> dict[str, Any]:
     ts, pred, conf, _ = next(batches(batch, c, 0, batch))
     update(prep(ts, pred, conf, 0))
     prep, update, state_bytes = _update_path(path, data, n, c)
+    from visionmon.gc_tuning import tune_collector
+
+    tune_collector()  # the collector settings of `visionmon run`
     rss_setup = _status_mb("VmRSS")
     spent = _timed_stream(n, c, batch, prep, update)
     return {"batch": batch, "seconds": spent, "events_per_s": n / spent,

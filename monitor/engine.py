@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from itertools import compress
 from operator import itemgetter
 from typing import Any
 
@@ -52,6 +53,11 @@ class EventGroup(list[PredictionEvent]):
                 map(itemgetter(_FIELD_INDEX[name]), self), dtype=_COLUMN_DTYPES[name],
                 count=len(self))
         return col
+
+    def predicted(self) -> list[PredictionEvent]:
+        """The events of successful requests that carry a predicted class."""
+        mask = self.column("ok") & (self.column("pred") >= 0)
+        return list(compress(self, mask.tolist()))
 
 
 class VersionState:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Generic, TypeVar
 
 V = TypeVar("V")
@@ -50,6 +50,23 @@ class JoinStore(Generic[V]):
         if len(items) > self.max_entries:
             items.popitem(last=False)
             self.evicted["capacity"] += 1
+
+    def put_many(self, request_ids: Sequence[str], ts: Sequence[float], values: Sequence[V]
+                 ) -> None:
+        """`put` of a whole batch, with the dictionary work done in C: what the label join
+        costs per prediction is then a fraction of a microsecond."""
+        keys = [hashed_key(r) for r in request_ids] if self.hash_keys else request_ids
+        items = self._items
+        if len(set(keys)) != len(keys) or (items and not items.keys().isdisjoint(keys)):
+            for k, t, v in zip(request_ids, ts, values, strict=True):  # ids put again: rare
+                self.put(k, t, v)
+            return
+        items.update(zip(keys, zip(ts, values, strict=True), strict=True))
+        over = len(items) - self.max_entries
+        if over > 0:
+            for _ in range(over):
+                items.popitem(last=False)
+            self.evicted["capacity"] += over
 
     def get(self, request_id: str) -> V | None:
         hit = self._items.get(self.key(request_id))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -120,6 +121,12 @@ class LabelMonitor(EngineExtension):
             all_bins = np.concatenate([np.zeros(n, np.int64), 1 + cb, 1 + B + cb])
             weights = np.concatenate([np.ones(n), np.ones(cb.size), conf[fin]])
             state.pred_windows.add(all_ts, all_bins, weights)
+            if not len(self.early) and not self.predictions.hash_keys and c <= MAX_PROBS_KEPT:
+                # no label is waiting and nothing to strip: store the batch whole
+                keep = evs.predicted()
+                self.predictions.put_many(list(map(attrgetter("request_id"), keep)),
+                                          list(map(attrgetter("ts"), keep)), keep)
+                continue
             joins: list[tuple[PredictionEvent, int, float]] = []
             for e in evs:
                 if not e.ok or e.pred < 0:

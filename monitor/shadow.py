@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from itertools import repeat
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -90,6 +92,14 @@ class ShadowMonitor(EngineExtension):
     def on_predictions(self, groups: Mapping[tuple[str, str], EventGroup]) -> None:
         newest = -math.inf
         for (model, version), evs in groups.items():
+            newest = max(newest, float(evs.column("ts").max()))
+            if not len(self.early):  # no image is waiting: store the batch whole
+                keep = evs.predicted()
+                self.predictions.put_many(
+                    list(map(attrgetter("request_id"), keep)), list(map(attrgetter("ts"), keep)),
+                    list(zip(repeat(version), map(attrgetter("pred"), keep),
+                             map(attrgetter("confidence"), keep))))
+                continue
             joins: list[tuple[int, float, float, int, float]] = []
             for e in evs:
                 if not e.ok or e.pred < 0:
@@ -101,7 +111,6 @@ class ShadowMonitor(EngineExtension):
                     joins.append((e.pred, e.confidence, e.ts, early[0], early[1]))
             if joins:
                 self._join(model, version, joins)
-            newest = max(newest, float(evs.column("ts").max()))
         if newest > -math.inf:
             self.predictions.expire(newest)
             self.early.expire(newest)
