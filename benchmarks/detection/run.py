@@ -46,12 +46,15 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.detection import tables, visionmon_run  # noqa: E402
 from benchmarks.detection.scenarios import (  # noqa: E402
     LABEL_FRACTION,
+    MODEL,
     NO_DRIFT,
     REQUEST_RATE,
     all_scenarios,
     make_plan,
 )
 from benchmarks.detection.workload import build_workload  # noqa: E402
+from monitor.config import LoadedConfig  # noqa: E402
+from visionmon.app import build_statistics  # noqa: E402
 
 CHUNK = 50                       # requests between checkpoints
 ONSET = 2_000
@@ -74,6 +77,17 @@ SENSITIVITY_SEEDS = tuple(range(1_000, 1_008))   # 1,000 is the benchmark's base
 
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def daemon_settings(loaded: LoadedConfig) -> dict[str, object]:
+    """The defaults the benchmark's daemon config resolved to, which the report describes."""
+    stats = build_statistics(loaded)
+    cfg = loaded.config
+    return {"drift_alpha": cfg.drift.alpha, "drift_correction": cfg.drift.correction,
+            "drift_feature_alpha": stats.drift.feature_alpha(MODEL),
+            "drift_features": len(stats.drift.baselines[MODEL].features),
+            "min_shadow_images": cfg.quality.min_shadow_images,
+            "mmd": cfg.drift.mmd.model_dump()}
 
 
 def stream_specs(seeds: list[int]) -> list[dict[str, object]]:
@@ -189,6 +203,7 @@ def main() -> int:
         "mode": name, "plan": plan, "workload": work.info, "delays": delay_runs,
         "false_alarms": dataclasses.asdict(fa), "embedding_costs": costs,
         "baseline_sensitivity": sensitivity, "peers": peers,
+        "daemon": daemon_settings(loaded),
         "peers_note": peers_note,
         "wall_seconds": time.perf_counter() - t_start,
     }

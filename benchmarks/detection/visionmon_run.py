@@ -14,12 +14,15 @@ configured as 10s, 100s and 1000s at 10 requests per second):
   embed     PSI of the 8 embedding principal components
   drift     any of the above (what `DriftMonitor.drifting` and the drift alert see)
   mmd       embedding MMD² above its permutation threshold (ShadowMonitor, alpha 0.01)
-  agree     shadow agreement ratio below quality.min_shadow_agreement (0.9), >= 20 joins
+  agree     shadow agreement ratio below quality.min_shadow_agreement (0.9), with at least
+            quality.min_shadow_images (100) joined images in the window
   accuracy  realized accuracy from labels below quality.min_accuracy (0.9), >= 20 labels
   estimate  the label-free accuracy estimate (not an alarm: its error is measured)
 PSI signals are kept as p-values, p = chi2.sf(PSI / (1/n + 1/m), k' - 1) with the merged
 bin count k' of `drift_threshold`: PSI > threshold(alpha) exactly when p < alpha, so one run
-gives the verdict of every `drift.alpha` (the run checks the equivalence at alpha 0.01).
+gives the verdict of every `drift.alpha` (the run checks the equivalence at the level the
+daemon tests each feature at: drift.alpha / 21 with the default Bonferroni correction, over
+the baseline's 21 features, width and height included).
 """
 
 from __future__ import annotations
@@ -106,6 +109,7 @@ def bench_config(baseline_path: Path, reference: ReferenceConfig,
         "labels": {"max_entries": 200_000, "ttl": "1h"},
         "quality": {"eval_slice": "100s", "min_labels": MIN_JOINS,
                     "min_accuracy": MIN_ACCURACY, "min_shadow_agreement": MIN_AGREEMENT},
+        # drift.correction and drift.mmd and quality.min_shadow_images keep their defaults
         "reference": reference.model_dump(mode="json"),
         "slos": {
             "objectives": [{"name": "latency", "model": MODEL, "kind": "latency",
@@ -184,7 +188,7 @@ class Reading:
     accuracy: float = math.nan
     labelled: float = 0.0
     estimate: float = math.nan
-    mismatches: int = 0     # PSI > threshold disagreeing with p < ALPHA (must stay 0)
+    mismatches: int = 0     # PSI > threshold disagreeing with p < feature alpha (must be 0)
 
 
 class Reader:
@@ -215,13 +219,14 @@ class Reader:
         thr = snap.get("visionmon_drift_threshold", {})
         nev = snap.get("visionmon_drift_window_events", {})
         group_of = {f: g for g, fs in GROUPS.items() for f in fs}
+        feature_alpha = stats.drift.feature_alpha(MODEL)  # drift.alpha / 21 (bonferroni)
         for key, value in psi.items():
             _, _, feature, window = key
             if window not in out or feature not in group_of:
                 continue
             n = round(nev[key])
             base = baseline.features[feature].counts
-            th = drift_threshold(base, n, stats.drift.alpha, stats.drift.min_effect)
+            th = drift_threshold(base, n, feature_alpha, stats.drift.min_effect)
             if th.method == "no_value":
                 continue
             m = float(base.sum())
@@ -229,7 +234,7 @@ class Reader:
             r = out[window]
             g = group_of[feature]
             r.p[g] = min(r.p.get(g, 1.0), p)
-            if (value > thr[key]) != (p < stats.drift.alpha):
+            if (value > thr[key]) != (p < feature_alpha):
                 r.mismatches += 1
         mmd = snap.get("visionmon_embedding_mmd", {})
         mmd_thr = snap.get("visionmon_embedding_mmd_threshold", {})
@@ -245,7 +250,8 @@ class Reader:
                 totals = s.windows.totals(now)
                 for w, r in out.items():
                     n, agree = float(totals[w][0]), float(totals[w][1])
-                    if n >= MIN_JOINS and (math.isnan(r.agree) or agree / n < r.agree):
+                    if n >= shadow.min_agreement_images and (math.isnan(r.agree)
+                                                             or agree / n < r.agree):
                         r.agree, r.agree_n = agree / n, n
         est_sum = dict.fromkeys(out, 0.0)
         est_n = dict.fromkeys(out, 0.0)
