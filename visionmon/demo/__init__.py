@@ -156,7 +156,7 @@ def run_demo(args: argparse.Namespace) -> int:
             if args.prometheus:
                 prom = _start_prometheus(loaded, out, running.url, console)
             records, false_alarms = _run(app, loaded, ref, prod, args, console, Live, prom)
-            summary = _timeline(records, false_alarms, console)
+            summary = _timeline(records, false_alarms, console, alerts_watched=prom is not None)
             (out / "timeline.json").write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
             console.print(f"timeline written to {out / 'timeline.json'}")
             if args.keep_running:
@@ -274,8 +274,10 @@ def _status(elapsed: float, duration: float, sent: dict[str, int], snap: dict[st
             f"{', '.join(sorted(incidents)) or '-'} | firing: {', '.join(firing) or '-'}")
 
 
-def _timeline(records: list[IncidentRecord], false_alarms: dict[str, float], console: Any
-              ) -> dict[str, Any]:
+def _timeline(records: list[IncidentRecord], false_alarms: dict[str, float], console: Any,
+              alerts_watched: bool = True) -> dict[str, Any]:
+    """The incident table. Signals named `alert:...` come from Prometheus: without
+    `--prometheus` nobody evaluates them, so they are listed as not watched, not missed."""
     from rich.table import Table
 
     table = Table(title="incident timeline")
@@ -287,7 +289,8 @@ def _timeline(records: list[IncidentRecord], false_alarms: dict[str, float], con
         inc = r.incident
         caught = ", ".join(f"{d.signal} ({d.after_seconds:.1f}s / {d.after_events})"
                            for d in r.detections.values()) or "-"
-        missed = [s for s in inc.signals if s not in r.detections]
+        missed = [s for s in inc.signals if s not in r.detections
+                  and (alerts_watched or not s.startswith("alert:"))]
         quiet = ", ".join(f"[red]{s} fired[/]" for s in r.quiet_violations) or (
             ", ".join(f"{s} ok" for s in inc.quiet) or "-")
         started = "-" if r.started_at is None else f"{r.started_at:.1f}s"
@@ -298,6 +301,9 @@ def _timeline(records: list[IncidentRecord], false_alarms: dict[str, float], con
                                for d in r.detections.values()},
                     "missed": missed, "quiet_violations": sorted(r.quiet_violations)})
     console.print(table)
+    if not alerts_watched:
+        console.print("signals named alert:... are Prometheus alerts: run with --prometheus "
+                      "to watch them")
     return {"incidents": out, "false_alarms": false_alarms}
 
 
