@@ -92,6 +92,8 @@ def decode_records(records: Iterable[Record], topics: TopicNames, decoders: Reco
     `into` appends to an existing result instead of a new one.
     """
     out = into if into is not None else DecodedRecords()
+    if now is not None:
+        records = _decode_single_event_runs(list(records), topics, decoders, now, out)
     for r in records:
         at = r.timestamp_ms / 1000.0 if now is None else now
         rejections: list[Rejection] = []
@@ -120,6 +122,35 @@ def decode_records(records: Iterable[Record], topics: TopicNames, decoders: Reco
         for rej in rejections:
             out.rejections.append((r, rej))
     return out
+
+
+#: prediction records decoded together by `PredictionDecoder.decode_singles`
+SINGLES_CHUNK = 256
+
+
+def _decode_single_event_runs(records: list[Record], topics: TopicNames,
+                              decoders: RecordDecoders, now: float, out: DecodedRecords
+                              ) -> list[Record]:
+    """Decode prediction records of one event each in chunks, one parser call per chunk;
+    returns the records still to decode one by one (other topics, and every chunk with a
+    record that is not one valid event, so that its refusals keep their reasons)."""
+    preds = [r for r in records if r.topic == topics.predictions]
+    if len(preds) < 2:
+        return records
+    rest = [r for r in records if r.topic != topics.predictions]
+    decode = decoders.predictions.decode_singles
+    for i in range(0, len(preds), SINGLES_CHUNK):
+        chunk = preds[i:i + SINGLES_CHUNK]
+        try:
+            events = decode([r.value for r in chunk], now)
+        except Exception:  # a decoder bug: decode one by one, so it is refused per record
+            events = None
+        if events is None:
+            rest.extend(chunk)
+        else:
+            out.predictions.extend(events)
+            out.consumed[topics.predictions] += len(chunk)
+    return rest
 
 
 def apply_decoded(engine: Engine, decoded: DecodedRecords, topics: TopicNames,

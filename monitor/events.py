@@ -365,6 +365,25 @@ class PredictionDecoder:
         events.extend(out)
         return True
 
+    def decode_singles(self, raws: Sequence[bytes | None], now: float
+                       ) -> list[PredictionEvent] | None:
+        """Many one-event messages in one parser call (their values joined into one JSON
+        array): one event per message, in order. None when any message is not one valid
+        event; the caller then decodes each on its own, with its reasons."""
+        if not raws or None in raws or max(map(len, raws)) > self._limits.max_message_bytes:
+            return None
+        try:
+            wires = self._many.decode(b"[" + b",".join(raws) + b"]")  # type: ignore[arg-type]
+        except (msgspec.MsgspecError, RecursionError):
+            return None
+        if len(wires) != len(raws):  # e.g. a message holding two comma-separated objects
+            return None
+        checked = self._checked
+        try:
+            return [checked(w, now) for w in wires]
+        except _Bad:
+            return None
+
     def _slow(self, raw: bytes, now: float, events: list[PredictionEvent],
               rejections: list[Rejection]) -> None:
         try:

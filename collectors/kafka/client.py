@@ -7,18 +7,17 @@ Two backends implement it: kafka-python (default, pure Python) and confluent-kaf
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from monitor.config import KafkaConfig, read_secret
 
 TopicPartition = tuple[str, int]
-Headers = tuple[tuple[str, bytes | None], ...]
+Headers = Sequence[tuple[str, bytes | None]]
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
-    """One Kafka record as the daemon sees it."""
+class Record(NamedTuple):
+    """One Kafka record as the daemon sees it. A NamedTuple, not a frozen dataclass: one is
+    built per consumed message, and it constructs about 3x faster while staying immutable."""
 
     topic: str
     partition: int

@@ -203,14 +203,14 @@ def test_a_record_that_breaks_a_decoder_is_refused_and_the_daemon_goes_on(
     from tests.conftest import base_config, metric_sum, parse_metrics, scrape, wait_for
     from tests.faults.harness import FastProducer
 
-    real = events.PredictionDecoder.decode_into
+    real = events.PredictionDecoder._checked
 
-    def flaky(self: Any, raw: bytes | None, now: float, out: Any, rejections: Any) -> None:
-        if raw and b"poison" in raw:
+    def flaky(self: Any, wire: Any, now: float) -> Any:
+        if "poison" in wire.request_id:
             raise RuntimeError("decoder bug")
-        real(self, raw, now, out, rejections)
+        return real(self, wire, now)
 
-    monkeypatch.setattr(events.PredictionDecoder, "decode_into", flaky)
+    monkeypatch.setattr(events.PredictionDecoder, "_checked", flaky)
     names = topics(partitions=1, dead_letter=False)
     d = start_daemon(base_config(broker.bootstrap, names))
     p = FastProducer(broker.bootstrap)

@@ -224,3 +224,39 @@ def test_fast_path_decodes_exactly_as_the_slow_path(objs, framing):
     for a, b in zip(fast[0], slow[0], strict=True):  # NaN != NaN: compare as JSON text
         assert orjson.dumps(tuple(a)) == orjson.dumps(tuple(b))
     assert fast[1] == slow[1]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(wide_fields, st.sampled_from(["one", "one", "one", "array", "pair"])),
+                min_size=1, max_size=6))
+def test_one_parser_call_for_many_messages_decodes_as_each_alone(messages):
+    """`decode_singles` joins one-event messages into one parser call: it returns exactly
+    the events of decoding each message alone, or None when any message is not one valid
+    event (a refusal, a batch, or two objects in one message)."""
+    raws = []
+    for obj, framing in messages:
+        if framing == "one":
+            raws.append(json.dumps(obj).encode())
+        elif framing == "array":
+            raws.append(json.dumps([obj]).encode())
+        else:
+            raws.append(json.dumps(obj).encode() + b"," + json.dumps(obj).encode())
+    joined = DEC.decode_singles(raws, NOW)
+    alone = [DEC.decode(r, NOW) for r in raws]
+    all_single = all(len(d.events) == 1 and not d.rejections for d in alone) and all(
+        f == "one" for _, f in messages)
+    if not all_single:
+        assert joined is None
+        return
+    assert joined is not None
+    want = [d.events[0] for d in alone]
+    assert [orjson.dumps(tuple(e)) for e in joined] == [orjson.dumps(tuple(e)) for e in want]
+
+
+def test_one_parser_call_for_many_valid_messages():
+    raws = [orjson.dumps(ev(request_id=f"r{i}", pred=i % 3, confidence=0.5 + i / 10,
+                            latency_ms=i)) for i in range(4)]
+    joined = DEC.decode_singles(raws, NOW)
+    assert joined is not None
+    assert joined == [DEC.decode(r, NOW).events[0] for r in raws]
+    assert DEC.decode_singles([*raws, orjson.dumps(ev(pred="fish"))], NOW) is None
