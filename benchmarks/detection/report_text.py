@@ -16,8 +16,6 @@ from benchmarks.detection.scenarios import (
 )
 from benchmarks.detection.visionmon_run import (
     ALPHA,
-    BASELINE_LABEL_FRACTION,
-    BASELINE_REQUESTS,
     LATENCY_TARGET,
     LATENCY_THRESHOLD_S,
     MIN_AGREEMENT,
@@ -25,6 +23,7 @@ from benchmarks.detection.visionmon_run import (
     SLICES,
     WINDOWS,
 )
+from monitor.baseline import EMBEDDING_SAMPLE
 
 LICENCES = {"evidently": "Apache-2.0", "alibi-detect": "Business Source License 1.1 (not "
             "open source; used here for benchmark measurements only)",
@@ -108,11 +107,7 @@ def render(results: dict[str, Any], col: dict[str, Any], fa: Any, cost: dict[str
         "of clean history (fills the 6 h burn-rate window) and 2 h after the onset, no images "
         "or labels. The same seeded plan is serialised to the same bytes for visionmon and "
         "for the peers.",
-        f"* **Baseline**: {BASELINE_REQUESTS:,} clean requests with labels for "
-        f"{100 * BASELINE_LABEL_FRACTION:.0f} % (isotonic calibration map) and the reference "
-        "model's profile of their ~2,000 sampled images, built by "
-        "`monitor.baseline.build_baseline` and loaded by the daemon's config (`baseline.mode: "
-        "file`).",
+        _baseline_line(results),
         f"* **visionmon** runs in process through `visionmon.app.build_statistics` (the "
         f"daemon's engine): windows of 100, 1,000 and 10,000 requests (`10s`, `100s`, `1000s`, "
         f"{SLICES} slices each). Delays are read on the 1,000-request window every 50 requests "
@@ -143,6 +138,12 @@ def render(results: dict[str, Any], col: dict[str, Any], fa: Any, cost: dict[str
     out += [f"* **{t}**: {d}" for t, d in PEER_SIGNALS.values()]
     out += ["* **NannyML CBPE**: fitted on the baseline's labelled requests (full probability "
             "vectors), estimates accuracy per chunk of 1,000 requests.", ""]
+    bp = plan["baseline"]
+    out += [f"Every peer's reference is the same baseline: Evidently's is the class and "
+            f"confidence of its {bp['n']:,} requests, Alibi's the baseline's MMD sample of "
+            f"{EMBEDDING_SAMPLE} embeddings (the one vm MMD uses; it has that size whatever the "
+            "baseline's), NannyML's its "
+            f"{_labelled(bp):,} labelled requests.", ""]
     out += _peers_section(results)
     out += [
         "## Detection delay",
@@ -176,7 +177,7 @@ def render(results: dict[str, Any], col: dict[str, Any], fa: Any, cost: dict[str
         "",
         *fa_table,
         "",
-        *_sensitivity(results),
+        *_sensitivity(results, fa),
         "## Label-free accuracy estimate",
         "",
         "Mean absolute error, in accuracy points, of the estimate against realized accuracy on "
@@ -213,6 +214,49 @@ def render(results: dict[str, Any], col: dict[str, Any], fa: Any, cost: dict[str
 
 
 WINDOW_IMAGES_100 = round(100 * IMAGE_SAMPLING)
+VM_TITLES = {"vm_drift": "vm drift", "vm_mmd": "vm MMD", "vm_agree": "vm agreement",
+             "vm_alerts": "vm alerts", "vm_any": "vm any"}
+
+
+def _labelled(b: dict[str, Any]) -> int:
+    return int(b.get("labelled", round(b["n"] * b["label_fraction"])))
+
+
+def _baseline_line(results: dict[str, Any]) -> str:
+    b = results["plan"]["baseline"]
+    largest = max(WINDOWS.values())
+    images = (f"{b['images']:,}" if "images" in b
+              else f"~{round(b['n'] * IMAGE_SAMPLING):,}")
+    times = b["n"] / largest
+    size = (f"{times:g}× the largest window of {largest:,} requests" if times > 1
+            else f"as many as the largest window of {largest:,} requests" if times == 1
+            else f"fewer than the largest window of {largest:,} requests")
+    return (f"* **Baseline**: {b['n']:,} clean requests ({size}; seed {b['seed']:,}) with "
+            f"labels for {100 * b['label_fraction']:.0f} % ({_labelled(b):,}; isotonic "
+            f"calibration map) and the reference model's profile of their {images} sampled "
+            "images, built by `monitor.baseline.build_baseline` and loaded by the daemon's "
+            "config (`baseline.mode: file`). Every delay and false-alarm number below uses it; "
+            "only *One baseline, one rate* redraws baselines, of "
+            f"{_and(_sensitivity_sizes(results)) or 'no other size'} requests. Build a "
+            "production baseline from several times the traffic of the largest window an "
+            "alert or dashboard evaluates (a day or a week, not one window): a baseline as "
+            "large as the window fixes its own sampling noise into every window's comparison "
+            "(see *One baseline, one rate*).")
+
+
+def _sensitivity_runs(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The sensitivity experiment's runs, one per baseline size (results before sizes were
+    recorded: one run at 10,000 requests, 1,000 windows of 2,000 images)."""
+    sens = results.get("baseline_sensitivity")
+    if not sens:
+        return []
+    if isinstance(sens, dict):
+        sens = [{"requests": 10_000, "windows": 1_000, "window_images": 2_000, **sens}]
+    return list(sens)
+
+
+def _sensitivity_sizes(results: dict[str, Any]) -> list[str]:
+    return [f"{r['requests']:,}" for r in _sensitivity_runs(results)]
 
 
 def _min_shadow_images(results: dict[str, Any]) -> int:
@@ -239,22 +283,76 @@ def _per_k(v: tuple[int, int]) -> float:
     return 1000 * v[0] / v[1] if v[1] else 0.0
 
 
-def _sensitivity(results: dict[str, Any]) -> list[str]:
-    sens = results.get("baseline_sensitivity")
-    if not sens:
+def _sensitivity(results: dict[str, Any], fa: Any) -> list[str]:
+    runs = _sensitivity_runs(results)
+    if not runs:
         return []
-    rates = [100 * r for r in sens["rate"]]
-    used = rates[0]
-    return [
+    import numpy as np
+
+    used_n = results["plan"]["baseline"]["n"]
+    used_seed = results["plan"]["baseline"]["seed"]
+    largest = max(WINDOWS.values())
+    images = runs[0]["window_images"]
+    windows = runs[0]["windows"]
+    parts, sds, used, used_rank = [], {}, None, ""
+    for r in runs:
+        rates = np.array(r["rate"]) * 100
+        base_images = float(np.mean(r["baseline_images"]))
+        sd = float(np.std(rates, ddof=1)) if rates.size > 1 else math.nan
+        noise = 100 * math.sqrt(max(rates.mean(), 1e-9) / 100
+                                * (1 - rates.mean() / 100) / r["windows"])
+        sds[r["requests"]] = (sd, noise)
+        role = (" (as many as the largest window)" if r["requests"] == largest
+                else " (the size every other table uses)" if r["requests"] == used_n else "")
+        parts.append(f"baselines of {r['requests']:,} requests{role}, ~{base_images:,.0f} "
+                     f"images, give {rates.min():.1f} % to {rates.max():.1f} % (mean "
+                     f"{rates.mean():.1f} %, sd across baselines {sd:.2f} points)")
+        if r["requests"] == used_n and used_seed in r["seed"]:
+            used = rates[r["seed"].index(used_seed)]
+            ends = [(k, v) for k, v in (("highest", rates.max()), ("lowest", rates.min()))
+                    if math.isclose(used, v)]
+            ties = int(np.isclose(rates, used).sum())
+            rank = (None if not ends else f"tied for the {ends[0][0]}" if ties > 1
+                    else f"the {ends[0][0]}")
+            used_rank = f", {rank} of the {rates.size}" if rank else ""
+    text = (
         "**One baseline, one rate.** The thresholds are calibrated on average over baseline "
-        "samples, but a deployed monitor keeps one baseline. Redrawing the benchmark's "
-        f"baseline with {len(rates)} seeds and testing windows of 2,000 clean images (the "
-        "images of a 10,000-request window, as many as the baseline holds) with vm embed PCs "
-        f"gives false-alarm rates from {min(rates):.1f} % to {max(rates):.1f} % (mean "
-        f"{sum(rates) / len(rates):.1f} %, nominal 1 %); the baseline used in the table gives "
-        f"{used:.1f} % over these windows. When the window is as large as the baseline, the "
-        "baseline's own sampling noise decides much of the rate: profile the baseline from "
-        "several times more images than the largest window holds.", ""]
+        "samples, but a deployed monitor keeps one baseline, whose own sampling noise then "
+        f"enters every window's comparison. Redrawing the baseline with {len(runs[0]['rate'])} "
+        f"seeds and testing each on {windows:,} windows of {images:,} clean images (the "
+        f"images of a {largest:,}-request window) with vm embed PCs (nominal 1 %): "
+        f"{'; '.join(parts)}. With {windows:,} windows per baseline the windows' own binomial "
+        f"noise alone gives an sd of about {_and([f'{n:.2f}' for _, n in sds.values()])} "
+        "points, so the spread beyond that is the baseline's.")
+    ratios = [(n, sd / noise) for n, (sd, noise) in sds.items() if not math.isnan(sd)]
+    if ratios:
+        text += (" The spread across baselines is "
+                 + _and([f"{r:.1f}×{' that noise' if k == 0 else ''} at {n:,} requests"
+                         for k, (n, r) in enumerate(ratios)]) + ".")
+        small = dict(ratios).get(largest)
+        if small is not None and small >= 2:
+            text += (" With a baseline as large as the window, which baseline a monitor "
+                     "happened to draw decides much of its rate.")
+    if used is not None:
+        text += (f" The benchmark's baseline (seed {used_seed:,}, {used_n:,} requests) gives "
+                 f"{used:.1f} % over these windows{used_rank}.")
+        table = fa.get("1000s", {}).get("vm_embed")
+        if table and table[1] and WINDOWS["1000s"] == largest:
+            from scipy.stats import binom
+
+            k, n = table
+            chance = _pct(100 * float(binom.cdf(k, n, used / 100)))
+            text += (f" The false-alarm table's {n:,} windows of {largest:,} requests (about "
+                     f"{round(largest * IMAGE_SAMPLING):,} images each) are too few to pin a "
+                     f"rate of this size down: vm embed PCs alarmed in {k} of them where "
+                     f"{used / 100 * n:.1f} were expected at {used:.1f} % ("
+                     + (f"none happens with probability {chance}" if k == 0 else
+                        f"{k} or fewer happen with probability {chance}")
+                     + f"), and the goals' verdicts at {largest:,} requests rest on these "
+                     f"{n:,} windows.")
+    text += (" Build the baseline from several times the traffic of the largest window an "
+             "alert or dashboard evaluates.")
+    return [text, ""]
 
 
 def _alibi_slower(col: dict[str, Any], sig: str
@@ -446,24 +544,58 @@ def why(results: dict[str, Any], col: dict[str, Any], fa: Any, cost: dict[str, f
                  f"{_and([fmt_delay(d) for d in bad_rows])} (requests / images)."
                  if bad_rows else ".")
         lines.append(text)
-    union = [w for w in ("10s", "100s", "1000s") if w in fa and "vm_any" in fa[w]
-             and _per_k(fa[w]["vm_any"]) > GOAL_FA
-             and all(_per_k(fa[w][s]) <= GOAL_FA for s in ("vm_drift", "vm_mmd", "vm_agree")
-                     if s in fa[w] and fa[w][s][1])]
-    if union:
-        lines.append(
-            "* **vm any adds its parts.** *vm any* alarms when vm drift, vm MMD or vm "
-            "agreement does. Drift and MMD are each held near 1 % on their own (drift "
-            "family-wise at `drift.alpha`, MMD at `drift.mmd.alpha`), so their union can "
-            "reach about twice that. In windows of "
-            f"{_and([f'{WINDOWS[w]:,}' for w in union])} requests vm drift "
-            f"({_and([_rate(fa[w]['vm_drift']) for w in union])}) and vm MMD "
-            f"({_and([_rate(fa[w]['vm_mmd']) for w in union])}) each stay within "
-            f"{GOAL_FA:g} per 1,000, but together they alarm in "
-            f"{_and([_rate(fa[w]['vm_any']) for w in union])}. Holding the union to 1 % "
-            "would take giving each a share of it in the config (`drift.alpha` and "
-            "`drift.mmd.alpha`, with `drift.mmd.permutations` large enough to resolve the "
-            "smaller level); this run does not measure that.")
+    sizes_all = [w for w in ("10s", "100s", "1000s") if w in fa and "vm_alerts" in fa[w]]
+    if sizes_all:
+        def rates(sig: str, ws: list[str]) -> str:
+            return _and(["not evaluated" if fa[w].get(sig, (0, 0))[1] == 0
+                         else _rate(fa[w][sig]) for w in ws])
+
+        names_all = _and([f"{WINDOWS[w]:,}" for w in sizes_all])
+        text = (
+            "* **What the alerts see, and what vm any adds.** *vm alerts* alarms when the "
+            "drift or the shadow-agreement rule would (before their `for:` hold): in "
+            f"{rates('vm_alerts', sizes_all)} of 1,000 no-drift windows of {names_all} "
+            f"requests, against {rates('vm_drift', sizes_all)} for vm drift alone")
+        extra = [(fa[w]["vm_alerts"][0] - fa[w].get("vm_drift", (0, 0))[0],
+                  fa[w]["vm_alerts"][1], WINDOWS[w]) for w in sizes_all
+                 if fa[w]["vm_alerts"][0] > fa[w].get("vm_drift", (0, 0))[0]]
+        text += ("; shadow agreement adds " + _and(
+            [f"{k} alarm{'s' if k > 1 else ''} in {n:,} windows of {size:,} requests"
+             for k, n, size in extra]) + " where drift was quiet." if extra else
+                 "; shadow agreement adds no alarm of its own.")
+        text += (f" *vm any* adds the MMD verdict, which only dashboards show (no alert rule "
+                 f"tests it): {rates('vm_any', sizes_all)}.")
+        for union, parts in (("vm_alerts", ("vm_drift", "vm_agree")),
+                             ("vm_any", ("vm_drift", "vm_mmd", "vm_agree"))):
+            ws = [w for w in sizes_all if union in fa[w] and _per_k(fa[w][union]) > GOAL_FA
+                  and all(_per_k(fa[w][s]) <= GOAL_FA for s in parts
+                          if s in fa[w] and fa[w][s][1])]
+            if not ws:
+                continue
+            shown = [s for s in parts if any(fa[w].get(s, (0, 0))[0] for w in ws)]
+            text += (
+                f" In windows of {_and([f'{WINDOWS[w]:,}' for w in ws])} requests "
+                + _and([f"{VM_TITLES[s]} ({rates(s, ws)})" for s in shown])
+                + f" each stay within {GOAL_FA:g} per 1,000, but *{VM_TITLES[union]}*, their "
+                f"union, alarms in {rates(union, ws)}.")
+            if union == "vm_any":
+                text += (
+                    " Drift and MMD are each held near 1 % on their own (drift family-wise at "
+                    "`drift.alpha`, MMD at `drift.mmd.alpha`), so their union can reach about "
+                    "twice that; holding it to 1 % would take giving each a share in the "
+                    "config (`drift.alpha` and `drift.mmd.alpha`, with "
+                    "`drift.mmd.permutations` large enough to resolve the smaller level), "
+                    "which this run does not measure.")
+        alone = [(w, sig) for w in sizes_all for sig in ("vm_drift", "vm_mmd", "vm_agree")
+                 if fa[w].get(sig, (0, 0))[1] and _per_k(fa[w][sig]) > GOAL_FA]
+        for w, sig in alone:
+            k, n = fa[w][sig]
+            tail = float(binom.sf(k - 1, n, ALPHA))
+            text += (f" In windows of {WINDOWS[w]:,} requests {VM_TITLES[sig]} alone alarms "
+                     f"in {_rate(fa[w][sig])} per 1,000 ({k} of {n:,} windows; at a true "
+                     f"{100 * ALPHA:g} %, {k} or more of {n:,} happen with probability "
+                     f"{_pct(100 * tail)}).")
+        lines.append(text)
     ev = d100.get("evidently_default"), d100.get("evidently_psi")
     if all(ev):
         lines.append(

@@ -20,9 +20,11 @@ Modes:
          ~5 s); latency streams with 6 h of clean history and 2 h after the onset
   full   three seeds per scenario (median delay), no-drift run of 3,000,000 requests read
          as 3,000 / 3,000 / 300 windows (Alibi: 1,000 / 1,000 / 50)
-Both modes also redraw the baseline with 8 seeds and measure, for each, the false-alarm rate
+The baseline every run uses is built from 50,000 clean requests (~10,000 sampled images; 5x
+the largest window). Both modes also redraw the baseline with 8 seeds, at 10,000 requests
+(as many as the largest window) and at 50,000, and measure, for each, the false-alarm rate
 of the embedding-PC signal on windows of 2,000 clean images (300 windows per baseline in
-short mode, 1,000 in full): how much a monitor's own rate depends on its baseline sample.
+short mode, 2,000 in full): how much a monitor's own rate depends on its baseline sample.
 """
 
 from __future__ import annotations
@@ -69,10 +71,13 @@ MODES = {
     "full": {"seeds": [1, 2, 3], "fa_requests": 3_000_000,
              "fa_windows": {"10s": 3_000, "100s": 3_000, "1000s": 300},
              "alibi_windows": {"10s": 1_000, "100s": 1_000, "1000s": 50},
-             "sensitivity_windows": 1_000},
+             "sensitivity_windows": 2_000},
 }
 FA_SEED = 7
 SENSITIVITY_SEEDS = tuple(range(1_000, 1_008))   # 1,000 is the benchmark's baseline
+#: baseline sizes (requests) of the sensitivity experiment: as large as the largest window,
+#: and the size the benchmark uses
+SENSITIVITY_SIZES = (10_000, visionmon_run.BASELINE_REQUESTS)
 
 
 def log(msg: str) -> None:
@@ -131,14 +136,16 @@ def main() -> int:
 
     torch.set_num_threads(1)
     work = build_workload(args.out / "workload", log)
-    baseline_path, _ = visionmon_run.build_bench_baseline(work.pools, args.out)
+    baseline_path, base_plan = visionmon_run.build_bench_baseline(work.pools, args.out)
     loaded = visionmon_run.bench_config(baseline_path, work.reference)
     streams = stream_specs(cfg["seeds"])
     plan = {
         "workload": str(work.folder), "chunk": CHUNK,
         "baseline": {"path": str(baseline_path), "seed": visionmon_run.BASELINE_SEED,
                      "n": visionmon_run.BASELINE_REQUESTS,
-                     "label_fraction": visionmon_run.BASELINE_LABEL_FRACTION},
+                     "label_fraction": visionmon_run.BASELINE_LABEL_FRACTION,
+                     "images": int(base_plan.sampled.sum()),
+                     "labelled": int(base_plan.labelled.sum())},
         "streams": streams,
         "false_alarms": {"seed": FA_SEED, "n": cfg["fa_requests"],
                          "sizes": visionmon_run.WINDOWS, "max_windows": cfg["fa_windows"],
@@ -185,8 +192,9 @@ def main() -> int:
         f"{time.perf_counter() - t:.0f} s")
     costs = visionmon_run.embedding_signal_costs(baseline_path, work.pools["clean"])
     t = time.perf_counter()
-    sensitivity = visionmon_run.baseline_sensitivity(
-        work.pools, args.out / "baselines", SENSITIVITY_SEEDS, cfg["sensitivity_windows"])
+    sensitivity = [visionmon_run.baseline_sensitivity(
+        work.pools, args.out / "baselines", SENSITIVITY_SEEDS, cfg["sensitivity_windows"],
+        requests=size) for size in SENSITIVITY_SIZES]
     log(f"visionmon: baseline sensitivity in {time.perf_counter() - t:.0f} s")
 
     peers = None
