@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from visionmon.gc_tuning import tune_collector
 
 CLASSES = [f"c{i}" for i in range(10)]
+MAX_POLL = int(__import__("os").environ.get("MAX_POLL", "10000"))
 
 
 def _peak_rss_mb() -> float:
@@ -87,7 +88,7 @@ def _config(bootstrap: str, backend: str, topic: str, group: str) -> object:
         "kafka": {"bootstrap_servers": [bootstrap], "client": backend, "group_id": group,
                   "topics": {"predictions": topic, "images": f"{topic}-img",
                              "feedback": f"{topic}-fb"},
-                  "poll_timeout_ms": 100, "max_poll_records": 10000,
+                  "poll_timeout_ms": 100, "max_poll_records": MAX_POLL,
                   "commit_interval_seconds": 1.0},
         "models": [{"name": "bench", "classes": CLASSES}],
         "limits": {"max_batch_events": 1000},

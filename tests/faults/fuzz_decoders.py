@@ -108,6 +108,21 @@ class DecoderHarness:
         self._rejections(d.rejections)
         for e in d.events:
             self._prediction_event(e)
+        self._check_singles(raw, d.events, d.rejections)
+
+    def _check_singles(self, raw: bytes | None, events: list[PredictionEvent],
+                       rejections: list[Any]) -> None:
+        """The daemon decodes runs of one-event messages with one parser call: for this
+        input twice over, that path gives the same two events or defers (None)."""
+        joined = self._timed("prediction runs",
+                             lambda: self.prediction.decode_singles([raw, raw], NOW))
+        if joined is None:
+            return
+        if len(events) != 1 or rejections:
+            raise FuzzFailure(f"decode_singles accepted what decode gives as {len(events)} "
+                              f"events and {len(rejections)} rejections")
+        if repr(joined) != repr([events[0]] * 2):  # repr: NaN fields compare equal
+            raise FuzzFailure("decode_singles gave other events than decode")
 
     def check_feedback(self, raw: bytes | None) -> None:
         d = self._timed("feedback", lambda: self.feedback.decode(raw, NOW))

@@ -66,3 +66,24 @@ def test_processed_through_keeps_later_single_offsets():
     t.processed_through(TP, 10)
     t.processed(TP, 11)
     assert t.commit_points() == {TP: 13}
+
+
+def test_polled_records_are_applied_in_chunks_of_bounded_bytes():
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    from collectors.daemon import apply_chunks
+    from collectors.kafka.client import Record
+
+    @given(st.lists(st.integers(0, 100)), st.integers(1, 150))
+    def check(sizes, limit):
+        records = [Record("t", 0, i, b"x" * n if n else None, (), 0)
+                   for i, n in enumerate(sizes)]
+        chunks = apply_chunks(records, limit)
+        assert [r for c in chunks for r in c] == records  # all, once, in order
+        for c in chunks:
+            assert c
+            total = sum(len(r.value or b"") for r in c)
+            assert total <= limit or len(c) == 1  # only a lone large record goes over
+
+    check()
