@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -26,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from visionmon.gc_tuning import tune_collector
 
 CLASSES = [f"c{i}" for i in range(10)]
-MAX_POLL = int(__import__("os").environ.get("MAX_POLL", "10000"))
+#: the daemon's kafka.max_poll_records here; MAX_POLL=100 in the environment overrides it
+MAX_POLL = int(os.environ.get("MAX_POLL", "10000"))
 
 
 def _peak_rss_mb() -> float:

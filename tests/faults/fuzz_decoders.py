@@ -124,13 +124,21 @@ class DecoderHarness:
         if repr(joined) != repr([events[0]] * 2):  # repr: NaN fields compare equal
             raise FuzzFailure("decode_singles gave other events than decode")
 
-    def check_feedback(self, raw: bytes | None) -> None:
-        d = self._timed("feedback", lambda: self.feedback.decode(raw, NOW))
+    def _one_result(self, name: str, call: Callable[[], Any]) -> Any:
+        """A decoder's result for one record: exactly one event or one rejection, whose
+        rejections are sound; None when the call crashed in a known way."""
+        d = self._timed(name, call)
         if d is None:
-            return
+            return None
         if len(d.events) + len(d.rejections) != 1:
             raise FuzzFailure(f"{len(d.events)} events, {len(d.rejections)} rejections")
         self._rejections(d.rejections)
+        return d
+
+    def check_feedback(self, raw: bytes | None) -> None:
+        d = self._one_result("feedback", lambda: self.feedback.decode(raw, NOW))
+        if d is None:
+            return
         for e in d.events:
             if type(e) is not FeedbackEvent:
                 raise FuzzFailure(f"not a FeedbackEvent: {e!r}"[:200])
@@ -145,12 +153,9 @@ class DecoderHarness:
 
     def check_image(self, raw: bytes | None, headers: Sequence[tuple[str, bytes | None]]
                     ) -> None:
-        d = self._timed("image", lambda: self.image.decode(raw, headers, NOW))
+        d = self._one_result("image", lambda: self.image.decode(raw, headers, NOW))
         if d is None:
             return
-        if len(d.events) + len(d.rejections) != 1:
-            raise FuzzFailure(f"{len(d.events)} events, {len(d.rejections)} rejections")
-        self._rejections(d.rejections)
         for e in d.events:
             if type(e) is not ImageEvent:
                 raise FuzzFailure(f"not an ImageEvent: {e!r}"[:200])
