@@ -61,8 +61,9 @@ class _VersionDrift:
     def add(self, name: str, ts: np.ndarray, bins: np.ndarray) -> None:
         if name not in self.windows or ts.size == 0:
             return
-        self.windows[name].add(ts, bins)
-        self.cumulative[name] += np.bincount(bins, minlength=self.cumulative[name].size)
+        counts = np.bincount(bins, minlength=self.cumulative[name].size)
+        self.windows[name].add(ts, bins, counts=counts)
+        self.cumulative[name] += counts
 
 
 class DriftMonitor(EngineExtension):

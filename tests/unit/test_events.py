@@ -185,12 +185,14 @@ def test_decoder_never_accepts_what_the_schema_refuses(obj):
 
 
 wide_fields = st.fixed_dictionaries({}, optional={
-    "request_id": st.sampled_from(["r1", "", 5, None]),
+    "request_id": st.sampled_from(["r1", "", 5, None, "r" * 256, "r" * 257]),
     "ts": st.sampled_from([NOW - 1, int(NOW) - 1, "2023-11-14T22:13:19+00:00", "x", -1, True,
                            NOW + 10_000, 10**400]),
-    "model": st.sampled_from(["m", "other", 1]), "version": st.sampled_from(["v1", 3, ""]),
+    "model": st.sampled_from(["m", "other", 1]),
+    "version": st.sampled_from(["v1", 3, "", "v" * 128, "v" * 129]),
     "pred": json_values, "confidence": json_values, "status": json_values,
-    "latency_ms": json_values, "deployment": json_values,
+    "latency_ms": json_values | st.sampled_from([999_999_999.0, 1e9, 10**12]),
+    "deployment": json_values,
     "probs": st.one_of(json_values, st.lists(st.floats(0, 1), min_size=3, max_size=3)),
     "topk": st.one_of(json_values, st.lists(
         st.tuples(st.sampled_from([0, 1, 2, "cat", "dog", 7, True]),
