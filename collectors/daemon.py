@@ -11,6 +11,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any, Protocol
 
 from collectors.checkpoint import CheckpointCorrupt, CheckpointStore
@@ -117,6 +118,8 @@ def apply_chunks(records: Sequence[Record], max_bytes: int = APPLY_CHUNK_BYTES
     out: list[Sequence[Record]] = []
     if not records:
         return out
+    if sum(map(len, filter(None, map(itemgetter(3), records)))) <= max_bytes:
+        return [records]  # the usual case, summed in C
     start = size = 0
     for i, r in enumerate(records):
         n = len(r.value) if r.value else 0
@@ -126,6 +129,13 @@ def apply_chunks(records: Sequence[Record], max_bytes: int = APPLY_CHUNK_BYTES
         size += n
     out.append(records[start:])
     return out
+
+
+def _partitions_and_offsets(records: Sequence[Record]
+                            ) -> tuple[list[TopicPartition], list[int]]:
+    """The (topic, partition) and offset of each record, gathered in C."""
+    keys = list(zip(map(itemgetter(0), records), map(itemgetter(1), records), strict=True))
+    return keys, list(map(itemgetter(2), records))
 
 
 class Daemon:
@@ -315,9 +325,8 @@ class Daemon:
                 self._image_sink.submit(decoded.images)
             if decoded.rejections:
                 self._dead_letter(decoded.rejections)
-        last: dict[TopicPartition, int] = {}
-        for r in records:  # in offset order per partition: the last one wins
-            last[(r.topic, r.partition)] = r.offset
+        keys, offsets = _partitions_and_offsets(records)
+        last = dict(zip(keys, offsets, strict=True))  # in offset order: the last one wins
         for tp, offset in last.items():
             self._tracker.processed_through(tp, offset)
         self._forget_passed_skips()
@@ -357,9 +366,9 @@ class Daemon:
         """A partition whose offsets went backwards within one assignment was recreated
         (a memory-only broker restarted, or the topic was deleted and created again):
         track it afresh from the new offsets and forget its checkpointed position."""
-        first: dict[TopicPartition, int] = {}
-        for r in records:  # a partition's records arrive in offset order
-            first.setdefault((r.topic, r.partition), r.offset)
+        keys, offsets = _partitions_and_offsets(records)
+        # a partition's records arrive in offset order: read backwards, the first one wins
+        first = dict(zip(reversed(keys), reversed(offsets), strict=True))
         positions = self._tracker.positions()
         for tp, offset in first.items():
             pos = positions.get(tp)

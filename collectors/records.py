@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Protocol
 
 from collectors.kafka.client import Record
@@ -134,15 +135,19 @@ def _decode_single_event_runs(records: list[Record], topics: TopicNames,
     """Decode prediction records of one event each in chunks, one parser call per chunk;
     returns the records still to decode one by one (other topics, and every chunk with a
     record that is not one valid event, so that its refusals keep their reasons)."""
-    preds = [r for r in records if r.topic == topics.predictions]
+    names = list(map(itemgetter(0), records))
+    if names.count(topics.predictions) == len(names):  # the usual poll: predictions only
+        preds, rest = records, []
+    else:
+        preds = [r for r in records if r.topic == topics.predictions]
+        rest = [r for r in records if r.topic != topics.predictions]
     if len(preds) < 2:
         return records
-    rest = [r for r in records if r.topic != topics.predictions]
     decode = decoders.predictions.decode_singles
     for i in range(0, len(preds), SINGLES_CHUNK):
         chunk = preds[i:i + SINGLES_CHUNK]
         try:
-            events = decode([r.value for r in chunk], now)
+            events = decode(list(map(itemgetter(3), chunk)), now)
         except Exception:  # a decoder bug: decode one by one, so it is refused per record
             events = None
         if events is None:

@@ -104,6 +104,7 @@ class ConfluentConsumer:
                 msgs.extend(self._c.consume(num_messages=max_records - 1, timeout=0))
         out: list[Record] = []
         append = out.append
+        new = tuple.__new__  # a Record without NamedTuple's Python-level __new__
         for m in msgs:  # hot loop: ~2 µs per message, most of it in the client's accessors
             err = m.error()
             if err is not None:
@@ -113,8 +114,8 @@ class ConfluentConsumer:
                     raise KafkaUnavailable(str(err))
                 log.debug("consume error: %s", err)
                 continue
-            append(Record(m.topic(), m.partition(), m.offset(), m.value(), m.headers() or (),
-                          m.timestamp()[1]))
+            append(new(Record, (m.topic(), m.partition(), m.offset(), m.value(),
+                                m.headers() or (), m.timestamp()[1])))
         if out:
             self._connected = True
         return out

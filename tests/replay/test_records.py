@@ -91,3 +91,25 @@ def test_apply_counts_like_the_daemon(loaded) -> None:
     assert snap["visionmon_events_accepted_total"] == {("p",): 1.0, ("f",): 1.0}
     assert snap["visionmon_records_rejected_total"] == {("p", "empty"): 1.0}
     assert snap["visionmon_labels_total"][("digits", "v1", "two", "incorrect")] == 1.0
+
+
+@pytest.mark.parametrize("others", [False, True])
+def test_runs_of_one_event_messages_decode_as_each_message_alone(loaded, others) -> None:
+    """With a clock, one-event prediction records are decoded in runs of one parser call;
+    the result must be that of decoding each record alone, whatever else the poll holds
+    (the same events; a run with a refused record comes after the others)."""
+    records = [rec("p", pred(f"r{i}", 990.0 + i)) for i in range(600)]
+    records[300] = rec("p", b"{broken")
+    if others:
+        records[10:10] = [rec("f", orjson.dumps({"request_id": "r1", "label": "one",
+                                                "ts": 995.0})), rec("elsewhere", b"{}")]
+    decoders = RecordDecoders.of(loaded)
+    runs = decode_records(records, TOPICS, decoders, now=2000.0)
+    alone = DecodedRecords()
+    for r in records:
+        decode_records([r], TOPICS, decoders, now=2000.0, into=alone)
+    assert sorted(runs.predictions) == sorted(alone.predictions)
+    assert len(runs.predictions) == 599
+    assert [rej.reason for _, rej in runs.rejections] == ["invalid_json"]
+    assert dict(runs.consumed) == dict(alone.consumed)
+    assert len(runs.feedback) == (1 if others else 0)
