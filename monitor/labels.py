@@ -36,6 +36,12 @@ MAX_DENSE_CONFUSION = 200    # classes up to which a full confusion matrix is ke
 TOP_CONFUSED = 20
 _DELAY_EDGES = np.asarray(LABEL_DELAY_BUCKETS, dtype=np.float64)
 B = CALIBRATION_BINS
+# prediction-window layout: count, B calibration-bin events, B confidence sums, then the
+# sum of g(confidence) under the baseline's calibration map and how many events it covers
+_EST_SUM = 1 + 2 * B
+_EST_N = 2 + 2 * B
+_PRED_BINS = 3 + 2 * B
+_PRED_BINS_V1 = 1 + 2 * B   # checkpoints written before the exact estimate
 
 
 class _Layout:
@@ -68,8 +74,9 @@ class _VersionLabels:
         self.cal = np.zeros((3, B))                # events, confidence sum, correct
         self.confusion = np.zeros((c, c)) if c <= MAX_DENSE_CONFUSION else None
         self.labeled_windows = WindowedCounts(windows, self.layout.size)
-        # all predictions: count, then per-calibration-bin events and confidence sums
-        self.pred_windows = WindowedCounts(windows, 1 + 2 * B)
+        # all predictions: count, per-calibration-bin events and confidence sums, and the
+        # calibrated-confidence sum of the label-free estimate (layout above)
+        self.pred_windows = WindowedCounts(windows, _PRED_BINS)
 
 
 class LabelMonitor(EngineExtension):
@@ -117,10 +124,16 @@ class LabelMonitor(EngineExtension):
             # window: one count per prediction, and calibration bins of confident ones
             fin = np.isfinite(conf)
             cb = calibration_bin_index(conf[fin]) if fin.any() else np.empty(0, np.int64)
-            all_ts = np.concatenate([ts, ts[fin], ts[fin]])
-            all_bins = np.concatenate([np.zeros(n, np.int64), 1 + cb, 1 + B + cb])
-            weights = np.concatenate([np.ones(n), np.ones(cb.size), conf[fin]])
-            state.pred_windows.add(all_ts, all_bins, weights)
+            ts_parts = [ts, ts[fin], ts[fin]]
+            bin_parts = [np.zeros(n, np.int64), 1 + cb, 1 + B + cb]
+            weight_parts = [np.ones(n), np.ones(cb.size), conf[fin]]
+            cal_map = self.calibration_for(model)
+            if cal_map is not None and cb.size:  # the exact label-free estimate: sum of g
+                ts_parts += [ts[fin], ts[fin]]
+                bin_parts += [np.full(cb.size, _EST_SUM), np.full(cb.size, _EST_N)]
+                weight_parts += [cal_map.apply(conf[fin]), np.ones(cb.size)]
+            state.pred_windows.add(np.concatenate(ts_parts), np.concatenate(bin_parts),
+                                   np.concatenate(weight_parts))
             if not len(self.early) and not self.predictions.hash_keys and c <= MAX_PROBS_KEPT:
                 # no label is waiting and nothing to strip: store the batch whole
                 keep = evs.predicted()
@@ -257,13 +270,7 @@ class LabelMonitor(EngineExtension):
             f["mce"] = mce_from_bins(ev, cs, cc) if ev.sum() else math.nan
             f["brier"] = v[lay.brier_sum] / v[lay.brier_n] if v[lay.brier_n] else math.nan
             f["coverage"] = min(n_lab / n_pred, 1.0) if n_pred else math.nan
-            if pe.sum():
-                if cal_map is not None:
-                    f["estimated"] = float(estimated_accuracy_from_bins(cal_map, pe, pc))
-                else:
-                    f["estimated"] = float(pc.sum() / pe.sum())  # uncalibrated: mean confidence
-            else:
-                f["estimated"] = math.nan
+            f["estimated"] = _estimate(cal_map, pe, pc, float(p[_EST_SUM]), float(p[_EST_N]))
             out[window] = f
         return out
 
@@ -368,11 +375,38 @@ class LabelMonitor(EngineExtension):
             if s.confusion is not None and d["confusion"] is not None:
                 s.confusion[...] = d["confusion"]
             s.labeled_windows.restore(_arrays(d["labeled_windows"]))
-            s.pred_windows.restore(_arrays(d["pred_windows"]))
+            s.pred_windows.restore(_pred_rings(d["pred_windows"]))
+
+
+def _estimate(cal_map: IsotonicMap | None, bin_events: np.ndarray, bin_conf: np.ndarray,
+              g_sum: float, g_n: float) -> float:
+    """Label-free accuracy of a window: the mean of g(confidence) over its events when the
+    calibration map scored every one of them as it arrived (exact); from the calibration
+    bins when only some were (a baseline set mid-window); the mean confidence without a
+    map; NaN for a window without confidences."""
+    n = float(bin_events.sum())
+    if not n:
+        return math.nan
+    if cal_map is None:
+        return float(bin_conf.sum()) / n  # uncalibrated: the mean confidence
+    if g_n == n:
+        return g_sum / g_n
+    return float(estimated_accuracy_from_bins(cal_map, bin_events, bin_conf))
 
 
 def _arrays(rings: list[dict[str, Any]]) -> list[dict[str, np.ndarray]]:
     return [{k: np.asarray(v) for k, v in r.items()} for r in rings]
+
+
+def _pred_rings(rings: list[dict[str, Any]]) -> list[dict[str, np.ndarray]]:
+    """Prediction windows from a checkpoint; those written before the exact estimate lack
+    its two bins and get them empty (the estimate then comes from the bins until the old
+    slices leave the window)."""
+    out = _arrays(rings)
+    for r in out:
+        if r["counts"].ndim == 2 and r["counts"].shape[1] == _PRED_BINS_V1:
+            r["counts"] = np.pad(r["counts"], ((0, 0), (0, _PRED_BINS - _PRED_BINS_V1)))
+    return out
 
 
 def _brier(probs: tuple[float, ...] | None, label: int) -> float:

@@ -324,8 +324,7 @@ def build_bench_baseline(pools: dict[str, Pool], folder: Path, plan: Plan | None
 class ExactEstimate:
     """Diagnostic, not a daemon output: the per-event form `estimated_accuracy(map, conf)`
     over a window's served confidences, with the baseline's own calibration map. The daemon
-    exports the binned form (15 equal-width confidence bins); comparing the two separates
-    the binning's error from the calibration map's."""
+    sums the same g(conf) per event as it streams; the two must agree (a check on it)."""
 
     def __init__(self, stats: Statistics, pools: dict[str, Pool], plan: Plan) -> None:
         self.map = stats.drift.baselines[MODEL].calibration
