@@ -245,8 +245,11 @@ def bench_end_to_end(card: ReferenceConfig, scorer: Scorer, jpegs: list[bytes], 
     return rate, util.mean
 
 
-def bench_interference(jpegs: list[bytes], digits_card: ReferenceConfig, seconds: float) -> str:
-    """Prediction-decoding throughput alone vs while digits images are shadow-scored."""
+def bench_interference(jpegs: list[bytes], digits_card: ReferenceConfig, seconds: float,
+                       rounds: int = 5) -> str:
+    """Prediction-decoding throughput alone vs while digits images are shadow-scored:
+    `rounds` alternating pairs of `seconds` each (the scorer is fed only in the busy half),
+    so slow drifts of a shared machine fall on both sides; medians and their ratio."""
     from monitor.events import DecodeLimits, ModelClassIndex, PredictionDecoder
 
     classes = [f"c{i}" for i in range(10)]
@@ -262,14 +265,16 @@ def bench_interference(jpegs: list[bytes], digits_card: ReferenceConfig, seconds
             n += 200
         return n / seconds
 
-    alone = loop_rate()
     scorer = Scorer(load_reference(digits_card), digits_card)
     shadow = ShadowScorer(digits_card, ImagesConfig(), classes, lambda b: None, scorer=scorer)
+    busy_phase = threading.Event()
     stop = threading.Event()
 
     def feed() -> None:
         i = 0
         while not stop.is_set():
+            if not busy_phase.wait(0.05):
+                continue
             shadow.submit([ImageEvent(f"r{i + k}", "digits", "v1", 0.0, None, jpegs[k])
                            for k in range(min(64, len(jpegs)))])
             i += 64
@@ -277,14 +282,27 @@ def bench_interference(jpegs: list[bytes], digits_card: ReferenceConfig, seconds
 
     feeder = threading.Thread(target=feed, daemon=True)
     feeder.start()
-    time.sleep(0.5)
-    busy = loop_rate()
+    alone: list[float] = []
+    busy: list[float] = []
+    scored_busy = 0
+    for _ in range(rounds):
+        time.sleep(0.5)  # let the queue drain: the alone half must be alone
+        alone.append(loop_rate())
+        before = shadow.counts()["scored"][""]
+        busy_phase.set()
+        time.sleep(0.5)  # scoring under way
+        busy.append(loop_rate())
+        busy_phase.clear()
+        scored_busy += shadow.counts()["scored"][""] - before
     stop.set()
     feeder.join()
-    scored = shadow.counts()["scored"][""]
     shadow.close()
-    return (f"consumer loop: {alone:,.0f} predictions/s alone, {busy:,.0f} while scoring "
-            f"({100 * (busy / alone - 1):+.1f} %; {scored} images scored meanwhile)")
+    a, b = statistics.median(alone), statistics.median(busy)
+    return (f"consumer loop, median of {rounds} alternating {seconds:g} s rounds: {a:,.0f} "
+            f"predictions/s alone, {b:,.0f} while scoring ({100 * (b / a - 1):+.1f} %; "
+            f"{scored_busy / (rounds * (seconds + 0.5)):,.0f} images/s scored meanwhile); "
+            f"per round alone {', '.join(f'{x:,.0f}' for x in alone)}; "
+            f"busy {', '.join(f'{x:,.0f}' for x in busy)}")
 
 
 # --------------------------------------------------------------------------- main
