@@ -5,14 +5,14 @@
 #   benchmarks/device_check.sh                  # there, from the repo root
 #
 # The GPU machine's python3 already has torch (CUDA), numpy, pillow and scikit-learn;
-# visionmon also needs pydantic and orjson, which travel as wheels in .whl/ (Python 3.12,
+# visionmon also needs pydantic, orjson and msgspec, which travel as wheels in .whl/ (Python 3.12,
 # manylinux x86_64) and are installed into /tmp/site. Output: the benchmark tables, also
 # written to $OUT (or /tmp) as reference-cuda.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 WHEELS=(pydantic==2.14.4 pydantic-core==2.50.5 annotated-types==0.8.0 typing-inspection==0.4.5
-        typing-extensions==4.16.0 orjson==3.13.0)
+        typing-extensions==4.16.0 orjson==3.13.0 msgspec==0.22.0)
 
 if [[ "${1:-}" == "--fetch-wheels" ]]; then
   grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >> .git/info/exclude
@@ -28,7 +28,7 @@ if compgen -G ".whl/*.whl" > /dev/null; then
     --target /tmp/site .whl/*.whl
   export PYTHONPATH=/tmp/site
 fi
-python3 -c 'import pydantic, orjson, PIL, numpy, torch' || {
+python3 -c 'import pydantic, orjson, msgspec, PIL, numpy, torch' || {
   echo "missing Python packages: run 'benchmarks/device_check.sh --fetch-wheels' where pip" \
        "works and carry .whl" >&2
   exit 2

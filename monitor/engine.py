@@ -48,7 +48,7 @@ class EventGroup(list[PredictionEvent]):
 
     def column(self, name: str) -> np.ndarray:
         col = self._columns.get(name)
-        if col is None:  # map(itemgetter) runs in C: ~40 ns per event and column
+        if col is None:  # map(itemgetter) runs in C: ~28 ns per event and column
             col = self._columns[name] = np.fromiter(
                 map(itemgetter(_FIELD_INDEX[name]), self), dtype=_COLUMN_DTYPES[name],
                 count=len(self))
