@@ -512,30 +512,32 @@ def disagreement_thumbnails(loaded: LoadedConfig, window: TimeRange, limit: int
                             ) -> list[Thumbnail]:
     """Images of the range whose prediction disagrees with its ground-truth label, read
     back from the images topic (three bounded passes: image ids, their predictions and
-    labels, then the chosen images' bytes). Nothing is written anywhere but the report."""
+    labels, then the chosen images' bytes). Nothing is written anywhere but the report.
+
+    The range is in event time, as the report's figures are: an image counts by its `ts`
+    header (its record time when it has none). Labels arrive late by design, so they are
+    looked for up to `labels.ttl` after the range."""
     from collectors.records import RecordDecoders, TopicNames, decode_records
 
     topics = TopicNames.of(loaded)
     decoders = RecordDecoders.of(loaded)
     candidates: dict[str, tuple[str, str]] = {}
     for r in KafkaRangeReader(loaded, window, only=(topics.images,)):
-        if not window.contains_ms(r.timestamp_ms):
-            continue
         for ev in decode_records((r,), topics, decoders).images:
-            if len(candidates) < MAX_IMAGE_CANDIDATES:
+            at = ev.ts if ev.ts is not None else r.timestamp_ms / 1000.0
+            if window.contains(at) and len(candidates) < MAX_IMAGE_CANDIDATES:
                 candidates.setdefault(ev.request_id, (ev.model, ev.version))
     if not candidates:
         return []
     preds: dict[str, int] = {}
     labels: dict[str, int | str] = {}
-    for r in KafkaRangeReader(loaded, window, only=(topics.predictions, topics.feedback)):
-        if not window.contains_ms(r.timestamp_ms):
-            continue
-        d = decode_records((r,), topics, decoders)
-        for e in d.predictions:
+    for r in KafkaRangeReader(loaded, window, only=(topics.predictions,)):
+        for e in decode_records((r,), topics, decoders).predictions:
             if e.request_id in candidates and e.ok:
                 preds[e.request_id] = e.pred
-        for f in d.feedback:
+    late = TimeRange(window.since, window.until + parse_duration(loaded.config.labels.ttl))
+    for r in KafkaRangeReader(loaded, late, only=(topics.feedback,)):
+        for f in decode_records((r,), topics, decoders).feedback:
             if f.request_id in candidates:
                 labels[f.request_id] = f.label
     chosen: dict[str, tuple[str, str]] = {}

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import base64
 import io
+import time
 from contextlib import redirect_stdout
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -174,3 +176,42 @@ def test_no_data_gives_notes_not_empty_figures(tmp_path: Path) -> None:
             assert page.sections[sid].no_data, sid
         assert not page.sections[sid].figures, sid
     assert not list((tmp_path / "r" / "figures").glob("*.png"))
+
+
+def test_disagreement_images_are_found_by_event_time_with_labels_that_came_late(
+        broker: Any, tmp_path: Path) -> None:
+    """The report's range is in event time. An image whose record was written well after
+    its event (time-compressed traffic, a lagging producer) still belongs to the range,
+    and a label written two hours later (inside `labels.ttl`) still joins it."""
+    import numpy as np
+    import orjson
+    from kafka import KafkaProducer
+
+    from monitor.config import load_config
+    from tests.conftest import base_config, write_config
+    from tests.replay.conftest import _png
+    from visionmon.broker import create_topics
+    from visionmon.replay import TimeRange
+    from visionmon.report import disagreement_thumbnails
+
+    names = {"predictions": "late-pred", "images": "late-img", "feedback": "late-fb"}
+    create_topics(broker.bootstrap, list(names.values()), 1)
+    cfg = base_config(broker.bootstrap, names, models=[{"name": "digits", "classes": CLASSES}])
+    cfg["labels"] = {"ttl": "1d"}
+    loaded = load_config(write_config(tmp_path, cfg))
+    t = time.time() - 6 * 3600  # event time of the request
+    written = t + 120            # its prediction and image reach Kafka 2 min later
+    p = KafkaProducer(bootstrap_servers=broker.bootstrap)
+    p.send(names["predictions"], orjson.dumps({
+        "request_id": "r1", "ts": t, "model": "digits", "version": "v1", "pred": 3,
+        "confidence": 0.9}), timestamp_ms=int(written * 1000))
+    p.send(names["images"], _png(np.random.default_rng(0)), timestamp_ms=int(written * 1000),
+           headers=[("request_id", b"r1"), ("model", b"digits"), ("version", b"v1"),
+                    ("content-type", b"image/png"), ("ts", str(t).encode())])
+    p.send(names["feedback"], orjson.dumps({"request_id": "r1", "label": 5, "ts": t + 7200}),
+           timestamp_ms=int((t + 7200) * 1000))
+    p.flush()
+    p.close()
+    thumbs = disagreement_thumbnails(loaded, TimeRange(t - 60, t + 60), 12)
+    assert [(th.request_id, th.predicted, th.label) for th in thumbs] == \
+        [("r1", CLASSES[3], CLASSES[5])]
