@@ -487,7 +487,7 @@ class PredictionDecoder:
         pred = w.pred
         if (type(ts) is not float or ts > limit or type(pred) is not int
                 or w.probs is not None or w.topk is not None
-                or pred >= self._n_classes[w.model]):
+                or pred >= self._n_classes.get(w.model, 0)):
             return self._checked(w, now)
         conf = w.confidence
         lat = w.latency_ms
