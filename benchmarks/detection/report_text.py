@@ -72,7 +72,7 @@ def render(results: dict[str, Any], col: dict[str, Any], fa: Any, cost: dict[str
         f"{', median delay' if len(seeds) > 1 else ''}; "
         f"{results['wall_seconds'] / 60:.1f} minutes on this 2-core machine). Regenerate with "
         "`.venv/bin/python benchmarks/detection/run.py --short` (under 10 minutes) or `--full` "
-        "(three seeds, ten times the no-drift run; about 30 minutes); the peers' environment "
+        "(three seeds, ten times the no-drift run; 15-17 minutes here); the peers' environment "
         "is built by `bash benchmarks/peers_detection_env.sh`.",
         "",
         "## Goals",

@@ -1,7 +1,7 @@
 """Detection-quality benchmark: visionmon's signals and the peers on the same streams.
 
     .venv/bin/python benchmarks/detection/run.py --short     # under 10 minutes on 2 cores
-    .venv/bin/python benchmarks/detection/run.py --full      # about 30 minutes
+    .venv/bin/python benchmarks/detection/run.py --full      # 15-17 minutes on 2 cores
     .venv/bin/python benchmarks/detection/run.py --render out/detection/results-full.json
     options: --out DIR (default out/detection), --docs FILE (default docs/detection.md),
              --peers-python PATH (default .bench-venv-detection/bin/python; built by
