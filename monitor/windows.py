@@ -118,9 +118,10 @@ class WindowedCounts:
 
     def add(self, ts: np.ndarray, bins: np.ndarray, weights: np.ndarray | None = None,
             counts: np.ndarray | None = None) -> None:
-        """Add events at times `ts` into `bins` to every window. A window whose slice the
-        whole batch falls in takes the batch's count vector (`counts`, the bincount of
-        `bins` when the caller has it already) instead of per-event work."""
+        """Add events at times `ts` into `bins` (weighted by `weights`) to every window. A
+        window whose slice the whole batch falls in takes the batch's count vector instead
+        of per-event work: `counts`, the (weighted) bincount of `bins` when the caller has
+        it already, else computed here once for all windows."""
         if ts.size == 0:
             return
         first, last = float(ts.min()), float(ts.max())
