@@ -176,22 +176,10 @@ def parse_timestamp(value: Any, now: float, skew: float) -> float:
 
 
 def _req_str(obj: Mapping[str, Any], key: str, limit: int = 256) -> str:
-    value = obj.get(key)
-    if value is None:
-        raise _Bad(RejectReason.MISSING_FIELD, f"{key} is required")
-    if type(value) is not str:
-        raise _Bad(RejectReason.WRONG_TYPE, f"{key} must be a string")
+    value = _typed_str(obj, key)
     if not value or len(value) > limit:
         raise _Bad(RejectReason.OUT_OF_RANGE, f"{key} must have 1..{limit} characters")
     return value
-
-
-def _prob(value: Any, what: str) -> float:
-    if type(value) is not float and type(value) is not int:
-        raise _Bad(RejectReason.WRONG_TYPE, f"{what} must be a number")
-    if not 0.0 <= value <= 1.0:  # NaN fails both comparisons
-        raise _Bad(RejectReason.OUT_OF_RANGE, f"{what} must be in [0, 1]")
-    return float(value)
 
 
 def _class_index(value: Any, model: ModelClassIndex, what: str) -> int:
