@@ -28,6 +28,8 @@ SEVERITY_LABEL = "severity"
 # --- alerts --------------------------------------------------------------------------
 SLO_ALERT = "VisionmonErrorBudgetBurn"
 DRIFT_ALERT = "VisionmonDriftDetected"
+#: `feature` label value the embedding MMD test carries in the drift alert
+EMBEDDING_MMD_FEATURE = "embedding_mmd"
 ECE_ALERT = "VisionmonCalibrationErrorHigh"
 SHADOW_ALERT = "VisionmonShadowAgreementLow"
 LABEL_COVERAGE_ALERT = "VisionmonLabelCoverageCollapsed"

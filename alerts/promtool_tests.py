@@ -422,10 +422,18 @@ def drift_case(rule: AlertingRule, step_s: int, window: str) -> ThresholdCase:
         series[_labels_text(metric("drift_psi"), labels)] = psi
         series[_labels_text(metric("drift_threshold"), labels)] = _steps((total, threshold))
         instances.append(Instance(labels, [v if v > threshold else None for v in psi]))
-    name = (f"drift: PSI above its threshold fires after {_duration(f, step_s)}, not "
-            f"{_duration(1, step_s)} earlier; PSI just under the threshold"
+    # the embedding MMD test: a statistic and critical value without a feature label
+    mmd_labels = {"model": "digits", "version": "v2", "window": window}
+    mmd = _steps((lead, 1.0), (bad_len, 4.5), (tail, 1.0))
+    series[_labels_text(metric("embedding_mmd"), mmd_labels)] = mmd
+    series[_labels_text(metric("embedding_mmd_threshold"), mmd_labels)] = _steps((total, 2.7))
+    instances.append(Instance({**mmd_labels, "feature": names.EMBEDDING_MMD_FEATURE},
+                              [v if v > 2.7 else None for v in mmd], fires=True))
+    name = (f"drift: PSI above its threshold, or the embedding MMD statistic above its "
+            f"critical value (as feature embedding_mmd), fires after {_duration(f, step_s)}, "
+            f"not {_duration(1, step_s)} earlier; PSI just under the threshold"
             + (f" and a {_duration(f - 1, step_s)} blip" if f >= 2 else "")
-            + " never fire; it resolves when PSI drops")
+            + " never fire; it resolves when the statistic drops")
     return ThresholdCase(name, rule, series, instances, step_s)
 
 

@@ -37,13 +37,23 @@ _MV = (Label("model"), Text(" "), Label("version"))
 
 
 def drift_rule(spec: AlertSpec, c: Check) -> AlertingRule:
+    """Any drift test of a (model, version) above its critical value: each feature's PSI, or
+    the embedding MMD statistic (labelled feature="embedding_mmd"). With the daemon's
+    defaults the tests share `drift.alpha` (weighted Bonferroni), so on no drift the
+    condition holds in at most that share of windows."""
     w = {"window": c.window or ""}
-    expr = (f"{selector(metric('drift_psi'), w)}\n  > {selector(metric('drift_threshold'), w)}\n")
+    mmd = (f"{selector(metric('embedding_mmd'), w)}\n"
+           f"      > {selector(metric('embedding_mmd_threshold'), w)}")
+    expr = (f"{selector(metric('drift_psi'), w)}\n  > {selector(metric('drift_threshold'), w)}\n"
+            f"or\n  label_replace(\n      {mmd},\n"
+            f"    \"feature\", \"{names.EMBEDDING_MMD_FEATURE}\", \"\", \"\")\n")
     return _rule(spec, names.DRIFT_ALERT, "drift", c, expr,
                  (*_MV, Text(": "), Label("feature"), Text(" drifted from the baseline")),
-                 (Text("PSI of "), Label("feature"), Text(f" over the {c.window} window is "),
-                  Value("fixed3"), Text(", above its sample-size-aware threshold for "
-                                        f"{format_duration(c.for_s)}.")),
+                 (Text("The drift statistic of "), Label("feature"),
+                  Text(f" over the {c.window} window is "), Value("fixed3"),
+                  Text(", above its critical value for "
+                       f"{format_duration(c.for_s)} (PSI for a feature; the standardised "
+                       "MMD² for embedding_mmd).")),
                  True)
 
 

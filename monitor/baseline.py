@@ -30,12 +30,21 @@ from monitor.stats import (
     pca_fit,
     quantile_edges,
 )
+from monitor.stats.mmd_null import (
+    DEFAULT_MMD_SCALES,
+    MmdNull,
+    MmdReference,
+    calibrate_mmd_null,
+    mmd_reference,
+)
 
 FORMAT_VERSION = 1
 PREDICTION_FEATURES = ("confidence", "margin", "entropy")
 MIN_FEATURE_VALUES = 50      # a continuous feature needs this many values to be profiled
 MIN_LABELED_FOR_CALIBRATION = 50
-EMBEDDING_SAMPLE = 500       # baseline embeddings kept for MMD (rows)
+EMBEDDING_SAMPLE = 2000      # baseline embeddings kept as the MMD reference (rows)
+EMBEDDING_NULL_DRAWS = 4000  # simulated clean windows behind the MMD test's critical value
+MIN_EMBEDDINGS_FOR_MMD = 40  # fewer scored images: no MMD test (half reference, half null)
 EMBEDDING_COMPONENTS = 8
 
 
@@ -70,12 +79,18 @@ class FeatureProfile:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class EmbeddingProfile:
-    """Reference embeddings: PCA basis (rows = components), a sample for MMD, RBF bandwidth."""
+    """Reference embeddings: PCA basis (rows = components), the MMD reference sample, the
+    RBF median bandwidth, and the MMD test's null simulated from held-out embeddings."""
 
     mean: np.ndarray
     components: np.ndarray
     sample: np.ndarray
     bandwidth: float
+    null: MmdNull | None = None
+    scales: tuple[float, ...] = DEFAULT_MMD_SCALES
+
+    def mmd_reference(self) -> MmdReference:
+        return mmd_reference(self.sample, self.bandwidth, self.scales)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -163,14 +178,53 @@ def with_images(baseline: Baseline, images: Sequence[ScoredImage], k: int = 10) 
 
 
 def embedding_profile(emb: np.ndarray, k_components: int = EMBEDDING_COMPONENTS,
-                      seed: int = 0) -> EmbeddingProfile:
+                      seed: int = 0, null_draws: int = EMBEDDING_NULL_DRAWS) -> EmbeddingProfile:
+    """PCA basis, and the MMD reference: up to `EMBEDDING_SAMPLE` rows (at most half), the
+    other rows held out to simulate the test's null (`calibrate_mmd_null`)."""
     rng = np.random.default_rng(seed)
     basis = pca_fit(emb, min(k_components, emb.shape[1], emb.shape[0]))
-    take = rng.choice(emb.shape[0], size=min(EMBEDDING_SAMPLE, emb.shape[0]), replace=False)
-    sample = emb[np.sort(take)]
+    order = rng.permutation(emb.shape[0])
+    if emb.shape[0] < MIN_EMBEDDINGS_FOR_MMD:
+        sample = emb[np.sort(order[:EMBEDDING_SAMPLE])]
+        bandwidth = float(median_heuristic_bandwidth(sample, rng=rng))
+        return EmbeddingProfile(np.asarray(basis.mean), np.asarray(basis.components), sample,
+                                bandwidth)
+    cut = min(EMBEDDING_SAMPLE, emb.shape[0] // 2)
+    sample = emb[np.sort(order[:cut])]
     bandwidth = float(median_heuristic_bandwidth(sample, rng=rng))
+    null = calibrate_mmd_null(mmd_reference(sample, bandwidth), emb[order[cut:]], rng,
+                              draws=null_draws)
     return EmbeddingProfile(np.asarray(basis.mean), np.asarray(basis.components), sample,
-                            bandwidth)
+                            bandwidth, null)
+
+
+def _null_from_sample(sample: np.ndarray, bandwidth: float) -> MmdNull | None:
+    """A null for a baseline written before the test had one: the first half of its
+    sample stays the reference, the second half is held out (seeded, so reproducible)."""
+    if sample.shape[0] < MIN_EMBEDDINGS_FOR_MMD:
+        return None
+    cut = sample.shape[0] // 2
+    return calibrate_mmd_null(mmd_reference(sample[:cut], bandwidth), sample[cut:],
+                              np.random.default_rng(0), draws=EMBEDDING_NULL_DRAWS)
+
+
+def _embedding_from_dict(emb: Mapping[str, Any]) -> EmbeddingProfile:
+    sample = np.asarray(emb["sample"], dtype=np.float64)
+    bandwidth = float(emb["bandwidth"])
+    mean, components = np.asarray(emb["mean"]), np.asarray(emb["components"])
+    null = emb.get("null")
+    if null is None:  # an older file: keep its sample's first half as the reference
+        built = _null_from_sample(sample, bandwidth)
+        if built is not None:
+            sample = sample[:sample.shape[0] // 2]
+        return EmbeddingProfile(mean, components, sample, bandwidth, built)
+    return EmbeddingProfile(
+        mean, components, sample, bandwidth,
+        MmdNull(np.asarray(null["sizes"], dtype=np.int64),
+                np.asarray(null["mean"], dtype=np.float64),
+                np.asarray(null["sd"], dtype=np.float64),
+                np.asarray(null["aggregate"], dtype=np.float64)),
+        tuple(float(s) for s in emb["scales"]))
 
 
 # --- serialising --------------------------------------------------------------
@@ -189,7 +243,13 @@ def to_dict(b: Baseline) -> dict[str, Any]:
             "x": b.calibration.x_thresholds.tolist(), "y": b.calibration.y_values.tolist()},
         "embedding": None if b.embedding is None else {
             "mean": b.embedding.mean.tolist(), "components": b.embedding.components.tolist(),
-            "sample": b.embedding.sample.tolist(), "bandwidth": b.embedding.bandwidth},
+            "sample": b.embedding.sample.tolist(), "bandwidth": b.embedding.bandwidth,
+            **({} if b.embedding.null is None else {
+                "scales": list(b.embedding.scales),
+                "null": {"sizes": b.embedding.null.sizes.tolist(),
+                         "mean": b.embedding.null.mean.tolist(),
+                         "sd": b.embedding.null.sd.tolist(),
+                         "aggregate": b.embedding.null.aggregate.tolist()}})},
     }
     return out
 
@@ -222,9 +282,7 @@ def from_dict(d: Mapping[str, Any], where: str = "baseline") -> Baseline:
             calibration=None if cal is None else IsotonicMap(np.asarray(cal["x"]),
                                                               np.asarray(cal["y"])),
             labeled_events=int(d.get("labeled_events", 0)),
-            embedding=None if emb is None else EmbeddingProfile(
-                np.asarray(emb["mean"]), np.asarray(emb["components"]),
-                np.asarray(emb["sample"]), float(emb["bandwidth"])),
+            embedding=None if emb is None else _embedding_from_dict(emb),
             source=str(d.get("source", "")), baseline_version=str(d.get("baseline_version", "1")),
             sha256=str(d.get("sha256", "")))
     except (KeyError, TypeError, ValueError) as err:

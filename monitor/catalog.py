@@ -225,9 +225,12 @@ _SPECS: tuple[MetricSpec, ...] = (
                "below quality.min_shadow_images joined images.", "ratio",
                MVW),
     MetricSpec(f"{PREFIX}embedding_mmd", "gauge",
-               "MMD^2 (RBF kernel) between current and baseline embeddings.", "", MVW),
+               "Embedding drift of the window against the baseline's reference sample: the "
+               "largest MMD^2 (RBF kernel, three bandwidths), each standardised by its "
+               "simulated null.", "", MVW),
     MetricSpec(f"{PREFIX}embedding_mmd_threshold", "gauge",
-               "Calibrated MMD^2 critical value.", "", MVW),
+               "Critical value of visionmon_embedding_mmd at the MMD test's level, from the "
+               "baseline's simulated null.", "", MVW),
 )
 
 #: The set of label values `reason` may take on rejection counters is bounded by

@@ -186,17 +186,25 @@ class BaselineConfig(Frozen):
         return self
 
 
-class MmdConfig(Frozen):
-    """The embedding MMD² permutation test (needs a reference model)."""
+#: Share of `drift.alpha` the embedding MMD test gets when `drift.mmd.alpha` is unset.
+MMD_SHARE = 0.5
 
-    #: Significance level of the permutation test.
-    alpha: float = Field(0.01, gt=0, lt=0.5)
-    #: Permutations per test; the p-value resolution is 1 / (permutations + 1).
-    permutations: int = Field(100, ge=20, le=10_000)
-    #: Most recent embeddings kept per (model, version) and tested against the baseline.
+
+class MmdConfig(Frozen):
+    """The embedding MMD² test against the baseline's reference sample (needs a reference
+    model); its null is simulated when the baseline is built (`monitor.stats.mmd_null`)."""
+
+    #: Level of the test. Unset: half of `drift.alpha`, and the drift features share the
+    #: other half, so that a model's drift verdict (any feature or MMD) keeps `drift.alpha`.
+    #: Set: the test runs at this level and the features keep all of `drift.alpha`. The
+    #: critical value rests on about alpha x 4,000 of the baseline's simulated windows, so
+    #: levels under 0.001 (4 windows) are refused.
+    alpha: float | None = Field(None, ge=0.001, lt=0.5)
+    #: Most recent embeddings kept per (model, version); a window is tested on at most its
+    #: last 256 (the largest window size the baseline's null is simulated for).
     reservoir: int = Field(256, ge=20, le=4096)
-    #: Recompute the test once this many new images arrived (each test costs about
-    #: permutations x (reservoir + baseline sample)² kernel lookups; ~8 ms at the defaults).
+    #: Recompute the test once this many new images arrived (each test costs one
+    #: kernel over the window's embeddings, about 1 ms at 256).
     every_images: int = Field(5, ge=1)
 
 

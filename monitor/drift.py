@@ -76,11 +76,14 @@ class DriftMonitor(EngineExtension):
                  baselines: Mapping[str, Baseline] | None = None,
                  first_events: int | None = None, quantile_bins: int = 10,
                  clock: Callable[[], float] | None = None,
-                 correction: Literal["bonferroni", "none"] = "none") -> None:
+                 correction: Literal["bonferroni", "none"] = "none",
+                 embedding_alpha: float = 0.0) -> None:
         self.models = {m: tuple(c) for m, c in models.items()}
         self.windows = windows
         self.alpha = alpha
         self.correction = correction
+        #: part of `alpha` the embedding MMD test spends for models whose baseline has one
+        self.embedding_alpha = embedding_alpha
         self.min_effect = min_effect
         self.features = tuple(features)
         self.baselines: dict[str, Baseline] = dict(baselines or {})
@@ -154,13 +157,22 @@ class DriftMonitor(EngineExtension):
             listener(baseline.model, baseline)
 
     # --- reading ------------------------------------------------------------------
+    def family_alpha(self, model: str) -> float:
+        """The false-alarm rate "any feature drifted" is held to: `alpha`, less what the
+        embedding MMD test spends when the model's baseline has one (weighted Bonferroni)."""
+        baseline = self.baselines.get(model)
+        emb = None if baseline is None else baseline.embedding
+        if emb is not None and emb.null is not None:
+            return self.alpha - self.embedding_alpha
+        return self.alpha
+
     def feature_alpha(self, model: str) -> float:
-        """The level each feature of `model` is tested at: `alpha`, or alpha / k over the k
-        features of its baseline (Bonferroni), so that "any feature drifted" keeps `alpha`."""
+        """The level each feature of `model` is tested at: `alpha`, or `family_alpha` / k
+        over the k features of its baseline (Bonferroni)."""
         baseline = self.baselines.get(model)
         if self.correction == "none" or baseline is None or not baseline.features:
             return self.alpha
-        return self.alpha / len(baseline.features)
+        return self.family_alpha(model) / len(baseline.features)
 
     def figures(self, model: str, version: str) -> dict[tuple[str, str], DriftFigures]:
         """{(feature, window): figures} for one (model, version)."""
@@ -204,8 +216,9 @@ class DriftMonitor(EngineExtension):
 
     def drifting(self, model: str, version: str, window: str) -> bool | None:
         """True when any feature drifted in that window at a family-wise false-alarm rate
-        of `alpha` (Bonferroni: each of the k features with data tested at alpha / k, whatever
-        `correction` says); None: no data. This is the `drift` quality objective."""
+        of `family_alpha` (Bonferroni: each of the k features with data tested at
+        family_alpha / k, whatever `correction` says); None: no data. This is the `drift`
+        quality objective."""
         state = self.by_version.get((model, version))
         baseline = self.baselines.get(model)
         if state is None or baseline is None:
@@ -215,7 +228,7 @@ class DriftMonitor(EngineExtension):
         live = {n: c for n, c in totals.items() if c.sum() > 0}
         if not live:
             return None
-        alpha = self.alpha / len(live)
+        alpha = self.family_alpha(model) / len(live)
         verdicts = [drift_figures(c, baseline.features[n].counts, alpha, self.min_effect)
                     for n, c in live.items()]
         valid = [f for f in verdicts if not math.isnan(f.psi)]

@@ -27,11 +27,17 @@ from monitor.joins import JoinStore
 from monitor.quality import QualityEvaluator
 from monitor.scored import INPUT_FEATURES, ScoredImage
 from monitor.snapshot import SnapshotBuilder
-from monitor.stats import calibration_bin_index, ece_from_bins, mmd2_rbf, mmd_permutation_threshold
+from monitor.stats import (
+    MmdReference,
+    calibration_bin_index,
+    ece_from_bins,
+    mean_kernel_to_reference,
+    mmd2_to_reference,
+    mmd_null_test,
+)
 from monitor.windows import WindowedCounts, WindowSpec
 
 B = CALIBRATION_BINS
-MmdFn = Callable[[np.ndarray, np.ndarray, float], float]
 
 
 class _VersionShadow:
@@ -50,7 +56,7 @@ class ShadowMonitor(EngineExtension):
                  drift: DriftMonitor, quality: QualityEvaluator | None = None,
                  max_entries: int = 50_000, ttl_seconds: float = 3600.0,
                  hash_request_ids: bool = False, baseline_images: int = 300,
-                 mmd: MmdConfig | None = None, mmd_fn: MmdFn | None = None, seed: int = 0,
+                 mmd: MmdConfig | None = None, mmd_alpha: float | None = None,
                  version_key: Callable[[str, str], str] | None = None,
                  min_agreement_images: int = 1) -> None:
         self.models = {m: tuple(c) for m, c in models.items()}
@@ -66,14 +72,14 @@ class ShadowMonitor(EngineExtension):
         self._collect: dict[str, list[ScoredImage]] = {}
         mmd = mmd or MmdConfig()
         self.reservoir_size = mmd.reservoir
-        self.reservoirs: dict[tuple[str, str], deque[tuple[float, np.ndarray]]] = {}
-        self.mmd_alpha = mmd.alpha
-        self.mmd_permutations = mmd.permutations
+        #: (model, version) -> recent (event time, embedding, (baseline sha, cross term))
+        self.reservoirs: dict[tuple[str, str], deque[tuple[float, np.ndarray, Any]]] = {}
+        #: level of the MMD test: `drift.mmd.alpha`, or the share of `drift.alpha` it gets
+        self.mmd_alpha = mmd_alpha if mmd_alpha is not None else (mmd.alpha or 0.005)
         self.mmd_every = mmd.every_images
+        self._mmd_refs: dict[str, tuple[str, MmdReference]] = {}
         #: joined images a window needs before its agreement ratio is exported
         self.min_agreement_images = min_agreement_images
-        self.mmd_fn: MmdFn = mmd_fn or mmd2_rbf
-        self.rng = np.random.default_rng(seed)
         self.scored = 0
         #: (model, version, window) -> (embeddings added when computed, MMD², threshold)
         self._mmd_cache: dict[tuple[str, str, str], tuple[int, float, float]] = {}
@@ -164,8 +170,13 @@ class ShadowMonitor(EngineExtension):
         res = self.reservoirs.get((model, version))
         if res is None:
             res = self.reservoirs[(model, version)] = deque(maxlen=self.reservoir_size)
-        for t, e in zip(ts.tolist(), emb, strict=True):
-            res.append((t, e))
+        ref = self._mmd_reference(model)
+        if ref is None:
+            res.extend(zip(ts.tolist(), emb, repeat(None)))
+        else:  # the cross term of MMD², once per embedding
+            tag = baseline.sha256
+            cross = mean_kernel_to_reference(ref, emb)
+            res.extend((t, e, (tag, c)) for t, e, c in zip(ts.tolist(), emb, cross, strict=True))
         self._added[(model, version)] = self._added.get((model, version), 0) + len(its)
 
     def _join(self, model: str, version: str,
@@ -198,30 +209,48 @@ class ShadowMonitor(EngineExtension):
                 self.quality.on_shadow(model, version, t, ok)
 
     # --- reading ------------------------------------------------------------------
+    def _mmd_reference(self, model: str) -> MmdReference | None:
+        """The model's MMD reference (kernel sums of its baseline sample), built once per
+        baseline; None when the baseline has no calibrated MMD null."""
+        baseline = self.drift.baselines.get(model)
+        if baseline is None or baseline.embedding is None or baseline.embedding.null is None:
+            return None
+        cached = self._mmd_refs.get(model)
+        if cached is None or cached[0] != baseline.sha256:
+            cached = self._mmd_refs[model] = (baseline.sha256,
+                                              baseline.embedding.mmd_reference())
+        return cached[1]
+
     def _mmd(self, model: str, version: str, window: str, seconds: int, now: float
              ) -> tuple[float, float] | None:
         baseline = self.drift.baselines.get(model)
         res = self.reservoirs.get((model, version))
-        if baseline is None or baseline.embedding is None or not res:
+        ref = self._mmd_reference(model)
+        if baseline is None or baseline.embedding is None or ref is None or not res:
             return None
-        current = [e for t, e in res if t > now - seconds]
-        if len(current) < 20:
+        null = baseline.embedding.null
+        assert null is not None
+        if sum(1 for it in res if it[0] > now - seconds) < int(null.sizes[0]):
             return None
         key = (model, version, window)
         cached = self._mmd_cache.get(key)
         added = self._added.get((model, version), 0)
-        # the permutation test costs O(permutations x (n + m)^2): recompute only once
-        # `drift.mmd.every_images` new images arrived
+        # recompute only once `drift.mmd.every_images` new images arrived
         if cached is not None and added - cached[0] < self.mmd_every:
             return cached[1], cached[2]
-        x = np.stack(current)
-        y = baseline.embedding.sample
-        bw = baseline.embedding.bandwidth
-        stat = float(self.mmd_fn(x, y, bw))
-        result = mmd_permutation_threshold(x, y, bw, self.mmd_alpha, self.mmd_permutations,
-                                           self.rng)
-        self._mmd_cache[key] = (added, stat, float(result.threshold))
-        return stat, float(result.threshold)
+        tag = baseline.sha256
+        stale = [i for i, it in enumerate(res) if it[2] is None or it[2][0] != tag]
+        if stale:  # kept from before this baseline, or restored from a checkpoint
+            fresh = mean_kernel_to_reference(ref, np.stack([res[i][1] for i in stale]))
+            for i, c in zip(stale, fresh, strict=True):
+                res[i] = (res[i][0], res[i][1], (tag, c))
+        current = [it for it in res if it[0] > now - seconds][-int(null.sizes[-1]):]
+        x = np.stack([it[1] for it in current])
+        cross = np.stack([it[2][1] for it in current])
+        result = mmd_null_test(null, mmd2_to_reference(ref, x, cross), len(current),
+                               self.mmd_alpha)
+        self._mmd_cache[key] = (added, result.statistic, result.threshold)
+        return result.statistic, result.threshold
 
     def snapshot(self, b: SnapshotBuilder) -> None:
         b.set("visionmon_pending_joins", ("shadow_predictions",), float(len(self.predictions)))
@@ -276,7 +305,7 @@ class ShadowMonitor(EngineExtension):
             "early": self.early.state(list),
             "versions": [[m, v, s.agree, s.disagree, s.windows.state()]
                          for (m, v), s in self.by_version.items()],
-            "reservoirs": [[m, v, [[t, e] for t, e in r]] for (m, v), r in
+            "reservoirs": [[m, v, [[it[0], it[1]] for it in r]] for (m, v), r in
                            self.reservoirs.items()],
             "scored": self.scored,
         }
@@ -295,5 +324,5 @@ class ShadowMonitor(EngineExtension):
         for m, v, items in state.get("reservoirs", []):
             r = self.reservoirs[(m, v)] = deque(maxlen=self.reservoir_size)
             for t, e in items:
-                r.append((float(t), np.asarray(e, dtype=np.float64)))
+                r.append((float(t), np.asarray(e, dtype=np.float64), None))
         self.scored = int(state.get("scored", 0))

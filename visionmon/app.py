@@ -16,7 +16,7 @@ from collectors.exporter import build_registry
 from collectors.http_server import HttpEndpoints, HttpServer
 from monitor import baseline as baseline_mod
 from monitor.baseline import Baseline, BaselineError
-from monitor.config import ConfigError, LoadedConfig, read_secret
+from monitor.config import MMD_SHARE, ConfigError, LoadedConfig, read_secret
 from monitor.drift import DriftMonitor
 from monitor.durations import parse_duration
 from monitor.engine import Engine
@@ -67,8 +67,15 @@ def build_statistics(loaded: LoadedConfig) -> Statistics:
     engine = Engine(models, cfg.limits.max_versions_per_model)
     windows = tuple(WindowSpec(name, secs, cfg.windows.slices)
                     for name, secs in zip(cfg.windows.sizes, cfg.windows.seconds(), strict=True))
+    # unless `drift.mmd.alpha` is set, the embedding MMD test takes half of `drift.alpha`
+    # and the features share the rest, so the whole drift verdict keeps `drift.alpha`
+    mmd_alpha = cfg.drift.mmd.alpha
+    shared = mmd_alpha is None and cfg.reference is not None
+    if mmd_alpha is None:
+        mmd_alpha = cfg.drift.alpha * MMD_SHARE
     drift = DriftMonitor(models, windows, cfg.drift.alpha, cfg.drift.min_effect,
                          features=cfg.drift.features, correction=cfg.drift.correction,
+                         embedding_alpha=mmd_alpha if shared else 0.0,
                          baselines=load_baselines(loaded),
                          first_events=cfg.baseline.events
                          if cfg.baseline.mode == "first_events" else None,
@@ -92,6 +99,7 @@ def build_statistics(loaded: LoadedConfig) -> Statistics:
                                hash_request_ids=cfg.state.hash_request_ids,
                                baseline_images=cfg.baseline.images,
                                version_key=engine.versions.key, mmd=cfg.drift.mmd,
+                               mmd_alpha=mmd_alpha,
                                min_agreement_images=q.min_shadow_images)
         engine.extensions.append(shadow)
     return Statistics(engine, drift, labels, quality, shadow)
@@ -141,10 +149,6 @@ class App:
                                            self._on_scored)
             except ArtifactError as err:  # refused at start, with what to do about it
                 raise ConfigError(f"{loaded.path}: reference: {err}") from None
-            if self.scorer.device.startswith("cuda") and self.stats.shadow is not None:
-                from reference_model.embeddings import mmd2_rbf as gpu_mmd2
-
-                self.stats.shadow.mmd_fn = gpu_mmd2
         self.daemon = Daemon(loaded, self.engine, feedback_sink=self.stats.labels,
                              image_sink=self.scorer,
                              extra_ready=self.scorer.ready if self.scorer else None)

@@ -13,7 +13,7 @@ configured as 10s, 100s and 1000s at 10 requests per second):
   input     PSI of the input features (brightness, contrast, saturation, channel means, bytes)
   embed     PSI of the 8 embedding principal components
   drift     any of the above (what `DriftMonitor.drifting` and the drift alert see)
-  mmd       embedding MMD² above its permutation threshold (ShadowMonitor, alpha 0.01)
+  mmd       embedding MMD statistic above its critical value (ShadowMonitor, alpha 0.005)
   agree     shadow agreement ratio below quality.min_shadow_agreement (0.9), with at least
             quality.min_shadow_images (100) joined images in the window
   accuracy  realized accuracy from labels below quality.min_accuracy (0.9), >= 20 labels
@@ -68,8 +68,9 @@ from monitor.snapshot import HistogramValue, SnapshotBuilder
 from monitor.stats import (
     drift_threshold,
     estimated_accuracy,
-    mmd2_rbf,
-    mmd_permutation_threshold,
+    mean_kernel_to_reference,
+    mmd2_to_reference,
+    mmd_null_test,
 )
 from reference_model.digits import DIGIT_CLASSES
 from visionmon.app import Statistics, build_statistics
@@ -186,6 +187,7 @@ class Reading:
 
     p: dict[str, float] = field(default_factory=dict)      # group -> min p-value
     mmd: float = math.nan                                   # statistic / threshold
+    mmd_stat: float = math.nan                              # the exported statistic
     agree: float = math.nan
     agree_n: float = 0.0
     accuracy: float = math.nan
@@ -243,9 +245,14 @@ class Reader:
         mmd_thr = snap.get("visionmon_embedding_mmd_threshold", {})
         for key, value in mmd.items():
             if key[2] in out:
-                ratio = value / mmd_thr[key] if mmd_thr[key] > 0 else math.inf
+                # > 1 exactly when the statistic exceeds its critical value (both can be
+                # negative or the critical value +Inf)
+                thr = mmd_thr[key]
+                ratio = value / thr if thr > 0 and math.isfinite(thr) else (
+                    2.0 if value > thr else 0.0)
                 r = out[key[2]]
                 r.mmd = ratio if math.isnan(r.mmd) else max(r.mmd, ratio)
+                r.mmd_stat = value if math.isnan(r.mmd_stat) else max(r.mmd_stat, value)
         shadow = stats.shadow
         if shadow is not None:
             now = stats.drift.watermark.get(MODEL, 0.0)
@@ -348,6 +355,7 @@ class DelayRun:
     images_after: list[int] = field(default_factory=list)
     p: dict[str, list[float]] = field(default_factory=dict)
     mmd: list[float] = field(default_factory=list)
+    mmd_stat: list[float] = field(default_factory=list)
     agree: list[float] = field(default_factory=list)
     accuracy: list[float] = field(default_factory=list)
     estimate: list[float] = field(default_factory=list)
@@ -388,6 +396,7 @@ def run_delay(loaded: LoadedConfig, pools: dict[str, Pool], plan: Plan, chunk: i
         for g in GROUPS:
             run.p.setdefault(g, []).append(r.p.get(g, math.nan))
         run.mmd.append(r.mmd)
+        run.mmd_stat.append(r.mmd_stat)
         run.agree.append(r.agree)
         run.accuracy.append(r.accuracy)
         run.estimate.append(r.estimate)
@@ -444,6 +453,7 @@ def run_false_alarms(loaded: LoadedConfig, pools: dict[str, Pool], plan: Plan,
             continue
         for w, r in reader.read(reader.snapshot(), due).items():
             out.windows[w].append({**{f"p_{g}": v for g, v in r.p.items()}, "mmd": r.mmd,
+                                   "mmd_stat": r.mmd_stat,
                                    "agree": r.agree, "accuracy": r.accuracy,
                                    "estimate": r.estimate,
                                    "estimate_exact": exact(c.stop - WINDOWS[w], c.stop),
@@ -465,8 +475,10 @@ def embedding_signal_costs(baseline_path: Path, pool: Pool, images: int = 200,
       psi  PCA projection, binning into the baseline's PC bins and `drift_figures` for each
            of the 8 components (DriftMonitor adds the bins to rings as images arrive and runs
            `drift_figures` per window at snapshot time; both are counted here)
-      mmd  `mmd2_rbf` and `mmd_permutation_threshold` with 100 permutations against the
-           baseline's 500-row sample (what ShadowMonitor._mmd computes)
+      mmd  the cross terms of the window's embeddings (`mean_kernel_to_reference`, computed
+           once per image as it arrives), `mmd2_to_reference` and `mmd_null_test` against the
+           baseline's reference sample (what ShadowMonitor computes; its kernel sums over the
+           reference are built once per baseline and not counted)
     The same window size as Alibi's `predict` on a 1,000-request window (~200 images)."""
     base = baseline_mod.load(baseline_path)
     emb = base.embedding
@@ -481,10 +493,12 @@ def embedding_signal_costs(baseline_path: Path, pool: Pool, images: int = 200,
             counts = np.bincount(prof.bin_of(pcs[:, j]), minlength=prof.counts.size)
             drift_figures(counts.astype(np.float64), prof.counts, ALPHA / 8, 0.0)
     psi_ms = 1e3 * (time.perf_counter() - t) / repeats
+    ref = emb.mmd_reference()
+    assert emb.null is not None
     t = time.perf_counter()
     for _ in range(repeats):
-        mmd2_rbf(x, emb.sample, emb.bandwidth)
-        mmd_permutation_threshold(x, emb.sample, emb.bandwidth, ALPHA, 100, rng)
+        cross = mean_kernel_to_reference(ref, x)
+        mmd_null_test(emb.null, mmd2_to_reference(ref, x, cross), images, ALPHA / 2)
     mmd_ms = 1e3 * (time.perf_counter() - t) / repeats
     return {"psi_ms": psi_ms, "mmd_ms": mmd_ms, "images": float(images)}
 

@@ -52,8 +52,9 @@ def test_bonferroni_is_the_config_default_and_other_values_are_refused() -> None
     assert cfg.quality.min_shadow_images == 100
     with pytest.raises(ConfigError, match=r"drift\.correction"):
         parse_config({**base, "drift": {"correction": "holm"}}, "f.yaml")
-    with pytest.raises(ConfigError, match=r"drift\.mmd\.permutations"):
-        parse_config({**base, "drift": {"mmd": {"permutations": 5}}}, "f.yaml")
+    assert cfg.drift.mmd.alpha is None  # half of drift.alpha, taken from the features
+    with pytest.raises(ConfigError, match=r"drift\.mmd\.alpha"):
+        parse_config({**base, "drift": {"mmd": {"alpha": 0.0001}}}, "f.yaml")
 
 
 def test_shadow_agreement_is_judged_only_with_enough_images() -> None:
