@@ -32,6 +32,7 @@ from monitor.stats import (
 )
 from monitor.stats.mmd_null import (
     DEFAULT_MMD_SCALES,
+    DEFAULT_NULL_SIZES,
     MmdNull,
     MmdReference,
     calibrate_mmd_null,
@@ -44,7 +45,11 @@ MIN_FEATURE_VALUES = 50      # a continuous feature needs this many values to be
 MIN_LABELED_FOR_CALIBRATION = 50
 EMBEDDING_SAMPLE = 2000      # baseline embeddings kept as the MMD reference (rows)
 EMBEDDING_NULL_DRAWS = 4000  # simulated clean windows behind the MMD test's critical value
-MIN_EMBEDDINGS_FOR_MMD = 40  # fewer scored images: no MMD test (half reference, half null)
+#: the null simulates windows of at most 1/4 of the held-out rows (a window drawn from
+#: barely more rows than it holds varies less than real traffic does)
+NULL_ROWS_PER_WINDOW = 4
+#: fewer scored images: no MMD test (half reference, half held out for windows of >= 20)
+MIN_EMBEDDINGS_FOR_MMD = 2 * NULL_ROWS_PER_WINDOW * DEFAULT_NULL_SIZES[0]
 EMBEDDING_COMPONENTS = 8
 
 
@@ -192,20 +197,33 @@ def embedding_profile(emb: np.ndarray, k_components: int = EMBEDDING_COMPONENTS,
     cut = min(EMBEDDING_SAMPLE, emb.shape[0] // 2)
     sample = emb[np.sort(order[:cut])]
     bandwidth = float(median_heuristic_bandwidth(sample, rng=rng))
-    null = calibrate_mmd_null(mmd_reference(sample, bandwidth), emb[order[cut:]], rng,
-                              draws=null_draws)
+    held = emb[order[cut:]]
+    null = calibrate_mmd_null(mmd_reference(sample, bandwidth), held, rng,
+                              sizes=null_sizes(held.shape[0]), draws=null_draws)
     return EmbeddingProfile(np.asarray(basis.mean), np.asarray(basis.components), sample,
                             bandwidth, null)
 
 
-def _null_from_sample(sample: np.ndarray, bandwidth: float) -> MmdNull | None:
-    """A null for a baseline written before the test had one: the first half of its
-    sample stays the reference, the second half is held out (seeded, so reproducible)."""
+def null_sizes(held_rows: int) -> tuple[int, ...]:
+    """The window sizes a null simulated from `held_rows` rows covers: at most a quarter of
+    them each, so that the largest window the daemon tests grows with the baseline."""
+    return tuple(s for s in DEFAULT_NULL_SIZES if s * NULL_ROWS_PER_WINDOW <= held_rows)
+
+
+def _split_old_sample(sample: np.ndarray, bandwidth: float
+                      ) -> tuple[np.ndarray, MmdNull | None]:
+    """A null for a baseline written before the test had one: a seeded random half of its
+    sample stays the reference, the other half is held out (the sample is in input order,
+    so a split by position could separate classes or times)."""
     if sample.shape[0] < MIN_EMBEDDINGS_FOR_MMD:
-        return None
+        return sample, None
+    order = np.random.default_rng(0).permutation(sample.shape[0])
     cut = sample.shape[0] // 2
-    return calibrate_mmd_null(mmd_reference(sample[:cut], bandwidth), sample[cut:],
-                              np.random.default_rng(0), draws=EMBEDDING_NULL_DRAWS)
+    reference, held = sample[np.sort(order[:cut])], sample[order[cut:]]
+    null = calibrate_mmd_null(mmd_reference(reference, bandwidth), held,
+                              np.random.default_rng(0), sizes=null_sizes(held.shape[0]),
+                              draws=EMBEDDING_NULL_DRAWS)
+    return reference, null
 
 
 def _embedding_from_dict(emb: Mapping[str, Any]) -> EmbeddingProfile:
@@ -213,11 +231,9 @@ def _embedding_from_dict(emb: Mapping[str, Any]) -> EmbeddingProfile:
     bandwidth = float(emb["bandwidth"])
     mean, components = np.asarray(emb["mean"]), np.asarray(emb["components"])
     null = emb.get("null")
-    if null is None:  # an older file: keep its sample's first half as the reference
-        built = _null_from_sample(sample, bandwidth)
-        if built is not None:
-            sample = sample[:sample.shape[0] // 2]
-        return EmbeddingProfile(mean, components, sample, bandwidth, built)
+    if null is None:  # an older file: half its sample stays the reference
+        reference, built = _split_old_sample(sample, bandwidth)
+        return EmbeddingProfile(mean, components, reference, bandwidth, built)
     return EmbeddingProfile(
         mean, components, sample, bandwidth,
         MmdNull(np.asarray(null["sizes"], dtype=np.int64),
@@ -276,7 +292,7 @@ def from_dict(d: Mapping[str, Any], where: str = "baseline") -> Baseline:
                     for n, f in d["features"].items()}
         cal = d.get("calibration")
         emb = d.get("embedding")
-        return Baseline(
+        b = Baseline(
             model=d["model"], classes=tuple(d["classes"]), events=int(d["events"]),
             created_at=float(d["created_at"]), features=features,
             calibration=None if cal is None else IsotonicMap(np.asarray(cal["x"]),
@@ -287,11 +303,15 @@ def from_dict(d: Mapping[str, Any], where: str = "baseline") -> Baseline:
             sha256=str(d.get("sha256", "")))
     except (KeyError, TypeError, ValueError) as err:
         raise BaselineError(f"{where}: malformed baseline ({err})") from None
+    if emb is not None and emb.get("null") is None and b.embedding is not None \
+            and b.embedding.null is not None:
+        return seal(b)   # an older file given a null on load: its content, so its hash, changed
+    return b
 
 
 def save(b: Baseline, path: str | os.PathLike[str]) -> Path:
     """Write atomically (temp file + rename); the content hash goes into the file."""
-    b = seal(b) if not b.sha256 else b
+    b = seal(b)
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}")

@@ -175,7 +175,9 @@ class BaselineConfig(Frozen):
     path: str | None = None
     events: int = Field(10_000, ge=100)
     #: scored images that extend a baseline without an image profile (input and
-    #: embedding drift); 0 turns that off
+    #: embedding drift); 0 turns that off. Half become the embedding MMD test's reference
+    #: and half its held-out rows, which bound the window it tests to a quarter of them:
+    #: 300 images test windows of 32 embeddings, 2,048 or more windows of 256.
     images: int = Field(300, ge=0)
     quantile_bins: int = Field(10, ge=2, le=100)
 
@@ -200,18 +202,23 @@ class MmdConfig(Frozen):
     #: critical value rests on about alpha x 4,000 of the baseline's simulated windows, so
     #: levels under 0.001 (4 windows) are refused.
     alpha: float | None = Field(None, ge=0.001, lt=0.5)
-    #: Most recent embeddings kept per (model, version); a window is tested on at most its
-    #: last 256 (the largest window size the baseline's null is simulated for).
+    #: Most recent embeddings kept per (model, version). A window is tested on at most its
+    #: last 256, or fewer: the largest window the baseline's null covers (a quarter of its
+    #: held-out embeddings; 256 from 1,024 held out, 32 for a 300-image baseline).
     reservoir: int = Field(256, ge=20, le=4096)
     #: Recompute the test once this many new images arrived (each test costs one
     #: kernel over the window's embeddings, about 1 ms at 256).
     every_images: int = Field(5, ge=1)
+    #: Ignored: the permutation test it sized is gone. Accepted so that older configs load;
+    #: the daemon logs a warning when it is set.
+    permutations: int | None = None
 
 
 class DriftConfig(Frozen):
-    #: False-alarm rate of the drift test on no drift. With `correction: bonferroni` it is
-    #: the rate of "any feature drifted" per (model, version, window): each of the k
-    #: features of the baseline is tested at alpha / k. With `none`, per feature.
+    #: False-alarm rate of the drift verdict on no drift, per (model, version, window). With
+    #: `correction: bonferroni` it is shared: where the baseline has the embedding MMD test
+    #: and `mmd.alpha` is unset, that test gets alpha / 2 and each of the k features
+    #: alpha / (2k); otherwise each feature gets alpha / k. With `none`, alpha per feature.
     alpha: float = Field(0.01, gt=0, lt=0.5)
     correction: Literal["bonferroni", "none"] = "bonferroni"
     min_effect: float = Field(0.0, ge=0)
@@ -261,6 +268,17 @@ class VisionmonConfig(Frozen):
         names = [m.name for m in self.models]
         if len(set(names)) != len(names):
             raise ValueError(f"model names must be unique, got {names}")
+        return self
+
+    @model_validator(mode="after")
+    def _mmd_share_resolvable(self) -> VisionmonConfig:
+        share = self.drift.alpha * MMD_SHARE
+        if self.reference is not None and self.drift.mmd.alpha is None and share < 0.001:
+            raise ValueError(
+                f"drift.alpha {self.drift.alpha:g} leaves the embedding MMD test "
+                f"{share:g} (its share with drift.mmd.alpha unset), under 0.001, the smallest "
+                "level the baseline's simulated null resolves: raise drift.alpha to at least "
+                "0.002 or set drift.mmd.alpha")
         return self
 
 

@@ -81,8 +81,9 @@ class ShadowMonitor(EngineExtension):
         #: joined images a window needs before its agreement ratio is exported
         self.min_agreement_images = min_agreement_images
         self.scored = 0
-        #: (model, version, window) -> (embeddings added when computed, MMD², threshold)
-        self._mmd_cache: dict[tuple[str, str, str], tuple[int, float, float]] = {}
+        #: (model, version, window, baseline sha) -> (embeddings added when computed,
+        #: statistic, critical value)
+        self._mmd_cache: dict[tuple[str, str, str, str], tuple[int, float, float]] = {}
         self._added: dict[tuple[str, str], int] = {}
         #: maps an image's version header to the cardinality-limited version label
         self.version_key = version_key or (lambda _m, v: v)
@@ -232,7 +233,7 @@ class ShadowMonitor(EngineExtension):
         assert null is not None
         if sum(1 for it in res if it[0] > now - seconds) < int(null.sizes[0]):
             return None
-        key = (model, version, window)
+        key = (model, version, window, baseline.sha256)
         cached = self._mmd_cache.get(key)
         added = self._added.get((model, version), 0)
         # recompute only once `drift.mmd.every_images` new images arrived

@@ -69,6 +69,9 @@ def build_statistics(loaded: LoadedConfig) -> Statistics:
                     for name, secs in zip(cfg.windows.sizes, cfg.windows.seconds(), strict=True))
     # unless `drift.mmd.alpha` is set, the embedding MMD test takes half of `drift.alpha`
     # and the features share the rest, so the whole drift verdict keeps `drift.alpha`
+    if cfg.drift.mmd.permutations is not None:
+        log.warning("%s: drift.mmd.permutations is ignored: the embedding MMD test no longer "
+                    "permutes (its null is simulated when the baseline is built)", loaded.path)
     mmd_alpha = cfg.drift.mmd.alpha
     shared = mmd_alpha is None and cfg.reference is not None
     if mmd_alpha is None:

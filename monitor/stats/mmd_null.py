@@ -154,14 +154,14 @@ def calibrate_mmd_null(ref: MmdReference, heldout: npt.ArrayLike,
                        draws: int = 4000) -> MmdNull:
     """Simulate the null: ``draws`` windows of held-out clean embeddings tested against ref.
 
-    Each draw takes ``sizes[-1]`` held-out rows with replacement (a bootstrap of their
-    empirical distribution) and scores every prefix of it from one kernel, so each window
-    size from ``sizes[0]`` to ``sizes[-1]`` gets ``draws`` values. Drawn without replacement,
-    the null fits the held-out rows themselves: on fresh clean windows of the detection
-    benchmark's data it rejected about 1.2x as often as nominal, the bootstrap about 1.05x.
-    The held-out rows must not be in the reference sample and must come from the same
-    traffic. The critical value at alpha rests on about alpha x draws simulated values
-    (20 at the daemon's 0.005). Cost O(draws x sizes[-1]² x B): about 1 ms per draw."""
+    Each draw takes ``sizes[-1]`` held-out rows with replacement and scores every prefix of
+    it from one kernel, so each window size from ``sizes[0]`` to ``sizes[-1]`` gets
+    ``draws`` values. Pairs that drew the same held-out row are left out of the within-window
+    mean: a window of distinct images has no such pairs, and with few held-out rows they
+    would inflate the null (with 150 rows and windows of 256, by several null sds). The
+    held-out rows must not be in the reference sample and must come from the same traffic.
+    The critical value at alpha rests on about alpha x draws simulated values (20 at the
+    daemon's 0.005). Cost O(draws x sizes[-1]² x B): about 1 ms per draw."""
     held = _points(heldout, "heldout", ref.sample.shape[1])
     grid = np.asarray(sorted(set(int(s) for s in sizes)), dtype=np.int64)
     if grid.size == 0 or grid[0] < 2:
@@ -178,9 +178,12 @@ def calibrate_mmd_null(ref: MmdReference, heldout: npt.ArrayLike,
         idx = rng.integers(0, held.shape[0], size=top)
         x = held[idx]
         k = _kernels(_squared_distances(x, x), ref.bandwidths)
-        # sum over distinct pairs of every prefix: twice the cumulated strictly-lower rows
+        tied = idx[:, None] == idx[None, :]          # the diagonal, and rows drawn twice
+        k[:, tied] = 0.0
+        # mean over pairs of distinct rows in every prefix, from the cumulated lower rows
         lower = np.cumsum(np.tril(k, -1).sum(axis=2), axis=1)[:, low - 1:]
-        xx = 2.0 * lower / (counts * (counts - 1.0))
+        pairs = np.cumsum(np.tril(~tied, -1).sum(axis=1))[low - 1:]
+        xx = lower / np.maximum(pairs, 1)
         xy = (np.cumsum(cross[idx], axis=0)[low - 1:] / counts[:, None]).T
         values[d] = (xx + ref.within[:, None] - 2.0 * xy).T
     mean = values.mean(axis=0)

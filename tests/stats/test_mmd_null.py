@@ -41,18 +41,35 @@ def test_reference_mmd2_equals_the_pooled_estimate_at_every_bandwidth() -> None:
         mmd2_to_reference(ref, x, np.zeros((9, 2)))
 
 
+def _distinct_pair_mmd2(ref, rows: np.ndarray, idx: np.ndarray) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """Brute force of one simulated window: pairs that drew the same held-out row are left
+    out of the within-window mean; every drawn row counts in the cross term."""
+    x = rows[idx]
+    out = []
+    for sigma, within in zip(ref.bandwidths, ref.within, strict=True):
+        pairs = [math.exp(-float(np.sum((x[i] - x[j]) ** 2)) / (2 * sigma**2))
+                 for i in range(len(idx)) for j in range(len(idx))
+                 if i != j and idx[i] != idx[j]]
+        cross = _brute_cross(x, ref.sample, sigma).mean()
+        out.append(np.mean(pairs) + within - 2 * cross)
+    return np.array(out)
+
+
 def test_the_null_scores_every_prefix_of_a_draw_like_a_window_of_that_size() -> None:
     rng = np.random.default_rng(1)
     ref = mmd_reference(rng.normal(size=(60, 4)), 2.0)
-    held = rng.normal(size=(80, 4))
+    held = rng.normal(size=(30, 4))   # few rows: draws of 12 repeat some of them
     null = calibrate_mmd_null(ref, held, np.random.default_rng(7), sizes=(5, 9, 12), draws=25)
     # replay the draws the implementation documents: sizes[-1] rows with replacement
     replay = np.random.default_rng(7)
-    per_size = {n: [] for n in range(5, 13)}
+    per_size: dict[int, list[np.ndarray]] = {n: [] for n in range(5, 13)}
+    repeats = 0
     for _ in range(25):
-        idx = replay.integers(0, 80, size=12)
+        idx = replay.integers(0, 30, size=12)
+        repeats += len(idx) - len(set(idx.tolist()))
         for n in per_size:
-            per_size[n].append(mmd2_to_reference(ref, held[idx[:n]]))
+            per_size[n].append(_distinct_pair_mmd2(ref, held, idx[:n]))
+    assert repeats > 0   # the case the brute force has to handle
     for n, values in per_size.items():
         arr = np.array(values)
         assert null.mean[n - 5] == pytest.approx(arr.mean(axis=0), abs=1e-12)
@@ -61,6 +78,18 @@ def test_the_null_scores_every_prefix_of_a_draw_like_a_window_of_that_size() -> 
     assert (np.diff(null.aggregate, axis=1) >= 0).all()
     nine = ((np.array(per_size[9]) - null.mean[4]) / null.sd[4]).max(axis=1)
     assert null.aggregate[1] == pytest.approx(np.sort(nine), abs=1e-9)
+
+
+def test_a_null_from_few_held_out_rows_still_holds_its_level() -> None:
+    """150 held-out rows, windows up to a quarter of them (what `null_sizes` allows)."""
+    rng = np.random.default_rng(8)
+    ref = mmd_reference(rng.normal(size=(150, 8)), 4.0)
+    null = calibrate_mmd_null(ref, rng.normal(size=(150, 8)), np.random.default_rng(9),
+                              sizes=(20, 32), draws=400)
+    rejected = sum(mmd_null_test(null, mmd2_to_reference(ref, rng.normal(size=(n, 8))), n,
+                                 0.05).p_value <= 0.05
+                   for n in (20, 32) * 300)
+    assert 0.01 <= rejected / 600 <= 0.1
 
 
 @pytest.fixture(scope="module")

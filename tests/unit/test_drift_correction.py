@@ -55,6 +55,16 @@ def test_bonferroni_is_the_config_default_and_other_values_are_refused() -> None
     assert cfg.drift.mmd.alpha is None  # half of drift.alpha, taken from the features
     with pytest.raises(ConfigError, match=r"drift\.mmd\.alpha"):
         parse_config({**base, "drift": {"mmd": {"alpha": 0.0001}}}, "f.yaml")
+    # the permutation test's old key still loads (ignored, with a warning at start)
+    assert parse_config({**base, "drift": {"mmd": {"permutations": 100}}}).drift.mmd \
+        .permutations == 100
+    # with a reference model, half of a tiny drift.alpha is too small for the simulated null
+    ref = {"model": "m", "path": "r.pt", "sha256": "0" * 64}
+    with pytest.raises(ConfigError, match=r"drift\.alpha 0\.001 leaves the embedding MMD"):
+        parse_config({**base, "reference": ref, "drift": {"alpha": 0.001}}, "f.yaml")
+    assert parse_config({**base, "reference": ref,
+                         "drift": {"alpha": 0.001, "mmd": {"alpha": 0.001}}}).drift.alpha \
+        == 0.001
 
 
 def test_shadow_agreement_is_judged_only_with_enough_images() -> None:
