@@ -189,17 +189,14 @@ def embedding_profile(emb: np.ndarray, k_components: int = EMBEDDING_COMPONENTS,
     rng = np.random.default_rng(seed)
     basis = pca_fit(emb, min(k_components, emb.shape[1], emb.shape[0]))
     order = rng.permutation(emb.shape[0])
-    if emb.shape[0] < MIN_EMBEDDINGS_FOR_MMD:
-        sample = emb[np.sort(order[:EMBEDDING_SAMPLE])]
-        bandwidth = float(median_heuristic_bandwidth(sample, rng=rng))
-        return EmbeddingProfile(np.asarray(basis.mean), np.asarray(basis.components), sample,
-                                bandwidth)
-    cut = min(EMBEDDING_SAMPLE, emb.shape[0] // 2)
+    testable = emb.shape[0] >= MIN_EMBEDDINGS_FOR_MMD   # else: no held-out rows, no test
+    cut = min(EMBEDDING_SAMPLE, emb.shape[0] // 2 if testable else emb.shape[0])
     sample = emb[np.sort(order[:cut])]
     bandwidth = float(median_heuristic_bandwidth(sample, rng=rng))
     held = emb[order[cut:]]
     null = calibrate_mmd_null(mmd_reference(sample, bandwidth), held, rng,
-                              sizes=null_sizes(held.shape[0]), draws=null_draws)
+                              sizes=null_sizes(held.shape[0]),
+                              draws=null_draws) if testable else None
     return EmbeddingProfile(np.asarray(basis.mean), np.asarray(basis.components), sample,
                             bandwidth, null)
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from monitor.baseline import EMBEDDING_COMPONENTS, with_images
 from monitor.catalog import CALIBRATION_BINS
-from monitor.config import MmdConfig
+from monitor.config import MMD_SHARE, DriftConfig, MmdConfig
 from monitor.drift import DriftMonitor
 from monitor.engine import EngineExtension, EventGroup
 from monitor.joins import JoinStore
@@ -75,7 +75,8 @@ class ShadowMonitor(EngineExtension):
         #: (model, version) -> recent (event time, embedding, (baseline sha, cross term))
         self.reservoirs: dict[tuple[str, str], deque[tuple[float, np.ndarray, Any]]] = {}
         #: level of the MMD test: `drift.mmd.alpha`, or the share of `drift.alpha` it gets
-        self.mmd_alpha = mmd_alpha if mmd_alpha is not None else (mmd.alpha or 0.005)
+        self.mmd_alpha = next(a for a in (mmd_alpha, mmd.alpha, DriftConfig().alpha * MMD_SHARE)
+                              if a is not None)
         self.mmd_every = mmd.every_images
         self._mmd_refs: dict[str, tuple[str, MmdReference]] = {}
         #: joined images a window needs before its agreement ratio is exported

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from monitor.stats.mmd import MmdTestResult
+from monitor.stats.mmd import MmdTestResult, _check_bandwidth, _points, _squared_distances
 
 __all__ = [
     "DEFAULT_MMD_SCALES",
@@ -74,26 +74,17 @@ class MmdNull:
         return int(self.aggregate.shape[1])
 
 
-def _squared_distances(a: F64, b: F64) -> F64:
-    d2 = np.einsum("ij,ij->i", a, a)[:, None] + np.einsum("ij,ij->i", b, b)[None, :]
-    d2 -= 2.0 * (a @ b.T)
-    return np.maximum(d2, 0.0, out=d2)
-
-
 def _kernels(d2: F64, bandwidths: F64) -> F64:
     """exp(-d2 / (2 bw²)) for each bandwidth: shape (B, *d2.shape)."""
     gamma = 1.0 / (2.0 * bandwidths**2)
     return np.exp(-gamma.reshape((-1,) + (1,) * d2.ndim) * d2[None])
 
 
-def _points(x: npt.ArrayLike, name: str, dims: int | None = None) -> F64:
-    arr = np.asarray(x, dtype=np.float64)
-    if arr.ndim != 2:
-        raise ValueError(f"{name} must be (points, dimensions), got shape {arr.shape}")
+def _points_of(x: npt.ArrayLike, name: str, dims: int | None = None) -> F64:
+    """`mmd._points`, and the reference's number of dimensions when given."""
+    arr = _points(x, name)
     if dims is not None and arr.shape[1] != dims:
         raise ValueError(f"{name} has {arr.shape[1]} dimensions, the reference {dims}")
-    if not np.isfinite(arr).all():
-        raise ValueError(f"{name} must be finite")
     return arr
 
 
@@ -105,8 +96,7 @@ def mmd_reference(sample: npt.ArrayLike, bandwidth: float,
     y = _points(sample, "sample")
     if y.shape[0] < 2:
         raise ValueError("the reference sample needs at least two points")
-    if not (bandwidth > 0 and math.isfinite(bandwidth)):
-        raise ValueError(f"bandwidth must be positive and finite, got {bandwidth}")
+    _check_bandwidth(bandwidth)
     if not scales or min(scales) <= 0:
         raise ValueError(f"scales must be positive, got {tuple(scales)}")
     bws = bandwidth * np.asarray(scales, dtype=np.float64)
@@ -122,7 +112,7 @@ def mean_kernel_to_reference(ref: MmdReference, x: npt.ArrayLike) -> F64:
     """(n, B): for each point of x, its mean kernel to the reference sample, per bandwidth.
 
     The cross term of MMD²; compute it once per embedding and keep it."""
-    pts = _points(x, "x", ref.sample.shape[1])
+    pts = _points_of(x, "x", ref.sample.shape[1])
     out = np.empty((pts.shape[0], ref.bandwidths.size))
     for start in range(0, pts.shape[0], 256):
         block = _kernels(_squared_distances(pts[start:start + 256], ref.sample), ref.bandwidths)
@@ -136,7 +126,7 @@ def mmd2_to_reference(ref: MmdReference, x: npt.ArrayLike,
 
     ``cross``: x's rows of `mean_kernel_to_reference`, when already known. Equals
     `monitor.stats.mmd2_rbf(x, ref.sample, bw)` for each bandwidth."""
-    pts = _points(x, "x", ref.sample.shape[1])
+    pts = _points_of(x, "x", ref.sample.shape[1])
     n = pts.shape[0]
     if n < 2:
         raise ValueError("need at least two points in x")
@@ -162,7 +152,7 @@ def calibrate_mmd_null(ref: MmdReference, heldout: npt.ArrayLike,
     held-out rows must not be in the reference sample and must come from the same traffic.
     The critical value at alpha rests on about alpha x draws simulated values (20 at the
     daemon's 0.005). Cost O(draws x sizes[-1]² x B): about 1 ms per draw."""
-    held = _points(heldout, "heldout", ref.sample.shape[1])
+    held = _points_of(heldout, "heldout", ref.sample.shape[1])
     grid = np.asarray(sorted(set(int(s) for s in sizes)), dtype=np.int64)
     if grid.size == 0 or grid[0] < 2:
         raise ValueError(f"sizes must be at least 2, got {tuple(sizes)}")
