@@ -60,7 +60,8 @@ def step_seconds(spec: AlertSpec) -> int:
         durations += [d for t in slo.tiers for d in (t.long_s, t.short_s, t.for_s)]
         durations += list(slo.windows_s)
     th = spec.thresholds
-    for c in (th.drift, th.ece, th.shadow_agreement, th.label_coverage, th.consumer_lag,
+    for c in (th.drift, th.ece, th.shadow_agreement, th.shadow_agreement_drop,
+              th.label_coverage, th.consumer_lag,
               th.kafka_disconnected, th.no_events, th.rejected_ratio, th.reference_model_down):
         if c.enabled:
             durations += [c.for_s] + ([c.range_s] if c.range_s else [])
@@ -571,6 +572,15 @@ def threshold_cases(spec: AlertSpec, step_s: int) -> list[ThresholdCase]:
                                                or ""},
             bad=round(b - 0.1, 6), near=round(b + 0.001, 6), good=round((1 + b) / 2, 6),
             compare=lambda v: v < b, fmt_near=f"agreement {number(round(b + 0.001, 6))}"))
+    if names.SHADOW_DROP_ALERT in rules:
+        a = th.shadow_agreement_drop.bound or 0.0
+        cases.append(_gauge_case(
+            rules[names.SHADOW_DROP_ALERT], step_s,
+            "shadow agreement drop: agreement significantly under the baseline's",
+            metric("shadow_agreement_pvalue"),
+            {**base_mvw, "window": th.shadow_agreement_drop.window or ""},
+            bad=float(f"{a / 100:.3g}"), near=float(f"{a * 1.001:.6g}"), good=0.5,
+            compare=lambda v: v < a, fmt_near=f"p-value {number(float(f'{a * 1.001:.6g}'))}"))
     if names.LABEL_COVERAGE_ALERT in rules:
         cases.append(coverage_case(rules[names.LABEL_COVERAGE_ALERT], step_s,
                                    th.label_coverage.bound or 0.0,

@@ -97,6 +97,7 @@ class Thresholds:
     drift: Check
     ece: Check
     shadow_agreement: Check
+    shadow_agreement_drop: Check
     label_coverage: Check
     consumer_lag: Check
     kafka_disconnected: Check
@@ -184,6 +185,11 @@ def build_thresholds(spec: SloSpec, loaded: LoadedConfig, source: str) -> Thresh
             "shadow_agreement", th.shadow_agreement,
             th.shadow_agreement.min if th.shadow_agreement.min is not None
             else cfg.quality.min_shadow_agreement),
+        shadow_agreement_drop=windowed(
+            "shadow_agreement_drop",
+            th.shadow_agreement_drop.model_copy(update={
+                "window": th.shadow_agreement_drop.window or th.shadow_agreement.window}),
+            th.shadow_agreement_drop.alpha),
         label_coverage=windowed("label_coverage", th.label_coverage, th.label_coverage.min),
         consumer_lag=Check(**base(th.consumer_lag),
                            range_s=parse_duration(th.consumer_lag.growth_window),

@@ -17,13 +17,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-Fmt = Literal["percent", "fixed1", "fixed2", "fixed3", "integer", "duration"]
+Fmt = Literal["percent", "fixed1", "fixed2", "fixed3", "sci2", "integer", "duration"]
 
 _GO_PIPES: dict[str, str] = {
     "percent": "humanizePercentage",
     "fixed1": 'printf "%.1f"',
     "fixed2": 'printf "%.2f"',
     "fixed3": 'printf "%.3f"',
+    "sci2": 'printf "%.2e"',
     "integer": 'printf "%.0f"',
     "duration": "humanizeDuration",
 }
@@ -122,6 +123,8 @@ def go_format(fmt: Fmt, v: float) -> str:
         return f"{v:.2f}"
     if fmt == "fixed3":
         return f"{v:.3f}"
+    if fmt == "sci2":
+        return f"{v:.2e}"
     if fmt == "integer":
         return f"{v:.0f}"
     return humanize_duration(v)

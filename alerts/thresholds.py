@@ -79,6 +79,24 @@ def shadow_rule(spec: AlertSpec, c: Check) -> AlertingRule:
                  True)
 
 
+def shadow_drop_rule(spec: AlertSpec, c: Check) -> AlertingRule:
+    """Agreement with the reference model significantly under the baseline's: the daemon's
+    one-sided test per production class and overall (weighted-Bonferroni p-value) below
+    alpha. Unlike the fixed bound it needs no minimum of joined images, so a new version
+    that breaks one class is seen from its first few dozen images."""
+    assert c.bound is not None
+    sel = selector(metric("shadow_agreement_pvalue"), {"window": c.window or ""})
+    return _rule(spec, names.SHADOW_DROP_ALERT, "shadow_agreement_drop", c,
+                 f"{sel} < {number(c.bound)}\n",
+                 (*_MV, Text(": agreement with the reference model fell below the baseline's")),
+                 (Text(f"Over the {c.window} window, agreement with the reference model is "
+                       "below the baseline's, for one production class or overall: p-value "),
+                  Value("sci2"),
+                  Text(f" (level {number(c.bound)}); the debug dashboard shows agreement by "
+                       "class.")),
+                 True)
+
+
 def label_coverage_rule(spec: AlertSpec, c: Check) -> AlertingRule:
     """Coverage below the bound although it was above it within the last day: the label
     pipeline broke (a model that never had labels does not alert)."""
@@ -165,7 +183,8 @@ def threshold_rules(spec: AlertSpec) -> tuple[AlertingRule, ...]:
     th: Thresholds = spec.thresholds
     builders = (
         (th.drift, drift_rule), (th.ece, ece_rule), (th.shadow_agreement, shadow_rule),
-        (th.label_coverage, label_coverage_rule), (th.consumer_lag, consumer_lag_rule),
+        (th.shadow_agreement_drop, shadow_drop_rule), (th.label_coverage, label_coverage_rule),
+        (th.consumer_lag, consumer_lag_rule),
         (th.kafka_disconnected, kafka_rule), (th.no_events, no_events_rule),
         (th.rejected_ratio, rejected_rule), (th.reference_model_down, reference_rule),
     )

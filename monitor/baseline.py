@@ -2,8 +2,9 @@
 
 It holds, fixed at build time, the class counts, the quantile bin edges and counts of
 each continuous feature, a confidence calibration map fitted on labeled events, and
-(when images were profiled) input-feature bins and an embedding summary. Current windows
-are compared against it. Files are JSON with a content hash checked on load.
+(when images were profiled) input-feature bins, an embedding summary and, per production
+class, how often the reference model agreed. Current windows are compared against it.
+Files are JSON with a content hash checked on load.
 """
 
 from __future__ import annotations
@@ -99,6 +100,16 @@ class EmbeddingProfile:
 
 
 @dataclass(frozen=True, slots=True, eq=False)
+class AgreementProfile:
+    """Joined baseline images per class the production model predicted (`n`) and how many
+    of them the reference model agreed with (`agree`): the shadow agreement test's
+    reference (`monitor.stats.agreement`)."""
+
+    n: np.ndarray
+    agree: np.ndarray
+
+
+@dataclass(frozen=True, slots=True, eq=False)
 class Baseline:
     model: str
     classes: tuple[str, ...]
@@ -110,6 +121,7 @@ class Baseline:
     embedding: EmbeddingProfile | None = None
     source: str = ""
     baseline_version: str = "1"
+    agreement: AgreementProfile | None = None
     sha256: str = field(default="")
 
 
@@ -156,12 +168,31 @@ def build_baseline(model: str, classes: Sequence[str], events: Iterable[Predicti
     base = Baseline(model=model, classes=tuple(classes), events=len(evs),
                     created_at=created_at, features=features, calibration=calibration,
                     labeled_events=labeled, source=source)
-    return with_images(base, images, k) if images else seal(base)
+    if not images:
+        return seal(base)
+    return with_images(base, images, k, agreement_profile(evs, images, len(classes)))
 
 
-def with_images(baseline: Baseline, images: Sequence[ScoredImage], k: int = 10) -> Baseline:
+def agreement_profile(events: Sequence[PredictionEvent], images: Sequence[ScoredImage],
+                      n_classes: int) -> AgreementProfile | None:
+    """Per production class, the images joined to their prediction by request id and how
+    many the reference model agreed with; None when no image joins."""
+    pred = {e.request_id: e.pred for e in events if e.ok and e.pred >= 0}
+    pairs = [(pred[img.request_id], img.ref_pred) for img in images
+             if img.request_id in pred and 0 <= img.ref_pred < n_classes]
+    if not pairs:
+        return None
+    p = np.array([x[0] for x in pairs], dtype=np.int64)
+    r = np.array([x[1] for x in pairs], dtype=np.int64)
+    return AgreementProfile(np.bincount(p, minlength=n_classes).astype(np.float64),
+                            np.bincount(p[p == r], minlength=n_classes).astype(np.float64))
+
+
+def with_images(baseline: Baseline, images: Sequence[ScoredImage], k: int = 10,
+                agreement: AgreementProfile | None = None) -> Baseline:
     """The baseline extended with input-feature bins and an embedding profile (PCA basis,
-    PC bins, a sample and bandwidth for MMD) from scored images."""
+    PC bins, a sample and bandwidth for MMD) from scored images, and with `agreement` when
+    given (else the baseline's own)."""
     features = dict(baseline.features)
     feats = np.array([img.features for img in images], dtype=np.float64)
     for j, name in enumerate(INPUT_FEATURES):
@@ -179,7 +210,8 @@ def with_images(baseline: Baseline, images: Sequence[ScoredImage], k: int = 10) 
                          created_at=baseline.created_at, features=features,
                          calibration=baseline.calibration,
                          labeled_events=baseline.labeled_events, embedding=embedding,
-                         source=baseline.source, baseline_version=baseline.baseline_version))
+                         source=baseline.source, baseline_version=baseline.baseline_version,
+                         agreement=agreement or baseline.agreement))
 
 
 def embedding_profile(emb: np.ndarray, k_components: int = EMBEDDING_COMPONENTS,
@@ -223,6 +255,15 @@ def _split_old_sample(sample: np.ndarray, bandwidth: float
     return reference, null
 
 
+def _agreement_from_dict(agr: Mapping[str, Any], n_classes: int) -> AgreementProfile:
+    n = np.asarray(agr["n"], dtype=np.float64)
+    agree = np.asarray(agr["agree"], dtype=np.float64)
+    if n.shape != (n_classes,) or agree.shape != (n_classes,) or np.any(agree > n) \
+            or np.any(agree < 0):
+        raise ValueError(f"agreement counts must be {n_classes} pairs with 0 <= agree <= n")
+    return AgreementProfile(n, agree)
+
+
 def _embedding_from_dict(emb: Mapping[str, Any]) -> EmbeddingProfile:
     sample = np.asarray(emb["sample"], dtype=np.float64)
     bandwidth = float(emb["bandwidth"])
@@ -264,6 +305,8 @@ def to_dict(b: Baseline) -> dict[str, Any]:
                          "sd": b.embedding.null.sd.tolist(),
                          "aggregate": b.embedding.null.aggregate.tolist()}})},
     }
+    if b.agreement is not None:  # absent from older files, whose hash stays theirs
+        out["agreement"] = {"n": b.agreement.n.tolist(), "agree": b.agreement.agree.tolist()}
     return out
 
 
@@ -289,6 +332,7 @@ def from_dict(d: Mapping[str, Any], where: str = "baseline") -> Baseline:
                     for n, f in d["features"].items()}
         cal = d.get("calibration")
         emb = d.get("embedding")
+        agr = d.get("agreement")
         b = Baseline(
             model=d["model"], classes=tuple(d["classes"]), events=int(d["events"]),
             created_at=float(d["created_at"]), features=features,
@@ -297,6 +341,7 @@ def from_dict(d: Mapping[str, Any], where: str = "baseline") -> Baseline:
             labeled_events=int(d.get("labeled_events", 0)),
             embedding=None if emb is None else _embedding_from_dict(emb),
             source=str(d.get("source", "")), baseline_version=str(d.get("baseline_version", "1")),
+            agreement=None if agr is None else _agreement_from_dict(agr, len(d["classes"])),
             sha256=str(d.get("sha256", "")))
     except (KeyError, TypeError, ValueError) as err:
         raise BaselineError(f"{where}: malformed baseline ({err})") from None

@@ -224,6 +224,11 @@ _SPECS: tuple[MetricSpec, ...] = (
                "Agreement of production with the reference model over the window; absent "
                "below quality.min_shadow_images joined images.", "ratio",
                MVW),
+    MetricSpec(f"{PREFIX}shadow_agreement_pvalue", "gauge",
+               "One-sided p-value that agreement with the reference model fell under the "
+               "baseline's over the window: the smallest of one test per production class "
+               "and one overall, weighted-Bonferroni-adjusted; absent without the baseline's "
+               "agreement profile.", "", MVW),
     MetricSpec(f"{PREFIX}embedding_mmd", "gauge",
                "Embedding drift of the window against the baseline's reference sample: the "
                "largest MMD^2 (RBF kernel, three bandwidths), each standardised by its "

@@ -29,6 +29,7 @@ from monitor.scored import INPUT_FEATURES, ScoredImage
 from monitor.snapshot import SnapshotBuilder
 from monitor.stats import (
     MmdReference,
+    agreement_drop_test,
     calibration_bin_index,
     ece_from_bins,
     mean_kernel_to_reference,
@@ -272,9 +273,16 @@ class ShadowMonitor(EngineExtension):
                           s.disagree[i])
             now = self.drift.watermark.get(model, 0.0)
             c = s.c
+            baseline = self.drift.baselines.get(model)
+            profile = None if baseline is None else baseline.agreement
             for window, v in s.windows.totals(now).items():
                 if v[0] >= self.min_agreement_images:
                     b.set("visionmon_shadow_agreement_ratio", (*mv, window), v[1] / v[0])
+                if profile is not None and v[0] > 0:
+                    drop = agreement_drop_test(v[2:2 + c], v[2 + c:2 + 2 * c], profile.n,
+                                               profile.agree)
+                    if drop is not None:
+                        b.set("visionmon_shadow_agreement_pvalue", (*mv, window), drop.p_value)
                 if v[0] > 0:
                     ev = v[2 + 2 * c:2 + 2 * c + B]
                     if ev.sum():

@@ -142,6 +142,16 @@ class ShadowAgreementCheck(WindowedCheck):
     min: float | None = Field(default=None, gt=0, lt=1)
 
 
+class ShadowAgreementDropCheck(WindowedCheck):
+    """Agreement with the reference model significantly under the baseline's, per production
+    class or overall (`visionmon_shadow_agreement_pvalue` below `alpha`). `window` defaults
+    to the shadow_agreement check's."""
+
+    window: str | None = None  # type: ignore[assignment]
+    for_: Duration = Field(default="30m", alias="for")
+    alpha: float = Field(default=0.001, gt=0, lt=1)
+
+
 class LabelCoverageCheck(WindowedCheck):
     """Labeled fraction of predictions collapsed below `min`: the label pipeline broke."""
 
@@ -191,6 +201,7 @@ class ThresholdChecks(_Frozen):
     drift: DriftCheck = DriftCheck()
     ece: EceCheck = EceCheck()
     shadow_agreement: ShadowAgreementCheck = ShadowAgreementCheck()
+    shadow_agreement_drop: ShadowAgreementDropCheck = ShadowAgreementDropCheck()
     label_coverage: LabelCoverageCheck = LabelCoverageCheck()
     consumer_lag: ConsumerLagCheck = ConsumerLagCheck()
     kafka_disconnected: KafkaDisconnectedCheck = KafkaDisconnectedCheck()

@@ -178,18 +178,19 @@ def digits_reference_config(path: str | Path, sha256: str, **overrides: Any) -> 
 def render_digit(rgb: np.ndarray, fmt: str = "PNG", *, size: int | None = None,
                  rotate: float = 0.0, blur: float = 0.0,
                  gains: Sequence[float] = (1.0, 1.0, 1.0), brightness: float = 1.0,
-                 quality: int = 92) -> bytes:
+                 quality: int = 92, fill: Sequence[int] | None = None) -> bytes:
     """Encode one (H, W, 3) uint8 digit, optionally corrupted.
 
     `rotate`: degrees counter-clockwise (background-filled); `blur`: Gaussian radius in
     pixels; `gains`: per-channel multipliers (a camera-firmware colour-balance change);
-    `brightness`: overall multiplier; `size`: output side in pixels (bilinear).
+    `brightness`: overall multiplier; `size`: output side in pixels (bilinear); `fill`: the
+    RGB a rotation uncovers (default: the digits palette's background).
     """
     im = Image.fromarray(rgb, "RGB")
     if size is not None and size != im.size[0]:
         im = im.resize((size, size), Image.Resampling.BILINEAR)
     if rotate:
-        bg = tuple(int(v) for v in _PALETTE[0])
+        bg = tuple(int(v) for v in (_PALETTE[0] if fill is None else fill))
         im = im.rotate(rotate, resample=Image.Resampling.BILINEAR, fillcolor=bg)
     if blur:
         im = im.filter(ImageFilter.GaussianBlur(blur))

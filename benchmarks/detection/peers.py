@@ -39,6 +39,7 @@ import numpy as np
 
 from benchmarks.detection.scenarios import (
     CLEAN,
+    MODEL,
     NO_DRIFT,
     Plan,
     Pool,
@@ -278,8 +279,9 @@ def main(argv: list[str]) -> int:
         for j, data in enumerate(pool.images):
             emb_of.setdefault(data, pool.embeddings[j])
     b = spec["baseline"]
+    model = spec.get("model", MODEL)
     base_plan = make_plan(pools, NO_DRIFT, b["seed"], b["n"], b["n"],
-                          label_fraction=b["label_fraction"])
+                          label_fraction=b["label_fraction"], model=model)
     ref = Stream(base_plan, pools, emb_of)
     baseline_file = json.loads(Path(b["path"]).read_text())
     sample = np.asarray(baseline_file["embedding"]["sample"], dtype=np.float32)
@@ -299,10 +301,10 @@ def main(argv: list[str]) -> int:
         if st.get("image_sampling") is not None:
             kw = {"image_sampling": st["image_sampling"], "label_fraction": st["label_fraction"]}
         plan = make_plan(pools, scenarios[st["scenario"]], st["seed"], st["onset"], st["n"],
-                         **kw)
+                         model=model, **kw)
         delays.append(run_delay(peers, Stream(plan, pools, emb_of), plan, spec["chunk"]))
     fa = spec["false_alarms"]
-    fa_plan = make_plan(pools, NO_DRIFT, fa["seed"], fa["n"], fa["n"])
+    fa_plan = make_plan(pools, NO_DRIFT, fa["seed"], fa["n"], fa["n"], model=model)
     false_alarms = run_false_alarms(peers, Stream(fa_plan, pools, emb_of), fa["max_windows"],
                                     fa["sizes"], fa["alibi_max_windows"])
     result = {"versions": versions(), "errors": peers.errors,

@@ -3,7 +3,11 @@
     .venv/bin/python benchmarks/detection/run.py --short     # under 10 minutes on 2 cores
     .venv/bin/python benchmarks/detection/run.py --full      # 15-17 minutes on 2 cores
     .venv/bin/python benchmarks/detection/run.py --render out/detection/results-full.json
-    options: --out DIR (default out/detection), --docs FILE (default docs/detection.md),
+    .venv/bin/python benchmarks/detection/run.py --dataset fashion --full
+    options: --dataset digits|fashion (default digits; fashion needs the Debian package
+             dataset-fashion-mnist), --out DIR (default out/detection, or
+             out/detection-fashion), --docs FILE (default docs/detection.md, or
+             docs/detection-fashion.md),
              --peers-python PATH (default .bench-venv-detection/bin/python; built by
              `bash benchmarks/peers_detection_env.sh`), --no-peers
 
@@ -48,13 +52,12 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.detection import tables, visionmon_run  # noqa: E402
 from benchmarks.detection.scenarios import (  # noqa: E402
     LABEL_FRACTION,
-    MODEL,
     NO_DRIFT,
     REQUEST_RATE,
     all_scenarios,
     make_plan,
 )
-from benchmarks.detection.workload import build_workload  # noqa: E402
+from benchmarks.detection.workload import DATASETS, build_workload  # noqa: E402
 from monitor.config import LoadedConfig  # noqa: E402
 from visionmon.app import build_statistics  # noqa: E402
 
@@ -86,12 +89,19 @@ def log(msg: str) -> None:
 
 def daemon_settings(loaded: LoadedConfig) -> dict[str, object]:
     """The defaults the benchmark's daemon config resolved to, which the report describes."""
+    from alerts.spec import build_spec
+
     stats = build_statistics(loaded)
     cfg = loaded.config
+    model = cfg.models[0].name
+    drop = build_spec(loaded).thresholds.shadow_agreement_drop
     return {"drift_alpha": cfg.drift.alpha, "drift_correction": cfg.drift.correction,
-            "drift_feature_alpha": stats.drift.feature_alpha(MODEL),
-            "drift_features": len(stats.drift.baselines[MODEL].features),
+            "drift_feature_alpha": stats.drift.feature_alpha(model),
+            "drift_features": len(stats.drift.baselines[model].features),
             "min_shadow_images": cfg.quality.min_shadow_images,
+            "min_accuracy": cfg.quality.min_accuracy,
+            "min_shadow_agreement": cfg.quality.min_shadow_agreement,
+            "shadow_agreement_alpha": drop.bound if drop.enabled else None,
             "mmd": cfg.drift.mmd.model_dump()}
 
 
@@ -116,14 +126,18 @@ def main() -> int:
     mode = ap.add_mutually_exclusive_group()
     mode.add_argument("--short", action="store_true", help="the default")
     mode.add_argument("--full", action="store_true")
-    ap.add_argument("--out", type=Path, default=ROOT / "out" / "detection")
-    ap.add_argument("--docs", type=Path, default=ROOT / "docs" / "detection.md")
+    ap.add_argument("--dataset", choices=sorted(DATASETS), default="digits")
+    ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--docs", type=Path, default=None)
     ap.add_argument("--peers-python", type=Path,
                     default=ROOT / ".bench-venv-detection" / "bin" / "python")
     ap.add_argument("--no-peers", action="store_true")
     ap.add_argument("--render", type=Path, metavar="RESULTS_JSON",
                     help="only rewrite the docs from a saved OUT/results-<mode>.json")
     args = ap.parse_args()
+    suffix = "" if args.dataset == "digits" else f"-{args.dataset}"
+    args.out = args.out or ROOT / "out" / f"detection{suffix}"
+    args.docs = args.docs or ROOT / "docs" / f"detection{suffix}.md"
     if args.render is not None:
         print(tables.write_docs(json.loads(args.render.read_text()), args.docs))
         return 0
@@ -135,12 +149,17 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(1)
-    work = build_workload(args.out / "workload", log)
-    baseline_path, base_plan = visionmon_run.build_bench_baseline(work.pools, args.out)
-    loaded = visionmon_run.bench_config(baseline_path, work.reference)
+    dataset = DATASETS[args.dataset]
+    work = build_workload(args.out / "workload", log, dataset)
+    model, classes = dataset.name, dataset.classes
+    baseline_path, base_plan = visionmon_run.build_bench_baseline(
+        work.pools, args.out, model, classes, source=f"clean {dataset.name} pool")
+    loaded = visionmon_run.bench_config(
+        baseline_path, work.reference, classes, min_accuracy=dataset.min_accuracy,
+        min_shadow_agreement=dataset.min_shadow_agreement)
     streams = stream_specs(cfg["seeds"])
     plan = {
-        "workload": str(work.folder), "chunk": CHUNK,
+        "workload": str(work.folder), "chunk": CHUNK, "dataset": dataset.name, "model": model,
         "baseline": {"path": str(baseline_path), "seed": visionmon_run.BASELINE_SEED,
                      "n": visionmon_run.BASELINE_REQUESTS,
                      "label_fraction": visionmon_run.BASELINE_LABEL_FRACTION,
@@ -178,7 +197,7 @@ def main() -> int:
         if st["image_sampling"] is not None:
             kw = {"image_sampling": st["image_sampling"], "label_fraction": st["label_fraction"]}
         p = make_plan(work.pools, scenarios[str(st["scenario"])], int(st["seed"]),
-                      int(st["onset"]), int(st["n"]), **kw)
+                      int(st["onset"]), int(st["n"]), model=model, **kw)
         run = visionmon_run.run_delay(loaded, work.pools, p, CHUNK, latency=bool(st["latency"]))
         delay_runs.append(dataclasses.asdict(run))
         if k % 10 == 9:
@@ -186,15 +205,15 @@ def main() -> int:
     log(f"visionmon: {len(streams)} streams in {time.perf_counter() - t:.0f} s")
     t = time.perf_counter()
     fa_plan = make_plan(work.pools, NO_DRIFT, FA_SEED, cfg["fa_requests"], cfg["fa_requests"],
-                        label_fraction=LABEL_FRACTION)
+                        label_fraction=LABEL_FRACTION, model=model)
     fa = visionmon_run.run_false_alarms(loaded, work.pools, fa_plan, cfg["fa_windows"])
     log(f"visionmon: no-drift run of {fa.requests:,} requests in "
         f"{time.perf_counter() - t:.0f} s")
     costs = visionmon_run.embedding_signal_costs(baseline_path, work.pools["clean"])
     t = time.perf_counter()
     sensitivity = [visionmon_run.baseline_sensitivity(
-        work.pools, args.out / "baselines", SENSITIVITY_SEEDS, cfg["sensitivity_windows"],
-        requests=size) for size in SENSITIVITY_SIZES]
+        work.pools, args.out / "baselines", model, classes, SENSITIVITY_SEEDS,
+        cfg["sensitivity_windows"], requests=size) for size in SENSITIVITY_SIZES]
     log(f"visionmon: baseline sensitivity in {time.perf_counter() - t:.0f} s")
 
     peers = None

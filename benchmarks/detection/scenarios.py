@@ -13,7 +13,8 @@ serialised chunk by chunk (`chunk`) into
 
 Event time: REQUEST_RATE requests per second from T0, request i at T0 + (i + 0.5) / rate
 (the half step keeps every event off a window-slice boundary). Each request draws one test
-image from a pool (with replacement: the digits test split has 898 images, see workload.py)
+image from a pool (with replacement: the digits pool has 898 images, Fashion-MNIST's 2,000, see
+workload.py)
 and serves the production model's softmax for that image, precomputed per pool variant.
 Before the onset the clean pool is used; from the onset on, the scenario's change applies.
 """
@@ -28,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-MODEL = "digits"
+MODEL = "digits"             # the served model's name in the records (the data set's name)
 T0 = 1_800_000_000.0
 REQUEST_RATE = 10.0          # requests per second of event time
 IMAGE_SAMPLING = 0.2         # share of requests whose image is sampled to the images topic
@@ -52,7 +53,7 @@ COVARIATE: dict[str, tuple[str, tuple[float, ...]]] = {
 OTHER: dict[str, tuple[str, str, tuple[float, ...]]] = {
     "prior_shift": ("label_shift", "extra share of class zero", (0.05, 0.1, 0.2, 0.35, 0.5)),
     "bad_version_random": ("model", "share of predictions wrong", (0.02, 0.05, 0.1, 0.2, 0.4)),
-    "bad_version_class": ("model", "class three served as eight", (1.0,)),
+    "bad_version_class": ("model", f"class {BAD_CLASS} served as class {BAD_CLASS_AS}", (1.0,)),
     "label_noise": ("labels", "share of labels wrong", (0.05, 0.1, 0.2, 0.3, 0.5)),
     "latency": ("latency", "latency multiplier", (1.25, 1.5, 2.0, 3.0, 5.0)),
 }
@@ -152,6 +153,7 @@ class Plan:
     sampled: np.ndarray         # (n,) bool, image sent to the images topic
     labelled: np.ndarray        # (n,) bool, a label arrives LABEL_DELAY_S later
     fed_label: np.ndarray       # (n,) int8 the label sent (differs from `label` under noise)
+    model: str = MODEL          # the served model's name in every record
 
     @property
     def correct(self) -> np.ndarray:
@@ -170,7 +172,7 @@ def _seed(scenario: Scenario, seed: int) -> np.random.Generator:
 
 def make_plan(pools: dict[str, Pool], scenario: Scenario, seed: int, onset: int, n: int,
               label_fraction: float = LABEL_FRACTION,
-              image_sampling: float = IMAGE_SAMPLING) -> Plan:
+              image_sampling: float = IMAGE_SAMPLING, model: str = MODEL) -> Plan:
     """Draw a stream of n requests; the change starts at request `onset`."""
     rng = _seed(scenario, seed)
     clean = pools[CLEAN]
@@ -204,7 +206,7 @@ def make_plan(pools: dict[str, Pool], scenario: Scenario, seed: int, onset: int,
         noisy = post & (u_noise < scenario.level)
         fed[noisy] = ((label[noisy] + other[noisy]) % clean.probs.shape[1]).astype(np.int8)
     return Plan(scenario, seed, onset, n, idx, post, label, pred, swap,
-                latency.astype(np.float32), sampled, labelled, fed)
+                latency.astype(np.float32), sampled, labelled, fed, model)
 
 
 # --- serialising ---------------------------------------------------------------------------
@@ -261,10 +263,10 @@ class Serialiser:
             version = plan.version(i)
             probs = self._probs(post, j, int(plan.swap[i]))
             preds.append(
-                f'{{"request_id":"{rid}","ts":{ts},"model":"{MODEL}","version":"{version}",'
+                f'{{"request_id":"{rid}","ts":{ts},"model":"{plan.model}","version":"{version}",'
                 f'"probs":[{probs}],"latency_ms":{float(plan.latency_ms[i]):.3f}}}'.encode())
             if plan.sampled[i]:
-                headers = [("request_id", rid.encode()), ("model", MODEL.encode()),
+                headers = [("request_id", rid.encode()), ("model", plan.model.encode()),
                            ("version", version.encode()), ("ts", ts.encode()),
                            ("content-type", b"image/png")]
                 images.append((headers, (self.post if post else self.pre).images[j]))

@@ -35,6 +35,7 @@ from benchmarks.detection.visionmon_run import (
 from monitor.baseline import EMBEDDING_SAMPLE
 from monitor.config import MMD_SHARE, MmdConfig, QualityConfig
 from monitor.scored import INPUT_FEATURES
+from monitor.slo_spec import ShadowAgreementDropCheck
 
 N_FEATURES = sum(len(f) for f in GROUPS.values())   # drift features that vary here
 #: features of the benchmark's baseline: N_FEATURES plus the input features that are constant
@@ -50,47 +51,65 @@ EMBED_ALPHA = ALPHA / len(GROUPS["embed"])
 #: joined images a window needs before the daemon exports its shadow agreement
 MIN_SHADOW_IMAGES = QualityConfig.model_validate({}).min_shadow_images
 MMD = MmdConfig.model_validate({})
+#: level of the shadow agreement test by default (`slos.thresholds.shadow_agreement_drop`)
+AGREE_ALPHA = ShadowAgreementDropCheck().alpha
 GOAL_FA = 10.0          # alarms per 1,000 windows
 GOAL_EVENTS, GOAL_IMAGES = 1_000, 300
 GOAL_SHADOW_IMAGES = 200
 GOAL_ACC_POINTS = 3.0
 GOAL_SPEEDUP = 10.0
 
-#: signal -> (column title, what it is)
-VM_SIGNALS: dict[str, tuple[str, str]] = {
-    "vm_drift": ("vm drift", "the daemon's default drift verdict (`drift.correction: "
-                 "bonferroni`): any drift feature's PSI above the exported "
-                 f"`visionmon_drift_threshold`, each of the baseline's {BASELINE_FEATURES} "
-                 f"features tested at (drift.alpha - the MMD test's {MMD_ALPHA:g}) / "
-                 f"{BASELINE_FEATURES} = {ALPHA - MMD_ALPHA:g}/{BASELINE_FEATURES} = "
-                 f"{FAMILY_ALPHA:.6f} (family-wise {100 * (ALPHA - MMD_ALPHA):g} %; "
-                 f"{N_FEATURES} of them vary here, width and height are constant)"),
-    "vm_drift_default": ("vm drift α0.01", "the same with `drift.correction: none`: each "
-                         f"feature at drift.alpha = {ALPHA:g}"),
-    "vm_embed": ("vm embed PCs", f"any of the 8 embedding principal components' PSI at "
-                 f"alpha {ALPHA:g}/8 = {EMBED_ALPHA:.5f}"),
-    "vm_mmd": ("vm MMD", "the embedding MMD statistic above its critical value (`drift.mmd`: "
-               f"alpha {MMD_ALPHA:g}, half of drift.alpha; the largest standardised MMD² at "
-               "0.5, 1 and 2 x the median distance against the baseline's reference sample of "
-               f"{EMBEDDING_SAMPLE:,} embeddings, its null simulated from the baseline's "
-               f"held-out embeddings; the last {MMD.reservoir} embeddings in the window, tested "
-               f"again every {MMD.every_images} new images)"),
-    "vm_mmd_eq": ("vm MMD at Alibi's rate", "vm MMD with its critical value moved so that it "
-                  "alarms on as many no-drift windows of 1,000 requests as Alibi's MMD did "
-                  "(Alibi's level cannot move: p <= 0.01 is its smallest with 100 "
-                  "permutations); the comparison at equal false-alarm rate"),
-    "vm_agree": ("vm agreement", f"shadow agreement < {MIN_AGREEMENT}; the daemon exports the "
-                 f"ratio only once the window holds quality.min_shadow_images = "
-                 f"{MIN_SHADOW_IMAGES} joined images"),
-    "vm_accuracy": ("vm accuracy", f"realized accuracy from labels < {MIN_ACCURACY} with >= "
-                    f"{MIN_JOINS} labels in the window"),
-    "vm_alerts": ("vm alerts", "vm drift or vm MMD or vm agreement: what the generated "
-                  "alert rules fire on (`VisionmonDriftDetected` on any feature's PSI above its "
-                  "threshold or the embedding MMD statistic above its critical value, "
-                  "`VisionmonShadowAgreementLow` on the ratio below its bound; "
-                  "`alerts/thresholds.py`), before their `for:` hold. The label-based rules "
-                  "(calibration error, label coverage) are not measured here"),
-}
+
+
+def vm_signal_text(min_agreement: float = MIN_AGREEMENT, min_accuracy: float = MIN_ACCURACY,
+                   agree_alpha: float | None = AGREE_ALPHA) -> dict[str, tuple[str, str]]:
+    """signal -> (column title, what it is), with the run's quality bounds."""
+    return {
+        "vm_drift": ("vm drift", "the daemon's default drift verdict (`drift.correction: "
+                     "bonferroni`): any drift feature's PSI above the exported "
+                     f"`visionmon_drift_threshold`, each of the baseline's {BASELINE_FEATURES} "
+                     f"features tested at (drift.alpha - the MMD test's {MMD_ALPHA:g}) / "
+                     f"{BASELINE_FEATURES} = {ALPHA - MMD_ALPHA:g}/{BASELINE_FEATURES} = "
+                     f"{FAMILY_ALPHA:.6f} (family-wise {100 * (ALPHA - MMD_ALPHA):g} %; "
+                     f"{N_FEATURES} of them vary here, width and height are constant)"),
+        "vm_drift_default": ("vm drift α0.01", "the same with `drift.correction: none`: each "
+                             f"feature at drift.alpha = {ALPHA:g}"),
+        "vm_embed": ("vm embed PCs", f"any of the 8 embedding principal components' PSI at "
+                     f"alpha {ALPHA:g}/8 = {EMBED_ALPHA:.5f}"),
+        "vm_mmd": ("vm MMD", "the embedding MMD statistic above its critical value (`drift.mmd`: "
+                   f"alpha {MMD_ALPHA:g}, half of drift.alpha; the largest standardised MMD² at "
+                   "0.5, 1 and 2 x the median distance against the baseline's reference sample of "
+                   f"{EMBEDDING_SAMPLE:,} embeddings, its null simulated from the baseline's "
+                   f"held-out embeddings; the last {MMD.reservoir} embeddings in the window, "
+                   f"tested again every {MMD.every_images} new images)"),
+        "vm_mmd_eq": ("vm MMD at Alibi's rate", "vm MMD with its critical value moved so that it "
+                      "alarms on as many no-drift windows of 1,000 requests as Alibi's MMD did "
+                      "(Alibi's level cannot move: p <= 0.01 is its smallest with 100 "
+                      "permutations); the comparison at equal false-alarm rate"),
+        "vm_agree": ("vm agreement", f"shadow agreement < {min_agreement} "
+                     "(quality.min_shadow_agreement); the daemon exports the ratio only once the "
+                     f"window holds quality.min_shadow_images = {MIN_SHADOW_IMAGES} joined images"),
+        "vm_agree_test": ("vm agreement test", f"the shadow agreement test's p-value below "
+                          f"{agree_alpha:g} (`slos.thresholds.shadow_agreement_drop.alpha`): "
+                          "one-sided beta-binomial tests of each production class's agreement "
+                          "with the reference model, and of all classes together, against the "
+                          "baseline's agreement profile, weighted Bonferroni; exported from the "
+                          "first joined image" if agree_alpha is not None else
+                          "not run (the results predate the test)"),
+        "vm_accuracy": ("vm accuracy", f"realized accuracy from labels < {min_accuracy} "
+                        f"(quality.min_accuracy) with >= {MIN_JOINS} labels in the window"),
+        "vm_alerts": ("vm alerts", "vm drift or vm MMD or vm agreement or vm agreement test: "
+                      "what the generated alert rules fire on (`VisionmonDriftDetected` on any "
+                      "feature's PSI above its threshold or the embedding MMD statistic above "
+                      "its critical value, `VisionmonShadowAgreementLow` on the ratio below its "
+                      "bound, `VisionmonShadowAgreementDropped` on the test's p-value; "
+                      "`alerts/thresholds.py`), before their `for:` hold. The label-based rules "
+                      "(calibration error, label coverage) are not measured here"),
+    }
+
+
+#: signal -> (column title, what it is); the titles and the order do not depend on the run
+VM_SIGNALS = vm_signal_text()
 PEER_SIGNALS: dict[str, tuple[str, str]] = {
     "evidently_default": ("Evidently default", "default column drift test on class and "
                           "confidence (Jensen-Shannon / Wasserstein, 0.1)"),
@@ -115,9 +134,26 @@ def drift_alpha(results: dict[str, Any]) -> float:
     return float((results.get("daemon") or {}).get("drift_feature_alpha", FAMILY_ALPHA))
 
 
+def agree_alpha(results: dict[str, Any]) -> float | None:
+    """Level of the shadow agreement test in the run (None: results that predate it)."""
+    return (results.get("daemon") or {}).get("shadow_agreement_alpha")
+
+
+def quality_bounds(results: dict[str, Any]) -> tuple[float, float]:
+    """(min_shadow_agreement, min_accuracy) of the run's daemon config (the digits defaults
+    for results that predate their recording)."""
+    daemon = results.get("daemon") or {}
+    return (float(daemon.get("min_shadow_agreement", MIN_AGREEMENT)),
+            float(daemon.get("min_accuracy", MIN_ACCURACY)))
+
+
 def vm_masks(p: dict[str, Any], mmd: Any, agree: Any, accuracy: Any, n: int,
-             family_alpha: float = FAMILY_ALPHA) -> dict[str, np.ndarray]:
-    """Alarm of every visionmon signal at each reading (NaN readings never alarm)."""
+             family_alpha: float = FAMILY_ALPHA,
+             bounds: tuple[float, float] = (MIN_AGREEMENT, MIN_ACCURACY),
+             agree_p: Any = None, alpha_agree: float | None = None
+             ) -> dict[str, np.ndarray]:
+    """Alarm of every visionmon signal at each reading (NaN readings never alarm).
+    `vm_shadow` (either shadow agreement alert) is not a column of its own."""
     groups = {g: _arr(p.get(g), n, 1.0) for g in GROUPS}
     pmin = np.minimum.reduce(list(groups.values()))
     out = {
@@ -125,19 +161,25 @@ def vm_masks(p: dict[str, Any], mmd: Any, agree: Any, accuracy: Any, n: int,
         "vm_drift_default": pmin < ALPHA,
         "vm_embed": groups["embed"] < EMBED_ALPHA,
         "vm_mmd": _arr(mmd, n, 0.0) > 1.0,
-        "vm_agree": _arr(agree, n, 1.0) < MIN_AGREEMENT,
-        "vm_accuracy": _arr(accuracy, n, 1.0) < MIN_ACCURACY,
+        "vm_agree": _arr(agree, n, 1.0) < bounds[0],
+        "vm_agree_test": (_arr(agree_p, n, 1.0) < alpha_agree if alpha_agree is not None
+                          else np.zeros(n, dtype=bool)),
+        "vm_accuracy": _arr(accuracy, n, 1.0) < bounds[1],
     }
-    out["vm_alerts"] = out["vm_drift"] | out["vm_mmd"] | out["vm_agree"]
+    out["vm_shadow"] = out["vm_agree"] | out["vm_agree_test"]
+    out["vm_alerts"] = out["vm_drift"] | out["vm_mmd"] | out["vm_shadow"]
     return out
 
 
 Delay = tuple[int, int] | None   # (requests, images) after the onset; None: not detected
 
 
-def vm_delays(run: dict[str, Any], family_alpha: float = FAMILY_ALPHA) -> dict[str, Delay]:
+def vm_delays(run: dict[str, Any], family_alpha: float = FAMILY_ALPHA,
+              bounds: tuple[float, float] = (MIN_AGREEMENT, MIN_ACCURACY),
+              alpha_agree: float | None = None) -> dict[str, Delay]:
     n = len(run["events_after"])
-    masks = vm_masks(run["p"], run["mmd"], run["agree"], run["accuracy"], n, family_alpha)
+    masks = vm_masks(run["p"], run["mmd"], run["agree"], run["accuracy"], n, family_alpha,
+                     bounds, run.get("agree_p"), alpha_agree)
     out: dict[str, Delay] = {}
     for name, m in masks.items():
         hit = np.flatnonzero(m)
@@ -172,6 +214,8 @@ def collect(results: dict[str, Any]) -> dict[str, Any]:
     by: dict[str, dict[str, list[Delay]]] = {}
     acc_vm: dict[str, list[float]] = {}
     acc_exact: dict[str, list[float]] = {}
+    acc_signed: dict[str, list[float]] = {}
+    agree_level: dict[str, list[float]] = {}
     latency: dict[str, list[int | None]] = {}
     family_alpha = drift_alpha(results)
     for run in results["delays"]:
@@ -179,7 +223,8 @@ def collect(results: dict[str, Any]) -> dict[str, Any]:
         if run["latency_page_after"] is not None or name.startswith("latency"):
             latency.setdefault(name, []).append(run["latency_page_after"])
             continue
-        for sig, d in vm_delays(run, family_alpha).items():
+        for sig, d in vm_delays(run, family_alpha, quality_bounds(results),
+                                agree_alpha(results)).items():
             by.setdefault(name, {}).setdefault(sig, []).append(d)
         for key, store in (("estimate", acc_vm), ("estimate_exact", acc_exact)):
             errs = [abs(e - r) for ea, e, r in zip(run["events_after"], run[key],
@@ -187,6 +232,16 @@ def collect(results: dict[str, Any]) -> dict[str, Any]:
                     if ea % 1_000 == 0 and not math.isnan(e)]
             if errs:
                 store.setdefault(name, []).append(float(np.mean(errs)))
+        signed = [e - r for ea, e, r in zip(run["events_after"], run["estimate"],
+                                            run["realized"], strict=True)
+                  if ea % 1_000 == 0 and not math.isnan(e)]
+        if signed:
+            acc_signed.setdefault(name, []).append(float(np.mean(signed)))
+        # the agreement ratio the stream settles at: its readings over the last 1,000 requests
+        last = [a for ea, a in zip(run["events_after"], run["agree"], strict=True)
+                if ea > run["events_after"][-1] - 1_000 and not math.isnan(a)]
+        if last:
+            agree_level.setdefault(name, []).append(float(np.mean(last)))
     acc_cbpe: dict[str, list[float]] = {}
     peers = results.get("peers") or {}
     for d in peers.get("delays", []):
@@ -214,6 +269,8 @@ def collect(results: dict[str, Any]) -> dict[str, Any]:
     return {"delays": delays, "acc_vm": {k: float(np.mean(v)) for k, v in acc_vm.items()},
             "acc_exact": {k: float(np.mean(v)) for k, v in acc_exact.items()},
             "acc_cbpe": {k: float(np.mean(v)) for k, v in acc_cbpe.items()},
+            "acc_signed": {k: float(np.mean(v)) for k, v in acc_signed.items()},
+            "agree_level": {k: float(np.median(v)) for k, v in agree_level.items()},
             "latency": latency}
 
 
@@ -247,11 +304,14 @@ def false_alarms(results: dict[str, Any]) -> dict[str, dict[str, tuple[int, int]
             continue
         p = {g: [r.get(f"p_{g}", math.nan) for r in rows] for g in GROUPS}
         agree = [r["agree"] for r in rows]
+        agree_p = [r.get("agree_p", math.nan) for r in rows]
         masks = vm_masks(p, [r["mmd"] for r in rows], agree,
-                         [r["accuracy"] for r in rows], n, family_alpha)
+                         [r["accuracy"] for r in rows], n, family_alpha,
+                         quality_bounds(results), agree_p, agree_alpha(results))
         out[w] = {k: (int(m.sum()), n) for k, m in masks.items()}
-        evaluated = sum(1 for a in agree if a is not None and not math.isnan(a))
-        out[w]["vm_agree"] = (out[w]["vm_agree"][0], evaluated)
+        for sig, vals in (("vm_agree", agree), ("vm_agree_test", agree_p)):
+            evaluated = sum(1 for a in vals if a is not None and not math.isnan(a))
+            out[w][sig] = (out[w][sig][0], evaluated)
     peers = results.get("peers") or {}
     for w, rows in peers.get("false_alarms", {}).items():
         for sig in PEER_SIGNALS:
@@ -342,10 +402,10 @@ def goals(results: dict[str, Any], col: dict[str, Any],
                  f"or {GOAL_IMAGES} images | {total - len(m_alerts)} of {total} by vm alerts"
                  + (f"; late or missed: {', '.join(m_alerts)}" if m_alerts else "")
                  + f" | {'met' if not m_alerts else 'missed'} |")
-    # 3. bad version by shadow agreement
+    # 3. bad version by shadow agreement (either of its two alerts)
     cells, ok = [], True
     for name in ("bad_version_class-s3", "bad_version_random-s3"):
-        d = col["delays"].get(name, {}).get("vm_agree")
+        d = col["delays"].get(name, {}).get("vm_shadow")
         cells.append(f"{name}: {fmt_delay(d)}")
         ok &= d is not None and d[1] <= GOAL_SHADOW_IMAGES
     lines.append(f"| bad version caught by shadow agreement within {GOAL_SHADOW_IMAGES} images "
@@ -443,10 +503,11 @@ def plot(col: dict[str, Any], path: Path, horizon: int) -> None:
     import matplotlib.pyplot as plt
 
     fams = [*COVARIATE, "prior_shift", "bad_version_random", "label_noise"]
-    signals = ["vm_drift", "vm_embed", "vm_mmd", "vm_agree", "vm_accuracy",
+    signals = ["vm_drift", "vm_embed", "vm_mmd", "vm_agree", "vm_agree_test", "vm_accuracy",
                "evidently_default", "evidently_psi", "alibi_mmd"]
     styles = {"vm_drift": ("C0", "-", "o"), "vm_embed": ("C1", "-", "s"),
               "vm_mmd": ("C2", "-", "^"), "vm_agree": ("C3", "-", "D"),
+              "vm_agree_test": ("C8", "-", "P"),
               "vm_accuracy": ("C4", "-", "v"), "evidently_default": ("C5", "--", "o"),
               "evidently_psi": ("C6", "--", "s"), "alibi_mmd": ("C7", "--", "^")}
     titles = {**VM_SIGNALS, **PEER_SIGNALS}
@@ -454,9 +515,10 @@ def plot(col: dict[str, Any], path: Path, horizon: int) -> None:
     miss = horizon * 1.6
     # bad version and label noise leave the images and class mix unchanged: a drift alarm
     # there is a false alarm, so those panels show the signals that can see them
-    only = {"bad_version_random": {"vm_agree", "vm_accuracy", "evidently_default",
-                                   "evidently_psi"},
-            "label_noise": {"vm_agree", "vm_accuracy", "evidently_default", "evidently_psi"}}
+    only = {"bad_version_random": {"vm_agree", "vm_agree_test", "vm_accuracy",
+                                   "evidently_default", "evidently_psi"},
+            "label_noise": {"vm_agree", "vm_agree_test", "vm_accuracy", "evidently_default",
+                            "evidently_psi"}}
     for ax, fam in zip(axes.ravel(), fams, strict=True):
         for sig in signals:
             if fam in only and sig not in only[fam]:
@@ -506,7 +568,8 @@ def check_daemon(results: dict[str, Any]) -> None:
 
 
 def write_docs(results: dict[str, Any], docs: Path) -> str:
-    """Write docs/detection.md (and the plot next to it); returns the markdown."""
+    """Write docs/detection.md (or the data set's page, and the plot next to it); returns the
+    markdown."""
     from benchmarks.detection import report_text
 
     check_daemon(results)
@@ -515,7 +578,7 @@ def write_docs(results: dict[str, Any], docs: Path) -> str:
     cost = compute_costs(results)
     plan = results["plan"]
     horizon = max(s["n"] - s["onset"] for s in plan["streams"] if not s["latency"])
-    png = docs.with_name("detection-delay.png")
+    png = docs.with_name(f"{docs.stem}-delay.png")
     plot(col, png, horizon)
     md = report_text.render(results, col, fa, cost, horizon, png.name,
                             goals(results, col, fa, cost),

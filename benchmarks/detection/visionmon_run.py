@@ -14,9 +14,12 @@ configured as 10s, 100s and 1000s at 10 requests per second):
   embed     PSI of the 8 embedding principal components
   drift     any of the above (what `DriftMonitor.drifting` and the drift alert see)
   mmd       embedding MMD statistic above its critical value (ShadowMonitor, alpha 0.005)
-  agree     shadow agreement ratio below quality.min_shadow_agreement (0.9), with at least
-            quality.min_shadow_images (100) joined images in the window
-  accuracy  realized accuracy from labels below quality.min_accuracy (0.9), >= 20 labels
+  agree     shadow agreement ratio below quality.min_shadow_agreement (0.9 on the digits),
+            with at least quality.min_shadow_images (100) joined images in the window
+  agree_p   the shadow agreement test's p-value (per production class and overall against
+            the baseline's agreement), below slos.thresholds.shadow_agreement_drop.alpha
+  accuracy  realized accuracy from labels below quality.min_accuracy (0.9 on the digits),
+            >= 20 labels
   estimate  the label-free accuracy estimate (not an alarm: its error is measured)
 PSI signals are kept as p-values, p = chi2.sf(PSI / (1/n + 1/m), k' - 1) with the merged
 bin count k' of `drift_threshold`: PSI > threshold(alpha) exactly when p < alpha, so one run
@@ -41,7 +44,6 @@ from alerts.simulate import Traffic, run_slo
 from alerts.spec import build_spec
 from benchmarks.detection.scenarios import (
     CLEAN,
-    MODEL,
     NO_DRIFT,
     REQUEST_RATE,
     T0,
@@ -72,7 +74,6 @@ from monitor.stats import (
     mmd2_to_reference,
     mmd_null_test,
 )
-from reference_model.digits import DIGIT_CLASSES
 from visionmon.app import Statistics, build_statistics
 
 #: window name in the config -> requests it holds
@@ -100,27 +101,30 @@ GROUPS: dict[str, tuple[str, ...]] = {
 LIMITS = DecodeLimits(max_future_skew_seconds=1e12)
 
 
-def bench_config(baseline_path: Path, reference: ReferenceConfig,
-                 alpha: float = ALPHA) -> LoadedConfig:
-    """The daemon config of the benchmark (see module docstring for the windows)."""
+def bench_config(baseline_path: Path, reference: ReferenceConfig, classes: Sequence[str],
+                 alpha: float = ALPHA, min_accuracy: float = MIN_ACCURACY,
+                 min_shadow_agreement: float = MIN_AGREEMENT) -> LoadedConfig:
+    """The daemon config of the benchmark (see module docstring for the windows): one model,
+    named as the reference model's card says."""
     window = {"window": DELAY_WINDOW}
+    model = reference.model
     return resolve(parse_config({
         "version": 1,
-        "models": [{"name": MODEL, "classes": list(DIGIT_CLASSES)}],
+        "models": [{"name": model, "classes": list(classes)}],
         "windows": {"sizes": list(WINDOWS), "slices": SLICES},
         "baseline": {"mode": "file", "path": str(baseline_path)},
         "drift": {"alpha": alpha},
         "labels": {"max_entries": 200_000, "ttl": "1h"},
         "quality": {"eval_slice": "100s", "min_labels": MIN_JOINS,
-                    "min_accuracy": MIN_ACCURACY, "min_shadow_agreement": MIN_AGREEMENT},
+                    "min_accuracy": min_accuracy, "min_shadow_agreement": min_shadow_agreement},
         # drift.correction and drift.mmd and quality.min_shadow_images keep their defaults
         "reference": reference.model_dump(mode="json"),
         "slos": {
-            "objectives": [{"name": "latency", "model": MODEL, "kind": "latency",
+            "objectives": [{"name": "latency", "model": model, "kind": "latency",
                             "target": LATENCY_TARGET,
                             "latency_threshold_seconds": LATENCY_THRESHOLD_S}],
             "thresholds": {"drift": window, "ece": window, "shadow_agreement": window,
-                           "label_coverage": window},
+                           "shadow_agreement_drop": window, "label_coverage": window},
         },
     }, "<benchmark>"), "<benchmark>")
 
@@ -128,12 +132,17 @@ def bench_config(baseline_path: Path, reference: ReferenceConfig,
 # --- feeding ------------------------------------------------------------------------------
 
 
+def class_index(loaded: LoadedConfig) -> dict[str, ModelClassIndex]:
+    """The decoders' class index of the benchmark config's model."""
+    return {m.name: ModelClassIndex.of(m.classes or ()) for m in loaded.config.models}
+
+
 class Feeder:
     """Decodes a stream's records and applies them to one `Statistics`."""
 
-    def __init__(self, stats: Statistics, pools: dict[str, Pool]) -> None:
+    def __init__(self, stats: Statistics, pools: dict[str, Pool],
+                 index: dict[str, ModelClassIndex]) -> None:
         self.stats = stats
-        index = {MODEL: ModelClassIndex.of(DIGIT_CLASSES)}
         self.pdec = PredictionDecoder(index, LIMITS)
         self.fdec = FeedbackDecoder(index, LIMITS)
         self.idec = ImageDecoder(index, 5_000_000, LIMITS)
@@ -190,6 +199,7 @@ class Reading:
     mmd_stat: float = math.nan                              # the exported statistic
     agree: float = math.nan
     agree_n: float = 0.0
+    agree_p: float = math.nan                               # smallest over versions
     accuracy: float = math.nan
     labelled: float = 0.0
     estimate: float = math.nan
@@ -199,8 +209,9 @@ class Reading:
 class Reader:
     """Turns engine snapshots into `Reading`s; times the snapshot by extension."""
 
-    def __init__(self, stats: Statistics) -> None:
+    def __init__(self, stats: Statistics, model: str) -> None:
         self.stats = stats
+        self.model = model
         self.seconds: dict[str, float] = {}
         self.snapshots = 0
 
@@ -218,13 +229,13 @@ class Reader:
 
     def read(self, snap: dict[str, Any], windows: tuple[str, ...]) -> dict[str, Reading]:
         stats = self.stats
-        baseline = stats.drift.baselines[MODEL]
+        baseline = stats.drift.baselines[self.model]
         out = {w: Reading() for w in windows}
         psi = snap.get("visionmon_drift_psi", {})
         thr = snap.get("visionmon_drift_threshold", {})
         nev = snap.get("visionmon_drift_window_events", {})
         group_of = {f: g for g, fs in GROUPS.items() for f in fs}
-        feature_alpha = stats.drift.feature_alpha(MODEL)  # drift.alpha / 21 (bonferroni)
+        feature_alpha = stats.drift.feature_alpha(self.model)  # alpha / 21 (bonferroni)
         for key, value in psi.items():
             _, _, feature, window = key
             if window not in out or feature not in group_of:
@@ -253,9 +264,13 @@ class Reader:
                 r = out[key[2]]
                 r.mmd = ratio if math.isnan(r.mmd) else max(r.mmd, ratio)
                 r.mmd_stat = value if math.isnan(r.mmd_stat) else max(r.mmd_stat, value)
+        for key, value in snap.get("visionmon_shadow_agreement_pvalue", {}).items():
+            if key[2] in out:
+                r = out[key[2]]
+                r.agree_p = value if math.isnan(r.agree_p) else min(r.agree_p, value)
         shadow = stats.shadow
         if shadow is not None:
-            now = stats.drift.watermark.get(MODEL, 0.0)
+            now = stats.drift.watermark.get(self.model, 0.0)
             for s in shadow.by_version.values():
                 totals = s.windows.totals(now)
                 for w, r in out.items():
@@ -284,12 +299,12 @@ class Reader:
         return out
 
 
-def _latency_good_total(snap: dict[str, Any]) -> tuple[float, float]:
+def _latency_good_total(snap: dict[str, Any], served: str) -> tuple[float, float]:
     """Requests at or under the latency threshold, and all requests (every version)."""
     k = LATENCY_BUCKETS.index(LATENCY_THRESHOLD_S)
     good = total = 0.0
     for (model, _), h in snap.get("visionmon_request_latency_seconds", {}).items():
-        if model == MODEL and isinstance(h, HistogramValue):
+        if model == served and isinstance(h, HistogramValue):
             good += sum(h.counts[:k + 1])
             total += h.count
     return good, total
@@ -298,17 +313,18 @@ def _latency_good_total(snap: dict[str, Any]) -> tuple[float, float]:
 # --- runs ------------------------------------------------------------------------------------
 
 
-def build_bench_baseline(pools: dict[str, Pool], folder: Path, plan: Plan | None = None
-                         ) -> tuple[Path, Plan]:
-    """The baseline file: BASELINE_REQUESTS clean requests (or `plan`'s), labels for half of
-    them, and the reference model's profile of their sampled images (~10,000 of 50,000);
-    saved with `monitor.baseline.save`."""
+def build_bench_baseline(pools: dict[str, Pool], folder: Path, model: str,
+                         classes: Sequence[str], plan: Plan | None = None,
+                         source: str = "clean digits pool") -> tuple[Path, Plan]:
+    """The baseline file of `model`: BASELINE_REQUESTS clean requests (or `plan`'s), labels
+    for half of them, and the reference model's profile of their sampled images (~10,000 of
+    50,000); saved with `monitor.baseline.save`."""
     if plan is None:
         plan = make_plan(pools, NO_DRIFT, BASELINE_SEED, BASELINE_REQUESTS, BASELINE_REQUESTS,
-                         label_fraction=BASELINE_LABEL_FRACTION)
+                         label_fraction=BASELINE_LABEL_FRACTION, model=model)
     ser = Serialiser(plan, pools)
     c = ser.chunk(0, plan.n)
-    pdec = PredictionDecoder({MODEL: ModelClassIndex.of(DIGIT_CLASSES)}, LIMITS)
+    pdec = PredictionDecoder({model: ModelClassIndex.of(classes)}, LIMITS)
     events = []
     for a in range(0, len(c.predictions), 1_000):  # messages stay under max_message_bytes
         events += pdec.decode(b"\n".join(c.predictions[a:a + 1_000]), T0 + 1e9).events
@@ -316,14 +332,14 @@ def build_bench_baseline(pools: dict[str, Pool], folder: Path, plan: Plan | None
         raise RuntimeError(f"baseline: {plan.n - len(events)} prediction records refused")
     labels = {f"r{i:08d}": int(plan.label[i]) for i in np.flatnonzero(plan.labelled)}
     clean = pools[CLEAN]
-    images = [ScoredImage(f"r{i:08d}", MODEL, "v1", float(plan.ts(i)),
+    images = [ScoredImage(f"r{i:08d}", model, "v1", float(plan.ts(i)),
                           int(clean.ref_pred[j]), float(clean.ref_conf[j]), clean.embeddings[j],
                           tuple(clean.features[j].tolist()))
               for i, j in zip(c.image_index.tolist(),
                               plan.pool_index[c.image_index].tolist(), strict=True)]
-    base = baseline_mod.build_baseline(MODEL, DIGIT_CLASSES, events, labels, k=10,
+    base = baseline_mod.build_baseline(model, tuple(classes), events, labels, k=10,
                                        images=images, created_at=T0,
-                                       source="detection benchmark, clean digits pool")
+                                       source=f"detection benchmark, {source}")
     path = baseline_mod.save(base, folder / "baseline.json")
     return path, plan
 
@@ -334,7 +350,7 @@ class ExactEstimate:
     sums the same g(conf) per event as it streams; the two must agree (a check on it)."""
 
     def __init__(self, stats: Statistics, pools: dict[str, Pool], plan: Plan) -> None:
-        self.map = stats.drift.baselines[MODEL].calibration
+        self.map = stats.drift.baselines[plan.model].calibration
         pre = np.round(pools[CLEAN].probs.max(axis=1), 6)
         post = np.round(pools[plan.scenario.variant].probs.max(axis=1), 6)
         self.conf = np.where(plan.post, post[plan.pool_index], pre[plan.pool_index])
@@ -357,6 +373,7 @@ class DelayRun:
     mmd: list[float] = field(default_factory=list)
     mmd_stat: list[float] = field(default_factory=list)
     agree: list[float] = field(default_factory=list)
+    agree_p: list[float] = field(default_factory=list)
     accuracy: list[float] = field(default_factory=list)
     estimate: list[float] = field(default_factory=list)
     estimate_exact: list[float] = field(default_factory=list)
@@ -372,8 +389,8 @@ def run_delay(loaded: LoadedConfig, pools: dict[str, Pool], plan: Plan, chunk: i
     """Feed one stream; read the DELAY_WINDOW signals after every chunk from the onset on."""
     t0 = time.perf_counter()
     stats = build_statistics(loaded)
-    feeder = Feeder(stats, pools)
-    reader = Reader(stats)
+    feeder = Feeder(stats, pools, class_index(loaded))
+    reader = Reader(stats, plan.model)
     ser = Serialiser(plan, pools)
     run = DelayRun(plan.scenario.name, plan.seed)
     window = WINDOWS[DELAY_WINDOW]
@@ -385,7 +402,7 @@ def run_delay(loaded: LoadedConfig, pools: dict[str, Pool], plan: Plan, chunk: i
     for c in ser.chunks(chunk):
         feeder.feed(c)
         if latency and c.stop % step_requests == 0:
-            g, tot = _latency_good_total(stats.engine.snapshot())
+            g, tot = _latency_good_total(stats.engine.snapshot(), plan.model)
             good.append(round(g))
             bad.append(round(tot - g))
         if c.stop <= plan.onset or latency:
@@ -398,6 +415,7 @@ def run_delay(loaded: LoadedConfig, pools: dict[str, Pool], plan: Plan, chunk: i
         run.mmd.append(r.mmd)
         run.mmd_stat.append(r.mmd_stat)
         run.agree.append(r.agree)
+        run.agree_p.append(r.agree_p)
         run.accuracy.append(r.accuracy)
         run.estimate.append(r.estimate)
         lo = max(0, c.stop - window)
@@ -439,8 +457,8 @@ def run_false_alarms(loaded: LoadedConfig, pools: dict[str, Pool], plan: Plan,
     that window (each window size sees non-overlapping windows)."""
     t0 = time.perf_counter()
     stats = build_statistics(loaded)
-    feeder = Feeder(stats, pools)
-    reader = Reader(stats)
+    feeder = Feeder(stats, pools, class_index(loaded))
+    reader = Reader(stats, plan.model)
     ser = Serialiser(plan, pools)
     out = FalseAlarmRun(plan.n, {w: [] for w in WINDOWS})
     exact = ExactEstimate(stats, pools, plan)
@@ -454,7 +472,8 @@ def run_false_alarms(loaded: LoadedConfig, pools: dict[str, Pool], plan: Plan,
         for w, r in reader.read(reader.snapshot(), due).items():
             out.windows[w].append({**{f"p_{g}": v for g, v in r.p.items()}, "mmd": r.mmd,
                                    "mmd_stat": r.mmd_stat,
-                                   "agree": r.agree, "accuracy": r.accuracy,
+                                   "agree": r.agree, "agree_p": r.agree_p,
+                                   "accuracy": r.accuracy,
                                    "estimate": r.estimate,
                                    "estimate_exact": exact(c.stop - WINDOWS[w], c.stop),
                                    "realized": float(plan.correct[c.stop - WINDOWS[w]:c.stop]
@@ -503,8 +522,9 @@ def embedding_signal_costs(baseline_path: Path, pool: Pool, images: int = 200,
     return {"psi_ms": psi_ms, "mmd_ms": mmd_ms, "images": float(images)}
 
 
-def baseline_sensitivity(pools: dict[str, Pool], folder: Path, seeds: Sequence[int],
-                         windows: int, requests: int = BASELINE_REQUESTS, images: int = 2_000,
+def baseline_sensitivity(pools: dict[str, Pool], folder: Path, model: str,
+                         classes: Sequence[str], seeds: Sequence[int], windows: int,
+                         requests: int = BASELINE_REQUESTS, images: int = 2_000,
                          seed: int = 0) -> dict[str, Any]:
     """False-alarm rate of the embedding-PC signal (any of 8 PCs at alpha 0.01 / 8) on
     no-drift windows of `images` clean pool images, for baselines of `requests` clean
@@ -521,8 +541,8 @@ def baseline_sensitivity(pools: dict[str, Pool], folder: Path, seeds: Sequence[i
                              "seed": [], "rate": [], "baseline_images": []}
     for s in seeds:
         plan = make_plan(pools, NO_DRIFT, s, requests, requests,
-                         label_fraction=BASELINE_LABEL_FRACTION)
-        path, _ = build_bench_baseline(pools, folder, plan)
+                         label_fraction=BASELINE_LABEL_FRACTION, model=model)
+        path, _ = build_bench_baseline(pools, folder, model, classes, plan)
         base = baseline_mod.load(path)
         emb = base.embedding
         assert emb is not None

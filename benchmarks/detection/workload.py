@@ -1,8 +1,12 @@
 """Data, models and image pools of the detection benchmark (.venv: needs torch).
 
-Data: scikit-learn's 1,797 digits, coloured and upsampled to 32x32 by
-`reference_model.digits.load_digits_rgb`, split 50/50 with a fixed seed: 899 images train
-both models, the 898 others are the pool that streams draw from (with replacement).
+Two data sets, chosen by `run.py --dataset` (`DATASETS`):
+  digits   scikit-learn's 1,797 digits, coloured and upsampled to 32x32 by
+           `reference_model.digits.load_digits_rgb`, split 50/50 with a fixed seed: 899
+           images train both models, the 898 others are the pool
+  fashion  Fashion-MNIST from Debian's `dataset-fashion-mnist` (`fashion.py`): 6,000 of its
+           training images train both models, 2,000 of its test images are the pool
+Streams draw from the pool with replacement.
 
 Models, trained here with fixed seeds on one CPU thread:
   production  `ProductionNet` below: conv(5x5, s2) -> conv(3x3, s2) -> flatten -> linear, a
@@ -32,6 +36,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from benchmarks.detection.fashion import BACKGROUND, FASHION_CLASSES, load_fashion_rgb
 from benchmarks.detection.scenarios import CLEAN, COVARIATE, Pool, load_pool, save_pool
 from monitor.reference_config import ImagesConfig, ReferenceConfig
 from reference_model.digits import (
@@ -50,9 +55,39 @@ SPLIT_SEED = 0
 TEST_FRACTION = 0.5
 PRODUCTION_SEED = 0
 REFERENCE_SEED = 1
-REFERENCE_EPOCHS = 40
-REFERENCE_LR = 0.02
 CACHE_VERSION = "1"   # bump when anything below changes the pools
+FASHION_TRAIN = 6_000
+
+
+@dataclass(frozen=True, slots=True)
+class Dataset:
+    """One data set of the benchmark and how its two models are trained on it."""
+
+    name: str                         # also the served model's name in the records
+    title: str
+    classes: tuple[str, ...]
+    load: Callable[[], DigitsData]
+    fill: tuple[int, int, int] | None  # what a rotation uncovers (None: digits background)
+    production_epochs: int
+    reference_epochs: int
+    reference_lr: float
+    #: quality bounds of the benchmark's daemon config (quality.min_accuracy,
+    #: quality.min_shadow_agreement), set under the clean pool's accuracy and agreement as an
+    #: operator sets them under a model's normal level
+    min_accuracy: float
+    min_shadow_agreement: float
+
+
+DATASETS: dict[str, Dataset] = {
+    "digits": Dataset("digits", "scikit-learn digits", DIGIT_CLASSES,
+                      lambda: load_digits_rgb(seed=SPLIT_SEED, test_fraction=TEST_FRACTION),
+                      None, production_epochs=15, reference_epochs=40, reference_lr=0.02,
+                      min_accuracy=0.9, min_shadow_agreement=0.9),
+    "fashion": Dataset("fashion", "Fashion-MNIST", FASHION_CLASSES,
+                       lambda: load_fashion_rgb(FASHION_TRAIN, 2_000, seed=SPLIT_SEED),
+                       BACKGROUND, production_epochs=10, reference_epochs=15,
+                       reference_lr=0.02, min_accuracy=0.75, min_shadow_agreement=0.75),
+}
 
 
 class ProductionNet(nn.Module):
@@ -91,8 +126,10 @@ def train_production(data: DigitsData, seed: int = PRODUCTION_SEED, epochs: int 
 # --- corruptions ------------------------------------------------------------------------
 
 
-def corrupt(rgb: np.ndarray, family: str, level: float, rng: np.random.Generator) -> bytes:
-    """One (32, 32, 3) uint8 image under one covariate shift, as PNG bytes."""
+def corrupt(rgb: np.ndarray, family: str, level: float, rng: np.random.Generator,
+            fill: tuple[int, int, int] | None = None) -> bytes:
+    """One (32, 32, 3) uint8 image under one covariate shift, as PNG bytes; `fill` is the
+    colour a rotation uncovers."""
     if family == CLEAN:
         return render_digit(rgb)
     if family == "brightness":
@@ -102,7 +139,8 @@ def corrupt(rgb: np.ndarray, family: str, level: float, rng: np.random.Generator
     if family == "blur":
         return render_digit(rgb, blur=level)
     if family == "rotation":
-        return render_digit(rgb, rotate=level * (1.0 if rng.random() < 0.5 else -1.0))
+        return render_digit(rgb, rotate=level * (1.0 if rng.random() < 0.5 else -1.0),
+                            fill=fill)
     x = rgb.astype(np.float64)
     if family == "contrast":
         mean = x.mean(axis=(0, 1), keepdims=True)
@@ -125,6 +163,7 @@ def decode_png(data: bytes) -> np.ndarray:
 @dataclass(frozen=True, slots=True)
 class Workload:
     folder: Path
+    dataset: Dataset
     reference: ReferenceConfig
     pools: dict[str, Pool]
     info: dict[str, float | int | str]
@@ -137,27 +176,30 @@ def _variants() -> list[tuple[str, str, float]]:
     return out
 
 
-def build_workload(folder: Path, log: Callable[[str], None] = print) -> Workload:
-    """Train both models and build every pool, or load them from `folder` when they were
-    built by the same code version."""
+def build_workload(folder: Path, log: Callable[[str], None] = print,
+                   dataset: Dataset = DATASETS["digits"]) -> Workload:
+    """Train both models on `dataset` and build every pool, or load them from `folder` when
+    they were built from the same data set by the same code version."""
     torch.set_num_threads(1)
     folder.mkdir(parents=True, exist_ok=True)
     manifest = folder / "manifest.json"
     ref_path = folder / "reference.ts"
     if manifest.exists():
         info = json.loads(manifest.read_text())
-        if info.get("cache_version") == CACHE_VERSION and ref_path.exists():
+        if (info.get("cache_version") == CACHE_VERSION and ref_path.exists()
+                and info.get("dataset", "digits") == dataset.name):
             pools = {v: load_pool(folder / f"pool-{v}.npz") for v, _, _ in _variants()}
-            ref = digits_reference_config(ref_path, info["reference_sha256"], device="cpu")
+            ref = digits_reference_config(ref_path, info["reference_sha256"], device="cpu",
+                                          model=dataset.name)
             log(f"workload: loaded from {folder}")
-            return Workload(folder, ref, pools, info)
+            return Workload(folder, dataset, ref, pools, {"dataset": dataset.name, **info})
     t0 = time.perf_counter()
-    data = load_digits_rgb(seed=SPLIT_SEED, test_fraction=TEST_FRACTION)
-    prod = train_production(data)
-    ref_net = train_digits_model(data, seed=REFERENCE_SEED, epochs=REFERENCE_EPOCHS,
-                                 lr=REFERENCE_LR)
+    data = dataset.load()
+    prod = train_production(data, epochs=dataset.production_epochs)
+    ref_net = train_digits_model(data, seed=REFERENCE_SEED, epochs=dataset.reference_epochs,
+                                 lr=dataset.reference_lr)
     sha = save_torchscript(ref_net, ref_path)
-    ref = digits_reference_config(ref_path, sha, device="cpu")
+    ref = digits_reference_config(ref_path, sha, device="cpu", model=dataset.name)
     t_train = time.perf_counter() - t0
     pool_images = data.images[data.test]
     pool_labels = data.labels[data.test]
@@ -165,12 +207,12 @@ def build_workload(folder: Path, log: Callable[[str], None] = print) -> Workload
     for variant, family, level in _variants():
         rng = np.random.default_rng([SPLIT_SEED, int(hashlib.sha1(variant.encode())
                                                      .hexdigest()[:8], 16)])
-        pngs = [corrupt(img, family, level, rng) for img in pool_images]
+        pngs = [corrupt(img, family, level, rng, dataset.fill) for img in pool_images]
         pixels = np.stack([decode_png(b) for b in pngs])
         with torch.inference_mode():
             probs = prod(model_inputs(pixels)).double().softmax(1).numpy()
         items = [(f"p{k}", "v1", 0.0, b) for k, b in enumerate(pngs)]
-        scored = score_images(ref, ImagesConfig(), DIGIT_CLASSES, items)
+        scored = score_images(ref, ImagesConfig(), dataset.classes, items)
         if len(scored) != len(pngs):
             raise RuntimeError(f"pool {variant}: the intake refused "
                                f"{len(pngs) - len(scored)} images")
@@ -184,6 +226,7 @@ def build_workload(folder: Path, log: Callable[[str], None] = print) -> Workload
     clean = pools[CLEAN]
     info: dict[str, float | int | str] = {
         "cache_version": CACHE_VERSION,
+        "dataset": dataset.name,
         "reference_sha256": sha,
         "train_images": int(data.train.size),
         "pool_images": int(data.test.size),
@@ -201,4 +244,4 @@ def build_workload(folder: Path, log: Callable[[str], None] = print) -> Workload
     log(f"workload: built in {info['build_seconds']} s (production accuracy "
         f"{info['production_accuracy']:.3f}, reference {info['reference_accuracy']:.3f}, "
         f"agreement {info['agreement']:.3f})")
-    return Workload(folder, ref, pools, info)
+    return Workload(folder, dataset, ref, pools, info)

@@ -11,6 +11,7 @@ from monitor.stats.accuracy_estimate import (
     estimated_accuracy_from_bins,
     fit_isotonic,
 )
+from monitor.stats.agreement import AgreementDrop, agreement_drop_pvalues, agreement_drop_test
 from monitor.stats.binning import bin_counts, bin_index, categorical_counts, quantile_edges
 from monitor.stats.calibration import (
     CalibrationBins,
@@ -65,6 +66,7 @@ from monitor.stats.thresholds import (
 )
 
 __all__ = [
+    "AgreementDrop",
     "CalibrationBins",
     "DriftThreshold",
     "IsotonicMap",
@@ -74,6 +76,8 @@ __all__ = [
     "PcaBasis",
     "PerClassScores",
     "accuracy",
+    "agreement_drop_pvalues",
+    "agreement_drop_test",
     "apply_bin_map",
     "bin_counts",
     "bin_index",

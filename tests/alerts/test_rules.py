@@ -169,13 +169,14 @@ def test_threshold_alerts_page_only_for_blindness_by_default(example):
     severities = {r.alert: dict(r.labels)["severity"] for r in threshold_rules(build_spec(example))}
     assert {a for a, s in severities.items() if s == "page"} == {names.KAFKA_ALERT,
                                                                   names.NO_EVENTS_ALERT}
-    assert len(severities) == 9
+    assert len(severities) == 10
 
 
 def test_disabled_checks_and_no_objectives_generate_nothing_and_say_so(example_data):
     off = {k: {"enabled": False} for k in (
-        "drift", "ece", "shadow_agreement", "label_coverage", "consumer_lag",
-        "kafka_disconnected", "no_events", "rejected_ratio", "reference_model_down")}
+        "drift", "ece", "shadow_agreement", "shadow_agreement_drop", "label_coverage",
+        "consumer_lag", "kafka_disconnected", "no_events", "rejected_ratio",
+        "reference_model_down")}
     with pytest.raises(ConfigError, match="nothing to generate"):
         generate(with_slos(example_data, objectives=[], thresholds=off))
 

@@ -91,6 +91,23 @@ def test_a_threshold_window_must_be_a_configured_window(example_data):
     assert "['5m', '1h', '1d']" in str(err.value)
 
 
+def test_the_agreement_test_takes_the_agreement_checks_window_unless_given(example_data):
+    """A config written before the check existed, whose windows lack 1h, still loads."""
+    data = copy.deepcopy(example_data)
+    data["windows"]["sizes"] = ["5m", "1d"]
+    data["slos"]["thresholds"] = {k: {**v, "window": "1d"} if "window" in v else v
+                                  for k, v in data["slos"]["thresholds"].items()
+                                  if k != "shadow_agreement_drop"}
+    th = build_spec(resolve(parse_config(data))).thresholds
+    assert th.shadow_agreement.window == th.shadow_agreement_drop.window == "1d"
+    assert th.shadow_agreement_drop.bound == 0.001
+    explicit = with_slos(example_data, thresholds={
+        "shadow_agreement_drop": {"window": "5m", "alpha": 0.0001}})
+    th = build_spec(explicit).thresholds
+    assert th.shadow_agreement_drop.window == "5m"
+    assert th.shadow_agreement_drop.bound == 0.0001
+
+
 def test_a_config_without_slos_gets_threshold_alerts_with_defaults(example_data):
     data = copy.deepcopy(example_data)
     del data["slos"]
@@ -112,6 +129,7 @@ def test_the_example_config_declares_every_kind_and_every_threshold_check(exampl
     assert {s.kind for s in spec.slos} == {"availability", "latency", "accuracy",
                                            "quality_windows"}
     th = spec.thresholds
-    checks = [th.drift, th.ece, th.shadow_agreement, th.label_coverage, th.consumer_lag,
-              th.kafka_disconnected, th.no_events, th.rejected_ratio, th.reference_model_down]
+    checks = [th.drift, th.ece, th.shadow_agreement, th.shadow_agreement_drop,
+              th.label_coverage, th.consumer_lag, th.kafka_disconnected, th.no_events,
+              th.rejected_ratio, th.reference_model_down]
     assert all(c.enabled for c in checks)

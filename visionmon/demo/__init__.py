@@ -86,7 +86,9 @@ def _train(out: Path, seed: int) -> tuple[Any, Any]:
 
 def _baseline(out: Path, ref: Any, prod: Any) -> Path:
     """Last week's known-good traffic, profiled: the production model's predictions on the
-    training images with their labels (for calibration), and reference-scored images."""
+    held-out images the demo traffic is drawn from, with their labels (for calibration), and
+    reference-scored images. Not the training images: on those both models are more
+    confident, and agree more, than they ever are in production."""
     import torch
 
     from monitor import baseline as baseline_mod
@@ -96,7 +98,7 @@ def _baseline(out: Path, ref: Any, prod: Any) -> Path:
     from reference_model.profile import score_images
 
     data = ref.data
-    idx = data.train
+    idx = data.test
     with torch.inference_mode():
         probs = torch.softmax(prod(model_inputs(data.images[idx]))[0], 1).numpy()
     dec = PredictionDecoder({"digits": ModelClassIndex.of(DIGIT_CLASSES)}, DecodeLimits())

@@ -1,0 +1,90 @@
+"""Has agreement with the reference model dropped below the baseline's? A one-sided test on
+counts, per production class and over all classes.
+
+A fixed bound on the agreement ratio (`quality.min_shadow_agreement`) has to sit far under
+the clean level so that binomial noise does not cross it, and it ignores which classes
+disagree. This test compares a window with the baseline instead. The baseline counted, per
+class the production model predicted, m joined images of which b agreed; with a Jeffreys
+prior the class's agreement rate is Beta(b + 1/2, m - b + 1/2) after that, and when nothing
+changed the agreeing images among a window's n of that class follow the beta-binomial with
+those parameters (which carries the baseline's own sampling uncertainty). A window with a
+agreeing images has the one-sided p-value P(A <= a). One test per class the window and the
+baseline both have, plus one over all of them (a regression spread thin over many classes:
+its rate is the one the window's class mix expects from the per-class rates, with the
+tested classes' baseline images as evidence). Weighted Bonferroni: the overall test gets half
+the level and the k class tests share the other half, so the window's p-value is
+min(1, 2 p_overall, 2 k min_c p_c); at level alpha the whole family is wrong in at most alpha
+of clean windows, and the overall test keeps most of its power.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.stats import betabinom
+
+#: Jeffreys prior Beta(1/2, 1/2) on a baseline agreement rate
+PRIOR = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class AgreementDrop:
+    """The window's test: `p_value` in [0, 1] (the smallest weighted-Bonferroni-adjusted
+    one-sided p-value), `tests` made (classes tested, plus the overall one), `worst` the class
+    index that gave it (-1: the overall test)."""
+
+    p_value: float
+    tests: int
+    worst: int
+
+
+def agreement_drop_pvalues(n: np.ndarray, agree: np.ndarray, base_n: np.ndarray,
+                           base_agree: np.ndarray) -> np.ndarray:
+    """One-sided p-values P(A <= agree), A ~ BetaBinomial(n, base_agree + 1/2,
+    base_n - base_agree + 1/2), element-wise; NaN where n == 0. Counts are non-negative,
+    agree <= n and base_agree <= base_n."""
+    n = np.asarray(n, dtype=np.float64)
+    agree = np.asarray(agree, dtype=np.float64)
+    base_n = np.asarray(base_n, dtype=np.float64)
+    base_agree = np.asarray(base_agree, dtype=np.float64)
+    if (np.any(n < 0) or np.any(agree < 0) or np.any(agree > n) or np.any(base_agree < 0)
+            or np.any(base_agree > base_n)):
+        raise ValueError("agreement counts must satisfy 0 <= agree <= n")
+    ok = n > 0
+    out = np.full(np.broadcast(n, agree, base_n, base_agree).shape, np.nan)
+    a = base_agree + PRIOR
+    b = base_n - base_agree + PRIOR
+    nn, aa = np.rint(n).astype(np.int64), np.floor(agree + 1e-9).astype(np.int64)
+    p = betabinom.cdf(aa, np.where(ok, nn, 1), a, b)
+    out[...] = np.where(ok, np.minimum(p, 1.0), np.nan)
+    return out
+
+
+def agreement_drop_test(n: np.ndarray, agree: np.ndarray, base_n: np.ndarray,
+                        base_agree: np.ndarray) -> AgreementDrop | None:
+    """Per-class counts of a window (`n`, `agree`, indexed by production class) against the
+    baseline's (`base_n`, `base_agree`). Classes the baseline never saw predicted, or the
+    window has no image of, are not tested; None when nothing can be tested."""
+    n = np.asarray(n, dtype=np.float64)
+    agree = np.asarray(agree, dtype=np.float64)
+    base_n = np.asarray(base_n, dtype=np.float64)
+    base_agree = np.asarray(base_agree, dtype=np.float64)
+    if not (n.shape == agree.shape == base_n.shape == base_agree.shape) or n.ndim != 1:
+        raise ValueError("per-class counts must be four vectors of the same length")
+    tested = (n > 0) & (base_n > 0)
+    if not tested.any():
+        return None
+    idx = np.flatnonzero(tested)
+    per_class = agreement_drop_pvalues(n[idx], agree[idx], base_n[idx], base_agree[idx])
+    # overall: the rate the window's own class mix expects (so a shift of the class mix
+    # alone is no drop), with the tested classes' baseline images as its evidence
+    rate = (base_agree[idx] + PRIOR) / (base_n[idx] + 2 * PRIOR)
+    expected = float(np.dot(n[idx], rate) / n[idx].sum())
+    m = float(base_n[idx].sum())
+    overall = agreement_drop_pvalues(n[idx].sum(), agree[idx].sum(), m, expected * m)
+    # weighted Bonferroni: half the level to the overall test, half shared by the classes
+    adjusted = np.concatenate([[2.0 * float(overall)], 2.0 * idx.size * per_class])
+    k = int(np.argmin(adjusted))
+    return AgreementDrop(min(1.0, float(adjusted[k])), idx.size + 1,
+                         -1 if k == 0 else int(idx[k - 1]))

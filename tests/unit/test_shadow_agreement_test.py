@@ -1,0 +1,104 @@
+"""The shadow agreement test inside the statistics: the baseline counts, per production
+class, how often the reference model agreed; ShadowMonitor exports the window's p-value
+against that profile; older baseline files load without one (and keep their hash)."""
+
+from __future__ import annotations
+
+import numpy as np
+import orjson
+import pytest
+
+from monitor.baseline import _hash, build_baseline, from_dict, load, save, to_dict
+from monitor.drift import DriftMonitor
+from monitor.engine import EventGroup
+from monitor.events import PredictionEvent
+from monitor.scored import INPUT_FEATURES, ScoredImage
+from monitor.shadow import ShadowMonitor
+from monitor.snapshot import SnapshotBuilder
+from monitor.windows import WindowSpec
+
+CLASSES = ("a", "b", "c", "d")
+AGREEMENT = 0.95
+
+
+def _traffic(n: int, seed: int, t0: float, version: str = "v1", broken: tuple[int, int] | None
+             = None) -> tuple[list[PredictionEvent], list[ScoredImage]]:
+    """n requests, each with its image scored: the reference agrees with production with
+    probability AGREEMENT; `broken` = (c, d): production serves class c as class d."""
+    rng = np.random.default_rng(seed)
+    truth = rng.integers(0, len(CLASSES), n)
+    ref = np.where(rng.random(n) < AGREEMENT, truth, (truth + 1) % len(CLASSES))
+    pred = truth.copy()
+    if broken is not None:
+        pred[truth == broken[0]] = broken[1]
+    feats = tuple(0.5 for _ in INPUT_FEATURES)
+    events = [PredictionEvent(f"r{seed}-{i}", t0 + i, "m", version, True, int(pred[i]), 0.9,
+                              0.5, 0.5, 0.01) for i in range(n)]
+    images = [ScoredImage(f"r{seed}-{i}", "m", version, t0 + i, int(ref[i]), 0.9,
+                          rng.normal(size=4).astype(np.float32), feats) for i in range(n)]
+    return events, images
+
+
+@pytest.fixture(scope="module")
+def baseline():  # type: ignore[no-untyped-def]
+    events, images = _traffic(2000, 1, 0.0)
+    return build_baseline("m", CLASSES, events, images=images)
+
+
+def test_the_baseline_counts_agreement_per_production_class(baseline) -> None:  # type: ignore[no-untyped-def]
+    events, images = _traffic(2000, 1, 0.0)
+    ref = {im.request_id: im.ref_pred for im in images}
+    n, agree = np.zeros(4), np.zeros(4)
+    for e in events:
+        n[e.pred] += 1
+        agree[e.pred] += ref[e.request_id] == e.pred
+    assert baseline.agreement is not None
+    assert baseline.agreement.n.tolist() == n.tolist()
+    assert baseline.agreement.agree.tolist() == agree.tolist()
+    again = from_dict(to_dict(baseline))
+    assert again.agreement is not None and again.agreement.agree.tolist() == agree.tolist()
+
+
+def test_an_older_file_without_the_profile_loads_and_keeps_its_hash(baseline, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    d = {k: v for k, v in to_dict(baseline).items() if k != "agreement"}
+    d["sha256"] = _hash(d)
+    path = tmp_path / "old.json"
+    path.write_bytes(orjson.dumps(d))
+    old = load(path)
+    assert old.agreement is None and old.sha256 == d["sha256"]
+    save(baseline, tmp_path / "new.json")
+    assert load(tmp_path / "new.json").agreement is not None
+    broken = {**to_dict(baseline), "agreement": {"n": [1, 2], "agree": [1, 2]}}
+    with pytest.raises(Exception, match="agreement counts"):
+        from_dict(broken)
+
+
+def _p_value(baseline, events, images) -> float | None:  # type: ignore[no-untyped-def]
+    drift = DriftMonitor({"m": CLASSES}, (WindowSpec("1h", 3600, 6),),
+                         baselines={"m": baseline})
+    shadow = ShadowMonitor({"m": CLASSES}, drift.windows, drift, min_agreement_images=100)
+    shadow.on_predictions({("m", events[0].version): EventGroup(events)})
+    shadow.apply_scored(images)
+    b = SnapshotBuilder()
+    shadow.snapshot(b)
+    snap = b.build()
+    ratio = snap.get("visionmon_shadow_agreement_ratio", {})
+    assert ("m", events[0].version, "1h") not in ratio  # fewer than 100 joined images
+    return snap.get("visionmon_shadow_agreement_pvalue", {}).get(  # type: ignore[no-any-return]
+        ("m", events[0].version, "1h"))
+
+
+def test_a_version_that_breaks_one_class_is_seen_from_its_first_images(baseline) -> None:  # type: ignore[no-untyped-def]
+    events, images = _traffic(60, 2, 5000.0, version="v2", broken=(2, 3))
+    p = _p_value(baseline, events, images)
+    assert p is not None and p < 1e-3
+    events, images = _traffic(60, 3, 5000.0, version="v2")
+    p = _p_value(baseline, events, images)
+    assert p is not None and p > 0.01
+
+
+def test_no_profile_no_p_value() -> None:
+    events, _ = _traffic(500, 4, 0.0)
+    bare = build_baseline("m", CLASSES, events)  # no images: no agreement profile
+    assert bare.agreement is None
+    assert _p_value(bare, *_traffic(60, 5, 5000.0)) is None
