@@ -143,6 +143,12 @@ def build_baseline_command(args: argparse.Namespace) -> int:
     except (ConfigError, BaselineError, ValueError, OSError) as err:
         print(f"baseline build failed: {err}", file=sys.stderr)
         return 2
+    shadow = ""
+    if b.agreement is not None:
+        shadow = f"; shadow agreement profile from {int(b.agreement.n.sum())} joined images"
+    elif images:
+        shadow = ("; no shadow agreement profile: no image's request_id matched a prediction "
+                  "(the agreement test stays off)")
     print(f"{path}: {b.events} events ({refused} refused lines), {b.labeled_events} labeled, "
-          f"features {', '.join(b.features)}; sha256 {b.sha256}")
+          f"features {', '.join(b.features)}{shadow}; sha256 {b.sha256}")
     return 0

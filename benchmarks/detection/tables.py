@@ -114,7 +114,8 @@ PEER_SIGNALS: dict[str, tuple[str, str]] = {
     "evidently_default": ("Evidently default", "default column drift test on class and "
                           "confidence (Jensen-Shannon / Wasserstein, 0.1)"),
     "evidently_psi": ("Evidently PSI 0.1", "psi test, threshold 0.1, class and confidence"),
-    "alibi_mmd": ("Alibi MMD", "MMDDrift, p_val 0.01, 100 permutations, same embeddings"),
+    "alibi_mmd": ("Alibi MMD", "MMDDrift, p_val 0.01, 100 permutations (torch seeded), "
+                  "same embeddings"),
 }
 
 
