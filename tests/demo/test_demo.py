@@ -35,3 +35,7 @@ def test_short_demo_catches_every_incident(tmp_path):
         assert signal in inc["caught"], (key, inc, proc.stdout[-3000:])
         assert inc["caught"][signal]["after_events"] >= 0
     assert by_key["label_noise"]["quiet_violations"] == []
+    # the daemon's agreement test against the baseline sees the canary too, and nothing
+    # before it
+    assert "shadow_agreement_test_canary" in by_key["bad_canary"]["caught"]
+    assert "shadow_agreement_test_canary" not in timeline["false_alarms"]

@@ -8,12 +8,15 @@ from typing import Any
 
 from monitor.catalog import LATENCY_BUCKETS
 from monitor.scored import INPUT_FEATURES
+from monitor.slo_spec import ShadowAgreementDropCheck
 from monitor.snapshot import HistogramValue
 
 Snapshot = Mapping[str, Mapping[tuple[str, ...], Any]]
 
 ACCURACY_FLOOR = 0.85
 AGREEMENT_FLOOR = 0.8
+#: level of the shadow agreement test (`slos.thresholds.shadow_agreement_drop.alpha`)
+AGREEMENT_TEST_ALPHA = ShadowAgreementDropCheck().alpha
 LATENCY_THRESHOLD_S = 0.25
 LATENCY_TARGET = 0.99
 PAGE_FACTOR = 14.4
@@ -84,6 +87,9 @@ def evaluate(now: Snapshot, short_ago: Snapshot, long_ago: Snapshot, window: str
     out["estimated_accuracy_drop"] = bool(est) and est[0] < ACCURACY_FLOOR
     v2 = _recent_agreement(now, long_ago, "v2")
     out["shadow_disagreement_canary"] = v2 is not None and v2 < AGREEMENT_FLOOR
+    # the daemon's own test of v2's agreement, per class, against the baseline's
+    p2 = _gauge(now, "visionmon_shadow_agreement_pvalue", version="v2", window=window)
+    out["shadow_agreement_test_canary"] = bool(p2) and p2[0] < AGREEMENT_TEST_ALPHA
     v1 = _recent_agreement(now, long_ago, "v1", min_images=20)
     out["shadow_disagreement"] = v1 is not None and v1 < AGREEMENT_FLOOR
     budget = 1.0 - LATENCY_TARGET
