@@ -52,13 +52,9 @@ def agreement_drop_pvalues(n: np.ndarray, agree: np.ndarray, base_n: np.ndarray,
             or np.any(base_agree > base_n)):
         raise ValueError("agreement counts must satisfy 0 <= agree <= n")
     ok = n > 0
-    out = np.full(np.broadcast(n, agree, base_n, base_agree).shape, np.nan)
-    a = base_agree + PRIOR
-    b = base_n - base_agree + PRIOR
     nn, aa = np.rint(n).astype(np.int64), np.floor(agree + 1e-9).astype(np.int64)
-    p = betabinom.cdf(aa, np.where(ok, nn, 1), a, b)
-    out[...] = np.where(ok, np.minimum(p, 1.0), np.nan)
-    return out
+    p = betabinom.cdf(aa, np.where(ok, nn, 1), base_agree + PRIOR, base_n - base_agree + PRIOR)
+    return np.where(ok, np.minimum(p, 1.0), np.nan)
 
 
 def agreement_drop_test(n: np.ndarray, agree: np.ndarray, base_n: np.ndarray,
