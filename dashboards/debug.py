@@ -140,6 +140,16 @@ def build(loaded: LoadedConfig) -> dash.Dashboard:
         [Query(q.shadow_agreement_by_class(), "{{class}}", instant=True),
          Query(q.windowed_gauge("shadow_agreement_ratio"), "all ({{version}})", instant=True)],
         scales.shadow_agreement(cfg)))
+    alpha = scales.shadow_agreement_drop_alpha(cfg)
+    d.with_panel(timeseries(
+        "Shadow agreement test p-value",
+        "One-sided test that agreement with the reference model fell below the baseline's, per "
+        "production class and overall (weighted Bonferroni), over the window; log axis. "
+        f"Dashed: the alert's level ({alpha:g}) and ten times it; "
+        "VisionmonShadowAgreementDropped fires while the line stays below the level. No line: "
+        "the baseline holds no agreement profile, or no image joined yet.",
+        [Query(q.windowed_gauge("shadow_agreement_pvalue"), "p ({{version}})")],
+        scales.shadow_agreement_drop(cfg), draw_thresholds=True, log_axis=True))
     d.with_panel(timeseries(
         "Label delay",
         "Seconds from prediction to its ground-truth label, p50 and p95. Orange from half of "

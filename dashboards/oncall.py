@@ -112,10 +112,13 @@ def build(loaded: LoadedConfig) -> dash.Dashboard:
         [Query(q.consumer_lag(), "{{topic}}")], scales.consumer_lag(cfg), draw_thresholds=True,
         width=9))
     d.with_panel(stat_panel(
-        "Kafka connection and consumer loop",
-        "Per replica: does the consumer have a live broker connection, is the loop running.",
+        "Kafka, consumer loop and reference model",
+        "Per replica: does the consumer have a live broker connection, is the loop running; "
+        "per model: is shadow scoring running (when it is not, shadow agreement and embedding "
+        "drift stop updating).",
         [Query(q.kafka_connected(), "kafka {{instance}}"),
-         Query(q.daemon_up(), "loop {{instance}}")],
+         Query(q.daemon_up(), "loop {{instance}}"),
+         Query(q.reference_model_up(), "reference {{model}}")],
         UP, mappings=_up_mappings("DOWN", "UP"), width=5, height=8))
     d.with_panel(timeseries(
         "Rejected records by reason",
@@ -124,6 +127,14 @@ def build(loaded: LoadedConfig) -> dash.Dashboard:
         [Query(q.records_rejected_per_second(), "{{topic}}: {{reason}}"),
          Query(q.images_rejected_per_second(), "image: {{reason}}")],
         REJECTIONS, width=10))
+    bound = scales.threshold_checks(cfg).rejected_ratio.max
+    d.with_panel(timeseries(
+        "Rejected share by topic",
+        "Share of records refused per topic (0-100 %), rejected over rejected plus accepted. "
+        f"Dashed: half of and the rejected-records alert's bound ({bound:g}); the alert fires "
+        "when the share stays above the bound.",
+        [Query(q.records_rejected_ratio(), "{{topic}}")],
+        scales.rejected_ratio(cfg), draw_thresholds=True, width=24))
 
     high_risk = sorted({c for m in loaded.models.values() for c in m.high_risk_classes})
     d.with_row(dash.Row("High-risk classes (window $window)"))

@@ -156,8 +156,10 @@ def _common(panel: Panel, title: str, description: str, queries: Sequence[Query]
 
 
 def timeseries(title: str, description: str, queries: Sequence[Query], scale: Scale, *,
-               draw_thresholds: bool = False, width: int = 12, height: int = 8) -> ts.Panel:
-    """Lines over time, coloured by series; `draw_thresholds` adds the steps as dashed lines."""
+               draw_thresholds: bool = False, log_axis: bool = False, width: int = 12,
+               height: int = 8) -> ts.Panel:
+    """Lines over time, coloured by series; `draw_thresholds` adds the steps as dashed lines,
+    `log_axis` draws the y axis in powers of ten (p-values)."""
     p = ts.Panel()
     _common(p, title, description, queries, scale, width, height)
     p.color_scheme(_colour(FieldColorModeId.PALETTE_CLASSIC)).line_width(1).fill_opacity(10)
@@ -167,6 +169,9 @@ def timeseries(title: str, description: str, queries: Sequence[Query], scale: Sc
     mode = (common.GraphThresholdsStyleMode.DASHED if draw_thresholds
             else common.GraphThresholdsStyleMode.OFF)
     p.thresholds_style(common_b.GraphThresholdsStyleConfig().mode(mode))
+    if log_axis:
+        p.scale_distribution(common_b.ScaleDistributionConfig()
+                             .type(common.ScaleDistribution.LOG).log(10))
     return p
 
 

@@ -104,6 +104,19 @@ def images_rejected_per_second() -> str:
     return total(rate(series("images_rejected_total")), ("reason",))
 
 
+def records_rejected_ratio() -> str:
+    """Share of records refused per topic (0..1): rejected / (rejected + accepted), the
+    quantity the rejected-records alert compares with its bound."""
+    rejected = total(rate(series("records_rejected_total")), ("topic",))
+    accepted = total(rate(series("events_accepted_total")), ("topic",))
+    return ratio(rejected, f"{rejected} + ({accepted} or 0 * {rejected})")
+
+
+def reference_model_up() -> str:
+    """1 while shadow scoring runs, per model (0: disabled or failed)."""
+    return aggregate("min", series("reference_model_up", MODEL), ("model",))
+
+
 def firing_alerts() -> str:
     """Alerts currently firing in the Prometheus that evaluates visionmon's rules, by name,
     severity, model and SLO (labels an alert lacks stay empty)."""

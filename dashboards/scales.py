@@ -22,7 +22,7 @@ from dashboards.panels import (
 )
 from monitor.config import VisionmonConfig
 from monitor.durations import parse_duration
-from monitor.slo_spec import BurnTier, Objective
+from monitor.slo_spec import BurnTier, Objective, ThresholdChecks
 
 
 def _twice_the_shortfall(bound: float) -> float:
@@ -39,6 +39,31 @@ def shadow_agreement(cfg: VisionmonConfig) -> Scale:
     """Agreement with the reference model (0..1): orange below quality.min_shadow_agreement."""
     bound = cfg.quality.min_shadow_agreement
     return higher_is_better(bound, _twice_the_shortfall(bound))
+
+
+def threshold_checks(cfg: VisionmonConfig) -> ThresholdChecks:
+    """The threshold alerts' settings (slos.thresholds, or their defaults without `slos:`)."""
+    return cfg.slos.thresholds if cfg.slos is not None else ThresholdChecks()
+
+
+def shadow_agreement_drop_alpha(cfg: VisionmonConfig) -> float:
+    """Level of the shadow agreement test's alert (slos.thresholds.shadow_agreement_drop)."""
+    return threshold_checks(cfg).shadow_agreement_drop.alpha
+
+
+def rejected_ratio(cfg: VisionmonConfig) -> Scale:
+    """Share of records refused (0..1): orange from half the rejected-records alert's bound
+    (slos.thresholds.rejected_ratio.max), red from the bound."""
+    bound = threshold_checks(cfg).rejected_ratio.max
+    return lower_is_better(bound / 2.0, bound, PERCENT)
+
+
+def shadow_agreement_drop(cfg: VisionmonConfig) -> Scale:
+    """p-value of the shadow agreement test (0..1, log axis): red below the alert's level,
+    orange within a decade above it."""
+    alpha = shadow_agreement_drop_alpha(cfg)
+    return Scale(PLAIN, ((None, RED), (alpha, ORANGE), (min(1.0, 10.0 * alpha), GREEN)),
+                 None, 1.0)
 
 
 def calibration_error(cfg: VisionmonConfig) -> Scale:

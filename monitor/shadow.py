@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from monitor.baseline import EMBEDDING_COMPONENTS, with_images
+from monitor.baseline import EMBEDDING_COMPONENTS, AgreementProfile, with_images
 from monitor.catalog import CALIBRATION_BINS
 from monitor.config import MMD_SHARE, DriftConfig, MmdConfig
 from monitor.drift import DriftMonitor
@@ -71,6 +71,9 @@ class ShadowMonitor(EngineExtension):
         self.by_version: dict[tuple[str, str], _VersionShadow] = {}
         self.baseline_images = baseline_images
         self._collect: dict[str, list[ScoredImage]] = {}
+        #: model -> (joined images, agreeing images) per production class, counted while its
+        #: first images are collected: the agreement profile of a profiled baseline
+        self._collect_agree: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         mmd = mmd or MmdConfig()
         self.reservoir_size = mmd.reservoir
         #: (model, version) -> recent (event time, embedding, (baseline sha, cross term))
@@ -147,14 +150,18 @@ class ShadowMonitor(EngineExtension):
             self._features(model, version, its)
 
     def _profile(self, model: str, its: list[ScoredImage]) -> None:
-        """Extend the model's baseline with images once enough have been scored."""
+        """Extend the model's baseline with images once enough have been scored, and with
+        the agreement of the images joined meanwhile (when any joined)."""
         baseline = self.drift.baselines.get(model)
         if baseline is None or baseline.embedding is not None or self.baseline_images <= 0:
             return
         buf = self._collect.setdefault(model, [])
         buf.extend(its[: self.baseline_images - len(buf)])
         if len(buf) >= self.baseline_images:
-            self.drift.set_baseline(with_images(baseline, buf))
+            joined = self._collect_agree.pop(model, None)
+            agreement = (AgreementProfile(joined[0], joined[1])
+                         if joined is not None and joined[0].sum() > 0 else None)
+            self.drift.set_baseline(with_images(baseline, buf, agreement=agreement))
             del self._collect[model]
 
     def _features(self, model: str, version: str, its: list[ScoredImage]) -> None:
@@ -193,6 +200,10 @@ class ShadowMonitor(EngineExtension):
         agree = pred == ref
         np.add.at(s.agree, pred[agree], 1.0)
         np.add.at(s.disagree, pred[~agree], 1.0)
+        if model in self._collect:  # the baseline's images are being collected
+            counts = self._collect_agree.setdefault(model, (np.zeros(s.c), np.zeros(s.c)))
+            np.add.at(counts[0], pred, 1.0)
+            np.add.at(counts[1], pred[agree], 1.0)
         c = s.c
         fin = np.isfinite(conf)
         cb = calibration_bin_index(conf[fin]) if fin.any() else np.empty(0, np.int64)

@@ -11,12 +11,20 @@ from typing import Any
 import pytest
 import yaml
 
+from alerts.generate import rule_outputs
+from alerts.spec import build_spec
 from dashboards import scales
 from dashboards.frame import ALL_DASHBOARDS, DATASOURCE_UID, GENERATED_BY, default_window
 from dashboards.generate import SDK_BUILD, render_all, write_all
 from monitor.catalog import CATALOG
 from monitor.config import ConfigError, load_config, parse_config, resolve
-from tests.dashboards.panel_queries import EXAMPLE_CONFIG, ROOT, dashboards_of, queries_of
+from tests.dashboards.panel_queries import (
+    EXAMPLE_CONFIG,
+    ROOT,
+    dashboards_of,
+    metrics_in,
+    queries_of,
+)
 from visionmon.cli import main
 
 GOLDEN = ROOT / "dashboards" / "generated"
@@ -210,6 +218,9 @@ CONTENT = [
     ("debug: embedding MMD", "visionmon-debug", "visionmon_embedding_mmd_threshold"),
     ("debug: shadow agreement by class", "visionmon-debug", "visionmon_shadow_class_total"),
     ("debug: label delay", "visionmon-debug", "visionmon_label_delay_seconds_bucket"),
+    ("debug: shadow agreement test", "visionmon-debug", "visionmon_shadow_agreement_pvalue"),
+    ("on-call: reference model up", "visionmon-oncall", "visionmon_reference_model_up"),
+    ("on-call: rejected share", "visionmon-oncall", "visionmon_events_accepted_total"),
 ]
 
 
@@ -217,6 +228,33 @@ CONTENT = [
 def test_the_issue_panels_are_present(example: Dashboards, what: str, uid: str,
                                       needle: str) -> None:
     assert any(needle in q.expr for q in queries_of({uid: example[uid]})), what
+
+
+def test_every_metric_an_alert_rule_reads_is_drawn_on_a_dashboard(example: Dashboards) -> None:
+    """Whoever is paged finds what the alert fired on: each visionmon metric in a generated
+    rule (alerting or recording) is read by at least one panel."""
+    drawn = set().union(*(metrics_in(q.expr) for q in queries_of(example)))
+    spec = build_spec(load_config(EXAMPLE_CONFIG))
+    read: dict[str, set[str]] = {}
+    for out in rule_outputs(spec):
+        for group in out.document["groups"]:
+            for rule in group["rules"]:
+                for name in metrics_in(rule["expr"]):
+                    read.setdefault(name, set()).add(rule.get("alert") or rule["record"])
+    assert read, "no rule reads a visionmon metric"
+    missing = {name: sorted(rules) for name, rules in read.items() if name not in drawn}
+    assert not missing, f"metrics alerts read but no panel draws: {missing}"
+
+
+def test_the_shadow_agreement_test_panel_draws_the_alert_level_on_a_log_axis(
+        example: Dashboards) -> None:
+    panel = next(p for p in _panels(example["visionmon-debug"])
+                 if "visionmon_shadow_agreement_pvalue" in json.dumps(p["targets"]))
+    custom = panel["fieldConfig"]["defaults"]["custom"]
+    assert custom["scaleDistribution"] == {"type": "log", "log": 10}
+    alpha = load_config(EXAMPLE_CONFIG).config.slos.thresholds.shadow_agreement_drop.alpha
+    steps = [s["value"] for s in panel["fieldConfig"]["defaults"]["thresholds"]["steps"]]
+    assert steps == [None, alpha, 10 * alpha]
 
 
 def test_version_changes_are_annotations_with_their_labels(example: Dashboards) -> None:

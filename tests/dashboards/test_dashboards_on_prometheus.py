@@ -35,8 +35,6 @@ from tests.dashboards.prometheus_server import PrometheusServer
 from visionmon.broker import create_topics
 from visionmon.traffic import SyntheticTraffic, ndjson
 
-#: Metrics that other work in progress will export; queries reading them are xfail for now.
-#: Remove a name once the daemon exports it on this test's traffic (the test reports XPASS).
 TRAFFIC_SECONDS = 20.0
 TICK_SECONDS = 0.25
 EVENTS_PER_TICK = 20

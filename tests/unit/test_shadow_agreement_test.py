@@ -102,3 +102,42 @@ def test_no_profile_no_p_value() -> None:
     bare = build_baseline("m", CLASSES, events)  # no images: no agreement profile
     assert bare.agreement is None
     assert _p_value(bare, *_traffic(60, 5, 5000.0)) is None
+
+
+def test_a_baseline_profiled_from_the_first_images_counts_their_agreement() -> None:
+    """Without an image profile, the daemon extends the baseline with its first scored
+    images; the images joined meanwhile give the agreement profile, so the test runs."""
+    events, _ = _traffic(500, 6, 0.0)
+    bare = build_baseline("m", CLASSES, events)
+    drift = DriftMonitor({"m": CLASSES}, (WindowSpec("1h", 3600, 6),), baselines={"m": bare})
+    shadow = ShadowMonitor({"m": CLASSES}, drift.windows, drift, baseline_images=300)
+    first_events, first_images = _traffic(400, 7, 1000.0)
+    shadow.on_predictions({("m", "v1"): EventGroup(first_events)})
+    # two batches: 200 images join while collecting, the batch that completes the 300 is
+    # the profile's images but joins after the profile is sealed
+    shadow.apply_scored(first_images[:200])
+    assert drift.baselines["m"].embedding is None
+    shadow.apply_scored(first_images[200:])
+    profiled = drift.baselines["m"]
+    assert profiled.embedding is not None and profiled.agreement is not None
+    ref = {im.request_id: im.ref_pred for im in first_images[:200]}
+    n, agree = np.zeros(4), np.zeros(4)
+    for e in first_events[:200]:
+        n[e.pred] += 1
+        agree[e.pred] += ref[e.request_id] == e.pred
+    assert profiled.agreement.n.tolist() == n.tolist()
+    assert profiled.agreement.agree.tolist() == agree.tolist()
+    # a broken version against that profile
+    bad_events, bad_images = _traffic(60, 8, 5000.0, version="v2", broken=(2, 3))
+    assert (p := _p_value(profiled, bad_events, bad_images)) is not None and p < 1e-3
+
+
+def test_a_profiled_baseline_without_joins_has_no_agreement_profile() -> None:
+    events, _ = _traffic(500, 9, 0.0)
+    drift = DriftMonitor({"m": CLASSES}, (WindowSpec("1h", 3600, 6),),
+                         baselines={"m": build_baseline("m", CLASSES, events)})
+    shadow = ShadowMonitor({"m": CLASSES}, drift.windows, drift, baseline_images=300)
+    _, images = _traffic(300, 10, 1000.0)  # their predictions never arrive
+    shadow.apply_scored(images)
+    assert drift.baselines["m"].embedding is not None
+    assert drift.baselines["m"].agreement is None

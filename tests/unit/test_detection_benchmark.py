@@ -1,0 +1,228 @@
+"""The detection benchmark's own accounting (benchmarks/detection): its streams are a pure
+function of scenario and seed, cut into chunks without changing a byte, valid in the event
+contract, and change only after the onset and only what the scenario names; the tables read
+delays, medians, false-alarm rates and the equal-rate MMD cutoff as documented.
+
+The pools here are synthetic (random probabilities, a handful of rendered PNGs): no model is
+trained, the benchmark's run itself uses real images."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from benchmarks.detection import tables
+from benchmarks.detection.scenarios import (
+    BAD_CLASS,
+    BAD_CLASS_AS,
+    CLEAN,
+    COVARIATE,
+    LABEL_DELAY_S,
+    MODEL,
+    NO_DRIFT,
+    OTHER,
+    REQUEST_RATE,
+    Plan,
+    Pool,
+    Scenario,
+    Serialiser,
+    make_plan,
+)
+from benchmarks.detection.visionmon_run import LIMITS
+from monitor.events import FeedbackDecoder, ImageDecoder, ModelClassIndex, PredictionDecoder
+from reference_model.digits import render_digit
+
+C = 10
+POOL = 60
+ONSET, N = 400, 1_000
+SHIFT = Scenario("brightness", "covariate", 3, COVARIATE["brightness"][1][2],
+                 COVARIATE["brightness"][0])
+
+
+def _other(family: str, severity: int) -> Scenario:
+    kind, unit, levels = OTHER[family]
+    return Scenario(family, kind, severity, levels[min(severity, len(levels)) - 1], unit)
+
+
+def _pool(seed: int) -> Pool:
+    rng = np.random.default_rng(seed)
+    labels = np.arange(POOL) % C                      # every class, class 3 included
+    logits = rng.normal(size=(POOL, C))
+    logits[np.arange(POOL), labels] += 3.0            # mostly right
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    pixels = rng.integers(0, 256, size=(POOL, 8, 8, 3), dtype=np.uint8)
+    return Pool(labels, probs, [render_digit(p) for p in pixels],
+                rng.normal(size=(POOL, 4)).astype(np.float32), labels.copy(),
+                np.full(POOL, 0.9), rng.random((POOL, 3)))
+
+
+@pytest.fixture(scope="module")
+def pools() -> dict[str, Pool]:
+    return {CLEAN: _pool(1), SHIFT.name: _pool(2)}
+
+
+def _plan(pools: dict[str, Pool], scenario: Scenario, seed: int = 1) -> Plan:
+    return make_plan(pools, scenario, seed, ONSET, N)
+
+
+def _stream(plan: Plan, pools: dict[str, Pool], size: int) -> tuple[list[bytes], list, list]:
+    preds: list[bytes] = []
+    images: list = []
+    feedback: list[bytes] = []
+    for c in Serialiser(plan, pools).chunks(size):
+        preds += c.predictions
+        images += c.images
+        feedback += c.feedback
+    return preds, images, feedback
+
+
+# --- streams ------------------------------------------------------------------------------
+
+def test_a_plan_is_a_function_of_scenario_and_seed(pools: dict[str, Pool]) -> None:
+    a, b, other = _plan(pools, SHIFT), _plan(pools, SHIFT), _plan(pools, SHIFT, seed=2)
+    for name in ("pool_index", "label", "pred", "latency_ms", "sampled", "labelled",
+                 "fed_label"):
+        assert np.array_equal(getattr(a, name), getattr(b, name)), name
+    assert not np.array_equal(a.pool_index, other.pool_index)
+
+
+def test_the_bytes_do_not_depend_on_how_the_stream_is_cut(pools: dict[str, Pool]) -> None:
+    plan = _plan(pools, _other("bad_version_random", 3))
+    assert _stream(plan, pools, 37) == _stream(plan, pools, N)
+
+
+def test_every_record_is_valid_in_the_event_contract(pools: dict[str, Pool]) -> None:
+    plan = _plan(pools, _other("bad_version_class", 3))
+    preds, images, feedback = _stream(plan, pools, 100)
+    index = {MODEL: ModelClassIndex.of([str(k) for k in range(C)])}
+    now = plan.ts(N) + 3600.0
+    decoded = PredictionDecoder(index, LIMITS).decode(b"\n".join(preds), now)
+    assert not decoded.rejections
+    events = decoded.events
+    assert [e.pred for e in events] == plan.pred.tolist()
+    assert [e.version for e in events] == [plan.version(i) for i in range(N)]
+    assert np.allclose([e.ts for e in events], plan.ts(np.arange(N)), atol=1e-3)
+    fdec = FeedbackDecoder(index, LIMITS)
+    labels = [fdec.decode(m, now) for m in feedback]
+    assert not any(d.rejections for d in labels)
+    delay = round(LABEL_DELAY_S * REQUEST_RATE)
+    expected = np.flatnonzero(plan.labelled[:N - delay])
+    assert [d.events[0].label for d in labels] == plan.fed_label[expected].tolist()
+    idec = ImageDecoder(index, 5_000_000, LIMITS)
+    got = [idec.decode(data, headers, now) for headers, data in images]
+    assert not any(d.rejections for d in got)
+    assert len(got) == int(plan.sampled.sum())
+    assert all(d.events[0].data.startswith(b"\x89PNG") for d in got)
+
+
+# --- scenarios ------------------------------------------------------------------------------
+
+def test_nothing_changes_before_the_onset(pools: dict[str, Pool]) -> None:
+    clean = pools[CLEAN]
+    for scenario in (SHIFT, _other("bad_version_class", 3), _other("label_noise", 5),
+                     _other("prior_shift", 5)):
+        plan = _plan(pools, scenario)
+        pre = slice(0, ONSET)
+        assert np.array_equal(plan.pred[pre], clean.top[plan.pool_index[pre]]), scenario.name
+        assert np.array_equal(plan.fed_label[pre], plan.label[pre]), scenario.name
+        assert {plan.version(i) for i in range(ONSET)} == {"v1"}
+
+
+def test_a_covariate_shift_serves_the_shifted_pool_after_the_onset(
+        pools: dict[str, Pool]) -> None:
+    plan = _plan(pools, SHIFT)
+    post = slice(ONSET, N)
+    assert np.array_equal(plan.pred[post], pools[SHIFT.name].top[plan.pool_index[post]])
+    assert np.array_equal(plan.label, pools[CLEAN].labels[plan.pool_index])  # labels stay
+
+
+def test_the_bad_class_version_serves_one_class_as_another_and_nothing_else(
+        pools: dict[str, Pool]) -> None:
+    plan = _plan(pools, _other("bad_version_class", 3))
+    top = pools[CLEAN].top[plan.pool_index]
+    post = np.arange(N) >= ONSET
+    assert (top[post] == BAD_CLASS).any()
+    assert np.array_equal(plan.pred, np.where(post & (top == BAD_CLASS), BAD_CLASS_AS, top))
+    assert {plan.version(i) for i in range(ONSET, N)} == {"v2"}
+
+
+@pytest.mark.parametrize("severity", [1, 5])
+def test_label_noise_flips_the_named_share_of_labels_after_the_onset(
+        pools: dict[str, Pool], severity: int) -> None:
+    scenario = _other("label_noise", severity)
+    plan = make_plan(pools, scenario, 1, ONSET, 20_000)
+    post = np.arange(plan.n) >= ONSET
+    flipped = plan.fed_label != plan.label
+    assert not flipped[~post].any()
+    share, n = flipped[post].mean(), int(post.sum())
+    sd = math.sqrt(scenario.level * (1 - scenario.level) / n)
+    assert abs(share - scenario.level) < 4 * sd
+    assert np.array_equal(plan.pred, pools[CLEAN].top[plan.pool_index])  # model unchanged
+
+
+def test_a_prior_shift_adds_the_named_share_of_class_zero(pools: dict[str, Pool]) -> None:
+    scenario = _other("prior_shift", 5)
+    plan = make_plan(pools, scenario, 1, ONSET, 20_000)
+    post = np.arange(plan.n) >= ONSET
+    expected = scenario.level + (1 - scenario.level) / C   # extra draws, plus the pool's share
+    share, n = float((plan.label[post] == 0).mean()), int(post.sum())
+    assert abs(share - expected) < 4 * math.sqrt(expected * (1 - expected) / n)
+    assert abs(float((plan.label[~post] == 0).mean()) - 1 / C) < 0.05
+
+
+def test_a_latency_regression_multiplies_latency_after_the_onset(
+        pools: dict[str, Pool]) -> None:
+    scenario = _other("latency", 5)
+    plan = make_plan(pools, scenario, 1, ONSET, 20_000)
+    base = make_plan(pools, NO_DRIFT, 1, ONSET, 20_000)
+    post = np.arange(plan.n) >= ONSET
+    ratio = np.median(plan.latency_ms[post]) / np.median(plan.latency_ms[~post])
+    assert ratio == pytest.approx(scenario.level, rel=0.05)
+    assert np.median(base.latency_ms[post]) == pytest.approx(
+        np.median(base.latency_ms[~post]), rel=0.05)
+
+
+# --- tables ---------------------------------------------------------------------------------
+
+def test_the_delay_is_the_first_reading_that_crosses() -> None:
+    run = {"events_after": [50, 100, 150, 200], "images_after": [9, 21, 30, 41],
+           "p": {"pred": [0.5, 1e-6, 0.5, 1e-9]}, "mmd": [0.2, 0.4, 1.5, 2.0],
+           "agree": [math.nan, math.nan, 0.95, 0.5], "accuracy": [math.nan] * 4,
+           "agree_p": [1.0, 1.0, 1.0, 1e-5]}
+    d = tables.vm_delays(run, family_alpha=1e-4, bounds=(0.9, 0.9), alpha_agree=1e-3)
+    assert d["vm_drift"] == (100, 21)
+    assert d["vm_mmd"] == (150, 30)
+    assert d["vm_agree"] == (200, 41)
+    assert d["vm_agree_test"] == (200, 41)
+    assert d["vm_accuracy"] is None                  # NaN readings never alarm
+    assert d["vm_alerts"] == (100, 21)
+
+
+def test_the_median_over_seeds_counts_a_miss_as_infinitely_late() -> None:
+    assert tables.median_delay([None, (100, 20), (300, 50)]) == (300, 50)
+    assert tables.median_delay([None, None, (100, 20)]) is None
+    assert tables.median_delay([(100, 20), (200, 30)]) == (150, 25)
+    assert tables.median_delay([]) is None
+
+
+def test_false_alarm_rates_give_the_rule_of_three_when_none_fired() -> None:
+    assert tables.per_1000(0, 300) == "0 (<10)"
+    assert tables.per_1000(0, 0) == "—"
+    assert tables.per_1000(3, 3000).startswith("1")
+
+
+def test_the_equal_rate_cutoff_alarms_on_as_many_windows_as_alibi() -> None:
+    rng = np.random.default_rng(0)
+    stats = rng.normal(size=1_000)
+    results = {
+        "false_alarms": {"windows": {tables.DELAY_WINDOW: [{"mmd_stat": float(s)}
+                                                           for s in stats]}},
+        "peers": {"false_alarms": {tables.DELAY_WINDOW: [{"alibi_mmd": i < 21}
+                                                         for i in range(1_000)]}},
+    }
+    matched = tables.mmd_cutoff_at_alibi_rate(results)
+    assert matched is not None
+    assert matched["rate"] == pytest.approx(0.021)
+    assert int(np.sum(stats > matched["cutoff"])) == 21
