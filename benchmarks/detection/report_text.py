@@ -67,6 +67,16 @@ DATASET_TEXT: dict[str, tuple[str, str, str]] = {
 }
 
 
+def _reused_peers(results: dict[str, Any]) -> str:
+    """The note for a run that took the peers' results from an earlier run of the same plan
+    (`run.py --reuse-peers`)."""
+    if not results.get("peers_reused"):
+        return ""
+    minutes = float((results.get("peers") or {}).get("wall_seconds", 0.0)) / 60
+    return (f", with the peers' results of an earlier run of the same streams (`--reuse-peers`;"
+            f" their run took {minutes:.1f} minutes in parallel)")
+
+
 def dataset_of(results: dict[str, Any]) -> str:
     return str(results["workload"].get("dataset", "digits"))
 
@@ -98,7 +108,8 @@ def render(results: dict[str, Any], col: dict[str, Any], fa: Any, cost: dict[str
         "",
         f"Mode **{mode}** ({len(seeds)} seed{'s' if len(seeds) > 1 else ''} per scenario"
         f"{', median delay' if len(seeds) > 1 else ''}; "
-        f"{results['wall_seconds'] / 60:.1f} minutes on this 2-core machine). Regenerate with "
+        f"{results['wall_seconds'] / 60:.1f} minutes on this 2-core machine"
+        f"{_reused_peers(results)}). Regenerate with "
         f"`.venv/bin/python benchmarks/detection/run.py{flag} --short` (under 10 minutes) or "
         "`--full` (three seeds, ten times the no-drift run; 15-17 minutes here); the peers' "
         "environment is built by `bash benchmarks/peers_detection_env.sh`. " + other_page,

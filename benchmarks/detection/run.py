@@ -132,6 +132,10 @@ def main() -> int:
     ap.add_argument("--peers-python", type=Path,
                     default=ROOT / ".bench-venv-detection" / "bin" / "python")
     ap.add_argument("--no-peers", action="store_true")
+    ap.add_argument("--reuse-peers", action="store_true",
+                    help="take the peers' results from the previous run of this mode when "
+                         "its plan (streams, seeds, baseline) is the same: the peers read "
+                         "the same bytes and are seeded, so only their timings would differ")
     ap.add_argument("--render", type=Path, metavar="RESULTS_JSON",
                     help="only rewrite the docs from a saved OUT/results-<mode>.json")
     args = ap.parse_args()
@@ -171,11 +175,22 @@ def main() -> int:
                          "alibi_max_windows": cfg["alibi_windows"]},
     }
     plan_path = args.out / f"plan-{name}.json"
-    plan_path.write_text(json.dumps(plan, indent=1))
     peers_out = args.out / f"peers-{name}.json"
+    previous_plan = json.loads(plan_path.read_text()) if plan_path.exists() else None
+    reused = None
+    if args.reuse_peers:
+        if previous_plan != json.loads(json.dumps(plan)) or not peers_out.exists():
+            log(f"--reuse-peers: {plan_path} differs from this run's plan, or {peers_out} is "
+                "missing; run without --reuse-peers")
+            return 2
+        reused = json.loads(peers_out.read_text())
+        log(f"peers: reusing {peers_out} (same plan)")
+    plan_path.write_text(json.dumps(plan, indent=1))
     peers_proc = None
     peers_note = ""
-    if args.no_peers:
+    if reused is not None:
+        pass
+    elif args.no_peers:
         peers_note = "peers not run (--no-peers)"
     elif not args.peers_python.exists():
         peers_note = (f"peers not run: {args.peers_python} is missing; build it with "
@@ -216,7 +231,7 @@ def main() -> int:
         cfg["sensitivity_windows"], requests=size) for size in SENSITIVITY_SIZES]
     log(f"visionmon: baseline sensitivity in {time.perf_counter() - t:.0f} s")
 
-    peers = None
+    peers = reused
     if peers_proc is not None:
         t = time.perf_counter()
         rc = peers_proc.wait()
@@ -232,6 +247,7 @@ def main() -> int:
         "baseline_sensitivity": sensitivity, "peers": peers,
         "daemon": daemon_settings(loaded),
         "peers_note": peers_note,
+        "peers_reused": reused is not None,
         "wall_seconds": time.perf_counter() - t_start,
     }
     (args.out / f"results-{name}.json").write_text(json.dumps(results))

@@ -11,7 +11,12 @@ from monitor.stats.accuracy_estimate import (
     estimated_accuracy_from_bins,
     fit_isotonic,
 )
-from monitor.stats.agreement import AgreementDrop, agreement_drop_pvalues, agreement_drop_test
+from monitor.stats.agreement import (
+    AgreementDrop,
+    agreement_drop_pvalues,
+    agreement_drop_test,
+    stratified_drop_pvalue,
+)
 from monitor.stats.binning import bin_counts, bin_index, categorical_counts, quantile_edges
 from monitor.stats.calibration import (
     CalibrationBins,
@@ -115,6 +120,7 @@ __all__ = [
     "quantile_edges",
     "simulated_psi_threshold",
     "smoothed_proportions",
+    "stratified_drop_pvalue",
     "top_confused_pairs",
     "topk_correct",
 ]

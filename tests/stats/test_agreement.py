@@ -1,16 +1,19 @@
 """The shadow agreement test against oracles: the beta-binomial's closed form (itself checked
-by quadrature), a brute-force weighted Bonferroni, and its level and power in simulation."""
+by quadrature), the stratified overall test by enumeration of every per-class outcome, a
+brute-force weighted Bonferroni, and its level and power in simulation."""
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pytest
 from scipy import integrate
 from scipy.stats import beta, binom
 
-from monitor.stats import agreement_drop_pvalues, agreement_drop_test
+from monitor.stats import agreement_drop_pvalues, agreement_drop_test, stratified_drop_pvalue
 
 
 def _integrated(n: int, a: int, m: int, b: int) -> float:
@@ -60,8 +63,7 @@ def test_window_p_value_is_the_weighted_bonferroni_adjusted_smallest() -> None:
     assert got is not None
     # tested: classes 0 and 3 (class 1 has no window image, class 2 no baseline), + overall
     per_class = [_integrated(20, 12, 500, 480), _integrated(25, 25, 500, 490)]
-    rate = (20 * 480.5 / 501 + 25 * 490.5 / 501) / 45
-    overall = _integrated(45, 37, 1000, round(rate * 1000))
+    overall = _enumerated([20, 25], 37, [500, 500], [480, 490])
     assert got.tests == 3
     assert got.worst == 0
     # half the level to the overall test, half shared by the 2 class tests
@@ -69,22 +71,103 @@ def test_window_p_value_is_the_weighted_bonferroni_adjusted_smallest() -> None:
     assert agreement_drop_test(np.zeros(4), np.zeros(4), base_n, base_a) is None
 
 
-def test_level_holds_when_nothing_changed() -> None:
-    """Baseline and window drawn from the same per-class rates: the window's p-value falls
-    under alpha in at most alpha of the draws (the test is conservative: discrete counts,
-    Bonferroni)."""
-    rng = np.random.default_rng(7)
+def _pmf(n: int, m: int, b: int) -> list[float]:
+    """BetaBinomial(n, b + 1/2, m - b + 1/2) pmf from differences of the closed-form CDF."""
+    cdf = [_integrated(n, a, m, b) for a in range(n + 1)]
+    return [cdf[0]] + [cdf[a] - cdf[a - 1] for a in range(1, n + 1)]
+
+
+def _enumerated(n: list[int], a: int, m: list[int], b: list[int]) -> float:
+    """P(sum of independent per-class beta-binomials <= a), by enumerating every outcome."""
+    pmfs = [_pmf(nc, mc, bc) for nc, mc, bc in zip(n, m, b, strict=True)]
+    return sum(math.prod(pmfs[c][k] for c, k in enumerate(ks))
+               for ks in itertools.product(*(range(nc + 1) for nc in n)) if sum(ks) <= a)
+
+
+@pytest.mark.parametrize(("n", "a", "m", "b"), [
+    ([3, 4, 5], 9, [100, 200, 50], [99, 150, 40]),
+    ([6, 1, 2], 5, [30, 1000, 7], [29, 500, 7]),
+    ([4, 4, 4], 12, [10, 10, 10], [9, 5, 1]),
+    ([5, 3, 0], 2, [100, 100, 100], [95, 90, 80])])
+def test_the_overall_test_is_the_law_of_the_summed_classes(n: list[int], a: int, m: list[int],
+                                                          b: list[int]) -> None:
+    got = stratified_drop_pvalue(np.array(n), np.array([a, 0, 0]), np.array(m), np.array(b))
+    assert got == pytest.approx(_enumerated(n, a, m, b), rel=1e-9, abs=1e-15)
+
+
+def test_beyond_the_exact_limit_the_pooled_law_is_used_and_is_weaker() -> None:
+    rng = np.random.default_rng(3)
     rates = np.array([0.99, 0.97, 0.95, 0.9, 0.85, 0.8, 0.93, 0.96, 0.75, 0.98])
-    mix = np.full(10, 0.1)
-    alpha, trials, below = 0.01, 4000, 0
+    base_n = np.full(10, 2000.0)
+    base_a = np.round(base_n * rates)
+    n = rng.multinomial(3000, np.full(10, 0.1)).astype(float)
+    a = np.floor(n * (rates - 0.02))
+    exact = stratified_drop_pvalue(n, a, base_n, base_a)
+    pooled = stratified_drop_pvalue(n, a, base_n, base_a, exact_images=1000)
+    rate = float(np.dot(n, (base_a + 0.5) / (base_n + 1)) / n.sum())
+    assert pooled == pytest.approx(float(agreement_drop_pvalues(
+        np.array(n.sum()), np.array(a.sum()), np.array(20_000.0), np.array(rate * 20_000))))
+    assert 1e-6 < exact < pooled < 1
+
+
+def test_stratifying_by_class_makes_the_overall_test_stronger() -> None:
+    """Classes that agree at different rates: pooling them into one beta-binomial at the
+    mix's rate overstates the variance. The same 8-point spread drop gets a smaller p-value
+    from the stratified law, and an unchanged window a p-value that is no smaller than
+    half."""
+    rates = np.array([0.99, 0.98, 0.6, 0.7, 0.99, 0.65, 0.95, 0.97, 0.99, 0.6])
+    base_n = np.full(10, 1000.0)
+    base_a = base_n * rates
+    n = np.full(10, 20.0)
+    rate = float(np.mean((base_a + 0.5) / (base_n + 1)))
+    for a_total in (round(float(np.sum(n * (rates - 0.08)))), round(float(np.sum(n * rates)))):
+        a = np.zeros(10)
+        a[0] = a_total
+        stratified = stratified_drop_pvalue(n, a, base_n, base_a)
+        pooled = float(agreement_drop_pvalues(np.array(200), np.array(a_total),
+                                              np.array(10_000), np.array(rate * 10_000)))
+        if a_total < np.sum(n * rates) - 1:
+            assert stratified < pooled / 3
+        else:
+            assert stratified > 0.3
+
+
+def _clean_alarm_share(p_value: Callable[..., float], rates: np.ndarray, baseline: int,
+                       window: int, alpha: float, seed: int, trials: int = 4000) -> float:
+    """Share of clean windows (baseline and window drawn from the same per-class rates, an
+    even class mix) whose p-value falls under alpha."""
+    rng = np.random.default_rng(seed)
+    mix = np.full(rates.size, 1 / rates.size)
+    below = 0
     for _ in range(trials):
-        m = rng.multinomial(5000, mix)
-        n = rng.multinomial(100, mix)
-        got = agreement_drop_test(n, rng.binomial(n, rates), m, rng.binomial(m, rates))
+        m = rng.multinomial(baseline, mix)
+        n = rng.multinomial(window, mix)
+        below += p_value(n, rng.binomial(n, rates), m, rng.binomial(m, rates)) < alpha
+    return below / trials
+
+
+def _under_level(share: float, alpha: float, trials: int = 4000) -> bool:
+    """At most alpha plus three binomial standard errors: fails only if the level is wrong."""
+    return share <= alpha + 3 * math.sqrt(alpha * (1 - alpha) / trials)
+
+
+def test_the_overall_test_keeps_its_level_with_classes_at_different_rates() -> None:
+    rates = np.array([0.99, 0.98, 0.6, 0.7, 0.99, 0.65, 0.95, 0.97, 0.99, 0.6])
+    assert _under_level(_clean_alarm_share(stratified_drop_pvalue, rates, 3000, 150, 0.02, 11),
+                        0.02)
+
+
+def test_level_holds_when_nothing_changed() -> None:
+    """The window's p-value falls under alpha in at most alpha of clean windows (the test is
+    conservative: discrete counts, Bonferroni)."""
+    rates = np.array([0.99, 0.97, 0.95, 0.9, 0.85, 0.8, 0.93, 0.96, 0.75, 0.98])
+
+    def p_value(n: np.ndarray, a: np.ndarray, m: np.ndarray, b: np.ndarray) -> float:
+        got = agreement_drop_test(n, a, m, b)
         assert got is not None
-        below += got.p_value < alpha
-    # binomial 3-sigma above alpha: fails only if the level is wrong
-    assert below / trials <= alpha + 3 * math.sqrt(alpha * (1 - alpha) / trials)
+        return got.p_value
+
+    assert _under_level(_clean_alarm_share(p_value, rates, 5000, 100, 0.01, 7), 0.01)
 
 
 def test_a_class_mix_shift_alone_is_no_drop() -> None:
