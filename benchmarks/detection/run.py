@@ -189,7 +189,7 @@ def main() -> int:
     peers_proc = None
     peers_note = ""
     if reused is not None:
-        pass
+        peers_note = ""   # the peers' results of the same plan are already in hand
     elif args.no_peers:
         peers_note = "peers not run (--no-peers)"
     elif not args.peers_python.exists():
