@@ -9,9 +9,8 @@ prior the class's agreement rate is Beta(b + 1/2, m - b + 1/2) after that, and w
 changed the agreeing images among a window's n of that class follow the beta-binomial with
 those parameters (which carries the baseline's own sampling uncertainty). A window with a
 agreeing images has the one-sided p-value P(A <= a). One test per class the window and the
-baseline both have, plus one over all of them (a regression spread thin over many classes:
-its rate is the one the window's class mix expects from the per-class rates, with the
-tested classes' baseline images as evidence). Weighted Bonferroni: the overall test gets half
+baseline both have, plus one over all of them, for a regression spread thin over many
+classes (below). Weighted Bonferroni: the overall test gets half
 the level and the k class tests share the other half, so the window's p-value is
 min(1, 2 p_overall, 2 k min_c p_c); at level alpha the whole family is wrong in at most alpha
 of clean windows, and the overall test keeps most of its power.
