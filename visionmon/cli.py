@@ -127,8 +127,8 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=7)
     demo.add_argument("--rate", type=float, default=120.0,
                       help="predictions per wall second (default 120)")
-    demo.add_argument("--image-fraction", type=float, default=0.05,
-                      help="fraction of requests whose image is sampled (default 0.05)")
+    demo.add_argument("--image-fraction", type=float, default=0.1,
+                      help="fraction of requests whose image is sampled (default 0.1)")
     demo.add_argument("--port", type=int, default=0, help="HTTP port (0: a free one)")
     demo.add_argument("--prometheus", action="store_true",
                       help="also start a real Prometheus with the generated rules")

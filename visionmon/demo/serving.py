@@ -41,7 +41,7 @@ class SimulatedServing:
     producer: Producer
     topics: ServingTopics
     seed: int = 7
-    image_fraction: float = 0.05
+    image_fraction: float = 0.1
     label_fraction: float = 0.3
     label_delay_s: tuple[float, float] = (2.0, 5.0)
     canary_share: float = 0.3
