@@ -71,9 +71,9 @@ class ShadowMonitor(EngineExtension):
         self.by_version: dict[tuple[str, str], _VersionShadow] = {}
         self.baseline_images = baseline_images
         self._collect: dict[str, list[ScoredImage]] = {}
-        #: model -> (joined images, agreeing images) per production class, counted while its
-        #: first images are collected: the agreement profile of a profiled baseline
-        self._collect_agree: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        #: model -> its joined and agreeing images per class (`_joined`) when its first
+        #: images started to be collected; the difference at sealing is the agreement profile
+        self._collect_from: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         mmd = mmd or MmdConfig()
         self.reservoir_size = mmd.reservoir
         #: (model, version) -> recent (event time, embedding, (baseline sha, cross term))
@@ -155,14 +155,27 @@ class ShadowMonitor(EngineExtension):
         baseline = self.drift.baselines.get(model)
         if baseline is None or baseline.embedding is not None or self.baseline_images <= 0:
             return
-        buf = self._collect.setdefault(model, [])
+        if model not in self._collect:
+            self._collect[model] = []
+            self._collect_from[model] = self._joined(model)
+        buf = self._collect[model]
         buf.extend(its[: self.baseline_images - len(buf)])
         if len(buf) >= self.baseline_images:
-            joined = self._collect_agree.pop(model, None)
-            agreement = (AgreementProfile(joined[0], joined[1])
-                         if joined is not None and joined[0].sum() > 0 else None)
+            (n0, a0), (n1, a1) = self._collect_from.pop(model), self._joined(model)
+            agreement = AgreementProfile(n1 - n0, a1 - a0) if (n1 - n0).sum() > 0 else None
             self.drift.set_baseline(with_images(baseline, buf, agreement=agreement))
             del self._collect[model]
+
+    def _joined(self, model: str) -> tuple[np.ndarray, np.ndarray]:
+        """Images of `model` joined so far and those the reference agreed with, per
+        production class, summed over its versions."""
+        c = len(self.models[model])
+        n, agree = np.zeros(c), np.zeros(c)
+        for (m, _), s in self.by_version.items():
+            if m == model:
+                n += s.agree + s.disagree
+                agree += s.agree
+        return n, agree
 
     def _features(self, model: str, version: str, its: list[ScoredImage]) -> None:
         baseline = self.drift.baselines.get(model)
@@ -200,10 +213,6 @@ class ShadowMonitor(EngineExtension):
         agree = pred == ref
         np.add.at(s.agree, pred[agree], 1.0)
         np.add.at(s.disagree, pred[~agree], 1.0)
-        if model in self._collect:  # the baseline's images are being collected
-            counts = self._collect_agree.setdefault(model, (np.zeros(s.c), np.zeros(s.c)))
-            np.add.at(counts[0], pred, 1.0)
-            np.add.at(counts[1], pred[agree], 1.0)
         c = s.c
         fin = np.isfinite(conf)
         cb = calibration_bin_index(conf[fin]) if fin.any() else np.empty(0, np.int64)
