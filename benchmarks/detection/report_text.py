@@ -577,9 +577,10 @@ def _agreement_test_text(col: dict[str, Any], fa: Any, results: dict[str, Any]) 
             for name in ("bad_version_class-s3", "bad_version_random-s3")
             if name in col["delays"]]
     text = (f" The agreement test (`VisionmonShadowAgreementDropped`, p < {alpha:g}) needs no "
-            "such minimum: it compares each production class's agreement, and all of them "
-            "together, with the baseline's, and its p-value is exact from the first joined "
-            "image")
+            "such minimum: it compares each production class's agreement, all of them "
+            "together, and all of them with disagreements weighted towards the classes that "
+            "rarely disagree (where a share of predictions gone random stands out), with the "
+            "baseline's, and its p-value is exact from the first joined image")
     if sizes:
         text += (f"; on no drift it alarmed in {rates} per 1,000 windows of that many "
                  "requests")

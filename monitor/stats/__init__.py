@@ -15,7 +15,9 @@ from monitor.stats.agreement import (
     AgreementDrop,
     agreement_drop_pvalues,
     agreement_drop_test,
+    disagreement_weights,
     stratified_drop_pvalue,
+    weighted_drop_pvalue,
 )
 from monitor.stats.binning import bin_counts, bin_index, categorical_counts, quantile_edges
 from monitor.stats.calibration import (
@@ -93,6 +95,7 @@ __all__ = [
     "categorical_counts",
     "classwise_ece",
     "confusion_matrix",
+    "disagreement_weights",
     "drift_threshold",
     "ece",
     "ece_from_bins",
@@ -123,4 +126,5 @@ __all__ = [
     "stratified_drop_pvalue",
     "top_confused_pairs",
     "topk_correct",
+    "weighted_drop_pvalue",
 ]

@@ -8,20 +8,27 @@ class the production model predicted, m joined images of which b agreed; with a 
 prior the class's agreement rate is Beta(b + 1/2, m - b + 1/2) after that, and when nothing
 changed the agreeing images among a window's n of that class follow the beta-binomial with
 those parameters (which carries the baseline's own sampling uncertainty). A window with a
-agreeing images has the one-sided p-value P(A <= a). One test per class the window and the
-baseline both have, plus one over all of them, for a regression spread thin over many
-classes (below). Weighted Bonferroni: the overall test gets half
-the level and the k class tests share the other half, so the window's p-value is
-min(1, 2 p_overall, 2 k min_c p_c); at level alpha the whole family is wrong in at most alpha
-of clean windows, and the overall test keeps most of its power.
+agreeing images has the one-sided p-value P(A <= a).
 
-The overall test is stratified by class: the window's agreeing images are the sum of the
-classes' independent beta-binomials, whose law is their convolution. Pooling the classes into
-one beta-binomial at the mix's rate gives the same mean and a larger variance whenever the
-classes agree at different rates, and so a weaker test; it is kept only for windows of more
-than EXACT_IMAGES images, where the convolution would cost too much and power is plentiful
-(a normal law of the same moments would be cheap but too light in the lower tail: it
-under-states small p-values).
+Three kinds of test, for three shapes of regression:
+- one per class the window and the baseline both have: one class broken;
+- the count over all classes (stratified: the sum of the classes' independent beta-binomials,
+  whose law is their convolution): every class disagreeing proportionally more;
+- the weighted count (disagreements weighted by the inverse of their class's baseline
+  disagreement rate): a share of predictions turned to noise, which adds about as many
+  disagreements to a class that rarely disagrees as to one that often does, and so stands
+  out most where disagreement is rare. It is the score test against that alternative.
+Weighted Bonferroni: each of the two overall tests gets a third of the level and the k class
+tests share the last third, so the window's p-value is min(1, 3 p_count, 3 p_weighted,
+3 k min_c p_c); at level alpha the family is wrong in at most alpha of clean windows. When the
+baseline's classes disagree at the same rate, the weighted test is the count test; it is then
+not made twice, and the overall test and the classes get half each.
+
+Pooling the classes into one beta-binomial at the mix's rate gives the count's mean with a
+larger variance whenever the classes agree at different rates, and so a weaker test; both
+overall tests use it only for windows of more than EXACT_IMAGES images, where the convolution
+would cost too much and power is plentiful (a normal law of the same moments would be cheap
+but too light in the lower tail: it under-states small p-values).
 """
 
 from __future__ import annotations
@@ -35,16 +42,25 @@ from scipy.stats import betabinom
 
 #: Jeffreys prior Beta(1/2, 1/2) on a baseline agreement rate
 PRIOR = 0.5
-#: window images up to which the overall test's law is the exact convolution (beyond, the
+#: window images up to which the overall tests' laws are exact convolutions (beyond, the
 #: pooled beta-binomial)
 EXACT_IMAGES = 20_000
+#: weight of a disagreement in the class that disagrees most; the others' are rounded to
+#: integers on this scale (the test is exact for the rounded weights)
+WEIGHT_STEP = 4
+#: largest weight, in multiples of WEIGHT_STEP: a class that (almost) never disagreed in the
+#: baseline counts at most this many times a class that disagrees most
+WEIGHT_RATIO_CAP = 8
+#: largest support of the weighted count's law; beyond it the weights are scaled down
+#: (coarser, still exact for the weights used), which bounds the convolutions' cost
+WEIGHTED_SUPPORT = 100_000
 
 
 @dataclass(frozen=True, slots=True)
 class AgreementDrop:
     """The window's test: `p_value` in [0, 1] (the smallest weighted-Bonferroni-adjusted
-    one-sided p-value), `tests` made (classes tested, plus the overall one), `worst` the class
-    index that gave it (-1: the overall test)."""
+    one-sided p-value), `tests` made (classes tested, plus the overall ones), `worst` the class
+    index that gave it (-1: the overall count, -2: the weighted overall count)."""
 
     p_value: float
     tests: int
@@ -69,6 +85,46 @@ def agreement_drop_pvalues(n: np.ndarray, agree: np.ndarray, base_n: np.ndarray,
     return np.where(ok, np.minimum(p, 1.0), np.nan)
 
 
+def _sum_law(laws: list[np.ndarray]) -> np.ndarray:
+    """The pmf of a sum of independent integer variables from their pmfs: convolved pairwise,
+    in a balanced tree so that the FFT sizes stay even when there are many classes."""
+    while len(laws) > 1:
+        # FFT convolution can dip a hair below 0: clip
+        paired = [np.clip(convolve(laws[i], laws[i + 1], method="auto"), 0.0, None)
+                  for i in range(0, len(laws) - 1, 2)]
+        laws = paired + laws[len(paired) * 2:]
+    return laws[0]
+
+
+def _class_laws(n: np.ndarray, x: np.ndarray, y: np.ndarray) -> list[np.ndarray]:
+    """Each class's BetaBinomial(n_c, x_c, y_c) pmf on 0..n_c, in one vectorised call."""
+    ends = np.cumsum(n + 1)
+    k = np.arange(int(ends[-1])) - np.repeat(ends - (n + 1), n + 1)
+    return np.split(betabinom.pmf(k, np.repeat(n, n + 1), np.repeat(x, n + 1),
+                                  np.repeat(y, n + 1)), ends[:-1])
+
+
+def _tested(n: np.ndarray, agree: np.ndarray, base_n: np.ndarray, base_agree: np.ndarray
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The classes with window images: their counts n, agreeing images, and the Beta
+    parameters x (agree) and y (disagree) of their baseline rates."""
+    n = np.rint(np.asarray(n, dtype=np.float64)).astype(np.int64)
+    agree = np.asarray(agree, dtype=np.float64)
+    x = np.asarray(base_agree, dtype=np.float64) + PRIOR
+    y = np.asarray(base_n, dtype=np.float64) - np.asarray(base_agree, dtype=np.float64) + PRIOR
+    keep = n > 0
+    return n[keep], agree[keep], x[keep], y[keep]
+
+
+def _pooled_pvalue(n: np.ndarray, observed: int, x: np.ndarray, y: np.ndarray) -> float:
+    """One beta-binomial at the rate the window's mix expects, with all the classes' baseline
+    images as evidence: the fallback of both overall tests beyond EXACT_IMAGES."""
+    total = int(n.sum())
+    m = x + y - 2 * PRIOR
+    expected = float(np.dot(n, x / (x + y)) / total)
+    return float(agreement_drop_pvalues(total, observed, m.sum(), expected * m.sum()))
+
+
 def stratified_drop_pvalue(n: np.ndarray, agree: np.ndarray, base_n: np.ndarray,
                            base_agree: np.ndarray, exact_images: int = EXACT_IMAGES) -> float:
     """One-sided p-value P(sum_c A_c <= sum_c agree_c) with independent
@@ -76,33 +132,55 @@ def stratified_drop_pvalue(n: np.ndarray, agree: np.ndarray, base_n: np.ndarray,
     together, with the window's own class mix. Exact (the convolution of the classes' laws)
     up to `exact_images` window images; beyond, one beta-binomial at the rate the mix
     expects with all the classes' baseline images as evidence. NaN without window images."""
-    n = np.rint(np.asarray(n, dtype=np.float64)).astype(np.int64)
-    agree = np.asarray(agree, dtype=np.float64)
-    x = np.asarray(base_agree, dtype=np.float64) + PRIOR
-    y = np.asarray(base_n, dtype=np.float64) - np.asarray(base_agree, dtype=np.float64) + PRIOR
-    keep = n > 0
-    n, agree, x, y = n[keep], agree[keep], x[keep], y[keep]
-    total = int(n.sum())
-    if total == 0:
+    n, agree, x, y = _tested(n, agree, base_n, base_agree)
+    if int(n.sum()) == 0:
         return math.nan
     observed = int(np.floor(agree.sum() + 1e-9))
-    if total > exact_images:
-        m = x + y - 2 * PRIOR
-        expected = float(np.dot(n, x / (x + y)) / total)
-        pooled = agreement_drop_pvalues(total, observed, m.sum(), expected * m.sum())
-        return float(pooled)
-    # every class's pmf in one vectorised call, then convolved pairwise (a balanced tree
-    # keeps the FFT sizes even when there are many classes)
-    ends = np.cumsum(n + 1)
-    k = np.arange(int(ends[-1])) - np.repeat(ends - (n + 1), n + 1)
-    laws = np.split(betabinom.pmf(k, np.repeat(n, n + 1), np.repeat(x, n + 1),
-                                  np.repeat(y, n + 1)), ends[:-1])
-    while len(laws) > 1:
-        # FFT convolution can dip a hair below 0: clip
-        paired = [np.clip(convolve(laws[i], laws[i + 1], method="auto"), 0.0, None)
-                  for i in range(0, len(laws) - 1, 2)]
-        laws = paired + laws[len(paired) * 2:]
-    return float(min(1.0, laws[0][: observed + 1].sum()))
+    if int(n.sum()) > exact_images:
+        return _pooled_pvalue(n, observed, x, y)
+    return float(min(1.0, _sum_law(_class_laws(n, x, y))[: observed + 1].sum()))
+
+
+def disagreement_weights(base_n: np.ndarray, base_agree: np.ndarray) -> np.ndarray:
+    """Integer weight of one disagreement per class: the inverse of the class's baseline
+    disagreement rate (posterior mean), WEIGHT_STEP for the class that disagrees most, at most
+    WEIGHT_STEP * WEIGHT_RATIO_CAP; classes without baseline images get the smallest."""
+    base_n = np.asarray(base_n, dtype=np.float64)
+    base_agree = np.asarray(base_agree, dtype=np.float64)
+    disagree = (base_n - base_agree + PRIOR) / (base_n + 2 * PRIOR)
+    top = float(disagree.max()) if disagree.size else 1.0
+    w = np.rint(WEIGHT_STEP * top / disagree)
+    return np.clip(w, WEIGHT_STEP, WEIGHT_STEP * WEIGHT_RATIO_CAP).astype(np.int64)
+
+
+def weighted_drop_pvalue(n: np.ndarray, agree: np.ndarray, base_n: np.ndarray,
+                         base_agree: np.ndarray, exact_images: int = EXACT_IMAGES) -> float:
+    """One-sided p-value P(sum_c w_c D_c >= sum_c w_c (n_c - agree_c)), D_c the disagreeing
+    images of class c ~ BetaBinomial(n_c, base_n_c - base_agree_c + 1/2, base_agree_c + 1/2)
+    independently, w_c = `disagreement_weights` of the baseline: a disagreement counts more in
+    a class that rarely disagrees. Exact (the convolution of the weighted laws) up to
+    `exact_images` window images; beyond, the pooled law of the count. Where the weighted
+    support would pass WEIGHTED_SUPPORT the weights are scaled down to fit. NaN without
+    window images."""
+    w_all = disagreement_weights(base_n, base_agree)
+    keep = np.rint(np.asarray(n, dtype=np.float64)) > 0
+    n, agree, x, y = _tested(n, agree, base_n, base_agree)
+    if int(n.sum()) == 0:
+        return math.nan
+    if int(n.sum()) > exact_images:
+        return _pooled_pvalue(n, int(np.floor(agree.sum() + 1e-9)), x, y)
+    w = w_all[keep]
+    support = int(np.dot(n, w))
+    if support > WEIGHTED_SUPPORT:
+        w = np.maximum(1, np.rint(w * WEIGHTED_SUPPORT / support)).astype(np.int64)
+    disagree = np.rint(n - np.floor(agree + 1e-9)).astype(np.int64)
+    laws = []
+    for law, wc in zip(_class_laws(n, y, x), w, strict=True):
+        spread = np.zeros((law.size - 1) * int(wc) + 1)
+        spread[:: int(wc)] = law
+        laws.append(spread)
+    observed = int(np.dot(w, disagree))
+    return float(min(1.0, _sum_law(laws)[observed:].sum()))
 
 
 def agreement_drop_test(n: np.ndarray, agree: np.ndarray, base_n: np.ndarray,
@@ -123,9 +201,18 @@ def agreement_drop_test(n: np.ndarray, agree: np.ndarray, base_n: np.ndarray,
     per_class = agreement_drop_pvalues(n[idx], agree[idx], base_n[idx], base_agree[idx])
     # overall, stratified by class: the window's own class mix (so a shift of the class mix
     # alone is no drop), each class's baseline images as the evidence for its rate
-    overall = stratified_drop_pvalue(n[idx], agree[idx], base_n[idx], base_agree[idx])
-    # weighted Bonferroni: half the level to the overall test, half shared by the classes
-    adjusted = np.concatenate([[2.0 * float(overall)], 2.0 * idx.size * per_class])
+    overall = [stratified_drop_pvalue(n[idx], agree[idx], base_n[idx], base_agree[idx])]
+    # weights are the baseline's (every class it saw); the weighted count differs from the
+    # count only when the tested classes' weights do
+    seen = base_n > 0
+    weights = disagreement_weights(base_n[seen], base_agree[seen])
+    if np.unique(weights[n[seen] > 0]).size > 1:
+        overall.append(weighted_drop_pvalue(n[seen], agree[seen], base_n[seen],
+                                            base_agree[seen]))
+    # weighted Bonferroni: an equal share of the level to each overall test and to the
+    # classes together
+    parts = len(overall) + 1
+    adjusted = np.concatenate([parts * np.array(overall), parts * idx.size * per_class])
     k = int(np.argmin(adjusted))
-    return AgreementDrop(min(1.0, float(adjusted[k])), idx.size + 1,
-                         -1 if k == 0 else int(idx[k - 1]))
+    worst = -1 - k if k < len(overall) else int(idx[k - len(overall)])
+    return AgreementDrop(min(1.0, float(adjusted[k])), idx.size + len(overall), worst)

@@ -1,6 +1,7 @@
 """The shadow agreement test against oracles: the beta-binomial's closed form (itself checked
-by quadrature), the stratified overall test by enumeration of every per-class outcome, a
-brute-force weighted Bonferroni, and its level and power in simulation."""
+by quadrature), both overall tests (the count and the weighted count) by enumeration of every
+per-class outcome, a brute-force weighted Bonferroni, and its level and power in
+simulation."""
 
 from __future__ import annotations
 
@@ -13,7 +14,13 @@ import pytest
 from scipy import integrate
 from scipy.stats import beta, binom
 
-from monitor.stats import agreement_drop_pvalues, agreement_drop_test, stratified_drop_pvalue
+from monitor.stats import (
+    agreement_drop_pvalues,
+    agreement_drop_test,
+    disagreement_weights,
+    stratified_drop_pvalue,
+    weighted_drop_pvalue,
+)
 
 
 def _integrated(n: int, a: int, m: int, b: int) -> float:
@@ -64,10 +71,15 @@ def test_window_p_value_is_the_weighted_bonferroni_adjusted_smallest() -> None:
     # tested: classes 0 and 3 (class 1 has no window image, class 2 no baseline), + overall
     per_class = [_integrated(20, 12, 500, 480), _integrated(25, 25, 500, 490)]
     overall = _enumerated([20, 25], 37, [500, 500], [480, 490])
-    assert got.tests == 3
+    # the weights are the baseline's: disagreement rates 20.5, 50.5 and 10.5 of 501 (class 1
+    # has no window image but sets the scale): round(4 * 50.5 / 20.5) = 10 and 19
+    assert _weights_by_hand([500, 500, 500], [480, 450, 490]) == [10, 4, 19]
+    weighted = _enumerated_weighted([20, 25], [8, 0], [500, 500], [480, 490], [10, 19])
+    assert got.tests == 4
     assert got.worst == 0
-    # half the level to the overall test, half shared by the 2 class tests
-    assert got.p_value == pytest.approx(min(2 * overall, 4 * min(per_class)), rel=1e-3)
+    # a third of the level to each overall test, a third shared by the 2 class tests
+    assert got.p_value == pytest.approx(min(3 * overall, 3 * weighted, 6 * min(per_class)),
+                                        rel=1e-3)
     assert agreement_drop_test(np.zeros(4), np.zeros(4), base_n, base_a) is None
 
 
@@ -82,6 +94,61 @@ def _enumerated(n: list[int], a: int, m: list[int], b: list[int]) -> float:
     pmfs = [_pmf(nc, mc, bc) for nc, mc, bc in zip(n, m, b, strict=True)]
     return sum(math.prod(pmfs[c][k] for c, k in enumerate(ks))
                for ks in itertools.product(*(range(nc + 1) for nc in n)) if sum(ks) <= a)
+
+
+def _enumerated_weighted(n: list[int], d: list[int], m: list[int], b: list[int],
+                        w: list[int]) -> float:
+    """P(sum_c w_c D_c >= sum_c w_c d_c), D_c = n_c minus the class's beta-binomial agreeing
+    images, by enumerating every outcome."""
+    pmfs = [_pmf(nc, mc, bc) for nc, mc, bc in zip(n, m, b, strict=True)]
+    observed = sum(wc * dc for wc, dc in zip(w, d, strict=True))
+    return sum(math.prod(pmfs[c][k] for c, k in enumerate(ks))
+               for ks in itertools.product(*(range(nc + 1) for nc in n))
+               if sum(wc * (nc - k) for wc, nc, k in zip(w, n, ks, strict=True)) >= observed)
+
+
+def _weights_by_hand(m: list[int], b: list[int]) -> list[int]:
+    """Disagreement weights from their definition: 4 / (each class's posterior disagreement
+    rate relative to the largest), rounded, between 4 and 32."""
+    rates = [(mc - bc + 0.5) / (mc + 1) for mc, bc in zip(m, b, strict=True)]
+    return [min(32, max(4, round(4 * max(rates) / r))) for r in rates]
+
+
+@pytest.mark.parametrize(("n", "d", "m", "b"), [
+    ([3, 4, 5], [1, 2, 0], [100, 200, 50], [99, 150, 40]),
+    ([6, 1, 2], [2, 0, 1], [30, 1000, 7], [29, 500, 7]),
+    ([4, 4, 4], [0, 0, 0], [10, 10, 10], [9, 5, 1]),
+    ([5, 3, 2], [3, 1, 2], [1000, 100, 100], [999, 90, 80])])
+def test_the_weighted_test_is_the_law_of_the_weighted_classes(n: list[int], d: list[int],
+                                                             m: list[int], b: list[int]) -> None:
+    w = _weights_by_hand(m, b)
+    assert disagreement_weights(np.array(m), np.array(b)).tolist() == w
+    agree = np.array(n) - np.array(d)
+    got = weighted_drop_pvalue(np.array(n), agree, np.array(m), np.array(b))
+    assert got == pytest.approx(_enumerated_weighted(n, d, m, b, w), rel=1e-9, abs=1e-15)
+
+
+def test_a_large_weighted_support_is_coarsened_and_stays_exact(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the support limited to 30 the weights [4, 16, 32] on 1 + 2 + 1 images (support
+    68) are scaled by 30/68 to [2, 7, 14]: the p-value is the exact law of those."""
+    from monitor.stats import agreement
+    monkeypatch.setattr(agreement, "WEIGHTED_SUPPORT", 30)
+    m, b = [1000, 1000, 1000], [600, 900, 990]
+    assert _weights_by_hand(m, b) == [4, 16, 32]
+    got = weighted_drop_pvalue(np.array([1, 2, 1]), np.array([1, 1, 0]), np.array(m),
+                               np.array(b))
+    assert got == pytest.approx(_enumerated_weighted([1, 2, 1], [0, 1, 1], m, b, [2, 7, 14]),
+                                rel=1e-9)
+
+
+def test_disagreement_weights_favour_classes_that_rarely_disagree() -> None:
+    base_n = np.array([1000.0, 1000, 1000, 1000, 0])
+    base_a = np.array([600.0, 900, 990, 1000, 0])
+    w = disagreement_weights(base_n, base_a)
+    # the most disagreeing class (an empty one: Jeffreys 1/2) gets 4; never disagreeing: cap
+    assert w.tolist() == [5, 20, 32, 32, 4]
+    assert np.unique(disagreement_weights(np.full(3, 500.0), np.full(3, 450.0))).size == 1
 
 
 @pytest.mark.parametrize(("n", "a", "m", "b"), [
@@ -108,6 +175,16 @@ def test_beyond_the_exact_limit_the_pooled_law_is_used_and_is_weaker() -> None:
     assert pooled == pytest.approx(float(agreement_drop_pvalues(
         np.array(n.sum()), np.array(a.sum()), np.array(20_000.0), np.array(rate * 20_000))))
     assert 1e-6 < exact < pooled < 1
+
+
+def test_beyond_the_exact_limit_the_weighted_test_is_the_pooled_count() -> None:
+    base_n = np.array([2000.0, 2000.0, 2000.0])
+    base_a = np.array([1980.0, 1800.0, 1400.0])
+    n = np.array([900.0, 1100.0, 1000.0])
+    a = np.array([880.0, 980.0, 690.0])
+    pooled = stratified_drop_pvalue(n, a, base_n, base_a, exact_images=1000)
+    assert weighted_drop_pvalue(n, a, base_n, base_a, exact_images=1000) == pooled
+    assert math.isnan(weighted_drop_pvalue(np.zeros(3), np.zeros(3), base_n, base_a))
 
 
 def test_stratifying_by_class_makes_the_overall_test_stronger() -> None:
@@ -157,6 +234,49 @@ def test_the_overall_test_keeps_its_level_with_classes_at_different_rates() -> N
                         0.02)
 
 
+def test_the_weighted_test_keeps_its_level_with_classes_at_different_rates() -> None:
+    rates = np.array([0.99, 0.98, 0.6, 0.7, 0.99, 0.65, 0.95, 0.97, 0.99, 0.6])
+    assert _under_level(_clean_alarm_share(weighted_drop_pvalue, rates, 3000, 150, 0.02, 13),
+                        0.02)
+
+
+def _noisy_window(rng: np.random.Generator, rates: np.ndarray, size: int, noise: float,
+                  factor: float) -> tuple[np.ndarray, np.ndarray]:
+    """A window of `size` images, even class mix: each class disagrees `factor` times its
+    clean rate, then a share `noise` of predictions is moved to another class at random
+    (where the reference agrees only by chance: 1 in 9 of its own disagreements)."""
+    k = rates.size
+    cls = rng.integers(0, k, size=size)
+    agree = rng.random(size) < 1 - factor * (1 - rates[cls])
+    moved = rng.random(size) < noise
+    cls = np.where(moved, (cls + rng.integers(1, k, size=size)) % k, cls)
+    agree = np.where(moved, ~agree & (rng.random(size) < 1 / (k - 1)), agree)
+    return (np.bincount(cls, minlength=k).astype(float),
+            np.bincount(cls, weights=agree, minlength=k))
+
+
+def test_each_overall_test_finds_its_own_regression_sooner() -> None:
+    """Rates 0.6 to 0.99 (as on Fashion-MNIST). A share of predictions turned to noise: the
+    weighted count finds it in more windows than the count. Every class disagreeing 1.6
+    times as often: the count finds it in more windows. The family finds both nearly as
+    often as the better of the two."""
+    rng = np.random.default_rng(5)
+    rates = np.array([0.79, 0.97, 0.74, 0.8, 0.86, 0.93, 0.61, 0.92, 0.95, 0.91])
+    base_n = np.full(10, 1000.0)
+    base_a = np.round(base_n * rates)
+    for noise, factor, better in ((0.1, 1.0, "weighted"), (0.0, 1.6, "count")):
+        found = {"count": 0, "weighted": 0, "family": 0}
+        for _ in range(150):
+            n, a = _noisy_window(rng, rates, 200, noise, factor)
+            found["count"] += stratified_drop_pvalue(n, a, base_n, base_a) < 0.001 / 3
+            found["weighted"] += weighted_drop_pvalue(n, a, base_n, base_a) < 0.001 / 3
+            got = agreement_drop_test(n, a, base_n, base_a)
+            found["family"] += got is not None and got.p_value < 0.001
+        worse = "count" if better == "weighted" else "weighted"
+        assert found[better] > 1.3 * found[worse], (noise, factor, found)
+        assert found["family"] >= 0.9 * found[better], (noise, factor, found)
+
+
 def test_level_holds_when_nothing_changed() -> None:
     """The window's p-value falls under alpha in at most alpha of clean windows (the test is
     conservative: discrete counts, Bonferroni)."""
@@ -202,4 +322,5 @@ def test_a_spread_drop_is_found_by_the_overall_test() -> None:
     n = np.full(10, 20.0)
     a = np.full(10, 17.0)   # 0.85 against 0.95
     got = agreement_drop_test(n, a, base_n, base_a)
-    assert got is not None and got.worst == -1 and got.p_value < 1e-3
+    # every class disagrees at the same rate: the weighted count is the count, made once
+    assert got is not None and got.worst == -1 and got.p_value < 1e-3 and got.tests == 11
