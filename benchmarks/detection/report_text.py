@@ -225,11 +225,13 @@ def render(results: dict[str, Any], col: dict[str, Any], fa: Any, cost: dict[str
         "## Label-free accuracy estimate",
         "",
         "Mean absolute error, in accuracy points, of the estimate against realized accuracy on "
-        "the 1,000-request windows after the onset. Three numbers per cell: visionmon as "
+        "the 1,000-request windows after the onset. Four numbers per cell: visionmon as "
         "exported (`estimated` of `LabelMonitor.window_figures`: the mean of the baseline's "
         "isotonic map g over the window's confidences, summed per event as they arrive) / "
         "the same per-event form computed outside the daemon (`estimated_accuracy`, a check "
-        "on the streaming sum) / NannyML CBPE.",
+        "on the streaming sum) / NannyML CBPE / the exported shadow agreement ratio rescaled "
+        "to an accuracy (ratio × clean accuracy / clean agreement on the pool; computed "
+        "here from the exported ratio, not exported itself).",
         "",
         *acc_table,
         "",
@@ -484,7 +486,7 @@ def _vs_alibi(col: dict[str, Any], sig: str) -> str:
             if total else "")
 
 
-def _estimate_misses(col: dict[str, Any]) -> str:
+def _estimate_misses(col: dict[str, Any], results: dict[str, Any]) -> str:
     """Where the label-free estimate misses the goal, too high or too low, and how soon vm
     drift fired there."""
     from benchmarks.detection.tables import GOAL_ACC_POINTS, fmt_delay
@@ -507,9 +509,58 @@ def _estimate_misses(col: dict[str, Any]) -> str:
                  "under-counts.")
     drift = [col["delays"].get(n, {}).get("vm_drift") for n in over]
     if any(d is None for d in drift):
-        return text + f" vm drift there: {_and([fmt_delay(d) for d in drift])}."
-    return (text + f" vm drift fires within {max(d[0] for d in drift):,} requests on every "
-            "one of them: the estimate is to be read next to the drift verdict, not alone.")
+        text += f" vm drift there: {_and([fmt_delay(d) for d in drift])}."
+    else:
+        text += (f" vm drift fires within {max(d[0] for d in drift):,} requests on every "
+                 "one of them: the estimate is to be read next to the drift verdict, not "
+                 "alone.")
+    return text + _agreement_estimate_text(col, results)
+
+
+def _agreement_estimate_text(col: dict[str, Any], results: dict[str, Any]) -> str:
+    """Where the rescaled shadow agreement ratio does better or worse than the exported
+    estimate: it is noisier (images, not requests), and fails where the reference model
+    fails differently from production."""
+    from benchmarks.detection.tables import GOAL_ACC_POINTS, agreement_scale
+
+    agree = {k: v for k, v in col.get("acc_agree", {}).items()
+             if k.split("-s")[0] in COVARIATE and k in col["acc_vm"]}
+    if not agree:
+        return ""
+    order = sorted(agree, key=lambda k: (list(COVARIATE).index(k.split("-s")[0]), k))
+    goal = GOAL_ACC_POINTS / 100
+    # the ratio's own noise on a 1,000-request window: mean |error| of a binomial proportion
+    # of that many images at the clean agreement, rescaled
+    clean = float(results["workload"]["agreement"])
+    images = 1_000 * IMAGE_SAMPLING
+    noise = agreement_scale(results) * math.sqrt(2 / math.pi * clean * (1 - clean) / images)
+    fixes = [k for k in order if agree[k] <= goal < col["acc_vm"][k]]
+    breaks = [k for k in order if agree[k] > max(goal, 2 * noise) >= col["acc_vm"][k]]
+    misses = [k for k in order if agree[k] > goal]
+    text = (f" The shadow agreement ratio rescaled to an accuracy (last number) is label-free "
+            f"too, and fails differently: mean {100 * sum(agree.values()) / len(agree):.1f} "
+            f"points, {len(misses)} of {len(agree)} over {GOAL_ACC_POINTS:g}. It rests on "
+            f"the window's ~{images:.0f} joined images, not its 1,000 requests: binomial noise "
+            f"alone gives it a mean absolute error of about {100 * noise:.1f} points.")
+    if fixes:
+        text += (f" It is within the goal where the exported estimate is not on {_and(fixes)}: "
+                 "production and reference get worse together, so their agreement falls with "
+                 "accuracy whatever the confidences do.")
+    signed = col.get("acc_agree_signed", {})
+    low = [k for k in breaks if signed.get(k, 0.0) <= 0]
+    high = [k for k in breaks if signed.get(k, 0.0) > 0]
+    if breaks:
+        text += (" It misses by more than twice its noise where the exported estimate is "
+                 "within the goal")
+        if low:
+            text += (f", too low on {_and(low)}: the reference model fails where production "
+                     "does not, so agreement falls and accuracy does not")
+        if high:
+            text += (f"{';' if low else ','} too high on {_and(high)}: both models fail the "
+                     "same way, so agreement stays and accuracy falls")
+        text += "."
+    return (text + " Neither is right everywhere; two label-free estimates that disagree are "
+            "themselves a sign to wait for labels.")
 
 
 def _agreement_vs_labels(bad: dict[str, Any], results: dict[str, Any]) -> str:
@@ -811,7 +862,7 @@ def why(results: dict[str, Any], col: dict[str, Any], fa: Any, cost: dict[str, f
             f"{100 * np.nanmean(est - real):+.1f} points on average (windows of 1,000), the "
             f"per-event form computed outside the daemon by {100 * np.nanmean(ex - real):+.1f}"
             f" (they differ by at most {100 * np.nanmax(np.abs(est - ex)):.2f} points)."
-            + _estimate_misses(col))
+            + _estimate_misses(col, results))
     bad = col["delays"].get("bad_version_random-s3", {})
     if bad:
         lines.append(

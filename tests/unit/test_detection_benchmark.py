@@ -226,3 +226,23 @@ def test_the_equal_rate_cutoff_alarms_on_as_many_windows_as_alibi() -> None:
     assert matched is not None
     assert matched["rate"] == pytest.approx(0.021)
     assert int(np.sum(stats > matched["cutoff"])) == 21
+
+
+def test_the_rescaled_agreement_estimate_is_scored_on_every_thousandth_request() -> None:
+    """The shadow agreement ratio times clean accuracy / clean agreement, against realized
+    accuracy, at the readings 1,000 and 2,000 requests after the onset (NaN readings
+    skipped), signed and absolute."""
+    run = {"scenario": "blur-s5", "seed": 1, "latency_page_after": None,
+           "events_after": [500, 1_000, 1_500, 2_000], "images_after": [100, 200, 300, 400],
+           "p": {"pred": [0.5] * 4}, "mmd": [0.1] * 4, "agree_p": [1.0] * 4,
+           "accuracy": [math.nan] * 4, "agree": [0.1, 0.8, 0.1, math.nan],
+           "estimate": [0.9] * 4, "estimate_exact": [0.9] * 4,
+           "realized": [0.5, 0.7, 0.5, 0.6]}
+    results = {"delays": [run], "workload": {"production_accuracy": 0.9, "agreement": 0.8},
+               "false_alarms": {"windows": {}}}
+    col = tables.collect(results)
+    # only the reading at 1,000 counts: 0.8 * 0.9 / 0.8 = 0.9 against 0.7
+    assert col["acc_agree"]["blur-s5"] == pytest.approx(0.2)
+    assert col["acc_agree_signed"]["blur-s5"] == pytest.approx(0.2)
+    assert col["acc_vm"]["blur-s5"] == pytest.approx(0.25)   # (0.2 + 0.3) / 2
+    assert tables.agreement_scale({"workload": {}}) == 0.0
