@@ -468,6 +468,12 @@ def _equal_rate(results: dict[str, Any], col: dict[str, Any],
         text += (f"; in {len(late)} of those Alibi's first alarm came {min(x[2] for x in late):,}"
                  " or more requests after the onset, where, at its rate over ~60 overlapping "
                  "looks per stream, a false alarm cannot be told from a detection")
+    if slower:
+        page = f"detection{'' if dataset_of(results) == 'digits' else '-fashion'}-mmd-power.md"
+        text += (f". A first crossing is partly chance between tests of similar power: "
+                 f"[{page}]({page}) (`benchmarks/detection/mmd_power.py`, run after this "
+                 "one) measures each test's power on one window of those shifts at one "
+                 "false-alarm rate, against a permutation MMD built like Alibi's in numpy")
     return text
 
 

@@ -246,3 +246,35 @@ def test_the_rescaled_agreement_estimate_is_scored_on_every_thousandth_request()
     assert col["acc_agree_signed"]["blur-s5"] == pytest.approx(0.2)
     assert col["acc_vm"]["blur-s5"] == pytest.approx(0.25)   # (0.2 + 0.3) / 2
     assert tables.agreement_scale({"workload": {}}) == 0.0
+
+
+def test_the_permutation_mmd_of_every_split_is_the_unbiased_mmd2() -> None:
+    """One matrix product scores every relabelling: each equals monitor.stats.mmd2_rbf on
+    the same two groups with the same bandwidth."""
+    from benchmarks.detection.mmd_power import unbiased_mmd2_of_splits
+    from monitor.stats import mmd2_rbf
+
+    rng = np.random.default_rng(4)
+    z = rng.normal(size=(14, 3))
+    d2 = ((z[:, None, :] - z[None, :, :]) ** 2).sum(-1)
+    bandwidth = 1.3
+    k = np.exp(-d2 / (2 * bandwidth ** 2))
+    np.fill_diagonal(k, 0.0)
+    labels = np.zeros((14, 3))
+    splits = [np.arange(6), rng.permutation(14)[:6], rng.permutation(14)[:6]]
+    for j, a in enumerate(splits):
+        labels[a, j] = 1.0
+    got = unbiased_mmd2_of_splits(k, labels, 6, 8)
+    for j, a in enumerate(splits):
+        b = np.setdiff1d(np.arange(14), a)
+        assert got[j] == pytest.approx(mmd2_rbf(z[a], z[b], bandwidth), rel=1e-9)
+
+
+def test_the_permutation_pvalue_is_zero_on_a_far_shift_and_not_small_on_none() -> None:
+    from benchmarks.detection.mmd_power import permutation_mmd_pvalue
+
+    rng = np.random.default_rng(6)
+    ref = rng.normal(size=(60, 4))
+    assert permutation_mmd_pvalue(ref, rng.normal(size=(30, 4)) + 3.0, rng) == 0.0
+    same = [permutation_mmd_pvalue(ref, rng.normal(size=(30, 4)), rng) for _ in range(20)]
+    assert np.median(same) > 0.2
