@@ -37,6 +37,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.detection.scenarios import OTHER  # noqa: E402
+from benchmarks.detection.tables import write_page  # noqa: E402
 from monitor import baseline as baseline_file  # noqa: E402
 from monitor.stats.mmd_null import mmd2_to_reference, mmd_null_test  # noqa: E402
 
@@ -165,8 +166,7 @@ def main() -> int:
                 perm_hits += permutation_mmd_pvalue(ref500, x, rng) <= P_VAL
             lines.append(f"| {name} | {share:g} | {vm_hits / r:.3f} | {perm_hits / r:.3f} |")
             print(lines[-1], flush=True)
-    docs.write_text("\n".join(lines) + "\n")
-    print(f"wrote {docs}")
+    write_page(docs, lines)
     return 0
 
 

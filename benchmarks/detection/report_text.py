@@ -647,6 +647,15 @@ def _agreement_test_text(col: dict[str, Any], fa: Any, results: dict[str, Any]) 
     return text + "."
 
 
+def _agreement_power_link(results: dict[str, Any]) -> str:
+    """Where the single-window power of the agreement test on the bad versions is measured."""
+    page = f"detection{'' if dataset_of(results) == 'digits' else '-fashion'}-agreement-power.md"
+    return (" A delay here is the first of many looks to cross and its median over three seeds "
+            f"is coarse: [{page}]({page}) (`benchmarks/detection/agreement_power.py`, run "
+            "after this one) gives the chance that one window of 50 to 250 images of each bad "
+            "version is caught, by the agreement test and by each of its parts.")
+
+
 def _unchanged_input_alarms(col: dict[str, Any]) -> str:
     """Drift alarms where the images and the class mix are unchanged by construction."""
     hits = [name for name, d in sorted(col["delays"].items())
@@ -875,7 +884,8 @@ def why(results: dict[str, Any], col: dict[str, Any], fa: Any, cost: dict[str, f
             f"* **Bad version.** With 10 % of predictions wrong, class mix, confidence and "
             f"images are unchanged, so Evidently ({fmt_delay(bad.get('evidently_default'))}) "
             "and any embedding test cannot see it; " + _agreement_vs_labels(bad, results)
-            + _agreement_misses(col, results) + _unchanged_input_alarms(col))
+            + _agreement_misses(col, results) + _agreement_power_link(results)
+            + _unchanged_input_alarms(col))
     lines.append(
         "* **Label noise** lowers realized accuracy (vm accuracy) while shadow agreement and "
         "the label-free estimate stay put: that disagreement is what tells a broken label "

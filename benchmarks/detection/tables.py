@@ -721,3 +721,9 @@ STREAM_FACTS = {
     "label_delay": LABEL_DELAY_S, "latency_target": LATENCY_TARGET,
     "latency_threshold": LATENCY_THRESHOLD_S,
 }
+
+
+def write_page(path: Path, lines: list[str]) -> None:
+    """Write a generated markdown page and say where it went."""
+    path.write_text("\n".join(lines) + "\n")
+    print(f"wrote {path}")

@@ -278,3 +278,18 @@ def test_the_permutation_pvalue_is_zero_on_a_far_shift_and_not_small_on_none() -
     assert permutation_mmd_pvalue(ref, rng.normal(size=(30, 4)) + 3.0, rng) == 0.0
     same = [permutation_mmd_pvalue(ref, rng.normal(size=(30, 4)), rng) for _ in range(20)]
     assert np.median(same) > 0.2
+
+
+def test_the_agreement_power_windows_change_production_as_the_scenarios_do() -> None:
+    from benchmarks.detection.agreement_power import window_counts
+
+    rng = np.random.default_rng(8)
+    top = np.arange(10).repeat(50)
+    ref = top.copy()                       # the reference agrees with every clean prediction
+    n, agree = window_counts(top, ref, 4_000, 0.0, True, 10, rng)
+    assert n[BAD_CLASS] == 0 and agree[BAD_CLASS_AS] < n[BAD_CLASS_AS]
+    assert agree.sum() == 4_000 - (n[BAD_CLASS_AS] - agree[BAD_CLASS_AS])
+    n, agree = window_counts(top, ref, 20_000, 0.1, False, 10, rng)
+    assert n.sum() == 20_000
+    # a moved prediction never agrees here, so disagreement is the moved share
+    assert 1 - agree.sum() / n.sum() == pytest.approx(0.1, abs=0.01)
