@@ -18,6 +18,7 @@ from monitor.stats.agreement import (
     disagreement_weights,
     stratified_drop_pvalue,
     weighted_drop_pvalue,
+    weighted_test_applies,
 )
 from monitor.stats.binning import bin_counts, bin_index, categorical_counts, quantile_edges
 from monitor.stats.calibration import (
@@ -127,4 +128,5 @@ __all__ = [
     "top_confused_pairs",
     "topk_correct",
     "weighted_drop_pvalue",
+    "weighted_test_applies",
 ]

@@ -21,8 +21,9 @@ Three kinds of test, for three shapes of regression:
 Weighted Bonferroni: each of the two overall tests gets a third of the level and the k class
 tests share the last third, so the window's p-value is min(1, 3 p_count, 3 p_weighted,
 3 k min_c p_c); at level alpha the family is wrong in at most alpha of clean windows. When the
-baseline's classes disagree at the same rate, the weighted test is the count test; it is then
-not made twice, and the overall test and the classes get half each.
+classes a window holds all get the same (rounded) weight, the weighted test is the count test,
+and beyond EXACT_IMAGES it falls back to the count's pooled law: it is then not made, and the
+count and the classes get half the level each.
 
 Pooling the classes into one beta-binomial at the mix's rate gives the count's mean with a
 larger variance whenever the classes agree at different rates, and so a weaker test; both
@@ -54,6 +55,9 @@ WEIGHT_RATIO_CAP = 8
 #: largest support of the weighted count's law; beyond it the weights are scaled down
 #: (coarser, still exact for the weights used), which bounds the convolutions' cost
 WEIGHTED_SUPPORT = 100_000
+#: baseline images a class needs to set the weights' scale: a class seen a handful of times
+#: has a disagreement rate near 1/2 by the prior alone, which would cap every other weight
+WEIGHT_SCALE_IMAGES = 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +71,17 @@ class AgreementDrop:
     worst: int
 
 
+def _check_counts(n: np.ndarray, agree: np.ndarray, base_n: np.ndarray,
+                  base_agree: np.ndarray) -> None:
+    """Refuse counts that are negative or agree more often than they were seen."""
+    n, agree = np.asarray(n, dtype=np.float64), np.asarray(agree, dtype=np.float64)
+    base_n = np.asarray(base_n, dtype=np.float64)
+    base_agree = np.asarray(base_agree, dtype=np.float64)
+    if (np.any(n < 0) or np.any(agree < 0) or np.any(agree > n) or np.any(base_agree < 0)
+            or np.any(base_agree > base_n)):
+        raise ValueError("agreement counts must satisfy 0 <= agree <= n")
+
+
 def agreement_drop_pvalues(n: np.ndarray, agree: np.ndarray, base_n: np.ndarray,
                            base_agree: np.ndarray) -> np.ndarray:
     """One-sided p-values P(A <= agree), A ~ BetaBinomial(n, base_agree + 1/2,
@@ -76,9 +91,7 @@ def agreement_drop_pvalues(n: np.ndarray, agree: np.ndarray, base_n: np.ndarray,
     agree = np.asarray(agree, dtype=np.float64)
     base_n = np.asarray(base_n, dtype=np.float64)
     base_agree = np.asarray(base_agree, dtype=np.float64)
-    if (np.any(n < 0) or np.any(agree < 0) or np.any(agree > n) or np.any(base_agree < 0)
-            or np.any(base_agree > base_n)):
-        raise ValueError("agreement counts must satisfy 0 <= agree <= n")
+    _check_counts(n, agree, base_n, base_agree)
     ok = n > 0
     nn, aa = np.rint(n).astype(np.int64), np.floor(agree + 1e-9).astype(np.int64)
     p = betabinom.cdf(aa, np.where(ok, nn, 1), base_agree + PRIOR, base_n - base_agree + PRIOR)
@@ -143,14 +156,40 @@ def stratified_drop_pvalue(n: np.ndarray, agree: np.ndarray, base_n: np.ndarray,
 
 def disagreement_weights(base_n: np.ndarray, base_agree: np.ndarray) -> np.ndarray:
     """Integer weight of one disagreement per class: the inverse of the class's baseline
-    disagreement rate (posterior mean), WEIGHT_STEP for the class that disagrees most, at most
-    WEIGHT_STEP * WEIGHT_RATIO_CAP; classes without baseline images get the smallest."""
+    disagreement rate (posterior mean), WEIGHT_STEP for the class that disagrees most among
+    those with at least WEIGHT_SCALE_IMAGES baseline images (among all when none has), at
+    least WEIGHT_STEP and at most WEIGHT_STEP * WEIGHT_RATIO_CAP."""
     base_n = np.asarray(base_n, dtype=np.float64)
     base_agree = np.asarray(base_agree, dtype=np.float64)
     disagree = (base_n - base_agree + PRIOR) / (base_n + 2 * PRIOR)
-    top = float(disagree.max()) if disagree.size else 1.0
+    if not disagree.size:
+        return np.zeros(0, dtype=np.int64)
+    scale = base_n >= WEIGHT_SCALE_IMAGES
+    top = float(disagree[scale].max() if scale.any() else disagree.max())
     w = np.rint(WEIGHT_STEP * top / disagree)
     return np.clip(w, WEIGHT_STEP, WEIGHT_STEP * WEIGHT_RATIO_CAP).astype(np.int64)
+
+
+def _window_weights(n: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """The weights a window of per-class counts n is tested with: w, scaled down (at least
+    1 each) where the weighted support sum_c n_c w_c would pass WEIGHTED_SUPPORT."""
+    support = int(np.dot(n, w))
+    if support <= WEIGHTED_SUPPORT:
+        return w
+    return np.maximum(1, np.rint(w * WEIGHTED_SUPPORT / support)).astype(np.int64)
+
+
+def weighted_test_applies(n: np.ndarray, base_n: np.ndarray, base_agree: np.ndarray,
+                          exact_images: int = EXACT_IMAGES) -> bool:
+    """Whether the weighted count is a test of its own for this window: its law is exact
+    (at most `exact_images` images) and the classes the window holds get different weights
+    (with equal weights it is the count)."""
+    n = np.rint(np.asarray(n, dtype=np.float64)).astype(np.int64)
+    held = n > 0
+    if int(n.sum()) == 0 or int(n.sum()) > exact_images:
+        return False
+    w = _window_weights(n[held], disagreement_weights(base_n, base_agree)[held])
+    return bool(np.unique(w).size > 1)
 
 
 def weighted_drop_pvalue(n: np.ndarray, agree: np.ndarray, base_n: np.ndarray,
@@ -162,6 +201,7 @@ def weighted_drop_pvalue(n: np.ndarray, agree: np.ndarray, base_n: np.ndarray,
     `exact_images` window images; beyond, the pooled law of the count. Where the weighted
     support would pass WEIGHTED_SUPPORT the weights are scaled down to fit. NaN without
     window images."""
+    _check_counts(n, agree, base_n, base_agree)
     w_all = disagreement_weights(base_n, base_agree)
     keep = np.rint(np.asarray(n, dtype=np.float64)) > 0
     n, agree, x, y = _tested(n, agree, base_n, base_agree)
@@ -169,10 +209,7 @@ def weighted_drop_pvalue(n: np.ndarray, agree: np.ndarray, base_n: np.ndarray,
         return math.nan
     if int(n.sum()) > exact_images:
         return _pooled_pvalue(n, int(np.floor(agree.sum() + 1e-9)), x, y)
-    w = w_all[keep]
-    support = int(np.dot(n, w))
-    if support > WEIGHTED_SUPPORT:
-        w = np.maximum(1, np.rint(w * WEIGHTED_SUPPORT / support)).astype(np.int64)
+    w = _window_weights(n, w_all[keep])
     disagree = np.rint(n - np.floor(agree + 1e-9)).astype(np.int64)
     laws = []
     for law, wc in zip(_class_laws(n, y, x), w, strict=True):
@@ -194,7 +231,7 @@ def agreement_drop_test(n: np.ndarray, agree: np.ndarray, base_n: np.ndarray,
     base_agree = np.asarray(base_agree, dtype=np.float64)
     if not (n.shape == agree.shape == base_n.shape == base_agree.shape) or n.ndim != 1:
         raise ValueError("per-class counts must be four vectors of the same length")
-    tested = (n > 0) & (base_n > 0)
+    tested = (np.rint(n) > 0) & (base_n > 0)
     if not tested.any():
         return None
     idx = np.flatnonzero(tested)
@@ -202,11 +239,10 @@ def agreement_drop_test(n: np.ndarray, agree: np.ndarray, base_n: np.ndarray,
     # overall, stratified by class: the window's own class mix (so a shift of the class mix
     # alone is no drop), each class's baseline images as the evidence for its rate
     overall = [stratified_drop_pvalue(n[idx], agree[idx], base_n[idx], base_agree[idx])]
-    # weights are the baseline's (every class it saw); the weighted count differs from the
-    # count only when the tested classes' weights do
+    # weights are the baseline's (every class it saw); the weighted count is a test of its
+    # own only when its law is exact and the tested classes' weights differ
     seen = base_n > 0
-    weights = disagreement_weights(base_n[seen], base_agree[seen])
-    if np.unique(weights[n[seen] > 0]).size > 1:
+    if weighted_test_applies(n[seen], base_n[seen], base_agree[seen]):
         overall.append(weighted_drop_pvalue(n[seen], agree[seen], base_n[seen],
                                             base_agree[seen]))
     # weighted Bonferroni: an equal share of the level to each overall test and to the

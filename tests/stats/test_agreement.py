@@ -20,6 +20,7 @@ from monitor.stats import (
     disagreement_weights,
     stratified_drop_pvalue,
     weighted_drop_pvalue,
+    weighted_test_applies,
 )
 
 
@@ -146,9 +147,37 @@ def test_disagreement_weights_favour_classes_that_rarely_disagree() -> None:
     base_n = np.array([1000.0, 1000, 1000, 1000, 0])
     base_a = np.array([600.0, 900, 990, 1000, 0])
     w = disagreement_weights(base_n, base_a)
-    # the most disagreeing class (an empty one: Jeffreys 1/2) gets 4; never disagreeing: cap
-    assert w.tolist() == [5, 20, 32, 32, 4]
+    # the most disagreeing class seen often enough gets 4, 16 and 40 (capped at 32) times its
+    # rate for the others; an empty class (Jeffreys 1/2) does not set the scale, gets 4
+    assert w.tolist() == [4, 16, 32, 32, 4]
     assert np.unique(disagreement_weights(np.full(3, 500.0), np.full(3, 450.0))).size == 1
+    # a class seen twice (posterior disagreement 1.5/3) would otherwise cap every weight
+    few = disagreement_weights(np.array([1000.0, 1000, 2]), np.array([600.0, 900, 1]))
+    assert few.tolist() == [4, 16, 4]
+
+
+def test_the_weighted_test_is_made_only_where_it_is_a_test_of_its_own() -> None:
+    """Beyond EXACT_IMAGES the weighted test would be the count's pooled law again, and with
+    equal weights it is the count: neither is made a second time (halves, not thirds)."""
+    base_n = np.array([1000.0, 1000.0, 1000.0])
+    base_a = np.array([600.0, 900.0, 990.0])
+    small = agreement_drop_test(np.array([40.0, 40, 40]), np.array([20.0, 30, 35]), base_n,
+                                base_a)
+    assert weighted_test_applies(np.array([40.0, 40, 40]), base_n, base_a)
+    assert small is not None and small.tests == 5
+    n = np.array([8000.0, 8000, 8000])       # 24,000 images: beyond EXACT_IMAGES
+    a = np.floor(n * np.array([0.59, 0.89, 0.985]))
+    assert not weighted_test_applies(n, base_n, base_a)
+    got = agreement_drop_test(n, a, base_n, base_a)
+    assert got is not None and got.tests == 4
+    count = stratified_drop_pvalue(n, a, base_n, base_a)
+    per_class = agreement_drop_pvalues(n, a, base_n, base_a)
+    assert got.p_value == pytest.approx(min(1.0, 2 * count, 6 * float(per_class.min())))
+    # equal weights: the count alone
+    assert not weighted_test_applies(np.array([5.0, 5]), np.full(2, 500.0), np.full(2, 450.0))
+    with pytest.raises(ValueError, match="agree <= n"):
+        weighted_drop_pvalue(np.array([2.0]), np.array([3.0]), np.array([9.0]),
+                             np.array([9.0]))
 
 
 @pytest.mark.parametrize(("n", "a", "m", "b"), [

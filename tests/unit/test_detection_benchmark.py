@@ -271,12 +271,16 @@ def test_the_permutation_mmd_of_every_split_is_the_unbiased_mmd2() -> None:
 
 
 def test_the_permutation_pvalue_is_zero_on_a_far_shift_and_not_small_on_none() -> None:
-    from benchmarks.detection.mmd_power import permutation_mmd_pvalue
+    from benchmarks.detection.mmd_power import permutation_mmd_pvalue, reference_median
 
     rng = np.random.default_rng(6)
     ref = rng.normal(size=(60, 4))
-    assert permutation_mmd_pvalue(ref, rng.normal(size=(30, 4)) + 3.0, rng) == 0.0
-    same = [permutation_mmd_pvalue(ref, rng.normal(size=(30, 4)), rng) for _ in range(20)]
+    median = reference_median(ref)
+    # squared distance between two 4-d standard normal points: 2 chi²(4), median ~ 6.7
+    assert 5.0 < median < 8.5
+    assert permutation_mmd_pvalue(ref, rng.normal(size=(30, 4)) + 3.0, rng, median) == 0.0
+    same = [permutation_mmd_pvalue(ref, rng.normal(size=(30, 4)), rng, median)
+            for _ in range(20)]
     assert np.median(same) > 0.2
 
 
