@@ -41,6 +41,7 @@ if str(ROOT) not in sys.path:
 from benchmarks.detection.scenarios import OTHER  # noqa: E402
 from benchmarks.detection.tables import write_page  # noqa: E402
 from monitor import baseline as baseline_file  # noqa: E402
+from monitor.stats.mmd import _squared_distances  # noqa: E402
 from monitor.stats.mmd_null import mmd2_to_reference, mmd_null_test  # noqa: E402
 
 WINDOW = 200            # embeddings in a 1,000-request window at 20 % image sampling
@@ -50,14 +51,9 @@ P_VAL = 0.01            # the benchmark's Alibi p_val (drift when p < P_VAL)
 SHARES = (0.5, 1.0)     # share of the window from the shifted pool
 
 
-def _squared_distances(z: np.ndarray) -> np.ndarray:
-    sq = np.sum(z * z, axis=1)
-    return np.maximum(sq[:, None] + sq[None, :] - 2.0 * z @ z.T, 0.0)
-
-
 def reference_median(ref: np.ndarray) -> float:
     """Median squared distance between distinct reference rows: 2 sigma² of the kernel."""
-    d2 = _squared_distances(ref)
+    d2 = _squared_distances(ref, ref)
     return float(np.median(d2[~np.eye(ref.shape[0], dtype=bool)]))
 
 
@@ -68,7 +64,7 @@ def permutation_mmd_pvalue(ref: np.ndarray, x: np.ndarray, rng: np.random.Genera
     `reference_median` (sigma² = median / 2)."""
     z = np.vstack([ref, x])
     m, n = ref.shape[0], x.shape[0]
-    k = np.exp(-_squared_distances(z) / median)
+    k = np.exp(-_squared_distances(z, z) / median)
     np.fill_diagonal(k, 0.0)
     labels = np.zeros((m + n, permutations + 1))
     labels[:m, 0] = 1.0
