@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Reference-model throughput on a CUDA machine, in under 5 minutes, with no network.
+# On a CUDA machine, in about 5 minutes, with no network: the CUDA path's answers against the
+# CPU's (benchmarks/cuda_parity.py), then reference-model throughput (benchmarks/reference.py).
 #
 #   benchmarks/device_check.sh --fetch-wheels   # here, with pip and a network: fills .whl/
 #   benchmarks/device_check.sh                  # there, from the repo root
@@ -41,16 +42,20 @@ python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.versio
 
 workers=$(( $(nproc) > 2 ? $(nproc) - 2 : 1 ))
 {
-  echo "== torch.export (.pt2), eager, bf16 autocast, channels_last"
+  echo "== CUDA against CPU: the digits model's answers, ShadowScorer, MMD on the GPU"
+  timeout 90 python3 benchmarks/cuda_parity.py --repeats 3 || echo "(cuda_parity failed or timed out)"
+  echo
+  echo "== torch.export (.pt2), eager, bf16 autocast, channels_last; decode in threads and in processes"
   timeout 170 python3 benchmarks/reference.py --device cuda --images 4096 --repeats 3 \
-    --workers "$workers" --cpu-threads 2 --format pt2
+    --workers "$workers" --cpu-threads 2 --format pt2 || echo "(run failed or timed out)"
   echo
   echo "== TorchScript, ResNet-50-sized only (does bf16 autocast reach a scripted model?)"
   timeout 60 python3 benchmarks/reference.py --device cuda --images 4096 --repeats 3 \
-    --workers "$workers" --cpu-threads 2 --format ts --models resnet50 --batch-sizes 256
+    --workers "$workers" --cpu-threads 2 --format ts --models resnet50 --batch-sizes 256 \
+    --no-decode-rows || echo "(run failed or timed out)"
   echo
   echo "== torch.compile, ResNet-50-sized, batch 256"
-  timeout 90 python3 benchmarks/reference.py --device cuda --images 4096 --repeats 3 \
+  timeout 120 python3 benchmarks/reference.py --device cuda --images 4096 --repeats 3 \
     --workers "$workers" --cpu-threads 2 --format pt2 --compile --models resnet50 \
-    --batch-sizes 256 || echo "(torch.compile run failed or timed out)"
+    --batch-sizes 256 --no-decode-rows || echo "(torch.compile run failed or timed out)"
 } 2>&1 | grep -v -E 'DeprecationWarning|warnings.warn' | tee "$out/reference-cuda.txt"

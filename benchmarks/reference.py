@@ -9,10 +9,12 @@ saved as an artifact and loaded through `load_reference` like the daemon does.
 Images: 224 x 224 JPEGs cut from scikit-learn's two sample photos (synthetic gradients
 if scikit-learn is absent). Each cell is the median of `--repeats` runs.
 
-* decode: `ImageIntake.decode` over the JPEGs in a pool of `--workers` threads.
+* decode: `ImageIntake.decode` over the JPEGs in a pool of `--workers` threads, then in
+  `--workers` worker processes (`ProcessDecoder`, chunks of `DECODE_CHUNK`).
 * inference: `Scorer.score` on already-decoded uint8 batches (host -> device copy,
   normalisation and the forward pass included).
-* end to end: `ShadowScorer.submit` of JPEG bytes until `on_scored` has seen them all.
+* end to end: `ShadowScorer.submit` of JPEG bytes until `on_scored` has seen them all
+  (`--decode-mode`: auto decodes in processes on CUDA, in threads on the CPU).
 * `--interference`: prediction-decoding throughput (the consumer loop's CPU work) alone
   and while the digits model is shadow-scoring images on the CPU.
 """
@@ -43,10 +45,11 @@ from torch import nn
 from monitor.events import ImageEvent
 from monitor.reference_config import ImagesConfig, ReferenceConfig
 from reference_model.artifact import load_reference
+from reference_model.decode_pool import DECODE_CHUNK, ProcessDecoder
 from reference_model.digits import DigitsNet, save_export, save_torchscript
 from reference_model.intake import ImageIntake
 from reference_model.scorer import Scorer
-from reference_model.shadow import ShadowScorer
+from reference_model.shadow import ShadowScorer, decode_in_processes
 
 SIZE = 224
 
@@ -156,6 +159,21 @@ def bench_decode(jpegs: list[bytes], intake: ImageIntake, workers: int, repeats:
 
         run()  # warm the pool
         return median_rate(run, repeats)
+
+
+def bench_decode_processes(jpegs: list[bytes], workers: int, repeats: int) -> float:
+    """Decode in `workers` worker processes, in chunks as ShadowScorer hands them over."""
+    decoder = ProcessDecoder(ImagesConfig(), SIZE, workers)
+    chunks = [jpegs[i:i + DECODE_CHUNK] for i in range(0, len(jpegs), DECODE_CHUNK)]
+    try:
+        with ThreadPoolExecutor(workers) as pool:
+            def run() -> int:
+                return sum(len(r) for r in pool.map(decoder.decode, chunks))
+
+            run()  # start the workers
+            return median_rate(run, repeats)
+    finally:
+        decoder.close()
 
 
 def bench_inference(scorer: Scorer, pixels: list[np.ndarray], batch: int, n: int,
@@ -326,6 +344,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cpu-threads", type=int, default=os.cpu_count() or 1)
     p.add_argument("--e2e-batch", type=int, default=0,
                    help="batch size for the end-to-end rows (default: the largest)")
+    p.add_argument("--decode-mode", default="auto", choices=["auto", "threads", "processes"],
+                   help="reference.decode_mode for the end-to-end rows")
+    p.add_argument("--cuda-graphs", default="on", choices=["on", "off"],
+                   help="reference.cuda_graphs (ignored with --compile)")
+    p.add_argument("--no-decode-rows", action="store_true",
+                   help="skip the decode-only rows (inference and end to end only)")
     p.add_argument("--interference", action="store_true")
     args = p.parse_args(argv)
 
@@ -336,18 +360,25 @@ def main(argv: list[str] | None = None) -> int:
     e2e_batch = args.e2e_batch or max(batches)
     torch.set_num_threads(args.cpu_threads)
     gpu = torch.cuda.get_device_name() if device == "cuda" else "-"
+    graphs = device == "cuda" and args.cuda_graphs == "on" and not args.compile
     print(f"torch {torch.__version__}, device {device} ({gpu}), {os.cpu_count()} CPUs, "
-          f"{args.workers} decode workers, {args.cpu_threads} torch CPU threads, "
+          f"{args.workers} decode workers ({args.decode_mode}), {args.cpu_threads} torch CPU "
+          f"threads, "
           f"{n_images} images per run, median of {args.repeats}, format {args.format}"
-          f"{', compiled' if args.compile else ''}")
+          f"{', compiled' if args.compile else ''}"
+          f"{', CUDA graphs' if graphs else ''}")
 
     jpegs = make_jpegs(n_images)
     print(f"JPEG {SIZE}x{SIZE}: mean {statistics.fmean(len(j) for j in jpegs) / 1024:.1f} KiB")
     rows: list[tuple[str, str, str, float, str]] = []
     intake = ImageIntake(ImagesConfig(), SIZE)
-    rate = bench_decode(jpegs, intake, args.workers, args.repeats)
-    progress(f"decode: {rate:,.0f} images/s")
-    rows.append(("-", "decode", "-", rate, f"{args.workers} threads"))
+    if not args.no_decode_rows:
+        rate = bench_decode(jpegs, intake, args.workers, args.repeats)
+        progress(f"decode in threads: {rate:,.0f} images/s")
+        rows.append(("-", "decode", "-", rate, f"{args.workers} threads"))
+        rate = bench_decode_processes(jpegs, args.workers, args.repeats)
+        progress(f"decode in processes: {rate:,.0f} images/s")
+        rows.append(("-", "decode", "-", rate, f"{args.workers} processes"))
     pixels = [d.pixels for d in map(intake.decode, jpegs[:max(batches)])]  # type: ignore[union-attr]
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -357,7 +388,8 @@ def main(argv: list[str] | None = None) -> int:
                 model=name, path=str(path), sha256=sha, input_size=SIZE, device=device,
                 batch_size=max(batches), queue_size=n_images + 1024,
                 queue_max_bytes=1 << 31, decode_workers=args.workers, linger_ms=2.0,
-                compile=args.compile, cpu_threads=args.cpu_threads)
+                compile=args.compile, cpu_threads=args.cpu_threads,
+                decode_mode=args.decode_mode, cuda_graphs=args.cuda_graphs == "on")
             loaded = load_reference(card)
             for batch in batches:
                 bcard = card.model_copy(update={"batch_size": batch})
@@ -366,13 +398,16 @@ def main(argv: list[str] | None = None) -> int:
                 rate = bench_inference(scorer, pixels, batch, n, args.repeats)
                 progress(f"{name} inference batch {batch}: {rate:,.0f} images/s")
                 rows.append((name, "inference", str(batch), rate,
-                             f"{1000 * batch / rate:.1f} ms/batch"))
+                             f"{1000 * batch / rate:.1f} ms/batch"
+                             + (f", {scorer.graphs} CUDA graphs" if scorer.graphs else "")))
             ecard = card.model_copy(update={"batch_size": e2e_batch})
             escorer = Scorer(loaded, ecard)
-            escorer.warm_up([e2e_batch])
+            escorer.warm_up()  # every padded size: graph capture / compilation up front
             e2e_jpegs = jpegs if device == "cuda" or name == "digits" else jpegs[:e2e_batch]
             rate, util = bench_end_to_end(ecard, escorer, e2e_jpegs, classes, args.repeats)
-            note = f"GPU busy {util:.0f} %" if util is not None else ""
+            mode = "processes" if decode_in_processes(ecard, device) else "threads"
+            note = f"decode in {mode}" + (f", GPU busy {util:.0f} %" if util is not None else "") \
+                + (f", {escorer.graphs} CUDA graphs" if escorer.graphs else "")
             rows.append((name, "end to end", str(e2e_batch), rate, note))
             progress(f"{name} end to end: {rate:,.0f} images/s")
             del loaded, scorer, escorer

@@ -16,6 +16,10 @@ bounded by a sum of terms (bytes):
               + (2 x batch_size + decode_workers) x input_size^2 x 3 x 4 B  (decoded
               float32 images waiting or in flight)  + 512 MiB (torch and the weights;
               raise it for models above ~100 MB)
+              + with decode processes (`decode_mode: processes`, or `auto` unless
+              `device: cpu`): decode_workers x (64 MiB + 8 x input_size^2 x 3 B)
+              (a worker's RSS, measured at 53 MB, rounded up, and its share of the
+              shared pixel slots)
 
     request = limit = (base + fetch + joins + windows + reference) x 1.2, rounded up to
               a multiple of 16 MiB
@@ -34,12 +38,15 @@ from dataclasses import dataclass
 
 from monitor.config import LoadedConfig, load_config
 
+DECODE_CHUNK = 8  # reference_model.decode_pool.DECODE_CHUNK (that module imports Pillow)
+
 MIB = 1024 * 1024
 BASE = 160 * MIB
 FETCH = 128 * MIB
 JOIN_ENTRY = 300
 FEATURES = 4
 TORCH_RUNTIME = 512 * MIB
+DECODE_PROCESS = 64 * MIB
 HEADROOM = 1.2
 ROUND = 16 * MIB
 
@@ -77,6 +84,8 @@ def memory_bound(loaded: LoadedConfig) -> MemoryBound:
         r = cfg.reference
         decoded = (2 * r.batch_size + r.decode_workers) * r.input_size ** 2 * 3 * 4
         reference = r.queue_max_bytes + decoded + TORCH_RUNTIME
+        if r.decode_mode == "processes" or (r.decode_mode == "auto" and r.device != "cpu"):
+            reference += r.decode_workers * (DECODE_PROCESS + DECODE_CHUNK * r.input_size ** 2 * 3)
     return MemoryBound(BASE, FETCH, joins, windows, reference)
 
 

@@ -74,8 +74,13 @@ class ReferenceConfig(Frozen):
     queue_size: int = Field(1024, ge=1)
     #: Encoded bytes waiting for the model; the oldest are dropped beyond this.
     queue_max_bytes: int = Field(256 * 1024 * 1024, ge=1024)
-    #: Threads decoding images (Pillow releases the GIL while decoding).
+    #: Image decoders running at once: threads, or with decode_mode processes, worker
+    #: processes each fed by a thread.
     decode_workers: int = Field(2, ge=1, le=64)
+    #: `threads`: decode in the daemon (shares the GIL; does not scale past about two).
+    #: `processes`: decode in `decode_workers` worker processes (scales with cores; about
+    #: 50 MB each). `auto`: processes when the model runs on CUDA, else threads.
+    decode_mode: Literal["auto", "threads", "processes"] = "auto"
     #: How long the inference thread waits for a batch to fill, in milliseconds.
     linger_ms: float = Field(5.0, ge=0.0, le=1000.0)
     #: torch CPU threads when scoring on the CPU (torch.set_num_threads is process-wide).
@@ -85,6 +90,10 @@ class ReferenceConfig(Frozen):
     thread_nice: int = Field(10, ge=0, le=19)
     #: Wrap the model in torch.compile (CUDA, torch.export artifacts only).
     compile: bool = False
+    #: On CUDA, capture each padded batch size as a CUDA graph and replay it (one launch
+    #: per batch; memory for one set of activations per size, in a shared pool). Ignored
+    #: with `compile`; falls back to eager when a model cannot be captured.
+    cuda_graphs: bool = True
 
     @field_validator("mean", "std")
     @classmethod

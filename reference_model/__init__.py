@@ -2,6 +2,7 @@
 
 Modules: `artifact` (verify and load TorchScript / torch.export files), `intake` (safe
 Pillow decoding and input features; torch-free), `scorer` (batched inference),
-`shadow` (the bounded background pipeline the daemon feeds), `embeddings` (PCA and MMD²
+`shadow` (the bounded background pipeline the daemon feeds), `decode_pool` (decoding in
+worker processes, past the GIL), `embeddings` (PCA and MMD²
 in torch), `digits` (a tiny real model for tests and the demo).
 """

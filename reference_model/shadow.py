@@ -3,7 +3,8 @@
 Pipeline (all bounded):
 
     submit() --> raw queue (<= queue_size images and <= queue_max_bytes; drop-oldest)
-             --> decode workers (decode_workers threads, Pillow under images: limits)
+             --> decode workers (decode_workers threads, Pillow under images: limits;
+                 with decode_mode "processes" each thread hands chunks to a worker process)
              --> decoded queue (<= 2 x batch_size; decoders wait when it is full)
              --> one inference thread (batches of up to batch_size, linger_ms)
              --> on_scored(list[ScoredImage])
@@ -11,7 +12,8 @@ Pipeline (all bounded):
 `submit` only appends to a deque under a lock, so it returns in microseconds; when the
 model falls behind, the raw queue overflows and the *oldest* images are dropped and
 counted in `visionmon_images_dropped_total{reason="queue_full"}`. Memory is bounded by
-`queue_max_bytes` of encoded images plus 2 x batch_size + decode_workers decoded images.
+`queue_max_bytes` of encoded images plus 2 x batch_size + decode_workers decoded images
+(x DECODE_CHUNK in flight with worker processes, plus their fixed shared pixel slots).
 
 A failing batch is counted in `visionmon_reference_errors_total{reason}` and never stops
 the thread. Out of memory (`reason="oom"`) retries the same images in halves; the batch
@@ -26,6 +28,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import CancelledError
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,6 +39,7 @@ from monitor.reference_config import ImagesConfig, ReferenceConfig
 from monitor.scored import ScoredImage
 from monitor.snapshot import SnapshotBuilder, histogram_value
 from reference_model.artifact import ArtifactError
+from reference_model.decode_pool import DECODE_CHUNK, ProcessDecoder
 from reference_model.intake import DecodedImage, ImageIntake, IntakeReason, IntakeRejection
 from reference_model.scorer import BatchScorer, Scorer, is_out_of_memory
 
@@ -138,8 +142,13 @@ class ShadowScorer:
         self._hist_sum = 0.0
         self._thread_error: str | None = None
 
+        self._processes: ProcessDecoder | None = None
         self._threads: list[threading.Thread] = []
         if self._scorer is not None:
+            if decode_in_processes(config, self._scorer.info.device):
+                self._processes = ProcessDecoder(
+                    images_config, config.input_size, config.decode_workers,
+                    resize=config.resize, nice=config.thread_nice)
             for i in range(config.decode_workers):
                 self._threads.append(threading.Thread(
                     target=self._decode_loop, name=f"visionmon-decode-{i}", daemon=True))
@@ -192,29 +201,60 @@ class ShadowScorer:
 
     def _decode_loop(self) -> None:
         self._lower_priority()
+        workers = self._config.decode_workers
         while True:
             with self._lock:
                 while not self._raw and not self._stopping:
                     self._raw_cv.wait(0.5)
                 if self._stopping:
                     return
-                ev = self._raw.popleft()
-                self._raw_bytes -= len(ev.data)
-                self._decoding += 1
-            result = self._intake.decode(ev.data)
-            with self._lock:
+                take = 1
+                if self._processes is not None:  # share the backlog among the workers
+                    take = min(DECODE_CHUNK, -(-len(self._raw) // workers))
+                chunk = [self._raw.popleft() for _ in range(take)]
+                self._raw_bytes -= sum(len(ev.data) for ev in chunk)
+                self._decoding += take
+            try:
+                results = self._decode([ev.data for ev in chunk])
+            except (RuntimeError, CancelledError):  # the process pool closed: shutting down
+                with self._lock:
+                    self._decoding -= take
+                    self._dropped["shutdown"] += take
+                return
+            if not self._deliver(chunk, results):
+                return
+
+    def _decode(self, chunk: list[bytes]) -> list[DecodedImage | IntakeRejection]:
+        if self._processes is not None:
+            return self._processes.decode(chunk)
+        return [self._intake.decode(data) for data in chunk]
+
+    def _deliver(self, chunk: list[ImageEvent],
+                 results: list[DecodedImage | IntakeRejection]) -> bool:
+        """Count refusals, queue decoded images (waiting for room); False when stopping."""
+        added = False  # one wake-up per chunk, not per image: waking every waiter per
+        with self._lock:  # image costs the inference thread the GIL on a many-core host
+            for i, (ev, result) in enumerate(zip(chunk, results, strict=True)):
                 if isinstance(result, IntakeRejection):
                     self._decoding -= 1
                     self._rejected[result.reason] += 1
                     continue
                 while len(self._decoded) >= self._decoded_cap and not self._stopping:
+                    if added:
+                        self._decoded_cv.notify_all()
+                        added = False
                     self._decoded_cv.wait(0.5)
-                self._decoding -= 1
                 if self._stopping:
-                    self._dropped["shutdown"] += 1
-                    return
+                    left = len(chunk) - i
+                    self._decoding -= left
+                    self._dropped["shutdown"] += left
+                    return False
+                self._decoding -= 1
                 self._decoded.append(_Decoded(ev, result))
+                added = True
+            if added:
                 self._decoded_cv.notify_all()
+        return True
 
     # ------------------------------------------------------------------ inference side
 
@@ -401,8 +441,18 @@ class ShadowScorer:
             self._raw_cv.notify_all()
             self._decoded_cv.notify_all()
         deadline = time.monotonic() + timeout_s
+        if self._processes is not None:
+            self._processes.close()
         for t in self._threads:
             t.join(max(0.0, deadline - time.monotonic()))
+
+
+def decode_in_processes(config: ReferenceConfig, device: str) -> bool:
+    """Whether images are decoded in worker processes: `decode_mode` processes, or auto
+    with the model on CUDA (where decoding, not the model, limits the throughput)."""
+    if config.decode_mode == "auto":
+        return device == "cuda"
+    return config.decode_mode == "processes"
 
 
 def _free_device_cache() -> None:

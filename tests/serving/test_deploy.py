@@ -118,6 +118,28 @@ def test_sizing_formula_on_the_example_config() -> None:
     assert sizing.quantity(bound.request) == "496Mi"
 
 
+@pytest.mark.parametrize(("mode", "device", "workers_counted"), [
+    ("processes", "cpu", True), ("auto", "auto", True), ("auto", "cuda", True),
+    ("auto", "cpu", False), ("threads", "cuda", False),
+])
+def test_sizing_counts_decode_processes_when_the_daemon_starts_them(
+        mode: str, device: str, workers_counted: bool) -> None:
+    from reference_model.decode_pool import DECODE_CHUNK
+
+    sizing = _module("sizing")
+    assert sizing.DECODE_CHUNK == DECODE_CHUNK
+    config = yaml.safe_load((ROOT / "examples" / "visionmon.yaml").read_text())
+    config["reference"] = {"model": config["models"][0]["name"], "path": "ref.pt2",
+                           "sha256": "0" * 64, "input_size": 224, "batch_size": 64,
+                           "decode_workers": 4, "decode_mode": mode, "device": device}
+    bound = sizing.memory_bound(resolve(parse_config(config, "test.yaml"),
+                                        str(ROOT / "examples" / "test.yaml")))
+    mib = 1024 * 1024
+    without = 256 * mib + (2 * 64 + 4) * 224 * 224 * 12 + 512 * mib
+    workers = 4 * (64 * mib + 8 * 224 * 224 * 3)
+    assert bound.reference == without + (workers if workers_counted else 0)
+
+
 def _probe(c: dict[str, Any], kind: str) -> tuple[str, str] | None:
     probe = c.get(kind)
     return None if probe is None else (probe["httpGet"]["path"], probe["httpGet"]["port"])

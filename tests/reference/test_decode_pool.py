@@ -1,0 +1,139 @@
+"""Decoding in worker processes: the same answers as in-process decoding, bounded slots,
+recovery when a worker dies, and shadow scoring through it."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from monitor.events import ImageEvent
+from monitor.reference_config import ImagesConfig, ReferenceConfig
+from reference_model.decode_pool import DECODE_CHUNK, ProcessDecoder
+from reference_model.digits import DIGIT_CLASSES, DigitsArtifact, render_digit
+from reference_model.intake import DecodedImage, ImageIntake, IntakeReason, IntakeRejection
+from reference_model.scorer import bucket_size, padded_batch
+from reference_model.shadow import ShadowScorer, decode_in_processes
+
+from .test_shadow import Collector, wait_until
+
+SIZE = 32
+
+
+@pytest.fixture(scope="module")
+def samples(digits: DigitsArtifact) -> list[bytes]:
+    """Good images in three formats and sizes, interleaved with refusals of every kind the
+    bytes alone can cause."""
+    imgs = digits.data.images
+    good = [render_digit(imgs[i], fmt, size=size)
+            for i, (fmt, size) in enumerate([("PNG", None), ("JPEG", 64), ("WEBP", 48)] * 4)]
+    jpeg = render_digit(imgs[0], "JPEG", size=200)
+    bad = [b"", b"not an image at all", jpeg[: len(jpeg) // 3], b"\x89PNG\r\n\x1a\n" + b"\0" * 40]
+    return [x for pair in zip(good, bad * 3, strict=True) for x in pair]
+
+
+@pytest.fixture
+def decoder() -> Iterator[ProcessDecoder]:
+    d = ProcessDecoder(ImagesConfig(), SIZE, workers=2)
+    yield d
+    d.close()
+
+
+def assert_same(got: list[DecodedImage | IntakeRejection],
+                want: list[DecodedImage | IntakeRejection]) -> None:
+    assert len(got) == len(want)
+    for g, w in zip(got, want, strict=True):
+        if isinstance(w, IntakeRejection):
+            assert isinstance(g, IntakeRejection) and g.reason == w.reason
+        else:
+            assert isinstance(g, DecodedImage)
+            np.testing.assert_array_equal(g.pixels, w.pixels)
+            assert g.features == w.features
+
+
+def test_worker_processes_decode_exactly_like_the_daemon_would(
+        decoder: ProcessDecoder, samples: list[bytes]) -> None:
+    intake = ImageIntake(ImagesConfig(), SIZE)
+    want = [intake.decode(b) for b in samples]
+    assert len(samples) > DECODE_CHUNK  # split into chunks, order kept
+    assert_same(decoder.decode(samples), want)
+    assert {w.reason for w in want if isinstance(w, IntakeRejection)} >= {
+        IntakeReason.EMPTY, IntakeReason.NOT_AN_IMAGE, IntakeReason.TRUNCATED}
+    # pixels are copies out of the shared slots: later chunks do not overwrite them
+    first = decoder.decode(samples[:1])[0]
+    decoder.decode(samples[2:3] * DECODE_CHUNK)
+    assert isinstance(first, DecodedImage)
+    np.testing.assert_array_equal(first.pixels, want[0].pixels)  # type: ignore[union-attr]
+
+
+def test_a_killed_worker_costs_no_image(decoder: ProcessDecoder, samples: list[bytes]) -> None:
+    want = decoder.decode(samples)
+    workers = multiprocessing.active_children()
+    assert workers, "the pool started no worker processes"
+    for p in workers:
+        os.kill(p.pid, signal.SIGKILL)  # type: ignore[arg-type]
+    for p in workers:
+        p.join(10)
+    assert_same(decoder.decode(samples), want)
+    assert decoder.restarts == 1
+
+
+def test_closed_decoder_refuses_work_and_its_workers_exit(samples: list[bytes]) -> None:
+    d = ProcessDecoder(ImagesConfig(), SIZE, workers=2)
+    d.decode(samples[:4])
+    workers = multiprocessing.active_children()
+    d.close()
+    for p in workers:
+        p.join(10)
+        assert not p.is_alive()
+    with pytest.raises(RuntimeError, match="closed"):
+        d.decode(samples[:1])
+
+
+def test_decode_mode_auto_uses_processes_only_for_cuda() -> None:
+    def cfg(mode: str) -> ReferenceConfig:
+        return ReferenceConfig(model="digits", path="x.ts", sha256="0" * 64,
+                               decode_mode=mode)  # type: ignore[arg-type]
+
+    assert decode_in_processes(cfg("auto"), "cuda")
+    assert not decode_in_processes(cfg("auto"), "cpu")
+    assert decode_in_processes(cfg("processes"), "cpu")
+    assert not decode_in_processes(cfg("threads"), "cuda")
+
+
+@pytest.mark.parametrize(("n", "batch", "one_shape", "rows"), [
+    (1, 256, False, 1), (3, 256, False, 4), (200, 256, False, 256), (90, 96, False, 96),
+    (1, 256, True, 256), (200, 256, True, 256), (300, 256, True, 300),
+])
+def test_padded_batch_is_a_power_of_two_or_one_shape_when_compiled(
+        n: int, batch: int, one_shape: bool, rows: int) -> None:
+    assert padded_batch(n, batch, one_shape=one_shape) == rows
+    if not one_shape:
+        assert rows == bucket_size(n, batch)
+
+
+def test_shadow_scoring_through_worker_processes_matches_threads(
+        digits: DigitsArtifact) -> None:
+    test = digits.data.test[:120]
+    evs = [ImageEvent(str(i), "digits", "v1", 1000.0, "image/png",
+                      render_digit(digits.data.images[i])) for i in test]
+    evs.insert(5, ImageEvent("bad", "digits", "v1", 1000.0, None, b"garbage"))
+    results = {}
+    for mode in ("threads", "processes"):
+        card = digits.config.model_copy(update={"decode_mode": mode, "decode_workers": 2})
+        sink = Collector()
+        shadow = ShadowScorer(card, ImagesConfig(), DIGIT_CLASSES, sink)
+        try:
+            shadow.submit(evs)
+            scored = sink.wait_for(len(test))
+            wait_until(lambda s=shadow: s.queue_depth == 0)
+            assert shadow.counts()["rejected"]["not_an_image"] == 1
+        finally:
+            shadow.close()
+        results[mode] = {s.request_id: (s.ref_pred, s.features) for s in scored}
+    assert results["processes"] == results["threads"]
+    assert len(results["processes"]) == len(test)
