@@ -176,6 +176,18 @@ def bench_decode_processes(jpegs: list[bytes], workers: int, repeats: int) -> fl
         decoder.close()
 
 
+def print_decode_sweep(jpegs: list[bytes], workers: int, repeats: int) -> None:
+    """Decode-only images/s for 1, 2, 4, ... up to `workers`, in threads and in processes."""
+    intake = ImageIntake(ImagesConfig(), SIZE)
+    counts = sorted({min(2 ** k, workers) for k in range(workers.bit_length() + 1)})
+    print("| workers | threads | processes |")
+    print("|---:|---:|---:|")
+    for w in counts:
+        threads = bench_decode(jpegs, intake, w, repeats)
+        processes = bench_decode_processes(jpegs, w, repeats)
+        print(f"| {w} | {threads:,.0f} | {processes:,.0f} |", flush=True)
+
+
 def bench_inference(scorer: Scorer, pixels: list[np.ndarray], batch: int, n: int,
                     repeats: int) -> float:
     scorer.warm_up([batch])
@@ -350,6 +362,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="reference.cuda_graphs (ignored with --compile)")
     p.add_argument("--no-decode-rows", action="store_true",
                    help="skip the decode-only rows (inference and end to end only)")
+    p.add_argument("--decode-sweep", action="store_true",
+                   help="only decode: 1, 2, 4, ... --workers threads, then as many processes")
     p.add_argument("--interference", action="store_true")
     args = p.parse_args(argv)
 
@@ -370,6 +384,9 @@ def main(argv: list[str] | None = None) -> int:
 
     jpegs = make_jpegs(n_images)
     print(f"JPEG {SIZE}x{SIZE}: mean {statistics.fmean(len(j) for j in jpegs) / 1024:.1f} KiB")
+    if args.decode_sweep:
+        print_decode_sweep(jpegs, args.workers, args.repeats)
+        return 0
     rows: list[tuple[str, str, str, float, str]] = []
     intake = ImageIntake(ImagesConfig(), SIZE)
     if not args.no_decode_rows:

@@ -13,9 +13,10 @@ bounded by a sum of terms (bytes):
               len(windows.sizes) x windows.slices x (max(classes, baseline.quantile_bins)
               + 2) x 8 B                          (count rings, docs/statistics.md)
     reference only with `reference:`: reference.queue_max_bytes
-              + (2 x batch_size + decode_workers) x input_size^2 x 3 x 4 B  (decoded
-              float32 images waiting or in flight)  + 512 MiB (torch and the weights;
-              raise it for models above ~100 MB)
+              + (2 x batch_size + in_flight) x input_size^2 x 3 x 4 B  (decoded
+              float32 images waiting or in flight; in_flight = decode_workers, or
+              8 x decode_workers with decode processes)  + 512 MiB (torch and the
+              weights; raise it for models above ~100 MB)
               + with decode processes (`decode_mode: processes`, or `auto` unless
               `device: cpu`): decode_workers x (64 MiB + 8 x input_size^2 x 3 B)
               (a worker's RSS, measured at 53 MB, rounded up, and its share of the
@@ -82,9 +83,12 @@ def memory_bound(loaded: LoadedConfig) -> MemoryBound:
     reference = 0
     if cfg.reference is not None:
         r = cfg.reference
-        decoded = (2 * r.batch_size + r.decode_workers) * r.input_size ** 2 * 3 * 4
+        processes = r.decode_mode == "processes" or (r.decode_mode == "auto"
+                                                     and r.device != "cpu")
+        in_flight = r.decode_workers * (DECODE_CHUNK if processes else 1)
+        decoded = (2 * r.batch_size + in_flight) * r.input_size ** 2 * 3 * 4
         reference = r.queue_max_bytes + decoded + TORCH_RUNTIME
-        if r.decode_mode == "processes" or (r.decode_mode == "auto" and r.device != "cpu"):
+        if processes:
             reference += r.decode_workers * (DECODE_PROCESS + DECODE_CHUNK * r.input_size ** 2 * 3)
     return MemoryBound(BASE, FETCH, joins, windows, reference)
 

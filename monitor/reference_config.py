@@ -91,8 +91,8 @@ class ReferenceConfig(Frozen):
     #: Wrap the model in torch.compile (CUDA, torch.export artifacts only).
     compile: bool = False
     #: On CUDA, capture each padded batch size as a CUDA graph and replay it (one launch
-    #: per batch; memory for one set of activations per size, in a shared pool). Ignored
-    #: with `compile`; falls back to eager when a model cannot be captured.
+    #: per batch; the captured sizes share one memory pool). Ignored when the model is
+    #: compiled; falls back to eager when a model cannot be captured.
     cuda_graphs: bool = True
 
     @field_validator("mean", "std")

@@ -1,8 +1,11 @@
 """Image decoding in worker processes, for when threads stop scaling.
 
 Decoding threads share the GIL. Each image alternates short GIL-free Pillow calls with Python
-work, so past two threads they mostly wait for one another. On a 16-core H200 machine, 14
-decode threads did 640 images/s: less than one thread. Worker processes scale with cores.
+work, so past two threads they mostly wait for one another. On a 16-core H200 machine,
+14 decode threads did 640 to 852 images/s and 14 worker processes 7,718. On the 2-core
+development machine, 1 / 2 / 14 threads did 1,583 / 1,757 / 1,027 images/s
+(`benchmarks/reference.py --decode-sweep`).
+
 The parent sends encoded bytes in chunks and gets back the same `DecodedImage` /
 `IntakeRejection` values that `ImageIntake.decode` returns. Pixels come back through shared
 memory, not the result pipe: a fixed set of slots of input_size² x 3 bytes, `workers` x
@@ -11,14 +14,16 @@ pixels capped the pool at about 2,900 images/s on this 2-core machine, with the 
 carrying 0.45 GB/s.
 
 Workers are started with `spawn`, never `fork`: the daemon has threads and may hold CUDA
-state, and neither survives a fork. Each worker imports only Pillow, numpy and the intake
-module (about 50 MB resident). Workers ignore SIGINT, because the parent decides when to stop.
-They run at the configured nice value.
+state, and neither survives a fork. Each worker imports the intake module (Pillow, numpy,
+pydantic) and, as spawn does, the parent's main module: 53 MB resident measured with a
+light main module (the `visionmon` command is one). Workers ignore SIGINT, because the
+parent decides when to stop. They run at the configured nice value.
 
-A worker that dies (a Pillow crash on hostile input, the OOM killer) breaks the pool. The
-pool is then replaced, and each image of the failed chunks is retried alone. An image that
-kills a fresh worker on its own is refused as `decode_error`, so one bad image costs only
-itself.
+A worker that dies (a Pillow crash on hostile input, the OOM killer) breaks the pool: every
+chunk in flight fails. The pool is replaced (at most once a second), and each image of the
+failed chunks is decoded again alone, in a one-worker quarantine pool, one image at a time.
+An image whose quarantine worker dies is refused as `decode_error`. Every other image of
+those chunks is still decoded.
 """
 
 from __future__ import annotations
@@ -28,7 +33,8 @@ import multiprocessing
 import os
 import signal
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Literal
@@ -46,8 +52,8 @@ _WorkerResult = tuple[float, ...] | IntakeRejection
 
 #: Most images in one chunk handed to a worker.
 DECODE_CHUNK = 8
-#: How many times an image is retried alone after the pool broke under it.
-_SINGLE_RETRIES = 2
+#: Least time between two starts of the main pool after a worker died, seconds.
+_RESTART_INTERVAL_S = 1.0
 
 _worker_intake: ImageIntake | None = None  # per worker process
 _worker_slots: np.ndarray | None = None  # per worker process: the shared pixel slots
@@ -90,7 +96,11 @@ class ProcessDecoder:
     at once; each call blocks (without the GIL) until its chunk is decoded."""
 
     def __init__(self, limits: ImagesConfig, input_size: int, workers: int, *,
-                 resize: Literal["stretch", "center_crop"] = "stretch", nice: int = 0) -> None:
+                 resize: Literal["stretch", "center_crop"] = "stretch", nice: int = 0,
+                 decode_chunk: Callable[[list[bytes], list[int]], list[_WorkerResult]]
+                 = _decode_chunk) -> None:
+        """`decode_chunk`: what a worker runs (a module-level function; tests inject
+        faults through it)."""
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
         self._context = multiprocessing.get_context("spawn")
@@ -102,17 +112,23 @@ class ProcessDecoder:
         self._workers = workers
         self._lock = threading.Lock()
         self._slot_free = threading.Condition(self._lock)
+        self._retire_lock = threading.Lock()  # shutdown() of a broken pool, one at a time
+        self._quarantine_lock = threading.Lock()  # one image at a time in quarantine
+        self._quarantine: ProcessPoolExecutor | None = None
         self._closed = False
         self._restarts = 0
-        self._pool = self._new_pool()
+        self._last_restart = -_RESTART_INTERVAL_S
+        self._last_quarantine = -_RESTART_INTERVAL_S
+        self._decode_chunk = decode_chunk
+        self._pool = self._new_pool(workers)
 
-    def _new_pool(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(self._workers, mp_context=self._context,
+    def _new_pool(self, workers: int) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(workers, mp_context=self._context,
                                    initializer=_init_worker, initargs=self._args)
 
     @property
     def restarts(self) -> int:
-        """How many times a broken pool was replaced."""
+        """How many times a worker died and its pool was replaced (quarantine included)."""
         with self._lock:
             return self._restarts
 
@@ -122,35 +138,54 @@ class ProcessDecoder:
         out: list[Decoded] = []
         for i in range(0, len(chunk), DECODE_CHUNK):
             part = list(chunk[i:i + DECODE_CHUNK])
+            with self._lock:
+                pool = self._pool
             try:
-                out += self._submit(part)
+                out += self._run(pool, part)
             except BrokenProcessPool:
+                self._replace(pool)
                 out += [self._decode_alone(data) for data in part]
         return out
 
     def _decode_alone(self, data: bytes) -> Decoded:
-        for _ in range(_SINGLE_RETRIES):
+        """Decode one image in the one-worker quarantine pool: when that worker dies, this
+        image alone was in it, so it is refused; no other image shares its fate."""
+        with self._quarantine_lock:
+            if self._quarantine is None:
+                wait = self._last_quarantine + _RESTART_INTERVAL_S - time.monotonic()
+                if wait > 0:  # a worker that dies at start must not spin the CPU
+                    time.sleep(wait)
+                self._last_quarantine = time.monotonic()
+                self._quarantine = self._new_pool(1)
+            pool = self._quarantine
             try:
-                return self._submit([data])[0]
+                return self._run(pool, [data])[0]
             except BrokenProcessPool:
-                continue
-        return IntakeRejection(IntakeReason.DECODE_ERROR, "the decoder process died on this image")
+                self._quarantine = None
+                with self._lock:
+                    self._restarts += 1
+                log.warning("an image decoder process died on one image; it is refused")
+                return IntakeRejection(IntakeReason.DECODE_ERROR,
+                                       "the decoder process died on this image")
 
-    def _submit(self, chunk: list[bytes]) -> list[Decoded]:
+    def _run(self, pool: ProcessPoolExecutor, chunk: list[bytes]) -> list[Decoded]:
+        """Decode `chunk` in `pool` through free slots. On BrokenProcessPool the slots are
+        given back only once every worker of that pool has exited: a worker still alive
+        could otherwise write into a slot that is already another chunk's."""
         with self._lock:
             while not self._closed and len(self._free) < len(chunk):
                 self._slot_free.wait(0.5)
             if self._closed:
                 raise RuntimeError("ProcessDecoder is closed")
-            pool = self._pool
             slots = [self._free.pop() for _ in chunk]
         try:
-            results = pool.submit(_decode_chunk, chunk, slots).result()
+            results = pool.submit(self._decode_chunk, chunk, slots).result()
             return [r if isinstance(r, IntakeRejection)
                     else DecodedImage(self._slots[slot].copy(), r)
                     for r, slot in zip(results, slots, strict=True)]
         except BrokenProcessPool:
-            self._replace(pool)
+            with self._retire_lock:
+                pool.shutdown(wait=True, cancel_futures=True)  # joins its workers
             raise
         finally:
             with self._lock:
@@ -158,22 +193,44 @@ class ProcessDecoder:
                 self._slot_free.notify_all()
 
     def _replace(self, broken: ProcessPoolExecutor) -> None:
+        """Start a new main pool unless another thread already did; at most one start per
+        _RESTART_INTERVAL_S, so a worker that dies at start cannot spin the CPU."""
         with self._lock:
             if self._closed or self._pool is not broken:
-                return  # closed, or another thread already replaced it
+                return
+            wait = self._last_restart + _RESTART_INTERVAL_S - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        with self._lock:
+            if self._closed or self._pool is not broken:
+                return
             log.warning("an image decoder process died; starting a new pool of %d",
                         self._workers)
             self._restarts += 1
-            self._pool = self._new_pool()
-        # its workers are already being killed; wait so none still writes to a slot
-        broken.shutdown(wait=True, cancel_futures=True)
+            self._last_restart = time.monotonic()
+            self._pool = self._new_pool(self._workers)
 
-    def close(self) -> None:
-        """Stop the workers (queued chunks are cancelled); waits for running chunks."""
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Stop the workers: queued chunks are cancelled, running ones get `timeout_s`
+        seconds to finish before their processes are terminated."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
             self._slot_free.notify_all()
-            pool = self._pool
-        pool.shutdown(wait=True, cancel_futures=True)
+            pools = [self._pool]
+        with self._quarantine_lock:  # waits for a quarantined image in progress
+            if self._quarantine is not None:
+                pools.append(self._quarantine)
+        deadline = time.monotonic() + timeout_s
+        for pool in pools:
+            # private, but the only handle on the workers; empty once shut down
+            processes = list((getattr(pool, "_processes", None) or {}).values())
+            pool.shutdown(wait=False, cancel_futures=True)
+            for proc in processes:
+                proc.join(max(0.0, deadline - time.monotonic()))
+                if proc.is_alive():
+                    log.warning("decode worker %s did not stop in %.1f s; terminating it",
+                                proc.pid, timeout_s)
+                    proc.terminate()
+                    proc.join(1.0)

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from monitor.reference_config import ReferenceConfig
-from reference_model.artifact import LoadedReference, load_reference
+from reference_model.artifact import ArtifactError, LoadedReference, load_reference
 
 log = logging.getLogger(__name__)
 
@@ -115,8 +115,7 @@ class Scorer:
         self._pinned: torch.Tensor | None = None
         self._autocast = self._cuda
         self._one_shape = False  # set below when the model is compiled
-        self._graphs: dict[int, _CapturedBatch] | None = (
-            {} if self._cuda and config.cuda_graphs and not config.compile else None)
+        self._graphs: dict[int, _CapturedBatch] | None = None  # set after the checks
         self._graph_pool: Any = None
         module: Any = loaded.module
         if self._cuda:
@@ -137,7 +136,9 @@ class Scorer:
         self._info = ScorerInfo(loaded.sha256, loaded.device, config.batch_size,
                                 loaded.num_classes, loaded.embedding_dim, loaded.load_seconds)
         if self._cuda:
-            self._check_autocast()
+            self._check_autocast()  # eager, so a model that refuses bf16 keeps its graphs
+            if config.cuda_graphs and not self._one_shape:
+                self._graphs = {}
 
     @classmethod
     def from_config(cls, config: ReferenceConfig, device: str | None = None) -> Scorer:
@@ -146,7 +147,15 @@ class Scorer:
         traffic. Raises ArtifactError."""
         scorer = cls(load_reference(config, device), config)
         if scorer._cuda:
-            seconds = scorer.warm_up()
+            try:
+                seconds = scorer.warm_up()
+            except Exception as err:
+                raise ArtifactError(
+                    f"reference model {config.path} loaded, but running it at the padded batch "
+                    f"sizes {scorer.padded_sizes()} on CUDA failed: {type(err).__name__}: "
+                    f"{str(err)[:300]}. Out of memory: lower reference.batch_size. Otherwise "
+                    "export the batch dimension with a range from 1 to at least batch_size, "
+                    "or set reference.cuda_graphs: false") from None
             log.info("reference model %s warmed up on CUDA: %d batch sizes, %d CUDA graphs, "
                      "%.1f s", config.model, len(scorer.padded_sizes()), scorer.graphs, seconds)
         return scorer
@@ -170,11 +179,19 @@ class Scorer:
                     return ScoreResult(captured.probs[:n].cpu().numpy(),
                                        captured.embs[:n].cpu().numpy())
             x = self._to_device(images)
-            if self._autocast:
-                with torch.autocast("cuda", dtype=torch.bfloat16):
+            try:
+                if self._autocast:
+                    with torch.autocast("cuda", dtype=torch.bfloat16):
+                        logits, emb = self._forward(x)
+                else:
                     logits, emb = self._forward(x)
-            else:
-                logits, emb = self._forward(x)
+            except Exception as err:
+                if self._one_shape and is_out_of_memory(err):
+                    # the caller retries in halves: pad those to powers of two, not back up
+                    log.warning("out of memory at batch %d: padding to powers of two from "
+                                "now on (each new size compiles once)", len(x))
+                    self._one_shape = False
+                raise
             probs = torch.softmax(logits[:n].float(), dim=1)
             embs = emb[:n].float().flatten(1)
             return ScoreResult(probs.cpu().numpy(), embs.cpu().numpy())

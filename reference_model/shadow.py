@@ -28,7 +28,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import CancelledError
 from dataclasses import dataclass
 
 import numpy as np
@@ -216,11 +215,17 @@ class ShadowScorer:
                 self._decoding += take
             try:
                 results = self._decode([ev.data for ev in chunk])
-            except (RuntimeError, CancelledError):  # the process pool closed: shutting down
+            except Exception as err:  # the pool closed at shutdown, or could not start
                 with self._lock:
                     self._decoding -= take
-                    self._dropped["shutdown"] += take
-                return
+                    if self._stopping:
+                        self._dropped["shutdown"] += take
+                        return
+                    self._rejected[IntakeReason.DECODE_ERROR] += take
+                log.warning("decoding %d images failed (%s: %s); refused as decode_error",
+                            take, type(err).__name__, err)
+                time.sleep(1.0)  # whatever broke, do not spin on it
+                continue
             if not self._deliver(chunk, results):
                 return
 
@@ -442,7 +447,7 @@ class ShadowScorer:
             self._decoded_cv.notify_all()
         deadline = time.monotonic() + timeout_s
         if self._processes is not None:
-            self._processes.close()
+            self._processes.close(timeout_s)
         for t in self._threads:
             t.join(max(0.0, deadline - time.monotonic()))
 

@@ -13,7 +13,7 @@ import pytest
 
 from monitor.events import ImageEvent
 from monitor.reference_config import ImagesConfig, ReferenceConfig
-from reference_model.decode_pool import DECODE_CHUNK, ProcessDecoder
+from reference_model.decode_pool import DECODE_CHUNK, ProcessDecoder, _decode_chunk
 from reference_model.digits import DIGIT_CLASSES, DigitsArtifact, render_digit
 from reference_model.intake import DecodedImage, ImageIntake, IntakeReason, IntakeRejection
 from reference_model.scorer import bucket_size, padded_batch
@@ -82,6 +82,31 @@ def test_a_killed_worker_costs_no_image(decoder: ProcessDecoder, samples: list[b
     assert decoder.restarts == 1
 
 
+POISON = b"POISON: the worker decoding this dies"
+
+
+def decode_or_die(chunk: list[bytes], slots: list[int]) -> list:
+    """A worker's decode that crashes its process on POISON, as a codec bug would."""
+    if POISON in chunk:
+        os._exit(1)
+    return _decode_chunk(chunk, slots)
+
+
+def test_an_image_that_kills_its_worker_costs_only_itself(samples: list[bytes]) -> None:
+    good = [b for b in samples if b.startswith(b"\x89PNG") and len(b) > 100][:6]
+    intake = ImageIntake(ImagesConfig(), SIZE)
+    d = ProcessDecoder(ImagesConfig(), SIZE, workers=2, decode_chunk=decode_or_die)
+    try:
+        got = d.decode([*good[:3], POISON, *good[3:]])
+        assert_same(got[:3] + got[4:], [intake.decode(b) for b in good])
+        assert isinstance(got[3], IntakeRejection)
+        assert got[3].reason == IntakeReason.DECODE_ERROR and "died" in got[3].detail
+        assert d.restarts == 2  # the main pool, then the quarantine worker
+        assert_same(d.decode(good), [intake.decode(b) for b in good])  # new pool works
+    finally:
+        d.close()
+
+
 def test_closed_decoder_refuses_work_and_its_workers_exit(samples: list[bytes]) -> None:
     d = ProcessDecoder(ImagesConfig(), SIZE, workers=2)
     d.decode(samples[:4])
@@ -114,6 +139,31 @@ def test_padded_batch_is_a_power_of_two_or_one_shape_when_compiled(
     assert padded_batch(n, batch, one_shape=one_shape) == rows
     if not one_shape:
         assert rows == bucket_size(n, batch)
+
+
+def test_a_decoder_failure_is_counted_and_the_decode_thread_carries_on(
+        digits: DigitsArtifact, monkeypatch: pytest.MonkeyPatch) -> None:
+    sink = Collector()
+    shadow = ShadowScorer(digits.config.model_copy(update={"decode_workers": 1}),
+                          ImagesConfig(), DIGIT_CLASSES, sink)
+    real = shadow._decode
+    failures = iter([OSError("cannot start a process")])
+
+    def flaky(chunk: list[bytes]) -> list:
+        for err in failures:
+            raise err
+        return real(chunk)
+
+    monkeypatch.setattr(shadow, "_decode", flaky)
+    try:
+        png = render_digit(digits.data.images[0])
+        shadow.submit([ImageEvent(f"r{i}", "digits", "v1", 1000.0, None, png) for i in range(3)])
+        sink.wait_for(2)
+        wait_until(lambda: shadow.queue_depth == 0)
+        counts = shadow.counts()
+        assert counts["rejected"]["decode_error"] == 1 and counts["scored"][""] == 2
+    finally:
+        shadow.close()
 
 
 def test_shadow_scoring_through_worker_processes_matches_threads(

@@ -135,9 +135,10 @@ def test_sizing_counts_decode_processes_when_the_daemon_starts_them(
     bound = sizing.memory_bound(resolve(parse_config(config, "test.yaml"),
                                         str(ROOT / "examples" / "test.yaml")))
     mib = 1024 * 1024
-    without = 256 * mib + (2 * 64 + 4) * 224 * 224 * 12 + 512 * mib
+    in_flight = 4 * 8 if workers_counted else 4  # decoded images held by decode threads
+    queued = 256 * mib + (2 * 64 + in_flight) * 224 * 224 * 12 + 512 * mib
     workers = 4 * (64 * mib + 8 * 224 * 224 * 3)
-    assert bound.reference == without + (workers if workers_counted else 0)
+    assert bound.reference == queued + (workers if workers_counted else 0)
 
 
 def _probe(c: dict[str, Any], kind: str) -> tuple[str, str] | None:
