@@ -209,7 +209,8 @@ _SPECS: tuple[MetricSpec, ...] = (
     MetricSpec(f"{PREFIX}reference_images_scored_total", "counter",
                "Images scored by the reference model.", "", ("model",)),
     MetricSpec(f"{PREFIX}reference_errors_total", "counter",
-               "Reference-model batches that failed, by reason.", "", ("model", "reason")),
+               "Reference-model failures, by reason: failed batches, or decode worker "
+               "processes that died.", "", ("model", "reason")),
     MetricSpec(f"{PREFIX}images_rejected_total", "counter",
                "Images refused at intake, by reason.", "", ("reason",)),
     MetricSpec(f"{PREFIX}images_dropped_total", "counter",

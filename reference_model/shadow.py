@@ -45,7 +45,7 @@ from reference_model.scorer import BatchScorer, Scorer, is_out_of_memory
 log = logging.getLogger(__name__)
 
 #: reference_errors_total reasons.
-ERROR_REASONS = ("oom", "inference_error", "output_error", "callback_error")
+ERROR_REASONS = ("oom", "inference_error", "output_error", "callback_error", "decoder_died")
 #: images_dropped_total reasons.
 DROP_REASONS = ("queue_full", "oom", "inference_error", "reference_unavailable",
                 "other_model", "shutdown")
@@ -420,6 +420,8 @@ class ShadowScorer:
             builder.set(f"{PREFIX}reference_queue_depth", m,
                         float(len(self._raw) + self._decoding + len(self._decoded)))
             builder.set(f"{PREFIX}reference_images_scored_total", m, float(self._scored))
+            if self._processes is not None:
+                self._errors["decoder_died"] = self._processes.restarts
             for reason, n in self._errors.items():
                 builder.set(f"{PREFIX}reference_errors_total", (self._model, reason), float(n))
             for reason, n in self._rejected.items():
@@ -430,6 +432,8 @@ class ShadowScorer:
     def counts(self) -> dict[str, dict[str, int]]:
         """Counter values by family ('scored', 'errors', 'rejected', 'dropped')."""
         with self._lock:
+            if self._processes is not None:
+                self._errors["decoder_died"] = self._processes.restarts
             return {"scored": {"": self._scored}, "errors": dict(self._errors),
                     "rejected": dict(self._rejected), "dropped": dict(self._dropped)}
 

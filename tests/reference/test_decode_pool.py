@@ -13,6 +13,7 @@ import pytest
 
 from monitor.events import ImageEvent
 from monitor.reference_config import ImagesConfig, ReferenceConfig
+from monitor.snapshot import SnapshotBuilder
 from reference_model.decode_pool import DECODE_CHUNK, ProcessDecoder, _decode_chunk
 from reference_model.digits import DIGIT_CLASSES, DigitsArtifact, render_digit
 from reference_model.intake import DecodedImage, ImageIntake, IntakeReason, IntakeRejection
@@ -105,6 +106,29 @@ def test_an_image_that_kills_its_worker_costs_only_itself(samples: list[bytes]) 
         assert_same(d.decode(good), [intake.decode(b) for b in good])  # new pool works
     finally:
         d.close()
+
+
+def test_a_dead_decode_worker_is_counted_on_the_metrics_and_loses_no_image(
+        digits: DigitsArtifact) -> None:
+    card = digits.config.model_copy(update={"decode_mode": "processes", "decode_workers": 2})
+    sink = Collector()
+    shadow = ShadowScorer(card, ImagesConfig(), DIGIT_CLASSES, sink)
+    png = render_digit(digits.data.images[0])
+    try:
+        shadow.submit([ImageEvent(f"a{i}", "digits", "v1", 1000.0, None, png) for i in range(8)])
+        sink.wait_for(8)
+        for p in multiprocessing.active_children():
+            os.kill(p.pid, signal.SIGKILL)  # type: ignore[arg-type]
+            p.join(10)
+        shadow.submit([ImageEvent(f"b{i}", "digits", "v1", 1000.0, None, png) for i in range(8)])
+        sink.wait_for(16)
+        b = SnapshotBuilder()
+        shadow.snapshot(b)
+        snap = b.build()
+        assert snap["visionmon_reference_errors_total"][("digits", "decoder_died")] == 1.0
+        assert snap["visionmon_reference_images_scored_total"][("digits",)] == 16.0
+    finally:
+        shadow.close()
 
 
 def test_closed_decoder_refuses_work_and_its_workers_exit(samples: list[bytes]) -> None:
