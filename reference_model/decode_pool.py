@@ -234,3 +234,6 @@ class ProcessDecoder:
                                 proc.pid, timeout_s)
                     proc.terminate()
                     proc.join(1.0)
+                if proc.is_alive():
+                    proc.kill()
+                    proc.join(5.0)

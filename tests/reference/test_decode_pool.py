@@ -134,11 +134,12 @@ def test_a_dead_decode_worker_is_counted_on_the_metrics_and_loses_no_image(
 def test_closed_decoder_refuses_work_and_its_workers_exit(samples: list[bytes]) -> None:
     d = ProcessDecoder(ImagesConfig(), SIZE, workers=2)
     d.decode(samples[:4])
-    workers = multiprocessing.active_children()
-    d.close()
+    workers = list(d._pool._processes.values())  # type: ignore[union-attr]
+    assert workers
+    d.close(timeout_s=20.0)  # generous: a loaded CI machine can be slow to start or stop one
     for p in workers:
-        p.join(10)
-        assert not p.is_alive()
+        p.join(30)
+        assert not p.is_alive(), f"worker {p.pid} still alive after close()"
     with pytest.raises(RuntimeError, match="closed"):
         d.decode(samples[:1])
 
