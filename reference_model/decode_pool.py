@@ -212,7 +212,7 @@ class ProcessDecoder:
 
     def close(self, timeout_s: float = 5.0) -> None:
         """Stop the workers: queued chunks are cancelled, running ones get `timeout_s`
-        seconds to finish before their processes are terminated."""
+        seconds to finish before their processes are killed."""
         with self._lock:
             if self._closed:
                 return
@@ -224,16 +224,27 @@ class ProcessDecoder:
                 pools.append(self._quarantine)
         deadline = time.monotonic() + timeout_s
         for pool in pools:
-            # private, but the only handle on the workers; empty once shut down
+            # private, but the only handles on the workers and on the thread that joins them
             processes = list((getattr(pool, "_processes", None) or {}).values())
+            manager = getattr(pool, "_executor_manager_thread", None)
             pool.shutdown(wait=False, cancel_futures=True)
+            if manager is not None:  # it sends the workers their sentinels and joins them
+                manager.join(max(0.0, deadline - time.monotonic()))
             for proc in processes:
-                proc.join(max(0.0, deadline - time.monotonic()))
-                if proc.is_alive():
-                    log.warning("decode worker %s did not stop in %.1f s; terminating it",
-                                proc.pid, timeout_s)
-                    proc.terminate()
-                    proc.join(1.0)
-                if proc.is_alive():
-                    proc.kill()
-                    proc.join(5.0)
+                if not _running(proc):
+                    continue
+                log.warning("decode worker %s did not stop in %.1f s; killing it",
+                            proc.pid, timeout_s)
+                proc.kill()
+                proc.join(5.0)
+
+
+def _running(proc: multiprocessing.process.BaseProcess) -> bool:
+    """Whether a worker still runs. Its exit code is set by whichever thread reaped it;
+    when another waiter reaped it first, Process.is_alive() can stay True although the
+    process is gone, so on Linux /proc decides."""
+    if proc.exitcode is not None:
+        return False
+    if os.path.isdir("/proc/self"):
+        return os.path.exists(f"/proc/{proc.pid}")
+    return proc.is_alive()

@@ -137,9 +137,9 @@ def test_closed_decoder_refuses_work_and_its_workers_exit(samples: list[bytes]) 
     workers = list(d._pool._processes.values())  # type: ignore[union-attr]
     assert workers
     d.close(timeout_s=20.0)  # generous: a loaded CI machine can be slow to start or stop one
-    for p in workers:
-        p.join(30)
-        assert not p.is_alive(), f"worker {p.pid} still alive after close()"
+    for p in workers:  # /proc: a worker reaped by the pool's own thread may report alive
+        assert p.exitcode is not None or not os.path.exists(f"/proc/{p.pid}"), \
+            f"worker {p.pid} still running after close()"
     with pytest.raises(RuntimeError, match="closed"):
         d.decode(samples[:1])
 
