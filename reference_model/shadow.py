@@ -38,7 +38,7 @@ from monitor.reference_config import ImagesConfig, ReferenceConfig
 from monitor.scored import ScoredImage
 from monitor.snapshot import SnapshotBuilder, histogram_value
 from reference_model.artifact import ArtifactError
-from reference_model.decode_pool import DECODE_CHUNK, ProcessDecoder
+from reference_model.decode_pool import DECODE_CHUNK, Decoded, ProcessDecoder
 from reference_model.intake import DecodedImage, ImageIntake, IntakeReason, IntakeRejection
 from reference_model.scorer import BatchScorer, Scorer, is_out_of_memory
 
@@ -229,13 +229,13 @@ class ShadowScorer:
             if not self._deliver(chunk, results):
                 return
 
-    def _decode(self, chunk: list[bytes]) -> list[DecodedImage | IntakeRejection]:
+    def _decode(self, chunk: list[bytes]) -> list[Decoded]:
         if self._processes is not None:
             return self._processes.decode(chunk)
         return [self._intake.decode(data) for data in chunk]
 
     def _deliver(self, chunk: list[ImageEvent],
-                 results: list[DecodedImage | IntakeRejection]) -> bool:
+                 results: list[Decoded]) -> bool:
         """Count refusals, queue decoded images (waiting for room); False when stopping."""
         added = False  # one wake-up per chunk, not per image: waking every waiter per
         with self._lock:  # image costs the inference thread the GIL on a many-core host
@@ -420,21 +420,23 @@ class ShadowScorer:
             builder.set(f"{PREFIX}reference_queue_depth", m,
                         float(len(self._raw) + self._decoding + len(self._decoded)))
             builder.set(f"{PREFIX}reference_images_scored_total", m, float(self._scored))
-            if self._processes is not None:
-                self._errors["decoder_died"] = self._processes.restarts
-            for reason, n in self._errors.items():
+            for reason, n in self._error_counts().items():
                 builder.set(f"{PREFIX}reference_errors_total", (self._model, reason), float(n))
             for reason, n in self._rejected.items():
                 builder.set(f"{PREFIX}images_rejected_total", (reason,), float(n))
             for reason, n in self._dropped.items():
                 builder.set(f"{PREFIX}images_dropped_total", (reason,), float(n))
 
+    def _error_counts(self) -> dict[str, int]:
+        """Errors by reason; `decoder_died` is read from the decode pool, not kept here."""
+        errors = dict(self._errors)
+        errors["decoder_died"] = self._processes.restarts if self._processes is not None else 0
+        return errors
+
     def counts(self) -> dict[str, dict[str, int]]:
         """Counter values by family ('scored', 'errors', 'rejected', 'dropped')."""
         with self._lock:
-            if self._processes is not None:
-                self._errors["decoder_died"] = self._processes.restarts
-            return {"scored": {"": self._scored}, "errors": dict(self._errors),
+            return {"scored": {"": self._scored}, "errors": self._error_counts(),
                     "rejected": dict(self._rejected), "dropped": dict(self._dropped)}
 
     def close(self, timeout_s: float = 5.0) -> None:
