@@ -144,8 +144,9 @@ def build(loaded: LoadedConfig) -> dash.Dashboard:
     d.with_panel(timeseries(
         "Shadow agreement test p-value",
         "One-sided test that agreement with the reference model fell below the baseline's, per "
-        "production class, over all classes, and over all classes weighted towards those "
-        "that rarely disagree (weighted Bonferroni), over the window; log axis. "
+        "production class, over all classes, over all classes weighted towards those "
+        "that rarely disagree, and over the class pairs the baseline rarely showed (weighted "
+        "Bonferroni), over the window; log axis. "
         f"Dashed: the alert's level ({alpha:g}) and ten times it; "
         "VisionmonShadowAgreementDropped fires while the line stays below the level. No line: "
         "the baseline holds no agreement profile, or no image joined yet.",

@@ -24,12 +24,14 @@ from monitor.events import PredictionEvent
 from monitor.scored import INPUT_FEATURES, ScoredImage
 from monitor.stats import (
     IsotonicMap,
+    UsualSplit,
     bin_counts,
     categorical_counts,
     fit_isotonic,
     median_heuristic_bandwidth,
     pca_fit,
     quantile_edges,
+    split_usual,
 )
 from monitor.stats.mmd_null import (
     DEFAULT_MMD_SCALES,
@@ -103,10 +105,12 @@ class EmbeddingProfile:
 class AgreementProfile:
     """Joined baseline images per class the production model predicted (`n`) and how many
     of them the reference model agreed with (`agree`): the shadow agreement test's
-    reference (`monitor.stats.agreement`)."""
+    reference (`monitor.stats.agreement`); `usual` the unusual count's reference (the
+    disagreement pairs the baseline showed often, and their rate), absent from older files."""
 
     n: np.ndarray
     agree: np.ndarray
+    usual: UsualSplit | None = None
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -182,10 +186,20 @@ def agreement_profile(events: Sequence[PredictionEvent], images: Sequence[Scored
              if img.request_id in pred and 0 <= img.ref_pred < n_classes]
     if not pairs:
         return None
-    p = np.array([x[0] for x in pairs], dtype=np.int64)
-    r = np.array([x[1] for x in pairs], dtype=np.int64)
+    return agreement_from_pairs(np.array([x[0] for x in pairs], dtype=np.int64),
+                                np.array([x[1] for x in pairs], dtype=np.int64), n_classes)
+
+
+def agreement_from_pairs(pred: np.ndarray, ref: np.ndarray, n_classes: int
+                         ) -> AgreementProfile | None:
+    """The agreement profile of joined images whose production and reference classes are
+    `pred` and `ref` (in arrival order); None without images."""
+    if not len(pred):
+        return None
+    p, r = np.asarray(pred, dtype=np.int64), np.asarray(ref, dtype=np.int64)
     return AgreementProfile(np.bincount(p, minlength=n_classes).astype(np.float64),
-                            np.bincount(p[p == r], minlength=n_classes).astype(np.float64))
+                            np.bincount(p[p == r], minlength=n_classes).astype(np.float64),
+                            split_usual(p, r, n_classes))
 
 
 def with_images(baseline: Baseline, images: Sequence[ScoredImage], k: int = 10,
@@ -261,7 +275,17 @@ def _agreement_from_dict(agr: Mapping[str, Any], n_classes: int) -> AgreementPro
     if n.shape != (n_classes,) or agree.shape != (n_classes,) or np.any(agree > n) \
             or np.any(agree < 0):
         raise ValueError(f"agreement counts must be {n_classes} pairs with 0 <= agree <= n")
-    return AgreementProfile(n, agree)
+    if "pairs" not in agr:  # an older file: no unusual count
+        return AgreementProfile(n, agree)
+    pairs = np.asarray(agr["pairs"], dtype=np.int64).reshape(-1, 2)
+    held_n = np.asarray(agr["pairs_n"], dtype=np.float64)
+    held_usual = np.asarray(agr["pairs_usual"], dtype=np.float64)
+    if held_n.shape != (n_classes,) or held_usual.shape != (n_classes,) \
+            or np.any(held_usual > held_n) or np.any(held_usual < 0) \
+            or np.any(pairs < 0) or np.any(pairs >= n_classes):
+        raise ValueError(f"agreement pairs must be classes in 0..{n_classes - 1} and "
+                         f"pairs_n, pairs_usual {n_classes} counts with 0 <= usual <= n")
+    return AgreementProfile(n, agree, UsualSplit(pairs, held_n, held_usual))
 
 
 def _embedding_from_dict(emb: Mapping[str, Any]) -> EmbeddingProfile:
@@ -307,6 +331,10 @@ def to_dict(b: Baseline) -> dict[str, Any]:
     }
     if b.agreement is not None:  # absent from older files, whose hash stays theirs
         out["agreement"] = {"n": b.agreement.n.tolist(), "agree": b.agreement.agree.tolist()}
+        u = b.agreement.usual
+        if u is not None:
+            out["agreement"].update(pairs=u.pairs.tolist(), pairs_n=u.n.tolist(),
+                                    pairs_usual=u.usual.tolist())
     return out
 
 

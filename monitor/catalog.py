@@ -228,8 +228,9 @@ _SPECS: tuple[MetricSpec, ...] = (
     MetricSpec(f"{PREFIX}shadow_agreement_pvalue", "gauge",
                "One-sided p-value that agreement with the reference model fell under the "
                "baseline's over the window: the smallest of one test per production class "
-               "and one overall, weighted-Bonferroni-adjusted; absent without the baseline's "
-               "agreement profile.", "", MVW),
+               "and the overall ones (count, weighted count, unusual class pairs), "
+               "weighted-Bonferroni-adjusted; absent without the baseline's agreement "
+               "profile.", "", MVW),
     MetricSpec(f"{PREFIX}embedding_mmd", "gauge",
                "Embedding drift of the window against the baseline's reference sample: the "
                "largest MMD^2 (RBF kernel, three bandwidths), each standardised by its "

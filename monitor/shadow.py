@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from monitor.baseline import EMBEDDING_COMPONENTS, AgreementProfile, with_images
+from monitor.baseline import EMBEDDING_COMPONENTS, agreement_from_pairs, with_images
 from monitor.catalog import CALIBRATION_BINS
 from monitor.config import MMD_SHARE, DriftConfig, MmdConfig
 from monitor.drift import DriftMonitor
@@ -32,6 +32,7 @@ from monitor.stats import (
     agreement_drop_test,
     calibration_bin_index,
     ece_from_bins,
+    is_usual,
     mean_kernel_to_reference,
     mmd2_to_reference,
     mmd_null_test,
@@ -41,13 +42,19 @@ from monitor.windows import WindowedCounts, WindowSpec
 B = CALIBRATION_BINS
 
 
+def _window_bins(c: int) -> int:
+    """Bins of a version's windows: n, agree, per-class n (c), per-class agree (c), per-class
+    usual pairs (c: agreement or a disagreement the baseline shows often), then the
+    calibration bins' events, confidence and correct (B each)."""
+    return 2 + 3 * c + 3 * B
+
+
 class _VersionShadow:
     def __init__(self, c: int, windows: tuple[WindowSpec, ...]) -> None:
         self.c = c
         self.agree = np.zeros(c)          # by production's predicted class
         self.disagree = np.zeros(c)
-        # window bins: n, agree, per-class n (C), per-class agree (C), cal events/conf/correct
-        self.windows = WindowedCounts(windows, 2 + 2 * c + 3 * B)
+        self.windows = WindowedCounts(windows, _window_bins(c))
 
 
 class ShadowMonitor(EngineExtension):
@@ -71,9 +78,10 @@ class ShadowMonitor(EngineExtension):
         self.by_version: dict[tuple[str, str], _VersionShadow] = {}
         self.baseline_images = baseline_images
         self._collect: dict[str, list[ScoredImage]] = {}
-        #: model -> its joined and agreeing images per class (`_joined`) when its first
-        #: images started to be collected; the difference at sealing is the agreement profile
-        self._collect_from: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        #: model -> (production class, reference class) of the images joined since its first
+        #: images started to be collected: the agreement profile at sealing (bounded by the
+        #: joins of that time)
+        self._collect_pairs: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
         mmd = mmd or MmdConfig()
         self.reservoir_size = mmd.reservoir
         #: (model, version) -> recent (event time, embedding, (baseline sha, cross term))
@@ -157,25 +165,25 @@ class ShadowMonitor(EngineExtension):
             return
         if model not in self._collect:
             self._collect[model] = []
-            self._collect_from[model] = self._joined(model)
+            self._collect_pairs[model] = []
         buf = self._collect[model]
         buf.extend(its[: self.baseline_images - len(buf)])
         if len(buf) >= self.baseline_images:
-            (n0, a0), (n1, a1) = self._collect_from.pop(model), self._joined(model)
-            agreement = AgreementProfile(n1 - n0, a1 - a0) if (n1 - n0).sum() > 0 else None
+            joined = self._collect_pairs.pop(model)
+            agreement = None if not joined else agreement_from_pairs(
+                np.concatenate([p for p, _ in joined]), np.concatenate([r for _, r in joined]),
+                len(self.models[model]))
             self.drift.set_baseline(with_images(baseline, buf, agreement=agreement))
             del self._collect[model]
 
-    def _joined(self, model: str) -> tuple[np.ndarray, np.ndarray]:
-        """Images of `model` joined so far and those the reference agreed with, per
-        production class, summed over its versions."""
-        c = len(self.models[model])
-        n, agree = np.zeros(c), np.zeros(c)
-        for (m, _), s in self.by_version.items():
-            if m == model:
-                n += s.agree + s.disagree
-                agree += s.agree
-        return n, agree
+    def _usual(self, model: str, pred: np.ndarray, ref: np.ndarray) -> np.ndarray:
+        """Per joined image, whether its pair is usual by the model's baseline; all of them
+        without the baseline's pairs, so that such images never count as unusual."""
+        baseline = self.drift.baselines.get(model)
+        profile = None if baseline is None else baseline.agreement
+        if profile is None or profile.usual is None:
+            return np.ones(pred.size, dtype=bool)
+        return is_usual(pred, ref, profile.usual.pairs, len(self.models[model]))
 
     def _features(self, model: str, version: str, its: list[ScoredImage]) -> None:
         baseline = self.drift.baselines.get(model)
@@ -213,17 +221,21 @@ class ShadowMonitor(EngineExtension):
         agree = pred == ref
         np.add.at(s.agree, pred[agree], 1.0)
         np.add.at(s.disagree, pred[~agree], 1.0)
+        if model in self._collect_pairs:
+            self._collect_pairs[model].append((pred, ref))
         c = s.c
         fin = np.isfinite(conf)
         cb = calibration_bin_index(conf[fin]) if fin.any() else np.empty(0, np.int64)
         a = agree
-        ts = np.concatenate([at, at[a], at, at[a], at[fin], at[fin], at[fin][a[fin]]])
+        u = self._usual(model, pred, ref)
+        cal = 2 + 3 * c
+        ts = np.concatenate([at, at[a], at, at[a], at[u], at[fin], at[fin], at[fin][a[fin]]])
         bins = np.concatenate([np.zeros(n, np.int64), np.ones(int(a.sum()), np.int64),
-                               2 + pred, 2 + c + pred[a], 2 + 2 * c + cb,
-                               2 + 2 * c + B + cb, 2 + 2 * c + 2 * B + cb[a[fin]]])
+                               2 + pred, 2 + c + pred[a], 2 + 2 * c + pred[u], cal + cb,
+                               cal + B + cb, cal + 2 * B + cb[a[fin]]])
         w = np.concatenate([np.ones(n), np.ones(int(a.sum())), np.ones(n),
-                            np.ones(int(a.sum())), np.ones(cb.size), conf[fin],
-                            np.ones(int(a[fin].sum()))])
+                            np.ones(int(a.sum())), np.ones(int(u.sum())), np.ones(cb.size),
+                            conf[fin], np.ones(int(a[fin].sum()))])
         s.windows.add(ts, bins, w)
         wm = self.drift.watermark.get(model, -math.inf)
         self.drift.watermark[model] = max(wm, float(at.max()))
@@ -300,14 +312,16 @@ class ShadowMonitor(EngineExtension):
                     b.set("visionmon_shadow_agreement_ratio", (*mv, window), v[1] / v[0])
                 if profile is not None and v[0] > 0:
                     drop = agreement_drop_test(v[2:2 + c], v[2 + c:2 + 2 * c], profile.n,
-                                               profile.agree)
+                                               profile.agree, v[2 + 2 * c:2 + 3 * c],
+                                               profile.usual)
                     if drop is not None:
                         b.set("visionmon_shadow_agreement_pvalue", (*mv, window), drop.p_value)
                 if v[0] > 0:
-                    ev = v[2 + 2 * c:2 + 2 * c + B]
+                    cal = 2 + 3 * c
+                    ev = v[cal:cal + B]
                     if ev.sum():
-                        ece = ece_from_bins(ev, v[2 + 2 * c + B:2 + 2 * c + 2 * B],
-                                            v[2 + 2 * c + 2 * B:2 + 2 * c + 3 * B])
+                        ece = ece_from_bins(ev, v[cal + B:cal + 2 * B],
+                                            v[cal + 2 * B:cal + 3 * B])
                         b.set("visionmon_calibration_ece", (*mv, window, "reference"), ece)
         for (model, version) in self.reservoirs:
             now = self.drift.watermark.get(model, 0.0)
@@ -350,9 +364,20 @@ class ShadowMonitor(EngineExtension):
             s = self._state(m, v)
             s.agree[...] = agree
             s.disagree[...] = disagree
-            s.windows.restore([{k: np.asarray(x) for k, x in r.items()} for r in windows])
+            s.windows.restore([_with_usual({k: np.asarray(x) for k, x in r.items()}, s.c)
+                               for r in windows])
         for m, v, items in state.get("reservoirs", []):
             r = self.reservoirs[(m, v)] = deque(maxlen=self.reservoir_size)
             for t, e in items:
                 r.append((float(t), np.asarray(e, dtype=np.float64), None))
         self.scored = int(state.get("scored", 0))
+
+
+def _with_usual(ring: dict[str, np.ndarray], c: int) -> dict[str, np.ndarray]:
+    """A window ring checkpointed before the per-class usual-pair bins: every image counted
+    as usual (never unusual), as a window without the baseline's pairs counts them."""
+    counts = ring["counts"]
+    if counts.ndim == 2 and counts.shape[1] == _window_bins(c) - c:
+        counts = np.concatenate([counts[:, :2 + 2 * c], counts[:, 2:2 + c],
+                                 counts[:, 2 + 2 * c:]], axis=1)
+    return {**ring, "counts": counts}

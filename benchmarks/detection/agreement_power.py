@@ -14,9 +14,11 @@ draws n images of the clean pool with replacement, as the streams do; the produc
 class and the reference model's class are the pool's, and the bad version changes the
 production class exactly as `scenarios.py` does (a share of predictions moved to another
 class at random; or every 3 served as 8). Each part is tested at the share of the level the family
-gives it (`monitor.stats.agreement`): a third each to the classes together (divided among the
-classes), the count and the weighted count; halves where the weighted count is not made (it
-then reads as the count). The family is tested at alpha."""
+gives it (`monitor.stats.agreement`): a quarter each to the classes together (divided among
+the classes), the count, the weighted count and the unusual count (images whose production
+and reference classes form a pair the baseline's profile does not hold usual); thirds where
+the weighted count is not made (it then reads as the count). The family is tested at
+alpha."""
 
 from __future__ import annotations
 
@@ -36,6 +38,7 @@ from monitor import baseline as baseline_file  # noqa: E402
 from monitor.stats.agreement import (  # noqa: E402
     agreement_drop_pvalues,
     agreement_drop_test,
+    is_usual,
     stratified_drop_pvalue,
     weighted_drop_pvalue,
     weighted_test_applies,
@@ -46,9 +49,11 @@ SIZES = (50, 100, 150, 200, 250)
 
 
 def window_counts(top: np.ndarray, ref: np.ndarray, n: int, share: float, one_class: bool,
-                  k: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Per production class: images and images the reference agrees with, for n images of
-    the pool served by the bad version."""
+                  k: int, rng: np.random.Generator, pairs: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per production class: images, images the reference agrees with, and images whose
+    pair is usual (agreement or one of `pairs`), for n images of the pool served by the bad
+    version."""
     idx = rng.integers(0, top.size, size=n)
     pred = top[idx].copy()
     if one_class:
@@ -57,8 +62,10 @@ def window_counts(top: np.ndarray, ref: np.ndarray, n: int, share: float, one_cl
         moved = rng.random(n) < share
         pred[moved] = (pred[moved] + rng.integers(1, k, size=int(moved.sum()))) % k
     agree = (pred == ref[idx]).astype(np.float64)
+    usual = is_usual(pred, ref[idx], pairs, k).astype(np.float64)
     return (np.bincount(pred, minlength=k).astype(np.float64),
-            np.bincount(pred, weights=agree, minlength=k))
+            np.bincount(pred, weights=agree, minlength=k),
+            np.bincount(pred, weights=usual, minlength=k))
 
 
 def main() -> int:
@@ -73,9 +80,11 @@ def main() -> int:
     docs = (Path(args.docs) if args.docs
             else ROOT / f"docs/detection{suffix}-agreement-power.md")
     base = baseline_file.load(out / "baseline.json")
-    if base.agreement is None:
-        print(f"{out / 'baseline.json'}: no agreement profile", file=sys.stderr)
+    if base.agreement is None or base.agreement.usual is None:
+        print(f"{out / 'baseline.json'}: no agreement profile with usual pairs; run run.py "
+              "again", file=sys.stderr)
         return 2
+    split = base.agreement.usual
     seen = base.agreement.n > 0                # the classes the family weighs and tests
     bn, ba = base.agreement.n[seen], base.agreement.agree[seen]
     with np.load(out / "workload" / "pool-clean.npz") as z:
@@ -96,30 +105,40 @@ def main() -> int:
              f"Regenerate with `.venv/bin/python benchmarks/detection/agreement_power.py"
              f"{'' if args.dataset == 'digits' else ' --dataset ' + args.dataset}` after "
              f"`run.py` (seed {args.seed}). {r:,} windows per cell; share of windows caught "
-             f"at alpha = {ALPHA:g}: family / classes / count / weighted count. Pool "
-             f"agreement {np.mean(top == ref):.3f}; baseline profile {int(bn.sum()):,} joined "
-             "images.", "",
+             f"at alpha = {ALPHA:g}: family / classes / count / weighted count / unusual "
+             f"count. Pool agreement {np.mean(top == ref):.3f}; baseline profile "
+             f"{int(bn.sum()):,} joined images; {len(split.pairs)} usual disagreement pairs "
+             f"of {k * (k - 1)}, chosen on half of them, on which the other half's images "
+             f"fall outside the usual pairs at a rate of "
+             f"{1 - split.usual.sum() / split.n.sum():.4f} (disagreement "
+             f"{1 - ba.sum() / bn.sum():.4f}).", "",
              "| scenario | " + " | ".join(f"{n} images" for n in SIZES) + " |",
              "|---|" + "---|" * len(SIZES)]
     print("\n".join(lines[6:]), flush=True)
     for name, share, one_class in rows:
         cells = []
         for n in SIZES:
-            hits = np.zeros(4)
+            hits = np.zeros(5)
             for _ in range(r):
-                wn, wa = window_counts(top, ref, n, share, one_class, k, rng)
+                wn, wa, wu = window_counts(top, ref, n, share, one_class, k, rng, split.pairs)
+                tested = np.flatnonzero((wn > 0) & seen)
+                per = agreement_drop_pvalues(wn[tested], wa[tested], base.agreement.n[tested],
+                                             base.agreement.agree[tested])
+                family = agreement_drop_test(wn, wa, base.agreement.n, base.agreement.agree,
+                                             wu, split)
                 wn, wa = wn[kept], wa[kept]
-                tested = np.flatnonzero(wn > 0)
-                per = agreement_drop_pvalues(wn[tested], wa[tested], bn[tested], ba[tested])
-                family = agreement_drop_test(wn, wa, bn, ba)
                 count = stratified_drop_pvalue(wn, wa, bn, ba)
+                held = np.flatnonzero((wn > 0) & (split.n[kept] > 0))
+                unusual = stratified_drop_pvalue(wn[held], wu[kept][held],
+                                                 split.n[kept][held], split.usual[kept][held])
                 made = weighted_test_applies(wn, bn, ba)
-                parts = 3 if made else 2
+                parts = 4 if made else 3
                 hits += [family is not None and family.p_value < ALPHA,
                          np.nanmin(per) * tested.size < ALPHA / parts,
                          count < ALPHA / parts,
                          (weighted_drop_pvalue(wn, wa, bn, ba) if made else count)
-                         < ALPHA / parts]
+                         < ALPHA / parts,
+                         unusual < ALPHA / parts]
             cells.append(" / ".join(f"{h / r:.2f}" for h in hits))
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
         print(lines[-1], flush=True)

@@ -635,9 +635,11 @@ def _agreement_test_text(col: dict[str, Any], fa: Any, results: dict[str, Any]) 
             if name in col["delays"]]
     text = (f" The agreement test (`VisionmonShadowAgreementDropped`, p < {alpha:g}) needs no "
             "such minimum: it compares each production class's agreement, all of them "
-            "together, and all of them with disagreements weighted towards the classes that "
-            "rarely disagree (where a share of predictions gone random stands out), with the "
-            "baseline's, and its p-value is exact from the first joined image")
+            "together, all of them with disagreements weighted towards the classes that "
+            "rarely disagree, and the images whose production and reference classes form a "
+            "pair the baseline rarely showed (where a share of predictions gone random "
+            "stands out most), with the baseline's, and its p-value is exact from the first "
+            "joined image")
     if sizes:
         text += (f"; on no drift it alarmed in {rates} per 1,000 windows of that many "
                  "requests")

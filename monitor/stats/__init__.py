@@ -13,10 +13,14 @@ from monitor.stats.accuracy_estimate import (
 )
 from monitor.stats.agreement import (
     AgreementDrop,
+    UsualSplit,
     agreement_drop_pvalues,
     agreement_drop_test,
     disagreement_weights,
+    is_usual,
+    split_usual,
     stratified_drop_pvalue,
+    usual_pairs,
     weighted_drop_pvalue,
     weighted_test_applies,
 )
@@ -83,6 +87,7 @@ __all__ = [
     "MmdTestResult",
     "PcaBasis",
     "PerClassScores",
+    "UsualSplit",
     "accuracy",
     "agreement_drop_pvalues",
     "agreement_drop_test",
@@ -104,6 +109,7 @@ __all__ = [
     "estimated_accuracy_bin_error_bound",
     "estimated_accuracy_from_bins",
     "fit_isotonic",
+    "is_usual",
     "js_divergence",
     "kl_divergence",
     "mce_from_bins",
@@ -124,9 +130,11 @@ __all__ = [
     "quantile_edges",
     "simulated_psi_threshold",
     "smoothed_proportions",
+    "split_usual",
     "stratified_drop_pvalue",
     "top_confused_pairs",
     "topk_correct",
+    "usual_pairs",
     "weighted_drop_pvalue",
     "weighted_test_applies",
 ]

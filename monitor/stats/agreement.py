@@ -10,7 +10,7 @@ changed the agreeing images among a window's n of that class follow the beta-bin
 those parameters (which carries the baseline's own sampling uncertainty). A window with a
 agreeing images has the one-sided p-value P(A <= a).
 
-Three kinds of test, for three shapes of regression:
+Four kinds of test, for four shapes of regression:
 - one per class the window and the baseline both have: one class broken;
 - the count over all classes (stratified: the sum of the classes' independent beta-binomials,
   whose law is their convolution): every class disagreeing proportionally more;
@@ -18,12 +18,19 @@ Three kinds of test, for three shapes of regression:
   disagreement rate): a share of predictions turned to noise, which adds about as many
   disagreements to a class that rarely disagrees as to one that often does, and so stands
   out most where disagreement is rare. It is the score test against that alternative.
-Weighted Bonferroni: each of the two overall tests gets a third of the level and the k class
-tests share the last third, so the window's p-value is min(1, 3 p_count, 3 p_weighted,
-3 k min_c p_c); at level alpha the family is wrong in at most alpha of clean windows. When the
-classes a window holds all get the same (rounded) weight, the weighted test is the count test,
-and beyond EXACT_IMAGES it falls back to the count's pooled law: it is then not made, and the
-count and the classes get half the level each.
+- the unusual count: images whose (production class, reference class) pair the baseline
+  (almost) never showed (`usual_pairs`). Production and reference disagree mostly on a few
+  look-alike pairs (shirt and T-shirt); a share of predictions turned to noise lands on the
+  other pairs, whose baseline rate is a fraction of the disagreement rate, so it stands out
+  there several times more strongly than in the count. The pairs are chosen on one half of the
+  baseline's joined images and their rate is counted on the other (`split_usual`), so the
+  choice does not bias the rate the test compares with.
+Weighted Bonferroni: each overall test made gets an equal share of the level and the k class
+tests share one more, so with all three overall tests the window's p-value is min(1, 4 p_count,
+4 p_weighted, 4 p_unusual, 4 k min_c p_c); at level alpha the family is wrong in at most alpha
+of clean windows. When the classes a window holds all get the same (rounded) weight, the
+weighted test is the count test, and beyond EXACT_IMAGES it falls back to the count's pooled
+law: it is then not made. The unusual count is made when the baseline's profile has pairs.
 
 Pooling the classes into one beta-binomial at the mix's rate gives the count's mean with a
 larger variance whenever the classes agree at different rates, and so a weaker test; both
@@ -58,13 +65,19 @@ WEIGHTED_SUPPORT = 100_000
 #: baseline images a class needs to set the weights' scale: a class seen a handful of times
 #: has a disagreement rate near 1/2 by the prior alone, which would cap every other weight
 WEIGHT_SCALE_IMAGES = 30
+#: a disagreement pair (production class c, reference class r) is usual when the baseline's
+#: choosing half shows it in at least this share of the images production called c ...
+USUAL_SHARE = 0.005
+#: ... and at least this many times (a pair seen once is as likely noise as a habit)
+USUAL_MIN_IMAGES = 2
 
 
 @dataclass(frozen=True, slots=True)
 class AgreementDrop:
     """The window's test: `p_value` in [0, 1] (the smallest weighted-Bonferroni-adjusted
     one-sided p-value), `tests` made (classes tested, plus the overall ones), `worst` the class
-    index that gave it (-1: the overall count, -2: the weighted overall count)."""
+    index that gave it (-1: the overall count, -2: the weighted overall count, -3: the
+    unusual count)."""
 
     p_value: float
     tests: int
@@ -220,11 +233,64 @@ def weighted_drop_pvalue(n: np.ndarray, agree: np.ndarray, base_n: np.ndarray,
     return float(min(1.0, _sum_law(laws)[observed:].sum()))
 
 
+def usual_pairs(pred: np.ndarray, ref: np.ndarray, k: int) -> np.ndarray:
+    """The (production class, reference class) pairs that are usual in images whose classes
+    are `pred` and `ref` (in 0..k-1): a k x k boolean matrix, True on the diagonal (agreement)
+    and where a disagreement pair holds at least USUAL_SHARE of the images production called
+    that class and at least USUAL_MIN_IMAGES of them."""
+    pred = np.asarray(pred, dtype=np.int64)
+    ref = np.asarray(ref, dtype=np.int64)
+    counts = np.zeros((k, k))
+    np.add.at(counts, (pred, ref), 1.0)
+    floor = np.maximum(USUAL_MIN_IMAGES, USUAL_SHARE * counts.sum(axis=1))
+    usual = counts >= floor[:, None]
+    usual[np.arange(k), np.arange(k)] = True
+    return usual
+
+
+@dataclass(frozen=True, slots=True)
+class UsualSplit:
+    """The unusual count's reference: `pairs` (P x 2, production class then reference class)
+    the usual disagreement pairs chosen on one half of the images, and on the other half the
+    images per production class (`n`) and those whose pair is usual, agreement included
+    (`usual`)."""
+
+    pairs: np.ndarray
+    n: np.ndarray
+    usual: np.ndarray
+
+
+def split_usual(pred: np.ndarray, ref: np.ndarray, k: int) -> UsualSplit:
+    """Choose the usual pairs on the images at even positions and count their rate on those
+    at odd positions: choosing and counting on the same images would under-state the rate of
+    the pairs left out (a pair is left out partly because it happened to be rare there)."""
+    pred = np.asarray(pred, dtype=np.int64)
+    ref = np.asarray(ref, dtype=np.int64)
+    usual = usual_pairs(pred[0::2], ref[0::2], k)
+    np.fill_diagonal(usual, False)
+    pairs = np.argwhere(usual).astype(np.int64)
+    p, r = pred[1::2], ref[1::2]
+    hit = is_usual(p, r, pairs, k)
+    return UsualSplit(pairs, np.bincount(p, minlength=k).astype(np.float64),
+                      np.bincount(p, weights=hit.astype(np.float64), minlength=k))
+
+
+def is_usual(pred: np.ndarray, ref: np.ndarray, pairs: np.ndarray, k: int) -> np.ndarray:
+    """Per image, whether its (production, reference) pair is agreement or one of `pairs`."""
+    pred = np.asarray(pred, dtype=np.int64)
+    ref = np.asarray(ref, dtype=np.int64)
+    codes = np.asarray(pairs, dtype=np.int64).reshape(-1, 2) @ np.array([k, 1])
+    return (pred == ref) | np.isin(pred * k + ref, codes)
+
+
 def agreement_drop_test(n: np.ndarray, agree: np.ndarray, base_n: np.ndarray,
-                        base_agree: np.ndarray) -> AgreementDrop | None:
+                        base_agree: np.ndarray, usual: np.ndarray | None = None,
+                        base_usual: UsualSplit | None = None) -> AgreementDrop | None:
     """Per-class counts of a window (`n`, `agree`, indexed by production class) against the
     baseline's (`base_n`, `base_agree`). Classes the baseline never saw predicted, or the
-    window has no image of, are not tested; None when nothing can be tested."""
+    window has no image of, are not tested; None when nothing can be tested. With the
+    window's images per class whose pair is usual (`usual`) and the baseline's split
+    (`base_usual`), the unusual count is tested too."""
     n = np.asarray(n, dtype=np.float64)
     agree = np.asarray(agree, dtype=np.float64)
     base_n = np.asarray(base_n, dtype=np.float64)
@@ -241,14 +307,23 @@ def agreement_drop_test(n: np.ndarray, agree: np.ndarray, base_n: np.ndarray,
     overall = [stratified_drop_pvalue(n[idx], agree[idx], base_n[idx], base_agree[idx])]
     # weights are the baseline's (every class it saw); the weighted count is a test of its
     # own only when its law is exact and the tested classes' weights differ
+    kinds = [-1]
     seen = base_n > 0
     if weighted_test_applies(n[seen], base_n[seen], base_agree[seen]):
         overall.append(weighted_drop_pvalue(n[seen], agree[seen], base_n[seen],
                                             base_agree[seen]))
+        kinds.append(-2)
+    if usual is not None and base_usual is not None:
+        held = tested & (base_usual.n > 0)
+        if held.any():
+            pairs_p = stratified_drop_pvalue(n[held], np.asarray(usual, dtype=np.float64)[held],
+                                             base_usual.n[held], base_usual.usual[held])
+            overall.append(pairs_p)
+            kinds.append(-3)
     # weighted Bonferroni: an equal share of the level to each overall test and to the
     # classes together
     parts = len(overall) + 1
     adjusted = np.concatenate([parts * np.array(overall), parts * idx.size * per_class])
     k = int(np.argmin(adjusted))
-    worst = -1 - k if k < len(overall) else int(idx[k - len(overall)])
+    worst = kinds[k] if k < len(overall) else int(idx[k - len(overall)])
     return AgreementDrop(min(1.0, float(adjusted[k])), idx.size + len(overall), worst)

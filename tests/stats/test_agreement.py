@@ -18,10 +18,14 @@ from monitor.stats import (
     agreement_drop_pvalues,
     agreement_drop_test,
     disagreement_weights,
+    is_usual,
+    split_usual,
     stratified_drop_pvalue,
+    usual_pairs,
     weighted_drop_pvalue,
     weighted_test_applies,
 )
+from monitor.stats.agreement import USUAL_MIN_IMAGES, USUAL_SHARE
 
 
 def _integrated(n: int, a: int, m: int, b: int) -> float:
@@ -353,3 +357,127 @@ def test_a_spread_drop_is_found_by_the_overall_test() -> None:
     got = agreement_drop_test(n, a, base_n, base_a)
     # every class disagrees at the same rate: the weighted count is the count, made once
     assert got is not None and got.worst == -1 and got.p_value < 1e-3 and got.tests == 11
+
+
+# --- the unusual count --------------------------------------------------------------
+
+
+def _confused(rng: np.random.Generator, size: int, k: int, noise: float = 0.0
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Production and reference classes of `size` images: production disagrees 20 % of the
+    time, always with its look-alike (class c + 1, as shirt and T-shirt); then a share
+    `noise` of predictions is moved to another class at random."""
+    ref = rng.integers(0, k, size=size)
+    pred = np.where(rng.random(size) < 0.2, (ref + 1) % k, ref)
+    moved = rng.random(size) < noise
+    pred = np.where(moved, (pred + rng.integers(1, k, size=size)) % k, pred)
+    return pred, ref
+
+
+def _window(pred: np.ndarray, ref: np.ndarray, pairs: np.ndarray, k: int
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per production class: images, agreeing images, images whose pair is usual."""
+    return (np.bincount(pred, minlength=k).astype(float),
+            np.bincount(pred, weights=(pred == ref).astype(float), minlength=k),
+            np.bincount(pred, weights=is_usual(pred, ref, pairs, k).astype(float), minlength=k))
+
+
+def test_usual_pairs_by_brute_force() -> None:
+    rng = np.random.default_rng(21)
+    k = 6
+    pred, ref = rng.integers(0, k, 700), rng.integers(0, k, 700)
+    pred[:300] = ref[:300]
+    got = usual_pairs(pred, ref, k)
+    for c in range(k):
+        seen = [(p, r) for p, r in zip(pred.tolist(), ref.tolist(), strict=True) if p == c]
+        for r in range(k):
+            count = sum(1 for pair in seen if pair[1] == r)
+            want = r == c or count >= max(USUAL_MIN_IMAGES, USUAL_SHARE * len(seen))
+            assert got[c, r] == want, (c, r, count, len(seen))
+
+
+def test_split_chooses_on_even_images_and_counts_on_odd_ones() -> None:
+    rng = np.random.default_rng(22)
+    k = 5
+    pred, ref = _confused(rng, 401, k, noise=0.05)
+    got = split_usual(pred, ref, k)
+    chosen = usual_pairs(pred[0::2], ref[0::2], k)
+    assert sorted(map(tuple, got.pairs.tolist())) == [
+        (c, r) for c in range(k) for r in range(k) if c != r and chosen[c, r]]
+    n, usual = np.zeros(k), np.zeros(k)
+    for p, r in zip(pred[1::2].tolist(), ref[1::2].tolist(), strict=True):
+        n[p] += 1
+        usual[p] += bool(chosen[p, r])
+    assert got.n.tolist() == n.tolist() and got.usual.tolist() == usual.tolist()
+    flags = is_usual(pred, ref, got.pairs, k)
+    assert flags.tolist() == [bool(chosen[p, r]) for p, r in zip(pred, ref, strict=True)]
+    assert is_usual(pred, ref, np.zeros((0, 2), np.int64), k).tolist() == (pred == ref).tolist()
+
+
+def test_the_family_with_the_unusual_count_is_the_bonferroni_of_its_parts() -> None:
+    rng = np.random.default_rng(23)
+    k = 4
+    split = split_usual(*_confused(rng, 4000, k), k)
+    base_n = np.bincount(_confused(rng, 4000, k)[0], minlength=k).astype(float)
+    base_a = np.round(base_n * 0.8)
+    n, a, u = _window(*_confused(rng, 60, k, noise=0.2), split.pairs, k)
+    got = agreement_drop_test(n, a, base_n, base_a, u, split)
+    without = agreement_drop_test(n, a, base_n, base_a)
+    assert got is not None and without is not None
+    assert got.tests == without.tests + 1
+    unusual = stratified_drop_pvalue(n, u, split.n, split.usual)
+    count = stratified_drop_pvalue(n, a, base_n, base_a)
+    per_class = agreement_drop_pvalues(n, a, base_n, base_a)
+    # every class agrees at the same rate here: the weighted count is not made
+    assert not weighted_test_applies(n, base_n, base_a)
+    assert got.p_value == pytest.approx(
+        min(1.0, 3 * unusual, 3 * count, 3 * k * float(per_class.min())), rel=1e-9)
+    assert got.worst == -3 and unusual < count
+
+
+def test_the_unusual_count_keeps_its_level_because_it_counts_on_other_images() -> None:
+    """Clean windows against a split of a clean baseline: the unusual count alarms in at most
+    alpha of them. Choosing the pairs on the same images their rate is counted on would not:
+    a pair is left out partly because it happened to be rare there, so the rate of the pairs
+    left out is under-stated and clean windows alarm far more often than alpha."""
+    rng = np.random.default_rng(24)
+    k, alpha, trials = 8, 0.05, 2000
+    bp, br = _confused(rng, 3000, k, noise=0.05)
+    split = split_usual(bp, br, k)
+    same = usual_pairs(bp, br, k)
+    np.fill_diagonal(same, False)
+    same_pairs = np.argwhere(same)
+    same_usual = np.bincount(bp, weights=is_usual(bp, br, same_pairs, k).astype(float),
+                             minlength=k)
+    base_n = np.bincount(bp, minlength=k).astype(float)
+    alarms = {"split": 0, "same": 0}
+    for _ in range(trials):
+        pred, ref = _confused(rng, 400, k, noise=0.05)
+        n = np.bincount(pred, minlength=k).astype(float)
+        for name, pairs, m, b in (("split", split.pairs, split.n, split.usual),
+                                  ("same", same_pairs, base_n, same_usual)):
+            u = np.bincount(pred, weights=is_usual(pred, ref, pairs, k).astype(float),
+                            minlength=k)
+            alarms[name] += stratified_drop_pvalue(n, u, m, b) < alpha
+    assert _under_level(alarms["split"] / trials, alpha, trials), alarms
+    assert alarms["same"] / trials > 2 * alpha, alarms
+
+
+def test_noise_on_unusual_pairs_is_found_sooner_than_by_the_counts() -> None:
+    """A share of 8 % of predictions turned to noise, where production and reference
+    disagree 20 % of the time on look-alike pairs: the unusual count finds it in most
+    windows of 150 images, the count and the weighted count in few."""
+    rng = np.random.default_rng(25)
+    k = 10
+    bp, br = _confused(rng, 10_000, k)
+    split = split_usual(bp, br, k)
+    base_n = np.bincount(bp, minlength=k).astype(float)
+    base_a = np.bincount(bp, weights=(bp == br).astype(float), minlength=k)
+    found = {"with": 0, "without": 0}
+    for _ in range(200):
+        n, a, u = _window(*_confused(rng, 150, k, noise=0.08), split.pairs, k)
+        got = agreement_drop_test(n, a, base_n, base_a, u, split)
+        without = agreement_drop_test(n, a, base_n, base_a)
+        found["with"] += got is not None and got.p_value < 0.001
+        found["without"] += without is not None and without.p_value < 0.001
+    assert found["with"] > 0.8 * 200 and found["with"] > 2 * found["without"], found

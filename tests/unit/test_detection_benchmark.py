@@ -290,10 +290,13 @@ def test_the_agreement_power_windows_change_production_as_the_scenarios_do() -> 
     rng = np.random.default_rng(8)
     top = np.arange(10).repeat(50)
     ref = top.copy()                       # the reference agrees with every clean prediction
-    n, agree = window_counts(top, ref, 4_000, 0.0, True, 10, rng)
+    pairs = np.array([[BAD_CLASS_AS, BAD_CLASS]])  # a usual pair: 8 served where 3 is right
+    n, agree, usual = window_counts(top, ref, 4_000, 0.0, True, 10, rng, pairs)
     assert n[BAD_CLASS] == 0 and agree[BAD_CLASS_AS] < n[BAD_CLASS_AS]
     assert agree.sum() == 4_000 - (n[BAD_CLASS_AS] - agree[BAD_CLASS_AS])
-    n, agree = window_counts(top, ref, 20_000, 0.1, False, 10, rng)
+    assert usual.sum() == 4_000       # every disagreement here is the usual pair
+    n, agree, usual = window_counts(top, ref, 20_000, 0.1, False, 10, rng, pairs)
     assert n.sum() == 20_000
+    assert agree.sum() <= usual.sum() < agree.sum() + 0.02 * 20_000
     # a moved prediction never agrees here, so disagreement is the moved share
     assert 1 - agree.sum() / n.sum() == pytest.approx(0.1, abs=0.01)

@@ -4,6 +4,8 @@ against that profile; older baseline files load without one (and keep their hash
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import orjson
 import pytest
@@ -15,6 +17,7 @@ from monitor.events import PredictionEvent
 from monitor.scored import INPUT_FEATURES, ScoredImage
 from monitor.shadow import ShadowMonitor
 from monitor.snapshot import SnapshotBuilder
+from monitor.stats import split_usual
 from monitor.windows import WindowSpec
 
 CLASSES = ("a", "b", "c", "d")
@@ -22,15 +25,19 @@ AGREEMENT = 0.95
 
 
 def _traffic(n: int, seed: int, t0: float, version: str = "v1", broken: tuple[int, int] | None
-             = None) -> tuple[list[PredictionEvent], list[ScoredImage]]:
+             = None, noise: float = 0.0) -> tuple[list[PredictionEvent], list[ScoredImage]]:
     """n requests, each with its image scored: the reference agrees with production with
-    probability AGREEMENT; `broken` = (c, d): production serves class c as class d."""
+    probability AGREEMENT, and otherwise names the next class; `broken` = (c, d): production
+    serves class c as class d; `noise`: that share of predictions moved to another class at
+    random."""
     rng = np.random.default_rng(seed)
     truth = rng.integers(0, len(CLASSES), n)
     ref = np.where(rng.random(n) < AGREEMENT, truth, (truth + 1) % len(CLASSES))
     pred = truth.copy()
     if broken is not None:
         pred[truth == broken[0]] = broken[1]
+    moved = rng.random(n) < noise
+    pred[moved] = (pred[moved] + rng.integers(1, len(CLASSES), int(moved.sum()))) % len(CLASSES)
     feats = tuple(0.5 for _ in INPUT_FEATURES)
     events = [PredictionEvent(f"r{seed}-{i}", t0 + i, "m", version, True, int(pred[i]), 0.9,
                               0.5, 0.5, 0.01) for i in range(n)]
@@ -57,6 +64,16 @@ def test_the_baseline_counts_agreement_per_production_class(baseline) -> None:  
     assert baseline.agreement.agree.tolist() == agree.tolist()
     again = from_dict(to_dict(baseline))
     assert again.agreement is not None and again.agreement.agree.tolist() == agree.tolist()
+    # the usual pairs, split in arrival order: chosen on even images, counted on odd ones
+    pred = np.array([e.pred for e in events])
+    want = split_usual(pred, np.array([ref[e.request_id] for e in events]), len(CLASSES))
+    for profile in (baseline.agreement, again.agreement):
+        assert profile.usual is not None
+        assert profile.usual.pairs.tolist() == want.pairs.tolist()
+        assert profile.usual.n.tolist() == want.n.tolist()
+        assert profile.usual.usual.tolist() == want.usual.tolist()
+    # the reference names the next class when it disagrees: those are the usual pairs
+    assert sorted(map(tuple, want.pairs.tolist())) == [(c, (c + 1) % 4) for c in range(4)]
 
 
 def test_an_older_file_without_the_profile_loads_and_keeps_its_hash(baseline, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -71,6 +88,19 @@ def test_an_older_file_without_the_profile_loads_and_keeps_its_hash(baseline, tm
     broken = {**to_dict(baseline), "agreement": {"n": [1, 2], "agree": [1, 2]}}
     with pytest.raises(Exception, match="agreement counts"):
         from_dict(broken)
+    # a profile written before the usual pairs: loads without them, its hash its own
+    d = to_dict(baseline)
+    d["agreement"] = {"n": d["agreement"]["n"], "agree": d["agreement"]["agree"]}
+    d["sha256"] = _hash(d)
+    path.write_bytes(orjson.dumps(d))
+    older = load(path)
+    assert older.agreement is not None and older.agreement.usual is None
+    assert older.sha256 == d["sha256"]
+    for bad in ({"pairs": [[0, 9]]}, {"pairs_usual": [1e6, 0, 0, 0]}):
+        d = to_dict(baseline)
+        d["agreement"].update(bad)
+        with pytest.raises(Exception, match="agreement pairs"):
+            from_dict(d)
 
 
 def _p_value(baseline, events, images) -> float | None:  # type: ignore[no-untyped-def]
@@ -95,6 +125,41 @@ def test_a_version_that_breaks_one_class_is_seen_from_its_first_images(baseline)
     events, images = _traffic(60, 3, 5000.0, version="v2")
     p = _p_value(baseline, events, images)
     assert p is not None and p > 0.01
+
+
+def test_noise_on_pairs_the_baseline_never_showed_is_seen_sooner(baseline) -> None:  # type: ignore[no-untyped-def]
+    """A version with 10 % of its predictions turned to noise: 60 images of it are caught
+    with the baseline's usual pairs, and not without them (the counts alone move too
+    little)."""
+    events, images = _traffic(60, 11, 5000.0, version="v2", noise=0.1)
+    p = _p_value(baseline, events, images)
+    assert p is not None and p < 1e-3
+    assert baseline.agreement is not None
+    bare = replace(baseline, agreement=replace(baseline.agreement, usual=None))
+    q = _p_value(bare, events, images)
+    assert q is not None and q > 1e-3
+
+
+def test_a_window_checkpointed_before_the_usual_pairs_restores(baseline) -> None:  # type: ignore[no-untyped-def]
+    """An older checkpoint's windows lack the per-class usual-pair bins: they restore with
+    every image counted as usual, and the other figures unchanged."""
+    drift = DriftMonitor({"m": CLASSES}, (WindowSpec("1h", 3600, 6),),
+                         baselines={"m": baseline})
+    shadow = ShadowMonitor({"m": CLASSES}, drift.windows, drift)
+    events, images = _traffic(80, 12, 5000.0)
+    shadow.on_predictions({("m", "v1"): EventGroup(events)})
+    shadow.apply_scored(images)
+    state = shadow.state()
+    c = len(CLASSES)
+    for ring in state["versions"][0][4]:  # drop the usual bins: the older layout
+        ring["counts"] = np.delete(ring["counts"], np.s_[2 + 2 * c:2 + 3 * c], axis=1)
+    again = ShadowMonitor({"m": CLASSES}, drift.windows, drift)
+    again.restore(state)
+    before = shadow.by_version[("m", "v1")].windows.totals(5100.0)["1h"]
+    after = again.by_version[("m", "v1")].windows.totals(5100.0)["1h"]
+    assert after[2 + 2 * c:2 + 3 * c].tolist() == after[2:2 + c].tolist()
+    assert np.delete(after, np.s_[2 + 2 * c:2 + 3 * c]).tolist() == \
+        np.delete(before, np.s_[2 + 2 * c:2 + 3 * c]).tolist()
 
 
 def test_no_profile_no_p_value() -> None:
@@ -127,6 +192,11 @@ def test_a_baseline_profiled_from_the_first_images_counts_their_agreement() -> N
         agree[e.pred] += ref[e.request_id] == e.pred
     assert profiled.agreement.n.tolist() == n.tolist()
     assert profiled.agreement.agree.tolist() == agree.tolist()
+    want = split_usual(np.array([e.pred for e in first_events[:200]]),
+                       np.array([ref[e.request_id] for e in first_events[:200]]), 4)
+    assert profiled.agreement.usual is not None
+    assert profiled.agreement.usual.pairs.tolist() == want.pairs.tolist()
+    assert profiled.agreement.usual.usual.tolist() == want.usual.tolist()
     # a broken version against that profile
     bad_events, bad_images = _traffic(60, 8, 5000.0, version="v2", broken=(2, 3))
     assert (p := _p_value(profiled, bad_events, bad_images)) is not None and p < 1e-3
