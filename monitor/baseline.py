@@ -277,15 +277,18 @@ def _agreement_from_dict(agr: Mapping[str, Any], n_classes: int) -> AgreementPro
         raise ValueError(f"agreement counts must be {n_classes} pairs with 0 <= agree <= n")
     if "pairs" not in agr:  # an older file: no unusual count
         return AgreementProfile(n, agree)
-    pairs = np.asarray(agr["pairs"], dtype=np.int64).reshape(-1, 2)
+    raw = np.asarray(agr["pairs"], dtype=np.float64)
     held_n = np.asarray(agr["pairs_n"], dtype=np.float64)
     held_usual = np.asarray(agr["pairs_usual"], dtype=np.float64)
-    if held_n.shape != (n_classes,) or held_usual.shape != (n_classes,) \
-            or np.any(held_usual > held_n) or np.any(held_usual < 0) \
-            or np.any(pairs < 0) or np.any(pairs >= n_classes):
-        raise ValueError(f"agreement pairs must be classes in 0..{n_classes - 1} and "
-                         f"pairs_n, pairs_usual {n_classes} counts with 0 <= usual <= n")
-    return AgreementProfile(n, agree, UsualSplit(pairs, held_n, held_usual))
+    if (raw.size and (raw.ndim != 2 or raw.shape[1] != 2)) or np.any(raw != np.rint(raw)) \
+            or np.any(raw < 0) or np.any(raw >= n_classes) \
+            or held_n.shape != (n_classes,) or held_usual.shape != (n_classes,) \
+            or np.any(held_usual > held_n) or np.any(held_usual < 0) or np.any(held_n > n):
+        raise ValueError(f"agreement pairs must be [production, reference] class pairs in "
+                         f"0..{n_classes - 1}, and pairs_n, pairs_usual {n_classes} counts with "
+                         "0 <= pairs_usual <= pairs_n <= n")
+    return AgreementProfile(n, agree, UsualSplit(raw.reshape(-1, 2).astype(np.int64), held_n,
+                                                 held_usual))
 
 
 def _embedding_from_dict(emb: Mapping[str, Any]) -> EmbeddingProfile:

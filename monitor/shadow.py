@@ -9,6 +9,7 @@ scored images of a model extend its baseline when it has no image profile yet.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -50,11 +51,20 @@ def _window_bins(c: int) -> int:
 
 
 class _VersionShadow:
-    def __init__(self, c: int, windows: tuple[WindowSpec, ...]) -> None:
+    def __init__(self, c: int, windows: tuple[WindowSpec, ...], usual_tag: str) -> None:
         self.c = c
         self.agree = np.zeros(c)          # by production's predicted class
         self.disagree = np.zeros(c)
         self.windows = WindowedCounts(windows, _window_bins(c))
+        #: the baseline pairs the usual bins were counted with (`ShadowMonitor._pairs_tag`)
+        self.usual_tag = usual_tag
+
+    def sync_usual(self, tag: str) -> None:
+        """Under other baseline pairs than the usual bins were counted with, count every
+        image in the windows as usual (never unusual) until new images fill them."""
+        if tag != self.usual_tag:
+            self.windows.copy_bins(2, 2 + 2 * self.c, self.c)
+            self.usual_tag = tag
 
 
 class ShadowMonitor(EngineExtension):
@@ -91,6 +101,8 @@ class ShadowMonitor(EngineExtension):
                               if a is not None)
         self.mmd_every = mmd.every_images
         self._mmd_refs: dict[str, tuple[str, MmdReference]] = {}
+        #: model -> (baseline sha, tag of its usual pairs)
+        self._tags: dict[str, tuple[str, str]] = {}
         #: joined images a window needs before its agreement ratio is exported
         self.min_agreement_images = min_agreement_images
         self.scored = 0
@@ -104,9 +116,23 @@ class ShadowMonitor(EngineExtension):
     def _state(self, model: str, version: str) -> _VersionShadow:
         s = self.by_version.get((model, version))
         if s is None:
-            s = self.by_version[(model, version)] = _VersionShadow(len(self.models[model]),
-                                                                   self.windows)
+            s = self.by_version[(model, version)] = _VersionShadow(
+                len(self.models[model]), self.windows, self._pairs_tag(model))
         return s
+
+    def _pairs_tag(self, model: str) -> str:
+        """A tag of the usual pairs of the model's baseline ("" without them): the windows'
+        usual bins are only compared with the pairs they were counted with."""
+        baseline = self.drift.baselines.get(model)
+        profile = None if baseline is None else baseline.agreement
+        if baseline is None or profile is None or profile.usual is None:
+            return ""
+        cached = self._tags.get(model)
+        if cached is None or cached[0] != baseline.sha256:
+            pairs = np.ascontiguousarray(profile.usual.pairs, dtype=np.int64)
+            cached = self._tags[model] = (baseline.sha256,
+                                          hashlib.sha256(pairs.tobytes()).hexdigest()[:16])
+        return cached[1]
 
     # --- feeding ------------------------------------------------------------------
     def on_predictions(self, groups: Mapping[tuple[str, str], EventGroup]) -> None:
@@ -162,6 +188,8 @@ class ShadowMonitor(EngineExtension):
         the agreement of the images joined meanwhile (when any joined)."""
         baseline = self.drift.baselines.get(model)
         if baseline is None or baseline.embedding is not None or self.baseline_images <= 0:
+            self._collect.pop(model, None)   # profiled elsewhere meanwhile: stop collecting
+            self._collect_pairs.pop(model, None)
             return
         if model not in self._collect:
             self._collect[model] = []
@@ -169,10 +197,12 @@ class ShadowMonitor(EngineExtension):
         buf = self._collect[model]
         buf.extend(its[: self.baseline_images - len(buf)])
         if len(buf) >= self.baseline_images:
+            c = len(self.models[model])
             joined = self._collect_pairs.pop(model)
-            agreement = None if not joined else agreement_from_pairs(
-                np.concatenate([p for p, _ in joined]), np.concatenate([r for _, r in joined]),
-                len(self.models[model]))
+            pred = np.concatenate([p for p, _ in joined]) if joined else np.zeros(0, np.int64)
+            ref = np.concatenate([r for _, r in joined]) if joined else np.zeros(0, np.int64)
+            ok = (ref >= 0) & (ref < c)
+            agreement = agreement_from_pairs(pred[ok], ref[ok], c)
             self.drift.set_baseline(with_images(baseline, buf, agreement=agreement))
             del self._collect[model]
 
@@ -181,9 +211,13 @@ class ShadowMonitor(EngineExtension):
         without the baseline's pairs, so that such images never count as unusual."""
         baseline = self.drift.baselines.get(model)
         profile = None if baseline is None else baseline.agreement
+        usual = np.ones(pred.size, dtype=bool)
         if profile is None or profile.usual is None:
-            return np.ones(pred.size, dtype=bool)
-        return is_usual(pred, ref, profile.usual.pairs, len(self.models[model]))
+            return usual
+        c = len(self.models[model])
+        ok = (ref >= 0) & (ref < c)    # a reference class out of range is never unusual
+        usual[ok] = is_usual(pred[ok], ref[ok], profile.usual.pairs, c)
+        return usual
 
     def _features(self, model: str, version: str, its: list[ScoredImage]) -> None:
         baseline = self.drift.baselines.get(model)
@@ -213,6 +247,7 @@ class ShadowMonitor(EngineExtension):
     def _join(self, model: str, version: str,
               joins: list[tuple[int, float, float, int, float]]) -> None:
         s = self._state(model, version)
+        s.sync_usual(self._pairs_tag(model))
         n = len(joins)
         pred = np.array([j[0] for j in joins], dtype=np.int64)
         conf = np.array([j[1] for j in joins], dtype=np.float64)
@@ -305,6 +340,7 @@ class ShadowMonitor(EngineExtension):
                           s.disagree[i])
             now = self.drift.watermark.get(model, 0.0)
             c = s.c
+            s.sync_usual(self._pairs_tag(model))
             baseline = self.drift.baselines.get(model)
             profile = None if baseline is None else baseline.agreement
             for window, v in s.windows.totals(now).items():
@@ -347,7 +383,7 @@ class ShadowMonitor(EngineExtension):
         return {
             "predictions": self.predictions.state(list),
             "early": self.early.state(list),
-            "versions": [[m, v, s.agree, s.disagree, s.windows.state()]
+            "versions": [[m, v, s.agree, s.disagree, s.windows.state(), s.usual_tag]
                          for (m, v), s in self.by_version.items()],
             "reservoirs": [[m, v, [[it[0], it[1]] for it in r]] for (m, v), r in
                            self.reservoirs.items()],
@@ -358,14 +394,19 @@ class ShadowMonitor(EngineExtension):
         self.predictions.restore(state["predictions"], lambda x: (str(x[0]), int(x[1]),
                                                                   float(x[2])))
         self.early.restore(state["early"], lambda x: (int(x[0]), float(x[1])))
-        for m, v, agree, disagree, windows in state["versions"]:
+        for m, v, agree, disagree, windows, *tag in state["versions"]:
             if m not in self.models:
                 continue
             s = self._state(m, v)
             s.agree[...] = agree
             s.disagree[...] = disagree
-            s.windows.restore([_with_usual({k: np.asarray(x) for k, x in r.items()}, s.c)
-                               for r in windows])
+            rings = [{k: np.asarray(x) for k, x in r.items()} for r in windows]
+            if not tag:  # checkpointed before the usual bins: every image counted as usual
+                rings = [_with_usual(r, s.c) for r in rings]
+            s.windows.restore(rings)
+            # the windows' usual bins hold to the pairs they were counted with
+            s.usual_tag = str(tag[0]) if tag else ""
+            s.sync_usual(self._pairs_tag(m))
         for m, v, items in state.get("reservoirs", []):
             r = self.reservoirs[(m, v)] = deque(maxlen=self.reservoir_size)
             for t, e in items:
@@ -377,7 +418,7 @@ def _with_usual(ring: dict[str, np.ndarray], c: int) -> dict[str, np.ndarray]:
     """A window ring checkpointed before the per-class usual-pair bins: every image counted
     as usual (never unusual), as a window without the baseline's pairs counts them."""
     counts = ring["counts"]
-    if counts.ndim == 2 and counts.shape[1] == _window_bins(c) - c:
-        counts = np.concatenate([counts[:, :2 + 2 * c], counts[:, 2:2 + c],
-                                 counts[:, 2 + 2 * c:]], axis=1)
-    return {**ring, "counts": counts}
+    if counts.ndim != 2 or counts.shape[1] != _window_bins(c) - c:
+        raise ValueError("checkpointed shadow window has a different shape; windows changed?")
+    return {**ring, "counts": np.concatenate([counts[:, :2 + 2 * c], counts[:, 2:2 + c],
+                                              counts[:, 2 + 2 * c:]], axis=1)}

@@ -97,6 +97,10 @@ class SliceRing:
             return np.zeros(self.bins)
         return self._counts[live].sum(axis=0)
 
+    def copy_bins(self, src: int, dst: int, width: int) -> None:
+        """Overwrite bins dst..dst+width-1 of every slice with bins src..src+width-1."""
+        self._counts[:, dst:dst + width] = self._counts[:, src:src + width]
+
     def state(self) -> dict[str, np.ndarray]:
         return {"counts": self._counts.copy(), "ids": self._ids.copy()}
 
@@ -141,6 +145,11 @@ class WindowedCounts:
 
     def totals(self, now_ts: float) -> dict[str, np.ndarray]:
         return {ring.spec.name: ring.total(now_ts) for ring in self.rings}
+
+    def copy_bins(self, src: int, dst: int, width: int) -> None:
+        """Overwrite bins dst.. with bins src.. (`width` of them) in every window."""
+        for ring in self.rings:
+            ring.copy_bins(src, dst, width)
 
     def state(self) -> list[dict[str, np.ndarray]]:
         return [ring.state() for ring in self.rings]

@@ -22,9 +22,9 @@ Four kinds of test, for four shapes of regression:
   (almost) never showed (`usual_pairs`). Production and reference disagree mostly on a few
   look-alike pairs (shirt and T-shirt); a share of predictions turned to noise lands on the
   other pairs, whose baseline rate is a fraction of the disagreement rate, so it stands out
-  there several times more strongly than in the count. The pairs are chosen on one half of the
-  baseline's joined images and their rate is counted on the other (`split_usual`), so the
-  choice does not bias the rate the test compares with.
+  there several times more strongly than in the count. The pairs are chosen on a seeded random
+  half of the baseline's joined images and their rate is counted on the other (`split_usual`),
+  so the choice does not bias the rate the test compares with.
 Weighted Bonferroni: each overall test made gets an equal share of the level and the k class
 tests share one more, so with all three overall tests the window's p-value is min(1, 4 p_count,
 4 p_weighted, 4 p_unusual, 4 k min_c p_c); at level alpha the family is wrong in at most alpha
@@ -260,27 +260,40 @@ class UsualSplit:
     usual: np.ndarray
 
 
+def choosing_half(size: int) -> np.ndarray:
+    """Which of `size` images choose the usual pairs (True) and which count their rate: a
+    seeded random half (the first (size + 1) // 2 of a permutation), so that neither an
+    ordering of the images nor a period in it (pairs of near-copies) puts look-alikes on both
+    sides."""
+    mask = np.zeros(size, dtype=bool)
+    mask[np.random.default_rng(0).permutation(size)[: (size + 1) // 2]] = True
+    return mask
+
+
 def split_usual(pred: np.ndarray, ref: np.ndarray, k: int) -> UsualSplit:
-    """Choose the usual pairs on the images at even positions and count their rate on those
-    at odd positions: choosing and counting on the same images would under-state the rate of
-    the pairs left out (a pair is left out partly because it happened to be rare there)."""
+    """Choose the usual pairs on one half of the images (`choosing_half`) and count their
+    rate on the other: choosing and counting on the same images would under-state the rate
+    of the pairs left out (a pair is left out partly because it happened to be rare there)."""
     pred = np.asarray(pred, dtype=np.int64)
     ref = np.asarray(ref, dtype=np.int64)
-    usual = usual_pairs(pred[0::2], ref[0::2], k)
+    choose = choosing_half(pred.size)
+    usual = usual_pairs(pred[choose], ref[choose], k)
     np.fill_diagonal(usual, False)
     pairs = np.argwhere(usual).astype(np.int64)
-    p, r = pred[1::2], ref[1::2]
+    p, r = pred[~choose], ref[~choose]
     hit = is_usual(p, r, pairs, k)
     return UsualSplit(pairs, np.bincount(p, minlength=k).astype(np.float64),
                       np.bincount(p, weights=hit.astype(np.float64), minlength=k))
 
 
 def is_usual(pred: np.ndarray, ref: np.ndarray, pairs: np.ndarray, k: int) -> np.ndarray:
-    """Per image, whether its (production, reference) pair is agreement or one of `pairs`."""
+    """Per image, whether its (production, reference) pair is agreement or one of `pairs`
+    (classes outside 0..k-1 are neither)."""
     pred = np.asarray(pred, dtype=np.int64)
     ref = np.asarray(ref, dtype=np.int64)
     codes = np.asarray(pairs, dtype=np.int64).reshape(-1, 2) @ np.array([k, 1])
-    return (pred == ref) | np.isin(pred * k + ref, codes)
+    valid = (pred >= 0) & (pred < k) & (ref >= 0) & (ref < k)
+    return valid & ((pred == ref) | np.isin(pred * k + ref, codes))
 
 
 def agreement_drop_test(n: np.ndarray, agree: np.ndarray, base_n: np.ndarray,

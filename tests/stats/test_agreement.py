@@ -17,6 +17,7 @@ from scipy.stats import beta, binom
 from monitor.stats import (
     agreement_drop_pvalues,
     agreement_drop_test,
+    choosing_half,
     disagreement_weights,
     is_usual,
     split_usual,
@@ -396,22 +397,30 @@ def test_usual_pairs_by_brute_force() -> None:
             assert got[c, r] == want, (c, r, count, len(seen))
 
 
-def test_split_chooses_on_even_images_and_counts_on_odd_ones() -> None:
+def test_split_chooses_on_a_seeded_random_half_and_counts_on_the_other() -> None:
     rng = np.random.default_rng(22)
     k = 5
     pred, ref = _confused(rng, 401, k, noise=0.05)
     got = split_usual(pred, ref, k)
-    chosen = usual_pairs(pred[0::2], ref[0::2], k)
+    choose = choosing_half(pred.size)
+    assert choose.sum() == 201 and choosing_half(pred.size).tolist() == choose.tolist()
+    chosen = usual_pairs(pred[choose], ref[choose], k)
     assert sorted(map(tuple, got.pairs.tolist())) == [
         (c, r) for c in range(k) for r in range(k) if c != r and chosen[c, r]]
     n, usual = np.zeros(k), np.zeros(k)
-    for p, r in zip(pred[1::2].tolist(), ref[1::2].tolist(), strict=True):
+    for p, r in zip(pred[~choose].tolist(), ref[~choose].tolist(), strict=True):
         n[p] += 1
         usual[p] += bool(chosen[p, r])
     assert got.n.tolist() == n.tolist() and got.usual.tolist() == usual.tolist()
     flags = is_usual(pred, ref, got.pairs, k)
     assert flags.tolist() == [bool(chosen[p, r]) for p, r in zip(pred, ref, strict=True)]
     assert is_usual(pred, ref, np.zeros((0, 2), np.int64), k).tolist() == (pred == ref).tolist()
+    # classes out of range are neither agreement nor a usual pair
+    assert is_usual(np.array([-1, 5, 2]), np.array([-1, 5, 2]), got.pairs, k).tolist() == \
+        [False, False, True]
+    # near-copies arriving two by two land on the same side only about half the time
+    halves = choose[:400].reshape(200, 2)
+    assert 70 < int((halves[:, 0] == halves[:, 1]).sum()) < 130
 
 
 def test_the_family_with_the_unusual_count_is_the_bonferroni_of_its_parts() -> None:

@@ -64,7 +64,7 @@ def test_the_baseline_counts_agreement_per_production_class(baseline) -> None:  
     assert baseline.agreement.agree.tolist() == agree.tolist()
     again = from_dict(to_dict(baseline))
     assert again.agreement is not None and again.agreement.agree.tolist() == agree.tolist()
-    # the usual pairs, split in arrival order: chosen on even images, counted on odd ones
+    # the usual pairs, chosen on a seeded random half of the images, counted on the other
     pred = np.array([e.pred for e in events])
     want = split_usual(pred, np.array([ref[e.request_id] for e in events]), len(CLASSES))
     for profile in (baseline.agreement, again.agreement):
@@ -96,7 +96,8 @@ def test_an_older_file_without_the_profile_loads_and_keeps_its_hash(baseline, tm
     older = load(path)
     assert older.agreement is not None and older.agreement.usual is None
     assert older.sha256 == d["sha256"]
-    for bad in ({"pairs": [[0, 9]]}, {"pairs_usual": [1e6, 0, 0, 0]}):
+    for bad in ({"pairs": [[0, 9]]}, {"pairs_usual": [1e6, 0, 0, 0]}, {"pairs": [[0, 1, 2, 3]]},
+                {"pairs": [[0.5, 1]]}, {"pairs_n": [1e6, 0, 0, 0]}):
         d = to_dict(baseline)
         d["agreement"].update(bad)
         with pytest.raises(Exception, match="agreement pairs"):
@@ -151,7 +152,8 @@ def test_a_window_checkpointed_before_the_usual_pairs_restores(baseline) -> None
     shadow.apply_scored(images)
     state = shadow.state()
     c = len(CLASSES)
-    for ring in state["versions"][0][4]:  # drop the usual bins: the older layout
+    state["versions"][0] = state["versions"][0][:5]  # the older layout: no tag, no usual bins
+    for ring in state["versions"][0][4]:
         ring["counts"] = np.delete(ring["counts"], np.s_[2 + 2 * c:2 + 3 * c], axis=1)
     again = ShadowMonitor({"m": CLASSES}, drift.windows, drift)
     again.restore(state)
@@ -160,6 +162,50 @@ def test_a_window_checkpointed_before_the_usual_pairs_restores(baseline) -> None
     assert after[2 + 2 * c:2 + 3 * c].tolist() == after[2:2 + c].tolist()
     assert np.delete(after, np.s_[2 + 2 * c:2 + 3 * c]).tolist() == \
         np.delete(before, np.s_[2 + 2 * c:2 + 3 * c]).tolist()
+
+
+def test_windows_counted_with_other_pairs_count_every_image_as_usual(baseline) -> None:  # type: ignore[no-untyped-def]
+    """The usual bins hold to the pairs they were counted with: restored under a baseline
+    with other pairs, or after the baseline changed, every image they hold counts as usual
+    (never unusual), so the switch cannot raise a false alarm; new images count by the new
+    pairs."""
+    assert baseline.agreement is not None and baseline.agreement.usual is not None
+    usual = baseline.agreement.usual
+    other = replace(baseline, sha256="other", agreement=replace(baseline.agreement, usual=replace(
+        usual, pairs=np.zeros((0, 2), np.int64))))
+    c = len(CLASSES)
+    events, images = _traffic(200, 14, 5000.0)
+
+    def usual_bins(shadow: ShadowMonitor) -> tuple[list[float], list[float]]:
+        v = shadow.by_version[("m", "v1")].windows.totals(5300.0)["1h"]
+        return v[2 + 2 * c:2 + 3 * c].tolist(), v[2:2 + c].tolist()
+
+    drift = DriftMonitor({"m": CLASSES}, (WindowSpec("1h", 3600, 6),),
+                         baselines={"m": other})      # no usual disagreement pairs
+    shadow = ShadowMonitor({"m": CLASSES}, drift.windows, drift)
+    shadow.on_predictions({("m", "v1"): EventGroup(events[:100])})
+    shadow.apply_scored(images[:100])
+    counted, n = usual_bins(shadow)
+    assert counted != n                      # every disagreement unusual under `other`
+    state = shadow.state()
+    for changed in ("restore", "baseline"):
+        later = DriftMonitor({"m": CLASSES}, (WindowSpec("1h", 3600, 6),),
+                             baselines={"m": baseline if changed == "restore" else other})
+        again = ShadowMonitor({"m": CLASSES}, later.windows, later)
+        again.restore(state)
+        if changed == "baseline":
+            assert usual_bins(again)[0] == counted   # same pairs: restored as they were
+            later.baselines["m"] = baseline
+            b = SnapshotBuilder()
+            again.snapshot(b)
+        assert usual_bins(again)[0] == usual_bins(again)[1]
+        again.on_predictions({("m", "v1"): EventGroup(events[100:])})
+        again.apply_scored(images[100:])
+        fresh, n = usual_bins(again)
+        want = sum(float(e.pred == im.ref_pred or (e.pred, im.ref_pred) in
+                         set(map(tuple, usual.pairs.tolist())))
+                   for e, im in zip(events[100:], images[100:], strict=True))
+        assert sum(fresh) == pytest.approx(100 + want)
 
 
 def test_no_profile_no_p_value() -> None:
