@@ -30,6 +30,7 @@ from monitor.scored import INPUT_FEATURES, ScoredImage
 from monitor.snapshot import SnapshotBuilder
 from monitor.stats import (
     MmdReference,
+    UsualSplit,
     agreement_drop_test,
     calibration_bin_index,
     ece_from_bins,
@@ -120,18 +121,25 @@ class ShadowMonitor(EngineExtension):
                 len(self.models[model]), self.windows, self._pairs_tag(model))
         return s
 
-    def _pairs_tag(self, model: str) -> str:
-        """A tag of the usual pairs of the model's baseline ("" without them): the windows'
-        usual bins are only compared with the pairs they were counted with."""
+    def _usual_split(self, model: str) -> tuple[str, UsualSplit] | None:
+        """The model's baseline sha and its usual pairs (None without them)."""
         baseline = self.drift.baselines.get(model)
         profile = None if baseline is None else baseline.agreement
         if baseline is None or profile is None or profile.usual is None:
+            return None
+        return baseline.sha256, profile.usual
+
+    def _pairs_tag(self, model: str) -> str:
+        """A tag of the usual pairs of the model's baseline ("" without them): the windows'
+        usual bins are only compared with the pairs they were counted with."""
+        split = self._usual_split(model)
+        if split is None:
             return ""
+        sha, usual = split
         cached = self._tags.get(model)
-        if cached is None or cached[0] != baseline.sha256:
-            pairs = np.ascontiguousarray(profile.usual.pairs, dtype=np.int64)
-            cached = self._tags[model] = (baseline.sha256,
-                                          hashlib.sha256(pairs.tobytes()).hexdigest()[:16])
+        if cached is None or cached[0] != sha:
+            pairs = np.ascontiguousarray(usual.pairs, dtype=np.int64)
+            cached = self._tags[model] = (sha, hashlib.sha256(pairs.tobytes()).hexdigest()[:16])
         return cached[1]
 
     # --- feeding ------------------------------------------------------------------
@@ -193,14 +201,14 @@ class ShadowMonitor(EngineExtension):
             return
         if model not in self._collect:
             self._collect[model] = []
-            self._collect_pairs[model] = []
+            self._collect_pairs[model] = [(np.zeros(0, np.int64), np.zeros(0, np.int64))]
         buf = self._collect[model]
         buf.extend(its[: self.baseline_images - len(buf)])
         if len(buf) >= self.baseline_images:
             c = len(self.models[model])
             joined = self._collect_pairs.pop(model)
-            pred = np.concatenate([p for p, _ in joined]) if joined else np.zeros(0, np.int64)
-            ref = np.concatenate([r for _, r in joined]) if joined else np.zeros(0, np.int64)
+            pred = np.concatenate([p for p, _ in joined])
+            ref = np.concatenate([r for _, r in joined])
             ok = (ref >= 0) & (ref < c)
             agreement = agreement_from_pairs(pred[ok], ref[ok], c)
             self.drift.set_baseline(with_images(baseline, buf, agreement=agreement))
@@ -209,14 +217,13 @@ class ShadowMonitor(EngineExtension):
     def _usual(self, model: str, pred: np.ndarray, ref: np.ndarray) -> np.ndarray:
         """Per joined image, whether its pair is usual by the model's baseline; all of them
         without the baseline's pairs, so that such images never count as unusual."""
-        baseline = self.drift.baselines.get(model)
-        profile = None if baseline is None else baseline.agreement
+        split = self._usual_split(model)
         usual = np.ones(pred.size, dtype=bool)
-        if profile is None or profile.usual is None:
+        if split is None:
             return usual
         c = len(self.models[model])
         ok = (ref >= 0) & (ref < c)    # a reference class out of range is never unusual
-        usual[ok] = is_usual(pred[ok], ref[ok], profile.usual.pairs, c)
+        usual[ok] = is_usual(pred[ok], ref[ok], split[1].pairs, c)
         return usual
 
     def _features(self, model: str, version: str, its: list[ScoredImage]) -> None:
