@@ -89,13 +89,13 @@ def _cmd_bridge(args: argparse.Namespace) -> int:
 
 def _cmd_replay(args: argparse.Namespace) -> int:
     logs.configure(args.log_level, args.log_format)
-    from visionmon.replay import replay_command
+    from visionmon.postmortem.cli import replay_command
     return replay_command(args)
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
     logs.configure(args.log_level, args.log_format)
-    from visionmon.report import report_command
+    from visionmon.postmortem.cli import report_command
     return report_command(args)
 
 
@@ -166,14 +166,14 @@ def parser() -> argparse.ArgumentParser:
     logging_opts(bridge)
     bridge.set_defaults(func=_cmd_bridge)
 
-    from visionmon.replay import add_replay_arguments
+    from visionmon.postmortem.cli import add_replay_arguments
     rep = sub.add_parser("replay", help="recompute the metrics of a past time range into "
                                         "an OpenMetrics file (postmortems)")
     add_replay_arguments(rep)
     logging_opts(rep)
     rep.set_defaults(func=_cmd_replay)
 
-    from visionmon.report import add_report_arguments
+    from visionmon.postmortem.cli import add_report_arguments
     rpt = sub.add_parser("report", help="HTML postmortem report of a time range")
     add_report_arguments(rpt)
     logging_opts(rpt)
