@@ -81,6 +81,11 @@ def _cmd_baseline(args: argparse.Namespace) -> int:
     return build_baseline_command(args)
 
 
+def _cmd_baseline_export(args: argparse.Namespace) -> int:
+    from visionmon.baseline_cli import export_baseline_command
+    return export_baseline_command(args)
+
+
 def _cmd_bridge(args: argparse.Namespace) -> int:
     logs.configure(args.log_level, args.log_format)
     from collectors.kserve.command import run_bridge
@@ -158,6 +163,14 @@ def parser() -> argparse.ArgumentParser:
     build.add_argument("--until", default=None)
     build.add_argument("--images", default=None)
     build.set_defaults(func=_cmd_baseline)
+    export = bsub.add_parser("export", help="write the baseline the daemon uses (read from "
+                                            "its checkpoint) to a baseline file")
+    export.add_argument("--config", required=True, help="the daemon's YAML config")
+    export.add_argument("--model", default=None,
+                        help="the model whose baseline to export (default: the only one)")
+    export.add_argument("--out", required=True,
+                        help="baseline file to write (loaded by baseline.mode: file)")
+    export.set_defaults(func=_cmd_baseline_export)
 
     from collectors.kserve.command import add_bridge_arguments
     bridge = sub.add_parser("bridge", help="KServe payload-logger bridge: CloudEvents in, "
