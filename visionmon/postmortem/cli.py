@@ -7,12 +7,13 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import IO, Any
 
 from collectors.kafka.client import Record
 from collectors.records import TopicNames
 from monitor.config import ConfigError, load_config
+from visionmon.postmortem.baselines import BaselineChoice, replay_baselines
 from visionmon.postmortem.metrics import ReportError, read_openmetrics, scrape
 from visionmon.postmortem.read import KafkaRangeReader, ReplayError, count_lines, jsonl_records
 from visionmon.postmortem.replay import DEFAULT_STEP_S, ReplaySummary, run_replay
@@ -48,24 +49,29 @@ def _progress(enabled: bool) -> Any:
                     transient=False)
 
 
-def print_summary(s: ReplaySummary, window: TimeRange, file: IO[str] | None = None) -> None:
+def print_summary(s: ReplaySummary, window: TimeRange, file: IO[str] | None = None,
+                  baselines: Mapping[str, str] | None = None) -> None:
+    """What the replay read, applied and wrote; `baselines`: model -> where its baseline
+    came from."""
     span = "no events" if s.first_ts is None or s.last_ts is None else \
         f"{iso(s.first_ts)} .. {iso(s.last_ts)}"
     rng = "everything" if window == TimeRange() else \
         f"{iso(window.since) if math.isfinite(window.since) else 'the start'} .. " \
         f"{iso(window.until) if math.isfinite(window.until) else 'the end'}"
     rate = s.events / s.seconds if s.seconds > 0 else 0.0
-    print(f"replayed {rng}\n"
-          f"  records   {s.records:,} read, {s.records_outside:,} outside the range\n"
-          f"  events    {s.events:,} ({s.predictions:,} predictions, {s.feedback:,} labels, "
-          f"{s.images:,} images); {s.events_outside:,} outside the range by event time\n"
-          f"  rejected  {s.rejections:,}\n"
-          f"  events at {span}\n"
-          f"  output    {s.out}: {s.steps:,} snapshots, {s.series:,} series, "
-          f"{s.samples:,} samples\n"
-          f"  took      {s.seconds:.1f}s ({rate:,.0f} events/s)\n"
-          f"  next      promtool tsdb create-blocks-from openmetrics {s.out} <prometheus data dir>",
-          file=file or sys.stdout)
+    lines = [
+        f"replayed {rng}",
+        f"  records   {s.records:,} read, {s.records_outside:,} outside the range",
+        f"  events    {s.events:,} ({s.predictions:,} predictions, {s.feedback:,} labels, "
+        f"{s.images:,} images); {s.events_outside:,} outside the range by event time",
+        f"  rejected  {s.rejections:,}",
+        *(f"  baseline  {m}: {where}" for m, where in (baselines or {}).items()),
+        f"  events at {span}",
+        f"  output    {s.out}: {s.steps:,} snapshots, {s.series:,} series, {s.samples:,} samples",
+        f"  took      {s.seconds:.1f}s ({rate:,.0f} events/s)",
+        f"  next      promtool tsdb create-blocks-from openmetrics {s.out} <prometheus data dir>",
+    ]
+    print("\n".join(lines), file=file or sys.stdout)
 
 
 def replay_command(args: argparse.Namespace) -> int:
@@ -75,6 +81,8 @@ def replay_command(args: argparse.Namespace) -> int:
         until = parse_time(args.until) if args.until else math.inf
         window = TimeRange(since, until)
         topics = TopicNames.of(loaded)
+        baselines = replay_baselines(loaded, BaselineChoice(
+            tuple(args.baseline or ()), args.baseline_from_checkpoint, args.fit_baseline))
         if args.from_jsonl:
             paths = [args.from_jsonl, *([args.labels_jsonl] if args.labels_jsonl else [])]
             total: int | None = count_lines(paths)
@@ -100,12 +108,12 @@ def replay_command(args: argparse.Namespace) -> int:
                 bar.update(task, advance=1, events=events)
 
             summary = run_replay(loaded, records, window, args.out, args.step, tick,
-                                 shadow=not args.no_shadow)
+                                 shadow=not args.no_shadow, baselines=baselines.install)
             bar.update(task, total=seen, completed=seen)
     except (ConfigError, ReplayError, ValueError, OSError) as err:
         print(f"replay failed: {err}", file=sys.stderr)
         return 2
-    print_summary(summary, window)
+    print_summary(summary, window, baselines=baselines.sources)
     return 0
 
 
@@ -120,6 +128,17 @@ def add_replay_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--from-jsonl", default=None,
                    help="read predictions from a JSON-lines file instead of Kafka")
     p.add_argument("--labels-jsonl", default=None, help="feedback labels as JSON lines")
+    p.add_argument("--baseline", action="append", default=None, metavar="FILE",
+                   help="measure drift against this baseline file (its model's; repeat for "
+                        "several models), e.g. one written by `visionmon baseline export`")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--baseline-from-checkpoint", action=argparse.BooleanOptionalAction,
+                        default=None,
+                        help="use the baseline the live daemon uses, read from its checkpoint "
+                             "(default: when the config has state.checkpoint_dir)")
+    source.add_argument("--fit-baseline", action="store_true",
+                        help="with baseline.mode first_events, fit a new baseline from the "
+                             "range's first events instead of refusing (what-if replays)")
     p.add_argument("--no-shadow", action="store_true",
                    help="count sampled images without scoring them with the reference model")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

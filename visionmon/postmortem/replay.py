@@ -13,7 +13,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +25,7 @@ from collectors.records import (
     apply_decoded,
     decode_records,
 )
+from monitor.baseline import Baseline
 from monitor.config import LoadedConfig
 from monitor.events import ImageEvent
 from monitor.scored import ScoredImage
@@ -121,7 +122,8 @@ class Replayer:
     """Feeds records to a fresh engine in event time and snapshots it every `step`."""
 
     def __init__(self, loaded: LoadedConfig, window: TimeRange, step_s: float,
-                 spool: OpenMetricsSpool, shadow: bool = True) -> None:
+                 spool: OpenMetricsSpool, shadow: bool = True,
+                 baselines: Mapping[str, Baseline] | None = None) -> None:
         from visionmon.app import build_statistics
 
         if not step_s > 0:
@@ -131,6 +133,8 @@ class Replayer:
         self.step = float(step_s)
         self.spool = spool
         self.stats = build_statistics(loaded)
+        for b in (baselines or {}).values():   # before any event: nothing fits from the range
+            self.stats.drift.set_baseline(b)
         self.topics = TopicNames.of(loaded)
         self.decoders = RecordDecoders.of(loaded)
         self.summary = ReplaySummary()
@@ -231,16 +235,19 @@ class Replayer:
 def run_replay(loaded: LoadedConfig, records: Iterable[Record], window: TimeRange,
                out: str | Path, step_s: float = DEFAULT_STEP_S,
                on_record: Callable[[int], None] | None = None,
-               shadow: bool = True) -> ReplaySummary:
+               shadow: bool = True,
+               baselines: Mapping[str, Baseline] | None = None) -> ReplaySummary:
     """Replay `records` and write the OpenMetrics file `out` (atomically). `shadow`: score
-    sampled images with the configured reference model (if any) as the daemon does."""
+    sampled images with the configured reference model (if any) as the daemon does.
+    `baselines`: model -> baseline replacing what the config gives that model (see
+    `postmortem.baselines`)."""
     t0 = time.perf_counter()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     spool = OpenMetricsSpool(tmp_dir=str(out.parent))
     rp: Replayer | None = None
     try:
-        rp = Replayer(loaded, window, step_s, spool, shadow)
+        rp = Replayer(loaded, window, step_s, spool, shadow, baselines)
         for r in records:
             n = rp.feed(r)
             if on_record is not None:
