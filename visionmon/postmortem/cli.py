@@ -23,6 +23,7 @@ from visionmon.postmortem.timerange import TimeRange, iso, parse_time
 
 # --------------------------------------------------------------------------- replay
 
+
 def _progress(enabled: bool) -> Any:
     from rich.console import Console
     from rich.progress import (
