@@ -152,3 +152,39 @@ def build_baseline_command(args: argparse.Namespace) -> int:
     print(f"{path}: {b.events} events ({refused} refused lines), {b.labeled_events} labeled, "
           f"features {', '.join(b.features)}{shadow}; sha256 {b.sha256}")
     return 0
+
+
+def _export_model(loaded: LoadedConfig, model: str | None) -> str:
+    """The model to export: `--model`, or the config's only model."""
+    if model is None:
+        if len(loaded.models) != 1:
+            raise ConfigError(f"{loaded.path}: give --model, one of {sorted(loaded.models)}")
+        return next(iter(loaded.models))
+    if model not in loaded.models:
+        raise ConfigError(f"{loaded.path}: --model {model!r} is not configured; "
+                          f"models are {sorted(loaded.models)}")
+    return model
+
+
+def export_baseline_command(args: argparse.Namespace) -> int:
+    """`visionmon baseline export`: the baseline the daemon uses, from its checkpoint, to a
+    file that `baseline.mode: file` loads (exporting that file again gives the same bytes)."""
+    from visionmon.checkpoint_baseline import CheckpointBaselineError, read_checkpoint_baselines
+
+    try:
+        loaded = load_config(args.config)
+        model = _export_model(loaded, args.model)
+        found = read_checkpoint_baselines(loaded)
+        b = found.baselines.get(model)
+        if b is None:
+            raise CheckpointBaselineError(f"no baseline to export: {found.missing(loaded, model)}")
+        b = baseline_mod.seal(b)
+        path = baseline_mod.save(b, args.out)
+    except (ConfigError, CheckpointBaselineError, BaselineError, OSError) as err:
+        print(f"baseline export failed: {err}", file=sys.stderr)
+        return 2
+    print(f"{path}: baseline of {model} from {found.path} ({b.events} events, "
+          f"{b.labeled_events} labeled, source {b.source!r}, features "
+          f"{', '.join(b.features)}); sha256 {b.sha256}\n"
+          f"load it with baseline.mode: file and baseline.path: {path}")
+    return 0

@@ -81,6 +81,11 @@ def _cmd_baseline(args: argparse.Namespace) -> int:
     return build_baseline_command(args)
 
 
+def _cmd_baseline_export(args: argparse.Namespace) -> int:
+    from visionmon.baseline_cli import export_baseline_command
+    return export_baseline_command(args)
+
+
 def _cmd_bridge(args: argparse.Namespace) -> int:
     logs.configure(args.log_level, args.log_format)
     from collectors.kserve.command import run_bridge
@@ -89,13 +94,13 @@ def _cmd_bridge(args: argparse.Namespace) -> int:
 
 def _cmd_replay(args: argparse.Namespace) -> int:
     logs.configure(args.log_level, args.log_format)
-    from visionmon.replay import replay_command
+    from visionmon.postmortem.cli import replay_command
     return replay_command(args)
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
     logs.configure(args.log_level, args.log_format)
-    from visionmon.report import report_command
+    from visionmon.postmortem.cli import report_command
     return report_command(args)
 
 
@@ -158,6 +163,14 @@ def parser() -> argparse.ArgumentParser:
     build.add_argument("--until", default=None)
     build.add_argument("--images", default=None)
     build.set_defaults(func=_cmd_baseline)
+    export = bsub.add_parser("export", help="write the baseline the daemon uses (read from "
+                                            "its checkpoint) to a baseline file")
+    export.add_argument("--config", required=True, help="the daemon's YAML config")
+    export.add_argument("--model", default=None,
+                        help="the model whose baseline to export (default: the only one)")
+    export.add_argument("--out", required=True,
+                        help="baseline file to write (loaded by baseline.mode: file)")
+    export.set_defaults(func=_cmd_baseline_export)
 
     from collectors.kserve.command import add_bridge_arguments
     bridge = sub.add_parser("bridge", help="KServe payload-logger bridge: CloudEvents in, "
@@ -166,14 +179,14 @@ def parser() -> argparse.ArgumentParser:
     logging_opts(bridge)
     bridge.set_defaults(func=_cmd_bridge)
 
-    from visionmon.replay import add_replay_arguments
+    from visionmon.postmortem.cli import add_replay_arguments
     rep = sub.add_parser("replay", help="recompute the metrics of a past time range into "
                                         "an OpenMetrics file (postmortems)")
     add_replay_arguments(rep)
     logging_opts(rep)
     rep.set_defaults(func=_cmd_replay)
 
-    from visionmon.report import add_report_arguments
+    from visionmon.postmortem.cli import add_report_arguments
     rpt = sub.add_parser("report", help="HTML postmortem report of a time range")
     add_report_arguments(rpt)
     logging_opts(rpt)

@@ -18,7 +18,9 @@ from monitor.config import load_config
 from tests.conftest import CLASSES, metric_sum
 from tests.replay.conftest import STRETCH_S, Recorded, read_samples
 from visionmon import cli
-from visionmon.replay import KafkaRangeReader, TimeRange, run_replay
+from visionmon.postmortem.read import KafkaRangeReader
+from visionmon.postmortem.replay import run_replay
+from visionmon.postmortem.timerange import TimeRange
 
 Key = tuple[str, frozenset[tuple[str, str]]]
 

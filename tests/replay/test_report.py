@@ -17,7 +17,7 @@ import yaml
 from tests.conftest import CLASSES
 from tests.replay.conftest import Recorded
 from visionmon import cli
-from visionmon.report import SECTIONS
+from visionmon.postmortem.sections import SECTIONS
 
 PNG = b"\x89PNG\r\n\x1a\n"
 SECTION_IDS = [sid for sid, _ in SECTIONS]
@@ -191,8 +191,8 @@ def test_disagreement_images_are_found_by_event_time_with_labels_that_came_late(
     from tests.conftest import base_config, write_config
     from tests.replay.conftest import _png
     from visionmon.broker import create_topics
-    from visionmon.replay import TimeRange
-    from visionmon.report import disagreement_thumbnails
+    from visionmon.postmortem.thumbnails import disagreement_thumbnails
+    from visionmon.postmortem.timerange import TimeRange
 
     names = {"predictions": "late-pred", "images": "late-img", "feedback": "late-fb"}
     create_topics(broker.bootstrap, list(names.values()), 1)

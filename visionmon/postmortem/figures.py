@@ -1,7 +1,7 @@
 """The report's figures: plain data in, PNG bytes out (matplotlib, no pyplot state).
 
 Every function draws one figure from already-computed numbers; none reads metrics or
-decides what "no data" means (report.py does, and never calls these without data).
+decides what "no data" means (`sections.py` does, and never calls these without data).
 """
 
 from __future__ import annotations
