@@ -17,7 +17,6 @@ from monitor.stats.agreement import (
     stratified_drop_pvalue,
     usual_pairs,
     weighted_drop_pvalue,
-    weighted_test_applies,
 )
 from monitor.stats.binning import bin_counts, bin_index, categorical_counts, quantile_edges
 from monitor.stats.calibration import calibration_bin_index, ece_from_bins, mce_from_bins
@@ -83,5 +82,4 @@ __all__ = [
     "top_confused_pairs",
     "usual_pairs",
     "weighted_drop_pvalue",
-    "weighted_test_applies",
 ]
