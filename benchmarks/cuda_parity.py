@@ -10,7 +10,7 @@
 2. The same through `ShadowScorer` (PNG bytes -> decode workers -> batches): the device's
    reference predictions against the CPU scorer's.
 3. MMD: `reference_model.embeddings` on the device against the numpy reference
-   (`monitor.stats.mmd.mmd2_rbf`), and the permutation test's time on the device and on
+   (`tests.oracles.mmd.mmd2_rbf`), and the permutation test's time on the device and on
    the CPU (float64) for growing reservoirs (median of `--repeats`).
 """
 
@@ -32,7 +32,7 @@ import torch
 
 from monitor.events import ImageEvent
 from monitor.reference_config import ImagesConfig
-from monitor.stats.mmd import median_heuristic_bandwidth, mmd2_rbf
+from monitor.stats.mmd import median_heuristic_bandwidth
 from reference_model import embeddings
 from reference_model.artifact import load_reference
 from reference_model.digits import (
@@ -45,6 +45,7 @@ from reference_model.digits import (
 )
 from reference_model.scorer import Scorer, ScoreResult
 from reference_model.shadow import ShadowScorer
+from tests.oracles.mmd import mmd2_rbf
 
 
 def compare(name: str, cpu: ScoreResult, dev: ScoreResult, labels: np.ndarray) -> str:

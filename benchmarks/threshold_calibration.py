@@ -19,20 +19,24 @@ Usage: python benchmarks/threshold_calibration.py [--trials 10000] [--alpha 0.01
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from scipy.stats import lognorm
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from monitor.stats import (
     apply_bin_map,
     bin_counts,
     drift_threshold,
     psi,
-    psi_per_row,
     quantile_edges,
 )
+from tests.oracles.divergence import psi_per_row
 
 WINDOW_SIZES = (100, 1_000, 10_000, 100_000)
 BASELINE_SIZES = (10_000, 100_000)

@@ -14,11 +14,10 @@ draws n images of the clean pool with replacement, as the streams do; the produc
 class and the reference model's class are the pool's, and the bad version changes the
 production class exactly as `scenarios.py` does (a share of predictions moved to another
 class at random; or every 3 served as 8). Each part is tested at the share of the level the family
-gives it (`monitor.stats.agreement`): a quarter each to the classes together (divided among
-the classes), the count, the weighted count and the unusual count (images whose production
-and reference classes form a pair the baseline's profile does not hold usual); thirds where
-the weighted count is not made (it then reads as the count). The family is tested at
-alpha."""
+gives it (`monitor.stats.agreement`): a third each to the classes together (divided among
+the classes), the weighted count (the plain count where the window's classes get equal
+weights) and the unusual count (images whose production and reference classes form a pair
+the baseline's profile does not hold usual). The family is tested at alpha."""
 
 from __future__ import annotations
 
@@ -41,11 +40,11 @@ from monitor.stats.agreement import (  # noqa: E402
     is_usual,
     stratified_drop_pvalue,
     weighted_drop_pvalue,
-    weighted_test_applies,
 )
 
 ALPHA = 0.001           # slos.thresholds.shadow_agreement_drop.alpha default
 SIZES = (50, 100, 150, 200, 250)
+PARTS = 3               # the classes together, the weighted count, the unusual count
 
 
 def window_counts(top: np.ndarray, ref: np.ndarray, n: int, share: float, one_class: bool,
@@ -105,8 +104,8 @@ def main() -> int:
              f"Regenerate with `.venv/bin/python benchmarks/detection/agreement_power.py"
              f"{'' if args.dataset == 'digits' else ' --dataset ' + args.dataset}` after "
              f"`run.py` (seed {args.seed}). {r:,} windows per cell; share of windows caught "
-             f"at alpha = {ALPHA:g}: family / classes / count / weighted count / unusual "
-             f"count. Pool agreement {np.mean(top == ref):.3f}; baseline profile "
+             f"at alpha = {ALPHA:g}: family / classes / weighted count / unusual count. "
+             f"Pool agreement {np.mean(top == ref):.3f}; baseline profile "
              f"{int(bn.sum()):,} joined images; {len(split.pairs)} usual disagreement pairs "
              f"of {k * (k - 1)}, chosen on half of them, on which the other half's images "
              f"fall outside the usual pairs at a rate of "
@@ -118,7 +117,7 @@ def main() -> int:
     for name, share, one_class in rows:
         cells = []
         for n in SIZES:
-            hits = np.zeros(5)
+            hits = np.zeros(4)
             for _ in range(r):
                 wn, wa, wu = window_counts(top, ref, n, share, one_class, k, rng, split.pairs)
                 tested = np.flatnonzero((wn > 0) & seen)
@@ -127,18 +126,13 @@ def main() -> int:
                 family = agreement_drop_test(wn, wa, base.agreement.n, base.agreement.agree,
                                              wu, split)
                 wn, wa = wn[kept], wa[kept]
-                count = stratified_drop_pvalue(wn, wa, bn, ba)
                 held = np.flatnonzero((wn > 0) & (split.n[kept] > 0))
                 unusual = stratified_drop_pvalue(wn[held], wu[kept][held],
                                                  split.n[kept][held], split.usual[kept][held])
-                made = weighted_test_applies(wn, bn, ba)
-                parts = 4 if made else 3
                 hits += [family is not None and family.p_value < ALPHA,
-                         np.nanmin(per) * tested.size < ALPHA / parts,
-                         count < ALPHA / parts,
-                         (weighted_drop_pvalue(wn, wa, bn, ba) if made else count)
-                         < ALPHA / parts,
-                         unusual < ALPHA / parts]
+                         np.nanmin(per) * tested.size < ALPHA / PARTS,
+                         weighted_drop_pvalue(wn, wa, bn, ba) < ALPHA / PARTS,
+                         unusual < ALPHA / PARTS]
             cells.append(" / ".join(f"{h / r:.2f}" for h in hits))
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
         print(lines[-1], flush=True)

@@ -4,10 +4,16 @@ tables."""
 from __future__ import annotations
 
 import json
-import math
 from typing import Any
 
 from benchmarks.detection.peers import ALIBI_REFERENCE
+from benchmarks.detection.reading import (
+    reading_facts,
+    reading_tables,
+    sensitivity_facts,
+    sensitivity_runs,
+    sensitivity_tables,
+)
 from benchmarks.detection.scenarios import (
     COVARIATE,
     IMAGE_SAMPLING,
@@ -17,10 +23,8 @@ from benchmarks.detection.scenarios import (
     REQUEST_RATE,
 )
 from benchmarks.detection.visionmon_run import (
-    ALPHA,
     LATENCY_TARGET,
     LATENCY_THRESHOLD_S,
-    MIN_JOINS,
     SLICES,
     WINDOWS,
 )
@@ -168,6 +172,8 @@ def render(results: dict[str, Any], col: dict[str, Any], fa: Any, cost: dict[str
         "",
     ]
     from benchmarks.detection.tables import (
+        GOAL_ACC_POINTS,
+        GOAL_FA,
         PEER_SIGNALS,
         agree_alpha,
         quality_bounds,
@@ -221,7 +227,7 @@ def render(results: dict[str, Any], col: dict[str, Any], fa: Any, cost: dict[str
         "",
         *fa_table,
         "",
-        *_sensitivity(results, fa),
+        *_sensitivity_section(results, fa),
         "## Label-free accuracy estimate",
         "",
         "Mean absolute error, in accuracy points, of the estimate against realized accuracy on "
@@ -253,16 +259,31 @@ def render(results: dict[str, Any], col: dict[str, Any], fa: Any, cost: dict[str
         "",
         "## Reading the results",
         "",
-        *why(results, col, fa, cost),
+        READING_LINK,
+        "",
+        *reading_tables(reading_facts(results, col, fa, cost), GOAL_FA, GOAL_ACC_POINTS),
         "",
     ]
     return "\n".join(out) + "\n"
 
 
+#: the one sentence before the tables of "Reading the results": the explanations are fixed prose
+READING_LINK = ("Why these numbers come out as they do, and what would change them: "
+                "[detection-reading.md](detection-reading.md), the same for both data sets. "
+                "The numbers it refers to, from this run:")
+
+
+def _sensitivity_section(results: dict[str, Any], fa: Any) -> list[str]:
+    """*One baseline, one rate*: a pointer to the fixed prose, and this run's tables."""
+    facts = sensitivity_facts(results, fa)
+    if facts is None:
+        return []
+    return ["**One baseline, one rate** ([detection-reading.md]"
+            "(detection-reading.md#one-baseline-one-rate)).", "",
+            *sensitivity_tables(facts), ""]
+
+
 WINDOW_IMAGES_100 = round(100 * IMAGE_SAMPLING)
-VM_TITLES = {"vm_drift": "vm drift", "vm_mmd": "vm MMD", "vm_agree": "vm agreement",
-             "vm_agree_test": "vm agreement test",
-             "vm_alerts": "vm alerts"}
 
 
 def _labelled(b: dict[str, Any]) -> int:
@@ -291,19 +312,8 @@ def _baseline_line(results: dict[str, Any]) -> str:
             "(see *One baseline, one rate*).")
 
 
-def _sensitivity_runs(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """The sensitivity experiment's runs, one per baseline size (results before sizes were
-    recorded: one run at 10,000 requests, 1,000 windows of 2,000 images)."""
-    sens = results.get("baseline_sensitivity")
-    if not sens:
-        return []
-    if isinstance(sens, dict):
-        sens = [{"requests": 10_000, "windows": 1_000, "window_images": 2_000, **sens}]
-    return list(sens)
-
-
 def _sensitivity_sizes(results: dict[str, Any]) -> list[str]:
-    return [f"{r['requests']:,}" for r in _sensitivity_runs(results)]
+    return [f"{r['requests']:,}" for r in sensitivity_runs(results)]
 
 
 def _min_shadow_images(results: dict[str, Any]) -> int:
@@ -312,590 +322,5 @@ def _min_shadow_images(results: dict[str, Any]) -> int:
     return int((results.get("daemon") or {}).get("min_shadow_images", MIN_SHADOW_IMAGES))
 
 
-def _rate(v: tuple[int, int] | None) -> str:
-    from benchmarks.detection.tables import per_1000
-
-    return "—" if v is None else per_1000(*v)
-
-
 def _and(items: list[str]) -> str:
     return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
-
-
-def _pct(x: float) -> str:
-    return "< 0.1 %" if x < 0.05 else f"{x:.1f} %" if x < 10 else f"{x:.0f} %"
-
-
-def _per_k(v: tuple[int, int]) -> float:
-    return 1000 * v[0] / v[1] if v[1] else 0.0
-
-
-def _sensitivity(results: dict[str, Any], fa: Any) -> list[str]:
-    runs = _sensitivity_runs(results)
-    if not runs:
-        return []
-    import numpy as np
-
-    used_n = results["plan"]["baseline"]["n"]
-    used_seed = results["plan"]["baseline"]["seed"]
-    largest = max(WINDOWS.values())
-    images = runs[0]["window_images"]
-    windows = runs[0]["windows"]
-    parts, sds, used, used_rank = [], {}, None, ""
-    for r in runs:
-        rates = np.array(r["rate"]) * 100
-        base_images = float(np.mean(r["baseline_images"]))
-        sd = float(np.std(rates, ddof=1)) if rates.size > 1 else math.nan
-        noise = 100 * math.sqrt(max(rates.mean(), 1e-9) / 100
-                                * (1 - rates.mean() / 100) / r["windows"])
-        sds[r["requests"]] = (sd, noise)
-        role = (" (as many as the largest window)" if r["requests"] == largest
-                else " (the size every other table uses)" if r["requests"] == used_n else "")
-        parts.append(f"baselines of {r['requests']:,} requests{role}, ~{base_images:,.0f} "
-                     f"images, give {rates.min():.1f} % to {rates.max():.1f} % (mean "
-                     f"{rates.mean():.1f} %, sd across baselines {sd:.2f} points)")
-        if r["requests"] == used_n and used_seed in r["seed"]:
-            used = rates[r["seed"].index(used_seed)]
-            ends = [(k, v) for k, v in (("highest", rates.max()), ("lowest", rates.min()))
-                    if math.isclose(used, v)]
-            ties = int(np.isclose(rates, used).sum())
-            rank = (None if not ends else f"tied for the {ends[0][0]}" if ties > 1
-                    else f"the {ends[0][0]}")
-            used_rank = f", {rank} of the {rates.size}" if rank else ""
-    text = (
-        "**One baseline, one rate.** The thresholds are calibrated on average over baseline "
-        "samples, but a deployed monitor keeps one baseline, whose own sampling noise then "
-        f"enters every window's comparison. Redrawing the baseline with {len(runs[0]['rate'])} "
-        f"seeds and testing each on {windows:,} windows of {images:,} clean images (the "
-        f"images of a {largest:,}-request window) with vm embed PCs (nominal 1 %): "
-        f"{'; '.join(parts)}. With {windows:,} windows per baseline the windows' own binomial "
-        f"noise alone gives an sd of about {_and([f'{n:.2f}' for _, n in sds.values()])} "
-        "points, so the spread beyond that is the baseline's.")
-    ratios = [(n, sd / noise) for n, (sd, noise) in sds.items() if not math.isnan(sd)]
-    if ratios:
-        text += (" The spread across baselines is "
-                 + _and([f"{r:.1f}×{' that noise' if k == 0 else ''} at {n:,} requests"
-                         for k, (n, r) in enumerate(ratios)]) + ".")
-        small = dict(ratios).get(largest)
-        if small is not None and small >= 2:
-            text += (" With a baseline as large as the window, which baseline a monitor "
-                     "happened to draw decides much of its rate.")
-    if used is not None:
-        text += (f" The benchmark's baseline (seed {used_seed:,}, {used_n:,} requests) gives "
-                 f"{used:.1f} % over these windows{used_rank}.")
-        table = fa.get("1000s", {}).get("vm_embed")
-        if table and table[1] and WINDOWS["1000s"] == largest:
-            from scipy.stats import binom
-
-            k, n = table
-            chance = _pct(100 * float(binom.cdf(k, n, used / 100)))
-            text += (f" The false-alarm table's {n:,} windows of {largest:,} requests (about "
-                     f"{round(largest * IMAGE_SAMPLING):,} images each) are too few to pin a "
-                     f"rate of this size down: vm embed PCs alarmed in {k} of them where "
-                     f"{used / 100 * n:.1f} were expected at {used:.1f} % ("
-                     + (f"none happens with probability {chance}" if k == 0 else
-                        f"{k} or fewer happen with probability {chance}")
-                     + f"), and the goals' verdicts at {largest:,} requests rest on these "
-                     f"{n:,} windows.")
-    text += (" Build the baseline from several times the traffic of the largest window an "
-             "alert or dashboard evaluates.")
-    return [text, ""]
-
-
-def _alibi_slower(col: dict[str, Any], sig: str
-                  ) -> tuple[list[tuple[str, float, int]], int]:
-    """([(f"{name} {sig} vs {alibi}", sig's delay or inf, Alibi's delay)] where `sig` alarmed
-    later than Alibi, shifts Alibi detected), delays in requests."""
-    slower, total = [], 0
-    for name, d in col["delays"].items():
-        a = d.get("alibi_mmd")
-        if a is None:
-            continue
-        total += 1
-        v = d.get(sig)
-        if v is None or v[0] > a[0]:
-            slower.append((f"{name} {'—' if v is None else f'{v[0]:,}'} vs {a[0]:,}",
-                           math.inf if v is None else v[0], a[0]))
-    return slower, total
-
-
-def _strong_vs_alibi(col: dict[str, Any]) -> str:
-    """vm embed PCs against Alibi on the severity-5 shifts Alibi detected."""
-    strong = {k: v for k, v in col["delays"].items() if k.endswith("-s5")}
-    slower, total = _alibi_slower({"delays": strong}, "vm_embed")
-    if not total:
-        return ""
-    return (f" and is no slower than Alibi in {total - len(slower)} of the {total} "
-            "severity-5 shifts Alibi detected")
-
-
-def _mmd_lag(slower: list[tuple[str, float, int]], every: int) -> str:
-    """How much later vm MMD alarmed than Alibi, where it did."""
-    step = 50   # requests between readings (run.CHUNK)
-    one = [x for x in slower if x[1] - x[2] <= step]
-    rest = [x for x in slower if x[1] - x[2] > step]
-    parts = []
-    if one:
-        parts.append(f"{len(one)} of the {len(slower)} lag by one reading ({step} requests): "
-                     f"the exported verdict may be up to {every - 1} images old, and near the "
-                     "critical value which of two tests crosses first is partly chance")
-    if rest:
-        parts.append(f"{'the other ' if one else ''}{len(rest)} lag by more")
-    return "; ".join(parts)
-
-
-def _equal_rate(results: dict[str, Any], col: dict[str, Any],
-                fa: dict[str, dict[str, tuple[int, int]]]) -> str:
-    """The comparison at equal false-alarm rate: vm MMD's cutoff moved to Alibi's rate."""
-    from benchmarks.detection.tables import mmd_cutoff_at_alibi_rate
-
-    matched = mmd_cutoff_at_alibi_rate(results)
-    own = fa.get("100s", {}).get("vm_mmd")
-    if matched is None or own is None:
-        return ""
-    slower, total = _alibi_slower(col, "vm_mmd_eq")
-    late = [x for x in slower if x[2] >= 1_000]
-    text = (f". The two did not run at equal false-alarm rates: on no-drift windows of 1,000 "
-            f"requests Alibi alarmed in {1000 * matched['rate']:.0f} per 1,000 (nominal 10; "
-            f"its p-value is exact over reference draws, but this run holds one 500-row "
-            f"reference, and which rows it holds moves its rate), vm MMD in "
-            f"{_rate(own)}. With vm MMD's cutoff moved so that it too alarms in "
-            f"{1000 * matched['alarms'] / matched['windows']:.0f} per 1,000 (*vm MMD at "
-            f"Alibi's rate*), it is no slower than Alibi in {total - len(slower)} of {total}")
-    if slower:
-        text += f" (later: {'; '.join(x for x, _, _ in slower)}, requests)"
-    if late:
-        text += (f"; in {len(late)} of those Alibi's first alarm came {min(x[2] for x in late):,}"
-                 " or more requests after the onset, where, at its rate over ~60 overlapping "
-                 "looks per stream, a false alarm cannot be told from a detection")
-    if slower:
-        page = f"detection{'' if dataset_of(results) == 'digits' else '-fashion'}-mmd-power.md"
-        text += (f". A first crossing is partly chance between tests of similar power: "
-                 f"[{page}]({page}) (`benchmarks/detection/mmd_power.py`, run after this "
-                 "one) measures each test's power on one window of those shifts at one "
-                 "false-alarm rate, against a permutation MMD built like Alibi's in numpy")
-    return text
-
-
-def _alibi_big(cost: dict[str, Any]) -> str:
-    """Alibi's cost with visionmon's whole reference, when the run timed it."""
-    key = f"ms_peer_alibi_mmd_100s_ref{EMBEDDING_SAMPLE}"
-    if key not in cost:
-        return ""
-    return (f", and with the {EMBEDDING_SAMPLE:,} rows vm MMD uses, {cost[key] / 1e3:.1f} s "
-            "(timed, not run on the streams)")
-
-
-def _vs_alibi(col: dict[str, Any], sig: str) -> str:
-    slower, total = _alibi_slower(col, sig)
-    return (f", no slower than Alibi in {total - len(slower)} of {total} shifts Alibi detected"
-            if total else "")
-
-
-def _estimate_misses(col: dict[str, Any], results: dict[str, Any]) -> str:
-    """Where the label-free estimate misses the goal, too high or too low, and how soon vm
-    drift fired there."""
-    from benchmarks.detection.tables import GOAL_ACC_POINTS, fmt_delay
-
-    over = sorted((k for k, v in col["acc_vm"].items()
-                   if k.split("-s")[0] in COVARIATE and 100 * v > GOAL_ACC_POINTS),
-                  key=lambda k: (list(COVARIATE).index(k.split("-s")[0]), k))
-    if not over:
-        return " Every covariate shift stays within the goal."
-    high = [k for k in over if col["acc_signed"].get(k, 0.0) > 0]
-    low = [k for k in over if col["acc_signed"].get(k, 0.0) <= 0]
-    text = f" The estimate misses by more than {GOAL_ACC_POINTS:g} points on {_and(over)}."
-    if high:
-        text += (f" Too high on {_and(high)}: the model stays confident on images it now gets "
-                 "wrong, P(correct | confidence) falls, and every confidence-based estimate is "
-                 "fooled, NannyML's CBPE included.")
-    if low:
-        text += (f" Too low on {_and(low)}: the shift lowers the model's confidence more "
-                 "than its accuracy, so the baseline's map from confidence to accuracy "
-                 "under-counts.")
-    drift = [col["delays"].get(n, {}).get("vm_drift") for n in over]
-    if any(d is None for d in drift):
-        text += f" vm drift there: {_and([fmt_delay(d) for d in drift])}."
-    else:
-        text += (f" vm drift fires within {max(d[0] for d in drift):,} requests on every "
-                 "one of them: the estimate is to be read next to the drift verdict, not "
-                 "alone.")
-    return text + _agreement_estimate_text(col, results)
-
-
-def _agreement_estimate_text(col: dict[str, Any], results: dict[str, Any]) -> str:
-    """Where the rescaled shadow agreement ratio does better or worse than the exported
-    estimate: it is noisier (images, not requests), and fails where the reference model
-    fails differently from production."""
-    from benchmarks.detection.tables import GOAL_ACC_POINTS, agreement_scale
-
-    agree = {k: v for k, v in col.get("acc_agree", {}).items()
-             if k.split("-s")[0] in COVARIATE and k in col["acc_vm"]}
-    if not agree:
-        return ""
-    order = sorted(agree, key=lambda k: (list(COVARIATE).index(k.split("-s")[0]), k))
-    goal = GOAL_ACC_POINTS / 100
-    # the ratio's own noise on a 1,000-request window: mean |error| of a binomial proportion
-    # of that many images at the clean agreement, rescaled
-    clean = float(results["workload"]["agreement"])
-    images = 1_000 * IMAGE_SAMPLING
-    noise = agreement_scale(results) * math.sqrt(2 / math.pi * clean * (1 - clean) / images)
-    fixes = [k for k in order if agree[k] <= goal < col["acc_vm"][k]]
-    breaks = [k for k in order if agree[k] > max(goal, 2 * noise) >= col["acc_vm"][k]]
-    misses = [k for k in order if agree[k] > goal]
-    text = (f" The shadow agreement ratio rescaled to an accuracy (last number) is label-free "
-            f"too, and fails differently: mean {100 * sum(agree.values()) / len(agree):.1f} "
-            f"points, {len(misses)} of {len(agree)} over {GOAL_ACC_POINTS:g}. It rests on "
-            f"the window's ~{images:.0f} joined images, not its 1,000 requests: binomial noise "
-            f"alone gives it a mean absolute error of about {100 * noise:.1f} points.")
-    if fixes:
-        text += (f" It is within the goal where the exported estimate is not on {_and(fixes)}: "
-                 "production and reference get worse together, so their agreement falls with "
-                 "accuracy whatever the confidences do.")
-    signed = col.get("acc_agree_signed", {})
-    low = [k for k in breaks if signed.get(k, 0.0) <= 0]
-    high = [k for k in breaks if signed.get(k, 0.0) > 0]
-    if breaks:
-        text += (" It misses by more than twice its noise where the exported estimate is "
-                 "within the goal")
-        if low:
-            text += (f", too low on {_and(low)}: the reference model fails where production "
-                     "does not, so agreement falls and accuracy does not")
-        if high:
-            text += (f"{';' if low else ','} too high on {_and(high)}: both models fail the "
-                     "same way, so agreement stays and accuracy falls")
-        text += "."
-    return (text + " Neither is right everywhere; two label-free estimates that disagree are "
-            "themselves a sign to wait for labels.")
-
-
-def _agreement_vs_labels(bad: dict[str, Any], results: dict[str, Any]) -> str:
-    from benchmarks.detection.tables import fmt_delay
-
-    agree, acc = bad.get("vm_shadow", bad.get("vm_agree")), bad.get("vm_accuracy")
-    seen = [f"{what} ({fmt_delay(d)})" for what, d in (("shadow agreement", agree),
-                                                        ("labels", acc)) if d is not None]
-    text = (f"{_and(seen)} {'does' if len(seen) == 1 else 'do'}" if seen
-            else "neither shadow agreement nor labels crossed their bounds within the stream")
-    if agree is not None and acc is not None and acc[0] < agree[0]:
-        msi = _min_shadow_images(results)
-        text += (f". Labels come first here: the new version's agreement ratio waits for "
-                 f"{msi} of its own joined images (`quality.min_shadow_images`), the accuracy "
-                 f"for {MIN_JOINS} labels (`quality.min_labels`), and labels arrive for "
-                 f"{100 * LABEL_FRACTION:.0f} % of requests against {100 * IMAGE_SAMPLING:.0f} "
-                 "% for images")
-    return text + "."
-
-
-def _agreement_misses(col: dict[str, Any], results: dict[str, Any]) -> str:
-    """Why shadow agreement is late or silent on a bad version: where its ratio settles,
-    against the bound and the binomial noise of a clean window."""
-    from scipy.stats import binom
-
-    from benchmarks.detection.tables import GOAL_SHADOW_IMAGES, quality_bounds
-
-    bound = quality_bounds(results)[0]
-    clean = float(results["workload"]["agreement"])
-    late = []
-    for name in ("bad_version_class-s3", "bad_version_random-s3"):
-        d = col["delays"].get(name, {}).get("vm_shadow")
-        level = col["agree_level"].get(name)
-        if (d is None or d[1] > GOAL_SHADOW_IMAGES) and level is not None:
-            late.append((name, level))
-    if not late:
-        return ""
-    n = GOAL_SHADOW_IMAGES
-    sd = 100 * math.sqrt(clean * (1 - clean) / n)
-    parts = []
-    for name, level in late:
-        mid = (clean + level) / 2
-        fa = 100 * float(binom.cdf(math.ceil(mid * n) - 1, n, clean))
-        parts.append(f"{name} settles at {level:.3f}, {100 * (clean - level):.1f} points "
-                     f"under the clean {clean:.3f}; a bound halfway, at {mid:.3f}, would alarm on "
-                     f"{_pct(fa)} of clean windows of {n} images")
-    return (f" Shadow agreement is late or silent here because the drop is small against "
-            f"the noise: {'; '.join(parts)}, where the ratio's binomial sd alone is {sd:.1f} "
-            f"points (bound {bound}). The less accurate the models, the less they agree on "
-            "clean images and the noisier the ratio, so a fixed bound has to sit further "
-            "under the clean level.")
-
-
-def _agreement_test_text(col: dict[str, Any], fa: Any, results: dict[str, Any]) -> str:
-    """What the shadow agreement test adds to the bound: no minimum of images, per class."""
-    from benchmarks.detection.tables import agree_alpha, fmt_delay
-
-    alpha = agree_alpha(results)
-    if alpha is None:
-        return ""
-    sizes = [w for w in ("10s", "100s", "1000s")
-             if w in fa and fa[w].get("vm_agree_test", (0, 0))[1]]
-    rates = _and([f"{_rate(fa[w]['vm_agree_test'])} of {WINDOWS[w]:,}" for w in sizes])
-    rows = [(name, col["delays"][name].get("vm_agree_test"))
-            for name in ("bad_version_class-s3", "bad_version_random-s3")
-            if name in col["delays"]]
-    text = (f" The agreement test (`VisionmonShadowAgreementDropped`, p < {alpha:g}) needs no "
-            "such minimum: it compares each production class's agreement, all of them "
-            "together, all of them with disagreements weighted towards the classes that "
-            "rarely disagree, and the images whose production and reference classes form a "
-            "pair the baseline rarely showed (where a share of predictions gone random "
-            "stands out most), with the baseline's, and its p-value is exact from the first "
-            "joined image")
-    if sizes:
-        text += (f"; on no drift it alarmed in {rates} per 1,000 windows of that many "
-                 "requests")
-    if rows:
-        text += ("; it catches the bad-version rows after "
-                 f"{_and([f'{fmt_delay(d)} ({n})' for n, d in rows])} (requests / images)")
-    return text + "."
-
-
-def _agreement_power_link(results: dict[str, Any]) -> str:
-    """Where the single-window power of the agreement test on the bad versions is measured."""
-    page = f"detection{'' if dataset_of(results) == 'digits' else '-fashion'}-agreement-power.md"
-    return (" A delay here is the first of many looks to cross and its median over three seeds "
-            f"is coarse: [{page}]({page}) (`benchmarks/detection/agreement_power.py`, run "
-            "after this one) gives the chance that one window of 50 to 250 images of each bad "
-            "version is caught, by the agreement test and by each of its parts.")
-
-
-def _unchanged_input_alarms(col: dict[str, Any]) -> str:
-    """Drift alarms where the images and the class mix are unchanged by construction."""
-    hits = [name for name, d in sorted(col["delays"].items())
-            if name.startswith(("bad_version_random", "label_noise"))
-            and any(d.get(s) is not None for s in ("vm_drift", "vm_mmd"))]
-    if not hits:
-        return (" No drift or MMD alarm fired in the random bad-version and label-noise rows, "
-                "whose images and class mix are unchanged.")
-    return (f" Drift alarms in the random bad-version and label-noise rows ({', '.join(hits)}) "
-            "are false alarms of the kind measured on no drift (a stream of 3,000 requests "
-            "read every 50 is ~60 overlapping looks); in bad_version_class the class mix does "
-            "change, and the predicted-class drift is a true detection.")
-
-
-def why(results: dict[str, Any], col: dict[str, Any], fa: Any, cost: dict[str, float]
-        ) -> list[str]:
-    """Explanations written against the numbers of this run."""
-    import numpy as np
-    from scipy.stats import binom
-
-    from benchmarks.detection.tables import (
-        BASELINE_FEATURES,
-        GOAL_FA,
-        MMD,
-        MMD_ALPHA,
-        N_FEATURES,
-        drift_alpha,
-        fmt_delay,
-    )
-
-    lines = []
-    d100 = fa.get("10s", {})
-    d1k = fa.get("100s", {})
-    d10k = fa.get("1000s", {})
-    daemon = results.get("daemon") or {}
-    if "vm_drift_default" in d1k:
-        k = int(daemon.get("drift_features", BASELINE_FEATURES))
-        level = drift_alpha(results)
-        checked = results["false_alarms"].get("mismatches", 0) + sum(
-            int(r.get("mismatches", 0)) for r in results["delays"])
-        sizes = [(w, f"{WINDOWS[w]:,}") for w in ("10s", "100s", "1000s") if w in fa]
-        corrected = _and([_rate(fa[w].get("vm_drift")) for w, _ in sizes])
-        uncorrected = _and([_rate(fa[w].get("vm_drift_default")) for w, _ in sizes])
-        names = _and([t for _, t in sizes])
-        text = (
-            f"* **Drift alarms on no drift (multiple testing).** The drift alert and "
-            f"`DriftMonitor.drifting` fire when *any* drift feature crosses its threshold. By "
-            f"default (`drift.correction: bonferroni`) each of the {k} features of the "
-            f"baseline is tested at (`drift.alpha` less the embedding MMD test's "
-            f"{MMD_ALPHA:g}) / {k} = {ALPHA - MMD_ALPHA:g} / {k} = {level:.6f}, the level "
-            f"`visionmon_drift_threshold` is exported at (the run checks PSI > exported "
-            f"threshold ⇔ p < {level:.6f}: {checked} disagreements), so that \"any feature "
-            f"drifted\" alarms in at most {ALPHA - MMD_ALPHA:g} of no-drift windows, and any "
-            f"feature or MMD in at most `drift.alpha` ({ALPHA:g}), when each test is "
-            f"calibrated: *vm drift* alarms "
-            f"in {corrected} of 1,000 no-drift windows of {names} requests. "
-            f"{N_FEATURES} of the {k} features vary here; width and height are constant, never "
-            f"alarm, and only make the correction a little stricter. With `drift.correction: "
-            f"none` each feature is tested at {ALPHA:g}: each alone is calibrated, but together "
-            f"they alarm in {uncorrected} of 1,000 (*vm drift α0.01*).")
-        over = [(w, t) for w, t in sizes
-                if "vm_drift" in fa[w] and 1000 * fa[w]["vm_drift"][0] / fa[w]["vm_drift"][1]
-                > GOAL_FA]
-        if over:
-            text += (f" The default still exceeds {GOAL_FA:g} per 1,000 in windows of "
-                     f"{' and '.join(t for _, t in over)} requests")
-            from_pcs = [w for w, _ in over if "vm_embed" in fa[w]
-                        and _per_k(fa[w]["vm_embed"]) > GOAL_FA]
-            text += (", from the embedding PCs (vm embed PCs alone: "
-                     f"{_and([_rate(fa[w]['vm_embed']) for w in from_pcs])}): see *One "
-                     "baseline, one rate* under the false-alarm table." if from_pcs else ".")
-        if results["mode"] == "short":
-            text += " The short mode reads only 30 windows of 10,000; the full mode reads 300."
-        lines.append(text)
-    agreement = float(results["workload"]["agreement"])
-    if "vm_agree" in d1k:
-        from benchmarks.detection.tables import quality_bounds
-
-        msi = _min_shadow_images(results)
-        min_agreement = quality_bounds(results)[0]
-
-        def below(n: int) -> float:   # P(ratio < bound) on n joined images, binomial noise
-            return 100 * float(binom.cdf(math.ceil(min_agreement * n) - 1, n, agreement))
-
-        per_1k = round(1_000 * IMAGE_SAMPLING)
-        e100 = d100.get("vm_agree", (0, 0))[1]
-        text = (
-            f"* **Shadow agreement in small windows.** Production and reference agree on "
-            f"{100 * agreement:.1f} % of clean images, and the bound is {min_agreement}. "
-            f"Binomial noise alone puts the ratio under {min_agreement} with probability "
-            f"{_pct(below(WINDOW_IMAGES_100))} on {WINDOW_IMAGES_100} joined images (a window "
-            f"of 100 requests here), {_pct(below(msi))} on {msi} and {_pct(below(per_1k))} on "
-            f"{per_1k} (a window of 1,000). So the daemon exports "
-            f"`visionmon_shadow_agreement_ratio`, and judges the shadow_agreement objective, "
-            f"only once the window (or evaluation slice) holds `quality.min_shadow_images` = "
-            f"{msi} joined images: ")
-        text += ("no window of 100 requests holds that many here, so vm agreement is "
-                 "neither evaluated nor alarms there"
-                 if e100 == 0 else
-                 f"{e100:,} of {max(v[1] for v in d100.values()):,} windows of 100 requests "
-                 f"reached it, and alarmed in {_rate(d100['vm_agree'])} per 1,000")
-        text += (f"; windows of 1,000 requests alarm in {_rate(d1k['vm_agree'])} per 1,000"
-                 + (f" and of 10,000 in {_rate(d10k['vm_agree'])}" if "vm_agree" in d10k
-                    else "") + ". The price: at this sampling rate "
-                 f"({100 * IMAGE_SAMPLING:.0f} % of requests send their image) the ratio needs "
-                 f"windows of at least {msi / IMAGE_SAMPLING:,.0f} requests, and a new "
-                 f"version, whose windows start empty, has no ratio until {msi} of its own "
-                 f"images are joined (~{msi / IMAGE_SAMPLING:,.0f} requests here)")
-        bad_rows = [col["delays"][name].get("vm_agree")
-                    for name in ("bad_version_class-s3", "bad_version_random-s3")
-                    if name in col["delays"]]
-        text += (": the bad-version rows are caught by the bound after "
-                 f"{_and([fmt_delay(d) for d in bad_rows])} (requests / images"
-                 f"{'; —: not within the stream' if None in bad_rows else ''})."
-                 if bad_rows else ".")
-        text += _agreement_test_text(col, fa, results)
-        lines.append(text)
-    sizes_all = [w for w in ("10s", "100s", "1000s") if w in fa and "vm_alerts" in fa[w]]
-    if sizes_all:
-        def rates(sig: str, ws: list[str]) -> str:
-            return _and(["not evaluated" if fa[w].get(sig, (0, 0))[1] == 0
-                         else _rate(fa[w][sig]) for w in ws])
-
-        names_all = _and([f"{WINDOWS[w]:,}" for w in sizes_all])
-        text = (
-            "* **What the alerts see.** *vm alerts* alarms when the drift rule (any feature's "
-            "PSI, or the embedding MMD) or either shadow-agreement rule (the bound on the "
-            "ratio, the agreement test) would (before their "
-            f"`for:` hold): in {rates('vm_alerts', sizes_all)} of 1,000 no-drift windows of "
-            f"{names_all} requests, against {rates('vm_drift', sizes_all)} for the features "
-            f"alone and {rates('vm_mmd', sizes_all)} for MMD alone. The features' family gets "
-            f"{ALPHA - MMD_ALPHA:g} and the MMD test {MMD_ALPHA:g} of `drift.alpha` "
-            f"({ALPHA:g}, weighted Bonferroni), so that their union is held to "
-            f"{100 * ALPHA:g} % when each test is calibrated.")
-        ws = [w for w in sizes_all if _per_k(fa[w]["vm_alerts"]) > GOAL_FA]
-        if ws:
-            from benchmarks.detection.tables import agree_alpha
-
-            union = ALPHA + (agree_alpha(results) or 0.0)
-            parts = []
-            for w in ws:
-                k, n = fa[w]["vm_alerts"]
-                parts.append(f"{k} of {n:,} windows of {WINDOWS[w]:,} requests, where at the "
-                             f"union's nominal {100 * union:g} % (drift.alpha plus the "
-                             f"agreement test's level) {k} or more happen with probability "
-                             f"{_pct(100 * float(binom.sf(k - 1, n, union)))}")
-            text += (f" The union exceeds {GOAL_FA:g} per 1,000 in {'; '.join(parts)}.")
-        alone = [(w, sig) for w in sizes_all
-                 for sig in ("vm_drift", "vm_mmd", "vm_agree", "vm_agree_test")
-                 if fa[w].get(sig, (0, 0))[1] and _per_k(fa[w][sig]) > GOAL_FA]
-        from benchmarks.detection.tables import agree_alpha
-
-        levels = {"vm_agree": ALPHA, "vm_drift": ALPHA - MMD_ALPHA, "vm_mmd": MMD_ALPHA,
-                  "vm_agree_test": agree_alpha(results) or 0.0}
-        for w, sig in alone:
-            k, n = fa[w][sig]
-            level = levels[sig]
-            tail = float(binom.sf(k - 1, n, level))
-            text += (f" In windows of {WINDOWS[w]:,} requests {VM_TITLES[sig]} alone alarms "
-                     f"in {_rate(fa[w][sig])} per 1,000 ({k} of {n:,} windows; at a true "
-                     f"{100 * level:g} %, {k} or more of {n:,} happen with probability "
-                     f"{_pct(100 * tail)}).")
-        lines.append(text)
-    ev = d100.get("evidently_default"), d100.get("evidently_psi")
-    if all(ev):
-        lines.append(
-            f"* **Fixed thresholds in small windows.** Evidently's default test and its PSI at "
-            f"0.1 alarm in {1000 * ev[0][0] / ev[0][1]:.0f} and {1000 * ev[1][0] / ev[1][1]:.0f} "
-            "of 1,000 no-drift windows of 100 requests: the sampling noise of a 100-event "
-            "histogram alone exceeds 0.1. From 1,000 requests on they are quiet, and also slow "
-            "or blind on shifts that barely move class and confidence (colour balance, blur, "
-            "noise), because they only look at the model's outputs.")
-    emb = results.get("embedding_costs") or {}
-    if emb:
-        mmd = {**MMD.model_dump(), **(daemon.get("mmd") or {})}
-        slower, total = _alibi_slower(col, "vm_mmd")
-        text = (
-            f"* **Against Alibi's MMD.** Both test the same embeddings with an RBF kernel whose "
-            f"bandwidth comes from the reference. Alibi's permutation test pools window and "
-            f"reference on every call; with {ALIBI_REFERENCE:,} "
-            f"reference rows one test costs {cost.get('ms_peer_alibi_mmd_100s', math.nan):.0f} "
-            f"ms here{_alibi_big(cost)}. vm MMD keeps its reference fixed: "
-            f"{EMBEDDING_SAMPLE:,} rows, whose null on clean windows was simulated once from "
-            f"the baseline's held-out embeddings, and it tests three bandwidths at once "
-            f"(0.5, 1 and 2 x the median distance; the statistic is the largest standardised "
-            f"MMD²). It runs at alpha {MMD_ALPHA:g}, half of Alibi's {ALPHA:g}, on the last "
-            f"{mmd['reservoir']} embeddings inside the window (all of a 1,000-request window's "
-            f"~{round(1_000 * IMAGE_SAMPLING)}), and again once `drift.mmd.every_images` = "
-            f"{mmd['every_images']} new images arrived (~"
-            f"{mmd['every_images'] / IMAGE_SAMPLING:.0f} requests here), exporting the last "
-            f"result in between")
-        if total:
-            text += (f"; it is no slower than Alibi in {total - len(slower)} of {total} shifts "
-                     "Alibi detected")
-            if slower:
-                text += (f". Where it is later ({'; '.join(s for s, _, _ in slower)}, "
-                         "requests), " + _mmd_lag(slower, mmd["every_images"]))
-            text += _equal_rate(results, col, fa)
-        text += (
-            f". One test costs {emb['mmd_ms']:.1f} ms in numpy, cross terms included, "
-            f"{cost.get('mmd_speedup', math.nan):.0f}× less than Alibi's PyTorch "
-            f"implementation; testing again every {mmd['every_images']} images costs at most "
-            f"{emb['mmd_ms'] / mmd['every_images']:.2f} ms per sampled image and window size. "
-            f"vm embed PCs costs {emb['psi_ms']:.1f} ms per window "
-            f"({cost.get('psi_speedup', math.nan):.0f}× less than Alibi){_strong_vs_alibi(col)}"
-            ". The 8 principal components keep only the "
-            "largest-variance directions of the 32-d embedding, so shifts that move it "
-            "elsewhere (mild blur, noise, rotation) are seen late or not at all. visionmon's "
-            "input-feature PSIs (contrast, saturation, encoded bytes) are what catch those "
-            f"early: the *vm drift* column{_vs_alibi(col, 'vm_drift')}.")
-        lines.append(text)
-    exact_fa = results["false_alarms"]["windows"].get("100s", [])
-    if exact_fa:
-        est = np.array([r["estimate"] for r in exact_fa], dtype=float)
-        ex = np.array([r.get("estimate_exact", math.nan) for r in exact_fa], dtype=float)
-        real = np.array([r["realized"] for r in exact_fa], dtype=float)
-        lines.append(
-            f"* **Label-free accuracy.** On no drift the exported estimate is off by "
-            f"{100 * np.nanmean(est - real):+.1f} points on average (windows of 1,000), the "
-            f"per-event form computed outside the daemon by {100 * np.nanmean(ex - real):+.1f}"
-            f" (they differ by at most {100 * np.nanmax(np.abs(est - ex)):.2f} points)."
-            + _estimate_misses(col, results))
-    bad = col["delays"].get("bad_version_random-s3", {})
-    if bad:
-        lines.append(
-            f"* **Bad version.** With 10 % of predictions wrong, class mix, confidence and "
-            f"images are unchanged, so Evidently ({fmt_delay(bad.get('evidently_default'))}) "
-            "and any embedding test cannot see it; " + _agreement_vs_labels(bad, results)
-            + _agreement_misses(col, results) + _agreement_power_link(results)
-            + _unchanged_input_alarms(col))
-    lines.append(
-        "* **Label noise** lowers realized accuracy (vm accuracy) while shadow agreement and "
-        "the label-free estimate stay put: that disagreement is what tells a broken label "
-        "pipeline from a broken model.")
-    lines.append(
-        "* **Latency.** The page tiers need 14.4× the budget over 1 h and 5 m, or 6× over "
-        "6 h and 30 m: a regression that makes 1-5 % of requests slow (×1.25, ×1.5) spends "
-        "the budget slowly and pages nobody within 2 h (a ticket tier would catch it later), "
-        "while a threshold-free drift test such as Evidently's flags any latency change, "
-        "harmless or not, within minutes.")
-    return lines

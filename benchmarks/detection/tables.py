@@ -92,9 +92,9 @@ def vm_signal_text(min_agreement: float = MIN_AGREEMENT, min_accuracy: float = M
         "vm_agree_test": ("vm agreement test", f"the shadow agreement test's p-value below "
                           f"{agree_alpha:g} (`slos.thresholds.shadow_agreement_drop.alpha`): "
                           "one-sided beta-binomial tests of each production class's agreement "
-                          "with the reference model, of all classes together, of all "
-                          "classes with disagreements weighted by the inverse of their class's "
-                          "baseline rate, and of the images whose (production, reference) "
+                          "with the reference model, of all classes with disagreements "
+                          "weighted by the inverse of their class's baseline rate, and of the "
+                          "images whose (production, reference) "
                           "class pair the baseline rarely showed, against the baseline's "
                           "agreement profile, weighted Bonferroni; exported from the "
                           "first joined image" if agree_alpha is not None else

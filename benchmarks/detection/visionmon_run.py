@@ -69,11 +69,11 @@ from monitor.scored import INPUT_FEATURES, ScoredImage
 from monitor.snapshot import HistogramValue, SnapshotBuilder
 from monitor.stats import (
     drift_threshold,
-    estimated_accuracy,
     mean_kernel_to_reference,
     mmd2_to_reference,
     mmd_null_test,
 )
+from tests.oracles.accuracy_estimate import estimated_accuracy
 from visionmon.app import Statistics, build_statistics
 
 #: window name in the config -> requests it holds

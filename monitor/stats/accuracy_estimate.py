@@ -25,8 +25,6 @@ import numpy.typing as npt
 
 __all__ = [
     "IsotonicMap",
-    "estimated_accuracy",
-    "estimated_accuracy_bin_error_bound",
     "estimated_accuracy_from_bins",
     "fit_isotonic",
 ]
@@ -118,16 +116,6 @@ def fit_isotonic(
     return IsotonicMap(unique_x[keep], fitted[keep])
 
 
-def estimated_accuracy(calibration_map: IsotonicMap, confidences: npt.ArrayLike) -> float:
-    """Expected accuracy of a window, the mean calibrated confidence; in [0, 1], NaN if empty."""
-    conf = np.asarray(confidences, dtype=np.float64)
-    if conf.ndim != 1:
-        raise ValueError(f"confidences must be one-dimensional, got shape {conf.shape}")
-    if conf.size == 0:
-        return math.nan
-    return float(np.mean(calibration_map.apply(conf)))
-
-
 def _bin_means(
     bin_events: npt.ArrayLike, bin_confidence_sum: npt.ArrayLike
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
@@ -150,7 +138,7 @@ def estimated_accuracy_from_bins(
     Uses the calibration bins the daemon already keeps (events and confidence sum per bin).
     Approximation: g is applied to each bin's mean confidence instead of to every event, which is
     exact where g is linear within a bin; because g is monotone the error is at most
-    ``sum_b (n_b / N) * (g(hi_b) - g(lo_b))`` (``estimated_accuracy_bin_error_bound``).
+    ``sum_b (n_b / N) * (g(hi_b) - g(lo_b))`` (``tests/oracles/accuracy_estimate.py``).
     In [0, 1]; NaN when N = 0.
     """
     n, means = _bin_means(bin_events, bin_confidence_sum)
@@ -158,21 +146,3 @@ def estimated_accuracy_from_bins(
     if total == 0:
         return math.nan
     return float(np.sum(n * calibration_map.apply(means)) / total)
-
-
-def estimated_accuracy_bin_error_bound(
-    calibration_map: IsotonicMap, bin_events: npt.ArrayLike
-) -> float:
-    """Largest possible gap between the binned and the per-event estimate, in accuracy units.
-
-    ``sum_b (n_b / N) * (g(hi_b) - g(lo_b))`` over equal-width bins on [0, 1]; NaN when N = 0.
-    """
-    n = np.asarray(bin_events, dtype=np.float64)
-    if n.ndim != 1 or n.size == 0 or (n < 0).any():
-        raise ValueError("bin_events must be a non-empty, non-negative 1-D vector")
-    total = n.sum()
-    if total == 0:
-        return math.nan
-    edges = np.linspace(0.0, 1.0, n.size + 1)
-    rise = np.diff(calibration_map.apply(edges))
-    return float(np.sum(n * rise) / total)

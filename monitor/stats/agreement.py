@@ -10,14 +10,14 @@ changed the agreeing images among a window's n of that class follow the beta-bin
 those parameters (which carries the baseline's own sampling uncertainty). A window with a
 agreeing images has the one-sided p-value P(A <= a).
 
-Four kinds of test, for four shapes of regression:
+Three kinds of test, for three shapes of regression:
 - one per class the window and the baseline both have: one class broken;
-- the count over all classes (stratified: the sum of the classes' independent beta-binomials,
-  whose law is their convolution): every class disagreeing proportionally more;
-- the weighted count (disagreements weighted by the inverse of their class's baseline
-  disagreement rate): a share of predictions turned to noise, which adds about as many
-  disagreements to a class that rarely disagrees as to one that often does, and so stands
-  out most where disagreement is rare. It is the score test against that alternative.
+- the weighted count over all classes (disagreements weighted by the inverse of their class's
+  baseline disagreement rate; stratified: the law of the weighted sum of the classes'
+  independent beta-binomials is their convolution): a share of predictions turned to noise,
+  which adds about as many disagreements to a class that rarely disagrees as to one that often
+  does, and so stands out most where disagreement is rare. It is the score test against that
+  alternative; where the window's classes get equal weights it is the plain count;
 - the unusual count: images whose (production class, reference class) pair the baseline
   (almost) never showed (`usual_pairs`). Production and reference disagree mostly on a few
   look-alike pairs (shirt and T-shirt); a share of predictions turned to noise lands on the
@@ -26,11 +26,14 @@ Four kinds of test, for four shapes of regression:
   half of the baseline's joined images and their rate is counted on the other (`split_usual`),
   so the choice does not bias the rate the test compares with.
 Weighted Bonferroni: each overall test made gets an equal share of the level and the k class
-tests share one more, so with all three overall tests the window's p-value is min(1, 4 p_count,
-4 p_weighted, 4 p_unusual, 4 k min_c p_c); at level alpha the family is wrong in at most alpha
-of clean windows. When the classes a window holds all get the same (rounded) weight, the
-weighted test is the count test, and beyond EXACT_IMAGES it falls back to the count's pooled
-law: it is then not made. The unusual count is made when the baseline's profile has pairs.
+tests share one more, so the window's p-value is min(1, 3 p_weighted, 3 p_unusual,
+3 k min_c p_c); at level alpha the family is wrong in at most alpha of clean windows. The
+unusual count is made when the baseline's profile has pairs (halves without it).
+
+A plain count of disagreements over all classes (every class disagreeing proportionally more)
+was a fourth part until the detection benchmark showed it never changed a delay or a
+single-window power: on its scenarios the weighted and the unusual counts always found what it
+found (docs/statistics.md).
 
 Pooling the classes into one beta-binomial at the mix's rate gives the count's mean with a
 larger variance whenever the classes agree at different rates, and so a weaker test; both
@@ -76,8 +79,7 @@ USUAL_MIN_IMAGES = 2
 class AgreementDrop:
     """The window's test: `p_value` in [0, 1] (the smallest weighted-Bonferroni-adjusted
     one-sided p-value), `tests` made (classes tested, plus the overall ones), `worst` the class
-    index that gave it (-1: the overall count, -2: the weighted overall count, -3: the
-    unusual count)."""
+    index that gave it (-1: the weighted count, -2: the unusual count)."""
 
     p_value: float
     tests: int
@@ -192,19 +194,6 @@ def _window_weights(n: np.ndarray, w: np.ndarray) -> np.ndarray:
     return np.maximum(1, np.rint(w * WEIGHTED_SUPPORT / support)).astype(np.int64)
 
 
-def weighted_test_applies(n: np.ndarray, base_n: np.ndarray, base_agree: np.ndarray,
-                          exact_images: int = EXACT_IMAGES) -> bool:
-    """Whether the weighted count is a test of its own for this window: its law is exact
-    (at most `exact_images` images) and the classes the window holds get different weights
-    (with equal weights it is the count)."""
-    n = np.rint(np.asarray(n, dtype=np.float64)).astype(np.int64)
-    held = n > 0
-    if int(n.sum()) == 0 or int(n.sum()) > exact_images:
-        return False
-    w = _window_weights(n[held], disagreement_weights(base_n, base_agree)[held])
-    return bool(np.unique(w).size > 1)
-
-
 def weighted_drop_pvalue(n: np.ndarray, agree: np.ndarray, base_n: np.ndarray,
                          base_agree: np.ndarray, exact_images: int = EXACT_IMAGES) -> float:
     """One-sided p-value P(sum_c w_c D_c >= sum_c w_c (n_c - agree_c)), D_c the disagreeing
@@ -316,23 +305,18 @@ def agreement_drop_test(n: np.ndarray, agree: np.ndarray, base_n: np.ndarray,
     idx = np.flatnonzero(tested)
     per_class = agreement_drop_pvalues(n[idx], agree[idx], base_n[idx], base_agree[idx])
     # overall, stratified by class: the window's own class mix (so a shift of the class mix
-    # alone is no drop), each class's baseline images as the evidence for its rate
-    overall = [stratified_drop_pvalue(n[idx], agree[idx], base_n[idx], base_agree[idx])]
-    # weights are the baseline's (every class it saw); the weighted count is a test of its
-    # own only when its law is exact and the tested classes' weights differ
-    kinds = [-1]
+    # alone is no drop), each class's baseline images as the evidence for its rate; the
+    # weights are the baseline's (every class it saw)
     seen = base_n > 0
-    if weighted_test_applies(n[seen], base_n[seen], base_agree[seen]):
-        overall.append(weighted_drop_pvalue(n[seen], agree[seen], base_n[seen],
-                                            base_agree[seen]))
-        kinds.append(-2)
+    overall = [weighted_drop_pvalue(n[seen], agree[seen], base_n[seen], base_agree[seen])]
+    kinds = [-1]
     if usual is not None and base_usual is not None:
         held = tested & (base_usual.n > 0)
         if held.any():
             pairs_p = stratified_drop_pvalue(n[held], np.asarray(usual, dtype=np.float64)[held],
                                              base_usual.n[held], base_usual.usual[held])
             overall.append(pairs_p)
-            kinds.append(-3)
+            kinds.append(-2)
     # weighted Bonferroni: an equal share of the level to each overall test and to the
     # classes together
     parts = len(overall) + 1

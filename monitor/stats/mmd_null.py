@@ -125,7 +125,7 @@ def mmd2_to_reference(ref: MmdReference, x: npt.ArrayLike,
     """(B,) unbiased MMD² between x (n >= 2 points) and the reference, per bandwidth.
 
     ``cross``: x's rows of `mean_kernel_to_reference`, when already known. Equals
-    `monitor.stats.mmd2_rbf(x, ref.sample, bw)` for each bandwidth."""
+    `tests.oracles.mmd.mmd2_rbf(x, ref.sample, bw)` for each bandwidth."""
     pts = _points_of(x, "x", ref.sample.shape[1])
     n = pts.shape[0]
     if n < 2:

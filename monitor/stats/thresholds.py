@@ -10,8 +10,8 @@ small for large ones. A fixed cut-off such as 0.1 fires in about a third of no-d
 The approximation needs enough expected events per bin. With many sparse bins (1,000 classes, a
 window of 100 events) it fails, so ``drift_threshold`` merges adjacent sparse bins
 (``merge_sparse_bins``) until every merged bin is large enough, and thresholds PSI computed on the
-merged bins (``apply_bin_map``). A Monte Carlo calibration (``simulated_psi_threshold``) is
-available as the alternative; see ``drift_threshold`` for why merging is the default.
+merged bins (``apply_bin_map``); see ``drift_threshold`` for why merging rather than a Monte
+Carlo calibration (whose oracle, ``tests/oracles/thresholds.py``, the tests compare with).
 """
 
 from __future__ import annotations
@@ -25,8 +25,6 @@ import numpy as np
 import numpy.typing as npt
 from scipy.stats import chi2
 
-from monitor.stats.divergence import DEFAULT_PSEUDOCOUNT, psi_per_row
-
 __all__ = [
     "DriftThreshold",
     "ThresholdMethod",
@@ -34,14 +32,12 @@ __all__ = [
     "drift_threshold",
     "merge_sparse_bins",
     "psi_threshold",
-    "simulated_psi_threshold",
 ]
 
-ThresholdMethod = Literal["chi2", "merged", "simulated", "no_value"]
+ThresholdMethod = Literal["chi2", "merged", "no_value"]
 
 DEFAULT_MIN_EXPECTED = 10.0
 DEFAULT_MIN_BASELINE_COUNT = 100.0
-_SIMULATION_CHUNK_ROWS = 512
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -168,66 +164,27 @@ def apply_bin_map(counts: npt.ArrayLike, bin_map: npt.ArrayLike) -> npt.NDArray[
     return summed
 
 
-def simulated_psi_threshold(
-    baseline_counts: npt.ArrayLike,
-    n: int,
-    alpha: float,
-    trials: int,
-    rng: np.random.Generator,
-    pseudocount: float = DEFAULT_PSEUDOCOUNT,
-) -> float:
-    """Monte Carlo PSI alarm level: the (1 - alpha) quantile of PSI under no drift (nats).
-
-    Each trial draws a fresh baseline of m events and a window of n events from the multinomial
-    with the baseline's observed proportions (an unbiased plug-in; bins never seen in the
-    baseline are never drawn) and computes PSI on the original bins. Needs ``trials`` well above
-    ``1 / alpha``; costs O(trials * k). NaN when ``n == 0``.
-    """
-    _check_alpha(alpha)
-    base = _baseline(baseline_counts)
-    if n < 0 or trials < 1:
-        raise ValueError(f"need n >= 0 and trials >= 1, got n={n}, trials={trials}")
-    if n == 0:
-        return math.nan
-    m = round(float(base.sum()))
-    proportions = base / base.sum()
-    values = np.empty(trials, dtype=np.float64)
-    for lo in range(0, trials, _SIMULATION_CHUNK_ROWS):
-        rows = min(_SIMULATION_CHUNK_ROWS, trials - lo)
-        fresh_baseline = rng.multinomial(m, proportions, size=rows)
-        window = rng.multinomial(n, proportions, size=rows)
-        values[lo : lo + rows] = psi_per_row(window, fresh_baseline, pseudocount)
-    return float(np.quantile(values, 1.0 - alpha, method="higher"))
-
-
 def drift_threshold(
     baseline_counts: npt.ArrayLike,
     n: int,
     alpha: float = 0.01,
     min_effect: float = 0.0,
-    rng: np.random.Generator | None = None,
     *,
-    sparse_method: Literal["merge", "simulate"] = "merge",
     min_expected: float = DEFAULT_MIN_EXPECTED,
     min_baseline_count: float = DEFAULT_MIN_BASELINE_COUNT,
-    trials: int = 2000,
-    pseudocount: float = DEFAULT_PSEUDOCOUNT,
 ) -> DriftThreshold:
     """PSI alarm level for a window of n events against these baseline counts.
 
     If every bin expects at least ``min_expected`` window events (n * b_i / m) and holds at least
     ``min_baseline_count`` baseline events, the bins are kept and the chi-squared level
-    ``psi_threshold(n, m, k, alpha, min_effect)`` is used (method ``"chi2"``). Otherwise, by
-    default, sparse bins are merged (``merge_sparse_bins``) and the chi-squared level is taken
-    with k' merged bins (method ``"merged"``); compute PSI on ``apply_bin_map`` of both count
-    vectors. Merging is the default because it is deterministic (no ``rng``; the same window
-    always gets the same verdict), costs O(k) per evaluation instead of O(trials * k), and its
-    false-alarm rate stays within [0.5, 2] * alpha in ``benchmarks/threshold_calibration.py``.
-    ``sparse_method="simulate"`` keeps the original bins and uses
-    ``simulated_psi_threshold`` (needs ``rng``): it keeps sensitivity within rare bins but is
-    random, slower, and conservative on sparse bins (about 1.7% for a nominal 5% with 200
-    Zipf classes and windows of 100 events), because the plug-in proportions are more uneven
-    than the truth.
+    ``psi_threshold(n, m, k, alpha, min_effect)`` is used (method ``"chi2"``). Otherwise sparse
+    bins are merged (``merge_sparse_bins``) and the chi-squared level is taken with k' merged
+    bins (method ``"merged"``); compute PSI on ``apply_bin_map`` of both count vectors. Merging
+    rather than a Monte Carlo level: it is deterministic (the same window always gets the same
+    verdict), costs O(k) per evaluation instead of O(trials * k), and its false-alarm rate
+    stays within [0.5, 2] * alpha in ``benchmarks/threshold_calibration.py``; a plug-in
+    simulation is also conservative on sparse bins (about 1.7% for a nominal 5% with 200 Zipf
+    classes and windows of 100 events).
 
     ``min_expected`` defaults to 10 rather than the textbook 5: with PSI's half-event smoothing,
     merged bins expecting 5 events made the test conservative (about 0.5% for a nominal 1% with
@@ -252,13 +209,6 @@ def drift_threshold(
     n_merged = int(bin_map[-1]) + 1
     if n_merged == k:
         return DriftThreshold(psi_threshold(n, m, k, alpha, min_effect), identity, k, "chi2")
-    if sparse_method == "simulate":
-        if rng is None:
-            raise ValueError("sparse_method='simulate' needs a numpy Generator passed as rng")
-        level = simulated_psi_threshold(base, n, alpha, trials, rng, pseudocount)
-        return DriftThreshold(max(level, min_effect), identity, k, "simulated")
-    if sparse_method != "merge":
-        raise ValueError(f"sparse_method must be 'merge' or 'simulate', got {sparse_method!r}")
     bin_map.setflags(write=False)
     if n_merged < 2:
         return DriftThreshold(math.nan, bin_map, 1, "no_value")

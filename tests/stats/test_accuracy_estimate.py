@@ -10,14 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.isotonic import IsotonicRegression
 
-from monitor.stats import (
-    IsotonicMap,
-    calibration_bins,
-    estimated_accuracy,
-    estimated_accuracy_bin_error_bound,
-    estimated_accuracy_from_bins,
-    fit_isotonic,
-)
+from monitor.stats import IsotonicMap, estimated_accuracy_from_bins, fit_isotonic
+from tests.oracles.accuracy_estimate import estimated_accuracy, estimated_accuracy_bin_error_bound
+from tests.oracles.calibration import calibration_bins
 
 
 def sklearn_fit(x: np.ndarray, y: np.ndarray, w: np.ndarray | None = None) -> IsotonicRegression:

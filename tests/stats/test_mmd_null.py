@@ -11,11 +11,11 @@ import pytest
 from monitor.stats import (
     calibrate_mmd_null,
     mean_kernel_to_reference,
-    mmd2_rbf,
     mmd2_to_reference,
     mmd_null_test,
     mmd_reference,
 )
+from tests.oracles.mmd import mmd2_rbf
 from tests.stats.test_mmd import brute_force_mmd2
 
 

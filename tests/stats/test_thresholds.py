@@ -15,8 +15,8 @@ from monitor.stats import (
     drift_threshold,
     merge_sparse_bins,
     psi_threshold,
-    simulated_psi_threshold,
 )
+from tests.oracles.thresholds import simulated_psi_threshold
 
 
 def zipf(k: int, exponent: float) -> np.ndarray:
@@ -147,33 +147,17 @@ def test_a_thousand_sparse_classes_are_merged_for_a_small_window() -> None:
     assert not result.bin_map.flags.writeable
 
 
-def test_simulation_needs_a_generator() -> None:
-    baseline = np.round(zipf(1000, 1.1) * 100_000).astype(np.int64)
-    with pytest.raises(ValueError, match="rng"):
-        drift_threshold(baseline, 100, sparse_method="simulate")
-
-
-def test_simulated_threshold_is_reproducible_with_a_seeded_generator() -> None:
-    baseline = np.round(zipf(200, 1.1) * 10_000).astype(np.int64)
-    first = simulated_psi_threshold(baseline, 100, 0.05, 500, np.random.default_rng(4))
-    second = simulated_psi_threshold(baseline, 100, 0.05, 500, np.random.default_rng(4))
-    assert first == second
-    result = drift_threshold(
-        baseline, 100, 0.05, rng=np.random.default_rng(4), sparse_method="simulate", trials=500
-    )
-    assert result.method == "simulated"
-    assert result.threshold == first
-    assert result.n_bins == 200
-
-
-def test_simulated_threshold_agrees_with_chi2_when_bins_are_dense() -> None:
+def test_the_chi2_level_agrees_with_a_monte_carlo_level_when_bins_are_dense() -> None:
     baseline = np.full(10, 2000)
     simulated = simulated_psi_threshold(baseline, 2000, 0.05, 4000, np.random.default_rng(5))
-    assert simulated == pytest.approx(psi_threshold(2000, 20_000, 10, 0.05), rel=0.1)
+    assert psi_threshold(2000, 20_000, 10, 0.05) == pytest.approx(simulated, rel=0.1)
 
 
-def test_simulated_threshold_of_an_empty_window_is_nan() -> None:
-    assert math.isnan(simulated_psi_threshold([5, 5], 0, 0.05, 10, np.random.default_rng(0)))
+def test_sparse_bins_are_always_merged_never_simulated() -> None:
+    baseline = np.round(zipf(200, 1.1) * 10_000).astype(np.int64)
+    with pytest.raises(TypeError):
+        drift_threshold(baseline, 100, 0.05, sparse_method="simulate")  # type: ignore[call-arg]
+    assert drift_threshold(baseline, 100, 0.05).method == "merged"
 
 
 def test_a_baseline_without_events_is_refused() -> None:

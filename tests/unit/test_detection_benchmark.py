@@ -8,12 +8,15 @@ trained, the benchmark's run itself uses real images."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy.stats import binom
 
-from benchmarks.detection import tables
+from benchmarks.detection import reading, report_text, tables
 from benchmarks.detection.scenarios import (
     BAD_CLASS,
     BAD_CLASS_AS,
@@ -34,6 +37,7 @@ from benchmarks.detection.visionmon_run import LIMITS
 from monitor.events import FeedbackDecoder, ImageDecoder, ModelClassIndex, PredictionDecoder
 from reference_model.digits import render_digit
 
+ROOT = Path(__file__).resolve().parents[2]
 C = 10
 POOL = 60
 ONSET, N = 400, 1_000
@@ -252,7 +256,7 @@ def test_the_permutation_mmd_of_every_split_is_the_unbiased_mmd2() -> None:
     """One matrix product scores every relabelling: each equals monitor.stats.mmd2_rbf on
     the same two groups with the same bandwidth."""
     from benchmarks.detection.mmd_power import unbiased_mmd2_of_splits
-    from monitor.stats import mmd2_rbf
+    from tests.oracles.mmd import mmd2_rbf
 
     rng = np.random.default_rng(4)
     z = rng.normal(size=(14, 3))
@@ -300,3 +304,50 @@ def test_the_agreement_power_windows_change_production_as_the_scenarios_do() -> 
     assert agree.sum() <= usual.sum() < agree.sum() + 0.02 * 20_000
     # a moved prediction never agrees here, so disagreement is the moved share
     assert 1 - agree.sum() / n.sum() == pytest.approx(0.1, abs=0.01)
+
+
+# --- the reading tables: numbers generated, the sentences in docs/detection-reading.md -----------
+
+def _facts(**changes: object) -> reading.Facts:
+    base = reading.Facts(
+        drift_features=21, varying_features=19, feature_level=0.005 / 21, mmd_level=0.005,
+        threshold_mismatches=0, clean_agreement_pct=95.9, min_agreement=0.9,
+        below_bound=((20, "a window of 100 requests", 4.7),), over_goal=(), vs_alibi=(),
+        alibi_rate=21.0, mmd_rate="4", matched_rate=21.0, one_reading=3, late_alibi=(2, 1950),
+        mmd_ms_per_image=0.78, mmd_speedup=40.0, psi_speedup=185.0,
+        no_drift_bias=(-0.1, -0.1, 0.0), agreement_noise=1.1, agreement_mean=11.0,
+        agreement_over=(8, 30))
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+
+
+def test_the_generated_prose_is_gone_from_the_report() -> None:
+    assert not hasattr(report_text, "why")
+    assert (ROOT / "docs" / "detection-reading.md").exists()
+
+
+def test_the_reading_section_is_tables_under_headings_and_no_sentences() -> None:
+    miss = reading.EstimateMiss("brightness-s4", 28.5, 1, 32.8, "100 / 20")
+    lines = reading.reading_tables(_facts(misses=(miss,)), 10.0, 3.0)
+    captions = [line for line in lines
+                if line and not line.startswith(("|", "### "))]
+    assert captions == ["Clean agreement 95.9 %, bound 0.9.", "None."]
+    assert "| brightness-s4 | 28.5, too high | 32.8 | 100 / 20 |" in lines
+    assert "| level of each feature | 0.000238 |" in lines
+
+
+def test_a_signal_is_later_than_alibi_where_it_alarmed_after_it_or_never() -> None:
+    delays = {"blur-s1": {"vm_mmd": (300, 60), "alibi_mmd": (250, 50)},
+              "blur-s2": {"vm_mmd": None, "alibi_mmd": (900, 180)},
+              "blur-s3": {"vm_mmd": (100, 20), "alibi_mmd": (150, 30)},
+              "noise-s1": {"vm_mmd": (100, 20), "alibi_mmd": None}}
+    (mmd,) = reading._vs_alibi(delays)
+    assert mmd.signal == "vm MMD" and mmd.detected == 3
+    assert mmd.later == (("blur-s1", 300, 250), ("blur-s2", None, 900))
+
+
+def test_signals_above_the_goal_carry_the_chance_of_that_many_alarms() -> None:
+    fa = {"100s": {"vm_alerts": (45, 3_000), "vm_drift": (9, 3_000)}}
+    (row,) = reading._over_goal(fa, agree_alpha=0.001, mmd_alpha=0.005, goal=10.0)
+    assert (row.signal, row.requests, row.alarms, row.windows) == ("vm alerts", 1_000, 45, 3_000)
+    assert row.level == pytest.approx(0.011)
+    assert row.chance == pytest.approx(float(binom.sf(44, 3_000, 0.011)))

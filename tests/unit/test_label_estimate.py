@@ -11,8 +11,9 @@ import pytest
 from monitor.engine import EventGroup
 from monitor.events import PredictionEvent
 from monitor.labels import LabelMonitor
-from monitor.stats import estimated_accuracy, estimated_accuracy_from_bins, fit_isotonic
+from monitor.stats import estimated_accuracy_from_bins, fit_isotonic
 from monitor.windows import WindowSpec
+from tests.oracles.accuracy_estimate import estimated_accuracy
 
 CLASSES = ("a", "b", "c")
 WINDOWS = (WindowSpec("5m", 300, 60), WindowSpec("1h", 3600, 60))
