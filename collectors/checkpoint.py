@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +58,51 @@ def decode(data: bytes) -> Any:
         raise CheckpointCorrupt(f"body is not valid JSON: {err}") from None
 
 
+#: why a checkpoint write failed (the `reason` label of visionmon_checkpoint_failures_total):
+#: `encode`, the state could not be serialised; `io`, the file could not be written
+#: (disk full, permissions, a read-only file system); `other`, anything else
+FAILURE_REASONS = ("encode", "io", "other")
+
+
+def failure_reason(err: BaseException) -> str:
+    """The `reason` label of a failed write."""
+    if isinstance(err, OSError):
+        return "io"
+    if isinstance(err, (TypeError, ValueError)):  # orjson.JSONEncodeError is a TypeError
+        return "encode"
+    return "other"
+
+
+@dataclass(slots=True)
+class CheckpointHealth:
+    """Failed checkpoint writes: counted by reason, logged at most once per `log_every_s`,
+    and how long (seconds) writes have been failing without a success in between."""
+
+    log_every_s: float = 60.0
+    failures: dict[str, int] = field(default_factory=lambda: dict.fromkeys(FAILURE_REASONS, 0))
+    failing_since: float | None = None
+    last_reason: str | None = None
+    _logged_at: float = -math.inf
+
+    def failed(self, reason: str, now: float) -> bool:
+        """Count a failure; True when it should be logged (the first in `log_every_s`)."""
+        self.failures[reason] = self.failures.get(reason, 0) + 1
+        self.last_reason = reason
+        if self.failing_since is None:
+            self.failing_since = now
+        if now - self._logged_at >= self.log_every_s:
+            self._logged_at = now
+            return True
+        return False
+
+    def succeeded(self) -> None:
+        self.failing_since = None
+
+    def failing_for(self, now: float) -> float:
+        """Seconds since the first failure after the last success (0 while writes succeed)."""
+        return 0.0 if self.failing_since is None else max(0.0, now - self.failing_since)
+
+
 class CheckpointStore:
     """One checkpoint file in a private directory."""
 
@@ -87,6 +134,15 @@ class CheckpointStore:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+    def set_aside(self, why: str) -> Path | None:
+        """Move the checkpoint to `state.ckpt.<why>-<unix time>` (kept for inspection, never
+        loaded); the path it was moved to, None when there was none."""
+        if not self.path.exists():
+            return None
+        aside = self.path.with_name(f"{FILENAME}.{why}-{int(time.time())}")
+        os.replace(self.path, aside)
+        return aside
 
     def load(self) -> Any | None:
         """The saved state, None when there is none. Raises CheckpointCorrupt after moving

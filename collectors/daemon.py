@@ -1,5 +1,8 @@
 """The consumer loop: poll a batch, decode, apply to the engine, dead-letter the bad,
-checkpoint, then commit the highest contiguous processed offset + 1 per partition."""
+checkpoint, then commit the highest contiguous processed offset + 1 per partition.
+
+What to count, skip and commit across restarts, rebalances and rewinds is decided by the
+position ledger (`collectors/ledger.py`); this loop only does the I/O around it."""
 
 from __future__ import annotations
 
@@ -14,7 +17,23 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any, Protocol
 
-from collectors.checkpoint import CheckpointCorrupt, CheckpointStore
+from collectors.checkpoint import (
+    CheckpointCorrupt,
+    CheckpointHealth,
+    CheckpointStore,
+    failure_reason,
+)
+from collectors.checkpoint_format import (
+    CheckpointRefused,
+    OwnerCheck,
+    Restored,
+    compose,
+    identity_of,
+    migrate,
+    parse,
+    refusal,
+    saved_identity,
+)
 from collectors.kafka.client import (
     Consumer,
     KafkaUnavailable,
@@ -24,7 +43,14 @@ from collectors.kafka.client import (
     open_consumer,
     open_producer,
 )
-from collectors.offsets import OffsetTracker
+from collectors.ledger import (
+    AskCommitted,
+    CountBatch,
+    PositionCheck,
+    PositionLedger,
+    Remembered,
+    Rewind,
+)
 from collectors.records import (
     FeedbackSink,
     RecordDecoders,
@@ -131,22 +157,20 @@ def apply_chunks(records: Sequence[Record], max_bytes: int = APPLY_CHUNK_BYTES
     return out
 
 
-def _partitions_and_offsets(records: Sequence[Record]
-                            ) -> tuple[list[TopicPartition], list[int]]:
-    """The (topic, partition) and offset of each record, gathered in C."""
-    keys = list(zip(map(itemgetter(0), records), map(itemgetter(1), records), strict=True))
-    return keys, list(map(itemgetter(2), records))
-
-
 class Daemon:
-    """One consumer-group member over the three topics. `stop()` is safe from a signal."""
+    """One consumer-group member over the three topics: a thin loop around the position
+    ledger (`collectors/ledger.py`), which decides what to count, skip and commit.
+    `stop()` is safe from a signal."""
 
     def __init__(self, loaded: LoadedConfig, engine: Engine, clock: Clock = time.time,
                  consumer_factory: Callable[[], Consumer] | None = None,
                  producer_factory: Callable[[], Producer] | None = None,
                  feedback_sink: FeedbackSink | None = None,
                  image_sink: ImageSink | None = None,
-                 extra_ready: Callable[[], tuple[bool, str]] | None = None) -> None:
+                 extra_ready: Callable[[], tuple[bool, str]] | None = None,
+                 reset_state: bool = False) -> None:
+        """Raises CheckpointRefused when `state.checkpoint_dir` holds another group's,
+        topics' or model's state (unless `reset_state` moves it aside first)."""
         cfg = loaded.config
         self.loaded = loaded
         self.engine = engine
@@ -161,15 +185,7 @@ class Daemon:
         self._producer_factory = producer_factory or (lambda: open_producer(cfg.kafka))
         self._consumer: Consumer | None = None
         self._dlq: Producer | None = None
-        self._tracker = OffsetTracker()
-        self._skip_below: dict[TopicPartition, int] = {}
-        #: offsets this daemon (or the one whose checkpoint it restored) saw the group
-        #: commit: a partition in here that the broker has no committed offset for lost
-        #: its log; one not in here may simply never have been committed (killed before
-        #: the first commit), and then its remembered position stands
-        self._known_committed: dict[TopicPartition, int] = {}
-        #: restored from a checkpoint written before `committed` was recorded in it
-        self._legacy_checkpoint = False
+        self._ledger = PositionLedger()
         self._feedback_sink = feedback_sink
         self._image_sink = image_sink
         self._extra_ready = extra_ready
@@ -177,24 +193,24 @@ class Daemon:
                                   on_change=lambda _now: self._update_connected())
         self._decoder_failures = 0
         self._decoder_failure_logged = -math.inf
-        #: position of each partition when it was revoked: its records below it are in the
-        #: state, so if the partition comes back and they are delivered again (the commit
-        #: was lost with the revocation) they are skipped. Forgotten after the broker was
-        #: unreachable: a broker that comes back may have lost its log.
-        self._revoked_at: dict[TopicPartition, int] = {}
-        self._link_lost = False
-        #: partitions whose skip position was checked against the log's end
-        self._skip_checked: set[TopicPartition] = set()
-        #: committed offset of each assigned partition nothing was processed from yet: it
-        #: cannot change until this member commits, so it is asked once per assignment
-        #: (kafka-python 3 stalls a rebalance when asked repeatedly while it runs)
-        self._committed_at_assign: dict[TopicPartition, int | None] = {}
         self._decoders = RecordDecoders.of(loaded)
         self._topic_names = TopicNames.of(loaded)
         self.topics = self._topic_names.all()
+        self._ckpt_interval = cfg.state.checkpoint_interval_seconds
+        self._ckpt_health = CheckpointHealth()
         self._ckpt: CheckpointStore | None = None
+        #: whose state this is: checked against a restored checkpoint, recorded in new ones
+        self._owner = OwnerCheck(identity_of(loaded))
+        #: the checkpoint belongs to another cluster: neither checkpoint nor commit
+        self._refused = False
+        #: the checkpoint `run()` restores (loaded and checked here, so a refusal comes
+        #: before anything starts)
+        self._saved: Restored | None = None
         if cfg.state.checkpoint_dir:
             self._ckpt = CheckpointStore(cfg.state.checkpoint_dir)
+            if reset_state:
+                self._reset_state()
+            self._saved = self._load_checkpoint()
 
     # --- control --------------------------------------------------------------
     def stop(self) -> None:
@@ -209,6 +225,10 @@ class Daemon:
         return self.clock() - self.status.alive_at < stall_s
 
     def ready(self) -> tuple[bool, str]:
+        failing_s = self._ckpt_health.failing_for(self.clock())
+        if failing_s >= 3 * self._ckpt_interval:
+            return False, (f"checkpoint writes have failed for {failing_s:.0f}s "
+                           f"({self._ckpt_health.last_reason}; see the log)")
         if not self.status.connected:
             return False, "not connected to Kafka"
         if not self.status.assigned:
@@ -241,69 +261,79 @@ class Daemon:
             b.set("visionmon_checkpoint_writes_total", (outcome,), float(n))
         if self._ckpt is not None:
             b.set("visionmon_checkpoint_corrupt_total", (), float(s.checkpoint_corrupt))
+            for reason, n in list(self._ckpt_health.failures.items()):
+                b.set("visionmon_checkpoint_failures_total", (reason,), float(n))
         if s.last_checkpoint is not None:
             b.set("visionmon_last_checkpoint_timestamp_seconds", (), s.last_checkpoint)
         return b.build()
 
     # --- the loop -----------------------------------------------------------------
     def run(self) -> None:
-        """Consume until `stop()`; then drain, checkpoint, commit and close."""
+        """Consume until `stop()`; then drain, checkpoint, commit and close. Raises
+        CheckpointRefused when the broker's cluster is not the restored checkpoint's."""
         self.status.alive_at = self.clock()
         self._restore()
         self._probe.start()
+        self._consumer = self._open_consumer()
+        if self._consumer is None:
+            self._probe.stop()
+            return
+        try:
+            self._check_cluster(final=False)
+            if self._kcfg.dead_letter_topic:
+                try:
+                    self._dlq = self._producer_factory()
+                except Exception as err:
+                    log.error("dead-letter producer could not start: %s", err)
+            self._consumer.subscribe(list(self.topics), self._on_assign, self._on_revoke)
+            self._loop(self._consumer)
+        finally:
+            self._shutdown()
+
+    def _open_consumer(self) -> Consumer | None:
+        """A consumer, retried with backoff until the broker answers or `stop()`."""
         backoff = 0.5
         while not self._stop.is_set():
             try:
-                self._consumer = self._consumer_factory()
-                break
+                return self._consumer_factory()
             except Exception as err:  # broker not reachable yet: retry with backoff
                 log.warning("kafka consumer could not start (%s); retrying in %.1fs", err, backoff)
                 self.status.alive_at = self.clock()
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 30.0)
-        if self._consumer is None:
-            self._probe.stop()
-            return
-        if self._kcfg.dead_letter_topic:
-            try:
-                self._dlq = self._producer_factory()
-            except Exception as err:
-                log.error("dead-letter producer could not start: %s", err)
-        self._consumer.subscribe(list(self.topics), self._on_assign, self._on_revoke)
+        return None
+
+    def _loop(self, consumer: Consumer) -> None:
         last_commit = last_lag = last_ckpt = self.clock()
-        ckpt_interval = self.loaded.config.state.checkpoint_interval_seconds
-        try:
-            while not self._stop.is_set():
-                self.status.alive_at = self.clock()
-                self._update_connected()
-                try:
-                    records = self._consumer.poll(self._kcfg.poll_timeout_ms / 1e3,
-                                                  self._kcfg.max_poll_records)
-                except KafkaUnavailable as err:
-                    log.warning("kafka poll failed: %s", err)
-                    self._stop.wait(0.5)
-                    continue
-                if records:
-                    self._process(records)
-                now = self.clock()
-                if self._ckpt is None:
-                    if now - last_commit >= self._kcfg.commit_interval_seconds:
-                        self._commit()
-                        last_commit = now
-                elif now - last_ckpt >= ckpt_interval:
-                    self._checkpoint_and_commit()
-                    last_ckpt = now
-                if now - last_lag >= self._kcfg.lag_interval_seconds:
-                    self._update_lag()
-                    last_lag = now
-        finally:
-            self._shutdown()
+        while not self._stop.is_set():
+            self.status.alive_at = self.clock()
+            self._update_connected()
+            try:
+                records = consumer.poll(self._kcfg.poll_timeout_ms / 1e3,
+                                        self._kcfg.max_poll_records)
+            except KafkaUnavailable as err:
+                log.warning("kafka poll failed: %s", err)
+                self._stop.wait(0.5)
+                continue
+            if records:
+                self._process(records)
+            now = self.clock()
+            if self._ckpt is None:
+                if now - last_commit >= self._kcfg.commit_interval_seconds:
+                    self._commit()
+                    last_commit = now
+            elif now - last_ckpt >= self._ckpt_interval:
+                self._checkpoint_and_commit()
+                last_ckpt = now
+            if now - last_lag >= self._kcfg.lag_interval_seconds:
+                self._update_lag()
+                last_lag = now
 
     def _update_connected(self) -> None:
         was = self.status.connected
         now = self._probe.reachable
         if not now:
-            self._link_lost = True
+            self._ledger.link_lost()
         if now != was:
             log.log(logging.INFO if now else logging.WARNING, "kafka connection %s",
                     "regained" if now else "lost")
@@ -312,10 +342,9 @@ class Daemon:
     def _process(self, records: Sequence[Record]) -> None:
         t0 = time.perf_counter()
         now = self.clock()
-        self._detect_rewinds(records)
-        kept = self._without_duplicates(records) if self._skip_below or self._revoked_at \
-            else records
-        for chunk in apply_chunks(kept):
+        self._check_cluster(final=True)
+        batch = self._count(records)
+        for chunk in apply_chunks(batch.records):
             decoded = decode_records(chunk, self._topic_names, self._decoders, now)
             if decoded.failures:
                 self._log_decoder_failures(decoded.failures, now)
@@ -325,34 +354,38 @@ class Daemon:
                 self._image_sink.submit(decoded.images)
             if decoded.rejections:
                 self._dead_letter(decoded.rejections)
-        keys, offsets = _partitions_and_offsets(records)
-        last = dict(zip(keys, offsets, strict=True))  # in offset order: the last one wins
-        for tp, offset in last.items():
-            self._tracker.processed_through(tp, offset)
-        self._forget_passed_skips()
+        self._ledger.applied(batch)
+        self.status.duplicates_skipped += batch.skipped
         self.status.batch_seconds.append(time.perf_counter() - t0)
         if len(self.status.batch_seconds) > 1000:
             del self.status.batch_seconds[:500]
 
-    def _without_duplicates(self, records: Sequence[Record]) -> list[Record]:
-        """The records not already in the state (restored, or counted before a rebalance)."""
-        kept: list[Record] = []
-        for r in records:
-            tp = (r.topic, r.partition)
-            if r.offset < self._skip_for(tp) and self._skip_still_valid(tp):
-                self.status.duplicates_skipped += 1
-            else:
-                kept.append(r)
-        return kept
+    def _count(self, records: Sequence[Record]) -> CountBatch:
+        """The ledger's decision on a batch, once it has the committed offsets it asks for."""
+        decision = self._ledger.polled(records)
+        if isinstance(decision, AskCommitted):
+            _log_rewinds(decision.rewound)
+            self._ask_committed(decision.partitions)
+            decision = self._ledger.polled(records)
+            if not isinstance(decision, CountBatch):
+                raise RuntimeError(f"the ledger asked again about {decision.partitions}")
+        _log_rewinds(decision.rewound)
+        return decision
 
-    def _forget_passed_skips(self) -> None:
-        """A remembered position the processing has passed can skip nothing any more."""
-        if not (self._skip_below or self._revoked_at):
+    def _ask_committed(self, tps: Sequence[TopicPartition]) -> None:
+        """Ask the broker for the group's committed offsets the ledger needs."""
+        if self._consumer is None:
             return
-        positions = self._tracker.positions()
-        for skips in (self._skip_below, self._revoked_at):
-            for tp in [tp for tp, pos in skips.items() if positions.get(tp, -1) >= pos]:
-                del skips[tp]
+        for tp in tps:
+            try:
+                committed = self._consumer.committed(tp)
+            except Exception as err:
+                log.debug("committed offset of %s[%d] unknown: %s", tp[0], tp[1], err)
+                check = self._ledger.unanswered(tp)
+            else:
+                check = self._ledger.answered(tp, committed)
+            if check is not None:
+                _log_position_check(check)
 
     def _log_decoder_failures(self, failures: Sequence[str], now: float) -> None:
         """A decoder bug is refused and counted per record; logged at most once a minute."""
@@ -361,61 +394,6 @@ class Daemon:
         if now - self._decoder_failure_logged >= 60.0:
             level, self._decoder_failure_logged = logging.ERROR, now
         log.log(level, "%s (%d so far)", failures[-1], self._decoder_failures)
-
-    def _detect_rewinds(self, records: Sequence[Record]) -> None:
-        """A partition whose offsets went backwards within one assignment was recreated
-        (a memory-only broker restarted, or the topic was deleted and created again):
-        track it afresh from the new offsets and forget its checkpointed position."""
-        keys, offsets = _partitions_and_offsets(records)
-        # a partition's records arrive in offset order: read backwards, the first one wins
-        first = dict(zip(reversed(keys), reversed(offsets), strict=True))
-        positions = self._tracker.positions()
-        for tp, offset in first.items():
-            pos = positions.get(tp)
-            if pos is not None and offset < pos:
-                log.warning("%s[%d]: offset went back from %d to %d (partition recreated?): "
-                            "tracking it afresh", tp[0], tp[1], pos, offset)
-                self._tracker.assign(tp, None)
-                self._skip_below.pop(tp, None)
-                self._revoked_at.pop(tp, None)
-
-    def _skip_for(self, tp: TopicPartition) -> int:
-        """Records of `tp` below this offset are already in the state."""
-        return max(self._skip_below.get(tp, -1), self._revoked_at.get(tp, -1))
-
-    def _skip_still_valid(self, tp: TopicPartition) -> bool:
-        """A remembered position of a partition is only meaningful for the log it was
-        taken from. The group's committed offset tells: a broker that lost its log (a
-        memory-only broker restarted) or a topic deleted and created again has none for
-        a partition that was seen committed, so the records are new and are counted
-        (at-least-once). A partition never seen committed (the daemon was killed before
-        its first commit) keeps its position. End offsets cannot tell: some brokers
-        report a lagging end (Tansu answers with the base offset of the last batch)."""
-        if tp in self._skip_checked:
-            return self._skip_for(tp) >= 0
-        self._skip_checked.add(tp)
-        if self._consumer is None:
-            return True
-        try:
-            committed = self._consumer.committed(tp)
-        except Exception as err:
-            log.debug("committed offset of %s[%d] unknown (%s); keeping its remembered "
-                      "position", tp[0], tp[1], err)
-            return True
-        if committed is None and (tp in self._known_committed or self._legacy_checkpoint):
-            log.warning("%s[%d]: the group has no committed offset, so the remembered "
-                        "position %d may belong to a log that is gone (broker restarted "
-                        "empty, topic recreated): counting its records as new", tp[0], tp[1],
-                        self._skip_for(tp))
-            self._skip_below.pop(tp, None)
-            self._revoked_at.pop(tp, None)
-            self._known_committed.pop(tp, None)
-            return False
-        if committed is None:
-            log.info("%s[%d]: the group has no committed offset yet and none was ever seen "
-                     "committed (stopped before its first commit): keeping the remembered "
-                     "position %d", tp[0], tp[1], self._skip_for(tp))
-        return True
 
     def _dead_letter(self, rejects: Sequence[tuple[Record, Rejection]]) -> None:
         topic = self._kcfg.dead_letter_topic
@@ -441,9 +419,9 @@ class Daemon:
 
     # --- offsets, checkpoints -------------------------------------------------------
     def _commit(self) -> None:
-        if self._consumer is None or not self._probe.reachable:
+        if self._consumer is None or self._refused or not self._probe.reachable:
             return  # pending offsets stay tracked and are committed once it is back
-        points = self._tracker.commit_points()
+        points = self._ledger.to_commit()
         if not points:
             return
         if self._dlq is not None:
@@ -453,8 +431,7 @@ class Daemon:
                 log.warning("dead-letter flush failed: %s", err)
         try:
             self._consumer.commit(points)
-            self._tracker.mark_committed(points)
-            self._known_committed.update(points)
+            self._ledger.commit_succeeded(points)
             self.status.commits["ok"] += 1
         except Exception as err:
             self.status.commits["failed"] += 1
@@ -465,75 +442,98 @@ class Daemon:
         self._commit()
 
     def _checkpoint(self) -> None:
-        if self._ckpt is None:
+        if self._ckpt is None or self._refused:
             return
         with self.lock:
-            state = {"engine": self.engine.state(),
-                     "positions": [[t, p, o] for (t, p), o in self._covered().items()],
-                     "committed": [[t, p, o] for (t, p), o in self._known_committed.items()],
-                     "saved_at": self.clock()}
+            positions = self._ledger.checkpoint()
+            state = compose(self._owner.recorded(), self.engine.state(), positions.covered,
+                            positions.committed, self.clock())
         try:
             self._ckpt.save(state)
-            self.status.checkpoints["ok"] += 1
-            self.status.last_checkpoint = self.clock()
         except Exception as err:
+            reason = failure_reason(err)
             self.status.checkpoints["failed"] += 1
-            log.error("checkpoint write failed: %s", err)
-
-    def _covered(self) -> dict[TopicPartition, int]:
-        """Per partition, the offset below which every record is in the state: what was
-        processed now, or earlier (restored, or before a revocation), whichever is further.
-        A partition revoked, or assigned but not read yet, keeps its earlier position."""
-        covered = dict(self._skip_below)
-        for source in (self._revoked_at, self._tracker.positions()):
-            for tp, pos in source.items():
-                covered[tp] = max(pos, covered.get(tp, pos))
-        return covered
-
-    def _restore(self) -> None:
-        if self._ckpt is None:
+            if self._ckpt_health.failed(reason, self.clock()):
+                log.error("checkpoint write failed (%s): %s (%d failed writes so far; logged "
+                          "at most once a minute)", reason, err,
+                          sum(self._ckpt_health.failures.values()))
             return
+        self._ckpt_health.succeeded()
+        self.status.checkpoints["ok"] += 1
+        self.status.last_checkpoint = self.clock()
+
+    def _reset_state(self) -> None:
+        """`--reset-state`: move the old checkpoint aside (kept, never loaded) and start
+        with empty state."""
+        assert self._ckpt is not None
+        aside = self._ckpt.set_aside("reset")
+        if aside is None:
+            log.info("--reset-state: no checkpoint in %s, starting with empty state",
+                     self._ckpt.dir)
+        else:
+            log.warning("--reset-state: moved the checkpoint %s aside to %s; starting with "
+                        "empty state", self._ckpt.path, aside)
+
+    def _load_checkpoint(self) -> Restored | None:
+        """The checkpoint to restore, in the current format and checked against this
+        config's group, topics and models (its cluster is checked once the broker tells
+        it). Raises CheckpointRefused."""
+        assert self._ckpt is not None
         try:
             state = self._ckpt.load()
         except CheckpointCorrupt as err:
             self.status.checkpoint_corrupt += 1
             log.error("checkpoint is corrupt, starting clean: %s", err)
-            return
+            return None
         if state is None:
+            return None
+        state = migrate(state, self._ckpt.path)
+        saved = saved_identity(state)
+        if saved is None:
+            log.info("%s does not record whose state it is (written by an older visionmon): "
+                     "restoring it as this group's", self._ckpt.path)
+        diffs = self._owner.loaded(saved)
+        if diffs:
+            raise CheckpointRefused(refusal(self._ckpt.path, diffs))
+        return parse(state)
+
+    def _restore(self) -> None:
+        saved, self._saved = self._saved, None
+        if saved is None or self._ckpt is None:
             return
         with self.lock:
-            self.engine.restore(state["engine"])
-        for t, p, o in state.get("positions", []):
-            self._skip_below[(t, int(p))] = int(o)
-        self._legacy_checkpoint = "committed" not in state
-        for t, p, o in state.get("committed", []):
-            self._known_committed[(t, int(p))] = int(o)
+            self.engine.restore(saved.engine)
+        self._ledger.restored(saved.positions, saved.committed)
         log.info("state restored from %s (%d partition positions)", self._ckpt.path,
-                 len(self._skip_below))
+                 len(saved.positions))
+
+    def _check_cluster(self, final: bool) -> None:
+        """Compare the broker's cluster id with the restored checkpoint's: at start, and
+        before the first batch is applied if the broker had not told it yet (`final`)."""
+        if self._ckpt is None or not self._owner.cluster_pending:
+            return
+        ask = getattr(self._consumer, "cluster_id", None)  # a test double may lack it
+        diffs = self._owner.cluster(ask() if ask is not None else None, final)
+        if diffs:
+            self._refused = True
+            raise CheckpointRefused(refusal(self._ckpt.path, diffs))
+        if self._owner.unverified_cluster is not None:
+            log.warning("the broker does not report its cluster id: cannot check that it is "
+                        "cluster %s, whose state %s holds", self._owner.unverified_cluster,
+                        self._ckpt.path)
 
     def _on_assign(self, tps: list[TopicPartition]) -> None:
-        if self._link_lost:  # see _revoked_at
-            self._revoked_at.clear()
-            self._link_lost = False
-        for tp in tps:
-            self._tracker.assign(tp, None)
-            self._committed_at_assign.pop(tp, None)
+        self._ledger.assigned(tps)
         self.status.assigned = sorted(set(self.status.assigned) | set(tps))
         log.info("partitions assigned: %s", ", ".join(f"{t}[{p}]" for t, p in sorted(tps)) or "-")
 
     def _on_revoke(self, tps: list[TopicPartition]) -> None:
         if tps:
-            if self._ckpt is not None:
-                self._checkpoint()
+            self._checkpoint()
             self._commit()
-        positions = self._tracker.positions()
+        self._ledger.revoked(tps)
         for tp in tps:
-            if tp in positions and not self._link_lost:
-                self._revoked_at[tp] = max(positions[tp], self._revoked_at.get(tp, -1))
-            self._skip_checked.discard(tp)  # check against the log's end again if it returns
-            self._tracker.revoke(tp)
             self.status.lag.pop(tp, None)
-            self._committed_at_assign.pop(tp, None)
         self.status.assigned = sorted(set(self.status.assigned) - set(tps))
         log.info("partitions revoked: %s", ", ".join(f"{t}[{p}]" for t, p in sorted(tps)) or "-")
 
@@ -548,29 +548,18 @@ class Daemon:
         except Exception as err:
             log.debug("lag update failed: %s", err)
             return
-        positions = self._tracker.positions()
-        lag: dict[TopicPartition, int] = {}
-        for tp, end in ends.items():
-            pos = positions.get(tp)
-            if pos is None:
-                if tp not in self._committed_at_assign:
-                    if not self._probe.reachable:
-                        return  # each call would wait out its timeout
-                    try:
-                        self._committed_at_assign[tp] = self._consumer.committed(tp)
-                    except Exception as err:
-                        log.debug("committed offset of %s[%d] unknown: %s", tp[0], tp[1], err)
-                        continue
-                committed = self._committed_at_assign[tp]
-                pos = committed if committed is not None else 0
-            lag[tp] = max(0, end - pos)
-        self.status.lag = lag
+        lag = self._ledger.lag(ends)
+        if lag.ask:
+            if not self._probe.reachable:
+                return  # each call would wait out its timeout
+            self._ask_committed(lag.ask)
+            lag = self._ledger.lag(ends)
+        self.status.lag = lag.records
 
     def _shutdown(self) -> None:
         log.info("stopping: final checkpoint and commit")
         try:
-            if self._ckpt is not None:
-                self._checkpoint()
+            self._checkpoint()
             self._commit()
         finally:
             self._probe.stop()
@@ -583,6 +572,27 @@ class Daemon:
             if self._consumer is not None:
                 self._consumer.close()
             self.status.connected = False
+
+
+def _log_rewinds(rewinds: Sequence[Rewind]) -> None:
+    for r in rewinds:
+        log.warning("%s[%d]: offset went back from %d to %d (partition recreated?): "
+                    "tracking it afresh", r.tp[0], r.tp[1], r.was, r.now)
+
+
+def _log_position_check(check: PositionCheck) -> None:
+    (topic, part), pos = check.tp, check.position
+    if check.outcome is Remembered.DROPPED:
+        log.warning("%s[%d]: the group has no committed offset, so the remembered position %d "
+                    "may belong to a log that is gone (broker restarted empty, topic "
+                    "recreated): counting its records as new", topic, part, pos)
+    elif check.outcome is Remembered.KEPT_NEVER_COMMITTED:
+        log.info("%s[%d]: the group has no committed offset yet and none was ever seen "
+                 "committed (stopped before its first commit): keeping the remembered "
+                 "position %d", topic, part, pos)
+    elif check.outcome is Remembered.KEPT_UNANSWERED:
+        log.debug("%s[%d]: committed offset unknown; keeping the remembered position %d",
+                  topic, part, pos)
 
 
 def batch_summary(status: RuntimeStatus) -> dict[str, Any]:

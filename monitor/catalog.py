@@ -89,6 +89,9 @@ _SPECS: tuple[MetricSpec, ...] = (
                BATCH_SECONDS_BUCKETS),
     MetricSpec(f"{PREFIX}checkpoint_writes_total", "counter",
                "State checkpoints written, by outcome.", "", ("outcome",)),
+    MetricSpec(f"{PREFIX}checkpoint_failures_total", "counter",
+               "Failed checkpoint writes, by reason: encode (the state could not be "
+               "serialised), io (the file could not be written), other.", "", ("reason",)),
     MetricSpec(f"{PREFIX}checkpoint_corrupt_total", "counter",
                "Checkpoints found corrupt at start and set aside.", ""),
     MetricSpec(f"{PREFIX}last_checkpoint_timestamp_seconds", "gauge",

@@ -69,6 +69,7 @@ class _VersionDrift:
 class DriftMonitor(EngineExtension):
     """Drift of predicted class, confidence, margin and entropy (and, fed by the
     reference model, input and embedding features) per (model, version)."""
+    name = "drift"
 
     def __init__(self, models: Mapping[str, Sequence[str]], windows: tuple[WindowSpec, ...],
                  alpha: float = 0.01, min_effect: float = 0.0,

@@ -11,7 +11,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import compress
 from operator import itemgetter
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -244,8 +244,16 @@ class Engine:
             "versions": {m: list(v) for m, v in self.versions.known.items()},
             "limited": dict(self.versions.limited),
             "by_version": [[m, v, s.state()] for (m, v), s in self.by_version.items()],
-            "extensions": {type(x).__name__: x.state() for x in self.extensions},
+            "extensions": self._extension_states(),
         }
+
+    def _extension_states(self) -> dict[str, Any]:
+        """Each extension's state under its explicit `name` (stable across class renames)."""
+        out = {x.name: x.state() for x in self.extensions}
+        if len(out) != len(self.extensions):
+            raise ValueError(f"two engine extensions share a name: "
+                             f"{[x.name for x in self.extensions]}")
+        return out
 
     def restore(self, state: Mapping[str, Any]) -> None:
         self.consumed.update(state["consumed"])
@@ -263,12 +271,16 @@ class Engine:
             vs.restore(s)
         ext_state = state.get("extensions", {})
         for ext in self.extensions:
-            if type(ext).__name__ in ext_state:
-                ext.restore(ext_state[type(ext).__name__])
+            if ext.name in ext_state:
+                ext.restore(ext_state[ext.name])
 
 
 class EngineExtension:
     """A block of statistics fed by the engine (drift, labels, shadow scoring)."""
+
+    #: the key of this extension's state in a checkpoint: explicit, so that renaming the
+    #: class does not orphan the state
+    name: ClassVar[str]
 
     def on_predictions(self, groups: Mapping[tuple[str, str], EventGroup]) -> None:
         """Called after the core counters took a batch, grouped by (model, version) where

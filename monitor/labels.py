@@ -81,6 +81,7 @@ class _VersionLabels:
 
 class LabelMonitor(EngineExtension):
     """Joins labels to predictions and keeps the label-based SLIs."""
+    name = "labels"
 
     def __init__(self, models: Mapping[str, Sequence[str]], windows: tuple[WindowSpec, ...],
                  max_entries: int, ttl_seconds: float, hash_request_ids: bool = False,

@@ -69,6 +69,7 @@ class QualityEvaluator(EngineExtension):
     A slice closes once the newest event time seen passes its end by one more slice (the
     allowed lateness), so events a little out of order still land in their own slice;
     events for a slice already closed are counted in `late` and not judged."""
+    name = "quality"
 
     def __init__(self, bounds: QualityBounds,
                  drifting: Callable[[str, str], bool | None] | None = None) -> None:

@@ -70,6 +70,7 @@ class _VersionShadow:
 
 class ShadowMonitor(EngineExtension):
     """Joins reference scores to predictions and feeds input/embedding drift."""
+    name = "shadow"
 
     def __init__(self, models: Mapping[str, Sequence[str]], windows: tuple[WindowSpec, ...],
                  drift: DriftMonitor, quality: QualityEvaluator | None = None,

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from collectors.checkpoint_format import CheckpointRefused
 from collectors.daemon import Daemon
 from collectors.exporter import build_registry
 from collectors.http_server import HttpEndpoints, HttpServer
@@ -136,7 +137,10 @@ class RunningDaemon:
 class App:
     """Everything `visionmon run` starts."""
 
-    def __init__(self, loaded: LoadedConfig, port: int | None = None) -> None:
+    def __init__(self, loaded: LoadedConfig, port: int | None = None,
+                 reset_state: bool = False) -> None:
+        """Raises ConfigError, or CheckpointRefused when the checkpoint directory holds
+        another group's, topics' or model's state (`reset_state` moves it aside first)."""
         self.loaded = loaded
         cfg = loaded.config
         self.stats = build_statistics(loaded)
@@ -152,9 +156,15 @@ class App:
                                            self._on_scored)
             except ArtifactError as err:  # refused at start, with what to do about it
                 raise ConfigError(f"{loaded.path}: reference: {err}") from None
-        self.daemon = Daemon(loaded, self.engine, feedback_sink=self.stats.labels,
-                             image_sink=self.scorer,
-                             extra_ready=self.scorer.ready if self.scorer else None)
+        try:
+            self.daemon = Daemon(loaded, self.engine, feedback_sink=self.stats.labels,
+                                 image_sink=self.scorer,
+                                 extra_ready=self.scorer.ready if self.scorer else None,
+                                 reset_state=reset_state)
+        except CheckpointRefused:
+            if self.scorer is not None:
+                self.scorer.close()
+            raise
         self.registry = build_registry(self.snapshot)
         auth = None
         if cfg.http.basic_auth_user_env:

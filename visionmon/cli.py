@@ -28,11 +28,12 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     logs.configure(args.log_level, args.log_format)
+    from collectors.checkpoint_format import CheckpointRefused
     try:
         loaded = load_config(args.config)
         from visionmon.app import App
-        app = App(loaded)
-    except ConfigError as err:
+        app = App(loaded, reset_state=args.reset_state)
+    except (ConfigError, CheckpointRefused) as err:
         print(err, file=sys.stderr)
         return 2
 
@@ -44,7 +45,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, _stop)
     from visionmon.gc_tuning import tune_collector
     tune_collector()
-    app.run()
+    try:
+        app.run()
+    except CheckpointRefused as err:  # the broker is another cluster than the checkpoint's
+        print(err, file=sys.stderr)
+        return 2
     log.info("stopped")
     return 0
 
@@ -117,6 +122,11 @@ def parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the daemon")
     run.add_argument("--config", required=True, help="YAML config file")
+    run.add_argument("--reset-state", action="store_true",
+                     help="start with empty state: move the checkpoint in state.checkpoint_dir "
+                          "aside (renamed state.ckpt.reset-<time>, not deleted). Needed when "
+                          "the checkpoint belongs to another Kafka cluster, consumer group, "
+                          "topics or class list, which the daemon otherwise refuses")
     logging_opts(run)
     run.set_defaults(func=_cmd_run)
 

@@ -48,6 +48,11 @@ class Consumer(Protocol):
 
     def connected(self) -> bool: ...
 
+    def cluster_id(self) -> str | None:
+        """The Kafka cluster id the broker reports (None while unknown or not reported);
+        a checkpoint records it so that state is never restored into another cluster."""
+        ...
+
     def close(self) -> None: ...
 
 

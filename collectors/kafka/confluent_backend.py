@@ -69,6 +69,7 @@ class ConfluentConsumer:
         }
         self._c = lib.Consumer(conf)
         self._assigned: set[TopicPartition] = set()
+        self._cluster_id: str | None = None
 
     def _on_error(self, err: Any) -> None:
         if err.code() in (ck.KafkaError._ALL_BROKERS_DOWN, ck.KafkaError._TRANSPORT):
@@ -152,6 +153,14 @@ class ConfluentConsumer:
 
     def connected(self) -> bool:
         return self._connected
+
+    def cluster_id(self) -> str | None:
+        if self._cluster_id is None:  # one Metadata request, then remembered
+            try:
+                self._cluster_id = self._c.list_topics(timeout=2).cluster_id or None
+            except ck.KafkaException as err:
+                log.debug("cluster id unknown: %s", err)
+        return self._cluster_id
 
     def close(self) -> None:
         try:

@@ -168,6 +168,12 @@ class KafkaPythonConsumer:
     def connected(self) -> bool:
         return bool(self._c.bootstrap_connected()) or bool(self._c.assignment())
 
+    def cluster_id(self) -> str | None:
+        # kafka-python keeps the id of the last Metadata response; it has no public accessor
+        cluster = getattr(getattr(self._c, "_client", None), "cluster", None)
+        value = getattr(cluster, "cluster_id", None)
+        return str(value) if value else None
+
     def close(self) -> None:
         try:
             # bounded: with the broker gone, leaving the group would wait 30 s
