@@ -21,7 +21,6 @@ from monitor.reference_config import ImagesConfig, ReferenceConfig
 from monitor.slo_spec import SloSpec
 
 CONFIG_VERSION = 1
-OTHER = "_other"
 
 
 class ConfigError(Exception):
@@ -228,8 +227,12 @@ class DriftConfig(Frozen):
 
 
 class JoinConfig(Frozen):
+    """A bounded join store: entries waiting for their partner record, in event time."""
+
     max_entries: int = Field(200_000, ge=1)
+    """Entries kept; the oldest are evicted beyond this (counted with reason `capacity`)."""
     ttl: Duration = "1d"
+    """How long an entry waits for its partner, in event time (evicted with reason `ttl`)."""
 
 
 class QualityConfig(Frozen):
@@ -258,6 +261,7 @@ class VisionmonConfig(Frozen):
     baseline: BaselineConfig = BaselineConfig()
     drift: DriftConfig = DriftConfig()
     labels: JoinConfig = JoinConfig()
+    shadow_join: JoinConfig = JoinConfig(max_entries=50_000, ttl="1h")
     quality: QualityConfig = QualityConfig()
     images: ImagesConfig = ImagesConfig()
     reference: ReferenceConfig | None = None

@@ -103,7 +103,9 @@ def build_statistics(loaded: LoadedConfig) -> Statistics:
                                baseline_images=cfg.baseline.images,
                                version_key=engine.versions.key, mmd=cfg.drift.mmd,
                                mmd_alpha=mmd_alpha,
-                               min_agreement_images=q.min_shadow_images)
+                               min_agreement_images=q.min_shadow_images,
+                               max_entries=cfg.shadow_join.max_entries,
+                               ttl_seconds=parse_duration(cfg.shadow_join.ttl))
         engine.extensions.append(shadow)
     return Statistics(engine, drift, labels, quality, shadow)
 

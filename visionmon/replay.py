@@ -43,6 +43,7 @@ from collectors.records import (
     apply_decoded,
     decode_records,
 )
+from monitor.atomic_write import replacing
 from monitor.catalog import CATALOG, Catalog
 from monitor.config import ConfigError, LoadedConfig, load_config
 from monitor.events import ImageEvent
@@ -641,10 +642,8 @@ def run_replay(loaded: LoadedConfig, records: Iterable[Record], window: TimeRang
             if on_record is not None:
                 on_record(n)
         rp.finish()
-        tmp = out.with_name(f".{out.name}.tmp")
-        with open(tmp, "w", encoding="utf-8") as fh:
+        with replacing(out) as tmp, open(tmp, "w", encoding="utf-8") as fh:
             samples = spool.write(fh)
-        os.replace(tmp, out)
     finally:
         spool.close()
         if rp is not None:

@@ -20,7 +20,6 @@ import html
 import io
 import logging
 import math
-import os
 import re
 import socket
 import sys
@@ -33,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from monitor.atomic_write import write_bytes_atomically
 from monitor.catalog import CALIBRATION_BINS, LABEL_DELAY_BUCKETS
 from monitor.config import ConfigError, LoadedConfig, load_config
 from monitor.durations import parse_duration
@@ -665,12 +665,6 @@ def render_html(sections: Iterable[Section], title: str, subtitle: Iterable[str]
             "Generated file: edit the inputs, not this file.</footer></body></html>\n")
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 @dataclass(frozen=True, slots=True)
 class ReportResult:
     html: Path
@@ -710,7 +704,7 @@ def build_report(loaded: LoadedConfig, data: MetricData, window: TimeRange, out_
     for s in sections:
         for name, png in s.figures:
             path = out / "figures" / name
-            _write_atomic(path, png)
+            write_bytes_atomically(path, png)
             written.append(path)
     span_txt = (f"{iso(shown.since)} .. {iso(shown.until)}"
                 if math.isfinite(shown.since) and math.isfinite(shown.until) else "all data")
@@ -722,7 +716,7 @@ def build_report(loaded: LoadedConfig, data: MetricData, window: TimeRange, out_
                         "one scrape. Replay the range for history.")
     page = render_html(sections, "visionmon postmortem report", subtitle)
     html_path = out / "report.html"
-    _write_atomic(html_path, page.encode("utf-8"))
+    write_bytes_atomically(html_path, page.encode("utf-8"))
     empty = tuple(s.id for s in sections if s.body.startswith('<p class="no-data">'))
     return ReportResult(html_path, tuple(written), tuple(s.id for s in sections), empty)
 

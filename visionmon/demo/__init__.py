@@ -314,8 +314,8 @@ def _start_prometheus(loaded: Any, out: Path, target: str, console: Any) -> Any:
     if shutil.which("prometheus") is None:
         console.print("[yellow]--prometheus: no `prometheus` binary on PATH; skipped[/]")
         return None
-    from visionmon.prometheus import PrometheusProcess
+    from visionmon.prometheus import start_with_generated_rules
 
-    prom = PrometheusProcess.start(loaded, out / "prometheus", target)
-    console.print(f"prometheus at {prom.url} with rules from {prom.rules_dir}")
+    prom = start_with_generated_rules(loaded, out / "prometheus", target)
+    console.print(f"prometheus at {prom.url} with rules from {out / 'prometheus' / 'rules'}")
     return prom
