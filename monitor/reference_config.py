@@ -19,6 +19,22 @@ def _all_formats() -> list[ImageFormat]:
     return ["JPEG", "PNG", "WEBP"]
 
 
+_HEX = frozenset("0123456789abcdef")
+
+
+def check_sha256(value: str) -> str:
+    """A SHA-256 as `sha256sum` prints it: 64 lowercase hex digits; the error says which
+    part is wrong."""
+    if len(value) != 64:
+        raise ValueError(f"a SHA-256 is 64 hex digits, got {len(value)} characters "
+                         "(copy it from `sha256sum FILE`)")
+    if not set(value) <= _HEX | frozenset("ABCDEF"):
+        raise ValueError("a SHA-256 is 64 hex digits (0-9, a-f); copy it from `sha256sum FILE`")
+    if value != value.lower():
+        raise ValueError("use lowercase hex (as `sha256sum` prints it)")
+    return value
+
+
 class ImagesConfig(Frozen):
     """Limits applied before any image is decoded (see docs/reference-model.md)."""
 
@@ -49,7 +65,7 @@ class ReferenceConfig(Frozen):
     #: TorchScript file (`torch.jit.save`) or torch.export program (`.pt2`).
     path: str
     #: Expected SHA-256 of the file, lowercase hex; checked before loading.
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    sha256: str
     #: When false, a reference model that cannot be loaded disables shadow scoring
     #: (visionmon_reference_model_up 0) instead of stopping the daemon.
     required: bool = True
@@ -94,6 +110,11 @@ class ReferenceConfig(Frozen):
     #: per batch; the captured sizes share one memory pool). Ignored when the model is
     #: compiled; falls back to eager when a model cannot be captured.
     cuda_graphs: bool = True
+
+    @field_validator("sha256")
+    @classmethod
+    def _lowercase_hex(cls, value: str) -> str:
+        return check_sha256(value)
 
     @field_validator("mean", "std")
     @classmethod
