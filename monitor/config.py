@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from monitor.config_paths import ConfigPath, relative_to
 from monitor.durations import Duration, parse_duration
 from monitor.frozen_model import Frozen
 from monitor.reference_config import ImagesConfig, ReferenceConfig
@@ -54,9 +56,9 @@ class KafkaConfig(Frozen):
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     sasl_username_env: EnvName | None = None
     sasl_password_env: EnvName | None = None
-    ssl_cafile: str | None = None
-    ssl_certfile: str | None = None
-    ssl_keyfile: str | None = None
+    ssl_cafile: ConfigPath | None = None
+    ssl_certfile: ConfigPath | None = None
+    ssl_keyfile: ConfigPath | None = None
     ssl_key_password_env: EnvName | None = None
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     poll_timeout_ms: int = Field(500, ge=10, le=60_000)
@@ -93,7 +95,7 @@ class KafkaConfig(Frozen):
 class ModelConfig(Frozen):
     name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
     classes: list[str] | None = None
-    classes_file: str | None = None
+    classes_file: ConfigPath | None = None
     high_risk_classes: list[str] = Field(default_factory=list)
 
     @field_validator("classes")
@@ -110,8 +112,16 @@ class ModelConfig(Frozen):
         if self.classes is not None:
             unknown = [c for c in self.high_risk_classes if c not in self.classes]
             if unknown:
-                raise ValueError(f"high_risk_classes {unknown} are not in the class list")
+                raise ValueError(f"high_risk_classes {unknown} are not in the class list; "
+                                 f"valid classes: {choices(self.classes)}")
         return self
+
+
+def choices(names: Sequence[str], limit: int = 40) -> str:
+    """Valid choices for an error message: `a, b, c`, or the first `limit` and how many
+    more (a 1,000-class model's list would bury the message)."""
+    shown = ", ".join(names[:limit])
+    return shown if len(names) <= limit else f"{shown}, ... ({len(names) - limit} more)"
 
 
 def _check_class_list(classes: list[str]) -> None:
@@ -125,8 +135,8 @@ def _check_class_list(classes: list[str]) -> None:
 class HttpConfig(Frozen):
     bind: str = "127.0.0.1"
     port: int = Field(9464, ge=0, le=65535)
-    tls_certfile: str | None = None
-    tls_keyfile: str | None = None
+    tls_certfile: ConfigPath | None = None
+    tls_keyfile: ConfigPath | None = None
     basic_auth_user_env: EnvName | None = None
     basic_auth_password_env: EnvName | None = None
 
@@ -147,7 +157,7 @@ class OtelConfig(Frozen):
 
 
 class StateConfig(Frozen):
-    checkpoint_dir: str | None = None
+    checkpoint_dir: ConfigPath | None = None
     checkpoint_interval_seconds: float = Field(10.0, gt=0)
     hash_request_ids: bool = False
 
@@ -171,7 +181,7 @@ class WindowsConfig(Frozen):
 
 class BaselineConfig(Frozen):
     mode: Literal["file", "first_events", "none"] = "none"
-    path: str | None = None
+    path: ConfigPath | None = None
     events: int = Field(10_000, ge=100)
     #: scored images that extend a baseline without an image profile (input and
     #: embedding drift); 0 turns that off. Half become the embedding MMD test's reference
@@ -358,8 +368,9 @@ class LoadedConfig(Frozen):
 
 
 def resolve(config: VisionmonConfig, path: str = "<config>", sha256: str = "") -> LoadedConfig:
-    """Read class files and check cross-section references."""
-    base = Path(path).parent
+    """Resolve every path key against the config file's folder (`monitor.config_paths`),
+    read class files and check references across sections."""
+    config = relative_to(config, Path(path).parent)
     models: dict[str, ModelClasses] = {}
     for i, m in enumerate(config.models):
         if m.classes is not None:
@@ -367,8 +378,6 @@ def resolve(config: VisionmonConfig, path: str = "<config>", sha256: str = "") -
         else:
             assert m.classes_file is not None
             cpath = Path(m.classes_file)
-            if not cpath.is_absolute():
-                cpath = base / cpath
             try:
                 classes = [ln.strip() for ln in cpath.read_text().splitlines() if ln.strip()]
             except OSError as err:
@@ -381,7 +390,7 @@ def resolve(config: VisionmonConfig, path: str = "<config>", sha256: str = "") -
             unknown = [c for c in m.high_risk_classes if c not in classes]
             if unknown:
                 raise ConfigError(f"{path}: models.{i}.high_risk_classes: {unknown} are not in "
-                                  f"{cpath}")
+                                  f"{cpath}; valid classes: {choices(classes)}")
         models[m.name] = ModelClasses(name=m.name, classes=tuple(classes),
                                       high_risk_classes=tuple(m.high_risk_classes))
     if config.slos is not None:
@@ -389,9 +398,17 @@ def resolve(config: VisionmonConfig, path: str = "<config>", sha256: str = "") -
             if obj.model not in models:
                 raise ConfigError(f"{path}: slos.objectives.{j}.model: unknown model "
                                   f"{obj.model!r}; configured models are {sorted(models)}")
-    if config.reference is not None and config.reference.model not in models:
-        raise ConfigError(f"{path}: reference.model: unknown model {config.reference.model!r}; "
+    ref = config.reference
+    if ref is not None and ref.model not in models:
+        raise ConfigError(f"{path}: reference.model: unknown model {ref.model!r}; "
                           f"configured models are {sorted(models)}")
+    if ref is not None and ref.classes is not None:
+        missing = [c for c in models[ref.model].classes if c not in ref.classes]
+        if missing:
+            raise ConfigError(
+                f"{path}: reference.classes: lacks production classes {choices(missing)} of model "
+                f"{ref.model!r} (every production class must appear, matched by name); "
+                f"reference.classes lists: {choices(ref.classes)}")
     return LoadedConfig(path=path, sha256=sha256, config=config, models=models)
 
 

@@ -10,6 +10,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from monitor.config_paths import ConfigPath
 from monitor.frozen_model import Frozen
 
 ImageFormat = Literal["JPEG", "PNG", "WEBP"]
@@ -63,7 +64,7 @@ class ReferenceConfig(Frozen):
     #: Production model (from `models:`) whose sampled images this model re-scores.
     model: str
     #: TorchScript file (`torch.jit.save`) or torch.export program (`.pt2`).
-    path: str
+    path: ConfigPath
     #: Expected SHA-256 of the file, lowercase hex; checked before loading.
     sha256: str
     #: When false, a reference model that cannot be loaded disables shadow scoring

@@ -43,15 +43,14 @@ class Statistics:
 
 
 def load_baselines(loaded: LoadedConfig) -> dict[str, Baseline]:
-    """Baseline files named by the config (`{model}` in the path is the model's name)."""
+    """Baseline files named by the config (`{model}` in the path is the model's name; a
+    relative path was resolved from the config file's folder by `resolve`)."""
     cfg = loaded.config.baseline
     if cfg.mode != "file" or cfg.path is None:
         return {}
     out = {}
     for name, m in loaded.models.items():
         path = Path(cfg.path.replace("{model}", name))
-        if not path.is_absolute():
-            path = Path(loaded.path).parent / path
         if "{model}" not in cfg.path and len(loaded.models) > 1 and not path.exists():
             continue
         try:

@@ -6,30 +6,52 @@ import argparse
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from types import FrameType
 
-from monitor.config import ConfigError, load_config
+from monitor.config import ConfigError, LoadedConfig, load_config
 from visionmon import __version__, logs
+from visionmon.preflight import COMMANDS, Command, preflight
 
 log = logging.getLogger("visionmon")
 
 
+def _checked(path: str, commands: Collection[Command]) -> LoadedConfig:
+    """Load the config and run the preflight checks that guard `commands`; warnings are
+    logged, errors raised together as one ConfigError."""
+    loaded = load_config(path)
+    found = preflight(loaded, commands)
+    for problem in found.warnings:
+        log.warning("%s", found.line(problem))
+    found.raise_errors()
+    return loaded
+
+
 def _cmd_check_config(args: argparse.Namespace) -> int:
+    """Every check of `run`, `alerts generate` and `dashboards generate`, all reported."""
     try:
         loaded = load_config(args.config)
     except ConfigError as err:
         print(err, file=sys.stderr)
         return 2
+    found = preflight(loaded, COMMANDS)
+    for problem in found.problems:
+        print(("warning: " if problem.warning else "") + found.line(problem), file=sys.stderr)
+    if found.errors:
+        print(f"{args.config}: {len(found.errors)} problem(s); nothing was started",
+              file=sys.stderr)
+        return 2
     models = ", ".join(f"{n} ({len(m.classes)} classes)" for n, m in loaded.models.items())
-    print(f"{args.config}: OK (config version {loaded.config.version}; models: {models})")
+    warned = f"; {len(found.warnings)} warning(s)" if found.warnings else ""
+    print(f"{args.config}: OK (config version {loaded.config.version}; models: {models}"
+          f"{warned})")
     return 0
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     logs.configure(args.log_level, args.log_format)
     try:
-        loaded = load_config(args.config)
+        loaded = _checked(args.config, ("run",))
         from visionmon.app import App
         app = App(loaded)
     except ConfigError as err:
@@ -55,9 +77,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args)
 
 
-def _cmd_generate(kind: str, args: argparse.Namespace) -> int:
+def _cmd_generate(kind: Command, args: argparse.Namespace) -> int:
     try:
-        loaded = load_config(args.config)
+        loaded = _checked(args.config, (kind,))
     except ConfigError as err:
         print(err, file=sys.stderr)
         return 2
@@ -116,7 +138,8 @@ def parser() -> argparse.ArgumentParser:
     logging_opts(run)
     run.set_defaults(func=_cmd_run)
 
-    chk = sub.add_parser("check-config", help="validate a config file and exit")
+    chk = sub.add_parser("check-config", help="every check of run, alerts generate and "
+                                              "dashboards generate; exit 2 on any error")
     chk.add_argument("config", help="YAML config file")
     chk.set_defaults(func=_cmd_check_config)
 

@@ -132,7 +132,7 @@ def run_demo(args: argparse.Namespace) -> int:
     from rich.live import Live
 
     console = Console()
-    out = Path(args.out or tempfile.mkdtemp(prefix="visionmon-demo-"))
+    out = Path(args.out or tempfile.mkdtemp(prefix="visionmon-demo-")).resolve()
     out.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(out / "state", ignore_errors=True)  # a fresh broker: no state to resume
     console.print(f"[bold]visionmon demo[/] — output in {out}")
