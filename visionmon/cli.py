@@ -11,7 +11,7 @@ from types import FrameType
 
 from monitor.config import ConfigError, LoadedConfig, load_config
 from visionmon import __version__, logs
-from visionmon.preflight import COMMANDS, Command, preflight
+from visionmon.preflight import COMMANDS, RUN, Command, preflight
 
 log = logging.getLogger("visionmon")
 
@@ -51,7 +51,7 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     logs.configure(args.log_level, args.log_format)
     try:
-        loaded = _checked(args.config, ("run",))
+        loaded = _checked(args.config, RUN)
         from visionmon.app import App
         app = App(loaded)
     except ConfigError as err:

@@ -21,6 +21,7 @@ from monitor.config import ConfigError, LoadedConfig
 
 Command = Literal["run", "alerts", "dashboards"]
 COMMANDS: tuple[Command, ...] = ("run", "alerts", "dashboards")
+RUN: tuple[Command, ...] = ("run",)
 
 
 @dataclass(frozen=True, slots=True)
