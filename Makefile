@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip -q --disable-pip-version-check
 
-.PHONY: setup system-deps demo test lint bench clean
+.PHONY: setup system-deps demo test lint bench config-docs clean
 
 setup: $(VENV)/.installed
 
@@ -39,6 +39,10 @@ test: setup system-deps lint
 
 bench: setup
 	$(PY) benchmarks/ingest.py
+
+# docs/configuration.md from the config models (golden-tested)
+config-docs: setup
+	$(PY) -m visionmon.config_docs docs/configuration.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

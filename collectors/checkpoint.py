@@ -17,6 +17,8 @@ from typing import Any
 
 import orjson
 
+from monitor.atomic_write import write_bytes_atomically
+
 log = logging.getLogger(__name__)
 
 MAGIC = b"visionmon-checkpoint v1 sha256="
@@ -117,23 +119,8 @@ class CheckpointStore:
 
     def save(self, state: Any) -> None:
         head, body = _encode_parts(state)
-        tmp = self.path.with_suffix(f".tmp-{os.getpid()}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(head)
-                fh.write(body)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
-        dir_fd = os.open(self.dir, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        write_bytes_atomically(self.path, (head, body), mode=0o600, durable=True,
+                               prefix=f"{self.path.stem}.tmp-")
 
     def set_aside(self, why: str) -> Path | None:
         """Move the checkpoint to `state.ckpt.<why>-<unix time>` (kept for inspection, never

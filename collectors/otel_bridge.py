@@ -7,6 +7,7 @@ with the catalog's bucket bounds, so OTel and Prometheus agree bucket for bucket
 
 from __future__ import annotations
 
+import importlib.metadata
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -21,7 +22,16 @@ from opentelemetry.sdk.resources import Resource
 from monitor.catalog import CATALOG, Catalog, MetricSpec
 from monitor.config import OtelConfig
 from monitor.snapshot import HistogramValue, Snapshot
-from visionmon import __version__
+
+
+def package_version() -> str:
+    """The installed `visionmon` distribution's version (package metadata, so that this
+    edge module does not import the composition root); `0+unknown` when not installed."""
+    try:
+        return importlib.metadata.version("visionmon")
+    except importlib.metadata.PackageNotFoundError:
+        return "0+unknown"
+
 
 _UNITS = {"seconds": "s", "ratio": "1", "records": "{record}", "bytes": "By", "": "1"}
 
@@ -44,8 +54,8 @@ class OtelBridge:
         self.provider = MeterProvider(
             metric_readers=list(readers),
             resource=Resource.create({"service.name": service_name,
-                                      "service.version": __version__}))
-        meter = self.provider.get_meter("visionmon", __version__)
+                                      "service.version": package_version()}))
+        meter = self.provider.get_meter("visionmon", package_version())
         self._histograms: dict[str, Any] = {}
         for spec in catalog:
             unit = _UNITS.get(spec.unit, "1")

@@ -8,15 +8,14 @@ group per SLO, then the threshold alerts); only the envelope is added here.
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from alerts.generate import rule_outputs
 from alerts.spec import build_spec
 from alerts.writer import dump
+from monitor.atomic_write import write_text_atomically
 from monitor.config import LoadedConfig, load_config
 
 NAME = "visionmon-rules"
@@ -47,12 +46,7 @@ def main(argv: list[str]) -> int:
         print("usage: prometheus_rule.py CONFIG OUT", file=sys.stderr)
         return 2
     text = render(load_config(argv[0]), argv[0])
-    out = Path(argv[1])
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, out)
-    print(out)
+    print(write_text_atomically(Path(argv[1]), text))
     return 0
 
 

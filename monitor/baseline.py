@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from monitor.atomic_write import write_bytes_atomically
 from monitor.events import PredictionEvent
 from monitor.scored import INPUT_FEATURES, ScoredImage
 from monitor.stats import (
@@ -385,12 +386,8 @@ def from_dict(d: Mapping[str, Any], where: str = "baseline") -> Baseline:
 def save(b: Baseline, path: str | os.PathLike[str]) -> Path:
     """Write atomically (temp file + rename); the content hash goes into the file."""
     b = seal(b)
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(orjson.dumps({**to_dict(b), "sha256": b.sha256}, option=orjson.OPT_INDENT_2))
-    os.replace(tmp, p)
-    return p
+    return write_bytes_atomically(
+        path, orjson.dumps({**to_dict(b), "sha256": b.sha256}, option=orjson.OPT_INDENT_2))
 
 
 def load(path: str | os.PathLike[str], model: str | None = None,

@@ -9,19 +9,20 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from monitor.config_paths import ConfigPath, relative_to
 from monitor.durations import Duration, parse_duration
 from monitor.frozen_model import Frozen
 from monitor.reference_config import ImagesConfig, ReferenceConfig
 from monitor.slo_spec import SloSpec
 
 CONFIG_VERSION = 1
-OTHER = "_other"
 
 
 class ConfigError(Exception):
@@ -41,32 +42,60 @@ _LITERAL_SECRETS = {
 
 class TopicsConfig(Frozen):
     predictions: str = "predictions"
+    """Topic of the prediction events (one record per request; see docs/events.md)."""
     images: str = "images"
+    """Topic of the sampled input images (raw bytes plus headers)."""
     feedback: str = "feedback"
+    """Topic of the late ground-truth labels."""
 
 
 class KafkaConfig(Frozen):
     bootstrap_servers: list[str] = Field(default_factory=lambda: ["127.0.0.1:9092"], min_length=1)
+    """Brokers to bootstrap from, as host:port."""
     group_id: str = "visionmon"
+    """Consumer group; replicas of one deployment share it and split the partitions."""
     client: Literal["kafka-python", "confluent-kafka"] = "kafka-python"
+    """Client library: pure-Python kafka-python, or confluent-kafka (librdkafka; `pip install
+    'visionmon[confluent]'`)."""
     topics: TopicsConfig = TopicsConfig()
+    """Names of the three input topics."""
     dead_letter_topic: str | None = None
+    """Topic that receives refused records with their original bytes and the reason; none: refused
+    records are only counted."""
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    """How the client talks to the brokers: plain, TLS, SASL, or SASL over TLS."""
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    """SASL mechanism; required with SASL_PLAINTEXT and SASL_SSL."""
     sasl_username_env: EnvName | None = None
+    """Name of the environment variable holding the SASL user name."""
     sasl_password_env: EnvName | None = None
-    ssl_cafile: str | None = None
-    ssl_certfile: str | None = None
-    ssl_keyfile: str | None = None
+    """Name of the environment variable holding the SASL password."""
+    ssl_cafile: ConfigPath | None = None
+    """CA bundle (PEM) that verifies the brokers' certificates (SSL and SASL_SSL)."""
+    ssl_certfile: ConfigPath | None = None
+    """Client certificate (PEM) for mutual TLS."""
+    ssl_keyfile: ConfigPath | None = None
+    """Private key (PEM) of the client certificate."""
     ssl_key_password_env: EnvName | None = None
+    """Name of the environment variable holding the client key's password."""
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    """Where a group without committed offsets starts reading: the oldest or the newest record."""
     poll_timeout_ms: int = Field(500, ge=10, le=60_000)
+    """Longest wait of one poll for records, in milliseconds."""
     max_poll_records: int = Field(5000, ge=1, le=1_000_000)
+    """Most records returned by one poll (one batch of the consumer loop)."""
     session_timeout_ms: int = Field(6000, ge=1000)
+    """Broker-side timeout after which a silent consumer leaves the group, in milliseconds."""
     heartbeat_interval_ms: int = Field(1000, ge=100)
+    """Interval of the consumer's heartbeats to the group coordinator, in milliseconds."""
     max_poll_interval_ms: int = Field(6000, ge=1000)
+    """Longest time between two polls before the consumer is considered stuck and its partitions
+    reassigned, in milliseconds."""
     commit_interval_seconds: float = Field(1.0, ge=0.0)
+    """How often processed offsets are committed, in seconds (also on revocation and shutdown); 0
+    commits after every batch."""
     lag_interval_seconds: float = Field(5.0, gt=0.0)
+    """How often the consumer lag (visionmon_consumer_lag_records) is measured, in seconds."""
 
     @model_validator(mode="before")
     @classmethod
@@ -93,9 +122,14 @@ class KafkaConfig(Frozen):
 
 class ModelConfig(Frozen):
     name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
+    """Model name: the `model` field of the events and the `model` label of the metrics."""
     classes: list[str] | None = None
-    classes_file: str | None = None
+    """Class names in the model's output order (at least 2, distinct); or use classes_file."""
+    classes_file: ConfigPath | None = None
+    """File with one class name per line (blank lines ignored), instead of classes."""
     high_risk_classes: list[str] = Field(default_factory=list)
+    """Classes whose errors cost most; the dashboards show them on their own. Each must be one of
+    the model's classes."""
 
     @field_validator("classes")
     @classmethod
@@ -111,8 +145,16 @@ class ModelConfig(Frozen):
         if self.classes is not None:
             unknown = [c for c in self.high_risk_classes if c not in self.classes]
             if unknown:
-                raise ValueError(f"high_risk_classes {unknown} are not in the class list")
+                raise ValueError(f"high_risk_classes {unknown} are not in the class list; "
+                                 f"valid classes: {choices(self.classes)}")
         return self
+
+
+def choices(names: Sequence[str], limit: int = 40) -> str:
+    """Valid choices for an error message: `a, b, c`, or the first `limit` and how many
+    more (a 1,000-class model's list would bury the message)."""
+    shown = ", ".join(names[:limit])
+    return shown if len(names) <= limit else f"{shown}, ... ({len(names) - limit} more)"
 
 
 def _check_class_list(classes: list[str]) -> None:
@@ -125,37 +167,62 @@ def _check_class_list(classes: list[str]) -> None:
 
 class HttpConfig(Frozen):
     bind: str = "127.0.0.1"
+    """Address the /metrics, /healthz and /readyz server listens on (127.0.0.1: this host only)."""
     port: int = Field(9464, ge=0, le=65535)
-    tls_certfile: str | None = None
-    tls_keyfile: str | None = None
+    """Port of the HTTP server; 0 picks a free one."""
+    tls_certfile: ConfigPath | None = None
+    """Server certificate (PEM); set: serve HTTPS (TLS 1.2 or later)."""
+    tls_keyfile: ConfigPath | None = None
+    """Private key (PEM) of the server certificate."""
     basic_auth_user_env: EnvName | None = None
+    """Name of the environment variable holding the basic-auth user; set: every endpoint asks for
+    it."""
     basic_auth_password_env: EnvName | None = None
+    """Name of the environment variable holding the basic-auth password."""
 
 
 class LimitsConfig(Frozen):
     max_message_bytes: int = Field(1_048_576, ge=256)
+    """Largest Kafka record accepted, in bytes; larger ones are refused (reason `too_large`)."""
     max_batch_events: int = Field(10_000, ge=1)
+    """Most prediction events in one record (a JSON array or newline-delimited objects)."""
     max_versions_per_model: int = Field(8, ge=1)
+    """Distinct model versions tracked per model; later versions are counted under `_other`."""
     max_series_per_metric: int = Field(20_000, ge=100)
+    """Largest number of label combinations one metric may export."""
     max_future_skew_seconds: float = Field(300.0, ge=0)
+    """How far in the future an event's timestamp may be (clock skew), in seconds; later ones are
+    refused."""
     max_request_id_chars: int = Field(256, ge=8)
+    """Longest request_id accepted, in characters."""
 
 
 class OtelConfig(Frozen):
     endpoint: str | None = None
+    """OTLP/HTTP metrics endpoint (e.g. http://collector:4318/v1/metrics); none: no OpenTelemetry
+    export."""
     interval_seconds: float = Field(15.0, gt=0)
+    """Export interval of the OpenTelemetry metrics, in seconds."""
     service_name: str = "visionmon"
+    """`service.name` resource attribute of the exported metrics."""
 
 
 class StateConfig(Frozen):
-    checkpoint_dir: str | None = None
+    checkpoint_dir: ConfigPath | None = None
+    """Folder (made private, mode 0700) of the state checkpoint; none: no checkpoint, a restart
+    starts from empty windows."""
     checkpoint_interval_seconds: float = Field(10.0, gt=0)
+    """How often the state is checkpointed, in seconds (also at shutdown)."""
     hash_request_ids: bool = False
+    """Keep request ids in the join stores and checkpoints only as 128-bit hashes (they may carry
+    personal data)."""
 
 
 class WindowsConfig(Frozen):
     sizes: list[str] = Field(default_factory=lambda: ["5m", "1h", "1d"], min_length=1)
+    """Sliding windows of the windowed gauges (their `window` label), as durations (5m, 1h)."""
     slices: int = Field(60, ge=2, le=1440)
+    """Slices per window: a window slides by size / slices (60: a 1h window moves by the minute)."""
 
     @field_validator("sizes")
     @classmethod
@@ -172,14 +239,20 @@ class WindowsConfig(Frozen):
 
 class BaselineConfig(Frozen):
     mode: Literal["file", "first_events", "none"] = "none"
-    path: str | None = None
+    """Where the baseline comes from: `file` (built by `visionmon baseline build`), `first_events`
+    (profiled from the first baseline.events predictions of each model) or `none` (drift
+    detection off)."""
+    path: ConfigPath | None = None
+    """Baseline file for mode file; `{model}` is replaced by the model's name."""
     events: int = Field(10_000, ge=100)
-    #: scored images that extend a baseline without an image profile (input and
-    #: embedding drift); 0 turns that off. Half become the embedding MMD test's reference
-    #: and half its held-out rows, which bound the window it tests to a quarter of them:
-    #: 300 images test windows of 32 embeddings, 2,048 or more windows of 256.
+    """Predictions profiled into the baseline with mode first_events."""
     images: int = Field(300, ge=0)
+    """Scored images that extend a baseline without an image profile (input and embedding drift); 0
+    turns that off. Half become the embedding MMD test's reference and half its held-out rows,
+    which bound the window it tests to a quarter of them: 300 images test windows of 32
+    embeddings, 2,048 or more windows of 256."""
     quantile_bins: int = Field(10, ge=2, le=100)
+    """Bins of each continuous feature (confidence, margin, entropy), at baseline quantiles."""
 
     @model_validator(mode="after")
     def _file_needs_path(self) -> BaselineConfig:
@@ -196,72 +269,106 @@ class MmdConfig(Frozen):
     """The embedding MMD² test against the baseline's reference sample (needs a reference
     model); its null is simulated when the baseline is built (`monitor.stats.mmd_null`)."""
 
-    #: Level of the test. Unset: half of `drift.alpha`, and the drift features share the
-    #: other half, so that a model's drift verdict (any feature or MMD) keeps `drift.alpha`.
-    #: Set: the test runs at this level and the features keep all of `drift.alpha`. The
-    #: critical value rests on about alpha x 4,000 of the baseline's simulated windows, so
-    #: levels under 0.001 (4 windows) are refused.
     alpha: float | None = Field(None, ge=0.001, lt=0.5)
-    #: Most recent embeddings kept per (model, version). A window is tested on at most its
-    #: last 256, or fewer: the largest window the baseline's null covers (a quarter of its
-    #: held-out embeddings; 256 from 1,024 held out, 32 for a 300-image baseline).
+    """Level of the test. Unset: half of `drift.alpha`, and the drift features share the other half,
+    so that a model's drift verdict (any feature or MMD) keeps `drift.alpha`. Set: the test runs
+    at this level and the features keep all of `drift.alpha`. The critical value rests on about
+    alpha x 4,000 of the baseline's simulated windows, so levels under 0.001 (4 windows) are
+    refused."""
     reservoir: int = Field(256, ge=20, le=4096)
-    #: Recompute the test once this many new images arrived (each test costs one
-    #: kernel over the window's embeddings, about 1 ms at 256).
+    """Most recent embeddings kept per (model, version). A window is tested on at most its last 256,
+    or fewer: the largest window the baseline's null covers (a quarter of its held-out
+    embeddings; 256 from 1,024 held out, 32 for a 300-image baseline)."""
     every_images: int = Field(5, ge=1)
-    #: Ignored: the permutation test it sized is gone. Accepted so that older configs load;
-    #: the daemon logs a warning when it is set.
+    """Recompute the test once this many new images arrived (each test costs one kernel over the
+    window's embeddings, about 1 ms at 256)."""
     permutations: int | None = None
+    """Ignored: the permutation test it sized is gone. Accepted so that older configs load; the
+    daemon logs a warning when it is set."""
 
 
 class DriftConfig(Frozen):
-    #: False-alarm rate of the drift verdict on no drift, per (model, version, window). With
-    #: `correction: bonferroni` it is shared: where the baseline has the embedding MMD test
-    #: and `mmd.alpha` is unset, that test gets alpha / 2 and each of the k features
-    #: alpha / (2k); otherwise each feature gets alpha / k. With `none`, alpha per feature.
     alpha: float = Field(0.01, gt=0, lt=0.5)
+    """False-alarm rate of the drift verdict on no drift, per (model, version, window). With
+    `correction: bonferroni` it is shared: where the baseline has the embedding MMD test and
+    `mmd.alpha` is unset, that test gets alpha / 2 and each of the k features alpha / (2k);
+    otherwise each feature gets alpha / k. With `none`, alpha per feature."""
     correction: Literal["bonferroni", "none"] = "bonferroni"
+    """Multiple-testing correction across the drift features: `bonferroni` shares alpha among them,
+    `none` tests each at alpha."""
     min_effect: float = Field(0.0, ge=0)
+    """Smallest PSI that counts as drift whatever the sample size (0: the threshold decides)."""
     features: list[Literal["predicted_class", "confidence", "margin", "entropy"]] = Field(
         default_factory=lambda: ["predicted_class", "confidence", "margin", "entropy"])
+    """Prediction features tested for drift (image and embedding features are added when a reference
+    model scores images)."""
     mmd: MmdConfig = Field(default_factory=MmdConfig)
 
 
 class JoinConfig(Frozen):
+    """A bounded join store: entries waiting for their partner record, in event time."""
+
     max_entries: int = Field(200_000, ge=1)
+    """Entries kept; the oldest are evicted beyond this (counted with reason `capacity`)."""
     ttl: Duration = "1d"
+    """How long an entry waits for its partner, in event time (evicted with reason `ttl`)."""
 
 
 class QualityConfig(Frozen):
     """Bounds that decide whether a closed evaluation slice was good (time-slice SLOs)."""
 
     eval_slice: Duration = "5m"
+    """Length of one evaluation slice of the time-slice SLOs (event time)."""
     min_labels: int = Field(20, ge=1)
+    """Labelled predictions a slice needs before its accuracy and calibration are judged."""
     min_accuracy: float = Field(0.9, ge=0, le=1)
+    """Accuracy a slice needs to be good; also the objective `accuracy` of quality_windows SLOs."""
     min_shadow_agreement: float = Field(0.9, ge=0, le=1)
-    #: Joined images a window (or evaluation slice) needs before its shadow agreement is
-    #: exported (judged): with 20 images and a true agreement of 0.96, binomial noise alone
-    #: puts the ratio under 0.9 in ~5 % of windows; with 100, in ~1 %.
+    """Agreement with the reference model a slice needs to be good; default bound of the
+    shadow_agreement threshold alert."""
     min_shadow_images: int = Field(100, ge=1)
+    """Joined images a window (or evaluation slice) needs before its shadow agreement is exported
+    (judged): with 20 images and a true agreement of 0.96, binomial noise alone puts the ratio
+    under 0.9 in ~5 % of windows; with 100, in ~1 %."""
     max_ece: float = Field(0.1, ge=0, le=1)
+    """Largest calibration error (ECE) of a good slice; default bound of the ece alert."""
 
 
 class VisionmonConfig(Frozen):
     version: Literal[1]
+    """Config schema version; this visionmon reads version 1."""
     kafka: KafkaConfig = KafkaConfig()
+    """The Kafka cluster, topics, consumer group and security."""
     models: list[ModelConfig] = Field(min_length=1)
+    """The monitored models (at least one), each with its class list."""
     http: HttpConfig = HttpConfig()
+    """The /metrics, /healthz and /readyz HTTP server."""
     limits: LimitsConfig = LimitsConfig()
+    """Limits on what one record may hold and how many series are exported."""
     otel: OtelConfig = OtelConfig()
+    """Optional OpenTelemetry (OTLP/HTTP) export of the same metrics."""
     state: StateConfig = StateConfig()
+    """The state checkpoint that lets a restart resume its windows."""
     windows: WindowsConfig = WindowsConfig()
+    """The sliding windows of the windowed gauges."""
     baseline: BaselineConfig = BaselineConfig()
+    """The reference profile that drift is measured against."""
     drift: DriftConfig = DriftConfig()
+    """The drift tests: levels, correction and features."""
     labels: JoinConfig = JoinConfig()
+    """The join of late labels (feedback) to their predictions."""
+    shadow_join: JoinConfig = JoinConfig(max_entries=50_000, ttl="1h")
+    """The join of reference-model scores to their predictions (shadow agreement)."""
     quality: QualityConfig = QualityConfig()
+    """Bounds of the time-slice quality SLIs."""
     images: ImagesConfig = ImagesConfig()
+    """Limits applied to sampled images before they are decoded."""
     reference: ReferenceConfig | None = None
+    """The reference model that re-scores sampled images; none: no shadow scoring, no input or
+    embedding drift."""
     slos: SloSpec | None = None
+    """SLOs and threshold alerts for `visionmon alerts generate`; none: threshold alerts with their
+    defaults."""
 
     @model_validator(mode="after")
     def _unique_models(self) -> VisionmonConfig:
@@ -354,8 +461,9 @@ class LoadedConfig(Frozen):
 
 
 def resolve(config: VisionmonConfig, path: str = "<config>", sha256: str = "") -> LoadedConfig:
-    """Read class files and check cross-section references."""
-    base = Path(path).parent
+    """Resolve every path key against the config file's folder (`monitor.config_paths`),
+    read class files and check references across sections."""
+    config = relative_to(config, Path(path).parent)
     models: dict[str, ModelClasses] = {}
     for i, m in enumerate(config.models):
         if m.classes is not None:
@@ -363,8 +471,6 @@ def resolve(config: VisionmonConfig, path: str = "<config>", sha256: str = "") -
         else:
             assert m.classes_file is not None
             cpath = Path(m.classes_file)
-            if not cpath.is_absolute():
-                cpath = base / cpath
             try:
                 classes = [ln.strip() for ln in cpath.read_text().splitlines() if ln.strip()]
             except OSError as err:
@@ -377,7 +483,7 @@ def resolve(config: VisionmonConfig, path: str = "<config>", sha256: str = "") -
             unknown = [c for c in m.high_risk_classes if c not in classes]
             if unknown:
                 raise ConfigError(f"{path}: models.{i}.high_risk_classes: {unknown} are not in "
-                                  f"{cpath}")
+                                  f"{cpath}; valid classes: {choices(classes)}")
         models[m.name] = ModelClasses(name=m.name, classes=tuple(classes),
                                       high_risk_classes=tuple(m.high_risk_classes))
     if config.slos is not None:
@@ -385,9 +491,17 @@ def resolve(config: VisionmonConfig, path: str = "<config>", sha256: str = "") -
             if obj.model not in models:
                 raise ConfigError(f"{path}: slos.objectives.{j}.model: unknown model "
                                   f"{obj.model!r}; configured models are {sorted(models)}")
-    if config.reference is not None and config.reference.model not in models:
-        raise ConfigError(f"{path}: reference.model: unknown model {config.reference.model!r}; "
+    ref = config.reference
+    if ref is not None and ref.model not in models:
+        raise ConfigError(f"{path}: reference.model: unknown model {ref.model!r}; "
                           f"configured models are {sorted(models)}")
+    if ref is not None and ref.classes is not None:
+        missing = [c for c in models[ref.model].classes if c not in ref.classes]
+        if missing:
+            raise ConfigError(
+                f"{path}: reference.classes: lacks production classes {choices(missing)} of model "
+                f"{ref.model!r} (every production class must appear, matched by name); "
+                f"reference.classes lists: {choices(ref.classes)}")
     return LoadedConfig(path=path, sha256=sha256, config=config, models=models)
 
 

@@ -16,6 +16,7 @@ from typing import Any, Literal
 import numpy as np
 
 from monitor.baseline import PREDICTION_FEATURES, Baseline, build_baseline
+from monitor.config import BaselineConfig, DriftConfig
 from monitor.engine import EngineExtension, EventGroup
 from monitor.events import PredictionEvent
 from monitor.snapshot import SnapshotBuilder
@@ -66,18 +67,24 @@ class _VersionDrift:
         self.cumulative[name] += counts
 
 
+#: The config's defaults, the only place defaults live (`drift:` and `baseline:` sections).
+_DRIFT = DriftConfig()
+_BASELINE = BaselineConfig()
+
+
 class DriftMonitor(EngineExtension):
     """Drift of predicted class, confidence, margin and entropy (and, fed by the
     reference model, input and embedding features) per (model, version)."""
     name = "drift"
 
     def __init__(self, models: Mapping[str, Sequence[str]], windows: tuple[WindowSpec, ...],
-                 alpha: float = 0.01, min_effect: float = 0.0,
+                 alpha: float = _DRIFT.alpha, min_effect: float = _DRIFT.min_effect,
                  features: Sequence[str] = ("predicted_class", *PREDICTION_FEATURES),
                  baselines: Mapping[str, Baseline] | None = None,
-                 first_events: int | None = None, quantile_bins: int = 10,
+                 first_events: int | None = None,
+                 quantile_bins: int = _BASELINE.quantile_bins,
                  clock: Callable[[], float] | None = None,
-                 correction: Literal["bonferroni", "none"] = "none",
+                 correction: Literal["bonferroni", "none"] = _DRIFT.correction,
                  embedding_alpha: float = 0.0) -> None:
         self.models = {m: tuple(c) for m, c in models.items()}
         self.windows = windows

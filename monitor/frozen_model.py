@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict
 
 
 class Frozen(BaseModel):
-    """Base of every config section: immutable, unknown keys refused."""
+    """Base of every config section: immutable, unknown keys refused. The docstring under
+    each key is its description (the source of docs/configuration.md)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from monitor.catalog import CALIBRATION_BINS, LABEL_DELAY_BUCKETS
-from monitor.engine import EngineExtension, EventGroup, HistogramHook, bucket_index
+from monitor.engine import OTHER, EngineExtension, EventGroup, HistogramHook, bucket_index
 from monitor.events import FeedbackEvent, PredictionEvent
 from monitor.joins import JoinStore
 from monitor.snapshot import SnapshotBuilder, histogram_value
@@ -188,7 +188,7 @@ class LabelMonitor(EngineExtension):
         """The cardinality-limited version the prediction was counted under."""
         if (pred.model, pred.version) in self.by_version:
             return pred.version
-        return "_other"
+        return OTHER
 
     def _resolve(self, model: str, label: Any) -> int | None:
         if type(label) is int:

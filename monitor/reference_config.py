@@ -10,6 +10,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from monitor.config_paths import ConfigPath
 from monitor.frozen_model import Frozen
 
 ImageFormat = Literal["JPEG", "PNG", "WEBP"]
@@ -19,19 +20,36 @@ def _all_formats() -> list[ImageFormat]:
     return ["JPEG", "PNG", "WEBP"]
 
 
+_HEX = frozenset("0123456789abcdef")
+
+
+def check_sha256(value: str) -> str:
+    """A SHA-256 as `sha256sum` prints it: 64 lowercase hex digits; the error says which
+    part is wrong."""
+    if len(value) != 64:
+        raise ValueError(f"a SHA-256 is 64 hex digits, got {len(value)} characters "
+                         "(copy it from `sha256sum FILE`)")
+    if not set(value) <= _HEX | frozenset("ABCDEF"):
+        raise ValueError("a SHA-256 is 64 hex digits (0-9, a-f); copy it from `sha256sum FILE`")
+    if value != value.lower():
+        raise ValueError("use lowercase hex (as `sha256sum` prints it)")
+    return value
+
+
 class ImagesConfig(Frozen):
     """Limits applied before any image is decoded (see docs/reference-model.md)."""
 
-    #: Largest encoded image accepted, in bytes.
     max_bytes: int = Field(5_000_000, ge=100)
-    #: Largest decoded first frame accepted, in pixels (width x height); checked from the
-    #: header, before any pixel data is decompressed.
+    """Largest encoded image accepted, in bytes."""
     max_pixels: int = Field(40_000_000, ge=64)
-    #: Longest side / shortest side above which an image is refused (e.g. 1 x 100000).
+    """Largest decoded first frame accepted, in pixels (width x height); checked from the header,
+    before any pixel data is decompressed."""
     max_aspect_ratio: float = Field(100.0, ge=1.0)
+    """Longest side / shortest side above which an image is refused (e.g. 1 x 100000)."""
     allowed_formats: list[ImageFormat] = Field(default_factory=_all_formats, min_length=1)
-    #: RGB colour (0-255) that transparent pixels are composited over.
+    """Image formats accepted (by their header, not the file name)."""
     alpha_background: tuple[int, int, int] = (255, 255, 255)
+    """RGB colour (0-255) that transparent pixels are composited over."""
 
     @field_validator("alpha_background")
     @classmethod
@@ -44,56 +62,66 @@ class ImagesConfig(Frozen):
 class ReferenceConfig(Frozen):
     """The reference model and its model card."""
 
-    #: Production model (from `models:`) whose sampled images this model re-scores.
     model: str
-    #: TorchScript file (`torch.jit.save`) or torch.export program (`.pt2`).
-    path: str
-    #: Expected SHA-256 of the file, lowercase hex; checked before loading.
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    #: When false, a reference model that cannot be loaded disables shadow scoring
-    #: (visionmon_reference_model_up 0) instead of stopping the daemon.
+    """Production model (from `models:`) whose sampled images this model re-scores."""
+    path: ConfigPath
+    """TorchScript file (`torch.jit.save`) or torch.export program (`.pt2`)."""
+    sha256: str
+    """Expected SHA-256 of the file, lowercase hex; checked before loading."""
     required: bool = True
-    #: The reference model's class names in output order. None: same classes and order as
-    #: the production model. Otherwise every production class must appear here (matched by
-    #: name); extra reference classes are ignored when taking the top-1.
+    """When false, a reference model that cannot be loaded disables shadow scoring
+    (visionmon_reference_model_up 0) instead of stopping the daemon."""
     classes: list[str] | None = None
-    #: Square input side, in pixels.
+    """The reference model's class names in output order. None: same classes and order as the
+    production model. Otherwise every production class must appear here (matched by name); extra
+    reference classes are ignored when taking the top-1."""
     input_size: int = Field(224, ge=8, le=1024)
-    #: `stretch`: resize to input_size x input_size. `center_crop`: scale the shorter side
-    #: to input_size and cut the centre square.
+    """Square input side, in pixels."""
     resize: Literal["stretch", "center_crop"] = "stretch"
+    """`stretch`: resize to input_size x input_size. `center_crop`: scale the shorter side to
+    input_size and cut the centre square."""
     channel_order: Literal["RGB", "BGR"] = "RGB"
+    """Channel order the model expects."""
     mean: list[float] = Field(default_factory=lambda: [0.485, 0.456, 0.406])
+    """Per-channel mean subtracted after scaling pixels to [0, 1], in channel_order."""
     std: list[float] = Field(default_factory=lambda: [0.229, 0.224, 0.225])
-    #: `second_output`: the model returns (logits, embedding). Any other value names a
-    #: submodule (e.g. `avgpool`) whose output is the embedding (torch.export only).
+    """Per-channel standard deviation divided by after subtracting mean, in channel_order."""
     embedding: Literal["second_output"] | str = "second_output"
+    """`second_output`: the model returns (logits, embedding). Any other value names a submodule
+    (e.g. `avgpool`) whose output is the embedding (torch.export only)."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Where the model runs: `auto` (CUDA when available), `cpu` or `cuda`."""
     batch_size: int = Field(64, ge=1, le=4096)
-    #: Images waiting for the model (encoded); the oldest are dropped beyond this.
+    """Most images scored in one batch."""
     queue_size: int = Field(1024, ge=1)
-    #: Encoded bytes waiting for the model; the oldest are dropped beyond this.
+    """Images waiting for the model (encoded); the oldest are dropped beyond this."""
     queue_max_bytes: int = Field(256 * 1024 * 1024, ge=1024)
-    #: Image decoders running at once: threads, or with decode_mode processes, worker
-    #: processes each fed by a thread.
+    """Encoded bytes waiting for the model; the oldest are dropped beyond this."""
     decode_workers: int = Field(2, ge=1, le=64)
-    #: `threads`: decode in the daemon (shares the GIL; does not scale past about two).
-    #: `processes`: decode in `decode_workers` worker processes (scales with cores; about
-    #: 50 MB each). `auto`: processes when the model runs on CUDA, else threads.
+    """Image decoders running at once: threads, or with decode_mode processes, worker processes each
+    fed by a thread."""
     decode_mode: Literal["auto", "threads", "processes"] = "auto"
-    #: How long the inference thread waits for a batch to fill, in milliseconds.
+    """`threads`: decode in the daemon (shares the GIL; does not scale past about two). `processes`:
+    decode in `decode_workers` worker processes (scales with cores; about 50 MB each). `auto`:
+    processes when the model runs on CUDA, else threads."""
     linger_ms: float = Field(5.0, ge=0.0, le=1000.0)
-    #: torch CPU threads when scoring on the CPU (torch.set_num_threads is process-wide).
+    """How long the inference thread waits for a batch to fill, in milliseconds."""
     cpu_threads: int = Field(1, ge=1, le=256)
-    #: Linux nice value (0-19) for the decode and inference threads, so that on a busy CPU
-    #: the consumer loop keeps priority over shadow scoring; 0 leaves them as they are.
+    """torch CPU threads when scoring on the CPU (torch.set_num_threads is process-wide)."""
     thread_nice: int = Field(10, ge=0, le=19)
-    #: Wrap the model in torch.compile (CUDA, torch.export artifacts only).
+    """Linux nice value (0-19) for the decode and inference threads, so that on a busy CPU the
+    consumer loop keeps priority over shadow scoring; 0 leaves them as they are."""
     compile: bool = False
-    #: On CUDA, capture each padded batch size as a CUDA graph and replay it (one launch
-    #: per batch; the captured sizes share one memory pool). Ignored when the model is
-    #: compiled; falls back to eager when a model cannot be captured.
+    """Wrap the model in torch.compile (CUDA, torch.export artifacts only)."""
     cuda_graphs: bool = True
+    """On CUDA, capture each padded batch size as a CUDA graph and replay it (one launch per batch;
+    the captured sizes share one memory pool). Ignored when the model is compiled; falls back to
+    eager when a model cannot be captured."""
+
+    @field_validator("sha256")
+    @classmethod
+    def _lowercase_hex(cls, value: str) -> str:
+        return check_sha256(value)
 
     @field_validator("mean", "std")
     @classmethod

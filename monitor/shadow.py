@@ -21,8 +21,16 @@ import numpy as np
 
 from monitor.baseline import EMBEDDING_COMPONENTS, agreement_from_pairs, with_images
 from monitor.catalog import CALIBRATION_BINS
-from monitor.config import MMD_SHARE, DriftConfig, MmdConfig
+from monitor.config import (
+    MMD_SHARE,
+    BaselineConfig,
+    DriftConfig,
+    MmdConfig,
+    QualityConfig,
+    VisionmonConfig,
+)
 from monitor.drift import DriftMonitor
+from monitor.durations import parse_duration
 from monitor.engine import EngineExtension, EventGroup
 from monitor.joins import JoinStore
 from monitor.quality import QualityEvaluator
@@ -68,17 +76,25 @@ class _VersionShadow:
             self.usual_tag = tag
 
 
+#: The config's defaults, the only place defaults live (`shadow_join:`, `baseline.images`,
+#: `quality.min_shadow_images`).
+_JOIN = VisionmonConfig.model_fields["shadow_join"].get_default(call_default_factory=True)
+_BASELINE_IMAGES = BaselineConfig().images
+_MIN_SHADOW_IMAGES = QualityConfig().min_shadow_images
+
+
 class ShadowMonitor(EngineExtension):
     """Joins reference scores to predictions and feeds input/embedding drift."""
     name = "shadow"
 
     def __init__(self, models: Mapping[str, Sequence[str]], windows: tuple[WindowSpec, ...],
                  drift: DriftMonitor, quality: QualityEvaluator | None = None,
-                 max_entries: int = 50_000, ttl_seconds: float = 3600.0,
-                 hash_request_ids: bool = False, baseline_images: int = 300,
+                 max_entries: int = _JOIN.max_entries,
+                 ttl_seconds: float = parse_duration(_JOIN.ttl),
+                 hash_request_ids: bool = False, baseline_images: int = _BASELINE_IMAGES,
                  mmd: MmdConfig | None = None, mmd_alpha: float | None = None,
                  version_key: Callable[[str, str], str] | None = None,
-                 min_agreement_images: int = 1) -> None:
+                 min_agreement_images: int = _MIN_SHADOW_IMAGES) -> None:
         self.models = {m: tuple(c) for m, c in models.items()}
         self.windows = windows
         self.drift = drift

@@ -42,8 +42,12 @@ class BurnTier(_Frozen):
     `short` exceeds `factor` times the error budget (1 - target)."""
 
     severity: Severity
+    """Severity label of the tier's alert: `page` or `ticket`."""
     long: Duration
+    """Long window of the tier: the burn rate over it must exceed the factor."""
     short: Duration
+    """Short window of the tier (the workbook uses 1/12 of the long one): the alert resets soon
+    after the burn stops."""
     factor: float = Field(gt=0, description="burn-rate multiple of the error budget")
     for_: Duration = Field(default="0s", alias="for", description="hold time before firing")
 
@@ -68,13 +72,25 @@ class Objective(_Frozen):
     """One SLO for one model (optionally one version). `target` is the good fraction."""
 
     name: str = Field(pattern=r"^[a-z0-9_\-]+$")
+    """Name of the objective (the `slo` label); unique per model."""
     model: str
+    """Model the objective is for (one of `models:`)."""
     version: str | None = None
+    """Model version the objective is for; none: all versions of the model together."""
     kind: SloKind
+    """SLI: `availability` (predictions not refused), `latency` (requests under
+    latency_threshold_seconds), `accuracy` (labelled predictions correct) or `quality_windows`
+    (evaluation slices judged good on quality_objective)."""
     target: float = Field(gt=0, lt=1)
+    """Good fraction aimed at, in (0, 1) (0.999, not 99.9); the error budget is 1 - target."""
     latency_threshold_seconds: float | None = None
+    """Latency bound of a `latency` objective, in seconds; must be a bucket bound of
+    visionmon_request_latency_seconds."""
     min_labeled_events: int = Field(default=100, ge=1)
+    """Labelled predictions an `accuracy` SLI needs in a window before its alert may fire."""
     quality_objective: Literal["accuracy", "shadow_agreement", "ece", "drift"] | None = None
+    """What a `quality_windows` objective judges each evaluation slice on: accuracy,
+    shadow_agreement (needs a reference model for the model), ece or drift (needs a baseline)."""
 
     @field_validator("latency_threshold_seconds")
     @classmethod
@@ -112,14 +128,18 @@ class Check(_Frozen):
     """Base of the threshold checks: on by default, a hold time and a severity."""
 
     enabled: bool = True
+    """Generate this alert (every check is on by default)."""
     for_: Duration = Field(default="0s", alias="for")
+    """How long the condition must hold before the alert fires (Prometheus `for`)."""
     severity: Severity = "ticket"
+    """Severity label of the alert: `page` or `ticket`."""
 
 
 class WindowedCheck(Check):
     """A check on a windowed gauge; `window` picks one of the configured `windows.sizes`."""
 
     window: str = "1h"
+    """Window of the gauge the alert reads; one of windows.sizes."""
 
 
 class DriftCheck(WindowedCheck):
@@ -133,6 +153,7 @@ class EceCheck(WindowedCheck):
 
     for_: Duration = Field(default="1h", alias="for")
     max: float | None = Field(default=None, gt=0, le=1)
+    """Largest expected calibration error before the alert; none: quality.max_ece."""
 
 
 class ShadowAgreementCheck(WindowedCheck):
@@ -140,6 +161,8 @@ class ShadowAgreementCheck(WindowedCheck):
 
     for_: Duration = Field(default="30m", alias="for")
     min: float | None = Field(default=None, gt=0, lt=1)
+    """Smallest agreement with the reference model before the alert; none:
+    quality.min_shadow_agreement."""
 
 
 class ShadowAgreementDropCheck(WindowedCheck):
@@ -148,8 +171,10 @@ class ShadowAgreementDropCheck(WindowedCheck):
     to the shadow_agreement check's."""
 
     window: str | None = None  # type: ignore[assignment]
+    """Window of the agreement test; none: the shadow_agreement check's window."""
     for_: Duration = Field(default="30m", alias="for")
     alpha: float = Field(default=0.001, gt=0, lt=1)
+    """Level of the agreement test: the alert fires when its p-value is below alpha."""
 
 
 class LabelCoverageCheck(WindowedCheck):
@@ -157,6 +182,7 @@ class LabelCoverageCheck(WindowedCheck):
 
     for_: Duration = Field(default="1h", alias="for")
     min: float = Field(default=0.01, gt=0, lt=1)
+    """Smallest labelled fraction of predictions before the alert."""
 
 
 class ConsumerLagCheck(Check):
@@ -164,7 +190,9 @@ class ConsumerLagCheck(Check):
 
     for_: Duration = Field(default="15m", alias="for")
     min_records: int = Field(default=1000, ge=0)
+    """Consumer lag, in records, above which a growing lag alerts."""
     growth_window: Duration = "10m"
+    """Window over which the lag must have grown."""
 
 
 class KafkaDisconnectedCheck(Check):
@@ -178,6 +206,7 @@ class NoEventsCheck(Check):
     """A model that had traffic received no request for `after`."""
 
     after: Duration = "10m"
+    """Silence after which a model that had traffic alerts."""
     severity: Severity = "page"
 
 
@@ -186,7 +215,9 @@ class RejectedRatioCheck(Check):
 
     for_: Duration = Field(default="10m", alias="for")
     max: float = Field(default=0.05, gt=0, lt=1)
+    """Largest share of refused records per topic before the alert."""
     window: Duration = "10m"
+    """Window over which the refused share is computed."""
 
 
 class ReferenceModelDownCheck(Check):
@@ -227,12 +258,20 @@ class SloSpec(_Frozen):
     windows for an end-to-end test); production configs leave it unset."""
 
     version: Literal[1] = 1
+    """Version of the SLO spec; this visionmon reads version 1."""
     period: Duration = "30d"
+    """Error-budget period of every objective."""
     runbook_url: str = DEFAULT_RUNBOOK_URL
+    """Runbook link of every alert; may use {alert}, {model} and {slo}."""
     dashboard_url: str = DEFAULT_DASHBOARD_URL
+    """Dashboard link of every alert; may use {alert}, {model} and {slo}."""
     windows: list[BurnTier] | None = Field(default=None, min_length=1)
+    """Burn-rate tiers; none: the SRE workbook's four (14.4x 1h/5m and 6x 6h/30m page, 3x 1d/2h and
+    1x 3d/6h ticket). Override only to compress time in tests."""
     objectives: list[Objective] = Field(default_factory=list)
+    """The SLOs, each for one model (and optionally one version)."""
     thresholds: ThresholdChecks = ThresholdChecks()
+    """Plain threshold alerts (not SLOs)."""
 
     @field_validator("runbook_url", "dashboard_url")
     @classmethod

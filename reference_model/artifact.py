@@ -9,7 +9,6 @@ shapes. Every failure is an `ArtifactError` that names the file and says what to
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -20,15 +19,15 @@ from typing import Any, Literal
 import torch
 
 from monitor.reference_config import ReferenceConfig
+from reference_model.checksum import ArtifactError, sha256_file, verify_sha256
+
+#: sha256_file, verify_sha256 and ArtifactError live in the torch-free `checksum` module.
+__all__ = ["ArtifactError", "LoadedReference", "artifact_format", "load_reference",
+           "resolve_device", "sha256_file", "verify_sha256"]
 
 log = logging.getLogger(__name__)
 
 ArtifactFormat = Literal["torchscript", "export"]
-_CHUNK = 1 << 20
-
-
-class ArtifactError(Exception):
-    """The reference model cannot be used; the message names the file and the remedy."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,15 +46,6 @@ class LoadedReference:
     num_classes: int
     embedding_dim: int
     load_seconds: float
-
-
-def sha256_file(path: str | Path) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def resolve_device(requested: Literal["auto", "cpu", "cuda"]) -> str:
@@ -93,30 +83,6 @@ def load_reference(config: ReferenceConfig, device: str | None = None) -> Loaded
     log.info("reference model %s loaded: %s, sha256 %s, %s, %d classes, embedding %d, %.2f s",
              config.model, path, config.sha256[:12], dev, num_classes, dim, seconds)
     return LoadedReference(module, str(path), config.sha256, fmt, dev, num_classes, dim, seconds)
-
-
-def verify_sha256(path: Path, expected: str) -> None:
-    """Refuse a missing, empty or altered file before it is deserialised."""
-    if not path.exists():
-        raise ArtifactError(f"reference model file {path} does not exist; check reference.path "
-                            "(relative paths are resolved from the daemon's working directory)")
-    if not path.is_file():
-        raise ArtifactError(f"reference model path {path} is not a regular file")
-    try:
-        size = path.stat().st_size
-        actual = sha256_file(path)
-    except OSError as err:
-        raise ArtifactError(f"reference model file {path} cannot be read: {err.strerror}; "
-                            "check its permissions") from None
-    if size == 0:
-        raise ArtifactError(f"reference model file {path} is empty (0 bytes); the copy was "
-                            "probably interrupted: copy the artifact again")
-    if actual != expected.lower():
-        raise ArtifactError(
-            f"reference model file {path} has SHA-256 {actual}, but reference.sha256 expects "
-            f"{expected} ({size} bytes on disk). The file is truncated, corrupt or a "
-            "different version: copy the right artifact, or update reference.sha256 if this "
-            f"file is the intended one (sha256sum {path})")
 
 
 def _deserialise(path: Path, fmt: ArtifactFormat, device: str) -> Any:

@@ -23,6 +23,7 @@ import torch
 from PIL import Image, ImageFilter
 from torch import nn
 
+from monitor.atomic_write import replacing
 from monitor.reference_config import ReferenceConfig
 from reference_model.intake import normalise
 
@@ -155,14 +156,10 @@ def save_export(net: nn.Module, path: str | Path, input_size: int = INPUT_SIZE) 
 
 
 def _atomic_save(path: str | Path, write: Any) -> str:
-    target = Path(path)
-    tmp = target.with_name(target.name + ".tmp")
-    if target.suffix == ".pt2":  # torch.export.save wants the .pt2 extension
-        tmp = target.with_name(f".{target.stem}.tmp.pt2")
-    write(tmp)
-    digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
-    tmp.replace(target)
-    return digest
+    # the temporary file keeps the extension: torch.export.save wants .pt2
+    with replacing(path, suffix=Path(path).suffix) as tmp:
+        write(tmp)
+        return hashlib.sha256(tmp.read_bytes()).hexdigest()
 
 
 def digits_reference_config(path: str | Path, sha256: str, **overrides: Any) -> ReferenceConfig:

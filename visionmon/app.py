@@ -44,15 +44,14 @@ class Statistics:
 
 
 def load_baselines(loaded: LoadedConfig) -> dict[str, Baseline]:
-    """Baseline files named by the config (`{model}` in the path is the model's name)."""
+    """Baseline files named by the config (`{model}` in the path is the model's name; a
+    relative path was resolved from the config file's folder by `resolve`)."""
     cfg = loaded.config.baseline
     if cfg.mode != "file" or cfg.path is None:
         return {}
     out = {}
     for name, m in loaded.models.items():
         path = Path(cfg.path.replace("{model}", name))
-        if not path.is_absolute():
-            path = Path(loaded.path).parent / path
         if "{model}" not in cfg.path and len(loaded.models) > 1 and not path.exists():
             continue
         try:
@@ -104,7 +103,9 @@ def build_statistics(loaded: LoadedConfig) -> Statistics:
                                baseline_images=cfg.baseline.images,
                                version_key=engine.versions.key, mmd=cfg.drift.mmd,
                                mmd_alpha=mmd_alpha,
-                               min_agreement_images=q.min_shadow_images)
+                               min_agreement_images=q.min_shadow_images,
+                               max_entries=cfg.shadow_join.max_entries,
+                               ttl_seconds=parse_duration(cfg.shadow_join.ttl))
         engine.extensions.append(shadow)
     return Statistics(engine, drift, labels, quality, shadow)
 

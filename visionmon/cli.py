@@ -6,23 +6,45 @@ import argparse
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from types import FrameType
 
-from monitor.config import ConfigError, load_config
+from monitor.config import ConfigError, LoadedConfig, load_config
 from visionmon import __version__, logs
+from visionmon.preflight import COMMANDS, RUN, Command, preflight
 
 log = logging.getLogger("visionmon")
 
 
+def _checked(path: str, commands: Collection[Command]) -> LoadedConfig:
+    """Load the config and run the preflight checks that guard `commands`; warnings are
+    logged, errors raised together as one ConfigError."""
+    loaded = load_config(path)
+    found = preflight(loaded, commands)
+    for problem in found.warnings:
+        log.warning("%s", found.line(problem))
+    found.raise_errors()
+    return loaded
+
+
 def _cmd_check_config(args: argparse.Namespace) -> int:
+    """Every check of `run`, `alerts generate` and `dashboards generate`, all reported."""
     try:
         loaded = load_config(args.config)
     except ConfigError as err:
         print(err, file=sys.stderr)
         return 2
+    found = preflight(loaded, COMMANDS)
+    for problem in found.problems:
+        print(("warning: " if problem.warning else "") + found.line(problem), file=sys.stderr)
+    if found.errors:
+        print(f"{args.config}: {len(found.errors)} problem(s); nothing was started",
+              file=sys.stderr)
+        return 2
     models = ", ".join(f"{n} ({len(m.classes)} classes)" for n, m in loaded.models.items())
-    print(f"{args.config}: OK (config version {loaded.config.version}; models: {models})")
+    warned = f"; {len(found.warnings)} warning(s)" if found.warnings else ""
+    print(f"{args.config}: OK (config version {loaded.config.version}; models: {models}"
+          f"{warned})")
     return 0
 
 
@@ -30,7 +52,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     logs.configure(args.log_level, args.log_format)
     from collectors.checkpoint_format import CheckpointRefused
     try:
-        loaded = load_config(args.config)
+        loaded = _checked(args.config, RUN)
         from visionmon.app import App
         app = App(loaded, reset_state=args.reset_state)
     except (ConfigError, CheckpointRefused) as err:
@@ -60,9 +82,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args)
 
 
-def _cmd_generate(kind: str, args: argparse.Namespace) -> int:
+def _cmd_generate(kind: Command, args: argparse.Namespace) -> int:
     try:
-        loaded = load_config(args.config)
+        loaded = _checked(args.config, (kind,))
     except ConfigError as err:
         print(err, file=sys.stderr)
         return 2
@@ -116,9 +138,10 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     def logging_opts(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--log-format", choices=["text", "json"], default="text")
+        sp.add_argument("--log-format", choices=["text", "json"], default="text",
+                        help="log lines as plain text or one JSON object each (default text)")
         sp.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-                        default="INFO")
+                        default="INFO", help="least severe level logged (default INFO)")
 
     run = sub.add_parser("run", help="run the daemon")
     run.add_argument("--config", required=True, help="YAML config file")
@@ -130,8 +153,9 @@ def parser() -> argparse.ArgumentParser:
     logging_opts(run)
     run.set_defaults(func=_cmd_run)
 
-    chk = sub.add_parser("check-config", help="validate a config file and exit")
-    chk.add_argument("config")
+    chk = sub.add_parser("check-config", help="every check of run, alerts generate and "
+                                              "dashboards generate; exit 2 on any error")
+    chk.add_argument("config", help="YAML config file")
     chk.set_defaults(func=_cmd_check_config)
 
     demo = sub.add_parser("demo", help="embedded broker + sample traffic + daemon")
@@ -139,7 +163,8 @@ def parser() -> argparse.ArgumentParser:
                       help="seconds of traffic (wall clock; default 150)")
     demo.add_argument("--speed", type=float, default=10.0,
                       help="time compression: event seconds per wall second (default 10)")
-    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--seed", type=int, default=7,
+                      help="random seed of the models' training and the traffic (default 7)")
     demo.add_argument("--rate", type=float, default=120.0,
                       help="predictions per wall second (default 120)")
     demo.add_argument("--image-fraction", type=float, default=0.1,
@@ -147,7 +172,8 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=0, help="HTTP port (0: a free one)")
     demo.add_argument("--prometheus", action="store_true",
                       help="also start a real Prometheus with the generated rules")
-    demo.add_argument("--keep-running", action="store_true")
+    demo.add_argument("--keep-running", action="store_true",
+                      help="keep the daemon serving after the traffic ends (Ctrl-C stops it)")
     demo.add_argument("--out", default=None, help="folder for the generated config and report")
     logging_opts(demo)
     demo.set_defaults(func=_cmd_demo)
@@ -156,22 +182,32 @@ def parser() -> argparse.ArgumentParser:
         g = sub.add_parser(kind, help=f"{kind} generator")
         gsub = g.add_subparsers(dest="action", required=True)
         gen = gsub.add_parser("generate", help=f"generate {kind} from the config")
-        gen.add_argument("--config", required=True)
-        gen.add_argument("--out", required=True)
+        gen.add_argument("--config", required=True, help="YAML config file")
+        gen.add_argument("--out", required=True,
+                         help="output folder (created; generated files are replaced)")
         gen.set_defaults(func=lambda a, k=kind: _cmd_generate(k, a))
 
     base = sub.add_parser("baseline", help="baseline profiles")
     bsub = base.add_subparsers(dest="action", required=True)
     build = bsub.add_parser("build", help="build a baseline file")
-    build.add_argument("--config", required=True)
-    build.add_argument("--model", required=True)
-    build.add_argument("--out", required=True)
-    build.add_argument("--from-jsonl", default=None)
-    build.add_argument("--labels-jsonl", default=None)
-    build.add_argument("--from-kafka", action="store_true")
-    build.add_argument("--since", default=None)
-    build.add_argument("--until", default=None)
-    build.add_argument("--images", default=None)
+    build.add_argument("--config", required=True, help="YAML config file")
+    build.add_argument("--model", required=True, help="model name (one of the config's models)")
+    build.add_argument("--out", required=True,
+                       help="baseline file to write (JSON, written atomically)")
+    build.add_argument("--from-jsonl", default=None, metavar="FILE",
+                       help="prediction events, one JSON object per line")
+    build.add_argument("--labels-jsonl", default=None, metavar="FILE",
+                       help="feedback events (labels), one JSON object per line: calibrates "
+                            "the label-free accuracy estimate")
+    build.add_argument("--from-kafka", action="store_true",
+                       help="read the predictions topic between --since and --until instead")
+    build.add_argument("--since", default=None,
+                       help="start of the Kafka time range (epoch seconds or RFC 3339)")
+    build.add_argument("--until", default=None,
+                       help="end of the Kafka time range (epoch seconds or RFC 3339)")
+    build.add_argument("--images", default=None, metavar="PATH",
+                       help="images to profile with the reference model (a folder of "
+                            "jpg/png/webp files or JSON lines with image_b64)")
     build.set_defaults(func=_cmd_baseline)
     export = bsub.add_parser("export", help="write the baseline the daemon uses (read from "
                                             "its checkpoint) to a baseline file")

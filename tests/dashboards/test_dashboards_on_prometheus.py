@@ -31,7 +31,7 @@ from tests.dashboards.panel_queries import (
     concrete_queries,
     example_queries,
 )
-from tests.dashboards.prometheus_server import PrometheusServer
+from tests.prom_server import PrometheusServer
 from visionmon.broker import create_topics
 from visionmon.traffic import SyntheticTraffic, ndjson
 

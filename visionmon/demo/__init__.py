@@ -132,7 +132,7 @@ def run_demo(args: argparse.Namespace) -> int:
     from rich.live import Live
 
     console = Console()
-    out = Path(args.out or tempfile.mkdtemp(prefix="visionmon-demo-"))
+    out = Path(args.out or tempfile.mkdtemp(prefix="visionmon-demo-")).resolve()
     out.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(out / "state", ignore_errors=True)  # a fresh broker: no state to resume
     console.print(f"[bold]visionmon demo[/] — output in {out}")
@@ -314,8 +314,8 @@ def _start_prometheus(loaded: Any, out: Path, target: str, console: Any) -> Any:
     if shutil.which("prometheus") is None:
         console.print("[yellow]--prometheus: no `prometheus` binary on PATH; skipped[/]")
         return None
-    from visionmon.prometheus import PrometheusProcess
+    from visionmon.prometheus import start_with_generated_rules
 
-    prom = PrometheusProcess.start(loaded, out / "prometheus", target)
-    console.print(f"prometheus at {prom.url} with rules from {prom.rules_dir}")
+    prom = start_with_generated_rules(loaded, out / "prometheus", target)
+    console.print(f"prometheus at {prom.url} with rules from {out / 'prometheus' / 'rules'}")
     return prom

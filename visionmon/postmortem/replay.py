@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -25,6 +24,7 @@ from collectors.records import (
     apply_decoded,
     decode_records,
 )
+from monitor.atomic_write import replacing
 from monitor.baseline import Baseline
 from monitor.config import LoadedConfig
 from monitor.events import ImageEvent
@@ -253,10 +253,8 @@ def run_replay(loaded: LoadedConfig, records: Iterable[Record], window: TimeRang
             if on_record is not None:
                 on_record(n)
         rp.finish()
-        tmp = out.with_name(f".{out.name}.tmp")
-        with open(tmp, "w", encoding="utf-8") as fh:
+        with replacing(out) as tmp, open(tmp, "w", encoding="utf-8") as fh:
             samples = spool.write(fh)
-        os.replace(tmp, out)
     finally:
         spool.close()
         if rp is not None:

@@ -9,11 +9,11 @@ function per section computing its numbers (`sections.py`, `thumbnails.py`) -> f
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from monitor.atomic_write import write_bytes_atomically
 from monitor.config import LoadedConfig
 from monitor.durations import parse_duration
 from visionmon.postmortem import sections as sec
@@ -21,13 +21,6 @@ from visionmon.postmortem.metrics import MetricData
 from visionmon.postmortem.page import render_html
 from visionmon.postmortem.thumbnails import DEFAULT_THUMBNAILS, images_range, thumbnails_section
 from visionmon.postmortem.timerange import TimeRange, iso
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary name beside `path`, then rename: never a half-written file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +64,7 @@ def build_report(loaded: LoadedConfig, data: MetricData, window: TimeRange, out_
     for s in sections:
         for name, png in s.figures:
             path = out / "figures" / name
-            _write_atomic(path, png)
+            write_bytes_atomically(path, png)
             written.append(path)
     span_txt = (f"{iso(shown.since)} .. {iso(shown.until)}"
                 if math.isfinite(shown.since) and math.isfinite(shown.until) else "all data")
@@ -83,6 +76,6 @@ def build_report(loaded: LoadedConfig, data: MetricData, window: TimeRange, out_
                         "one scrape. Replay the range for history.")
     page = render_html(sections, "visionmon postmortem report", subtitle)
     html_path = out / "report.html"
-    _write_atomic(html_path, page.encode("utf-8"))
+    write_bytes_atomically(html_path, page.encode("utf-8"))
     empty = tuple(s.id for s in sections if s.body.startswith('<p class="no-data">'))
     return ReportResult(html_path, tuple(written), tuple(s.id for s in sections), empty)
