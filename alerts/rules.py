@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from alerts import names
-from alerts.spec import Slo
+from alerts.model import Slo
 from alerts.templates import Part, Query, Template, Text, Value, to_go
 from alerts.windows import Tier
 from monitor.catalog import metric
@@ -241,7 +241,7 @@ def burn_alerts(slo: Slo, runbook_url: str, dashboard_url: str) -> tuple[Alertin
 
 def slo_group(slo: Slo, runbook_url: str, dashboard_url: str) -> RuleGroup:
     """All rules of one SLO, in evaluation order."""
-    return RuleGroup(names.slo_group(slo.model, slo.name),
+    return RuleGroup(names.slo_group_name(slo.model, slo.name),
                      (*sli_recordings(slo), *meta_recordings(slo),
                       *burn_alerts(slo, runbook_url, dashboard_url)))
 

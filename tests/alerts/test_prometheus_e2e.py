@@ -19,6 +19,7 @@ import pytest
 from kafka import KafkaProducer
 
 from alerts import names
+from alerts.checks import CHECK
 from alerts.generate import write_rules
 from monitor.config import load_config
 from tests.conftest import CLASSES, base_config, scrape, wait_for, write_config
@@ -165,9 +166,9 @@ def test_a_class_prior_shift_raises_the_drift_alert(monitored):
     shifted_at = time.time()
     pump.set_prior(prior)
     labels = {"model": "digits", "feature": "predicted_class", "window": "5m"}
-    states = _watch_states(prom, names.DRIFT_ALERT, 60, **labels)
+    states = _watch_states(prom, CHECK["drift"].alert, 60, **labels)
     assert states[-2:] == ["pending", "firing"], states
-    alert = _alerts(prom, names.DRIFT_ALERT, **labels)[0]
+    alert = _alerts(prom, CHECK["drift"].alert, **labels)[0]
     active_at = datetime.fromisoformat(alert["activeAt"][:26].rstrip("Z") + "+00:00")
     assert active_at.timestamp() > shifted_at - 1, "the drift alert predates the shift"
     assert alert["labels"]["severity"] == "ticket"

@@ -9,11 +9,11 @@ import pytest
 import yaml
 
 from alerts import names
+from alerts.checks import CHECK, threshold_rules
 from alerts.generate import generate, outputs
 from alerts.rules import AlertingRule, RecordingRule, error_ratio_expr, le_label, slo_group
 from alerts.spec import build_spec
 from alerts.templates import Label, Query, Text, Value, go_format, humanize_duration, render, to_go
-from alerts.thresholds import threshold_rules
 from alerts.writer import EmptyOutputError, write_yaml
 from collectors.exporter import _le
 from monitor.catalog import CATALOG, LATENCY_BUCKETS
@@ -167,8 +167,8 @@ def test_a_low_target_gets_lowered_tiers_whose_annotation_says_so(example_data, 
 
 def test_threshold_alerts_page_only_for_blindness_by_default(example):
     severities = {r.alert: dict(r.labels)["severity"] for r in threshold_rules(build_spec(example))}
-    assert {a for a, s in severities.items() if s == "page"} == {names.KAFKA_ALERT,
-                                                                  names.NO_EVENTS_ALERT}
+    assert {a for a, s in severities.items() if s == "page"} == {
+        CHECK["kafka_disconnected"].alert, CHECK["no_events"].alert}
     assert len(severities) == 10
 
 
