@@ -40,6 +40,7 @@ class Settings:
     bound: float | None = None
     range_s: int | None = None
     min_records: int | None = None
+    stale_s: float | None = None
     for_s: int | None = None
     applies: bool = True
 
@@ -101,7 +102,7 @@ class CheckDefinition:
                      severity=c.severity,
                      for_s=parse_duration(c.for_) if s.for_s is None else s.for_s,
                      window=s.window, bound=s.bound, range_s=s.range_s,
-                     min_records=s.min_records)
+                     min_records=s.min_records, stale_s=s.stale_s)
 
 
 def _windowed(key: str, bound: Callable[[Any, Context], float | None]) -> Resolve:
@@ -121,6 +122,15 @@ def _drop_settings(c: Any, ctx: Context) -> Settings:
     """The agreement test's window defaults to the shadow_agreement check's."""
     window = c.window or ctx.checks.shadow_agreement.window
     return Settings(window=ctx.window("shadow_agreement_drop", c, window), bound=c.alpha)
+
+
+def _checkpoint_settings(c: Any, ctx: Context) -> Settings:
+    """Failures counted over `window`; the last success older than `missed_intervals`
+    checkpoint intervals; only with checkpointing configured."""
+    state = ctx.config.state
+    return Settings(bound=0.0, range_s=parse_duration(c.window),
+                    stale_s=c.missed_intervals * state.checkpoint_interval_seconds,
+                    applies=state.checkpoint_dir is not None)
 
 
 CHECKS: tuple[CheckDefinition, ...] = (
@@ -163,6 +173,9 @@ CHECKS: tuple[CheckDefinition, ...] = (
     CheckDefinition(
         "reference_model_down", "VisionmonReferenceModelDown", "reference_model_up", "==",
         _is_zero, rule.reference_rule, case.reference_case),
+    CheckDefinition(
+        "checkpoint_failing", "VisionmonCheckpointFailing", "checkpoint_failures_total", ">",
+        _checkpoint_settings, rule.checkpoint_rule, case.checkpoint_case),
 )
 
 #: The rows by key (`slos.thresholds.<key>`).

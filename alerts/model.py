@@ -67,7 +67,8 @@ class Check:
     """One resolved threshold check: its row of `alerts.checks.CHECKS` (key, alert name,
     metric, comparison) plus the configured values. `for_s` and `range_s` in seconds;
     `window` is the `window` label value of a windowed gauge; `bound` the value the metric
-    is compared with (a ratio, a PSI, a p-value or seconds, as the check says)."""
+    is compared with (a ratio, a PSI, a p-value or a count, as the check says); `stale_s`
+    how old the last success may be (seconds) before failures count."""
 
     key: str
     alert: str
@@ -80,6 +81,7 @@ class Check:
     bound: float | None = None
     range_s: int | None = None
     min_records: int | None = None
+    stale_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

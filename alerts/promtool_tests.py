@@ -31,7 +31,7 @@ from alerts.checks import threshold_cases
 from alerts.model import AlertSpec, Slo
 from alerts.rules import burn_alert_annotations, burn_alert_labels, le_label, number
 from alerts.scenario import ScenarioError, labels_text, series_values, steps_text
-from alerts.simulate import Segment, SloRun, Traffic, run_slo
+from alerts.simulate import Segment, SloRun, Traffic, run_slo, window_delta
 from alerts.templates import render
 from alerts.windows import Tier
 from monitor.catalog import metric
@@ -97,7 +97,9 @@ def slo_exp_alerts(spec: AlertSpec, run: SloRun, t: int) -> list[dict[str, Any]]
     for i, state in sorted(run.firing[t].items()):
         tier = slo.tiers[i]
         labels = {**slo.matchers, **dict(burn_alert_labels(slo, tier))}
-        queries = {"burn_rate": state.burn_rate, "budget_left": state.budget_left}
+        events = window_delta(run.traffic.total, t, tier.long_s // run.step_s)
+        queries = {"burn_rate": state.burn_rate, "budget_left": state.budget_left,
+                   "events": None if events is None else float(events)}
         annotations = {k: render(tpl, labels, state.value, queries) for k, tpl in
                        burn_alert_annotations(slo, tier, spec.runbook_url, spec.dashboard_url)}
         out.append({"exp_labels": labels, "exp_annotations": annotations})

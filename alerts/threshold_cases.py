@@ -22,7 +22,7 @@ from alerts.scenario import ScenarioError, labels_text, series_values, steps_tex
 from alerts.simulate import hold, window_delta
 from alerts.templates import render
 from alerts.thresholds import LABEL_COVERAGE_LOOKBACK
-from monitor.catalog import metric
+from monitor.catalog import ECE_SOURCE_LABELS, ECE_SOURCE_REFERENCE, metric
 from monitor.durations import format_duration, parse_duration
 
 #: How a check's `comparison` compares a value with its bound, as PromQL does.
@@ -115,9 +115,11 @@ def _bound(c: Check) -> float:
 
 def _gauge_case(rule: AlertingRule, c: Check, step_s: int, name: str,
                 base: dict[str, str], bad: float, near: float, good: float,
-                fmt_near: str) -> ThresholdCase:
+                fmt_near: str, ignored: tuple[str, dict[str, str]] | None = None
+                ) -> ThresholdCase:
     """The check's gauge compared with its bound: a bad spell longer than `for:`, a series
-    just inside the bound, and a bad blip one step shorter than `for:`."""
+    just inside the bound, and a bad blip one step shorter than `for:`. `ignored`: a
+    sentence and labels of a series the rule must not read, bad as long as the main one."""
     bound, compare = _bound(c), COMPARE[c.comparison]
     f = rule.for_s // step_s
     lead, bad_len, tail = 5, f + 5, 5
@@ -132,9 +134,15 @@ def _gauge_case(rule: AlertingRule, c: Check, step_s: int, name: str,
             else {**base, "instance": tag}
         series[labels_text(metric(c.metric), labels)] = values
         instances.append(Instance(labels, [v if compare(v, bound) else None for v in values]))
+    ignored_text = ""
+    if ignored is not None:
+        ignored_text, labels = f", {ignored[0]}", {**base, **ignored[1]}
+        series[labels_text(metric(c.metric), labels)] = main
+        instances.append(Instance(labels, [None] * total))
     blip_text = f", a {steps_text(max(f - 1, 0), step_s)} blip" if f >= 2 else ""
     full = (f"{name} fires after {steps_text(f, step_s)}, not {steps_text(1, step_s)} earlier; "
-            f"{fmt_near}{blip_text} never fires; it resolves when the value recovers")
+            f"{fmt_near}{blip_text}{ignored_text} never fires; it resolves when the value "
+            "recovers")
     return ThresholdCase(full, rule, series, instances, step_s)
 
 
@@ -176,9 +184,12 @@ def drift_case(rule: AlertingRule, c: Check, step_s: int) -> ThresholdCase:
 def ece_case(rule: AlertingRule, c: Check, step_s: int) -> ThresholdCase:
     b = _bound(c)
     return _gauge_case(rule, c, step_s, "calibration: ECE above its bound",
-                       {**_MV, "window": c.window or "", "source": "labels"},
+                       {**_MV, "window": c.window or "", "source": ECE_SOURCE_LABELS},
                        bad=round(b + 0.05, 6), near=round(b - 0.001, 6), good=round(b / 2, 6),
-                       fmt_near=f"ECE {number(round(b - 0.001, 6))}")
+                       fmt_near=f"ECE {number(round(b - 0.001, 6))}",
+                       ignored=(f"the same ECE against the reference model "
+                                f"(source {ECE_SOURCE_REFERENCE})",
+                                {"model": "digits-reference", "source": ECE_SOURCE_REFERENCE}))
 
 
 def shadow_case(rule: AlertingRule, c: Check, step_s: int) -> ThresholdCase:
@@ -338,3 +349,52 @@ def reference_case(rule: AlertingRule, c: Check, step_s: int) -> ThresholdCase:
     return _gauge_case(rule, c, step_s, "reference model: shadow scoring down",
                        {"model": "digits"}, bad=0.0, near=1.0, good=1.0,
                        fmt_near="a running reference model")
+
+
+def checkpoint_case(rule: AlertingRule, c: Check, step_s: int) -> ThresholdCase:
+    """A daemon whose writes fail (six per step) while its last success ages; one whose
+    writes fail now and then but also succeed; one that failed shorter than `for:`; and one
+    that never wrote a checkpoint (no timestamp at all), which fires too."""
+    assert c.range_s is not None and c.stale_s is not None
+    stale_s, f, w = c.stale_s, rule.for_s // step_s, c.range_s // step_s
+    lead, bad_len, tail = 5, f + 5, w + 2
+    n = lead + bad_len + tail
+    spell = [lead < i <= lead + bad_len for i in range(n + 1)]
+    blip = [lead < i <= lead + max(f - 1, 0) for i in range(n + 1)]
+    last, fail = metric("last_checkpoint_timestamp_seconds"), metric(c.metric)
+    daemons: dict[str, tuple[list[bool], list[bool] | None]] = {
+        # instance: (steps whose writes fail, steps whose writes succeed; None: never)
+        "failing": (spell, [not s for s in spell]),
+        "intermittent": ([True] * (n + 1), [True] * (n + 1)),
+        "blip": (blip, [not s for s in blip]),
+        "never-written": (spell, None),
+    }
+    series: dict[str, list[float]] = {}
+    instances = []
+    for instance, (fails, writes) in daemons.items():
+        failures = _cumulative(6.0 if fails[i] else 0.0 for i in range(1, n + 1))
+        series[labels_text(fail, {"instance": instance, "reason": "io"})] = failures
+        last_ok: list[float | None] = [None] * (n + 1)
+        if writes is not None:
+            for i in range(n + 1):  # written 5 s before each scrape, or kept from before
+                written = max(i * step_s - 5.0, 0.0)
+                last_ok[i] = written if writes[i] else last_ok[i - 1] if i else None
+            assert all(v is not None for v in last_ok), instance
+            series[labels_text(last, {"instance": instance})] = [float(v or 0) for v in last_ok]
+        values: list[float | None] = []
+        queries: list[dict[str, float | None]] = []
+        for t in range(n + 1):
+            d = window_delta(failures, t, w)
+            ok = last_ok[t]
+            fresh = ok is not None and t * step_s - ok < stale_s
+            values.append(d if d is not None and d > 0 and not fresh else None)
+            queries.append({"age": None if ok is None else t * step_s - ok})
+        instances.append(Instance({"instance": instance}, values, queries,
+                                  fires=instance == "never-written"))
+    name = (f"checkpoint failing: writes failing over {format_duration(c.range_s)} with no "
+            f"success for {number(stale_s)}s fire after {steps_text(f, step_s)}, not "
+            f"{steps_text(1, step_s)} earlier; failures between successful writes"
+            + (f" and a {steps_text(f - 1, step_s)} spell" if f >= 2 else "")
+            + " never fire; a daemon that never wrote one fires too; it resolves at the next "
+            "successful write")
+    return ThresholdCase(name, rule, series, instances, step_s)

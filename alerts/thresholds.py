@@ -4,7 +4,8 @@ Each builder is a column of `alerts.checks.CHECKS`, which says which check it bu
 alert name, the `check` label, the metric and the comparison come from the resolved
 `Check`, so they are written once, in the table.
 
-Pages: Kafka disconnected and no events (the model, or the monitor, is blind).
+Pages: Kafka disconnected and no events (the model, or the monitor, is blind), and failing
+checkpoints (a restart would lose the state).
 Tickets by default: drift, calibration, shadow agreement, label coverage, consumer lag,
 rejected records and the reference model (slow or partial degradation). Severities
 can be changed per check in `slos.thresholds`.
@@ -16,7 +17,7 @@ from alerts import names
 from alerts.model import AlertSpec, Check
 from alerts.rules import AlertingRule, number, selector, url_template
 from alerts.templates import Label, Part, Query, Template, Text, Value
-from monitor.catalog import metric
+from monitor.catalog import ECE_SOURCE_LABELS, metric
 from monitor.durations import format_duration
 
 #: How far back label coverage must have been healthy for a drop to count as a collapse.
@@ -74,12 +75,16 @@ def drift_rule(spec: AlertSpec, c: Check) -> AlertingRule:
 
 
 def ece_rule(spec: AlertSpec, c: Check) -> AlertingRule:
+    """ECE against the ground-truth labels only: the ECE against the reference model's
+    answers (`source="reference"`) measures agreement with an imperfect model, not
+    calibration, and is shown on the dashboards, not alerted on."""
     assert c.bound is not None
-    return _rule(spec, c, _compared(c),
+    sel = selector(metric(c.metric), {"window": c.window or "", "source": ECE_SOURCE_LABELS})
+    return _rule(spec, c, f"{sel} {c.comparison} {number(c.bound)}\n",
                  (*_MV, Text(": confidence is miscalibrated")),
-                 (Text(f"Expected calibration error over the {c.window} window is "),
-                  Value("fixed3"), Text(f" (bound {number(c.bound)}, source "),
-                  Label("source"), Text(")."),),
+                 (Text("Expected calibration error against the ground-truth labels over the "
+                       f"{c.window} window is "),
+                  Value("fixed3"), Text(f" (bound {number(c.bound)})."),),
                  True)
 
 
@@ -184,3 +189,26 @@ def reference_rule(spec: AlertSpec, c: Check) -> AlertingRule:
                  (Text(f"Shadow scoring has been stopped for {format_duration(c.for_s)}; "
                        "shadow agreement and embedding drift are not updated."),),
                  True)
+
+
+def checkpoint_rule(spec: AlertSpec, c: Check) -> AlertingRule:
+    """Checkpoint writes keep failing: some failed within the window and the last success
+    (if any since the daemon started) is older than the allowed number of intervals. The
+    age is the one at the scrape (`timestamp(x) - x`), so a slow scrape interval does not
+    make a healthy daemon look stale; a daemon that never wrote one has no timestamp, so
+    nothing suppresses its failures."""
+    assert c.range_s is not None and c.bound is not None and c.stale_s is not None
+    w = format_duration(c.range_s)
+    last = metric("last_checkpoint_timestamp_seconds")
+    expr = (f"sum without (reason) (increase({metric(c.metric)}[{w}])) {c.comparison} "
+            f"{number(c.bound)}\nunless\n  timestamp({last}) - {last} < {number(c.stale_s)}\n")
+    return _rule(spec, c, expr,
+                 (Text("visionmon cannot write its checkpoint on "), Label("instance")),
+                 (Value("integer"),
+                  Text(f" checkpoint writes failed over the last {w} and none succeeded within "
+                       f"{number(c.stale_s)}s; time since the last successful write: "),
+                  Query("age", f"time() - max({last}{{instance=%q}})", "duration",
+                        ("instance",), missing="none since the daemon started"),
+                  Text(". A restart now loses everything counted since then; see "
+                       f"{metric(c.metric)} by reason and the daemon log.")),
+                 False)

@@ -34,6 +34,10 @@ BATCH_SECONDS_BUCKETS: tuple[float, ...] = (
 
 #: Number of equal-width confidence bins for calibration (ECE) counters.
 CALIBRATION_BINS = 15
+#: `source` of visionmon_calibration_ece computed against the ground-truth labels (feedback).
+ECE_SOURCE_LABELS = "labels"
+#: `source` of visionmon_calibration_ece computed against the reference model's answers.
+ECE_SOURCE_REFERENCE = "reference"
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +93,9 @@ _SPECS: tuple[MetricSpec, ...] = (
                BATCH_SECONDS_BUCKETS),
     MetricSpec(f"{PREFIX}checkpoint_writes_total", "counter",
                "State checkpoints written, by outcome.", "", ("outcome",)),
+    MetricSpec(f"{PREFIX}checkpoint_failures_total", "counter",
+               "Failed checkpoint writes, by reason: encode (the state could not be "
+               "serialised), io (the file could not be written), other.", "", ("reason",)),
     MetricSpec(f"{PREFIX}checkpoint_corrupt_total", "counter",
                "Checkpoints found corrupt at start and set aside.", ""),
     MetricSpec(f"{PREFIX}last_checkpoint_timestamp_seconds", "gauge",
@@ -162,8 +169,10 @@ _SPECS: tuple[MetricSpec, ...] = (
                "Correct labeled predictions per calibration bin.", "",
                ("model", "version", "bin")),
     MetricSpec(f"{PREFIX}calibration_ece", "gauge",
-               "Top-label expected calibration error over the window.", "ratio",
-               ("model", "version", "window", "source")),
+               "Top-label expected calibration error over the window, by what the confidence "
+               f"is checked against: source=\"{ECE_SOURCE_LABELS}\" the ground-truth labels, "
+               f"source=\"{ECE_SOURCE_REFERENCE}\" the reference model's answers taken as "
+               "labels.", "ratio", ("model", "version", "window", "source")),
     MetricSpec(f"{PREFIX}calibration_mce", "gauge",
                "Maximum calibration error over the window.", "ratio", MVW),
     MetricSpec(f"{PREFIX}brier_score", "gauge",

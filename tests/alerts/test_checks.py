@@ -55,3 +55,37 @@ def test_a_disabled_check_has_neither_rule_nor_case(example_data):
     assert "ece" not in [dict(r.labels)["check"] for r in threshold_rules(spec)]
     assert CHECK["ece"].alert not in [c.rule.alert for c in
                                       threshold_cases(spec, step_seconds(spec))]
+
+
+def test_the_checkpoint_alert_exists_only_with_checkpointing_configured(example_data):
+    on = build_spec(with_slos(example_data))
+    assert on.thresholds["checkpoint_failing"].enabled
+    data = {**example_data, "state": {"checkpoint_interval_seconds": 10}}
+    off = build_spec(with_slos(data))
+    assert not off.thresholds["checkpoint_failing"].enabled
+    assert CHECK["checkpoint_failing"].alert not in [r.alert for r in threshold_rules(off)]
+
+
+def test_the_checkpoint_alert_allows_three_intervals_without_a_success_and_pages(example_data):
+    data = {**example_data, "state": {"checkpoint_dir": "/tmp/x",
+                                      "checkpoint_interval_seconds": 20}}
+    c = build_spec(with_slos(data)).thresholds["checkpoint_failing"]
+    assert (c.stale_s, c.severity, c.range_s, c.for_s) == (60.0, "page", 300, 300)
+    rule = next(r for r in threshold_rules(build_spec(with_slos(data)))
+                if r.alert == "VisionmonCheckpointFailing")
+    assert "increase(visionmon_checkpoint_failures_total[5m])) > 0" in rule.expr
+    assert "visionmon_last_checkpoint_timestamp_seconds < 60" in rule.expr
+    c = build_spec(with_slos(data, thresholds={"checkpoint_failing": {"missed_intervals": 5}})
+                   ).thresholds["checkpoint_failing"]
+    assert c.stale_s == 100.0
+
+
+def test_the_calibration_alert_reads_only_the_ece_against_labels(example):
+    spec = build_spec(example)
+    rule = next(r for r in threshold_rules(spec) if r.alert == CHECK["ece"].alert)
+    assert 'source="labels"' in rule.expr
+    case = next(c for c in threshold_cases(spec, step_seconds(spec))
+                if c.rule.alert == rule.alert)
+    reference = [i for i in case.instances if i.labels.get("source") == "reference"]
+    assert len(reference) == 1 and not any(v is not None for v in reference[0].values)
+    assert "reference" in case.name
