@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from alerts import names
+from alerts.checks import CHECK
 
 PAGER = "oncall-pager"
 TICKETS = "ticket-queue"
@@ -67,10 +68,10 @@ def route_cases() -> tuple[RouteCase, ...]:
         RouteCase("an SLO ticket reaches the ticket queue", (*slo, ("severity", "ticket")),
                   TICKETS),
         RouteCase("a drift ticket reaches the ticket queue",
-                  (("alertname", names.DRIFT_ALERT), ("model", "digits"),
+                  (("alertname", CHECK["drift"].alert), ("model", "digits"),
                    ("severity", "ticket")), TICKETS),
         RouteCase("a Kafka page reaches the pager",
-                  (("alertname", names.KAFKA_ALERT), ("severity", "page")), PAGER),
+                  (("alertname", CHECK["kafka_disconnected"].alert), ("severity", "page")), PAGER),
         RouteCase("an alert without severity falls back to the ticket queue",
                   (("alertname", "Unrelated"),), TICKETS),
     )

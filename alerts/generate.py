@@ -1,7 +1,8 @@
 """`visionmon alerts generate`: config -> rule files, promtool tests, Alertmanager example.
 
-The pipeline is `load_config` -> `build_spec` (internal model) -> pure generators
-(`rules`, `thresholds`, `promtool_tests`, `alertmanager`) -> `writer`. Output layout:
+The pipeline is `load_config` -> `build_spec` (internal model, `alerts.model`) -> pure
+generators (`rules`; the checks table `checks` with `thresholds` and `threshold_cases`;
+`promtool_tests`; `alertmanager`) -> `writer`. Output layout:
 
     visionmon-slo-<model>-<slo>.yml         one rule group per SLO
     visionmon-slo-<model>-<slo>.test.yaml   its promtool unit tests
@@ -20,10 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from alerts import alertmanager, names
-from alerts.promtool_tests import ScenarioError, slo_test_document, threshold_test_document
+from alerts.checks import threshold_group
+from alerts.model import AlertSpec
+from alerts.promtool_tests import slo_test_document, threshold_test_document
 from alerts.rules import rule_file, slo_group
-from alerts.spec import AlertSpec, build_spec
-from alerts.thresholds import threshold_group
+from alerts.scenario import ScenarioError
+from alerts.spec import build_spec
 from alerts.writer import write_yaml
 from monitor.config import ConfigError, LoadedConfig
 

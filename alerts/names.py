@@ -1,8 +1,10 @@
-"""Conventions: every rule, group, alert and label name the alert generator emits.
+"""Conventions: every rule, group, label and file name the alert generator emits, and the
+SLO alert's name.
 
-Metric names come from `monitor.catalog` (through `metric()`); the names here are the
-ones this package defines itself (Sloth-style recording names), so the catalog test
-can tell them apart from exported series.
+Metric names come from `monitor.catalog` (through `metric()`); the threshold alerts' names
+are written once, in their row of `alerts.checks.CHECKS`. The names here are the ones this
+package defines itself (Sloth-style recording names), so the catalog test can tell them
+apart from exported series.
 """
 
 from __future__ import annotations
@@ -27,18 +29,8 @@ SEVERITY_LABEL = "severity"
 
 # --- alerts --------------------------------------------------------------------------
 SLO_ALERT = "VisionmonErrorBudgetBurn"
-DRIFT_ALERT = "VisionmonDriftDetected"
 #: `feature` label value the embedding MMD test carries in the drift alert
 EMBEDDING_MMD_FEATURE = "embedding_mmd"
-ECE_ALERT = "VisionmonCalibrationErrorHigh"
-SHADOW_ALERT = "VisionmonShadowAgreementLow"
-SHADOW_DROP_ALERT = "VisionmonShadowAgreementDropped"
-LABEL_COVERAGE_ALERT = "VisionmonLabelCoverageCollapsed"
-CONSUMER_LAG_ALERT = "VisionmonConsumerLagGrowing"
-KAFKA_ALERT = "VisionmonKafkaDisconnected"
-NO_EVENTS_ALERT = "VisionmonNoEvents"
-REJECTED_ALERT = "VisionmonRejectedRecordsHigh"
-REFERENCE_DOWN_ALERT = "VisionmonReferenceModelDown"
 
 # --- groups and files -----------------------------------------------------------------
 THRESHOLD_GROUP = "visionmon-thresholds"
@@ -54,7 +46,7 @@ def sli_error_record(window_s: int) -> str:
     return f"{SLI_ERROR_PREFIX}{format_duration(window_s)}"
 
 
-def slo_group(model: str, slo: str) -> str:
+def slo_group_name(model: str, slo: str) -> str:
     """One rule group (and one rule file) per SLO: its recordings, meta recordings and
     alerts, in evaluation order."""
     return f"visionmon-slo-{model}-{slo}"

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from alerts import names
-from alerts.spec import Slo
+from alerts.model import Slo
 from alerts.templates import Part, Query, Template, Text, Value, to_go
 from alerts.windows import Tier
 from monitor.catalog import metric
@@ -117,10 +117,25 @@ def error_ratio_expr(slo: Slo, window_s: int) -> str:
     return f"(\n  {total}\n  -\n  {good}\n)\n/\n{total}\n"
 
 
-def volume_expr(slo: Slo, window_s: int, quote: str = '"') -> str:
-    """Labeled predictions of an accuracy SLO over `window_s` (the min-volume guard)."""
+#: The counter of all events of each SLI kind, and the label matchers it adds.
+_ALL_EVENTS: dict[str, tuple[str, str]] = {
+    "availability": ("requests_total", ""),
+    "latency": ("request_latency_seconds", "_count"),
+    "accuracy": ("labeled_predictions_total", ""),
+    "quality_windows": ("eval_windows_total", ""),
+}
+
+
+def events_expr(slo: Slo, window_s: int, quote: str = '"') -> str:
+    """All events of the SLO's SLI counted over `window_s`, per model (and version): the
+    minimum-volume guard of accuracy SLOs, and what a burn-rate description says its long
+    window holds (a daemon that started an hour ago has counted an hour of a 3d window)."""
     by = ", ".join(slo.group_by)
-    sel = selector(metric("labeled_predictions_total"), slo.matchers, quote)
+    short, suffix = _ALL_EVENTS[slo.kind]
+    matchers = dict(slo.matchers)
+    if slo.kind == "quality_windows":
+        matchers["objective"] = slo.quality_objective or ""
+    sel = selector(metric(short) + suffix, matchers, quote)
     return f"sum by ({by}) (increase({sel}[{format_duration(window_s)}]))"
 
 
@@ -174,15 +189,16 @@ def burn_alert_expr(slo: Slo, tier: Tier) -> str:
     expr = f"(\n  {long_sel} > {thr}\nand\n  {short_sel} > {thr}\n)\n"
     if slo.min_volume is not None:
         on = ", ".join(slo.group_by)
-        expr += f"and on ({on})\n  {volume_expr(slo, tier.long_s)} >= {slo.min_volume}\n"
+        expr += f"and on ({on})\n  {events_expr(slo, tier.long_s)} >= {slo.min_volume}\n"
     return expr
 
 
+#: Per SLI kind: what its events are, and what a bad one did.
 _BAD_EVENTS = {
-    "availability": "of requests failed",
-    "accuracy": "of labeled predictions were wrong",
-    "quality_windows": "of closed evaluation slices missed the {objective} objective",
-    "latency": "of requests took longer than {threshold}s",
+    "availability": ("requests", "failed"),
+    "accuracy": ("labeled predictions", "were wrong"),
+    "quality_windows": ("closed evaluation slices", "missed the {objective} objective"),
+    "latency": ("requests", "took longer than {threshold}s"),
 }
 
 
@@ -199,9 +215,12 @@ def burn_alert_labels(slo: Slo, tier: Tier) -> Labels:
 
 def burn_alert_annotations(slo: Slo, tier: Tier, runbook_url: str, dashboard_url: str
                            ) -> tuple[tuple[str, Template], ...]:
-    """Summary, description (ratio, burn rate, budget left), runbook and dashboard."""
-    bad = _BAD_EVENTS[slo.kind].format(objective=slo.quality_objective,
-                                       threshold=number(slo.latency_threshold_s or 0))
+    """Summary, description (ratio, the events the long window holds, burn rate, budget
+    left), runbook and dashboard. The event count says what the window holds: visionmon
+    counts from its start, so a daemon up for minutes has minutes of a 3d window."""
+    events, verb = _BAD_EVENTS[slo.kind]
+    bad = verb.format(objective=slo.quality_objective,
+                      threshold=number(slo.latency_threshold_s or 0))
     long_sel = _slo_selector(names.sli_error_record(tier.long_s), slo, "'")
     remaining_sel = _slo_selector(names.PERIOD_BUDGET_REMAINING, slo, "'")
     adapted = ""
@@ -214,7 +233,9 @@ def burn_alert_annotations(slo: Slo, tier: Tier, runbook_url: str, dashboard_url
         f"({tier.long} and {tier.short} windows)"),)
     description: Template = (
         Value("percent"),
-        Text(f" {bad} over the last {tier.long}, a burn rate of "),
+        Text(" of the "),
+        Query("events", events_expr(slo, tier.long_s, "'"), "integer"),
+        Text(f" {events} visionmon counted over the last {tier.long} {bad}, a burn rate of "),
         Query("burn_rate", f"{long_sel} / {slo.budget_text}", "fixed1"),
         Text(f"x the {_percent(slo.budget_text)} error budget; this {tier.severity} fires "
              f"above {number(tier.factor)}x{adapted}. Error budget left for the "
@@ -241,7 +262,7 @@ def burn_alerts(slo: Slo, runbook_url: str, dashboard_url: str) -> tuple[Alertin
 
 def slo_group(slo: Slo, runbook_url: str, dashboard_url: str) -> RuleGroup:
     """All rules of one SLO, in evaluation order."""
-    return RuleGroup(names.slo_group(slo.model, slo.name),
+    return RuleGroup(names.slo_group_name(slo.model, slo.name),
                      (*sli_recordings(slo), *meta_recordings(slo),
                       *burn_alerts(slo, runbook_url, dashboard_url)))
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from alerts.spec import Slo
+from alerts.model import Slo
 from alerts.windows import Tier
 
 

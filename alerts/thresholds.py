@@ -1,6 +1,11 @@
-"""Plain threshold alerts (not SLOs): one pure function per check, spec -> rule.
+"""Plain threshold alerts (not SLOs): one pure function per check, resolved check -> rule.
 
-Pages: Kafka disconnected and no events (the model, or the monitor, is blind).
+Each builder is a column of `alerts.checks.CHECKS`, which says which check it builds; the
+alert name, the `check` label, the metric and the comparison come from the resolved
+`Check`, so they are written once, in the table.
+
+Pages: Kafka disconnected and no events (the model, or the monitor, is blind), and failing
+checkpoints (a restart would lose the state).
 Tickets by default: drift, calibration, shadow agreement, label coverage, consumer lag,
 rejected records and the reference model (slow or partial degradation). Severities
 can be changed per check in `slos.thresholds`.
@@ -9,28 +14,40 @@ can be changed per check in `slos.thresholds`.
 from __future__ import annotations
 
 from alerts import names
-from alerts.rules import AlertingRule, RuleGroup, number, selector, url_template
-from alerts.spec import AlertSpec, Check, Thresholds
+from alerts.model import AlertSpec, Check
+from alerts.rules import AlertingRule, number, selector, url_template
 from alerts.templates import Label, Part, Query, Template, Text, Value
-from monitor.catalog import metric
+from monitor.catalog import ECE_SOURCE_LABELS, metric
 from monitor.durations import format_duration
 
+#: How far back label coverage must have been healthy for a drop to count as a collapse.
+LABEL_COVERAGE_LOOKBACK = "1d"
 
-def _links(spec: AlertSpec, alert: str, check: str, model: Part
-           ) -> tuple[tuple[str, Template], ...]:
-    ctx = {"alert": alert, "slo": check}
+
+def _links(spec: AlertSpec, c: Check, model: Part) -> tuple[tuple[str, Template], ...]:
+    ctx = {"alert": c.alert, "slo": c.key}
     return (("runbook_url", url_template(spec.runbook_url, ctx, model)),
             ("dashboard_url", url_template(spec.dashboard_url, ctx, model)))
 
 
-def _rule(spec: AlertSpec, alert: str, check_name: str, check: Check, expr: str,
-          summary: Template, description: Template, has_model: bool) -> AlertingRule:
+def _rule(spec: AlertSpec, c: Check, expr: str, summary: Template, description: Template,
+          has_model: bool) -> AlertingRule:
     model: Part = Label("model") if has_model else Text("All")
     return AlertingRule(
-        alert, expr, check.for_s,
-        ((names.SEVERITY_LABEL, check.severity), ("check", check_name)),
-        (("summary", summary), ("description", description),
-         *_links(spec, alert, check_name, model)))
+        c.alert, expr, c.for_s, ((names.SEVERITY_LABEL, c.severity), ("check", c.key)),
+        (("summary", summary), ("description", description), *_links(spec, c, model)))
+
+
+def _windowed(c: Check) -> str:
+    """The check's metric on its window: `visionmon_x{window="1h"}`."""
+    return selector(metric(c.metric), {"window": c.window or ""})
+
+
+def _compared(c: Check) -> str:
+    """`<the check's selector> <comparison> <bound>`, one line."""
+    assert c.bound is not None
+    sel = _windowed(c) if c.window is not None else metric(c.metric)
+    return f"{sel} {c.comparison} {number(c.bound)}\n"
 
 
 _MV = (Label("model"), Text(" "), Label("version"))
@@ -43,11 +60,11 @@ def drift_rule(spec: AlertSpec, c: Check) -> AlertingRule:
     condition holds in at most that share of windows."""
     w = {"window": c.window or ""}
     mmd = (f"{selector(metric('embedding_mmd'), w)}\n"
-           f"      > {selector(metric('embedding_mmd_threshold'), w)}")
-    expr = (f"{selector(metric('drift_psi'), w)}\n  > {selector(metric('drift_threshold'), w)}\n"
+           f"      {c.comparison} {selector(metric('embedding_mmd_threshold'), w)}")
+    expr = (f"{_windowed(c)}\n  {c.comparison} {selector(metric('drift_threshold'), w)}\n"
             f"or\n  label_replace(\n      {mmd},\n"
             f"    \"feature\", \"{names.EMBEDDING_MMD_FEATURE}\", \"\", \"\")\n")
-    return _rule(spec, names.DRIFT_ALERT, "drift", c, expr,
+    return _rule(spec, c, expr,
                  (*_MV, Text(": "), Label("feature"), Text(" drifted from the baseline")),
                  (Text("The drift statistic of "), Label("feature"),
                   Text(f" over the {c.window} window is "), Value("fixed3"),
@@ -58,21 +75,22 @@ def drift_rule(spec: AlertSpec, c: Check) -> AlertingRule:
 
 
 def ece_rule(spec: AlertSpec, c: Check) -> AlertingRule:
+    """ECE against the ground-truth labels only: the ECE against the reference model's
+    answers (`source="reference"`) measures agreement with an imperfect model, not
+    calibration, and is shown on the dashboards, not alerted on."""
     assert c.bound is not None
-    sel = selector(metric("calibration_ece"), {"window": c.window or ""})
-    expr = f"{sel} > {number(c.bound)}\n"
-    return _rule(spec, names.ECE_ALERT, "ece", c, expr,
+    sel = selector(metric(c.metric), {"window": c.window or "", "source": ECE_SOURCE_LABELS})
+    return _rule(spec, c, f"{sel} {c.comparison} {number(c.bound)}\n",
                  (*_MV, Text(": confidence is miscalibrated")),
-                 (Text(f"Expected calibration error over the {c.window} window is "),
-                  Value("fixed3"), Text(f" (bound {number(c.bound)}, source "),
-                  Label("source"), Text(")."),),
+                 (Text("Expected calibration error against the ground-truth labels over the "
+                       f"{c.window} window is "),
+                  Value("fixed3"), Text(f" (bound {number(c.bound)})."),),
                  True)
 
 
 def shadow_rule(spec: AlertSpec, c: Check) -> AlertingRule:
     assert c.bound is not None
-    sel = selector(metric("shadow_agreement_ratio"), {"window": c.window or ""})
-    return _rule(spec, names.SHADOW_ALERT, "shadow_agreement", c, f"{sel} < {number(c.bound)}\n",
+    return _rule(spec, c, _compared(c),
                  (*_MV, Text(": production disagrees with the reference model")),
                  (Text(f"Agreement with the reference model over the {c.window} window is "),
                   Value("percent"), Text(f" (bound {number(c.bound * 100)}%).")),
@@ -85,9 +103,7 @@ def shadow_drop_rule(spec: AlertSpec, c: Check) -> AlertingRule:
     alpha. Unlike the fixed bound it needs no minimum of joined images, so a new version
     that breaks one class is seen from its first few dozen images."""
     assert c.bound is not None
-    sel = selector(metric("shadow_agreement_pvalue"), {"window": c.window or ""})
-    return _rule(spec, names.SHADOW_DROP_ALERT, "shadow_agreement_drop", c,
-                 f"{sel} < {number(c.bound)}\n",
+    return _rule(spec, c, _compared(c),
                  (*_MV, Text(": agreement with the reference model fell below the baseline's")),
                  (Text(f"Over the {c.window} window, agreement with the reference model is "
                        "below the baseline's, for one production class or overall: p-value "),
@@ -101,10 +117,11 @@ def label_coverage_rule(spec: AlertSpec, c: Check) -> AlertingRule:
     """Coverage below the bound although it was above it within the last day: the label
     pipeline broke (a model that never had labels does not alert)."""
     assert c.bound is not None
-    sel = selector(metric("label_coverage_ratio"), {"window": c.window or ""})
+    sel = _windowed(c)
     b = number(c.bound)
-    expr = f"{sel} < {b}\nand\n  max_over_time({sel}[{LABEL_COVERAGE_LOOKBACK}]) >= {b}\n"
-    return _rule(spec, names.LABEL_COVERAGE_ALERT, "label_coverage", c, expr,
+    expr = (f"{sel} {c.comparison} {b}\nand\n"
+            f"  max_over_time({sel}[{LABEL_COVERAGE_LOOKBACK}]) >= {b}\n")
+    return _rule(spec, c, expr,
                  (*_MV, Text(": ground-truth labels stopped arriving")),
                  (Text("Only "), Value("percent"),
                   Text(f" of predictions got a label over the {c.window} window (bound "
@@ -113,15 +130,12 @@ def label_coverage_rule(spec: AlertSpec, c: Check) -> AlertingRule:
                  True)
 
 
-#: How far back label coverage must have been healthy for a drop to count as a collapse.
-LABEL_COVERAGE_LOOKBACK = "1d"
-
-
 def consumer_lag_rule(spec: AlertSpec, c: Check) -> AlertingRule:
     assert c.range_s is not None and c.min_records is not None
-    lag = metric("consumer_lag_records")
-    expr = (f"{lag} > {c.min_records}\nand\n  deriv({lag}[{format_duration(c.range_s)}]) > 0\n")
-    return _rule(spec, names.CONSUMER_LAG_ALERT, "consumer_lag", c, expr,
+    lag = metric(c.metric)
+    expr = (f"{lag} {c.comparison} {c.min_records}\nand\n"
+            f"  deriv({lag}[{format_duration(c.range_s)}]) > 0\n")
+    return _rule(spec, c, expr,
                  (Text("visionmon is falling behind on "), Label("topic"), Text("/"),
                   Label("partition")),
                  (Text("Consumer lag is "), Value("integer"),
@@ -131,8 +145,7 @@ def consumer_lag_rule(spec: AlertSpec, c: Check) -> AlertingRule:
 
 
 def kafka_rule(spec: AlertSpec, c: Check) -> AlertingRule:
-    return _rule(spec, names.KAFKA_ALERT, "kafka_disconnected", c,
-                 f"{metric('kafka_connected')} == 0\n",
+    return _rule(spec, c, _compared(c),
                  (Text("visionmon lost its Kafka connection"),),
                  (Text(f"No broker connection for {format_duration(c.for_s)}: no prediction "
                        "is being monitored."),),
@@ -140,11 +153,12 @@ def kafka_rule(spec: AlertSpec, c: Check) -> AlertingRule:
 
 
 def no_events_rule(spec: AlertSpec, c: Check) -> AlertingRule:
-    assert c.range_s is not None
+    assert c.range_s is not None and c.bound is not None
     after = format_duration(c.range_s)
-    expr = f"sum by (model) (increase({metric('requests_total')}[{after}])) == 0\n"
+    expr = (f"sum by (model) (increase({metric(c.metric)}[{after}])) {c.comparison} "
+            f"{number(c.bound)}\n")
     last = metric("last_event_timestamp_seconds")
-    return _rule(spec, names.NO_EVENTS_ALERT, "no_events", c, expr,
+    return _rule(spec, c, expr,
                  (Label("model"), Text(f": no prediction events for {after}")),
                  (Text("No request reached visionmon for model "), Label("model"),
                   Text(f" in the last {after}; the newest event seen is "),
@@ -156,11 +170,11 @@ def no_events_rule(spec: AlertSpec, c: Check) -> AlertingRule:
 def rejected_rule(spec: AlertSpec, c: Check) -> AlertingRule:
     assert c.range_s is not None and c.bound is not None
     w = format_duration(c.range_s)
-    rejected = f"sum by (topic) (rate({metric('records_rejected_total')}[{w}]))"
+    rejected = f"sum by (topic) (rate({metric(c.metric)}[{w}]))"
     accepted = f"sum by (topic) (rate({metric('events_accepted_total')}[{w}]))"
     expr = (f"{rejected}\n/\n(\n  {rejected}\n  +\n  ({accepted} or 0 * {rejected})\n)\n"
-            f"> {number(c.bound)}\n")
-    return _rule(spec, names.REJECTED_ALERT, "rejected_ratio", c, expr,
+            f"{c.comparison} {number(c.bound)}\n")
+    return _rule(spec, c, expr,
                  (Text("Records on "), Label("topic"), Text(" are being rejected")),
                  (Value("percent"), Text(f" of records on this topic were rejected over the "
                                          f"last {w} (bound {number(c.bound * 100)}%); see "
@@ -170,26 +184,31 @@ def rejected_rule(spec: AlertSpec, c: Check) -> AlertingRule:
 
 
 def reference_rule(spec: AlertSpec, c: Check) -> AlertingRule:
-    return _rule(spec, names.REFERENCE_DOWN_ALERT, "reference_model_down", c,
-                 f"{metric('reference_model_up')} == 0\n",
+    return _rule(spec, c, _compared(c),
                  (Label("model"), Text(": the reference model is down")),
                  (Text(f"Shadow scoring has been stopped for {format_duration(c.for_s)}; "
                        "shadow agreement and embedding drift are not updated."),),
                  True)
 
 
-def threshold_rules(spec: AlertSpec) -> tuple[AlertingRule, ...]:
-    """Every enabled threshold check, in a fixed order."""
-    th: Thresholds = spec.thresholds
-    builders = (
-        (th.drift, drift_rule), (th.ece, ece_rule), (th.shadow_agreement, shadow_rule),
-        (th.shadow_agreement_drop, shadow_drop_rule), (th.label_coverage, label_coverage_rule),
-        (th.consumer_lag, consumer_lag_rule),
-        (th.kafka_disconnected, kafka_rule), (th.no_events, no_events_rule),
-        (th.rejected_ratio, rejected_rule), (th.reference_model_down, reference_rule),
-    )
-    return tuple(build(spec, check) for check, build in builders if check.enabled)
-
-
-def threshold_group(spec: AlertSpec) -> RuleGroup:
-    return RuleGroup(names.THRESHOLD_GROUP, threshold_rules(spec))
+def checkpoint_rule(spec: AlertSpec, c: Check) -> AlertingRule:
+    """Checkpoint writes keep failing: some failed within the window and the last success
+    (if any since the daemon started) is older than the allowed number of intervals. The
+    age is the one at the scrape (`timestamp(x) - x`), so a slow scrape interval does not
+    make a healthy daemon look stale; a daemon that never wrote one has no timestamp, so
+    nothing suppresses its failures."""
+    assert c.range_s is not None and c.bound is not None and c.stale_s is not None
+    w = format_duration(c.range_s)
+    last = metric("last_checkpoint_timestamp_seconds")
+    expr = (f"sum without (reason) (increase({metric(c.metric)}[{w}])) {c.comparison} "
+            f"{number(c.bound)}\nunless\n  timestamp({last}) - {last} < {number(c.stale_s)}\n")
+    return _rule(spec, c, expr,
+                 (Text("visionmon cannot write its checkpoint on "), Label("instance")),
+                 (Value("integer"),
+                  Text(f" checkpoint writes failed over the last {w} and none succeeded within "
+                       f"{number(c.stale_s)}s; time since the last successful write: "),
+                  Query("age", f"time() - max({last}{{instance=%q}})", "duration",
+                        ("instance",), missing="none since the daemon started"),
+                  Text(". A restart now loses everything counted since then; see "
+                       f"{metric(c.metric)} by reason and the daemon log.")),
+                 False)

@@ -34,6 +34,8 @@ from dashboards.panels import (
     threshold_series,
     timeseries,
 )
+from dashboards.promql import eq
+from monitor.catalog import ECE_SOURCE_LABELS, ECE_SOURCE_REFERENCE
 from monitor.config import LoadedConfig
 from monitor.scored import INPUT_FEATURES
 
@@ -127,9 +129,15 @@ def build(loaded: LoadedConfig) -> dash.Dashboard:
         {"Value #A": "mean confidence", "Value #B": "accuracy"}, width=16))
     d.with_panel(stat_panel(
         "Expected calibration error",
-        "Top-label ECE over the window (0-100 %), by source. Orange from half of "
-        "quality.max_ece, red above it.",
-        [Query(q.windowed_gauge("calibration_ece"), "{{source}} ({{version}})")],
+        "Top-label ECE over the window (0-100 %), two ways: against the ground-truth labels "
+        "(source=labels, what VisionmonCalibrationErrorHigh reads) and against the reference "
+        "model's answers taken as labels (source=reference: available before labels arrive, "
+        "but it counts the reference model's own mistakes as miscalibration). Orange from "
+        "half of quality.max_ece, red above it.",
+        [Query(q.windowed_gauge("calibration_ece", eq("source", ECE_SOURCE_LABELS)),
+               "vs labels ({{version}})"),
+         Query(q.windowed_gauge("calibration_ece", eq("source", ECE_SOURCE_REFERENCE)),
+               "vs reference model ({{version}})")],
         scales.calibration_error(cfg), width=8, height=8))
 
     d.with_row(dash.Row("Shadow model and labels"))

@@ -1,7 +1,8 @@
 """On-call dashboard: what is broken right now and since when.
 
 Rows: serving (latency quantiles, success ratio), burn rate per SLO with the page thresholds
-drawn, firing alerts, Kafka and intake (lag, connectivity, rejections), recall of the
+drawn, firing alerts, Kafka and intake (lag, connectivity, rejections), durable state
+(checkpoint age and failures), recall of the
 configured high-risk classes. Version deploys and visionmon upgrades are annotations.
 """
 
@@ -37,6 +38,8 @@ UP = Scale(PLAIN, ((None, RED), (1.0, GREEN)), 0.0, 1.0)
 REJECTIONS = Scale(RECORDS_PER_SECOND, ((None, GREEN), (0.1, ORANGE), (1.0, RED)), 0.0)
 #: Firing alerts: red as soon as one fires.
 ALERT_COUNT = Scale(PLAIN, ((None, GREEN), (1.0, RED)), 0.0)
+#: Any failed checkpoint write is red.
+FAILURES = Scale("suffix: /s", ((None, GREEN), (1e-9, RED)), 0.0)
 
 
 def _up_mappings(down: str, up: str) -> list[ValueMap]:
@@ -135,6 +138,21 @@ def build(loaded: LoadedConfig) -> dash.Dashboard:
         "when the share stays above the bound.",
         [Query(q.records_rejected_ratio(), "{{topic}}")],
         scales.rejected_ratio(cfg), draw_thresholds=True, width=24))
+
+    d.with_row(dash.Row("Durable state"))
+    d.with_panel(timeseries(
+        "Age of the last checkpoint",
+        "Seconds since each replica last wrote its state checkpoint. Orange from two "
+        "checkpoint intervals (state.checkpoint_interval_seconds), red from the "
+        "checkpoint alert's limit: a restart loses what was counted since.",
+        [Query(q.checkpoint_age(), "{{instance}}")], scales.checkpoint_age(cfg),
+        draw_thresholds=True, width=12))
+    d.with_panel(timeseries(
+        "Checkpoint write failures",
+        "Failed checkpoint writes per second, by replica and reason (encode: the state could "
+        "not be serialised; io: the file could not be written; other).",
+        [Query(q.checkpoint_failures_per_second(), "{{instance}}: {{reason}}")],
+        FAILURES, width=12))
 
     high_risk = sorted({c for m in loaded.models.values() for c in m.high_risk_classes})
     d.with_row(dash.Row("High-risk classes (window $window)"))

@@ -112,6 +112,17 @@ def records_rejected_ratio() -> str:
     return ratio(rejected, f"{rejected} + ({accepted} or 0 * {rejected})")
 
 
+def checkpoint_age() -> str:
+    """Seconds since each replica's last successful checkpoint (its `state:` checkpoint)."""
+    return "time() - " + aggregate("max", series("last_checkpoint_timestamp_seconds"),
+                                   ("instance",))
+
+
+def checkpoint_failures_per_second() -> str:
+    """Failed checkpoint writes per second, per replica and reason (encode or io)."""
+    return total(rate(series("checkpoint_failures_total")), ("instance", "reason"))
+
+
 def reference_model_up() -> str:
     """1 while shadow scoring runs, per model (0: disabled or failed)."""
     return aggregate("min", series("reference_model_up", MODEL), ("model",))

@@ -58,6 +58,15 @@ def rejected_ratio(cfg: VisionmonConfig) -> Scale:
     return lower_is_better(bound / 2.0, bound, PERCENT)
 
 
+def checkpoint_age(cfg: VisionmonConfig) -> Scale:
+    """Seconds since the last good checkpoint: orange from two checkpoint intervals, red from
+    the checkpoint alert's limit (slos.thresholds.checkpoint_failing.missed_intervals)."""
+    interval = cfg.state.checkpoint_interval_seconds
+    missed = threshold_checks(cfg).checkpoint_failing.missed_intervals
+    return Scale(SECONDS, ((None, GREEN), (2.0 * interval, ORANGE),
+                           (max(missed, 2) * interval, RED)), 0.0)
+
+
 def shadow_agreement_drop(cfg: VisionmonConfig) -> Scale:
     """p-value of the shadow agreement test (0..1, log axis): red below the alert's level,
     orange within a decade above it."""

@@ -1,8 +1,10 @@
-"""Every metric visionmon exports: name, kind, help, unit, labels and buckets.
+"""Every metric visionmon exports: name, kind, help, unit, labels, buckets, the module
+that computes it and when it is exported.
 
 This is the single source of truth: the Prometheus exporter, the OpenTelemetry
-bridge, the Grafana dashboards and the alert rules are all generated from it, so
-a name is typed exactly once.
+bridge, the Grafana dashboards, the alert rules and docs/metrics.md are all generated
+from it, so a name is typed exactly once. `CLIENT_CATALOG` holds the serving side's
+metrics (the emitter and the KServe bridge), which the daemon never exports.
 """
 
 from __future__ import annotations
@@ -34,11 +36,20 @@ BATCH_SECONDS_BUCKETS: tuple[float, ...] = (
 
 #: Number of equal-width confidence bins for calibration (ECE) counters.
 CALIBRATION_BINS = 15
+#: `source` of visionmon_calibration_ece computed against the ground-truth labels (feedback).
+ECE_SOURCE_LABELS = "labels"
+#: `source` of visionmon_calibration_ece computed against the reference model's answers.
+ECE_SOURCE_REFERENCE = "reference"
 
 
 @dataclass(frozen=True, slots=True)
 class MetricSpec:
-    """One metric family. `name` is the exposition name (counters end in `_total`)."""
+    """One metric family. `name` is the exposition name (counters end in `_total`).
+
+    `module` names the file(s) that compute it (comma-separated paths from the repository
+    root; docs/metrics.md lists them and a test checks each one mentions the metric).
+    `condition` says when a running daemon exports it, if not always ("with a reference
+    model (reference:)"): the end-to-end test expects every metric without one."""
 
     name: str
     kind: MetricKind
@@ -46,6 +57,13 @@ class MetricSpec:
     unit: str
     labels: tuple[str, ...] = ()
     buckets: tuple[float, ...] = ()
+    module: str = ""
+    condition: str = ""
+
+    @property
+    def modules(self) -> tuple[str, ...]:
+        """The paths in `module`."""
+        return tuple(p.strip() for p in self.module.split(",") if p.strip())
 
     @property
     def base_name(self) -> str:
@@ -70,177 +88,338 @@ DRIFT = ("model", "version", "feature", "window")
 _SPECS: tuple[MetricSpec, ...] = (
     # --- build and runtime -------------------------------------------------
     MetricSpec(f"{PREFIX}build_info", "info", "visionmon build; value is always 1.", "",
-               ("version",)),
+               ("version",),
+               module="visionmon/app.py"),
     MetricSpec(f"{PREFIX}config_info", "info",
                "Loaded configuration: file hash and config schema version.", "",
-               ("config_sha256", "config_version")),
-    MetricSpec(f"{PREFIX}up", "gauge", "1 while the consumer loop is alive.", ""),
+               ("config_sha256", "config_version"),
+               module="visionmon/app.py"),
+    MetricSpec(f"{PREFIX}up", "gauge", "1 while the consumer loop is alive.", "",
+               module="collectors/daemon.py"),
     MetricSpec(f"{PREFIX}kafka_connected", "gauge",
-               "1 when the Kafka consumer has a live broker connection, else 0.", ""),
+               "1 when the Kafka consumer has a live broker connection, else 0.", "",
+               module="collectors/daemon.py"),
     MetricSpec(f"{PREFIX}consumer_lag_records", "gauge",
                "Records between the committed position and the partition end.", "records",
-               ("topic", "partition")),
+               ("topic", "partition"),
+               module="collectors/daemon.py"),
     MetricSpec(f"{PREFIX}assigned_partitions", "gauge",
-               "Partitions currently assigned to this replica.", "", ("topic",)),
+               "Partitions currently assigned to this replica.", "", ("topic",),
+               module="collectors/daemon.py"),
     MetricSpec(f"{PREFIX}commits_total", "counter", "Offset commits, by outcome.", "",
-               ("outcome",)),
+               ("outcome",),
+               module="collectors/daemon.py"),
     MetricSpec(f"{PREFIX}poll_batch_seconds", "histogram",
                "Time to decode and apply one polled batch.", "seconds", (),
-               BATCH_SECONDS_BUCKETS),
+               BATCH_SECONDS_BUCKETS,
+               module="collectors/daemon.py"),
     MetricSpec(f"{PREFIX}checkpoint_writes_total", "counter",
-               "State checkpoints written, by outcome.", "", ("outcome",)),
+               "State checkpoints written, by outcome.", "", ("outcome",),
+               module="collectors/daemon.py",
+               condition="with state.checkpoint_dir"),
     MetricSpec(f"{PREFIX}checkpoint_failures_total", "counter",
                "Failed checkpoint writes, by reason: encode (the state could not be "
-               "serialised), io (the file could not be written), other.", "", ("reason",)),
+               "serialised), io (the file could not be written), other.", "", ("reason",),
+               module="collectors/daemon.py",
+               condition="with state.checkpoint_dir"),
     MetricSpec(f"{PREFIX}checkpoint_corrupt_total", "counter",
-               "Checkpoints found corrupt at start and set aside.", ""),
+               "Checkpoints found corrupt at start and set aside.", "",
+               module="collectors/daemon.py",
+               condition="with state.checkpoint_dir"),
     MetricSpec(f"{PREFIX}last_checkpoint_timestamp_seconds", "gauge",
-               "Wall-clock time of the last successful checkpoint.", "seconds"),
+               "Wall-clock time of the last successful checkpoint.", "seconds",
+               module="collectors/daemon.py",
+               condition="with state.checkpoint_dir, after the first successful write"),
     # --- records -----------------------------------------------------------
     MetricSpec(f"{PREFIX}records_consumed_total", "counter",
                "Kafka records read, per topic (a batch message counts once).", "",
-               ("topic",)),
+               ("topic",),
+               module="monitor/engine.py"),
     MetricSpec(f"{PREFIX}events_accepted_total", "counter",
-               "Events that passed validation, per topic.", "", ("topic",)),
+               "Events that passed validation, per topic.", "", ("topic",),
+               module="monitor/engine.py"),
     MetricSpec(f"{PREFIX}records_rejected_total", "counter",
                "Records or batch elements refused, per topic and reason.", "",
-               ("topic", "reason")),
+               ("topic", "reason"),
+               module="monitor/engine.py",
+               condition="once a record is refused"),
     MetricSpec(f"{PREFIX}dead_letter_records_total", "counter",
                "Rejected records produced to the dead-letter topic, by outcome.", "",
-               ("outcome",)),
+               ("outcome",),
+               module="collectors/daemon.py",
+               condition="with kafka.dead_letter_topic, once a record is refused"),
     MetricSpec(f"{PREFIX}series_limited_total", "counter",
                "Events whose model or version was folded into `_other` by a cardinality limit.",
-               "", ("model",)),
+               "", ("model",),
+               module="monitor/engine.py",
+               condition="once a model has more than limits.max_versions_per_model versions"),
     MetricSpec(f"{PREFIX}late_events_total", "counter",
                "Events older than the longest window: counted, not windowed.", "",
-               ("topic",)),
+               ("topic",),
+               module="monitor/engine.py",
+               condition="once an event is older than the longest window"),
     # --- predictions -------------------------------------------------------
     MetricSpec(f"{PREFIX}predictions_total", "counter",
-               "Successful predictions by predicted class.", "", ("model", "version", "class")),
+               "Successful predictions by predicted class.", "", ("model", "version", "class"),
+               module="monitor/engine.py"),
     MetricSpec(f"{PREFIX}requests_total", "counter", "Requests by status (ok|error).", "",
-               ("model", "version", "status")),
+               ("model", "version", "status"),
+               module="monitor/engine.py"),
     MetricSpec(f"{PREFIX}request_latency_seconds", "histogram",
                "Serving latency reported by the model server.", "seconds", MV,
-               LATENCY_BUCKETS),
+               LATENCY_BUCKETS,
+               module="monitor/engine.py"),
     MetricSpec(f"{PREFIX}prediction_confidence", "histogram",
                "Top-1 probability of successful predictions.", "ratio", MV,
-               CONFIDENCE_BUCKETS),
+               CONFIDENCE_BUCKETS,
+               module="monitor/engine.py"),
     MetricSpec(f"{PREFIX}last_event_timestamp_seconds", "gauge",
-               "Event time (ts) of the newest prediction seen.", "seconds", MV),
+               "Event time (ts) of the newest prediction seen.", "seconds", MV,
+               module="monitor/engine.py"),
     # --- drift -------------------------------------------------------------
     MetricSpec(f"{PREFIX}drift_psi", "gauge",
-               "Population stability index of the window against the baseline.", "", DRIFT),
+               "Population stability index of the window against the baseline.", "", DRIFT,
+               module="monitor/drift.py",
+               condition="with a baseline (baseline.mode file, or first_events once sealed)"),
     MetricSpec(f"{PREFIX}drift_kl", "gauge",
-               "KL(current || baseline) in nats.", "", DRIFT),
+               "KL(current || baseline) in nats.", "", DRIFT,
+               module="monitor/drift.py",
+               condition="with a baseline (baseline.mode file, or first_events once sealed)"),
     MetricSpec(f"{PREFIX}drift_threshold", "gauge",
-               "Sample-size-aware PSI critical value; drift when PSI exceeds it.", "", DRIFT),
+               "Sample-size-aware PSI critical value; drift when PSI exceeds it.", "", DRIFT,
+               module="monitor/drift.py",
+               condition="with a baseline (baseline.mode file, or first_events once sealed)"),
     MetricSpec(f"{PREFIX}drift_window_events", "gauge",
-               "Events in the window the drift figures were computed on.", "", DRIFT),
+               "Events in the window the drift figures were computed on.", "", DRIFT,
+               module="monitor/drift.py",
+               condition="with a baseline (baseline.mode file, or first_events once sealed)"),
     MetricSpec(f"{PREFIX}feature_bin_total", "counter",
                "Events per baseline bin of each drift feature.", "",
-               ("model", "version", "feature", "bin")),
+               ("model", "version", "feature", "bin"),
+               module="monitor/drift.py",
+               condition="with a baseline (baseline.mode file, or first_events once sealed)"),
     MetricSpec(f"{PREFIX}baseline_bin_ratio", "gauge",
                "Smoothed baseline proportion of each bin.", "ratio",
-               ("model", "version", "feature", "bin")),
+               ("model", "version", "feature", "bin"),
+               module="monitor/drift.py",
+               condition="with a baseline (baseline.mode file, or first_events once sealed)"),
     MetricSpec(f"{PREFIX}baseline_info", "info", "Baseline in use, with its content hash.", "",
-               ("model", "baseline_version", "sha256", "events")),
+               ("model", "baseline_version", "sha256", "events"),
+               module="monitor/drift.py",
+               condition="with a baseline (baseline.mode file, or first_events once sealed)"),
     # --- labels, calibration, per-class SLIs --------------------------------
     MetricSpec(f"{PREFIX}labels_total", "counter",
                "Joined labels by true class and outcome (correct|incorrect).", "",
-               ("model", "version", "class", "outcome")),
+               ("model", "version", "class", "outcome"),
+               module="monitor/labels.py",
+               condition="once labels join predictions (feedback topic)"),
     MetricSpec(f"{PREFIX}labeled_predictions_total", "counter",
                "Joined labels by predicted class and outcome (correct|incorrect).", "",
-               ("model", "version", "class", "outcome")),
+               ("model", "version", "class", "outcome"),
+               module="monitor/labels.py",
+               condition="once labels join predictions (feedback topic)"),
     MetricSpec(f"{PREFIX}top5_correct_total", "counter",
-               "Labeled predictions whose label is in the top 5.", "", MV),
+               "Labeled predictions whose label is in the top 5.", "", MV,
+               module="monitor/labels.py",
+               condition="once labels join predictions (feedback topic), with top-5 scores"),
     MetricSpec(f"{PREFIX}confusion_pair_total", "counter",
                "Labeled predictions by (true, predicted) pair, most confused pairs only.", "",
-               ("model", "version", "true_class", "pred_class")),
+               ("model", "version", "true_class", "pred_class"),
+               module="monitor/labels.py",
+               condition="once labels join predictions (feedback topic) and one is wrong"),
     MetricSpec(f"{PREFIX}calibration_bin_events_total", "counter",
                "Labeled predictions per confidence bin (15 equal-width bins).", "",
-               ("model", "version", "bin")),
+               ("model", "version", "bin"),
+               module="monitor/labels.py",
+               condition="once labels join predictions (feedback topic)"),
     MetricSpec(f"{PREFIX}calibration_bin_confidence_sum_total", "counter",
-               "Sum of top-1 confidence per calibration bin.", "", ("model", "version", "bin")),
+               "Sum of top-1 confidence per calibration bin.", "", ("model", "version", "bin"),
+               module="monitor/labels.py",
+               condition="once labels join predictions (feedback topic)"),
     MetricSpec(f"{PREFIX}calibration_bin_correct_total", "counter",
                "Correct labeled predictions per calibration bin.", "",
-               ("model", "version", "bin")),
+               ("model", "version", "bin"),
+               module="monitor/labels.py",
+               condition="once labels join predictions (feedback topic)"),
     MetricSpec(f"{PREFIX}calibration_ece", "gauge",
-               "Top-label expected calibration error over the window.", "ratio",
-               ("model", "version", "window", "source")),
+               "Top-label expected calibration error over the window, by what the confidence "
+               f"is checked against: source=\"{ECE_SOURCE_LABELS}\" the ground-truth labels, "
+               f"source=\"{ECE_SOURCE_REFERENCE}\" the reference model's answers taken as "
+               "labels.", "ratio", ("model", "version", "window", "source"),
+               module="monitor/labels.py, monitor/shadow.py",
+               condition="source=labels: once labels join predictions (feedback topic); "
+                         "source=reference: with a reference model and images"),
     MetricSpec(f"{PREFIX}calibration_mce", "gauge",
-               "Maximum calibration error over the window.", "ratio", MVW),
+               "Maximum calibration error over the window.", "ratio", MVW,
+               module="monitor/labels.py",
+               condition="once labels join predictions (feedback topic)"),
     MetricSpec(f"{PREFIX}brier_score", "gauge",
-               "Multiclass Brier score over the window (needs probs).", "", MVW),
+               "Multiclass Brier score over the window (needs probs).", "", MVW,
+               module="monitor/labels.py",
+               condition="once labels join predictions that carry probability vectors"),
     MetricSpec(f"{PREFIX}accuracy_ratio", "gauge",
-               "Realized accuracy of labeled predictions over the window.", "ratio", MVW),
+               "Realized accuracy of labeled predictions over the window.", "ratio", MVW,
+               module="monitor/labels.py",
+               condition="once labels join predictions (feedback topic)"),
     MetricSpec(f"{PREFIX}estimated_accuracy_ratio", "gauge",
-               "Label-free accuracy estimate from calibrated confidence.", "ratio", MVW),
+               "Label-free accuracy estimate from calibrated confidence.", "ratio", MVW,
+               module="monitor/labels.py",
+               condition="with a baseline (baseline.mode file, or first_events once sealed)"),
     MetricSpec(f"{PREFIX}label_coverage_ratio", "gauge",
-               "Labeled predictions / predictions over the window.", "ratio", MVW),
+               "Labeled predictions / predictions over the window.", "ratio", MVW,
+               module="monitor/labels.py",
+               condition="once labels join predictions (feedback topic)"),
     MetricSpec(f"{PREFIX}class_recall_ratio", "gauge",
                "Per-class recall over the window (class = true class).", "ratio",
-               ("model", "version", "class", "window")),
+               ("model", "version", "class", "window"),
+               module="monitor/labels.py",
+               condition="once labels join predictions (feedback topic)"),
     MetricSpec(f"{PREFIX}class_precision_ratio", "gauge",
                "Per-class precision over the window (class = predicted class).", "ratio",
-               ("model", "version", "class", "window")),
+               ("model", "version", "class", "window"),
+               module="monitor/labels.py",
+               condition="once labels join predictions (feedback topic)"),
     MetricSpec(f"{PREFIX}label_delay_seconds", "histogram",
                "Time from prediction to its ground-truth label.", "seconds", ("model",),
-               LABEL_DELAY_BUCKETS),
+               LABEL_DELAY_BUCKETS,
+               module="monitor/labels.py",
+               condition="once labels join predictions (feedback topic)"),
     MetricSpec(f"{PREFIX}pending_joins", "gauge",
-               "Entries waiting in a join store for their other half.", "", ("store",)),
+               "Entries waiting in a join store for their other half.", "", ("store",),
+               module="monitor/labels.py, monitor/shadow.py"),
     MetricSpec(f"{PREFIX}join_evicted_total", "counter",
-               "Join-store entries evicted before being joined.", "", ("store", "reason")),
+               "Join-store entries evicted before being joined.", "", ("store", "reason"),
+               module="monitor/labels.py, monitor/shadow.py",
+               condition="once a join-store entry is evicted"),
     MetricSpec(f"{PREFIX}eval_windows_total", "counter",
                "Closed evaluation slices per quality objective.", "",
-               ("model", "version", "objective")),
+               ("model", "version", "objective"),
+               module="monitor/quality.py",
+               condition="once an evaluation slice (quality.eval_slice) closes"),
     MetricSpec(f"{PREFIX}eval_windows_good_total", "counter",
                "Closed evaluation slices in which the objective held.", "",
-               ("model", "version", "objective")),
+               ("model", "version", "objective"),
+               module="monitor/quality.py",
+               condition="once an evaluation slice (quality.eval_slice) closes"),
     # --- reference model ----------------------------------------------------
     MetricSpec(f"{PREFIX}reference_model_info", "info",
                "Loaded reference model: file hash, device and batch size.", "",
-               ("model", "sha256", "device", "batch_size")),
+               ("model", "sha256", "device", "batch_size"),
+               module="reference_model/shadow.py",
+               condition="with a reference model (reference:)"),
     MetricSpec(f"{PREFIX}reference_model_up", "gauge",
-               "1 when shadow scoring is running, 0 when disabled or failed.", "", ("model",)),
+               "1 when shadow scoring is running, 0 when disabled or failed.", "", ("model",),
+               module="reference_model/shadow.py",
+               condition="with a reference model (reference:)"),
     MetricSpec(f"{PREFIX}reference_model_load_seconds", "gauge",
-               "Time taken to load and warm up the reference model.", "seconds", ("model",)),
+               "Time taken to load and warm up the reference model.", "seconds", ("model",),
+               module="reference_model/shadow.py",
+               condition="with a reference model (reference:)"),
     MetricSpec(f"{PREFIX}reference_batch_seconds", "histogram",
                "Inference time of one reference-model batch.", "seconds", ("model",),
-               BATCH_SECONDS_BUCKETS),
+               BATCH_SECONDS_BUCKETS,
+               module="reference_model/shadow.py",
+               condition="with a reference model and images"),
     MetricSpec(f"{PREFIX}reference_queue_depth", "gauge",
-               "Images waiting for the reference model.", "", ("model",)),
+               "Images waiting for the reference model.", "", ("model",),
+               module="reference_model/shadow.py",
+               condition="with a reference model (reference:)"),
     MetricSpec(f"{PREFIX}reference_images_scored_total", "counter",
-               "Images scored by the reference model.", "", ("model",)),
+               "Images scored by the reference model.", "", ("model",),
+               module="reference_model/shadow.py",
+               condition="with a reference model (reference:)"),
     MetricSpec(f"{PREFIX}reference_errors_total", "counter",
                "Reference-model failures, by reason: failed batches, or decode worker "
-               "processes that died.", "", ("model", "reason")),
+               "processes that died.", "", ("model", "reason"),
+               module="reference_model/shadow.py",
+               condition="with a reference model (reference:), once a batch fails"),
     MetricSpec(f"{PREFIX}images_rejected_total", "counter",
-               "Images refused at intake, by reason.", "", ("reason",)),
+               "Images refused at intake, by reason.", "", ("reason",),
+               module="reference_model/shadow.py",
+               condition="with a reference model (reference:), once an image is refused"),
     MetricSpec(f"{PREFIX}images_dropped_total", "counter",
-               "Images dropped by the queue policy, by reason.", "", ("reason",)),
+               "Images dropped by the queue policy, by reason.", "", ("reason",),
+               module="reference_model/shadow.py",
+               condition="with a reference model (reference:), once an image is dropped"),
     MetricSpec(f"{PREFIX}shadow_scored_total", "counter",
                "Scored images joined to their prediction, by agreement.", "",
-               ("model", "version", "outcome")),
+               ("model", "version", "outcome"),
+               module="monitor/shadow.py",
+               condition="with a reference model and images"),
     MetricSpec(f"{PREFIX}shadow_class_total", "counter",
                "Shadow outcomes by production's predicted class.", "",
-               ("model", "version", "class", "outcome")),
+               ("model", "version", "class", "outcome"),
+               module="monitor/shadow.py",
+               condition="with a reference model and images"),
     MetricSpec(f"{PREFIX}shadow_agreement_ratio", "gauge",
                "Agreement of production with the reference model over the window; absent "
                "below quality.min_shadow_images joined images.", "ratio",
-               MVW),
+               MVW,
+               module="monitor/shadow.py",
+               condition="with a reference model and images, from quality.min_shadow_images "
+                         "joined images"),
     MetricSpec(f"{PREFIX}shadow_agreement_pvalue", "gauge",
                "One-sided p-value that agreement with the reference model fell under the "
                "baseline's over the window: the smallest of one test per production class "
                "and the overall ones (count, weighted count, unusual class pairs), "
                "weighted-Bonferroni-adjusted; absent without the baseline's agreement "
-               "profile.", "", MVW),
+               "profile.", "", MVW,
+               module="monitor/shadow.py",
+               condition="with a reference model and images, and a baseline with an "
+                         "agreement profile"),
     MetricSpec(f"{PREFIX}embedding_mmd", "gauge",
                "Embedding drift of the window against the baseline's reference sample: the "
                "largest MMD^2 (RBF kernel, three bandwidths), each standardised by its "
-               "simulated null.", "", MVW),
+               "simulated null.", "", MVW,
+               module="monitor/shadow.py",
+               condition="with a reference model and images, and a baseline with embeddings"),
     MetricSpec(f"{PREFIX}embedding_mmd_threshold", "gauge",
                "Critical value of visionmon_embedding_mmd at the MMD test's level, from the "
-               "baseline's simulated null.", "", MVW),
+               "baseline's simulated null.", "", MVW,
+               module="monitor/shadow.py",
+               condition="with a reference model and images, and a baseline with embeddings"),
+)
+
+EMITTER = "collectors/emitter/metrics.py"
+BRIDGE = "collectors/kserve/bridge.py"
+#: The serving side's own metrics (the emitter library in the model server, the KServe
+#: bridge): never exported by the daemon, listed here so that the naming rules and
+#: docs/metrics.md cover them too.
+_CLIENT_SPECS: tuple[MetricSpec, ...] = (
+    MetricSpec(f"{PREFIX}emitter_events_total", "counter",
+               "Events accepted into the logger's buffer, by kind.", "", ("kind",),
+               module=EMITTER),
+    MetricSpec(f"{PREFIX}emitter_sent_total", "counter",
+               "Events handed to the Kafka client, by kind.", "", ("kind",), module=EMITTER),
+    MetricSpec(f"{PREFIX}emitter_messages_total", "counter",
+               "Kafka messages handed to the client, by kind.", "", ("kind",), module=EMITTER),
+    MetricSpec(f"{PREFIX}emitter_dropped_total", "counter",
+               "Events dropped before reaching Kafka, by kind and reason.", "",
+               ("kind", "reason"), module=EMITTER),
+    MetricSpec(f"{PREFIX}emitter_images_unsampled_total", "counter",
+               "Images offered but not selected by sampling.", "", module=EMITTER),
+    MetricSpec(f"{PREFIX}emitter_queue_events", "gauge",
+               "Events buffered and not yet handed to Kafka.", "", module=EMITTER),
+    MetricSpec(f"{PREFIX}emitter_queue_bytes", "gauge",
+               "Bytes buffered and not yet handed to Kafka.", "bytes", module=EMITTER),
+    MetricSpec(f"{PREFIX}bridge_cloudevents_received_total", "counter",
+               "CloudEvents received, by type.", "", ("type",), module=BRIDGE),
+    MetricSpec(f"{PREFIX}bridge_cloudevents_malformed_total", "counter",
+               "HTTP messages or events that could not be used.", "", ("reason",),
+               module=BRIDGE),
+    MetricSpec(f"{PREFIX}bridge_unpaired_total", "counter",
+               "Halves that left without their partner, by half and reason.", "",
+               ("half", "reason"), module=BRIDGE),
+    MetricSpec(f"{PREFIX}bridge_pairs_total", "counter",
+               "Requests paired with their response.", "", module=BRIDGE),
+    MetricSpec(f"{PREFIX}bridge_predictions_total", "counter",
+               "Predictions handed to the emitter (one per instance).", "", module=BRIDGE),
+    MetricSpec(f"{PREFIX}bridge_images_total", "counter",
+               "Sampled images handed to the emitter.", "", module=BRIDGE),
+    MetricSpec(f"{PREFIX}bridge_pending", "gauge",
+               "Halves waiting for their partner.", "", module=BRIDGE),
+    MetricSpec(f"{PREFIX}bridge_pending_bytes", "gauge",
+               "Bytes held by waiting halves.", "bytes", module=BRIDGE),
 )
 
 #: The set of label values `reason` may take on rejection counters is bounded by
@@ -296,6 +475,8 @@ class Catalog:
 
 
 CATALOG = Catalog(_SPECS)
+#: The serving side's metrics (emitter, KServe bridge); disjoint from `CATALOG`.
+CLIENT_CATALOG = Catalog(_CLIENT_SPECS)
 
 
 def metric(short: str) -> str:

@@ -226,6 +226,17 @@ class ReferenceModelDownCheck(Check):
     for_: Duration = Field(default="10m", alias="for")
 
 
+class CheckpointFailingCheck(Check):
+    """Checkpoint writes failed within `window` and none succeeded for `missed_intervals` x
+    `state.checkpoint_interval_seconds`: a restart would lose the state counted since the last
+    good checkpoint. Only generated when `state.checkpoint_dir` is set."""
+
+    for_: Duration = Field(default="5m", alias="for")
+    severity: Severity = "page"
+    window: Duration = "5m"
+    missed_intervals: int = Field(default=3, ge=1)
+
+
 class ThresholdChecks(_Frozen):
     """Plain threshold alerts (not SLOs). All are on by default; `enabled: false` drops one."""
 
@@ -239,6 +250,7 @@ class ThresholdChecks(_Frozen):
     no_events: NoEventsCheck = NoEventsCheck()
     rejected_ratio: RejectedRatioCheck = RejectedRatioCheck()
     reference_model_down: ReferenceModelDownCheck = ReferenceModelDownCheck()
+    checkpoint_failing: CheckpointFailingCheck = CheckpointFailingCheck()
 
 
 def _check_url_template(value: str) -> str:

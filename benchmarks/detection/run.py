@@ -94,7 +94,7 @@ def daemon_settings(loaded: LoadedConfig) -> dict[str, object]:
     stats = build_statistics(loaded)
     cfg = loaded.config
     model = cfg.models[0].name
-    drop = build_spec(loaded).thresholds.shadow_agreement_drop
+    drop = build_spec(loaded).thresholds["shadow_agreement_drop"]
     return {"drift_alpha": cfg.drift.alpha, "drift_correction": cfg.drift.correction,
             "drift_feature_alpha": stats.drift.feature_alpha(model),
             "drift_features": len(stats.drift.baselines[model].features),

@@ -1,7 +1,8 @@
 """The emitter's own Prometheus metrics, read from a counter snapshot on every scrape.
 
-These describe the serving process's side (what it logged, dropped and handed to Kafka),
-so they live here and not in `monitor.catalog`, which lists what the daemon exports.
+These describe the serving process's side (what it logged, dropped and handed to Kafka).
+Their names, help and labels come from `monitor.catalog.CLIENT_CATALOG` (the daemon's
+metrics are `CATALOG`), so the naming rules and docs/metrics.md cover them.
 """
 
 from __future__ import annotations
@@ -12,7 +13,20 @@ from dataclasses import dataclass, field
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-PREFIX = "visionmon_emitter_"
+from monitor.catalog import CLIENT_CATALOG, PREFIX
+
+ClientFamily = CounterMetricFamily | GaugeMetricFamily
+
+
+def family(name: str, value: float | None = None) -> ClientFamily:
+    """The family of a `CLIENT_CATALOG` metric (exposition name), named, described and
+    labelled by its entry: empty when it has labels, else holding `value`."""
+    spec = CLIENT_CATALOG[name]
+    cls = CounterMetricFamily if spec.kind == "counter" else GaugeMetricFamily
+    if spec.labels:
+        return cls(spec.base_name, spec.help, labels=list(spec.labels), unit=spec.unit)
+    return cls(spec.base_name, spec.help, value=value, unit=spec.unit)
+
 
 #: Why an event or image never reached the Kafka client.
 DROP_REASONS = ("queue_full", "too_large", "invalid", "closed", "send_error", "shutdown")
@@ -50,17 +64,10 @@ class EmitterCollector(Collector):
 
     @staticmethod
     def _families(s: EmitterStats) -> Iterable[Metric]:
-        logged = CounterMetricFamily(
-            f"{PREFIX}events", "Events accepted into the logger's buffer, by kind.",
-            labels=["kind"])
-        sent = CounterMetricFamily(
-            f"{PREFIX}sent", "Events handed to the Kafka client, by kind.", labels=["kind"])
-        messages = CounterMetricFamily(
-            f"{PREFIX}messages", "Kafka messages handed to the client, by kind.",
-            labels=["kind"])
-        dropped = CounterMetricFamily(
-            f"{PREFIX}dropped", "Events dropped before reaching Kafka, by kind and reason.",
-            labels=["kind", "reason"])
+        logged = family(f"{PREFIX}emitter_events_total")
+        sent = family(f"{PREFIX}emitter_sent_total")
+        messages = family(f"{PREFIX}emitter_messages_total")
+        dropped = family(f"{PREFIX}emitter_dropped_total")
         for kind in KINDS:
             logged.add_metric([kind], s.logged.get(kind, 0))
             sent.add_metric([kind], s.sent.get(kind, 0))
@@ -71,12 +78,6 @@ class EmitterCollector(Collector):
         yield sent
         yield messages
         yield dropped
-        yield CounterMetricFamily(
-            f"{PREFIX}images_unsampled", "Images offered but not selected by sampling.",
-            value=s.images_unsampled)
-        yield GaugeMetricFamily(f"{PREFIX}queue_events",
-                                "Events buffered and not yet handed to Kafka.",
-                                value=s.queued_events)
-        yield GaugeMetricFamily(f"{PREFIX}queue_bytes",
-                                "Bytes buffered and not yet handed to Kafka.",
-                                value=s.queued_bytes, unit="bytes")
+        yield family(f"{PREFIX}emitter_images_unsampled_total", s.images_unsampled)
+        yield family(f"{PREFIX}emitter_queue_events", s.queued_events)
+        yield family(f"{PREFIX}emitter_queue_bytes", s.queued_bytes)

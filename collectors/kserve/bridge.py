@@ -19,17 +19,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 from collectors.emitter import PredictionLogger
+from collectors.emitter.metrics import family
 from collectors.kserve.cloudevents import REQUEST_TYPE, RESPONSE_TYPE, CloudEvent, Malformed
 from collectors.kserve.pairing import DuplicateHalf, Key, PairingStore, Unpaired
 from collectors.kserve.payloads import ResponseSummary, Scores, parse_request, parse_response
+from monitor.catalog import PREFIX
 
 log = logging.getLogger(__name__)
 
-PREFIX = "visionmon_bridge_"
 MALFORMED_REASONS = ("not_cloudevent", "invalid_json", "invalid_data", "unsupported_type",
                      "unsupported_payload", "no_model", "count_mismatch", "duplicate",
                      "too_large", "no_length")
@@ -302,32 +303,21 @@ class BridgeCollector(Collector):
 
     @staticmethod
     def _families(s: BridgeStats) -> Iterable[Metric]:
-        received = CounterMetricFamily(f"{PREFIX}cloudevents_received",
-                                       "CloudEvents received, by type.", labels=["type"])
+        received = family(f"{PREFIX}bridge_cloudevents_received_total")
         for kind in ("request", "response", "other"):
             received.add_metric([kind], s.received.get(kind, 0))
-        malformed = CounterMetricFamily(f"{PREFIX}cloudevents_malformed",
-                                        "HTTP messages or events that could not be used.",
-                                        labels=["reason"])
+        malformed = family(f"{PREFIX}bridge_cloudevents_malformed_total")
         for reason in MALFORMED_REASONS:
             malformed.add_metric([reason], s.malformed.get(reason, 0))
-        unpaired = CounterMetricFamily(
-            f"{PREFIX}unpaired", "Halves that left without their partner, by half and reason.",
-            labels=["half", "reason"])
+        unpaired = family(f"{PREFIX}bridge_unpaired_total")
         for half in ("request", "response"):
             for reason in ("ttl", "capacity"):
                 unpaired.add_metric([half, reason], s.unpaired.get((half, reason), 0))
         yield received
         yield malformed
         yield unpaired
-        yield CounterMetricFamily(f"{PREFIX}pairs", "Requests paired with their response.",
-                                  value=s.pairs)
-        yield CounterMetricFamily(f"{PREFIX}predictions",
-                                  "Predictions handed to the emitter (one per instance).",
-                                  value=s.predictions)
-        yield CounterMetricFamily(f"{PREFIX}images", "Sampled images handed to the emitter.",
-                                  value=s.images)
-        yield GaugeMetricFamily(f"{PREFIX}pending", "Halves waiting for their partner.",
-                                value=s.pending)
-        yield GaugeMetricFamily(f"{PREFIX}pending_bytes", "Bytes held by waiting halves.",
-                                value=s.pending_bytes, unit="bytes")
+        yield family(f"{PREFIX}bridge_pairs_total", s.pairs)
+        yield family(f"{PREFIX}bridge_predictions_total", s.predictions)
+        yield family(f"{PREFIX}bridge_images_total", s.images)
+        yield family(f"{PREFIX}bridge_pending", s.pending)
+        yield family(f"{PREFIX}bridge_pending_bytes", s.pending_bytes)

@@ -7,6 +7,7 @@ examples/visionmon.yaml keep the workbook's windows. Scrape and evaluation every
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ import pytest
 from kafka import KafkaProducer
 
 from alerts import names
+from alerts.checks import CHECK
 from alerts.generate import write_rules
 from monitor.config import load_config
 from tests.conftest import CLASSES, base_config, scrape, wait_for, write_config
@@ -149,7 +151,9 @@ def test_an_outage_pages_through_the_fast_tier_and_healthy_traffic_pages_nobody(
     firing = _alerts(prom, names.SLO_ALERT, slo="availability", severity="page",
                      long_window="1m")[0]
     assert firing["labels"]["model"] == "digits"
-    assert "of requests failed over the last 1m" in firing["annotations"]["description"]
+    # the description says how many events the 1m window holds, read from Prometheus
+    assert re.search(r"of the [1-9][0-9]* requests visionmon counted over the last 1m failed",
+                     firing["annotations"]["description"])
     assert "unknown" not in firing["annotations"]["description"]
     assert firing["annotations"]["runbook_url"].endswith(names.SLO_ALERT)
     assert not _alerts(prom, names.SLO_ALERT, slo="latency")
@@ -165,9 +169,9 @@ def test_a_class_prior_shift_raises_the_drift_alert(monitored):
     shifted_at = time.time()
     pump.set_prior(prior)
     labels = {"model": "digits", "feature": "predicted_class", "window": "5m"}
-    states = _watch_states(prom, names.DRIFT_ALERT, 60, **labels)
+    states = _watch_states(prom, CHECK["drift"].alert, 60, **labels)
     assert states[-2:] == ["pending", "firing"], states
-    alert = _alerts(prom, names.DRIFT_ALERT, **labels)[0]
+    alert = _alerts(prom, CHECK["drift"].alert, **labels)[0]
     active_at = datetime.fromisoformat(alert["activeAt"][:26].rstrip("Z") + "+00:00")
     assert active_at.timestamp() > shifted_at - 1, "the drift alert predates the shift"
     assert alert["labels"]["severity"] == "ticket"

@@ -60,6 +60,12 @@ MUTATIONS = [
      ">= 100", ">= 50", "fewer than 100 labels"),
     ("a Kafka page held 3m instead of 2m fires late", "visionmon-thresholds",
      "for: 2m", "for: 3m", "kafka:"),
+    ("a calibration alert that also reads the reference model's ECE fires on it",
+     "visionmon-thresholds", 'visionmon_calibration_ece{window="1h",source="labels"}',
+     'visionmon_calibration_ece{window="1h"}', "calibration:"),
+    ("a checkpoint alert that never counts a write as recent pages on intermittent failures",
+     "visionmon-thresholds", "visionmon_last_checkpoint_timestamp_seconds < 30",
+     "visionmon_last_checkpoint_timestamp_seconds < 0", "checkpoint failing:"),
 ]
 
 

@@ -9,11 +9,18 @@ import pytest
 import yaml
 
 from alerts import names
+from alerts.checks import CHECK, CHECKS, threshold_rules
 from alerts.generate import generate, outputs
-from alerts.rules import AlertingRule, RecordingRule, error_ratio_expr, le_label, slo_group
+from alerts.rules import (
+    AlertingRule,
+    RecordingRule,
+    burn_alert_annotations,
+    error_ratio_expr,
+    le_label,
+    slo_group,
+)
 from alerts.spec import build_spec
 from alerts.templates import Label, Query, Text, Value, go_format, humanize_duration, render, to_go
-from alerts.thresholds import threshold_rules
 from alerts.writer import EmptyOutputError, write_yaml
 from collectors.exporter import _le
 from monitor.catalog import CATALOG, LATENCY_BUCKETS
@@ -165,18 +172,16 @@ def test_a_low_target_gets_lowered_tiers_whose_annotation_says_so(example_data, 
         dict(fast.annotations)["description"])
 
 
-def test_threshold_alerts_page_only_for_blindness_by_default(example):
+def test_threshold_alerts_page_only_for_blindness_and_lost_state_by_default(example):
     severities = {r.alert: dict(r.labels)["severity"] for r in threshold_rules(build_spec(example))}
-    assert {a for a, s in severities.items() if s == "page"} == {names.KAFKA_ALERT,
-                                                                  names.NO_EVENTS_ALERT}
-    assert len(severities) == 10
+    assert {a for a, s in severities.items() if s == "page"} == {
+        CHECK["kafka_disconnected"].alert, CHECK["no_events"].alert,
+        CHECK["checkpoint_failing"].alert}
+    assert len(severities) == 11
 
 
 def test_disabled_checks_and_no_objectives_generate_nothing_and_say_so(example_data):
-    off = {k: {"enabled": False} for k in (
-        "drift", "ece", "shadow_agreement", "shadow_agreement_drop", "label_coverage",
-        "consumer_lag", "kafka_disconnected", "no_events", "rejected_ratio",
-        "reference_model_down")}
+    off = {d.key: {"enabled": False} for d in CHECKS}
     with pytest.raises(ConfigError, match="nothing to generate"):
         generate(with_slos(example_data, objectives=[], thresholds=off))
 
@@ -241,3 +246,14 @@ def test_a_template_renders_to_go_and_to_its_expected_text_from_one_definition()
     assert render(tpl, {"model": "digits"}, 0.5, {"q": None}) == "digits: 50% left unknown"
     assert go_format("integer", 1234.4) == "1234"
     assert humanize_duration(0.5) == "500ms"
+
+
+def test_a_burn_rate_description_says_how_many_events_its_long_window_holds(example):
+    """A daemon up for minutes has minutes of a 3d window: the count says so."""
+    slo = build_spec(example).slos[0]
+    slowest = slo.tiers[-1]
+    description = dict(burn_alert_annotations(slo, slowest, "", ""))["description"]
+    text = render(description, {}, 0.02, {"events": 120.0, "burn_rate": 20.0,
+                                          "budget_left": 0.99})
+    assert text.startswith("2% of the 120 requests visionmon counted over the last 3d failed")
+    assert "increase(visionmon_requests_total{model='digits'}[3d])" in to_go(description)

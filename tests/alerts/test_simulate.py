@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-from alerts.promtool_tests import incident_burn_rate, series_values, tier_scenario
+from alerts.promtool_tests import incident_burn_rate, tier_scenario
+from alerts.scenario import series_values
 from alerts.simulate import Segment, Traffic, error_ratios, hold, rate, run_slo
 from alerts.spec import build_spec
 

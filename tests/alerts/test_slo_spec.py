@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from alerts.checks import CHECKS
 from alerts.spec import build_spec
 from monitor.config import ConfigError, parse_config, resolve
 from monitor.slo_spec import DEFAULT_TIERS, SloSpec
@@ -99,13 +100,13 @@ def test_the_agreement_test_takes_the_agreement_checks_window_unless_given(examp
                                   for k, v in data["slos"]["thresholds"].items()
                                   if k != "shadow_agreement_drop"}
     th = build_spec(resolve(parse_config(data))).thresholds
-    assert th.shadow_agreement.window == th.shadow_agreement_drop.window == "1d"
-    assert th.shadow_agreement_drop.bound == 0.001
+    assert th["shadow_agreement"].window == th["shadow_agreement_drop"].window == "1d"
+    assert th["shadow_agreement_drop"].bound == 0.001
     explicit = with_slos(example_data, thresholds={
         "shadow_agreement_drop": {"window": "5m", "alpha": 0.0001}})
     th = build_spec(explicit).thresholds
-    assert th.shadow_agreement_drop.window == "5m"
-    assert th.shadow_agreement_drop.bound == 0.0001
+    assert th["shadow_agreement_drop"].window == "5m"
+    assert th["shadow_agreement_drop"].bound == 0.0001
 
 
 def test_a_config_without_slos_gets_threshold_alerts_with_defaults(example_data):
@@ -113,8 +114,8 @@ def test_a_config_without_slos_gets_threshold_alerts_with_defaults(example_data)
     del data["slos"]
     spec = build_spec(resolve(parse_config(data)))
     assert spec.slos == ()
-    assert spec.thresholds.kafka_disconnected.enabled
-    assert spec.thresholds.ece.bound == data["quality"]["max_ece"]
+    assert spec.thresholds["kafka_disconnected"].enabled
+    assert spec.thresholds["ece"].bound == data["quality"]["max_ece"]
 
 
 def test_the_default_tiers_are_the_sre_workbook_table():
@@ -128,8 +129,4 @@ def test_the_example_config_declares_every_kind_and_every_threshold_check(exampl
     spec = build_spec(example)
     assert {s.kind for s in spec.slos} == {"availability", "latency", "accuracy",
                                            "quality_windows"}
-    th = spec.thresholds
-    checks = [th.drift, th.ece, th.shadow_agreement, th.shadow_agreement_drop,
-              th.label_coverage, th.consumer_lag, th.kafka_disconnected, th.no_events,
-              th.rejected_ratio, th.reference_model_down]
-    assert all(c.enabled for c in checks)
+    assert [c.key for c in spec.thresholds.enabled()] == [d.key for d in CHECKS]

@@ -1,0 +1,117 @@
+"""Internal model: the values the generators read, resolved from the config by `alerts.spec`.
+
+Frozen dataclasses only, so that every generator (`rules`, `thresholds`, `threshold_cases`,
+`promtool_tests`, `alertmanager`) is a pure function of an `AlertSpec`. This module imports
+no generator, so any of them may import it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from alerts.windows import Severity, Tier, max_burn_rate
+from monitor.slo_spec import SloKind
+
+
+@dataclass(frozen=True, slots=True)
+class Slo:
+    """One SLO with its final tiers. `target_text`/`budget_text` are exact decimals (the
+    budget is written into expressions as text, so 1 - 0.999 prints as 0.001)."""
+
+    name: str
+    model: str
+    version: str | None
+    kind: SloKind
+    target_text: str
+    budget_text: str
+    period_s: int
+    tiers: tuple[Tier, ...]
+    windows_s: tuple[int, ...]
+    latency_threshold_s: float | None = None
+    min_volume: int | None = None
+    quality_objective: str | None = None
+
+    @property
+    def target(self) -> float:
+        return float(self.target_text)
+
+    @property
+    def budget(self) -> float:
+        return float(self.budget_text)
+
+    @property
+    def max_burn_rate(self) -> float:
+        return max_burn_rate(self.budget)
+
+    @property
+    def group_by(self) -> tuple[str, ...]:
+        """Labels the SLI keeps: per model, or per model and version."""
+        return ("model",) if self.version is None else ("model", "version")
+
+    @property
+    def matchers(self) -> dict[str, str]:
+        """Label matchers selecting this SLO's model (and version)."""
+        m = {"model": self.model}
+        if self.version is not None:
+            m["version"] = self.version
+        return m
+
+    @property
+    def title(self) -> str:
+        return f"{self.model} {self.name}" + (f" ({self.version})" if self.version else "")
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One resolved threshold check: its row of `alerts.checks.CHECKS` (key, alert name,
+    metric, comparison) plus the configured values. `for_s` and `range_s` in seconds;
+    `window` is the `window` label value of a windowed gauge; `bound` the value the metric
+    is compared with (a ratio, a PSI, a p-value or a count, as the check says); `stale_s`
+    how old the last success may be (seconds) before failures count."""
+
+    key: str
+    alert: str
+    metric: str
+    comparison: str
+    enabled: bool
+    severity: Severity
+    for_s: int
+    window: str | None = None
+    bound: float | None = None
+    range_s: int | None = None
+    min_records: int | None = None
+    stale_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    """The resolved threshold checks, in the order of `alerts.checks.CHECKS`."""
+
+    checks: tuple[Check, ...]
+
+    def __iter__(self) -> Iterator[Check]:
+        return iter(self.checks)
+
+    def __getitem__(self, key: str) -> Check:
+        """The check configured as `slos.thresholds.<key>`."""
+        for check in self.checks:
+            if check.key == key:
+                return check
+        raise KeyError(f"no threshold check {key!r}; the checks are "
+                       f"{[c.key for c in self.checks]}")
+
+    def enabled(self) -> tuple[Check, ...]:
+        return tuple(c for c in self.checks if c.enabled)
+
+
+@dataclass(frozen=True, slots=True)
+class AlertSpec:
+    """Everything the rule, test and Alertmanager generators need."""
+
+    source: str
+    period_s: int
+    slos: tuple[Slo, ...]
+    thresholds: Thresholds
+    runbook_url: str
+    dashboard_url: str
