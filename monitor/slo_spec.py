@@ -234,7 +234,9 @@ class CheckpointFailingCheck(Check):
     for_: Duration = Field(default="5m", alias="for")
     severity: Severity = "page"
     window: Duration = "5m"
+    """Window in which a failed checkpoint write counts."""
     missed_intervals: int = Field(default=3, ge=1)
+    """Checkpoint intervals without a successful write before the alert can fire."""
 
 
 class ThresholdChecks(_Frozen):
