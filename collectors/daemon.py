@@ -438,12 +438,18 @@ class Daemon:
             log.warning("offset commit failed (will retry): %s", err)
 
     def _checkpoint_and_commit(self) -> None:
-        self._checkpoint()
-        self._commit()
+        """Commit only what a checkpoint holds: while writes fail, offsets stay where the
+        last good checkpoint left them, so a restart re-reads (at-least-once) instead of
+        losing what was counted since."""
+        if self._checkpoint():
+            self._commit()
 
-    def _checkpoint(self) -> None:
-        if self._ckpt is None or self._refused:
-            return
+    def _checkpoint(self) -> bool:
+        """Write the state; True when it is durable (or no checkpoint is configured)."""
+        if self._ckpt is None:
+            return True
+        if self._refused:
+            return False
         with self.lock:
             positions = self._ledger.checkpoint()
             state = compose(self._owner.recorded(), self.engine.state(), positions.covered,
@@ -457,10 +463,11 @@ class Daemon:
                 log.error("checkpoint write failed (%s): %s (%d failed writes so far; logged "
                           "at most once a minute)", reason, err,
                           sum(self._ckpt_health.failures.values()))
-            return
+            return False
         self._ckpt_health.succeeded()
         self.status.checkpoints["ok"] += 1
         self.status.last_checkpoint = self.clock()
+        return True
 
     def _reset_state(self) -> None:
         """`--reset-state`: move the old checkpoint aside (kept, never loaded) and start
@@ -529,8 +536,7 @@ class Daemon:
 
     def _on_revoke(self, tps: list[TopicPartition]) -> None:
         if tps:
-            self._checkpoint()
-            self._commit()
+            self._checkpoint_and_commit()
         self._ledger.revoked(tps)
         for tp in tps:
             self.status.lag.pop(tp, None)
@@ -559,8 +565,7 @@ class Daemon:
     def _shutdown(self) -> None:
         log.info("stopping: final checkpoint and commit")
         try:
-            self._checkpoint()
-            self._commit()
+            self._checkpoint_and_commit()
         finally:
             self._probe.stop()
             if self._dlq is not None:

@@ -15,7 +15,7 @@ import pytest
 from collectors.checkpoint import FILENAME
 from monitor.engine import EngineExtension
 from tests.conftest import base_config, metric_sum, parse_metrics, scrape, wait_for
-from tests.faults.harness import http_get
+from tests.faults.harness import http_get, produce_stream
 from visionmon.broker import EmbeddedBroker
 
 INTERVAL_S = 0.2
@@ -40,6 +40,18 @@ def _start(broker: EmbeddedBroker, topics: Callable[..., dict[str, str]],
     names = topics(partitions=1, dead_letter=False)
     return start_daemon(base_config(broker.bootstrap, names, state={
         "checkpoint_dir": str(state_dir), "checkpoint_interval_seconds": INTERVAL_S}))
+
+
+def _committed(broker: EmbeddedBroker, group: str, topic: str) -> int | None:
+    """The group's committed offset of partition 0 of `topic`, asked without joining it."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    c = KafkaConsumer(bootstrap_servers=broker.bootstrap, group_id=group,
+                      enable_auto_commit=False)
+    try:
+        return c.committed(TopicPartition(topic, 0))
+    finally:
+        c.close()
 
 
 def _failure_logs(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -97,3 +109,38 @@ def test_a_checkpoint_file_that_cannot_be_replaced_is_an_io_failure(
     wait_for(lambda: http_get(f"{d.url}/readyz")[0] == 503, 10, what="/readyz 503")
     assert not [p for p in state_dir.iterdir() if ".tmp-" in p.name]  # no garbage left
     assert os.path.isdir(path)
+
+
+def test_offsets_are_not_committed_past_the_last_good_checkpoint(
+        broker: EmbeddedBroker, topics: Callable[..., dict[str, str]],
+        start_daemon: Callable[..., Any], tmp_path: Path) -> None:
+    """While writes fail, a restart must re-read what the lost state held: the group's
+    committed offset stays where the last good checkpoint was, and a restart after the
+    failures (the cause gone) counts every record exactly once."""
+    state_dir = tmp_path / "state"
+    names = topics(partitions=1, dead_letter=False)
+    cfg = base_config(broker.bootstrap, names, state={
+        "checkpoint_dir": str(state_dir), "checkpoint_interval_seconds": INTERVAL_S})
+    d = start_daemon(cfg)
+    produce_stream(broker.bootstrap, names, 0, 100, partitions=1)
+    accepted = lambda: metric_sum(parse_metrics(scrape(d.url)),  # noqa: E731
+                                  "visionmon_events_accepted_total", topic=names["predictions"])
+    wait_for(lambda: accepted() == 100, 20, what="the first 100 counted")
+    group = cfg["kafka"]["group_id"]
+    wait_for(lambda: _committed(broker, group, names["predictions"]) == 100, 20,
+             what="the first 100 committed")
+    bad = _Unencodable()
+    with d.daemon.lock:
+        d.daemon.engine.extensions.append(bad)
+    produce_stream(broker.bootstrap, names, 100, 50, partitions=1)
+    wait_for(lambda: accepted() == 150 and _failures(d.url, "encode") >= 3, 20,
+             what="50 more counted while checkpoints fail")
+    assert _committed(broker, group, names["predictions"]) == 100
+    d.stop()  # the shutdown's checkpoint fails too: nothing more is committed
+    assert _committed(broker, group, names["predictions"]) == 100
+
+    again = start_daemon(cfg)  # restored from the last good checkpoint: 100 counted
+    counted = lambda: metric_sum(parse_metrics(scrape(again.url)),  # noqa: E731
+                                 "visionmon_events_accepted_total", topic=names["predictions"])
+    wait_for(lambda: counted() == 150, 20, what="the 50 re-read after the restart")
+    assert counted() == 150
