@@ -11,7 +11,7 @@ import hashlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -287,6 +287,9 @@ class MmdConfig(Frozen):
     daemon logs a warning when it is set."""
 
 
+PredictionFeature = Literal["predicted_class", "confidence", "margin", "entropy"]
+
+
 class DriftConfig(Frozen):
     alpha: float = Field(0.01, gt=0, lt=0.5)
     """False-alarm rate of the drift verdict on no drift, per (model, version, window). With
@@ -298,8 +301,8 @@ class DriftConfig(Frozen):
     `none` tests each at alpha."""
     min_effect: float = Field(0.0, ge=0)
     """Smallest PSI that counts as drift whatever the sample size (0: the threshold decides)."""
-    features: list[Literal["predicted_class", "confidence", "margin", "entropy"]] = Field(
-        default_factory=lambda: ["predicted_class", "confidence", "margin", "entropy"])
+    features: list[PredictionFeature] = Field(
+        default_factory=lambda: list(get_args(PredictionFeature)))
     """Prediction features tested for drift (image and embedding features are added when a reference
     model scores images)."""
     mmd: MmdConfig = Field(default_factory=MmdConfig)

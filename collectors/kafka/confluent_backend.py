@@ -16,6 +16,7 @@ from collectors.kafka.client import (
 )
 from monitor.config import KafkaConfig
 
+ck: Any
 try:
     import confluent_kafka as ck
 except ImportError:  # pragma: no cover - exercised only without the extra

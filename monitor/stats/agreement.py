@@ -48,6 +48,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy.signal import convolve
 from scipy.stats import betabinom
 
@@ -97,8 +98,8 @@ def _check_counts(n: np.ndarray, agree: np.ndarray, base_n: np.ndarray,
         raise ValueError("agreement counts must satisfy 0 <= agree <= n")
 
 
-def agreement_drop_pvalues(n: np.ndarray, agree: np.ndarray, base_n: np.ndarray,
-                           base_agree: np.ndarray) -> np.ndarray:
+def agreement_drop_pvalues(n: ArrayLike, agree: ArrayLike, base_n: ArrayLike,
+                           base_agree: ArrayLike) -> np.ndarray:
     """One-sided p-values P(A <= agree), A ~ BetaBinomial(n, base_agree + 1/2,
     base_n - base_agree + 1/2), element-wise; NaN where n == 0. Counts are non-negative,
     agree <= n and base_agree <= base_n."""
