@@ -36,12 +36,30 @@ MAX_DENSE_CONFUSION = 200    # classes up to which a full confusion matrix is ke
 TOP_CONFUSED = 20
 _DELAY_EDGES = np.asarray(LABEL_DELAY_BUCKETS, dtype=np.float64)
 B = CALIBRATION_BINS
-# prediction-window layout: count, B calibration-bin events, B confidence sums, then the
-# sum of g(confidence) under the baseline's calibration map and how many events it covers
-_EST_SUM = 1 + 2 * B
-_EST_N = 2 + 2 * B
-_PRED_BINS = 3 + 2 * B
-_PRED_BINS_V1 = 1 + 2 * B   # checkpoints written before the exact estimate
+
+
+class _PredictionLayout:
+    """Bin layout of the all-predictions window count vector: the count, the calibration
+    bins' events and confidence sums (B bins each), then the sum of g(confidence) under the
+    baseline's calibration map and how many events it covers (the exact label-free
+    estimate)."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.cal_events = 1
+        self.cal_conf = self.cal_events + B
+        self.est_sum = self.cal_conf + B
+        self.est_n = self.est_sum + 1
+        self.size = self.est_n + 1
+        #: checkpoints written before the exact estimate lack its two bins (`_pred_rings`)
+        self.size_without_estimate = self.est_sum
+
+    def calibration(self, v: np.ndarray, start: int) -> np.ndarray:
+        """The B calibration bins starting at `start`."""
+        return v[start:start + B]
+
+
+_PRED = _PredictionLayout()
 
 
 class _Layout:
@@ -62,6 +80,14 @@ class _Layout:
         self.brier_n = self.brier_sum + 1
         self.size = self.brier_n + 1
 
+    def classes(self, v: np.ndarray, start: int) -> np.ndarray:
+        """The C per-class bins starting at `start`."""
+        return v[start:start + self.c]
+
+    def calibration(self, v: np.ndarray, start: int) -> np.ndarray:
+        """The B calibration bins starting at `start`."""
+        return v[start:start + B]
+
 
 class _VersionLabels:
     """Cumulative counters and windows of one (model, version)."""
@@ -76,7 +102,7 @@ class _VersionLabels:
         self.labeled_windows = WindowedCounts(windows, self.layout.size)
         # all predictions: count, per-calibration-bin events and confidence sums, and the
         # calibrated-confidence sum of the label-free estimate (layout above)
-        self.pred_windows = WindowedCounts(windows, _PRED_BINS)
+        self.pred_windows = WindowedCounts(windows, _PRED.size)
 
 
 class LabelMonitor(EngineExtension):
@@ -125,14 +151,15 @@ class LabelMonitor(EngineExtension):
             fin = np.isfinite(conf)
             cb = calibration_bin_index(conf[fin]) if fin.any() else np.empty(0, np.int64)
             ts_parts = [ts, ts[fin], ts[fin]]
-            bin_parts = [np.zeros(n, np.int64), 1 + cb, 1 + B + cb]
+            bin_parts = [np.full(n, _PRED.n), _PRED.cal_events + cb, _PRED.cal_conf + cb]
             weight_parts = [np.ones(n), np.ones(cb.size), conf[fin]]
             cal_map = self.calibration_for(model)
             if cal_map is not None and cb.size:  # the exact label-free estimate: sum of g
                 ts_parts += [ts[fin], ts[fin]]
-                bin_parts += [np.full(cb.size, _EST_SUM), np.full(cb.size, _EST_N)]
+                bin_parts += [np.full(cb.size, _PRED.est_sum), np.full(cb.size, _PRED.est_n)]
                 weight_parts += [cal_map.apply(conf[fin]), np.ones(cb.size)]
-            state.pred_windows.add(np.concatenate(ts_parts), np.concatenate(bin_parts),
+            state.pred_windows.add(np.concatenate(ts_parts),
+                                   np.concatenate(bin_parts).astype(np.int64, copy=False),
                                    np.concatenate(weight_parts))
             if not len(self.early) and not self.predictions.hash_keys and c <= MAX_PROBS_KEPT:
                 # no label is waiting and nothing to strip: store the batch whole
@@ -259,18 +286,20 @@ class LabelMonitor(EngineExtension):
         out: dict[str, dict[str, float]] = {}
         for window, v in labeled.items():
             p = preds[window]
-            n_lab, n_pred = float(v[lay.n]), float(p[0])
-            ev = v[lay.cal_events:lay.cal_events + B]
-            cs = v[lay.cal_conf:lay.cal_conf + B]
-            cc = v[lay.cal_correct:lay.cal_correct + B]
-            pe, pc = p[1:1 + B], p[1 + B:1 + 2 * B]
+            n_lab, n_pred = float(v[lay.n]), float(p[_PRED.n])
+            ev = lay.calibration(v, lay.cal_events)
+            cs = lay.calibration(v, lay.cal_conf)
+            cc = lay.calibration(v, lay.cal_correct)
+            pe = _PRED.calibration(p, _PRED.cal_events)
+            pc = _PRED.calibration(p, _PRED.cal_conf)
             f: dict[str, float] = {"labeled": n_lab, "predictions": n_pred}
             f["accuracy"] = v[lay.correct] / n_lab if n_lab else math.nan
             f["ece"] = ece_from_bins(ev, cs, cc) if ev.sum() else math.nan
             f["mce"] = mce_from_bins(ev, cs, cc) if ev.sum() else math.nan
             f["brier"] = v[lay.brier_sum] / v[lay.brier_n] if v[lay.brier_n] else math.nan
             f["coverage"] = min(n_lab / n_pred, 1.0) if n_pred else math.nan
-            f["estimated"] = _estimate(cal_map, pe, pc, float(p[_EST_SUM]), float(p[_EST_N]))
+            f["estimated"] = _estimate(cal_map, pe, pc, float(p[_PRED.est_sum]),
+                                       float(p[_PRED.est_n]))
             out[window] = f
         return out
 
@@ -280,11 +309,11 @@ class LabelMonitor(EngineExtension):
         s = self.by_version.get((model, version))
         if s is None:
             return {}
-        lay, c = s.layout, s.layout.c
+        lay = s.layout
         out = {}
         for window, v in s.labeled_windows.totals(self.watermark.get(model, 0.0)).items():
-            tt, tc = v[lay.true_total:lay.true_total + c], v[lay.true_correct:lay.true_correct + c]
-            pt, pc = v[lay.pred_total:lay.pred_total + c], v[lay.pred_correct:lay.pred_correct + c]
+            tt, tc = lay.classes(v, lay.true_total), lay.classes(v, lay.true_correct)
+            pt, pc = lay.classes(v, lay.pred_total), lay.classes(v, lay.pred_correct)
             with np.errstate(invalid="ignore", divide="ignore"):
                 out[window] = (np.where(tt > 0, tc / tt, np.nan), np.where(pt > 0, pc / pt, np.nan))
         return out
@@ -404,8 +433,8 @@ def _pred_rings(rings: list[dict[str, Any]]) -> list[dict[str, np.ndarray]]:
     slices leave the window)."""
     out = _arrays(rings)
     for r in out:
-        if r["counts"].ndim == 2 and r["counts"].shape[1] == _PRED_BINS_V1:
-            r["counts"] = np.pad(r["counts"], ((0, 0), (0, _PRED_BINS - _PRED_BINS_V1)))
+        if r["counts"].ndim == 2 and r["counts"].shape[1] == _PRED.size_without_estimate:
+            r["counts"] = np.pad(r["counts"], ((0, 0), (0, _PRED.size - _PRED.est_sum)))
     return out
 
 
@@ -422,8 +451,5 @@ def _encode_pred(e: PredictionEvent) -> list[Any]:
 
 
 def _decode_pred(v: list[Any]) -> PredictionEvent:
-    fields = list(v)
-    fields[10] = tuple(fields[10])
-    if fields[11] is not None:
-        fields[11] = tuple(fields[11])
-    return PredictionEvent(*fields)
+    e = PredictionEvent(*v)
+    return e._replace(top5=tuple(e.top5), probs=None if e.probs is None else tuple(e.probs))
