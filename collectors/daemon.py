@@ -219,10 +219,12 @@ class Daemon:
 
     # --- snapshot ---------------------------------------------------------------
     def snapshot(self) -> dict[str, Series]:
+        # only the copy is taken under the lock; the statistics are computed outside it,
+        # so a scrape never stalls the consumer loop
         with self.lock:
-            data = self.engine.snapshot()
+            captured = self.engine.capture()
         b = SnapshotBuilder()
-        b.merge(data)
+        b.merge(captured.render())
         s = self.status
         b.set("visionmon_up", (), 1.0 if not self._stop.is_set() else 0.0)
         b.set("visionmon_kafka_connected", (), 1.0 if s.connected else 0.0)

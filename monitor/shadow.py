@@ -11,15 +11,22 @@ from __future__ import annotations
 
 import hashlib
 import math
+import threading
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from itertools import repeat
 from operator import attrgetter
 from typing import Any, Generic, NamedTuple, TypeVar
 
 import numpy as np
 
-from monitor.baseline import EMBEDDING_COMPONENTS, agreement_from_pairs, with_images
+from monitor.baseline import (
+    EMBEDDING_COMPONENTS,
+    AgreementProfile,
+    agreement_from_pairs,
+    with_images,
+)
 from monitor.catalog import CALIBRATION_BINS
 from monitor.config import MMD_SHARE, DriftConfig, MmdConfig
 from monitor.drift import DriftMonitor
@@ -27,8 +34,9 @@ from monitor.engine import EngineExtension, EventGroup
 from monitor.joins import JoinStore
 from monitor.quality import QualityEvaluator
 from monitor.scored import INPUT_FEATURES, ScoredImage
-from monitor.snapshot import SnapshotBuilder
+from monitor.snapshot import JoinStoreCounts, SnapshotBuilder, join_store_counts
 from monitor.stats import (
+    MmdNull,
     MmdReference,
     UsualSplit,
     agreement_drop_test,
@@ -148,6 +156,136 @@ class _VersionShadow:
             self.usual_tag = tag
 
 
+class MmdResults:
+    """The last MMD result of each (model, version, window, baseline sha). Renders write it
+    outside the ingestion lock while captures read it, so it has a lock of its own."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last: dict[tuple[str, str, str, str], _MmdCached] = {}
+
+    def get(self, key: tuple[str, str, str, str]) -> _MmdCached | None:
+        with self._lock:
+            return self._last.get(key)
+
+    def put(self, key: tuple[str, str, str, str], result: _MmdCached) -> None:
+        """Keep `result` unless a render of a later capture stored a newer one."""
+        with self._lock:
+            last = self._last.get(key)
+            if last is None or result.added >= last.added:
+                self._last[key] = result
+
+
+@dataclass(frozen=True, slots=True)
+class MmdInputs:
+    """A window's MMD test to compute: its newest embeddings (entries are immutable) and
+    the baseline's reference and null; the result goes to `results` under `key`."""
+
+    key: tuple[str, str, str, str]
+    added: int
+    sha256: str
+    ref: MmdReference
+    null: MmdNull
+    alpha: float
+    window: tuple[_Embedded, ...]
+    results: MmdResults
+
+    def compute(self) -> _MmdCached:
+        """The test; cross terms missing for this baseline (entries kept from before it,
+        or restored from a checkpoint) are computed here."""
+        x = np.stack([it.embedding for it in self.window])
+        known = np.array([it.cross is not None and it.cross.sha256 == self.sha256
+                          for it in self.window])
+        cross = np.empty((len(self.window), self.ref.bandwidths.size))
+        if known.any():
+            cross[known] = np.stack([it.cross.value for it in self.window
+                                     if it.cross is not None and it.cross.sha256 == self.sha256])
+        if not known.all():
+            cross[~known] = mean_kernel_to_reference(self.ref, x[~known])
+        result = mmd_null_test(self.null, mmd2_to_reference(self.ref, x, cross),
+                               len(self.window), self.alpha)
+        out = _MmdCached(self.added, result.statistic, result.threshold)
+        self.results.put(self.key, out)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class MmdWindow:
+    """One window's MMD: the last result when still fresh, else the inputs to compute."""
+
+    model: str
+    version: str
+    window: str
+    last: _MmdCached | None
+    inputs: MmdInputs | None
+
+    def render(self, b: SnapshotBuilder) -> None:
+        got = self.last if self.inputs is None else self.inputs.compute()
+        assert got is not None
+        key = (self.model, self.version, self.window)
+        b.set("visionmon_embedding_mmd", key, got.statistic)
+        b.set("visionmon_embedding_mmd_threshold", key, got.threshold)
+
+
+@dataclass(frozen=True, slots=True)
+class VersionShadowCounts:
+    """One (model, version)'s agreement counts and window totals, copied for a snapshot,
+    with its baseline's agreement profile (None without one)."""
+
+    model: str
+    version: str
+    classes: tuple[str, ...]
+    layout: _Layout
+    agree: np.ndarray
+    disagree: np.ndarray
+    totals: Mapping[str, np.ndarray]
+    profile: AgreementProfile | None
+
+    def render(self, b: SnapshotBuilder, min_agreement_images: int) -> None:
+        mv = (self.model, self.version)
+        b.set("visionmon_shadow_scored_total", (*mv, "agree"), float(self.agree.sum()))
+        b.set("visionmon_shadow_scored_total", (*mv, "disagree"), float(self.disagree.sum()))
+        for i, name in enumerate(self.classes):
+            if self.agree[i] or self.disagree[i]:
+                b.set("visionmon_shadow_class_total", (*mv, name, "agree"), self.agree[i])
+                b.set("visionmon_shadow_class_total", (*mv, name, "disagree"), self.disagree[i])
+        lay, profile = self.layout, self.profile
+        for window, v in self.totals.items():
+            n = v[lay.n]
+            if n >= min_agreement_images:
+                b.set("visionmon_shadow_agreement_ratio", (*mv, window), v[lay.agree] / n)
+            if profile is not None and n > 0:
+                drop = agreement_drop_test(
+                    lay.classes(v, lay.class_n), lay.classes(v, lay.class_agree),
+                    profile.n, profile.agree, lay.classes(v, lay.class_usual), profile.usual)
+                if drop is not None:
+                    b.set("visionmon_shadow_agreement_pvalue", (*mv, window), drop.p_value)
+            if n > 0:
+                ev = lay.calibration(v, lay.cal_events)
+                if ev.sum():
+                    ece = ece_from_bins(ev, lay.calibration(v, lay.cal_conf),
+                                        lay.calibration(v, lay.cal_correct))
+                    b.set("visionmon_calibration_ece", (*mv, window, "reference"), ece)
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowCapture:
+    """What the shadow series need, copied under the ingestion lock."""
+
+    stores: tuple[JoinStoreCounts, ...]
+    versions: tuple[VersionShadowCounts, ...]
+    min_agreement_images: int
+    mmd: tuple[MmdWindow, ...]
+
+    def render(self, b: SnapshotBuilder) -> None:
+        for store in self.stores:
+            store.render(b)
+        for v in self.versions:
+            v.render(b, self.min_agreement_images)
+        for w in self.mmd:
+            w.render(b)
+
+
 class ShadowMonitor(EngineExtension):
     """Joins reference scores to predictions and feeds input/embedding drift."""
 
@@ -188,8 +326,8 @@ class ShadowMonitor(EngineExtension):
         #: joined images a window needs before its agreement ratio is exported
         self.min_agreement_images = min_agreement_images
         self.scored = 0
-        #: (model, version, window, baseline sha) -> the last MMD result
-        self._mmd_cache: dict[tuple[str, str, str, str], _MmdCached] = {}
+        #: the last MMD result of each window (written by renders, outside the lock)
+        self._mmd_cache = MmdResults()
         self._added: dict[tuple[str, str], int] = {}
         #: maps an image's version header to the cardinality-limited version label
         self.version_key = version_key or (lambda _m, v: v)
@@ -382,8 +520,11 @@ class ShadowMonitor(EngineExtension):
                                                          baseline.embedding.mmd_reference())
         return cached.value
 
-    def _mmd(self, model: str, version: str, window: str, seconds: int, now: float
-             ) -> tuple[float, float] | None:
+    def _mmd_window(self, model: str, version: str, spec: WindowSpec, now: float
+                    ) -> MmdWindow | None:
+        """What the MMD of one window needs (under the lock): the last result while fewer
+        than `drift.mmd.every_images` images arrived since it, else the window's newest
+        embeddings; None without a testable reference or with too few images."""
         baseline = self.drift.baselines.get(model)
         res = self.reservoirs.get((model, version))
         ref = self._mmd_reference(model)
@@ -391,74 +532,34 @@ class ShadowMonitor(EngineExtension):
             return None
         null = baseline.embedding.null
         assert null is not None
-        if sum(1 for it in res if it.ts > now - seconds) < int(null.sizes[0]):
+        current = [it for it in res if it.ts > now - spec.seconds]
+        if len(current) < int(null.sizes[0]):
             return None
-        key = (model, version, window, baseline.sha256)
-        cached = self._mmd_cache.get(key)
+        key = (model, version, spec.name, baseline.sha256)
         added = self._added.get((model, version), 0)
-        # recompute only once `drift.mmd.every_images` new images arrived
-        if cached is not None and added - cached.added < self.mmd_every:
-            return cached.statistic, cached.threshold
-        sha = baseline.sha256
-        stale = [i for i, it in enumerate(res) if it.cross is None or it.cross.sha256 != sha]
-        if stale:  # kept from before this baseline, or restored from a checkpoint
-            fresh = mean_kernel_to_reference(ref, np.stack([res[i].embedding for i in stale]))
-            for i, c in zip(stale, fresh, strict=True):
-                res[i] = res[i]._replace(cross=_CrossTerm(sha, c))
-        current = [it for it in res if it.ts > now - seconds][-int(null.sizes[-1]):]
-        x = np.stack([it.embedding for it in current])
-        cross = np.stack([it.cross.value for it in current if it.cross is not None])
-        result = mmd_null_test(null, mmd2_to_reference(ref, x, cross), len(current),
-                               self.mmd_alpha)
-        self._mmd_cache[key] = _MmdCached(added, result.statistic, result.threshold)
-        return result.statistic, result.threshold
+        last = self._mmd_cache.get(key)
+        if last is not None and added - last.added < self.mmd_every:
+            return MmdWindow(model, version, spec.name, last, None)
+        return MmdWindow(model, version, spec.name, None, MmdInputs(
+            key, added, baseline.sha256, ref, null, self.mmd_alpha,
+            tuple(current[-int(null.sizes[-1]):]), self._mmd_cache))
 
-    def snapshot(self, b: SnapshotBuilder) -> None:
-        b.set("visionmon_pending_joins", ("shadow_predictions",), float(len(self.predictions)))
-        b.set("visionmon_pending_joins", ("shadow_early",), float(len(self.early)))
-        for store in (self.predictions, self.early):
-            for reason, n in store.evicted.items():
-                b.set("visionmon_join_evicted_total", (store.name, reason), float(n))
-        for (model, version), s in self.by_version.items():
-            mv = (model, version)
-            classes = self.models[model]
-            b.set("visionmon_shadow_scored_total", (*mv, "agree"), float(s.agree.sum()))
-            b.set("visionmon_shadow_scored_total", (*mv, "disagree"), float(s.disagree.sum()))
-            for i, name in enumerate(classes):
-                if s.agree[i] or s.disagree[i]:
-                    b.set("visionmon_shadow_class_total", (*mv, name, "agree"), s.agree[i])
-                    b.set("visionmon_shadow_class_total", (*mv, name, "disagree"),
-                          s.disagree[i])
-            now = self.drift.watermark.get(model, 0.0)
-            lay = s.layout
-            s.sync_usual(self._pairs_tag(model))
-            baseline = self.drift.baselines.get(model)
-            profile = None if baseline is None else baseline.agreement
-            for window, v in s.windows.totals(now).items():
-                n = v[lay.n]
-                if n >= self.min_agreement_images:
-                    b.set("visionmon_shadow_agreement_ratio", (*mv, window), v[lay.agree] / n)
-                if profile is not None and n > 0:
-                    drop = agreement_drop_test(
-                        lay.classes(v, lay.class_n), lay.classes(v, lay.class_agree),
-                        profile.n, profile.agree, lay.classes(v, lay.class_usual),
-                        profile.usual)
-                    if drop is not None:
-                        b.set("visionmon_shadow_agreement_pvalue", (*mv, window), drop.p_value)
-                if n > 0:
-                    ev = lay.calibration(v, lay.cal_events)
-                    if ev.sum():
-                        ece = ece_from_bins(ev, lay.calibration(v, lay.cal_conf),
-                                            lay.calibration(v, lay.cal_correct))
-                        b.set("visionmon_calibration_ece", (*mv, window, "reference"), ece)
-        for (model, version) in self.reservoirs:
-            now = self.drift.watermark.get(model, 0.0)
-            for spec in self.windows:
-                got = self._mmd(model, version, spec.name, spec.seconds, now)
-                if got is not None:
-                    b.set("visionmon_embedding_mmd", (model, version, spec.name), got[0])
-                    b.set("visionmon_embedding_mmd_threshold", (model, version, spec.name),
-                          got[1])
+    def _counts(self, model: str, version: str, s: _VersionShadow) -> VersionShadowCounts:
+        """Copy one (model, version)'s counts and window totals (under the lock)."""
+        s.sync_usual(self._pairs_tag(model))
+        baseline = self.drift.baselines.get(model)
+        return VersionShadowCounts(
+            model, version, self.models[model], s.layout, s.agree.copy(), s.disagree.copy(),
+            s.windows.totals(self.drift.watermark.get(model, 0.0)),
+            None if baseline is None else baseline.agreement)
+
+    def capture(self) -> ShadowCapture:
+        mmd = (self._mmd_window(m, v, spec, self.drift.watermark.get(m, 0.0))
+               for (m, v) in self.reservoirs for spec in self.windows)
+        return ShadowCapture(
+            (join_store_counts(self.predictions), join_store_counts(self.early)),
+            tuple(self._counts(m, v, s) for (m, v), s in self.by_version.items()),
+            self.min_agreement_images, tuple(w for w in mmd if w is not None))
 
     def agreement_by_class(self, model: str, version: str, window: str) -> np.ndarray:
         """Per production class agreement ratio in a window (NaN without data)."""
