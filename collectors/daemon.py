@@ -28,6 +28,7 @@ from collectors.offsets import OffsetTracker
 from collectors.records import (
     FeedbackSink,
     RecordDecoders,
+    RejectionLog,
     TopicNames,
     apply_decoded,
     decode_records,
@@ -177,6 +178,7 @@ class Daemon:
                                   on_change=lambda _now: self._update_connected())
         self._decoder_failures = 0
         self._decoder_failure_logged = -math.inf
+        self._rejection_log = RejectionLog()
         #: position of each partition when it was revoked: its records below it are in the
         #: state, so if the partition comes back and they are delivered again (the commit
         #: was lost with the revocation) they are skipped. Forgotten after the broker was
@@ -326,6 +328,7 @@ class Daemon:
             if decoded.images and self._image_sink is not None:
                 self._image_sink.submit(decoded.images)
             if decoded.rejections:
+                self._rejection_log.note(decoded.rejections, now)
                 self._dead_letter(decoded.rejections)
         keys, offsets = _partitions_and_offsets(records)
         last = dict(zip(keys, offsets, strict=True))  # in offset order: the last one wins

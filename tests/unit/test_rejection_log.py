@@ -52,3 +52,20 @@ def test_the_lines_go_to_the_log_at_info(caplog: pytest.LogCaptureFixture) -> No
     RejectionLog().note(_refused("p", RejectReason.INVALID_JSON, 50), 100.0)
     infos = [r for r in caplog.records if r.levelno == logging.INFO]
     assert len(infos) == 1 and "invalid_json" in infos[0].getMessage()
+
+
+def test_the_daemon_logs_a_poll_of_bad_records_in_one_line(caplog: pytest.LogCaptureFixture
+                                                            ) -> None:
+    from collectors.daemon import Daemon
+    from monitor.config import parse_config, resolve
+    from visionmon.app import build_statistics
+
+    loaded = resolve(parse_config({
+        "version": 1, "models": [{"name": "m", "classes": ["a", "b"]}],
+        "kafka": {"topics": {"predictions": "p", "images": "i", "feedback": "f"}}}))
+    daemon = Daemon(loaded, build_statistics(loaded).engine, clock=lambda: 100.0)
+    caplog.set_level(logging.INFO, logger="collectors.records")
+    daemon._process([Record("p", 0, i, b"not json", (), 0) for i in range(30)])
+    infos = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert len(infos) == 1 and infos[0].startswith("p: record refused (invalid_json: "), infos
+    assert daemon.engine.rejected[("p", "invalid_json")] == 30

@@ -12,7 +12,7 @@ import numpy as np
 from collectors.daemon import Daemon
 from monitor.baseline import build_baseline
 from monitor.config import parse_config, resolve
-from monitor.engine import EngineExtension, EventGroup
+from monitor.engine import EngineExtension
 from monitor.events import PredictionEvent
 from monitor.scored import INPUT_FEATURES, ScoredImage
 from monitor.shadow import ShadowMonitor
