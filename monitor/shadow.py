@@ -4,7 +4,9 @@ calibration, input-feature drift and embedding drift (PCA bins and MMD²).
 Scored images join their production prediction by request id in either arrival order,
 through bounded stores like the label join. Input features and embeddings feed the
 drift monitor as continuous features with baseline bins; the first `baseline_images`
-scored images of a model extend its baseline when it has no image profile yet.
+scored images of a model extend its baseline when it has no image profile yet. A snapshot
+copies the counts, window totals and newest embeddings under the ingestion lock
+(`capture`); the tests (agreement, ECE, MMD) run on the copy outside it (`ShadowCapture`).
 """
 
 from __future__ import annotations
@@ -194,14 +196,13 @@ class MmdInputs:
         """The test; cross terms missing for this baseline (entries kept from before it,
         or restored from a checkpoint) are computed here."""
         x = np.stack([it.embedding for it in self.window])
-        known = np.array([it.cross is not None and it.cross.sha256 == self.sha256
-                          for it in self.window])
-        cross = np.empty((len(self.window), self.ref.bandwidths.size))
-        if known.any():
-            cross[known] = np.stack([it.cross.value for it in self.window
-                                     if it.cross is not None and it.cross.sha256 == self.sha256])
-        if not known.all():
-            cross[~known] = mean_kernel_to_reference(self.ref, x[~known])
+        kept = [it.cross.value if it.cross is not None and it.cross.sha256 == self.sha256
+                else None for it in self.window]
+        missing = [i for i, c in enumerate(kept) if c is None]
+        if missing:
+            for i, c in zip(missing, mean_kernel_to_reference(self.ref, x[missing]), strict=True):
+                kept[i] = c
+        cross = np.stack(kept)  # type: ignore[arg-type]  # all filled above
         result = mmd_null_test(self.null, mmd2_to_reference(self.ref, x, cross),
                                len(self.window), self.alpha)
         out = _MmdCached(self.added, result.statistic, result.threshold)
