@@ -54,6 +54,7 @@ from collectors.ledger import (
 from collectors.records import (
     FeedbackSink,
     RecordDecoders,
+    RejectionLog,
     TopicNames,
     apply_decoded,
     decode_records,
@@ -193,6 +194,7 @@ class Daemon:
                                   on_change=lambda _now: self._update_connected())
         self._decoder_failures = 0
         self._decoder_failure_logged = -math.inf
+        self._rejection_log = RejectionLog()
         self._decoders = RecordDecoders.of(loaded)
         self._topic_names = TopicNames.of(loaded)
         self.topics = self._topic_names.all()
@@ -239,10 +241,12 @@ class Daemon:
 
     # --- snapshot ---------------------------------------------------------------
     def snapshot(self) -> dict[str, Series]:
+        # only the copy is taken under the lock; the statistics are computed outside it,
+        # so a scrape never stalls the consumer loop
         with self.lock:
-            data = self.engine.snapshot()
+            captured = self.engine.capture()
         b = SnapshotBuilder()
-        b.merge(data)
+        b.merge(captured.render())
         s = self.status
         b.set("visionmon_up", (), 1.0 if not self._stop.is_set() else 0.0)
         b.set("visionmon_kafka_connected", (), 1.0 if s.connected else 0.0)
@@ -353,6 +357,7 @@ class Daemon:
             if decoded.images and self._image_sink is not None:
                 self._image_sink.submit(decoded.images)
             if decoded.rejections:
+                self._rejection_log.note(decoded.rejections, now)
                 self._dead_letter(decoded.rejections)
         self._ledger.applied(batch)
         self.status.duplicates_skipped += batch.skipped

@@ -3,11 +3,14 @@
 No consumer, no I/O. `decode_records` sorts each record by topic into predictions,
 feedback, images and rejections (each rejection with its record, for the dead-letter
 topic) and counts the records read per topic; `apply_decoded` applies such a batch to the
-engine in the daemon's order.
+engine in the daemon's order. `RejectionLog` tells the operator about refused records
+without a line per record.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +32,8 @@ from monitor.events import (
     Rejection,
     RejectReason,
 )
+
+log = logging.getLogger(__name__)
 
 
 class FeedbackSink(Protocol):
@@ -174,3 +179,31 @@ def apply_decoded(engine: Engine, decoded: DecodedRecords, topics: TopicNames,
             feedback_sink.apply_feedback(decoded.feedback)
     if decoded.images:
         engine.count_accepted(topics.images, len(decoded.images))
+
+
+class RejectionLog:
+    """Logs refused records at INFO, never one line per record: the first rejection of
+    each (topic, reason) in `every_s` seconds is logged with its detail and how many of
+    that reason were refused since the previous line for it (itself included)."""
+
+    def __init__(self, every_s: float = 60.0) -> None:
+        self._every_s = every_s
+        self._logged_at: dict[tuple[str, str], float] = {}
+        self._since: dict[tuple[str, str], int] = defaultdict(int)
+
+    def note(self, rejections: Iterable[tuple[Record, Rejection]], now: float) -> list[str]:
+        """Count `rejections` (seen at `now`, s); log and return the lines now due."""
+        lines = []
+        for r, rej in rejections:
+            key = (r.topic, rej.reason.value)
+            self._since[key] += 1
+            if now - self._logged_at.get(key, -math.inf) < self._every_s:
+                continue
+            self._logged_at[key] = now
+            n = self._since.pop(key)
+            lines.append(f"{r.topic}: record refused ({rej.reason.value}: {rej.detail[:200]}) "
+                         f"at partition {r.partition} offset {r.offset}; {n} refused for this "
+                         f"reason since the last such line")
+        for line in lines:
+            log.info("%s", line)
+        return lines

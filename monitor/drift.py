@@ -3,7 +3,8 @@
 For every (model, version) and feature, bins fixed by the baseline are counted into
 windowed rings and into cumulative counters (so Prometheus can recompute PSI over any
 range and across replicas). At snapshot time PSI, KL(current || baseline) and the
-sample-size-aware threshold are computed per window from the ring totals.
+sample-size-aware threshold are computed per window from the ring totals, outside the
+ingestion lock: `capture()` copies the totals, `DriftCapture.render` computes.
 """
 
 from __future__ import annotations
@@ -34,6 +35,71 @@ class DriftFigures:
     kl: float
     threshold: float
     n: int
+
+
+@dataclass(frozen=True, slots=True)
+class VersionDriftCounts:
+    """One (model, version)'s counts copied for a snapshot: cumulative bin counts and
+    window totals per feature, with the baseline they are compared with and the level each
+    feature is tested at."""
+
+    model: str
+    version: str
+    classes: tuple[str, ...]
+    baseline: Baseline
+    alpha: float
+    cumulative: Mapping[str, np.ndarray]
+    #: feature -> window -> bin counts
+    totals: Mapping[str, Mapping[str, np.ndarray]]
+
+
+@dataclass(frozen=True, slots=True)
+class DriftCapture:
+    """What the drift series need, copied under the ingestion lock."""
+
+    #: (model, its baseline)
+    baselines: tuple[tuple[str, Baseline], ...]
+    versions: tuple[VersionDriftCounts, ...]
+    min_effect: float
+
+    def render(self, b: SnapshotBuilder) -> None:
+        for model, baseline in self.baselines:
+            b.set("visionmon_baseline_info",
+                  (model, baseline.baseline_version, baseline.sha256[:16], str(baseline.events)),
+                  1.0)
+        for v in self.versions:
+            _render_version(b, v, self.min_effect)
+
+
+def _render_version(b: SnapshotBuilder, v: VersionDriftCounts, min_effect: float) -> None:
+    """The bin counters and the per-window PSI, KL and thresholds of one (model, version)."""
+    for name, prof in v.baseline.features.items():
+        if name not in v.cumulative:
+            continue
+        labels = prof.bin_labels(v.classes)
+        ratios = smoothed_proportions(prof.counts)
+        for label, count, ratio in zip(labels, v.cumulative[name].tolist(), ratios.tolist(),
+                                       strict=True):
+            b.set("visionmon_feature_bin_total", (v.model, v.version, name, label), count)
+            b.set("visionmon_baseline_bin_ratio", (v.model, v.version, name, label), ratio)
+    for (name, window), f in version_figures(v, min_effect).items():
+        key = (v.model, v.version, name, window)
+        b.set("visionmon_drift_window_events", key, float(f.n))
+        if not math.isnan(f.psi):
+            b.set("visionmon_drift_psi", key, f.psi)
+            b.set("visionmon_drift_kl", key, f.kl)
+            b.set("visionmon_drift_threshold", key, f.threshold)
+
+
+def version_figures(v: VersionDriftCounts, min_effect: float
+                    ) -> dict[tuple[str, str], DriftFigures]:
+    """{(feature, window): figures} of one (model, version)'s copied counts."""
+    out: dict[tuple[str, str], DriftFigures] = {}
+    for name, windows in v.totals.items():
+        base = v.baseline.features[name].counts
+        for window, counts in windows.items():
+            out[(name, window)] = drift_figures(counts, base, v.alpha, min_effect)
+    return out
 
 
 def drift_figures(current: np.ndarray, baseline: np.ndarray, alpha: float,
@@ -182,45 +248,26 @@ class DriftMonitor(EngineExtension):
             return self.alpha
         return self.family_alpha(model) / len(baseline.features)
 
+    def _counts(self, model: str, version: str, state: _VersionDrift) -> VersionDriftCounts:
+        """Copy one (model, version)'s counts (under the lock; `totals` sums fresh arrays)."""
+        now = self.watermark.get(model, 0.0)
+        return VersionDriftCounts(
+            model, version, self.models[model], self.baselines[model],
+            self.feature_alpha(model),
+            {name: c.copy() for name, c in state.cumulative.items()},
+            {name: w.totals(now) for name, w in state.windows.items()})
+
     def figures(self, model: str, version: str) -> dict[tuple[str, str], DriftFigures]:
         """{(feature, window): figures} for one (model, version)."""
         state = self.by_version.get((model, version))
-        baseline = self.baselines.get(model)
-        if state is None or baseline is None:
+        if state is None or model not in self.baselines:
             return {}
-        now = self.watermark.get(model, 0.0)
-        alpha = self.feature_alpha(model)
-        out: dict[tuple[str, str], DriftFigures] = {}
-        for name, windows in state.windows.items():
-            base = baseline.features[name].counts
-            for window, counts in windows.totals(now).items():
-                out[(name, window)] = drift_figures(counts, base, alpha, self.min_effect)
-        return out
+        return version_figures(self._counts(model, version, state), self.min_effect)
 
-    def snapshot(self, b: SnapshotBuilder) -> None:
-        for model, baseline in self.baselines.items():
-            b.set("visionmon_baseline_info",
-                  (model, baseline.baseline_version, baseline.sha256[:16], str(baseline.events)),
-                  1.0)
-        for (model, version), state in self.by_version.items():
-            baseline = self.baselines[model]
-            classes = self.models[model]
-            for name, prof in baseline.features.items():
-                if name not in state.cumulative:
-                    continue
-                labels = prof.bin_labels(classes)
-                ratios = smoothed_proportions(prof.counts)
-                for label, count, ratio in zip(labels, state.cumulative[name].tolist(),
-                                               ratios.tolist(), strict=True):
-                    b.set("visionmon_feature_bin_total", (model, version, name, label), count)
-                    b.set("visionmon_baseline_bin_ratio", (model, version, name, label), ratio)
-            for (name, window), f in self.figures(model, version).items():
-                key = (model, version, name, window)
-                b.set("visionmon_drift_window_events", key, float(f.n))
-                if not math.isnan(f.psi):
-                    b.set("visionmon_drift_psi", key, f.psi)
-                    b.set("visionmon_drift_kl", key, f.kl)
-                    b.set("visionmon_drift_threshold", key, f.threshold)
+    def capture(self) -> DriftCapture:
+        return DriftCapture(tuple(self.baselines.items()),
+                            tuple(self._counts(m, v, s) for (m, v), s in self.by_version.items()),
+                            self.min_effect)
 
     def drifting(self, model: str, version: str, window: str) -> bool | None:
         """True when any feature drifted in that window at a family-wise false-alarm rate

@@ -1,7 +1,9 @@
 """The engine: applies batches of decoded events to bounded state and produces snapshots.
 
 No I/O: the daemon feeds it batches and reads snapshots. Updates are vectorised per
-(model, version) group, so the per-event Python work is only the grouping.
+(model, version) group, so the per-event Python work is only the grouping. A snapshot is
+`capture()` (cheap copies, under the caller's lock) then `render()` (the statistics,
+outside it): see monitor/snapshot.py.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from itertools import compress
 from operator import itemgetter
 from typing import Any, ClassVar
@@ -17,7 +20,7 @@ import numpy as np
 
 from monitor.catalog import CONFIDENCE_BUCKETS, LATENCY_BUCKETS
 from monitor.events import PredictionEvent, Rejection
-from monitor.snapshot import Series, SnapshotBuilder, histogram_value
+from monitor.snapshot import Captured, NoSeries, Series, SnapshotBuilder, histogram_value
 
 OTHER = "_other"
 _LAT_EDGES = np.asarray(LATENCY_BUCKETS)
@@ -58,6 +61,20 @@ class EventGroup(list[PredictionEvent]):
         """The events of successful requests that carry a predicted class."""
         mask = self.column("ok") & (self.column("pred") >= 0)
         return list(compress(self, mask.tolist()))
+
+
+@dataclass(frozen=True, slots=True)
+class VersionCounts:
+    """A copy of one (model, version)'s request counters (`VersionState`), for rendering."""
+
+    pred_counts: np.ndarray
+    requests_ok: int
+    requests_error: int
+    lat_counts: np.ndarray
+    lat_sum: float
+    conf_counts: np.ndarray
+    conf_sum: float
+    last_ts: float
 
 
 class VersionState:
@@ -106,6 +123,12 @@ class VersionState:
         if math.isnan(self.last_ts) or newest > self.last_ts:
             self.last_ts = newest
 
+    def counts(self) -> VersionCounts:
+        """A copy of the counters (arrays copied: ingestion goes on changing these)."""
+        return VersionCounts(self.pred_counts.copy(), self.requests_ok, self.requests_error,
+                             self.lat_counts.copy(), self.lat_sum, self.conf_counts.copy(),
+                             self.conf_sum, self.last_ts)
+
     def state(self) -> dict[str, Any]:
         return {"pred_counts": self.pred_counts.tolist(), "requests_ok": self.requests_ok,
                 "requests_error": self.requests_error, "lat_counts": self.lat_counts.tolist(),
@@ -144,9 +167,51 @@ class VersionLimiter:
         return OTHER
 
 
+@dataclass(frozen=True, slots=True)
+class EngineCapture:
+    """Everything a snapshot needs, copied from the engine and its extensions under the
+    caller's lock; `render()` computes the series from it without any lock."""
+
+    models: Mapping[str, tuple[str, ...]]
+    consumed: Mapping[str, int]
+    accepted: Mapping[str, int]
+    rejected: Mapping[tuple[str, str], int]
+    late: Mapping[str, int]
+    limited: Mapping[str, int]
+    by_version: Mapping[tuple[str, str], VersionCounts]
+    extensions: tuple[Captured, ...]
+
+    def render(self) -> dict[str, Series]:
+        b = SnapshotBuilder()
+        for topic, n in self.consumed.items():
+            b.set("visionmon_records_consumed_total", (topic,), float(n))
+        for topic, n in self.accepted.items():
+            b.set("visionmon_events_accepted_total", (topic,), float(n))
+        for (topic, reason), n in self.rejected.items():
+            b.set("visionmon_records_rejected_total", (topic, reason), float(n))
+        for topic, n in self.late.items():
+            b.set("visionmon_late_events_total", (topic,), float(n))
+        for model, n in self.limited.items():
+            b.set("visionmon_series_limited_total", (model,), float(n))
+        for (model, version), s in self.by_version.items():
+            mv = (model, version)
+            b.counts("visionmon_predictions_total", mv, self.models[model], s.pred_counts)
+            b.set("visionmon_requests_total", (*mv, "ok"), float(s.requests_ok))
+            b.set("visionmon_requests_total", (*mv, "error"), float(s.requests_error))
+            b.set("visionmon_request_latency_seconds", mv, histogram_value(s.lat_counts, s.lat_sum))
+            b.set("visionmon_prediction_confidence", mv,
+                  histogram_value(s.conf_counts, s.conf_sum))
+            if not math.isnan(s.last_ts):
+                b.set("visionmon_last_event_timestamp_seconds", mv, s.last_ts)
+        for ext in self.extensions:
+            ext.render(b)
+        return b.build()
+
+
 class Engine:
     """All statistics state of one daemon. Not thread-safe: the caller serialises
-    `apply_*` and `snapshot` (the daemon holds one lock around both)."""
+    `apply_*` and `capture` (the daemon holds one lock around both); rendering a capture
+    needs no lock."""
 
     def __init__(self, models: Mapping[str, Sequence[str]], max_versions_per_model: int) -> None:
         self.models = {name: tuple(classes) for name, classes in models.items()}
@@ -208,31 +273,18 @@ class Engine:
         self.accepted[topic] += n
 
     # --- reading ------------------------------------------------------------
+    def capture(self) -> EngineCapture:
+        """Copy what a snapshot needs (call under the lock that serialises `apply_*`): the
+        counters and each extension's `capture()`; no statistic is computed here."""
+        return EngineCapture(
+            self.models, dict(self.consumed), dict(self.accepted), dict(self.rejected),
+            dict(self.late), dict(self.versions.limited),
+            {key: s.counts() for key, s in self.by_version.items()},
+            tuple(ext.capture() for ext in self.extensions))
+
     def snapshot(self) -> dict[str, Series]:
-        b = SnapshotBuilder()
-        for topic, n in self.consumed.items():
-            b.set("visionmon_records_consumed_total", (topic,), float(n))
-        for topic, n in self.accepted.items():
-            b.set("visionmon_events_accepted_total", (topic,), float(n))
-        for (topic, reason), n in self.rejected.items():
-            b.set("visionmon_records_rejected_total", (topic, reason), float(n))
-        for topic, n in self.late.items():
-            b.set("visionmon_late_events_total", (topic,), float(n))
-        for model, n in self.versions.limited.items():
-            b.set("visionmon_series_limited_total", (model,), float(n))
-        for (model, version), s in self.by_version.items():
-            mv = (model, version)
-            b.counts("visionmon_predictions_total", mv, self.models[model], s.pred_counts)
-            b.set("visionmon_requests_total", (*mv, "ok"), float(s.requests_ok))
-            b.set("visionmon_requests_total", (*mv, "error"), float(s.requests_error))
-            b.set("visionmon_request_latency_seconds", mv, histogram_value(s.lat_counts, s.lat_sum))
-            b.set("visionmon_prediction_confidence", mv,
-                  histogram_value(s.conf_counts, s.conf_sum))
-            if not math.isnan(s.last_ts):
-                b.set("visionmon_last_event_timestamp_seconds", mv, s.last_ts)
-        for ext in self.extensions:
-            ext.snapshot(b)
-        return b.build()
+        """Capture and render at once (for callers that hold no lock around apply)."""
+        return self.capture().render()
 
     # --- checkpoint -----------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -286,8 +338,15 @@ class EngineExtension:
         """Called after the core counters took a batch, grouped by (model, version) where
         the version is already cardinality-limited (`_other`)."""
 
+    def capture(self) -> Captured:
+        """Copy what this block's series need, under the caller's lock: counts and window
+        totals, never a statistic (those are computed by the copy's `render`, outside the
+        lock, where a scrape cannot stall ingestion)."""
+        return NoSeries()
+
     def snapshot(self, b: SnapshotBuilder) -> None:
-        """Add this extension's series to a snapshot."""
+        """Add this extension's series to a snapshot now: capture, then render."""
+        self.capture().render(b)
 
     def state(self) -> Any:
         return None

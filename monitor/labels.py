@@ -4,13 +4,15 @@
 Both arrival orders join: a prediction waits in a bounded store for its label, and a
 label that arrives first waits in another. Window statistics are keyed on the join's
 event time (the later of prediction and label), so "accuracy over the last hour" means
-labels that arrived in the last hour.
+labels that arrived in the last hour. Snapshots copy the counters and window totals
+under the ingestion lock (`capture`) and compute the figures outside it (`LabelCapture`).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any
 
@@ -20,7 +22,12 @@ from monitor.catalog import CALIBRATION_BINS, LABEL_DELAY_BUCKETS
 from monitor.engine import OTHER, EngineExtension, EventGroup, HistogramHook, bucket_index
 from monitor.events import FeedbackEvent, PredictionEvent
 from monitor.joins import JoinStore
-from monitor.snapshot import SnapshotBuilder, histogram_value
+from monitor.snapshot import (
+    JoinStoreCounts,
+    SnapshotBuilder,
+    histogram_value,
+    join_store_counts,
+)
 from monitor.stats import (
     IsotonicMap,
     calibration_bin_index,
@@ -36,12 +43,30 @@ MAX_DENSE_CONFUSION = 200    # classes up to which a full confusion matrix is ke
 TOP_CONFUSED = 20
 _DELAY_EDGES = np.asarray(LABEL_DELAY_BUCKETS, dtype=np.float64)
 B = CALIBRATION_BINS
-# prediction-window layout: count, B calibration-bin events, B confidence sums, then the
-# sum of g(confidence) under the baseline's calibration map and how many events it covers
-_EST_SUM = 1 + 2 * B
-_EST_N = 2 + 2 * B
-_PRED_BINS = 3 + 2 * B
-_PRED_BINS_V1 = 1 + 2 * B   # checkpoints written before the exact estimate
+
+
+class _PredictionLayout:
+    """Bin layout of the all-predictions window count vector: the count, the calibration
+    bins' events and confidence sums (B bins each), then the sum of g(confidence) under the
+    baseline's calibration map and how many events it covers (the exact label-free
+    estimate)."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.cal_events = 1
+        self.cal_conf = self.cal_events + B
+        self.est_sum = self.cal_conf + B
+        self.est_n = self.est_sum + 1
+        self.size = self.est_n + 1
+        #: checkpoints written before the exact estimate lack its two bins (`_pred_rings`)
+        self.size_without_estimate = self.est_sum
+
+    def calibration(self, v: np.ndarray, start: int) -> np.ndarray:
+        """The B calibration bins starting at `start`."""
+        return v[start:start + B]
+
+
+_PRED = _PredictionLayout()
 
 
 class _Layout:
@@ -62,6 +87,14 @@ class _Layout:
         self.brier_n = self.brier_sum + 1
         self.size = self.brier_n + 1
 
+    def classes(self, v: np.ndarray, start: int) -> np.ndarray:
+        """The C per-class bins starting at `start`."""
+        return v[start:start + self.c]
+
+    def calibration(self, v: np.ndarray, start: int) -> np.ndarray:
+        """The B calibration bins starting at `start`."""
+        return v[start:start + B]
+
 
 class _VersionLabels:
     """Cumulative counters and windows of one (model, version)."""
@@ -76,7 +109,7 @@ class _VersionLabels:
         self.labeled_windows = WindowedCounts(windows, self.layout.size)
         # all predictions: count, per-calibration-bin events and confidence sums, and the
         # calibrated-confidence sum of the label-free estimate (layout above)
-        self.pred_windows = WindowedCounts(windows, _PRED_BINS)
+        self.pred_windows = WindowedCounts(windows, _PRED.size)
 
 
 class LabelMonitor(EngineExtension):
@@ -126,14 +159,15 @@ class LabelMonitor(EngineExtension):
             fin = np.isfinite(conf)
             cb = calibration_bin_index(conf[fin]) if fin.any() else np.empty(0, np.int64)
             ts_parts = [ts, ts[fin], ts[fin]]
-            bin_parts = [np.zeros(n, np.int64), 1 + cb, 1 + B + cb]
+            bin_parts = [np.full(n, _PRED.n), _PRED.cal_events + cb, _PRED.cal_conf + cb]
             weight_parts = [np.ones(n), np.ones(cb.size), conf[fin]]
             cal_map = self.calibration_for(model)
             if cal_map is not None and cb.size:  # the exact label-free estimate: sum of g
                 ts_parts += [ts[fin], ts[fin]]
-                bin_parts += [np.full(cb.size, _EST_SUM), np.full(cb.size, _EST_N)]
+                bin_parts += [np.full(cb.size, _PRED.est_sum), np.full(cb.size, _PRED.est_n)]
                 weight_parts += [cal_map.apply(conf[fin]), np.ones(cb.size)]
-            state.pred_windows.add(np.concatenate(ts_parts), np.concatenate(bin_parts),
+            state.pred_windows.add(np.concatenate(ts_parts),
+                                   np.concatenate(bin_parts).astype(np.int64, copy=False),
                                    np.concatenate(weight_parts))
             if not len(self.early) and not self.predictions.hash_keys and c <= MAX_PROBS_KEPT:
                 # no label is waiting and nothing to strip: store the batch whole
@@ -247,99 +281,32 @@ class LabelMonitor(EngineExtension):
                 listener(model, version, p, y, t)
 
     # --- reading --------------------------------------------------------------------
+    def _counts(self, model: str, version: str, s: _VersionLabels) -> VersionLabelCounts:
+        """Copy one (model, version)'s counters and window totals (under the lock)."""
+        now = self.watermark.get(model, 0.0)
+        return VersionLabelCounts(
+            model, version, self.models[model], s.layout, s.labels.copy(),
+            s.labeled_preds.copy(), s.top5_correct, s.cal.copy(),
+            None if s.confusion is None else s.confusion.copy(),
+            s.labeled_windows.totals(now), s.pred_windows.totals(now),
+            self.calibration_for(model))
+
     def window_figures(self, model: str, version: str) -> dict[str, dict[str, float]]:
         """{window: {accuracy, ece, mce, brier, coverage, estimated, labeled, predictions}}."""
         s = self.by_version.get((model, version))
-        if s is None:
-            return {}
-        lay = s.layout
-        now = self.watermark.get(model, 0.0)
-        labeled = s.labeled_windows.totals(now)
-        preds = s.pred_windows.totals(now)
-        cal_map = self.calibration_for(model)
-        out: dict[str, dict[str, float]] = {}
-        for window, v in labeled.items():
-            p = preds[window]
-            n_lab, n_pred = float(v[lay.n]), float(p[0])
-            ev = v[lay.cal_events:lay.cal_events + B]
-            cs = v[lay.cal_conf:lay.cal_conf + B]
-            cc = v[lay.cal_correct:lay.cal_correct + B]
-            pe, pc = p[1:1 + B], p[1 + B:1 + 2 * B]
-            f: dict[str, float] = {"labeled": n_lab, "predictions": n_pred}
-            f["accuracy"] = v[lay.correct] / n_lab if n_lab else math.nan
-            f["ece"] = ece_from_bins(ev, cs, cc) if ev.sum() else math.nan
-            f["mce"] = mce_from_bins(ev, cs, cc) if ev.sum() else math.nan
-            f["brier"] = v[lay.brier_sum] / v[lay.brier_n] if v[lay.brier_n] else math.nan
-            f["coverage"] = min(n_lab / n_pred, 1.0) if n_pred else math.nan
-            f["estimated"] = _estimate(cal_map, pe, pc, float(p[_EST_SUM]), float(p[_EST_N]))
-            out[window] = f
-        return out
+        return {} if s is None else window_figures(self._counts(model, version, s))
 
     def class_window_figures(self, model: str, version: str
                              ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """{window: (recall per true class, precision per predicted class)}; NaN = no data."""
         s = self.by_version.get((model, version))
-        if s is None:
-            return {}
-        lay, c = s.layout, s.layout.c
-        out = {}
-        for window, v in s.labeled_windows.totals(self.watermark.get(model, 0.0)).items():
-            tt, tc = v[lay.true_total:lay.true_total + c], v[lay.true_correct:lay.true_correct + c]
-            pt, pc = v[lay.pred_total:lay.pred_total + c], v[lay.pred_correct:lay.pred_correct + c]
-            with np.errstate(invalid="ignore", divide="ignore"):
-                out[window] = (np.where(tt > 0, tc / tt, np.nan), np.where(pt > 0, pc / pt, np.nan))
-        return out
+        return {} if s is None else class_window_figures(self._counts(model, version, s))
 
-    def snapshot(self, b: SnapshotBuilder) -> None:
-        b.set("visionmon_pending_joins", ("labels_predictions",), float(len(self.predictions)))
-        b.set("visionmon_pending_joins", ("labels_early",), float(len(self.early)))
-        for store in (self.predictions, self.early):
-            for reason, n in store.evicted.items():
-                b.set("visionmon_join_evicted_total", (store.name, reason), float(n))
-        for model, counts in self.delay.items():
-            if counts.sum():
-                b.set("visionmon_label_delay_seconds", (model,),
-                      histogram_value(counts, self.delay_sum[model]))
-        for (model, version), s in self.by_version.items():
-            classes = self.models[model]
-            mv = (model, version)
-            if s.labels.sum():
-                for i, name in enumerate(classes):
-                    for j, outcome in ((1, "correct"), (0, "incorrect")):
-                        # both outcomes of every class seen, so ratios never miss a side
-                        if s.labels[i].any():
-                            b.set("visionmon_labels_total", (*mv, name, outcome), s.labels[i, j])
-                        if s.labeled_preds[i].any():
-                            b.set("visionmon_labeled_predictions_total", (*mv, name, outcome),
-                                  s.labeled_preds[i, j])
-                b.set("visionmon_top5_correct_total", mv, s.top5_correct)
-                for k in range(B):
-                    bl = (*mv, f"{(k + 1) / B:.3f}")
-                    b.set("visionmon_calibration_bin_events_total", bl, s.cal[0, k])
-                    b.set("visionmon_calibration_bin_confidence_sum_total", bl, s.cal[1, k])
-                    b.set("visionmon_calibration_bin_correct_total", bl, s.cal[2, k])
-                if s.confusion is not None:
-                    for t, p, n in top_confused_pairs(s.confusion, TOP_CONFUSED):
-                        b.set("visionmon_confusion_pair_total", (*mv, classes[t], classes[p]),
-                              float(n))
-            for window, f in self.window_figures(model, version).items():
-                key = (*mv, window)
-                for name, metric in (("accuracy", "visionmon_accuracy_ratio"),
-                                     ("mce", "visionmon_calibration_mce"),
-                                     ("brier", "visionmon_brier_score"),
-                                     ("coverage", "visionmon_label_coverage_ratio"),
-                                     ("estimated", "visionmon_estimated_accuracy_ratio")):
-                    if not math.isnan(f[name]):
-                        b.set(metric, key, f[name])
-                if not math.isnan(f["ece"]):
-                    b.set("visionmon_calibration_ece", (*key, "labels"), f["ece"])
-            for window, (recall, precision) in self.class_window_figures(model, version).items():
-                for i, name in enumerate(classes):
-                    if not math.isnan(recall[i]):
-                        b.set("visionmon_class_recall_ratio", (*mv, name, window), recall[i])
-                    if not math.isnan(precision[i]):
-                        b.set("visionmon_class_precision_ratio", (*mv, name, window),
-                              precision[i])
+    def capture(self) -> LabelCapture:
+        return LabelCapture(
+            (join_store_counts(self.predictions), join_store_counts(self.early)),
+            tuple((m, d.copy(), self.delay_sum[m]) for m, d in self.delay.items()),
+            tuple(self._counts(m, v, s) for (m, v), s in self.by_version.items()))
 
     # --- checkpoint ---------------------------------------------------------------------
     def state(self) -> Any:
@@ -379,6 +346,122 @@ class LabelMonitor(EngineExtension):
             s.pred_windows.restore(_pred_rings(d["pred_windows"]))
 
 
+@dataclass(frozen=True, slots=True)
+class VersionLabelCounts:
+    """One (model, version)'s label counters and window totals, copied for a snapshot, with
+    the calibration map of its baseline (None without one)."""
+
+    model: str
+    version: str
+    classes: tuple[str, ...]
+    layout: _Layout
+    labels: np.ndarray             # [true class, correct?]
+    labeled_preds: np.ndarray      # [predicted class, correct?]
+    top5_correct: float
+    cal: np.ndarray                # events, confidence sum, correct per calibration bin
+    confusion: np.ndarray | None
+    #: window -> totals of the labeled windows (`layout`) and of the prediction windows
+    labeled: Mapping[str, np.ndarray]
+    predictions: Mapping[str, np.ndarray]
+    cal_map: IsotonicMap | None
+
+
+@dataclass(frozen=True, slots=True)
+class LabelCapture:
+    """What the label series need, copied under the ingestion lock."""
+
+    stores: tuple[JoinStoreCounts, ...]
+    #: (model, label delay bucket counts, their sum in seconds)
+    delays: tuple[tuple[str, np.ndarray, float], ...]
+    versions: tuple[VersionLabelCounts, ...]
+
+    def render(self, b: SnapshotBuilder) -> None:
+        for store in self.stores:
+            store.render(b)
+        for model, counts, total in self.delays:
+            if counts.sum():
+                b.set("visionmon_label_delay_seconds", (model,), histogram_value(counts, total))
+        for v in self.versions:
+            _render_version(b, v)
+
+
+def _render_version(b: SnapshotBuilder, s: VersionLabelCounts) -> None:
+    """The label counters and window figures of one (model, version)."""
+    classes = s.classes
+    mv = (s.model, s.version)
+    if s.labels.sum():
+        for i, name in enumerate(classes):
+            for j, outcome in ((1, "correct"), (0, "incorrect")):
+                # both outcomes of every class seen, so ratios never miss a side
+                if s.labels[i].any():
+                    b.set("visionmon_labels_total", (*mv, name, outcome), s.labels[i, j])
+                if s.labeled_preds[i].any():
+                    b.set("visionmon_labeled_predictions_total", (*mv, name, outcome),
+                          s.labeled_preds[i, j])
+        b.set("visionmon_top5_correct_total", mv, s.top5_correct)
+        for k in range(B):
+            bl = (*mv, f"{(k + 1) / B:.3f}")
+            b.set("visionmon_calibration_bin_events_total", bl, s.cal[0, k])
+            b.set("visionmon_calibration_bin_confidence_sum_total", bl, s.cal[1, k])
+            b.set("visionmon_calibration_bin_correct_total", bl, s.cal[2, k])
+        if s.confusion is not None:
+            for t, p, n in top_confused_pairs(s.confusion, TOP_CONFUSED):
+                b.set("visionmon_confusion_pair_total", (*mv, classes[t], classes[p]), float(n))
+    for window, f in window_figures(s).items():
+        key = (*mv, window)
+        for name, metric in (("accuracy", "visionmon_accuracy_ratio"),
+                             ("mce", "visionmon_calibration_mce"),
+                             ("brier", "visionmon_brier_score"),
+                             ("coverage", "visionmon_label_coverage_ratio"),
+                             ("estimated", "visionmon_estimated_accuracy_ratio")):
+            if not math.isnan(f[name]):
+                b.set(metric, key, f[name])
+        if not math.isnan(f["ece"]):
+            b.set("visionmon_calibration_ece", (*key, "labels"), f["ece"])
+    for window, (recall, precision) in class_window_figures(s).items():
+        for i, name in enumerate(classes):
+            if not math.isnan(recall[i]):
+                b.set("visionmon_class_recall_ratio", (*mv, name, window), recall[i])
+            if not math.isnan(precision[i]):
+                b.set("visionmon_class_precision_ratio", (*mv, name, window), precision[i])
+
+
+def window_figures(s: VersionLabelCounts) -> dict[str, dict[str, float]]:
+    """{window: {accuracy, ece, mce, brier, coverage, estimated, labeled, predictions}}."""
+    lay = s.layout
+    out: dict[str, dict[str, float]] = {}
+    for window, v in s.labeled.items():
+        p = s.predictions[window]
+        n_lab, n_pred = float(v[lay.n]), float(p[_PRED.n])
+        ev = lay.calibration(v, lay.cal_events)
+        cs = lay.calibration(v, lay.cal_conf)
+        cc = lay.calibration(v, lay.cal_correct)
+        pe = _PRED.calibration(p, _PRED.cal_events)
+        pc = _PRED.calibration(p, _PRED.cal_conf)
+        f: dict[str, float] = {"labeled": n_lab, "predictions": n_pred}
+        f["accuracy"] = v[lay.correct] / n_lab if n_lab else math.nan
+        f["ece"] = ece_from_bins(ev, cs, cc) if ev.sum() else math.nan
+        f["mce"] = mce_from_bins(ev, cs, cc) if ev.sum() else math.nan
+        f["brier"] = v[lay.brier_sum] / v[lay.brier_n] if v[lay.brier_n] else math.nan
+        f["coverage"] = min(n_lab / n_pred, 1.0) if n_pred else math.nan
+        f["estimated"] = _estimate(s.cal_map, pe, pc, float(p[_PRED.est_sum]),
+                                   float(p[_PRED.est_n]))
+        out[window] = f
+    return out
+
+
+def class_window_figures(s: VersionLabelCounts) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{window: (recall per true class, precision per predicted class)}; NaN = no data."""
+    lay = s.layout
+    out = {}
+    for window, v in s.labeled.items():
+        tt, tc = lay.classes(v, lay.true_total), lay.classes(v, lay.true_correct)
+        pt, pc = lay.classes(v, lay.pred_total), lay.classes(v, lay.pred_correct)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[window] = (np.where(tt > 0, tc / tt, np.nan), np.where(pt > 0, pc / pt, np.nan))
+    return out
+
+
 def _estimate(cal_map: IsotonicMap | None, bin_events: np.ndarray, bin_conf: np.ndarray,
               g_sum: float, g_n: float) -> float:
     """Label-free accuracy of a window: the mean of g(confidence) over its events when the
@@ -405,8 +488,8 @@ def _pred_rings(rings: list[dict[str, Any]]) -> list[dict[str, np.ndarray]]:
     slices leave the window)."""
     out = _arrays(rings)
     for r in out:
-        if r["counts"].ndim == 2 and r["counts"].shape[1] == _PRED_BINS_V1:
-            r["counts"] = np.pad(r["counts"], ((0, 0), (0, _PRED_BINS - _PRED_BINS_V1)))
+        if r["counts"].ndim == 2 and r["counts"].shape[1] == _PRED.size_without_estimate:
+            r["counts"] = np.pad(r["counts"], ((0, 0), (0, _PRED.size - _PRED.est_sum)))
     return out
 
 
@@ -423,8 +506,5 @@ def _encode_pred(e: PredictionEvent) -> list[Any]:
 
 
 def _decode_pred(v: list[Any]) -> PredictionEvent:
-    fields = list(v)
-    fields[10] = tuple(fields[10])
-    if fields[11] is not None:
-        fields[11] = tuple(fields[11])
-    return PredictionEvent(*fields)
+    e = PredictionEvent(*v)
+    return e._replace(top5=tuple(e.top5), probs=None if e.probs is None else tuple(e.probs))

@@ -49,6 +49,20 @@ class _Slice:
     agree: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class QualityCounts:
+    """Judged slices per (model, version, objective) and the good ones, copied for a
+    snapshot."""
+
+    total: Mapping[tuple[str, str, str], int]
+    good: Mapping[tuple[str, str, str], int]
+
+    def render(self, b: SnapshotBuilder) -> None:
+        for key, n in self.total.items():
+            b.set("visionmon_eval_windows_total", key, float(n))
+            b.set("visionmon_eval_windows_good_total", key, float(self.good.get(key, 0)))
+
+
 def judge(s: _Slice, bounds: QualityBounds, drifting: bool | None) -> dict[str, bool]:
     """Verdicts of one closed slice; an objective without enough data is not judged."""
     out: dict[str, bool] = {}
@@ -131,10 +145,8 @@ class QualityEvaluator(EngineExtension):
         s.scored += 1
         s.agree += int(agree)
 
-    def snapshot(self, b: SnapshotBuilder) -> None:
-        for key, n in self.total.items():
-            b.set("visionmon_eval_windows_total", key, float(n))
-            b.set("visionmon_eval_windows_good_total", key, float(self.good.get(key, 0)))
+    def capture(self) -> QualityCounts:
+        return QualityCounts(dict(self.total), dict(self.good))
 
     def state(self) -> Any:
         return {"open": [[m, v, s.sid, s.labeled, s.correct, s.cal.tolist(), s.scored, s.agree]

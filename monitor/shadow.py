@@ -4,22 +4,31 @@ calibration, input-feature drift and embedding drift (PCA bins and MMD²).
 Scored images join their production prediction by request id in either arrival order,
 through bounded stores like the label join. Input features and embeddings feed the
 drift monitor as continuous features with baseline bins; the first `baseline_images`
-scored images of a model extend its baseline when it has no image profile yet.
+scored images of a model extend its baseline when it has no image profile yet. A snapshot
+copies the counts, window totals and newest embeddings under the ingestion lock
+(`capture`); the tests (agreement, ECE, MMD) run on the copy outside it (`ShadowCapture`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+import threading
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from itertools import repeat
 from operator import attrgetter
-from typing import Any
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import numpy as np
 
-from monitor.baseline import EMBEDDING_COMPONENTS, agreement_from_pairs, with_images
+from monitor.baseline import (
+    EMBEDDING_COMPONENTS,
+    AgreementProfile,
+    agreement_from_pairs,
+    with_images,
+)
 from monitor.catalog import CALIBRATION_BINS
 from monitor.config import (
     MMD_SHARE,
@@ -35,8 +44,9 @@ from monitor.engine import EngineExtension, EventGroup
 from monitor.joins import JoinStore
 from monitor.quality import QualityEvaluator
 from monitor.scored import INPUT_FEATURES, ScoredImage
-from monitor.snapshot import SnapshotBuilder
+from monitor.snapshot import JoinStoreCounts, SnapshotBuilder, join_store_counts
 from monitor.stats import (
+    MmdNull,
     MmdReference,
     UsualSplit,
     agreement_drop_test,
@@ -50,21 +60,101 @@ from monitor.stats import (
 from monitor.windows import WindowedCounts, WindowSpec
 
 B = CALIBRATION_BINS
+T = TypeVar("T")
 
 
-def _window_bins(c: int) -> int:
-    """Bins of a version's windows: n, agree, per-class n (c), per-class agree (c), per-class
-    usual pairs (c: agreement or a disagreement the baseline shows often), then the
-    calibration bins' events, confidence and correct (B each)."""
-    return 2 + 3 * c + 3 * B
+class _Layout:
+    """Bin layout of a version's window count vector for a model with C classes: joined
+    images and agreeing ones; per production class the joined, agreeing and usual ones
+    (agreement or a disagreement the baseline shows often), C bins each; then the
+    calibration bins' events, confidence sums and correct answers (B bins each)."""
+
+    def __init__(self, c: int) -> None:
+        self.c = c
+        self.n = 0
+        self.agree = 1
+        self.class_n = 2
+        self.class_agree = self.class_n + c
+        self.class_usual = self.class_agree + c
+        self.cal_events = self.class_usual + c
+        self.cal_conf = self.cal_events + B
+        self.cal_correct = self.cal_conf + B
+        self.size = self.cal_correct + B
+        #: checkpoints written before the usual bins lack them (`_with_usual`)
+        self.size_without_usual = self.size - c
+
+    def classes(self, v: np.ndarray, start: int) -> np.ndarray:
+        """The C per-class bins starting at `start` (last axis of `v`)."""
+        return v[..., start:start + self.c]
+
+    def calibration(self, v: np.ndarray, start: int) -> np.ndarray:
+        """The B calibration bins starting at `start` (last axis of `v`)."""
+        return v[..., start:start + B]
+
+
+class _WaitingPrediction(NamedTuple):
+    """A prediction waiting for its reference score (checkpointed as a list)."""
+
+    version: str
+    pred: int
+    confidence: float
+
+
+class _WaitingScore(NamedTuple):
+    """A reference score waiting for its prediction (checkpointed as a list)."""
+
+    ref_pred: int
+    ref_confidence: float
+
+
+class _Joined(NamedTuple):
+    """A prediction joined to its reference score at `ts`, the event time (s) of whichever
+    of the two arrived second."""
+
+    pred: int
+    confidence: float
+    ts: float
+    ref_pred: int
+
+
+class _CrossTerm(NamedTuple):
+    """An embedding's mean kernel to the MMD reference of the baseline with `sha256`."""
+
+    sha256: str
+    value: np.ndarray
+
+
+class _Embedded(NamedTuple):
+    """A reservoir entry: an image's event time (s), its embedding and its cross term
+    (None until computed for the current baseline)."""
+
+    ts: float
+    embedding: np.ndarray
+    cross: _CrossTerm | None
+
+
+class _MmdCached(NamedTuple):
+    """An MMD result and the images added to its reservoir when it was computed."""
+
+    added: int
+    statistic: float
+    threshold: float
+
+
+class _ByBaseline(NamedTuple, Generic[T]):
+    """A value derived from the baseline with `sha256` (recomputed when it changes)."""
+
+    sha256: str
+    value: T
 
 
 class _VersionShadow:
     def __init__(self, c: int, windows: tuple[WindowSpec, ...], usual_tag: str) -> None:
         self.c = c
+        self.layout = _Layout(c)
         self.agree = np.zeros(c)          # by production's predicted class
         self.disagree = np.zeros(c)
-        self.windows = WindowedCounts(windows, _window_bins(c))
+        self.windows = WindowedCounts(windows, self.layout.size)
         #: the baseline pairs the usual bins were counted with (`ShadowMonitor._pairs_tag`)
         self.usual_tag = usual_tag
 
@@ -72,7 +162,7 @@ class _VersionShadow:
         """Under other baseline pairs than the usual bins were counted with, count every
         image in the windows as usual (never unusual) until new images fill them."""
         if tag != self.usual_tag:
-            self.windows.copy_bins(2, 2 + 2 * self.c, self.c)
+            self.windows.copy_bins(self.layout.class_n, self.layout.class_usual, self.c)
             self.usual_tag = tag
 
 
@@ -81,6 +171,135 @@ class _VersionShadow:
 _JOIN = VisionmonConfig.model_fields["shadow_join"].get_default(call_default_factory=True)
 _BASELINE_IMAGES = BaselineConfig().images
 _MIN_SHADOW_IMAGES = QualityConfig().min_shadow_images
+
+
+class MmdResults:
+    """The last MMD result of each (model, version, window, baseline sha). Renders write it
+    outside the ingestion lock while captures read it, so it has a lock of its own."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last: dict[tuple[str, str, str, str], _MmdCached] = {}
+
+    def get(self, key: tuple[str, str, str, str]) -> _MmdCached | None:
+        with self._lock:
+            return self._last.get(key)
+
+    def put(self, key: tuple[str, str, str, str], result: _MmdCached) -> None:
+        """Keep `result` unless a render of a later capture stored a newer one."""
+        with self._lock:
+            last = self._last.get(key)
+            if last is None or result.added >= last.added:
+                self._last[key] = result
+
+
+@dataclass(frozen=True, slots=True)
+class MmdInputs:
+    """A window's MMD test to compute: its newest embeddings (entries are immutable) and
+    the baseline's reference and null; the result goes to `results` under `key`."""
+
+    key: tuple[str, str, str, str]
+    added: int
+    sha256: str
+    ref: MmdReference
+    null: MmdNull
+    alpha: float
+    window: tuple[_Embedded, ...]
+    results: MmdResults
+
+    def compute(self) -> _MmdCached:
+        """The test; cross terms missing for this baseline (entries kept from before it,
+        or restored from a checkpoint) are computed here."""
+        x = np.stack([it.embedding for it in self.window])
+        kept = [it.cross.value if it.cross is not None and it.cross.sha256 == self.sha256
+                else None for it in self.window]
+        missing = [i for i, c in enumerate(kept) if c is None]
+        if missing:
+            for i, c in zip(missing, mean_kernel_to_reference(self.ref, x[missing]), strict=True):
+                kept[i] = c
+        cross = np.stack(kept)  # type: ignore[arg-type]  # all filled above
+        result = mmd_null_test(self.null, mmd2_to_reference(self.ref, x, cross),
+                               len(self.window), self.alpha)
+        out = _MmdCached(self.added, result.statistic, result.threshold)
+        self.results.put(self.key, out)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class MmdWindow:
+    """One window's MMD: the last result when still fresh, else the inputs to compute."""
+
+    model: str
+    version: str
+    window: str
+    last: _MmdCached | None
+    inputs: MmdInputs | None
+
+    def render(self, b: SnapshotBuilder) -> None:
+        got = self.last if self.inputs is None else self.inputs.compute()
+        assert got is not None
+        key = (self.model, self.version, self.window)
+        b.set("visionmon_embedding_mmd", key, got.statistic)
+        b.set("visionmon_embedding_mmd_threshold", key, got.threshold)
+
+
+@dataclass(frozen=True, slots=True)
+class VersionShadowCounts:
+    """One (model, version)'s agreement counts and window totals, copied for a snapshot,
+    with its baseline's agreement profile (None without one)."""
+
+    model: str
+    version: str
+    classes: tuple[str, ...]
+    layout: _Layout
+    agree: np.ndarray
+    disagree: np.ndarray
+    totals: Mapping[str, np.ndarray]
+    profile: AgreementProfile | None
+
+    def render(self, b: SnapshotBuilder, min_agreement_images: int) -> None:
+        mv = (self.model, self.version)
+        b.set("visionmon_shadow_scored_total", (*mv, "agree"), float(self.agree.sum()))
+        b.set("visionmon_shadow_scored_total", (*mv, "disagree"), float(self.disagree.sum()))
+        for i, name in enumerate(self.classes):
+            if self.agree[i] or self.disagree[i]:
+                b.set("visionmon_shadow_class_total", (*mv, name, "agree"), self.agree[i])
+                b.set("visionmon_shadow_class_total", (*mv, name, "disagree"), self.disagree[i])
+        lay, profile = self.layout, self.profile
+        for window, v in self.totals.items():
+            n = v[lay.n]
+            if n >= min_agreement_images:
+                b.set("visionmon_shadow_agreement_ratio", (*mv, window), v[lay.agree] / n)
+            if profile is not None and n > 0:
+                drop = agreement_drop_test(
+                    lay.classes(v, lay.class_n), lay.classes(v, lay.class_agree),
+                    profile.n, profile.agree, lay.classes(v, lay.class_usual), profile.usual)
+                if drop is not None:
+                    b.set("visionmon_shadow_agreement_pvalue", (*mv, window), drop.p_value)
+            if n > 0:
+                ev = lay.calibration(v, lay.cal_events)
+                if ev.sum():
+                    ece = ece_from_bins(ev, lay.calibration(v, lay.cal_conf),
+                                        lay.calibration(v, lay.cal_correct))
+                    b.set("visionmon_calibration_ece", (*mv, window, "reference"), ece)
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowCapture:
+    """What the shadow series need, copied under the ingestion lock."""
+
+    stores: tuple[JoinStoreCounts, ...]
+    versions: tuple[VersionShadowCounts, ...]
+    min_agreement_images: int
+    mmd: tuple[MmdWindow, ...]
+
+    def render(self, b: SnapshotBuilder) -> None:
+        for store in self.stores:
+            store.render(b)
+        for v in self.versions:
+            v.render(b, self.min_agreement_images)
+        for w in self.mmd:
+            w.render(b)
 
 
 class ShadowMonitor(EngineExtension):
@@ -99,9 +318,9 @@ class ShadowMonitor(EngineExtension):
         self.windows = windows
         self.drift = drift
         self.quality = quality
-        self.predictions: JoinStore[tuple[str, int, float]] = JoinStore(
+        self.predictions: JoinStore[_WaitingPrediction] = JoinStore(
             "shadow_predictions", max_entries, ttl_seconds, hash_request_ids)
-        self.early: JoinStore[tuple[int, float]] = JoinStore(
+        self.early: JoinStore[_WaitingScore] = JoinStore(
             "shadow_early", max_entries, ttl_seconds, hash_request_ids)
         self.by_version: dict[tuple[str, str], _VersionShadow] = {}
         self.baseline_images = baseline_images
@@ -112,21 +331,21 @@ class ShadowMonitor(EngineExtension):
         self._collect_pairs: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
         mmd = mmd or MmdConfig()
         self.reservoir_size = mmd.reservoir
-        #: (model, version) -> recent (event time, embedding, (baseline sha, cross term))
-        self.reservoirs: dict[tuple[str, str], deque[tuple[float, np.ndarray, Any]]] = {}
+        #: (model, version) -> its most recent embeddings
+        self.reservoirs: dict[tuple[str, str], deque[_Embedded]] = {}
         #: level of the MMD test: `drift.mmd.alpha`, or the share of `drift.alpha` it gets
         self.mmd_alpha = next(a for a in (mmd_alpha, mmd.alpha, DriftConfig().alpha * MMD_SHARE)
                               if a is not None)
         self.mmd_every = mmd.every_images
-        self._mmd_refs: dict[str, tuple[str, MmdReference]] = {}
-        #: model -> (baseline sha, tag of its usual pairs)
-        self._tags: dict[str, tuple[str, str]] = {}
+        #: model -> its baseline's MMD reference
+        self._mmd_refs: dict[str, _ByBaseline[MmdReference]] = {}
+        #: model -> the tag of its baseline's usual pairs
+        self._tags: dict[str, _ByBaseline[str]] = {}
         #: joined images a window needs before its agreement ratio is exported
         self.min_agreement_images = min_agreement_images
         self.scored = 0
-        #: (model, version, window, baseline sha) -> (embeddings added when computed,
-        #: statistic, critical value)
-        self._mmd_cache: dict[tuple[str, str, str, str], tuple[int, float, float]] = {}
+        #: the last MMD result of each window (written by renders, outside the lock)
+        self._mmd_cache = MmdResults()
         self._added: dict[tuple[str, str], int] = {}
         #: maps an image's version header to the cardinality-limited version label
         self.version_key = version_key or (lambda _m, v: v)
@@ -138,13 +357,13 @@ class ShadowMonitor(EngineExtension):
                 len(self.models[model]), self.windows, self._pairs_tag(model))
         return s
 
-    def _usual_split(self, model: str) -> tuple[str, UsualSplit] | None:
-        """The model's baseline sha and its usual pairs (None without them)."""
+    def _usual_split(self, model: str) -> _ByBaseline[UsualSplit] | None:
+        """The usual pairs of the model's baseline (None without them)."""
         baseline = self.drift.baselines.get(model)
         profile = None if baseline is None else baseline.agreement
         if baseline is None or profile is None or profile.usual is None:
             return None
-        return baseline.sha256, profile.usual
+        return _ByBaseline(baseline.sha256, profile.usual)
 
     def _pairs_tag(self, model: str) -> str:
         """A tag of the usual pairs of the model's baseline ("" without them): the windows'
@@ -152,12 +371,12 @@ class ShadowMonitor(EngineExtension):
         split = self._usual_split(model)
         if split is None:
             return ""
-        sha, usual = split
         cached = self._tags.get(model)
-        if cached is None or cached[0] != sha:
-            pairs = np.ascontiguousarray(usual.pairs, dtype=np.int64)
-            cached = self._tags[model] = (sha, hashlib.sha256(pairs.tobytes()).hexdigest()[:16])
-        return cached[1]
+        if cached is None or cached.sha256 != split.sha256:
+            pairs = np.ascontiguousarray(split.value.pairs, dtype=np.int64)
+            cached = self._tags[model] = _ByBaseline(
+                split.sha256, hashlib.sha256(pairs.tobytes()).hexdigest()[:16])
+        return cached.value
 
     # --- feeding ------------------------------------------------------------------
     def on_predictions(self, groups: Mapping[tuple[str, str], EventGroup]) -> None:
@@ -168,18 +387,19 @@ class ShadowMonitor(EngineExtension):
                 keep = evs.predicted()
                 self.predictions.put_many(
                     list(map(attrgetter("request_id"), keep)), list(map(attrgetter("ts"), keep)),
-                    list(zip(repeat(version), map(attrgetter("pred"), keep),
+                    list(map(_WaitingPrediction, repeat(version), map(attrgetter("pred"), keep),
                              map(attrgetter("confidence"), keep))))
                 continue
-            joins: list[tuple[int, float, float, int, float]] = []
+            joins: list[_Joined] = []
             for e in evs:
                 if not e.ok or e.pred < 0:
                     continue
                 early = self.early.pop(e.request_id) if len(self.early) else None
                 if early is None:
-                    self.predictions.put(e.request_id, e.ts, (version, e.pred, e.confidence))
+                    self.predictions.put(e.request_id, e.ts,
+                                         _WaitingPrediction(version, e.pred, e.confidence))
                 else:
-                    joins.append((e.pred, e.confidence, e.ts, early[0], early[1]))
+                    joins.append(_Joined(e.pred, e.confidence, e.ts, early.ref_pred))
             if joins:
                 self._join(model, version, joins)
         if newest > -math.inf:
@@ -196,14 +416,16 @@ class ShadowMonitor(EngineExtension):
                 by_mv.setdefault(key, []).append(it)
         for (model, version), its in by_mv.items():
             self._profile(model, its)
-            joins: dict[str, list[tuple[int, float, float, int, float]]] = {}
+            joins: dict[str, list[_Joined]] = {}
             for it in its:
                 hit = self.predictions.pop(it.request_id)
                 if hit is None:
-                    self.early.put(it.request_id, it.ts, (it.ref_pred, it.ref_confidence))
+                    self.early.put(it.request_id, it.ts,
+                                   _WaitingScore(it.ref_pred, it.ref_confidence))
                     continue
-                pred_version, pred, conf = hit  # the prediction's version is authoritative
-                joins.setdefault(pred_version, []).append((pred, conf, it.ts, it.ref_pred, it.ts))
+                # the prediction's version is authoritative
+                joins.setdefault(hit.version, []).append(
+                    _Joined(hit.pred, hit.confidence, it.ts, it.ref_pred))
             for pred_version, js in joins.items():
                 self._join(model, pred_version, js)
             self._features(model, version, its)
@@ -240,7 +462,7 @@ class ShadowMonitor(EngineExtension):
             return usual
         c = len(self.models[model])
         ok = (ref >= 0) & (ref < c)    # a reference class out of range is never unusual
-        usual[ok] = is_usual(pred[ok], ref[ok], split[1].pairs, c)
+        usual[ok] = is_usual(pred[ok], ref[ok], split.value.pairs, c)
         return usual
 
     def _features(self, model: str, version: str, its: list[ScoredImage]) -> None:
@@ -261,41 +483,42 @@ class ShadowMonitor(EngineExtension):
             res = self.reservoirs[(model, version)] = deque(maxlen=self.reservoir_size)
         ref = self._mmd_reference(model)
         if ref is None:
-            res.extend(zip(ts.tolist(), emb, repeat(None)))
+            res.extend(map(_Embedded, ts.tolist(), emb, repeat(None)))
         else:  # the cross term of MMD², once per embedding
-            tag = baseline.sha256
+            sha = baseline.sha256
             cross = mean_kernel_to_reference(ref, emb)
-            res.extend((t, e, (tag, c)) for t, e, c in zip(ts.tolist(), emb, cross, strict=True))
+            res.extend(_Embedded(t, e, _CrossTerm(sha, c))
+                       for t, e, c in zip(ts.tolist(), emb, cross, strict=True))
         self._added[(model, version)] = self._added.get((model, version), 0) + len(its)
 
-    def _join(self, model: str, version: str,
-              joins: list[tuple[int, float, float, int, float]]) -> None:
+    def _join(self, model: str, version: str, joins: list[_Joined]) -> None:
         s = self._state(model, version)
         s.sync_usual(self._pairs_tag(model))
         n = len(joins)
-        pred = np.array([j[0] for j in joins], dtype=np.int64)
-        conf = np.array([j[1] for j in joins], dtype=np.float64)
-        at = np.array([max(j[2], j[4]) for j in joins], dtype=np.float64)
-        ref = np.array([j[3] for j in joins], dtype=np.int64)
+        pred = np.fromiter(map(attrgetter("pred"), joins), dtype=np.int64, count=n)
+        conf = np.fromiter(map(attrgetter("confidence"), joins), dtype=np.float64, count=n)
+        at = np.fromiter(map(attrgetter("ts"), joins), dtype=np.float64, count=n)
+        ref = np.fromiter(map(attrgetter("ref_pred"), joins), dtype=np.int64, count=n)
         agree = pred == ref
         np.add.at(s.agree, pred[agree], 1.0)
         np.add.at(s.disagree, pred[~agree], 1.0)
         if model in self._collect_pairs:
             self._collect_pairs[model].append((pred, ref))
-        c = s.c
+        lay = s.layout
         fin = np.isfinite(conf)
         cb = calibration_bin_index(conf[fin]) if fin.any() else np.empty(0, np.int64)
         a = agree
         u = self._usual(model, pred, ref)
-        cal = 2 + 3 * c
+        # (time, bin, weight) of every count, one part per group of bins
         ts = np.concatenate([at, at[a], at, at[a], at[u], at[fin], at[fin], at[fin][a[fin]]])
-        bins = np.concatenate([np.zeros(n, np.int64), np.ones(int(a.sum()), np.int64),
-                               2 + pred, 2 + c + pred[a], 2 + 2 * c + pred[u], cal + cb,
-                               cal + B + cb, cal + 2 * B + cb[a[fin]]])
+        bins = np.concatenate([np.full(n, lay.n), np.full(int(a.sum()), lay.agree),
+                               lay.class_n + pred, lay.class_agree + pred[a],
+                               lay.class_usual + pred[u], lay.cal_events + cb,
+                               lay.cal_conf + cb, lay.cal_correct + cb[a[fin]]])
         w = np.concatenate([np.ones(n), np.ones(int(a.sum())), np.ones(n),
                             np.ones(int(a.sum())), np.ones(int(u.sum())), np.ones(cb.size),
                             conf[fin], np.ones(int(a[fin].sum()))])
-        s.windows.add(ts, bins, w)
+        s.windows.add(ts, bins.astype(np.int64, copy=False), w)
         wm = self.drift.watermark.get(model, -math.inf)
         self.drift.watermark[model] = max(wm, float(at.max()))
         if self.quality is not None:
@@ -310,13 +533,16 @@ class ShadowMonitor(EngineExtension):
         if baseline is None or baseline.embedding is None or baseline.embedding.null is None:
             return None
         cached = self._mmd_refs.get(model)
-        if cached is None or cached[0] != baseline.sha256:
-            cached = self._mmd_refs[model] = (baseline.sha256,
-                                              baseline.embedding.mmd_reference())
-        return cached[1]
+        if cached is None or cached.sha256 != baseline.sha256:
+            cached = self._mmd_refs[model] = _ByBaseline(baseline.sha256,
+                                                         baseline.embedding.mmd_reference())
+        return cached.value
 
-    def _mmd(self, model: str, version: str, window: str, seconds: int, now: float
-             ) -> tuple[float, float] | None:
+    def _mmd_window(self, model: str, version: str, spec: WindowSpec, now: float
+                    ) -> MmdWindow | None:
+        """What the MMD of one window needs (under the lock): the last result while fewer
+        than `drift.mmd.every_images` images arrived since it, else the window's newest
+        embeddings; None without a testable reference or with too few images."""
         baseline = self.drift.baselines.get(model)
         res = self.reservoirs.get((model, version))
         ref = self._mmd_reference(model)
@@ -324,73 +550,34 @@ class ShadowMonitor(EngineExtension):
             return None
         null = baseline.embedding.null
         assert null is not None
-        if sum(1 for it in res if it[0] > now - seconds) < int(null.sizes[0]):
+        current = [it for it in res if it.ts > now - spec.seconds]
+        if len(current) < int(null.sizes[0]):
             return None
-        key = (model, version, window, baseline.sha256)
-        cached = self._mmd_cache.get(key)
+        key = (model, version, spec.name, baseline.sha256)
         added = self._added.get((model, version), 0)
-        # recompute only once `drift.mmd.every_images` new images arrived
-        if cached is not None and added - cached[0] < self.mmd_every:
-            return cached[1], cached[2]
-        tag = baseline.sha256
-        stale = [i for i, it in enumerate(res) if it[2] is None or it[2][0] != tag]
-        if stale:  # kept from before this baseline, or restored from a checkpoint
-            fresh = mean_kernel_to_reference(ref, np.stack([res[i][1] for i in stale]))
-            for i, c in zip(stale, fresh, strict=True):
-                res[i] = (res[i][0], res[i][1], (tag, c))
-        current = [it for it in res if it[0] > now - seconds][-int(null.sizes[-1]):]
-        x = np.stack([it[1] for it in current])
-        cross = np.stack([it[2][1] for it in current])
-        result = mmd_null_test(null, mmd2_to_reference(ref, x, cross), len(current),
-                               self.mmd_alpha)
-        self._mmd_cache[key] = (added, result.statistic, result.threshold)
-        return result.statistic, result.threshold
+        last = self._mmd_cache.get(key)
+        if last is not None and added - last.added < self.mmd_every:
+            return MmdWindow(model, version, spec.name, last, None)
+        return MmdWindow(model, version, spec.name, None, MmdInputs(
+            key, added, baseline.sha256, ref, null, self.mmd_alpha,
+            tuple(current[-int(null.sizes[-1]):]), self._mmd_cache))
 
-    def snapshot(self, b: SnapshotBuilder) -> None:
-        b.set("visionmon_pending_joins", ("shadow_predictions",), float(len(self.predictions)))
-        b.set("visionmon_pending_joins", ("shadow_early",), float(len(self.early)))
-        for store in (self.predictions, self.early):
-            for reason, n in store.evicted.items():
-                b.set("visionmon_join_evicted_total", (store.name, reason), float(n))
-        for (model, version), s in self.by_version.items():
-            mv = (model, version)
-            classes = self.models[model]
-            b.set("visionmon_shadow_scored_total", (*mv, "agree"), float(s.agree.sum()))
-            b.set("visionmon_shadow_scored_total", (*mv, "disagree"), float(s.disagree.sum()))
-            for i, name in enumerate(classes):
-                if s.agree[i] or s.disagree[i]:
-                    b.set("visionmon_shadow_class_total", (*mv, name, "agree"), s.agree[i])
-                    b.set("visionmon_shadow_class_total", (*mv, name, "disagree"),
-                          s.disagree[i])
-            now = self.drift.watermark.get(model, 0.0)
-            c = s.c
-            s.sync_usual(self._pairs_tag(model))
-            baseline = self.drift.baselines.get(model)
-            profile = None if baseline is None else baseline.agreement
-            for window, v in s.windows.totals(now).items():
-                if v[0] >= self.min_agreement_images:
-                    b.set("visionmon_shadow_agreement_ratio", (*mv, window), v[1] / v[0])
-                if profile is not None and v[0] > 0:
-                    drop = agreement_drop_test(v[2:2 + c], v[2 + c:2 + 2 * c], profile.n,
-                                               profile.agree, v[2 + 2 * c:2 + 3 * c],
-                                               profile.usual)
-                    if drop is not None:
-                        b.set("visionmon_shadow_agreement_pvalue", (*mv, window), drop.p_value)
-                if v[0] > 0:
-                    cal = 2 + 3 * c
-                    ev = v[cal:cal + B]
-                    if ev.sum():
-                        ece = ece_from_bins(ev, v[cal + B:cal + 2 * B],
-                                            v[cal + 2 * B:cal + 3 * B])
-                        b.set("visionmon_calibration_ece", (*mv, window, "reference"), ece)
-        for (model, version) in self.reservoirs:
-            now = self.drift.watermark.get(model, 0.0)
-            for spec in self.windows:
-                got = self._mmd(model, version, spec.name, spec.seconds, now)
-                if got is not None:
-                    b.set("visionmon_embedding_mmd", (model, version, spec.name), got[0])
-                    b.set("visionmon_embedding_mmd_threshold", (model, version, spec.name),
-                          got[1])
+    def _counts(self, model: str, version: str, s: _VersionShadow) -> VersionShadowCounts:
+        """Copy one (model, version)'s counts and window totals (under the lock)."""
+        s.sync_usual(self._pairs_tag(model))
+        baseline = self.drift.baselines.get(model)
+        return VersionShadowCounts(
+            model, version, self.models[model], s.layout, s.agree.copy(), s.disagree.copy(),
+            s.windows.totals(self.drift.watermark.get(model, 0.0)),
+            None if baseline is None else baseline.agreement)
+
+    def capture(self) -> ShadowCapture:
+        mmd = (self._mmd_window(m, v, spec, self.drift.watermark.get(m, 0.0))
+               for (m, v) in self.reservoirs for spec in self.windows)
+        return ShadowCapture(
+            (join_store_counts(self.predictions), join_store_counts(self.early)),
+            tuple(self._counts(m, v, s) for (m, v), s in self.by_version.items()),
+            self.min_agreement_images, tuple(w for w in mmd if w is not None))
 
     def agreement_by_class(self, model: str, version: str, window: str) -> np.ndarray:
         """Per production class agreement ratio in a window (NaN without data)."""
@@ -398,7 +585,7 @@ class ShadowMonitor(EngineExtension):
         if s is None:
             return np.full(len(self.models[model]), np.nan)
         v = s.windows.totals(self.drift.watermark.get(model, 0.0))[window]
-        n, a = v[2:2 + s.c], v[2 + s.c:2 + 2 * s.c]
+        n, a = s.layout.classes(v, s.layout.class_n), s.layout.classes(v, s.layout.class_agree)
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(n > 0, a / n, np.nan)
 
@@ -409,15 +596,15 @@ class ShadowMonitor(EngineExtension):
             "early": self.early.state(list),
             "versions": [[m, v, s.agree, s.disagree, s.windows.state(), s.usual_tag]
                          for (m, v), s in self.by_version.items()],
-            "reservoirs": [[m, v, [[it[0], it[1]] for it in r]] for (m, v), r in
+            "reservoirs": [[m, v, [[it.ts, it.embedding] for it in r]] for (m, v), r in
                            self.reservoirs.items()],
             "scored": self.scored,
         }
 
     def restore(self, state: Any) -> None:
-        self.predictions.restore(state["predictions"], lambda x: (str(x[0]), int(x[1]),
-                                                                  float(x[2])))
-        self.early.restore(state["early"], lambda x: (int(x[0]), float(x[1])))
+        self.predictions.restore(state["predictions"], lambda x: _WaitingPrediction(
+            str(x[0]), int(x[1]), float(x[2])))
+        self.early.restore(state["early"], lambda x: _WaitingScore(int(x[0]), float(x[1])))
         for m, v, agree, disagree, windows, *tag in state["versions"]:
             if m not in self.models:
                 continue
@@ -426,7 +613,7 @@ class ShadowMonitor(EngineExtension):
             s.disagree[...] = disagree
             rings = [{k: np.asarray(x) for k, x in r.items()} for r in windows]
             if not tag:  # checkpointed before the usual bins: every image counted as usual
-                rings = [_with_usual(r, s.c) for r in rings]
+                rings = [_with_usual(r, s.layout) for r in rings]
             s.windows.restore(rings)
             # the windows' usual bins hold to the pairs they were counted with
             s.usual_tag = str(tag[0]) if tag else ""
@@ -434,15 +621,17 @@ class ShadowMonitor(EngineExtension):
         for m, v, items in state.get("reservoirs", []):
             r = self.reservoirs[(m, v)] = deque(maxlen=self.reservoir_size)
             for t, e in items:
-                r.append((float(t), np.asarray(e, dtype=np.float64), None))
+                r.append(_Embedded(float(t), np.asarray(e, dtype=np.float64), None))
         self.scored = int(state.get("scored", 0))
 
 
-def _with_usual(ring: dict[str, np.ndarray], c: int) -> dict[str, np.ndarray]:
+def _with_usual(ring: dict[str, np.ndarray], lay: _Layout) -> dict[str, np.ndarray]:
     """A window ring checkpointed before the per-class usual-pair bins: every image counted
-    as usual (never unusual), as a window without the baseline's pairs counts them."""
+    as usual (never unusual), as a window without the baseline's pairs counts them. The old
+    layout is this one without the usual bins, so they are inserted where they belong."""
     counts = ring["counts"]
-    if counts.ndim != 2 or counts.shape[1] != _window_bins(c) - c:
+    if counts.ndim != 2 or counts.shape[1] != lay.size_without_usual:
         raise ValueError("checkpointed shadow window has a different shape; windows changed?")
-    return {**ring, "counts": np.concatenate([counts[:, :2 + 2 * c], counts[:, 2:2 + c],
-                                              counts[:, 2 + 2 * c:]], axis=1)}
+    before, after = counts[:, :lay.class_usual], counts[:, lay.class_usual:]
+    usual = lay.classes(counts, lay.class_n)  # every joined image counted as usual
+    return {**ring, "counts": np.concatenate([before, usual, after], axis=1)}

@@ -2,12 +2,17 @@
 
 A snapshot maps a catalog metric name to its series: label values (in the catalog's
 label order) -> a float, or a `HistogramValue` for histograms. Info metrics hold 1.0.
+
+A snapshot is made in two steps so that a scrape never stalls ingestion: under the
+ingestion lock each statistics block copies what its series need (`Captured`: counts and
+window totals, cheap), and outside it the copy is rendered into series (the statistics).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -60,3 +65,44 @@ class SnapshotBuilder:
 
 def histogram_value(counts: np.ndarray, total: float) -> HistogramValue:
     return HistogramValue(tuple(float(c) for c in counts.tolist()), float(total))
+
+
+class Captured(Protocol):
+    """What a statistics block copied under the ingestion lock. It shares nothing that
+    ingestion changes, so `render` (where the statistics are computed) needs no lock."""
+
+    def render(self, b: SnapshotBuilder) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class NoSeries:
+    """The capture of a block without series."""
+
+    def render(self, b: SnapshotBuilder) -> None:
+        """Adds nothing."""
+
+
+class _JoinStore(Protocol):
+    name: str
+    evicted: dict[str, int]
+
+    def __len__(self) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class JoinStoreCounts:
+    """A join store's waiting entries and evictions by reason, copied under the lock."""
+
+    name: str
+    pending: int
+    evicted: tuple[tuple[str, int], ...]
+
+    def render(self, b: SnapshotBuilder) -> None:
+        b.set("visionmon_pending_joins", (self.name,), float(self.pending))
+        for reason, n in self.evicted:
+            b.set("visionmon_join_evicted_total", (self.name, reason), float(n))
+
+
+def join_store_counts(store: _JoinStore) -> JoinStoreCounts:
+    """Copy a join store's counts (under the lock)."""
+    return JoinStoreCounts(store.name, len(store), tuple(store.evicted.items()))

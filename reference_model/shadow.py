@@ -155,6 +155,11 @@ class ShadowScorer:
                 target=self._inference_loop, name="visionmon-inference", daemon=True))
             for t in self._threads:
                 t.start()
+            log.info("shadow scoring started for model %s: reference model on %s, %d decode "
+                     "workers (%s), batches of up to %d", self._model, self._scorer.info.device,
+                     config.decode_workers,
+                     "processes" if self._processes is not None else "threads",
+                     config.batch_size)
 
     # ------------------------------------------------------------------ intake side
 
@@ -346,6 +351,8 @@ class ShadowScorer:
                     self._clean_batches >= _GROW_AFTER:
                 self._batch_limit = min(self._config.batch_size, self._batch_limit * 2)
                 self._clean_batches = 0
+                log.info("reference batch limit raised to %d after %d clean batches",
+                         self._batch_limit, _GROW_AFTER)
 
     def _to_scored(self, chunk: list[_Decoded], probs: np.ndarray,
                    embeddings: np.ndarray) -> list[ScoredImage]:
@@ -445,7 +452,8 @@ class ShadowScorer:
             if self._stopping:
                 return
             self._stopping = True
-            self._dropped["shutdown"] += len(self._raw) + len(self._decoded)
+            queued = len(self._raw) + len(self._decoded)
+            self._dropped["shutdown"] += queued
             self._raw.clear()
             self._raw_bytes = 0
             self._decoded.clear()
@@ -456,6 +464,8 @@ class ShadowScorer:
             self._processes.close(timeout_s)
         for t in self._threads:
             t.join(max(0.0, deadline - time.monotonic()))
+        log.info("shadow scoring stopped for model %s (%d queued images dropped)", self._model,
+                 queued)
 
 
 def decode_in_processes(config: ReferenceConfig, device: str) -> bool:

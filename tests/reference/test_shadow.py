@@ -357,3 +357,16 @@ def test_shadow_threads_run_at_a_lower_priority(make_shadow) -> None:
                                                    (64, 64, 64), (65, 100, 100), (5, 3, 5)])
 def test_bucket_size(n: int, batch: int, want: int) -> None:
     assert bucket_size(n, batch) == want
+
+
+def test_the_scorer_logs_when_it_starts_and_stops(make_shadow, caplog) -> None:  # type: ignore[no-untyped-def]
+    """Reference-model state changes reach the operator's log at INFO (issue 21)."""
+    import logging
+
+    caplog.set_level(logging.INFO, logger="reference_model.shadow")
+    shadow = make_shadow(card(decode_workers=1), Collector(), FakeScorer())
+    shadow.close()
+    lines = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert any(m.startswith("shadow scoring started for model digits: reference model on cpu")
+               for m in lines), lines
+    assert any(m.startswith("shadow scoring stopped for model digits") for m in lines), lines
