@@ -398,8 +398,9 @@ class ShadowMonitor(EngineExtension):
         }
 
     def restore(self, state: Any) -> None:
-        self.predictions.restore(state["predictions"], lambda x: (str(x[0]), int(x[1]),
-                                                                  float(x[2])))
+        # a confidence of NaN (none sent) is checkpointed as JSON null
+        self.predictions.restore(state["predictions"], lambda x: (
+            str(x[0]), int(x[1]), math.nan if x[2] is None else float(x[2])))
         self.early.restore(state["early"], lambda x: (int(x[0]), float(x[1])))
         for m, v, agree, disagree, windows, *tag in state["versions"]:
             if m not in self.models:
