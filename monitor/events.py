@@ -212,17 +212,18 @@ def _char_bounds(rule: Text) -> tuple[int, int]:
 
 
 def _closed(rule: Number) -> tuple[float, float]:
-    """(lowest, highest) value of a number shape with both bounds inclusive."""
+    """(lowest, highest) value of a number shape with both bounds inclusive, as floats:
+    comparing a float with an int is slower than with a float (hot loop over `probs`)."""
     if rule.minimum is None or rule.maximum is None:
         raise ValueError(f"{rule} is not a closed range")
-    return rule.minimum, rule.maximum
+    return float(rule.minimum), float(rule.maximum)
 
 
 def _half_open(rule: Number) -> tuple[float, float]:
     """(lowest, bound) of a number shape `lowest <= x < bound`."""
     if rule.minimum is None or rule.below is None:
         raise ValueError(f"{rule} is not a half-open range")
-    return rule.minimum, rule.below
+    return float(rule.minimum), float(rule.below)
 
 
 # the limits the checks compare with, read once from the contract's table
