@@ -245,7 +245,7 @@ IMAGE_HEADERS = TopicContract(
     (
         FieldRule("request_id", REQUEST_ID, True, "joins the image to its prediction",
                   config_key=_REQUEST_ID_KEY),
-        FieldRule("model", Text(1), True, "must be a model of the config"),
+        FieldRule("model", MODEL_NAME, True, "must be a model of the config"),
         FieldRule("version", Text(1), True,
                   f"the model version; cut to {VERSION.max_chars} characters, the longest a "
                   "prediction's version may be"),

@@ -729,6 +729,9 @@ class FeedbackDecoder:
         source = _optional_str(obj, "source")
         model_name = _optional_str(obj, "model")
         if model_name is not None:
+            if not _fits(model_name, MODEL_NAME):
+                raise _Bad(RejectReason.OUT_OF_RANGE,
+                           f"model must have {_chars(MODEL_NAME)} characters")
             model = self._models.get(model_name)
             if model is None:
                 raise _Bad(RejectReason.UNKNOWN_MODEL,
@@ -779,6 +782,8 @@ class ImageDecoder:
                 raise _Bad(RejectReason.MISSING_HEADER, f"header {key} is required")
         if len(h["request_id"]) > self._limits.max_request_id_chars:
             raise _Bad(RejectReason.OUT_OF_RANGE, "request_id header too long")
+        if not _fits(h["model"], MODEL_NAME):
+            raise _Bad(RejectReason.OUT_OF_RANGE, "model header too long")
         if h["model"] not in self._models:
             raise _Bad(RejectReason.UNKNOWN_MODEL, f"model {h['model'][:64]!r} is not configured")
         ctype = h.get("content-type")

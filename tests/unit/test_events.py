@@ -390,7 +390,7 @@ def _bounded_texts(topic):
             if isinstance(f.shape, Text) and f.shape.max_chars is not None]
 
 
-BOUNDED = _bounded_texts(PREDICTIONS) + _bounded_texts(FEEDBACK)
+BOUNDED = _bounded_texts(PREDICTIONS) + _bounded_texts(FEEDBACK) + _bounded_texts(IMAGE_HEADERS)
 
 
 @pytest.mark.parametrize(("topic", "name", "shape"), BOUNDED,
@@ -401,7 +401,9 @@ def test_a_string_at_its_tables_limit_is_accepted_and_one_longer_refused(topic, 
               **MODELS}
     pdec = PredictionDecoder(models, DecodeLimits())
     fdec = FeedbackDecoder(models, DecodeLimits())
-    base = ev(pred=1) if topic == "predictions" else {"request_id": "r", "label": 1, "ts": NOW}
+    idec = ImageDecoder(models, 1000, DecodeLimits())
+    base = {"predictions": ev(pred=1), "feedback": {"request_id": "r", "label": 1, "ts": NOW},
+            "images": {"request_id": "r", "model": "m", "version": "v"}}[topic]
     schema = jsonschema.Draft202012Validator(_schema(
         next(t.schema_file for t in TOPICS if t.topic == topic)))
     for length, accepted in ((shape.max_chars, True), (shape.max_chars + 1, False)):
@@ -411,10 +413,11 @@ def test_a_string_at_its_tables_limit_is_accepted_and_one_longer_refused(topic, 
             slow_events: list = []
             pdec._slow(raw, NOW, slow_events, [])
             got = [bool(pdec.decode(raw, NOW).events), bool(slow_events)]
-        else:
+        elif topic == "feedback":
             got = [bool(fdec.decode(raw, NOW).events)]
-        if name == "model" and topic == "feedback":
-            got = [accepted]  # any configured name is accepted; the schema bounds it
+        else:
+            headers = [(k, v.encode()) for k, v in obj.items()]
+            got = [bool(idec.decode(b"\xff\xd8", headers, NOW).events)]
         assert got == [accepted] * len(got), (name, length)
         assert schema.is_valid(obj) is accepted, (name, length)
 
