@@ -2,7 +2,10 @@
 rejections with a reason.
 
 Decoding is pure (the wall clock is passed in) and never raises on bad input: every
-record becomes accepted events and/or `Rejection`s that keep the original bytes.
+record becomes accepted events and/or `Rejection`s that keep the original bytes. The
+fields' shapes and limits come from the contract's table (`monitor/contract.py`). Every
+string of an accepted event is valid UTF-8: msgspec and orjson refuse lone UTF-16
+surrogates while parsing, and the stdlib-json fallback's strings are checked (`_utf8`).
 """
 
 from __future__ import annotations
@@ -13,38 +16,34 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from dataclasses import replace as _replace
 from datetime import datetime
-from enum import StrEnum
-from typing import Annotated, Any, Literal, NamedTuple
+from typing import Annotated, Any, Literal, NamedTuple, Union, cast
 
 import msgspec
 import orjson
 
-CONTRACT_VERSION = 1
-PROBS_TOLERANCE = 1e-3
-
-
-class RejectReason(StrEnum):
-    """Why a record (or one element of a batch) was refused. Bounded: these are label values."""
-
-    INVALID_JSON = "invalid_json"
-    NOT_OBJECT = "not_object"
-    EMPTY = "empty"
-    TOO_LARGE = "too_large"
-    BATCH_TOO_LARGE = "batch_too_large"
-    MISSING_FIELD = "missing_field"
-    WRONG_TYPE = "wrong_type"
-    OUT_OF_RANGE = "out_of_range"
-    INVALID_TIMESTAMP = "invalid_timestamp"
-    TIMESTAMP_IN_FUTURE = "timestamp_in_future"
-    INVALID_STATUS = "invalid_status"
-    PROBS_LENGTH = "probs_length"
-    PROBS_SUM = "probs_sum"
-    TOPK_INVALID = "topk_invalid"
-    UNKNOWN_CLASS = "unknown_class"
-    UNKNOWN_MODEL = "unknown_model"
-    MISSING_HEADER = "missing_header"
-    UNSUPPORTED_CONTENT_TYPE = "unsupported_content_type"
+from monitor.contract import (
+    CLASS_NAME,
+    IMAGE_CONTENT_TYPE,
+    IMAGE_HEADERS,
+    LATENCY_MS,
+    MAX_REQUEST_ID_CHARS,
+    MODEL_NAME,
+    PREDICTIONS,
+    PROBABILITY,
+    PROBS_TOLERANCE,
+    REQUEST_ID,
+    VERSION,
+    Choice,
+    Integer,
+    Number,
+    OneOf,
+    RejectReason,
+    Shape,
+    Text,
+)
+from monitor.contract import CONTRACT_VERSION as CONTRACT_VERSION  # re-exported
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +133,7 @@ class DecodeLimits:
     max_message_bytes: int = 1_048_576
     max_batch_events: int = 10_000
     max_future_skew_seconds: float = 300.0
-    max_request_id_chars: int = 256
+    max_request_id_chars: int = MAX_REQUEST_ID_CHARS
 
 
 def parse_json(raw: bytes) -> Any:
@@ -159,6 +158,7 @@ def parse_timestamp(value: Any, now: float, skew: float) -> float:
         except OverflowError:  # an integer beyond the float range
             raise _Bad(RejectReason.INVALID_TIMESTAMP, "ts is out of range") from None
     elif isinstance(value, str):
+        _utf8(value, "ts")
         try:
             dt = datetime.fromisoformat(value)
         except ValueError:
@@ -175,11 +175,62 @@ def parse_timestamp(value: Any, now: float, skew: float) -> float:
     return ts
 
 
-def _req_str(obj: Mapping[str, Any], key: str, limit: int = 256) -> str:
-    value = _typed_str(obj, key)
-    if not value or len(value) > limit:
-        raise _Bad(RejectReason.OUT_OF_RANGE, f"{key} must have 1..{limit} characters")
+def _utf8(value: str, what: str) -> str:
+    """`value` when it can be written as UTF-8; a lone UTF-16 surrogate (which stdlib json
+    decodes from `"\\ud800"`, or from its bytes) is refused: no checkpoint could hold it."""
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            raise _Bad(RejectReason.INVALID_UTF8,
+                       f"{what} holds a lone UTF-16 surrogate: not valid UTF-8") from None
     return value
+
+
+def _text(obj: Mapping[str, Any], key: str, rule: Text) -> str:
+    """A required string field within `rule`'s length."""
+    value = _typed_str(obj, key)
+    if not _fits(value, rule):
+        raise _Bad(RejectReason.OUT_OF_RANGE, f"{key} must have {_chars(rule)} characters")
+    return value
+
+
+def _fits(value: str, rule: Text) -> bool:
+    most = rule.max_chars
+    return rule.min_chars <= len(value) and (most is None or len(value) <= most)
+
+
+def _chars(rule: Text) -> str:
+    return f"{rule.min_chars}..{rule.max_chars}"
+
+
+def _char_bounds(rule: Text) -> tuple[int, int]:
+    """(fewest, most) characters of a bounded text shape."""
+    if rule.max_chars is None:
+        raise ValueError(f"{rule} has no upper bound")
+    return rule.min_chars, rule.max_chars
+
+
+def _closed(rule: Number) -> tuple[float, float]:
+    """(lowest, highest) value of a number shape with both bounds inclusive, as floats:
+    comparing a float with an int is slower than with a float (hot loop over `probs`)."""
+    if rule.minimum is None or rule.maximum is None:
+        raise ValueError(f"{rule} is not a closed range")
+    return float(rule.minimum), float(rule.maximum)
+
+
+def _half_open(rule: Number) -> tuple[float, float]:
+    """(lowest, bound) of a number shape `lowest <= x < bound`."""
+    if rule.minimum is None or rule.below is None:
+        raise ValueError(f"{rule} is not a half-open range")
+    return float(rule.minimum), float(rule.below)
+
+
+# the limits the checks compare with, read once from the contract's table
+_MODEL_FEWEST, _MODEL_MOST = _char_bounds(MODEL_NAME)
+_VERSION_FEWEST, _VERSION_MOST = _char_bounds(VERSION)
+_P_LOWEST, _P_HIGHEST = _closed(PROBABILITY)
+_LATENCY_LOWEST, _LATENCY_BELOW = _half_open(LATENCY_MS)
 
 
 def _class_index(value: Any, model: ModelClassIndex, what: str) -> int:
@@ -219,27 +270,53 @@ class WirePrediction(msgspec.Struct, gc=False):
     deployment: str | None = None
 
 
+def _constrained(shape: Shape) -> Any:
+    """The msgspec type that checks a scalar shape's limits while parsing; None for list
+    shapes (their elements are checked after parsing, by `_checked`)."""
+    if isinstance(shape, Text):
+        meta: dict[str, Any] = {k: v for k, v in (("min_length", shape.min_chars or None),
+                                                  ("max_length", shape.max_chars))
+                                if v is not None}
+        return Annotated[str, msgspec.Meta(**meta)] if meta else str
+    if isinstance(shape, Number):
+        meta = {k: v for k, v in (("ge", shape.minimum), ("le", shape.maximum),
+                                  ("lt", shape.below)) if v is not None}
+        return Annotated[float, msgspec.Meta(**meta)] if meta else float
+    if isinstance(shape, Integer):
+        return int if shape.minimum is None else Annotated[int, msgspec.Meta(ge=shape.minimum)]
+    if isinstance(shape, Choice):
+        return Literal[shape.values]
+    if isinstance(shape, OneOf):
+        options = [_constrained(o) for o in shape.options]
+        return None if None in options else Union[tuple(options)]  # noqa: UP007
+    return None
+
+
 def constrained_wire_type(models: Sequence[str], limits: DecodeLimits
                           ) -> type[WirePrediction]:
-    """`WirePrediction` with the contract's fixed ranges as msgspec constraints, so the
-    parser checks them in C: string lengths, the configured model names, status, and the
-    ranges of ts, confidence and latency. A message it refuses goes to the slow path."""
-    def text(most: int) -> Any:
-        return Annotated[str, msgspec.Meta(min_length=1, max_length=most)]
-
-    model: Any = Literal[tuple(models)] if models else text(256)  # type: ignore[valid-type]
-    fields = [
-        ("request_id", text(limits.max_request_id_chars)),
-        ("ts", Annotated[float, msgspec.Meta(ge=0)] | str),
-        ("model", model),
-        ("version", text(128)),
-        ("pred", Annotated[int, msgspec.Meta(ge=0)] | str | None, None),
-        ("confidence", Annotated[float, msgspec.Meta(ge=0, le=1)] | None, None),
-        ("latency_ms", Annotated[float, msgspec.Meta(ge=0, lt=1e9)] | None, None),
-        ("status", Literal["ok", "error"], "ok"),
-    ]
-    return msgspec.defstruct("ConstrainedWirePrediction", fields, bases=(WirePrediction,),
-                             gc=False)
+    """`WirePrediction` with the contract table's limits as msgspec constraints, so the
+    parser checks them in C: string lengths (`request_id` up to the configured limit), the
+    configured model names, status, and the ranges of ts, pred, confidence and latency. A
+    message it refuses goes to the slow path."""
+    # a configured name longer than the contract allows is refused, as the slow path does
+    names = tuple(m for m in models if _fits(m, MODEL_NAME))
+    fields: list[tuple[Any, ...]] = []
+    for rule in PREDICTIONS.fields:
+        shape = rule.shape
+        if rule.name == "request_id":
+            shape = _replace(REQUEST_ID, max_chars=limits.max_request_id_chars)
+        kind = (Literal[names] if rule.name == "model" and names
+                else _constrained(shape))
+        if kind is None:
+            continue  # keeps WirePrediction's type
+        if rule.required:
+            fields.append((rule.name, kind))
+        elif rule.default is not None:
+            fields.append((rule.name, kind, rule.default))
+        else:
+            fields.append((rule.name, kind | None, None))
+    return cast(type[WirePrediction], msgspec.defstruct(
+        "ConstrainedWirePrediction", fields, bases=(WirePrediction,), gc=False))
 
 
 _new_tuple = tuple.__new__
@@ -252,14 +329,16 @@ def _typed_str(obj: Mapping[str, Any], key: str) -> str:
         raise _Bad(RejectReason.MISSING_FIELD, f"{key} is required")
     if type(value) is not str:
         raise _Bad(RejectReason.WRONG_TYPE, f"{key} must be a string")
-    return value
+    return _utf8(value, key)
 
 
 def _optional_str(obj: Mapping[str, Any], key: str) -> str | None:
     value = obj.get(key)
-    if value is not None and type(value) is not str:
+    if value is None:
+        return None
+    if type(value) is not str:
         raise _Bad(RejectReason.WRONG_TYPE, f"{key} must be a string")
-    return value
+    return _utf8(value, key)
 
 
 def _typed_number(value: Any, what: str, overflow: RejectReason) -> float:
@@ -272,7 +351,9 @@ def _typed_number(value: Any, what: str, overflow: RejectReason) -> float:
 
 
 def _typed_class(value: Any, what: str) -> int | str:
-    if type(value) is not int and type(value) is not str:
+    if type(value) is str:
+        return _utf8(value, what)
+    if type(value) is not int:
         raise _Bad(RejectReason.WRONG_TYPE, f"{what} must be a class index or name")
     return value
 
@@ -288,11 +369,14 @@ def wire_from_object(obj: Any) -> WirePrediction:
     ts = obj.get("ts")
     if ts is None:
         raise _Bad(RejectReason.MISSING_FIELD, "ts is required")
-    if type(ts) is not str:
+    if type(ts) is str:
+        _utf8(ts, "ts")
+    else:
         ts = _typed_number(ts, "ts", RejectReason.INVALID_TIMESTAMP)
     status = obj.get("status", "ok")
     if type(status) is not str:
         raise _Bad(RejectReason.WRONG_TYPE, "status must be 'ok' or 'error'")
+    _utf8(status, "status")
     latency = obj.get("latency_ms")
     if latency is not None:
         latency = _typed_number(latency, "latency_ms", RejectReason.OUT_OF_RANGE)
@@ -336,7 +420,8 @@ class PredictionDecoder:
         self._models = models
         self._limits = limits
         self._n_classes = {name: len(m.classes) for name, m in models.items()}
-        wire = constrained_wire_type(list(models), limits)
+        self._request_id_chars = (REQUEST_ID.min_chars, limits.max_request_id_chars)
+        wire: Any = constrained_wire_type(list(models), limits)
         self._one = msgspec.json.Decoder(wire)
         self._many = msgspec.json.Decoder(list[wire])
 
@@ -389,7 +474,8 @@ class PredictionDecoder:
         """Many one-event messages in one parser call (their values joined into one JSON
         array): one event per message, in order. None when any message is not one valid
         event; the caller then decodes each on its own, with its reasons."""
-        if not raws or None in raws or max(map(len, raws)) > self._limits.max_message_bytes:
+        if (not raws or None in raws  # after this check, raws holds bytes only
+                or max(map(len, cast(Sequence[bytes], raws))) > self._limits.max_message_bytes):
             return None
         try:
             wires = self._many.decode(b"[" + b",".join(raws) + b"]")  # type: ignore[arg-type]
@@ -489,15 +575,18 @@ class PredictionDecoder:
         wire (the slow path's, and the fast path's events that `_common` does not take)."""
         lim = self._limits
         request_id = w.request_id
-        if not 0 < len(request_id) <= lim.max_request_id_chars:
+        fewest, most = self._request_id_chars
+        if not fewest <= len(request_id) <= most:
             raise _Bad(RejectReason.OUT_OF_RANGE,
-                       f"request_id must have 1..{lim.max_request_id_chars} characters")
+                       f"request_id must have {fewest}..{most} characters")
         model_name = w.model
-        if not 0 < len(model_name) <= 256:
-            raise _Bad(RejectReason.OUT_OF_RANGE, "model must have 1..256 characters")
+        if not _MODEL_FEWEST <= len(model_name) <= _MODEL_MOST:
+            raise _Bad(RejectReason.OUT_OF_RANGE,
+                       f"model must have {_chars(MODEL_NAME)} characters")
         version = w.version
-        if not 0 < len(version) <= 128:
-            raise _Bad(RejectReason.OUT_OF_RANGE, "version must have 1..128 characters")
+        if not _VERSION_FEWEST <= len(version) <= _VERSION_MOST:
+            raise _Bad(RejectReason.OUT_OF_RANGE,
+                       f"version must have {_chars(VERSION)} characters")
         ts = w.ts
         if type(ts) is not float or not 0 <= ts <= now + lim.max_future_skew_seconds:
             ts = parse_timestamp(ts, now, lim.max_future_skew_seconds)
@@ -514,8 +603,9 @@ class PredictionDecoder:
         latency = w.latency_ms
         if latency is None:
             latency_s = math.nan
-        elif not 0.0 <= latency < 1e9:
-            raise _Bad(RejectReason.OUT_OF_RANGE, "latency_ms must be >= 0 and finite")
+        elif not _LATENCY_LOWEST <= latency < _LATENCY_BELOW:
+            raise _Bad(RejectReason.OUT_OF_RANGE,
+                       f"latency_ms must be >= {_LATENCY_LOWEST:g} and < {_LATENCY_BELOW:g}")
         else:
             latency_s = latency / 1000.0
 
@@ -529,8 +619,9 @@ class PredictionDecoder:
             if len(probs) != n_classes:
                 raise _Bad(RejectReason.PROBS_LENGTH,
                            f"probs has {len(probs)} values, model has {n_classes} classes")
+            lo, hi = _P_LOWEST, _P_HIGHEST
             for p in probs:
-                if not 0.0 <= p <= 1.0:  # NaN fails both comparisons
+                if not lo <= p <= hi:  # NaN fails both comparisons
                     raise _Bad(RejectReason.OUT_OF_RANGE, "probs values must be in [0, 1]")
             total = math.fsum(probs)
             if abs(total - 1.0) > PROBS_TOLERANCE:
@@ -552,7 +643,7 @@ class PredictionDecoder:
         conf = w.confidence
         if conf is None:
             confidence = p1
-        elif 0.0 <= conf <= 1.0:
+        elif _P_LOWEST <= conf <= _P_HIGHEST:
             confidence = conf
         else:
             raise _Bad(RejectReason.OUT_OF_RANGE, "confidence must be in [0, 1]")
@@ -577,8 +668,9 @@ class PredictionDecoder:
             raise _Bad(RejectReason.WRONG_TYPE, "topk must be a non-empty list of [class, prob]")
         classes = [_class_index(c, model, "topk class") for c, _ in topk]
         probs = [p for _, p in topk]
+        lo, hi = _P_LOWEST, _P_HIGHEST
         for p in probs:
-            if not 0.0 <= p <= 1.0:
+            if not lo <= p <= hi:
                 raise _Bad(RejectReason.OUT_OF_RANGE, "topk prob must be in [0, 1]")
         if any(a < b for a, b in itertools.pairwise(probs)):
             raise _Bad(RejectReason.TOPK_INVALID, "topk must be in descending probability")
@@ -596,6 +688,7 @@ class FeedbackDecoder:
     def __init__(self, models: Mapping[str, ModelClassIndex], limits: DecodeLimits) -> None:
         self._models = models
         self._limits = limits
+        self._request_id = _replace(REQUEST_ID, max_chars=limits.max_request_id_chars)
 
     def decode(self, raw: bytes | None, now: float) -> Decoded:
         out = Decoded()
@@ -616,7 +709,7 @@ class FeedbackDecoder:
     def _event(self, obj: Any, now: float) -> FeedbackEvent:
         if type(obj) is not dict:
             raise _Bad(RejectReason.NOT_OBJECT, "feedback must be a JSON object")
-        request_id = _req_str(obj, "request_id", self._limits.max_request_id_chars)
+        request_id = _text(obj, "request_id", self._request_id)
         if "label" not in obj or obj["label"] is None:
             raise _Bad(RejectReason.MISSING_FIELD, "label is required")
         label = obj["label"]
@@ -624,8 +717,10 @@ class FeedbackDecoder:
             if label < 0:
                 raise _Bad(RejectReason.UNKNOWN_CLASS, "label index must be >= 0")
         elif type(label) is str:
-            if not label or len(label) > 256:
-                raise _Bad(RejectReason.OUT_OF_RANGE, "label must have 1..256 characters")
+            _utf8(label, "label")
+            if not _fits(label, CLASS_NAME):
+                raise _Bad(RejectReason.OUT_OF_RANGE,
+                           f"label must have {_chars(CLASS_NAME)} characters")
         else:
             raise _Bad(RejectReason.WRONG_TYPE, "label must be a class index or name")
         if "ts" not in obj:
@@ -634,6 +729,9 @@ class FeedbackDecoder:
         source = _optional_str(obj, "source")
         model_name = _optional_str(obj, "model")
         if model_name is not None:
+            if not _fits(model_name, MODEL_NAME):
+                raise _Bad(RejectReason.OUT_OF_RANGE,
+                           f"model must have {_chars(MODEL_NAME)} characters")
             model = self._models.get(model_name)
             if model is None:
                 raise _Bad(RejectReason.UNKNOWN_MODEL,
@@ -642,7 +740,9 @@ class FeedbackDecoder:
         return FeedbackEvent(request_id, label, ts, source, model_name)
 
 
-IMAGE_CONTENT_TYPES = frozenset({"image/jpeg", "image/png", "image/webp"})
+IMAGE_CONTENT_TYPES = frozenset(IMAGE_CONTENT_TYPE.values)
+#: the headers an image record must carry, non-empty
+_IMAGE_REQUIRED = tuple(f.name for f in IMAGE_HEADERS.fields if f.required)
 
 
 class ImageDecoder:
@@ -675,13 +775,15 @@ class ImageDecoder:
                 continue
             try:
                 h[key.lower()] = value.decode("utf-8")
-            except UnicodeDecodeError:
-                raise _Bad(RejectReason.WRONG_TYPE, f"header {key} is not UTF-8") from None
-        for key in ("request_id", "model", "version"):
+            except UnicodeDecodeError:  # strict: lone surrogates' bytes are refused too
+                raise _Bad(RejectReason.INVALID_UTF8, f"header {key} is not UTF-8") from None
+        for key in _IMAGE_REQUIRED:
             if not h.get(key):
                 raise _Bad(RejectReason.MISSING_HEADER, f"header {key} is required")
         if len(h["request_id"]) > self._limits.max_request_id_chars:
             raise _Bad(RejectReason.OUT_OF_RANGE, "request_id header too long")
+        if not _fits(h["model"], MODEL_NAME):
+            raise _Bad(RejectReason.OUT_OF_RANGE, "model header too long")
         if h["model"] not in self._models:
             raise _Bad(RejectReason.UNKNOWN_MODEL, f"model {h['model'][:64]!r} is not configured")
         ctype = h.get("content-type")
@@ -695,4 +797,5 @@ class ImageDecoder:
             with contextlib.suppress(ValueError):
                 raw_ts = float(raw_ts)
             ts = parse_timestamp(raw_ts, now, self._limits.max_future_skew_seconds)
-        return ImageEvent(h["request_id"], h["model"], h["version"][:128], ts, ctype, raw)
+        return ImageEvent(h["request_id"], h["model"], h["version"][:_VERSION_MOST], ts,
+                          ctype, raw)

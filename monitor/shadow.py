@@ -602,8 +602,9 @@ class ShadowMonitor(EngineExtension):
         }
 
     def restore(self, state: Any) -> None:
+        # a confidence of NaN (none sent) is checkpointed as JSON null
         self.predictions.restore(state["predictions"], lambda x: _WaitingPrediction(
-            str(x[0]), int(x[1]), float(x[2])))
+            str(x[0]), int(x[1]), math.nan if x[2] is None else float(x[2])))
         self.early.restore(state["early"], lambda x: _WaitingScore(int(x[0]), float(x[1])))
         for m, v, agree, disagree, windows, *tag in state["versions"]:
             if m not in self.models:

@@ -108,6 +108,7 @@ class DecoderHarness:
         self._rejections(d.rejections)
         for e in d.events:
             self._prediction_event(e)
+            _utf8_strings(e)
         self._check_singles(raw, d.events, d.rejections)
 
     def _check_singles(self, raw: bytes | None, events: list[PredictionEvent],
@@ -142,6 +143,7 @@ class DecoderHarness:
         for e in d.events:
             if type(e) is not FeedbackEvent:
                 raise FuzzFailure(f"not a FeedbackEvent: {e!r}"[:200])
+            _utf8_strings(e)
             _finite_ts(e.ts)
             _bounded_id(e.request_id)
             if e.model is not None:
@@ -159,6 +161,7 @@ class DecoderHarness:
         for e in d.events:
             if type(e) is not ImageEvent:
                 raise FuzzFailure(f"not an ImageEvent: {e!r}"[:200])
+            _utf8_strings((e.request_id, e.model, e.version, e.content_type))
             if e.model not in MODELS or not e.data or len(e.data) > IMAGE_MAX_BYTES:
                 raise FuzzFailure("image accepted beyond its limits")
             _bounded_id(e.request_id)
@@ -246,6 +249,16 @@ def _bounded_id(request_id: str) -> None:
         raise FuzzFailure("request id accepted beyond its bounds")
 
 
+def _utf8_strings(values: Any) -> None:
+    """Every string of an accepted event can be written as UTF-8 (checkpoints are)."""
+    for v in values:
+        if isinstance(v, str):
+            try:
+                v.encode()
+            except UnicodeEncodeError:
+                raise FuzzFailure(f"a string that is not UTF-8 accepted: {v[:40]!r}") from None
+
+
 def _raising_function(err: BaseException) -> str:
     """The innermost frame of monitor/events.py in the traceback."""
     name = "?"
@@ -256,8 +269,12 @@ def _raising_function(err: BaseException) -> str:
 
 
 # --- Hypothesis strategies ------------------------------------------------------------
+#: text with a lone UTF-16 surrogate, which JSON can escape ("\ud800") but no UTF-8 holds
+surrogate_text = st.builds(lambda a, c: a + c, st.text(max_size=5),
+                           st.characters(categories=["Cs"]))
 leaf = st.one_of(st.none(), st.booleans(), st.integers(),
-                 st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=40))
+                 st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=40),
+                 surrogate_text)
 json_values = st.recursive(
     leaf, lambda inner: st.lists(inner, max_size=6) | st.dictionaries(
         st.text(max_size=12), inner, max_size=6), max_leaves=25)
@@ -349,7 +366,8 @@ header_values = st.one_of(st.none(), st.binary(max_size=40),
                           st.sampled_from([b"digits", b"wide", b"r1", b"v1", b"image/png",
                                            b"image/jpeg; q=1", b"text/html",
                                            str(NOW).encode(), b"1e400", b"nan", b"-1",
-                                           b"2999-01-01T00:00:00+00:00", b"\xff\xfe"]))
+                                           b"2999-01-01T00:00:00+00:00", b"\xff\xfe",
+                                           b"r\xed\xa0\x80"]))
 
 
 @st.composite

@@ -96,8 +96,9 @@ HOSTILE_PREDICTIONS: dict[str, tuple[bytes, str]] = {
     "unknown class in topk": (_raw(_event(pred=..., topk=[["dog", 0.9]])), "unknown_class"),
     "unknown model": (_raw(_event(model="resnet-9000")), "unknown_model"),
     "boolean as confidence": (_raw(_event(confidence=True)), "wrong_type"),
-    "control characters and lone surrogate": (_raw(_event(request_id="\x00\ud800\x1b[2J")),
-                                              "accepted"),
+    "control characters": (_raw(_event(request_id="\x00\x1b[2J")), "accepted"),
+    "lone surrogate (no checkpoint could hold it)": (
+        _raw(_event(request_id="\x00\ud800\x1b[2J")), "invalid_utf8"),
 }
 
 

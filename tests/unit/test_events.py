@@ -1,5 +1,5 @@
-"""Decoding the event contract: tables of good and bad inputs, and agreement with the
-shipped JSON Schemas."""
+"""Decoding the event contract: tables of good and bad inputs, agreement with the shipped
+JSON Schemas, and the contract's table as the one source of the limits."""
 
 from __future__ import annotations
 
@@ -13,6 +13,17 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from monitor import contract_files
+from monitor.config import LimitsConfig
+from monitor.contract import (
+    FEEDBACK,
+    IMAGE_HEADERS,
+    MAX_REQUEST_ID_CHARS,
+    PREDICTIONS,
+    REASONS,
+    TOPICS,
+    Text,
+)
 from monitor.events import (
     DecodeLimits,
     FeedbackDecoder,
@@ -20,6 +31,7 @@ from monitor.events import (
     ModelClassIndex,
     PredictionDecoder,
     RejectReason,
+    WirePrediction,
 )
 
 CLASSES = ["cat", "dog", "bird"]
@@ -185,14 +197,15 @@ def test_decoder_never_accepts_what_the_schema_refuses(obj):
 
 
 wide_fields = st.fixed_dictionaries({}, optional={
-    "request_id": st.sampled_from(["r1", "", 5, None, "r" * 256, "r" * 257]),
+    "request_id": st.sampled_from(["r1", "", 5, None, "r" * 256, "r" * 257, "\ud800",
+                                   "a\udc00b", "\ud83d\ude00"]),
     "ts": st.sampled_from([NOW - 1, int(NOW) - 1, "2023-11-14T22:13:19+00:00", "x", -1, True,
                            NOW + 10_000, 10**400]),
     "model": st.sampled_from(["m", "other", 1]),
-    "version": st.sampled_from(["v1", 3, "", "v" * 128, "v" * 129]),
+    "version": st.sampled_from(["v1", 3, "", "v" * 128, "v" * 129, "v\udfff"]),
     "pred": json_values, "confidence": json_values, "status": json_values,
     "latency_ms": json_values | st.sampled_from([999_999_999.0, 1e9, 10**12]),
-    "deployment": json_values,
+    "deployment": json_values | st.sampled_from(["d\ud800", "ü"]),
     "probs": st.one_of(json_values, st.lists(st.floats(0, 1), min_size=3, max_size=3)),
     "topk": st.one_of(json_values, st.lists(
         st.tuples(st.sampled_from([0, 1, 2, "cat", "dog", 7, True]),
@@ -207,13 +220,22 @@ def _slow_only(raw: bytes) -> tuple[list, list]:
     return events, [(r.reason, r.index) for r in rejections]
 
 
+def _raw_utf8(obj) -> bytes:
+    """JSON text with its strings unescaped, lone surrogates written as their (invalid)
+    UTF-8-style bytes: what a careless producer may send."""
+    return json.dumps(obj, ensure_ascii=False).encode("utf-8", "surrogatepass")
+
+
 @settings(max_examples=600, deadline=None)
-@given(st.lists(wide_fields, min_size=1, max_size=4), st.sampled_from(["one", "array", "ndjson"]))
+@given(st.lists(wide_fields, min_size=1, max_size=4),
+       st.sampled_from(["one", "array", "ndjson", "raw-utf8"]))
 def test_fast_path_decodes_exactly_as_the_slow_path(objs, framing):
     """The msgspec fast path is an optimisation only: every message decodes to the same
     events and the same refusals as element-by-element decoding."""
     if framing == "one":
         raw = json.dumps(objs[0]).encode()
+    elif framing == "raw-utf8":
+        raw = _raw_utf8(objs[0])
     elif framing == "array":
         raw = json.dumps(objs).encode()
     else:
@@ -224,7 +246,7 @@ def test_fast_path_decodes_exactly_as_the_slow_path(objs, framing):
     slow = _slow_only(raw)
     assert len(fast[0]) == len(slow[0])
     for a, b in zip(fast[0], slow[0], strict=True):  # NaN != NaN: compare as JSON text
-        assert orjson.dumps(tuple(a)) == orjson.dumps(tuple(b))
+        assert orjson.dumps(tuple(a)) == orjson.dumps(tuple(b))  # raises on a bad string
     assert fast[1] == slow[1]
 
 
@@ -262,3 +284,176 @@ def test_one_parser_call_for_many_valid_messages():
     assert joined is not None
     assert joined == [DEC.decode(r, NOW).events[0] for r in raws]
     assert DEC.decode_singles([*raws, orjson.dumps(ev(pred="fish"))], NOW) is None
+
+
+# --- strings that no UTF-8 text can hold ------------------------------------------------
+SURROGATE = b"\\ud800"  # a JSON escape of a lone UTF-16 surrogate
+RAW_SURROGATE = b"\xed\xa0\x80"  # the same surrogate as UTF-8-style bytes
+
+
+def _pred_bytes(field: str, value: bytes) -> bytes:
+    base = {"request_id": b'"r1"', "ts": str(NOW - 5).encode(), "model": b'"m"',
+            "version": b'"v1"', "pred": b"1"}
+    base[field] = value
+    return b"{" + b",".join(b'"%s":%s' % (k.encode(), v) for k, v in base.items()) + b"}"
+
+
+SURROGATE_PREDICTIONS = [
+    ("escaped high surrogate in request_id", _pred_bytes("request_id", b'"' + SURROGATE + b'"')),
+    ("escaped low surrogate in version", _pred_bytes("version", b'"v\\udc00"')),
+    ("reversed surrogate pair in model", _pred_bytes("model", b'"\\udc00\\ud800"')),
+    ("escaped surrogate in deployment", _pred_bytes("deployment", b'"' + SURROGATE + b'"')),
+    ("surrogate bytes in request_id", _pred_bytes("request_id", b'"' + RAW_SURROGATE + b'"')),
+    ("surrogate as a class name", _pred_bytes("pred", b'"' + SURROGATE + b'"')),
+    ("surrogate in an RFC 3339 timestamp", _pred_bytes("ts", b'"2023-11-14' + SURROGATE + b'"')),
+    ("surrogate beside a NaN literal", _pred_bytes("request_id", b'"' + SURROGATE + b'"')
+     .replace(b'"pred":1', b'"pred":1,"confidence":NaN')),
+]
+
+
+@pytest.mark.parametrize(("title", "raw"), SURROGATE_PREDICTIONS,
+                         ids=[c[0] for c in SURROGATE_PREDICTIONS])
+def test_a_string_with_a_lone_surrogate_is_refused_as_invalid_utf8(title, raw):
+    d = DEC.decode(raw, NOW)
+    assert d.events == []
+    assert [(r.reason, r.raw) for r in d.rejections] == [(RejectReason.INVALID_UTF8, raw)]
+
+
+def test_a_surrogate_pair_is_one_valid_character():
+    (e,), rejects = decode(_pred_bytes("request_id", b'"\\ud83d\\ude00"'))
+    assert rejects == [] and e.request_id == "\U0001f600"
+
+
+def test_a_batch_refuses_only_its_elements_with_a_lone_surrogate():
+    good = _pred_bytes("request_id", b'"ok"')
+    bad = _pred_bytes("request_id", b'"' + SURROGATE + b'"')
+    nd = DEC.decode(b"\n".join([good, bad, good]), NOW)
+    assert [e.request_id for e in nd.events] == ["ok", "ok"]
+    assert [(r.reason, r.index, r.raw) for r in nd.rejections] == [
+        (RejectReason.INVALID_UTF8, 1, bad)]
+    arr = DEC.decode(b"[" + b",".join([good, bad]) + b"]", NOW)
+    assert [e.request_id for e in arr.events] == ["ok"]
+    (rej,) = arr.rejections
+    assert (rej.reason, rej.index) == (RejectReason.INVALID_UTF8, 1)
+    assert json.loads(rej.raw)["request_id"] == "\ud800"  # re-serialised, escaped
+
+
+SURROGATE_FEEDBACK = [
+    ("request_id", b'{"request_id":"\\ud800","label":1,"ts":%d}'),
+    ("label name", b'{"request_id":"r","label":"\\udc00","ts":%d}'),
+    ("source", b'{"request_id":"r","label":1,"ts":%d,"source":"\\ud800"}'),
+    ("model", b'{"request_id":"r","label":1,"ts":%d,"model":"\\ud800"}'),
+    ("raw bytes in the label", b'{"request_id":"r","label":"\xed\xa0\x80","ts":%d}'),
+]
+
+
+@pytest.mark.parametrize(("field", "raw"), SURROGATE_FEEDBACK,
+                         ids=[c[0] for c in SURROGATE_FEEDBACK])
+def test_feedback_with_a_lone_surrogate_is_refused_as_invalid_utf8(field, raw):
+    raw = raw % int(NOW)
+    d = FeedbackDecoder(MODELS, DecodeLimits()).decode(raw, NOW)
+    assert d.events == []
+    assert [(r.reason, r.raw) for r in d.rejections] == [(RejectReason.INVALID_UTF8, raw)]
+
+
+def test_an_image_header_that_is_not_utf8_is_refused_as_invalid_utf8():
+    dec = ImageDecoder(MODELS, 1000, DecodeLimits())
+    for value in (RAW_SURROGATE, b"\xff"):
+        d = dec.decode(b"\xff\xd8jpeg", [("request_id", value), ("model", b"m"),
+                                         ("version", b"v")], NOW)
+        assert [(r.reason, r.raw) for r in d.rejections] == [
+            (RejectReason.INVALID_UTF8, b"\xff\xd8jpeg")]
+
+
+# --- one table: decoders, schemas and docs follow monitor/contract.py -------------------
+def test_committed_schemas_and_doc_tables_are_the_generated_ones():
+    """Regenerate with `python -m monitor.contract_files` after changing the table."""
+    for path, text in contract_files.generated_files().items():
+        assert path.read_text(encoding="utf-8") == text, f"{path} is stale"
+
+
+def test_every_reject_reason_is_explained_and_documented():
+    assert set(REASONS) == set(RejectReason)
+    doc = contract_files.DOC.read_text(encoding="utf-8")
+    for reason in RejectReason:
+        assert f"| `{reason.value}` |" in doc
+
+
+def test_the_wire_struct_and_the_config_default_follow_the_table():
+    assert WirePrediction.__struct_fields__ == PREDICTIONS.names()
+    assert DecodeLimits().max_request_id_chars == MAX_REQUEST_ID_CHARS
+    assert LimitsConfig().max_request_id_chars == MAX_REQUEST_ID_CHARS
+
+
+def _bounded_texts(topic):
+    return [(topic.topic, f.name, f.shape) for f in topic.fields
+            if isinstance(f.shape, Text) and f.shape.max_chars is not None]
+
+
+BOUNDED = _bounded_texts(PREDICTIONS) + _bounded_texts(FEEDBACK) + _bounded_texts(IMAGE_HEADERS)
+
+
+@pytest.mark.parametrize(("topic", "name", "shape"), BOUNDED,
+                         ids=[f"{t} {n}" for t, n, _ in BOUNDED])
+def test_a_string_at_its_tables_limit_is_accepted_and_one_longer_refused(topic, name, shape):
+    """Moving a limit in the table moves the fast path, the slow path and the schema."""
+    models = {"m" * (shape.max_chars + 1): MODELS["m"], "m" * shape.max_chars: MODELS["m"],
+              **MODELS}
+    pdec = PredictionDecoder(models, DecodeLimits())
+    fdec = FeedbackDecoder(models, DecodeLimits())
+    idec = ImageDecoder(models, 1000, DecodeLimits())
+    base = {"predictions": ev(pred=1), "feedback": {"request_id": "r", "label": 1, "ts": NOW},
+            "images": {"request_id": "r", "model": "m", "version": "v"}}[topic]
+    schema = jsonschema.Draft202012Validator(_schema(
+        next(t.schema_file for t in TOPICS if t.topic == topic)))
+    for length, accepted in ((shape.max_chars, True), (shape.max_chars + 1, False)):
+        obj = {**base, name: ("m" if name == "model" else "x") * length}
+        raw = orjson.dumps(obj)
+        if topic == "predictions":
+            slow_events: list = []
+            pdec._slow(raw, NOW, slow_events, [])
+            got = [bool(pdec.decode(raw, NOW).events), bool(slow_events)]
+        elif topic == "feedback":
+            got = [bool(fdec.decode(raw, NOW).events)]
+        else:
+            headers = [(k, v.encode()) for k, v in obj.items()]
+            got = [bool(idec.decode(b"\xff\xd8", headers, NOW).events)]
+        assert got == [accepted] * len(got), (name, length)
+        assert schema.is_valid(obj) is accepted, (name, length)
+
+
+feedback_fields = st.fixed_dictionaries({}, optional={
+    "request_id": st.sampled_from(["r1", "", 5, None, "r" * 256, "r" * 257]),
+    "label": st.sampled_from([0, 2, 3, -1, "cat", "fish", "", "x" * 257, True, 1.5, None]),
+    "ts": st.sampled_from([NOW - 1, "2023-11-14T22:13:19+00:00", "x", -1, True, NOW + 10_000]),
+    "source": st.sampled_from(["review", "", 5, None]),
+    "model": st.sampled_from(["m", "other", 1, None]),
+    "extra": json_values})
+
+
+@settings(max_examples=300, deadline=None)
+@given(feedback_fields)
+def test_feedback_decoder_never_accepts_what_the_schema_refuses(obj):
+    schema = jsonschema.Draft202012Validator(_schema(FEEDBACK.schema_file))
+    d = FeedbackDecoder(MODELS, DecodeLimits()).decode(orjson.dumps(obj), NOW)
+    if d.events:
+        assert schema.is_valid(obj), obj
+
+
+header_values = st.fixed_dictionaries({}, optional={
+    "request_id": st.sampled_from(["r1", "", "r" * 256, "r" * 257]),
+    "model": st.sampled_from(["m", "", "other"]),
+    "version": st.sampled_from(["v1", "", "v" * 300]),
+    "content-type": st.sampled_from(["image/jpeg", "image/png", "image/webp", "text/plain"]),
+    "ts": st.sampled_from([str(NOW - 1), "2023-11-14T22:13:19+00:00", "x"]),
+    "x-other": st.text(max_size=5)})
+
+
+@settings(max_examples=300, deadline=None)
+@given(header_values)
+def test_image_decoder_never_accepts_headers_the_schema_refuses(headers):
+    schema = jsonschema.Draft202012Validator(_schema(IMAGE_HEADERS.schema_file))
+    d = ImageDecoder(MODELS, 1000, DecodeLimits()).decode(
+        b"\xff\xd8jpeg", [(k, v.encode()) for k, v in headers.items()], NOW)
+    if d.events:
+        assert schema.is_valid(headers), headers
