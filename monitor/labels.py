@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from operator import attrgetter
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -42,6 +42,7 @@ _EST_SUM = 1 + 2 * B
 _EST_N = 2 + 2 * B
 _PRED_BINS = 3 + 2 * B
 _PRED_BINS_V1 = 1 + 2 * B   # checkpoints written before the exact estimate
+EstimateMethod = Literal["calibrated", "mean_confidence"]
 
 
 class _Layout:
@@ -321,15 +322,17 @@ class LabelMonitor(EngineExtension):
                     for t, p, n in top_confused_pairs(s.confusion, TOP_CONFUSED):
                         b.set("visionmon_confusion_pair_total", (*mv, classes[t], classes[p]),
                               float(n))
+            method = estimate_method(self.calibration_for(model))
             for window, f in self.window_figures(model, version).items():
                 key = (*mv, window)
                 for name, metric in (("accuracy", "visionmon_accuracy_ratio"),
                                      ("mce", "visionmon_calibration_mce"),
                                      ("brier", "visionmon_brier_score"),
-                                     ("coverage", "visionmon_label_coverage_ratio"),
-                                     ("estimated", "visionmon_estimated_accuracy_ratio")):
+                                     ("coverage", "visionmon_label_coverage_ratio")):
                     if not math.isnan(f[name]):
                         b.set(metric, key, f[name])
+                if not math.isnan(f["estimated"]):
+                    b.set("visionmon_estimated_accuracy_ratio", (*key, method), f["estimated"])
                 if not math.isnan(f["ece"]):
                     b.set("visionmon_calibration_ece", (*key, "labels"), f["ece"])
             for window, (recall, precision) in self.class_window_figures(model, version).items():
@@ -376,6 +379,12 @@ class LabelMonitor(EngineExtension):
                 s.confusion[...] = d["confusion"]
             s.labeled_windows.restore(_arrays(d["labeled_windows"]))
             s.pred_windows.restore(_pred_rings(d["pred_windows"]))
+
+
+def estimate_method(cal_map: IsotonicMap | None) -> EstimateMethod:
+    """What the label-free estimate is (`visionmon_estimated_accuracy_ratio{method}`):
+    calibrated through the baseline's map, or the raw mean confidence without one."""
+    return "mean_confidence" if cal_map is None else "calibrated"
 
 
 def _estimate(cal_map: IsotonicMap | None, bin_events: np.ndarray, bin_conf: np.ndarray,

@@ -10,6 +10,7 @@ scored images of a model extend its baseline when it has no image profile yet.
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -42,6 +43,7 @@ from monitor.stats import (
 from monitor.windows import WindowedCounts, WindowSpec
 
 B = CALIBRATION_BINS
+log = logging.getLogger(__name__)
 
 
 def _window_bins(c: int) -> int:
@@ -202,6 +204,8 @@ class ShadowMonitor(EngineExtension):
         if model not in self._collect:
             self._collect[model] = []
             self._collect_pairs[model] = [(np.zeros(0, np.int64), np.zeros(0, np.int64))]
+            log.info("baseline of model %s: collecting its first %d scored images for its "
+                     "image profile", model, self.baseline_images)
         buf = self._collect[model]
         buf.extend(its[: self.baseline_images - len(buf)])
         if len(buf) >= self.baseline_images:
@@ -211,8 +215,22 @@ class ShadowMonitor(EngineExtension):
             ref = np.concatenate([r for _, r in joined])
             ok = (ref >= 0) & (ref < c)
             agreement = agreement_from_pairs(pred[ok], ref[ok], c)
-            self.drift.set_baseline(with_images(baseline, buf, agreement=agreement))
+            profiled = with_images(baseline, buf, agreement=agreement)
+            self.drift.set_baseline(profiled)
             del self._collect[model]
+            log.info("baseline of model %s: image profile from %d scored images (sha256 %s); "
+                     "input and embedding drift are measured from now on", model, len(buf),
+                     profiled.sha256[:16])
+
+    def _collecting(self, b: SnapshotBuilder) -> None:
+        """Scored images collected so far towards the image profile of each sealed baseline
+        without one (`DriftMonitor.lifecycle` counts the profile's images once it exists)."""
+        if self.baseline_images <= 0:
+            return
+        for model, baseline in self.drift.baselines.items():
+            if baseline.embedding is None:
+                b.set("visionmon_baseline_events", (model, "images"),
+                      float(len(self._collect.get(model, ()))))
 
     def _usual(self, model: str, pred: np.ndarray, ref: np.ndarray) -> np.ndarray:
         """Per joined image, whether its pair is usual by the model's baseline; all of them
@@ -330,6 +348,7 @@ class ShadowMonitor(EngineExtension):
         return result.statistic, result.threshold
 
     def snapshot(self, b: SnapshotBuilder) -> None:
+        self._collecting(b)
         b.set("visionmon_pending_joins", ("shadow_predictions",), float(len(self.predictions)))
         b.set("visionmon_pending_joins", ("shadow_early",), float(len(self.early)))
         for store in (self.predictions, self.early):
