@@ -2,7 +2,8 @@
 against the level each feature is tested at.
 
     .venv/bin/python benchmarks/baseline_level.py [--streams 200] [--images 500]
-        [--baseline-images 300] [--baseline-events 300] [--seed 0]
+        [--baseline-images 300] [--baseline-events 300] [--window 5m] [--scrape 15]
+        [--scorer-batch 0] [--mmd-null-draws 4000] [--seed 0]
 
 A pool of clean coloured digits (the demo's held-out images, as PNG) is scored once by the
 digits reference model (intake features and embedding) and once by a production model
@@ -11,11 +12,10 @@ through the statistics the daemon builds (`visionmon.app.build_statistics`: engi
 and shadow monitors) with `baseline.mode: first_events`: the first `--baseline-events`
 predictions seal the baseline, the first `--baseline-images` scored images after that give
 it its image profile, and `--images` more images follow. Every `--scrape` seconds of event
-time the drift figures of the `--window` window are read as a scrape would; a feature has a
-false alarm in a stream when its PSI ever exceeded its threshold. The `level` column is
-`drift.feature_alpha`: the per-evaluation rate a feature is tested at, which one stream of
-many overlapping evaluations can only exceed; `final` counts the last evaluation of each
-stream only (one full window per stream, the rate comparable with the level).
+time the drift figures of the `--window` window are read as a scrape would. Per feature the
+table gives the streams with an alarm at any scrape (what an operator watching one run
+sees), the streams whose last scrape alarmed (one full window each), and alarms per
+evaluation: the rate comparable with `level` (`drift.feature_alpha`, per evaluation).
 """
 
 from __future__ import annotations
