@@ -1,7 +1,8 @@
 """Debug dashboard: why the model is worse, for a postmortem.
 
 Rows: per-class quality (precision/recall table, most confused pairs), drift (PSI and KL per
-feature against their critical values, input-feature drift, embedding MMD), confidence and
+feature against their critical values, input-feature drift, embedding MMD, the baseline's
+source, state and what it rests on), confidence and
 calibration (heatmap, now vs baseline, reliability diagram, ECE), shadow model and labels
 (agreement by class, label delay).
 """
@@ -106,6 +107,23 @@ def build(loaded: LoadedConfig) -> dash.Dashboard:
         [Query(q.windowed_gauge("embedding_mmd"), "MMD^2 ({{version}})"),
          Query(q.windowed_gauge("embedding_mmd_threshold"), "critical ({{version}})")],
         DRIFT), "B"))
+    d.with_panel(table_panel(
+        "Baseline",
+        "Each model's baseline: source (file: loaded from baseline.path; first_events: "
+        "collected from its first predictions), state (collecting: no drift is measured yet; "
+        "sealed: bins fixed), its own version and the start of its content hash, which "
+        "changes when it gains its image profile or its calibration.",
+        [table_query(q.baseline_info())], neutral(COUNT),
+        {"sha256": "hash", "version": "baseline version", "Value": "in use"},
+        width=16, height=6))
+    d.with_panel(stat_panel(
+        "Baseline rests on",
+        "Predictions binned, labelled predictions its calibration map is fitted on (the "
+        "estimated accuracy is the raw mean confidence until baseline.min_labels), and "
+        "scored images of its image profile (input and embedding drift start at "
+        "baseline.images); while collecting, how many so far.",
+        [Query(q.baseline_events(), "{{kind}} ({{model}})")], neutral(COUNT),
+        width=8, height=6))
 
     d.with_row(dash.Row("Confidence and calibration"))
     d.with_panel(heatmap_panel(

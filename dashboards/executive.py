@@ -41,11 +41,14 @@ def build(loaded: LoadedConfig) -> dash.Dashboard:
     d.with_row(dash.Row("Model quality (window $window)"))
     d.with_panel(timeseries(
         "Accuracy: realized vs estimated",
-        "Realized accuracy of labeled predictions and the label-free estimate from calibrated "
-        "confidence (0-100 %), over the selected window. The dashed lines are "
+        "Realized accuracy of labeled predictions and the label-free estimate (0-100 %), over "
+        "the selected window. The estimate's method is in its legend: calibrated (confidence "
+        "through the baseline's calibration map) or mean_confidence (the baseline has no "
+        "calibration yet: often off by several points). The dashed lines are "
         "quality.min_accuracy and twice its tolerated error.",
         [Query(q.windowed_gauge("accuracy_ratio"), "realized {{version}}"),
-         Query(q.windowed_gauge("estimated_accuracy_ratio"), "estimated {{version}}")],
+         Query(q.windowed_gauge("estimated_accuracy_ratio"),
+               "estimated, {{method}} ({{version}})")],
         scales.accuracy(cfg), draw_thresholds=True, width=16))
     d.with_panel(stat_panel(
         "Label coverage",

@@ -197,6 +197,19 @@ def shadow_agreement_by_class() -> str:
 
 # --- drift -------------------------------------------------------------------------------
 
+def baseline_info() -> str:
+    """The selected models' baselines: source, state (collecting | sealed), their own
+    version and hash as labels; value 1. Not filtered by `$version`: a baseline's `version`
+    is its own, not a model version."""
+    return series("baseline_info", MODEL)
+
+
+def baseline_events() -> str:
+    """Predictions, labelled predictions and images the selected models' baselines rest on
+    (or have collected so far), by kind."""
+    return series("baseline_events", MODEL)
+
+
 def drift(short: str, features: Sequence[str] | None = None) -> str:
     """A per-feature drift gauge (`drift_psi`, `drift_kl`, `drift_threshold`)."""
     extra = () if features is None else (regex("feature", alternation(features)),)

@@ -229,6 +229,32 @@ def with_images(baseline: Baseline, images: Sequence[ScoredImage], k: int = 10,
                          agreement=agreement or baseline.agreement))
 
 
+def with_calibration(baseline: Baseline, confidence: np.ndarray, correct: np.ndarray
+                     ) -> Baseline:
+    """The baseline with a confidence calibration map fitted on labeled events (top-1
+    confidence, 1 when the label matched): what a file baseline gets from its labels, given
+    to a first-events baseline by the labels that arrive after it. Its content, so its
+    hash, changes."""
+    conf = np.asarray(confidence, dtype=np.float64)
+    calibration = fit_isotonic(conf, np.asarray(correct, dtype=np.float64))
+    return seal(Baseline(model=baseline.model, classes=baseline.classes, events=baseline.events,
+                         created_at=baseline.created_at, features=baseline.features,
+                         calibration=calibration, labeled_events=int(conf.size),
+                         embedding=baseline.embedding, source=baseline.source,
+                         baseline_version=baseline.baseline_version,
+                         agreement=baseline.agreement))
+
+
+def profiled_images(baseline: Baseline) -> int:
+    """Scored images behind the baseline's image profile (0 without one): the values of its
+    most complete input or embedding feature (too few to bin: its embedding sample)."""
+    if baseline.embedding is None:
+        return 0
+    names = (*INPUT_FEATURES, *(f"embedding_pc{j + 1}" for j in range(EMBEDDING_COMPONENTS)))
+    counts = [baseline.features[n].counts.sum() for n in names if n in baseline.features]
+    return round(float(max(counts))) if counts else int(baseline.embedding.sample.shape[0])
+
+
 def embedding_profile(emb: np.ndarray, k_components: int = EMBEDDING_COMPONENTS,
                       seed: int = 0, null_draws: int = EMBEDDING_NULL_DRAWS) -> EmbeddingProfile:
     """PCA basis, and the MMD reference: up to `EMBEDDING_SAMPLE` rows (at most half), the

@@ -203,10 +203,23 @@ _SPECS: tuple[MetricSpec, ...] = (
                ("model", "version", "feature", "bin"),
                module="monitor/drift.py",
                condition="with a baseline (baseline.mode file, or first_events once sealed)"),
-    MetricSpec(f"{PREFIX}baseline_info", "info", "Baseline in use, with its content hash.", "",
-               ("model", "baseline_version", "sha256", "events"),
+    MetricSpec(f"{PREFIX}baseline_info", "info",
+               "Each model's baseline: source file (loaded from baseline.path) or first_events "
+               "(collected from the model's first predictions); state collecting (no drift "
+               "yet) or sealed (bins fixed, drift measured); version the baseline's own "
+               "baseline_version (not a model version: a collected baseline spans whatever "
+               "versions served); sha256 the first 16 hex digits of its content hash, which "
+               "changes when a sealed baseline gains its image profile or its calibration.", "",
+               ("model", "version", "source", "state", "sha256"),
                module="monitor/drift.py",
-               condition="with a baseline (baseline.mode file, or first_events once sealed)"),
+               condition="with baseline.mode file or first_events"),
+    MetricSpec(f"{PREFIX}baseline_events", "gauge",
+               "What the model's baseline rests on, by kind: predictions (binned), labelled "
+               "(labeled predictions its calibration map is fitted on, or joined so far "
+               "towards baseline.min_labels), images (scored images of its image profile, or "
+               "collected so far towards baseline.images).", "", ("model", "kind"),
+               module="monitor/drift.py",
+               condition="with baseline.mode file or first_events"),
     # --- labels, calibration, per-class SLIs --------------------------------
     MetricSpec(f"{PREFIX}labels_total", "counter",
                "Joined labels by true class and outcome (correct|incorrect).", "",
@@ -262,7 +275,11 @@ _SPECS: tuple[MetricSpec, ...] = (
                module="monitor/labels.py",
                condition="once labels join predictions (feedback topic)"),
     MetricSpec(f"{PREFIX}estimated_accuracy_ratio", "gauge",
-               "Label-free accuracy estimate from calibrated confidence.", "ratio", MVW,
+               "Label-free accuracy estimate over the window; method calibrated: mean "
+               "confidence mapped through the baseline's calibration map (fitted on labels); "
+               "mean_confidence: the raw mean top-1 confidence, because the baseline has no "
+               "calibration yet (often optimistic or pessimistic by several points).", "ratio",
+               (*MVW, "method"),
                module="monitor/labels.py",
                condition="with a baseline (baseline.mode file, or first_events once sealed)"),
     MetricSpec(f"{PREFIX}label_coverage_ratio", "gauge",

@@ -9,6 +9,7 @@ ingestion lock: `capture()` copies the totals, `DriftCapture.render` computes.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -16,15 +17,27 @@ from typing import Any, Literal
 
 import numpy as np
 
-from monitor.baseline import PREDICTION_FEATURES, Baseline, build_baseline
+from monitor.baseline import (
+    PREDICTION_FEATURES,
+    Baseline,
+    build_baseline,
+    profiled_images,
+    with_calibration,
+)
 from monitor.config import BaselineConfig, DriftConfig
 from monitor.engine import EngineExtension, EventGroup
 from monitor.events import PredictionEvent
-from monitor.snapshot import SnapshotBuilder
+from monitor.snapshot import Series, SnapshotBuilder
 from monitor.stats import apply_bin_map, drift_threshold, kl_divergence, psi, smoothed_proportions
 from monitor.windows import WindowedCounts, WindowSpec
 
 BaselineListener = Callable[[str, Baseline], None]
+#: how the daemon got a model's baseline: loaded from `baseline.path`, or collected from the
+#: model's first events (`baseline.mode: first_events`)
+BaselineSource = Literal["file", "first_events"]
+FIRST_EVENTS_SOURCE = "first {n} events"   # the `source` a collected baseline records
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,12 +74,11 @@ class DriftCapture:
     baselines: tuple[tuple[str, Baseline], ...]
     versions: tuple[VersionDriftCounts, ...]
     min_effect: float
+    #: the baselines' lifecycle series (`DriftMonitor.lifecycle`), cheap, so built under the lock
+    lifecycle: Mapping[str, Series]
 
     def render(self, b: SnapshotBuilder) -> None:
-        for model, baseline in self.baselines:
-            b.set("visionmon_baseline_info",
-                  (model, baseline.baseline_version, baseline.sha256[:16], str(baseline.events)),
-                  1.0)
+        b.merge(self.lifecycle)
         for v in self.versions:
             _render_version(b, v, self.min_effect)
 
@@ -151,7 +163,8 @@ class DriftMonitor(EngineExtension):
                  quantile_bins: int = _BASELINE.quantile_bins,
                  clock: Callable[[], float] | None = None,
                  correction: Literal["bonferroni", "none"] = _DRIFT.correction,
-                 embedding_alpha: float = 0.0) -> None:
+                 embedding_alpha: float = 0.0,
+                 min_labels: int = _BASELINE.min_labels) -> None:
         self.models = {m: tuple(c) for m, c in models.items()}
         self.windows = windows
         self.alpha = alpha
@@ -168,6 +181,13 @@ class DriftMonitor(EngineExtension):
         self.by_version: dict[tuple[str, str], _VersionDrift] = {}
         self.watermark: dict[str, float] = {}
         self.listeners: list[BaselineListener] = []
+        #: model -> how its baseline was obtained (`baseline_info{source}`)
+        self.sources: dict[str, BaselineSource] = dict.fromkeys(self.baselines, "file")
+        #: labeled predictions a first-events baseline calibrates on, once it has this many
+        self.min_labels = min_labels
+        #: model -> (top-1 confidence, correct) of the labels joined while its first-events
+        #: baseline has no calibration (at most `min_labels`)
+        self._labeled: dict[str, list[tuple[float, bool]]] = {}
 
     # --- feeding ----------------------------------------------------------------
     def on_predictions(self, groups: Mapping[tuple[str, str], EventGroup]) -> None:
@@ -213,18 +233,65 @@ class DriftMonitor(EngineExtension):
     def _maybe_freeze(self, model: str, evs: list[PredictionEvent]) -> None:
         if self.first_events is None:
             return
-        buf = self._collect.setdefault(model, [])
+        buf = self._collect.get(model)
+        if buf is None:
+            buf = self._collect[model] = []
+            log.info("baseline of model %s: collecting its first %d predictions", model,
+                     self.first_events)
         room = self.first_events - len(buf)
         buf.extend(evs[:room])
         if len(buf) >= self.first_events:
             created = self.clock() if self.clock else max(e.ts for e in buf)
-            self.set_baseline(build_baseline(model, self.models[model], buf,
-                                             k=self.quantile_bins, created_at=created,
-                                             source=f"first {self.first_events} events"))
+            baseline = build_baseline(model, self.models[model], buf, k=self.quantile_bins,
+                                      created_at=created,
+                                      source=FIRST_EVENTS_SOURCE.format(n=self.first_events))
+            self.sources[model] = "first_events"
+            self.set_baseline(baseline)
             del self._collect[model]
+            log.info("baseline of model %s: sealed from its first %d predictions "
+                     "(sha256 %s); drift is measured from now on", model, baseline.events,
+                     baseline.sha256[:16])
+            self._maybe_calibrate(model)
+
+    def on_label(self, model: str, _version: str, pred: PredictionEvent, label: int,
+                 _ts: float) -> None:
+        """A label joined to its prediction (`LabelMonitor.joined_listeners`): kept for the
+        calibration of a first-events baseline until it has `min_labels` of them."""
+        if not self._wants_labels(model) or not math.isfinite(pred.confidence):
+            return
+        pairs = self._labeled.setdefault(model, [])
+        if len(pairs) < self.min_labels:
+            pairs.append((pred.confidence, pred.pred == label))
+        self._maybe_calibrate(model)
+
+    def _wants_labels(self, model: str) -> bool:
+        """A first-events baseline (sealed or still collecting) without calibration."""
+        baseline = self.baselines.get(model)
+        if baseline is None:
+            return self.first_events is not None and model in self.models \
+                and self.sources.get(model, "first_events") == "first_events"
+        return baseline.calibration is None and self.sources.get(model) == "first_events"
+
+    def _maybe_calibrate(self, model: str) -> None:
+        """Fit the calibration of a sealed first-events baseline once `min_labels` labels
+        joined. Its hash changes; its bins, and so the drift windows, stay."""
+        baseline = self.baselines.get(model)
+        pairs = self._labeled.get(model, [])
+        if baseline is None or len(pairs) < self.min_labels or not self._wants_labels(model):
+            return
+        calibrated = with_calibration(baseline, np.array([c for c, _ in pairs]),
+                                      np.array([ok for _, ok in pairs], dtype=np.float64))
+        self.baselines[model] = calibrated
+        del self._labeled[model]
+        for listener in self.listeners:
+            listener(model, calibrated)
+        log.info("baseline of model %s: calibrated on %d labeled predictions (sha256 %s); "
+                 "the label-free accuracy estimate is calibrated from now on", model,
+                 calibrated.labeled_events, calibrated.sha256[:16])
 
     def set_baseline(self, baseline: Baseline) -> None:
         self.baselines[baseline.model] = baseline
+        self.sources.setdefault(baseline.model, "file")
         for key in [k for k in self.by_version if k[0] == baseline.model]:
             del self.by_version[key]
         for listener in self.listeners:
@@ -265,9 +332,38 @@ class DriftMonitor(EngineExtension):
         return version_figures(self._counts(model, version, state), self.min_effect)
 
     def capture(self) -> DriftCapture:
+        lifecycle = SnapshotBuilder()
+        self.lifecycle(lifecycle)
         return DriftCapture(tuple(self.baselines.items()),
                             tuple(self._counts(m, v, s) for (m, v), s in self.by_version.items()),
-                            self.min_effect)
+                            self.min_effect, lifecycle.build())
+
+    def lifecycle(self, b: SnapshotBuilder) -> None:
+        """Each model's baseline: where it came from, collecting or sealed, its hash, and
+        the predictions and labels behind it (images: its image profile, once it has one;
+        `ShadowMonitor` counts them while it collects)."""
+        for model in self.models:
+            baseline = self.baselines.get(model)
+            if baseline is None:
+                if self.first_events is None:
+                    continue
+                collected = len(self._collect.get(model, ()))
+                b.set("visionmon_baseline_info", (model, "", "first_events", "collecting", ""),
+                      1.0)
+                b.set("visionmon_baseline_events", (model, "predictions"), float(collected))
+                b.set("visionmon_baseline_events", (model, "labelled"),
+                      float(len(self._labeled.get(model, ()))))
+                continue
+            source = self.sources.get(model, "file")
+            b.set("visionmon_baseline_info", (model, baseline.baseline_version, source,
+                                              "sealed", baseline.sha256[:16]), 1.0)
+            b.set("visionmon_baseline_events", (model, "predictions"), float(baseline.events))
+            labelled = baseline.labeled_events if baseline.calibration is not None \
+                else len(self._labeled.get(model, ()))
+            b.set("visionmon_baseline_events", (model, "labelled"), float(labelled))
+            if baseline.embedding is not None:
+                b.set("visionmon_baseline_events", (model, "images"),
+                      float(profiled_images(baseline)))
 
     def drifting(self, model: str, version: str, window: str) -> bool | None:
         """True when any feature drifted in that window at a family-wise false-alarm rate
@@ -303,6 +399,8 @@ class DriftMonitor(EngineExtension):
                           {n: c.tolist() for n, c in s.cumulative.items()}]
                          for (m, v), s in self.by_version.items()],
             "collect_count": {m: len(b) for m, b in self._collect.items()},
+            "sources": self.sources,
+            "calibration_labels": {m: [[c, ok] for c, ok in p] for m, p in self._labeled.items()},
         }
 
     def restore(self, state: Any) -> None:
@@ -311,6 +409,10 @@ class DriftMonitor(EngineExtension):
         for m, d in state.get("baselines", {}).items():
             if m in self.models and m not in self.baselines:
                 self.baselines[m] = from_dict(d)
+                self.sources[m] = _restored_source(state, m, self.baselines[m])
+        for m, pairs in state.get("calibration_labels", {}).items():
+            if m in self.models and self._wants_labels(m):
+                self._labeled[m] = [(float(c), bool(ok)) for c, ok in pairs][:self.min_labels]
         self.watermark.update(state.get("watermark", {}))
         for m, v, windows, cumulative in state.get("versions", []):
             if m not in self.baselines:
@@ -320,3 +422,13 @@ class DriftMonitor(EngineExtension):
                 if n in s.windows:
                     s.windows[n].restore([{k: np.asarray(x) for k, x in r.items()} for r in w])
                     s.cumulative[n][...] = cumulative[n]
+
+
+def _restored_source(state: Mapping[str, Any], model: str, baseline: Baseline) -> BaselineSource:
+    """How a checkpointed baseline was obtained; checkpoints written before they said so:
+    from the `source` a collected baseline records."""
+    source = state.get("sources", {}).get(model)
+    if source in ("file", "first_events"):
+        return source  # type: ignore[no-any-return]
+    collected = baseline.source.startswith("first ") and baseline.source.endswith(" events")
+    return "first_events" if collected else "file"

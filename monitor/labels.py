@@ -14,7 +14,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from operator import attrgetter
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -67,6 +67,8 @@ class _PredictionLayout:
 
 
 _PRED = _PredictionLayout()
+
+EstimateMethod = Literal["calibrated", "mean_confidence"]
 
 
 class _Layout:
@@ -412,10 +414,12 @@ def _render_version(b: SnapshotBuilder, s: VersionLabelCounts) -> None:
         for name, metric in (("accuracy", "visionmon_accuracy_ratio"),
                              ("mce", "visionmon_calibration_mce"),
                              ("brier", "visionmon_brier_score"),
-                             ("coverage", "visionmon_label_coverage_ratio"),
-                             ("estimated", "visionmon_estimated_accuracy_ratio")):
+                             ("coverage", "visionmon_label_coverage_ratio")):
             if not math.isnan(f[name]):
                 b.set(metric, key, f[name])
+        if not math.isnan(f["estimated"]):
+            b.set("visionmon_estimated_accuracy_ratio", (*key, estimate_method(s.cal_map)),
+                  f["estimated"])
         if not math.isnan(f["ece"]):
             b.set("visionmon_calibration_ece", (*key, "labels"), f["ece"])
     for window, (recall, precision) in class_window_figures(s).items():
@@ -460,6 +464,12 @@ def class_window_figures(s: VersionLabelCounts) -> dict[str, tuple[np.ndarray, n
         with np.errstate(invalid="ignore", divide="ignore"):
             out[window] = (np.where(tt > 0, tc / tt, np.nan), np.where(pt > 0, pc / pt, np.nan))
     return out
+
+
+def estimate_method(cal_map: IsotonicMap | None) -> EstimateMethod:
+    """What the label-free estimate is (`visionmon_estimated_accuracy_ratio{method}`):
+    calibrated through the baseline's map, or the raw mean confidence without one."""
+    return "mean_confidence" if cal_map is None else "calibrated"
 
 
 def _estimate(cal_map: IsotonicMap | None, bin_events: np.ndarray, bin_conf: np.ndarray,

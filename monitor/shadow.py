@@ -12,6 +12,7 @@ copies the counts, window totals and newest embeddings under the ingestion lock
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import threading
 from collections import deque
@@ -44,7 +45,7 @@ from monitor.engine import EngineExtension, EventGroup
 from monitor.joins import JoinStore
 from monitor.quality import QualityEvaluator
 from monitor.scored import INPUT_FEATURES, ScoredImage
-from monitor.snapshot import JoinStoreCounts, SnapshotBuilder, join_store_counts
+from monitor.snapshot import JoinStoreCounts, Series, SnapshotBuilder, join_store_counts
 from monitor.stats import (
     MmdNull,
     MmdReference,
@@ -61,6 +62,7 @@ from monitor.windows import WindowedCounts, WindowSpec
 
 B = CALIBRATION_BINS
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 class _Layout:
@@ -292,8 +294,11 @@ class ShadowCapture:
     versions: tuple[VersionShadowCounts, ...]
     min_agreement_images: int
     mmd: tuple[MmdWindow, ...]
+    #: images collected towards each baseline's image profile (`ShadowMonitor._collecting`)
+    collecting: Mapping[str, Series]
 
     def render(self, b: SnapshotBuilder) -> None:
+        b.merge(self.collecting)
         for store in self.stores:
             store.render(b)
         for v in self.versions:
@@ -441,6 +446,8 @@ class ShadowMonitor(EngineExtension):
         if model not in self._collect:
             self._collect[model] = []
             self._collect_pairs[model] = [(np.zeros(0, np.int64), np.zeros(0, np.int64))]
+            log.info("baseline of model %s: collecting its first %d scored images for its "
+                     "image profile", model, self.baseline_images)
         buf = self._collect[model]
         buf.extend(its[: self.baseline_images - len(buf)])
         if len(buf) >= self.baseline_images:
@@ -450,8 +457,22 @@ class ShadowMonitor(EngineExtension):
             ref = np.concatenate([r for _, r in joined])
             ok = (ref >= 0) & (ref < c)
             agreement = agreement_from_pairs(pred[ok], ref[ok], c)
-            self.drift.set_baseline(with_images(baseline, buf, agreement=agreement))
+            profiled = with_images(baseline, buf, agreement=agreement)
+            self.drift.set_baseline(profiled)
             del self._collect[model]
+            log.info("baseline of model %s: image profile from %d scored images (sha256 %s); "
+                     "input and embedding drift are measured from now on", model, len(buf),
+                     profiled.sha256[:16])
+
+    def _collecting(self, b: SnapshotBuilder) -> None:
+        """Scored images collected so far towards the image profile of each sealed baseline
+        without one (`DriftMonitor.lifecycle` counts the profile's images once it exists)."""
+        if self.baseline_images <= 0:
+            return
+        for model, baseline in self.drift.baselines.items():
+            if baseline.embedding is None:
+                b.set("visionmon_baseline_events", (model, "images"),
+                      float(len(self._collect.get(model, ()))))
 
     def _usual(self, model: str, pred: np.ndarray, ref: np.ndarray) -> np.ndarray:
         """Per joined image, whether its pair is usual by the model's baseline; all of them
@@ -574,10 +595,13 @@ class ShadowMonitor(EngineExtension):
     def capture(self) -> ShadowCapture:
         mmd = (self._mmd_window(m, v, spec, self.drift.watermark.get(m, 0.0))
                for (m, v) in self.reservoirs for spec in self.windows)
+        collecting = SnapshotBuilder()
+        self._collecting(collecting)
         return ShadowCapture(
             (join_store_counts(self.predictions), join_store_counts(self.early)),
             tuple(self._counts(m, v, s) for (m, v), s in self.by_version.items()),
-            self.min_agreement_images, tuple(w for w in mmd if w is not None))
+            self.min_agreement_images, tuple(w for w in mmd if w is not None),
+            collecting.build())
 
     def agreement_by_class(self, model: str, version: str, window: str) -> np.ndarray:
         """Per production class agreement ratio in a window (NaN without data)."""

@@ -82,7 +82,8 @@ def build_statistics(loaded: LoadedConfig) -> Statistics:
                          baselines=load_baselines(loaded),
                          first_events=cfg.baseline.events
                          if cfg.baseline.mode == "first_events" else None,
-                         quantile_bins=cfg.baseline.quantile_bins)
+                         quantile_bins=cfg.baseline.quantile_bins,
+                         min_labels=cfg.baseline.min_labels)
     smallest = windows[int(np.argmin([w.seconds for w in windows]))].name
     labels = LabelMonitor(models, windows, cfg.labels.max_entries,
                           parse_duration(cfg.labels.ttl), cfg.state.hash_request_ids,
@@ -95,6 +96,7 @@ def build_statistics(loaded: LoadedConfig) -> Statistics:
                       q.min_shadow_agreement, q.min_shadow_images),
         drifting=lambda m, v: drift.drifting(m, v, smallest))
     labels.joined_listeners.append(quality.on_label)
+    labels.joined_listeners.append(drift.on_label)  # a first-events baseline's calibration
     engine.extensions.extend([drift, labels, quality])
     shadow = None
     if cfg.reference is not None:

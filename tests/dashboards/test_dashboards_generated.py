@@ -190,6 +190,8 @@ CONTENT = [
     ("executive: estimated accuracy", "visionmon-executive",
      "visionmon_estimated_accuracy_ratio"),
     ("executive: label coverage", "visionmon-executive", "visionmon_label_coverage_ratio"),
+    ("debug: baseline source and state", "visionmon-debug", "visionmon_baseline_info"),
+    ("debug: what the baseline rests on", "visionmon-debug", "visionmon_baseline_events"),
     ("executive: drift status", "visionmon-executive", "visionmon_drift_threshold"),
     ("executive: SLO status and error budget", "visionmon-executive",
      "visionmon_requests_total"),
@@ -228,6 +230,18 @@ CONTENT = [
 def test_the_issue_panels_are_present(example: Dashboards, what: str, uid: str,
                                       needle: str) -> None:
     assert any(needle in q.expr for q in queries_of({uid: example[uid]})), what
+
+
+def test_the_estimated_accuracy_says_its_method_and_the_baseline_is_not_filtered_by_version(
+        example: Dashboards) -> None:
+    """The estimate is the calibrated one or the raw mean confidence: the legend says which.
+    A baseline's `version` is its own, so the `$version` variable must not filter it."""
+    targets = [t for p in _panels(example["visionmon-executive"]) for t in p.get("targets", [])
+               if "visionmon_estimated_accuracy_ratio" in t["expr"]]
+    assert targets and all("{{method}}" in t["legendFormat"] for t in targets)
+    baseline = [q for q in queries_of({"visionmon-debug": example["visionmon-debug"]})
+                if re.search(r"visionmon_baseline_(info|events)\b", q.expr)]
+    assert baseline and all("$version" not in q.expr for q in baseline)
 
 
 def test_every_metric_an_alert_rule_reads_is_drawn_on_a_dashboard(example: Dashboards) -> None:

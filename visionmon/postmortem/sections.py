@@ -111,7 +111,7 @@ def versions_section(data: MetricData, window: TimeRange) -> Section:
             ((m, ver, f"{ok + e:,.0f}", f"{e:,.0f}")
              for (m, ver), (ok, e) in sorted(per_version.items()))))
     infos = (("visionmon_baseline_info", "Baselines",
-              ("model", "baseline_version", "sha256", "events")),
+              ("model", "version", "source", "state", "sha256")),
              ("visionmon_reference_model_info", "Reference models",
               ("model", "sha256", "device", "batch_size")),
              ("visionmon_build_info", "visionmon", ("version",)),
