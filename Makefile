@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip -q --disable-pip-version-check
 
-.PHONY: setup system-deps demo test lint bench config-docs clean
+.PHONY: setup system-deps demo test test-fast lint typecheck bench config-docs generated clean
 
 setup: $(VENV)/.installed
 
@@ -34,8 +34,18 @@ demo: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 
-test: setup system-deps lint
+# the core and the I/O edge are type-checked (pydantic plugin, see pyproject.toml)
+typecheck: setup
+	$(VENV)/bin/mypy monitor collectors
+
+# the whole suite: the README's test command and CI's
+test: setup system-deps lint typecheck
 	$(PY) -m pytest -q
+
+# the quick loop while working: unit and statistics tests and one end-to-end test per
+# area (tests marked `slow` are left out); `make test` before a commit
+test-fast: setup system-deps
+	$(PY) -m pytest -q -m "not slow"
 
 bench: setup
 	$(PY) benchmarks/ingest.py
@@ -43,6 +53,12 @@ bench: setup
 # docs/configuration.md from the config models (golden-tested)
 config-docs: setup
 	$(PY) -m visionmon.config_docs docs/configuration.md
+
+# every generated file that a golden test compares (event schemas and tables, metric and
+# configuration references)
+generated: config-docs
+	$(PY) -m monitor.contract_files
+	$(PY) -m visionmon.metrics_docs docs/metrics.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -202,8 +202,15 @@ class DriftMonitor(EngineExtension):
         self.watermark[model] = max(wm, float(ts.max()))
         baseline = self.baselines.get(model)
         if baseline is None:
-            self._maybe_freeze(model, [e for e, k in zip(evs, ok.tolist(), strict=True) if k])
-            return
+            kept = np.flatnonzero(ok)
+            taken = self._maybe_freeze(model, [evs[i] for i in kept.tolist()])
+            baseline = self.baselines.get(model)
+            if baseline is None or taken >= kept.size:
+                return
+            # sealed by this batch: its events after those the baseline took are measured
+            ok = ok.copy()
+            ok[kept[:taken]] = False
+            ts = evs.column("ts")[ok]
         state = self.by_version.get((model, version))
         if state is None:
             state = self.by_version[(model, version)] = _VersionDrift(baseline, self.windows)
@@ -230,9 +237,11 @@ class DriftMonitor(EngineExtension):
             self.watermark[model] = max(self.watermark.get(model, -math.inf), float(ts.max()))
         state.add(name, ts[ok], baseline.features[name].bin_of(values[ok]))
 
-    def _maybe_freeze(self, model: str, evs: list[PredictionEvent]) -> None:
+    def _maybe_freeze(self, model: str, evs: list[PredictionEvent]) -> int:
+        """Collect `evs` into the model's first-events baseline and seal it once full;
+        returns how many of them it took (the rest arrived after it was full)."""
         if self.first_events is None:
-            return
+            return 0
         buf = self._collect.get(model)
         if buf is None:
             buf = self._collect[model] = []
@@ -240,6 +249,7 @@ class DriftMonitor(EngineExtension):
                      self.first_events)
         room = self.first_events - len(buf)
         buf.extend(evs[:room])
+        taken = min(room, len(evs))
         if len(buf) >= self.first_events:
             created = self.clock() if self.clock else max(e.ts for e in buf)
             baseline = build_baseline(model, self.models[model], buf, k=self.quantile_bins,
@@ -252,6 +262,7 @@ class DriftMonitor(EngineExtension):
                      "(sha256 %s); drift is measured from now on", model, baseline.events,
                      baseline.sha256[:16])
             self._maybe_calibrate(model)
+        return taken
 
     def on_label(self, model: str, _version: str, pred: PredictionEvent, label: int,
                  _ts: float) -> None:
@@ -399,6 +410,7 @@ class DriftMonitor(EngineExtension):
                           {n: c.tolist() for n, c in s.cumulative.items()}]
                          for (m, v), s in self.by_version.items()],
             "collect_count": {m: len(b) for m, b in self._collect.items()},
+            "collecting": {m: _collected_columns(b) for m, b in self._collect.items()},
             "sources": self.sources,
             "calibration_labels": {m: [[c, ok] for c, ok in p] for m, p in self._labeled.items()},
         }
@@ -413,6 +425,9 @@ class DriftMonitor(EngineExtension):
         for m, pairs in state.get("calibration_labels", {}).items():
             if m in self.models and self._wants_labels(m):
                 self._labeled[m] = [(float(c), bool(ok)) for c, ok in pairs][:self.min_labels]
+        for m, columns in state.get("collecting", {}).items():
+            if m in self.models and m not in self.baselines and self.first_events is not None:
+                self._collect[m] = _collected_events(m, columns)[:self.first_events]
         self.watermark.update(state.get("watermark", {}))
         for m, v, windows, cumulative in state.get("versions", []):
             if m not in self.baselines:
@@ -422,6 +437,27 @@ class DriftMonitor(EngineExtension):
                 if n in s.windows:
                     s.windows[n].restore([{k: np.asarray(x) for k, x in r.items()} for r in w])
                     s.cumulative[n][...] = cumulative[n]
+
+
+#: what a first-events baseline keeps of each collected prediction (`build_baseline` reads
+#: no more), so that a checkpoint holds a collection in progress at a bounded size
+_COLLECTED = ("ts", "pred", *PREDICTION_FEATURES)
+
+
+def _collected_columns(events: Sequence[PredictionEvent]) -> dict[str, list[float]]:
+    """A collection in progress as columns (NaN is checkpointed as null)."""
+    return {name: [getattr(e, name) for e in events] for name in _COLLECTED}
+
+
+def _collected_events(model: str, columns: Mapping[str, Sequence[float | None]]
+                      ) -> list[PredictionEvent]:
+    """The collected predictions back from `_collected_columns`."""
+    def num(x: float | None) -> float:
+        return math.nan if x is None else float(x)
+
+    rows = zip(*(columns[name] for name in _COLLECTED), strict=True)
+    return [PredictionEvent("", num(ts), model, "", True, int(pred), *map(num, rest), math.nan)
+            for ts, pred, *rest in rows]
 
 
 def _restored_source(state: Mapping[str, Any], model: str, baseline: Baseline) -> BaselineSource:

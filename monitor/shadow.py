@@ -623,6 +623,8 @@ class ShadowMonitor(EngineExtension):
             "reservoirs": [[m, v, [[it.ts, it.embedding] for it in r]] for (m, v), r in
                            self.reservoirs.items()],
             "scored": self.scored,
+            "collecting": {m: _collected_images(buf, self._collect_pairs.get(m, []))
+                           for m, buf in self._collect.items()},
         }
 
     def restore(self, state: Any) -> None:
@@ -648,6 +650,37 @@ class ShadowMonitor(EngineExtension):
             for t, e in items:
                 r.append(_Embedded(float(t), np.asarray(e, dtype=np.float64), None))
         self.scored = int(state.get("scored", 0))
+        for m, d in state.get("collecting", {}).items():
+            baseline = self.drift.baselines.get(m)
+            if m in self.models and baseline is not None and baseline.embedding is None:
+                self._collect[m] = _images_collected(m, d)[:self.baseline_images]
+                self._collect_pairs[m] = [(np.asarray(d["pairs_pred"], dtype=np.int64),
+                                           np.asarray(d["pairs_ref"], dtype=np.int64))]
+
+
+def _collected_images(images: Sequence[ScoredImage],
+                      pairs: Sequence[tuple[np.ndarray, np.ndarray]]) -> dict[str, Any]:
+    """An image profile in progress, as `with_images` and the agreement profile read it:
+    each image's time, reference answer, features and embedding, and the (production,
+    reference) classes of the images joined meanwhile. Bounded by `baseline.images`."""
+    empty = np.zeros(0, np.int64)
+    return {"ts": [it.ts for it in images], "ref_pred": [it.ref_pred for it in images],
+            "ref_confidence": [it.ref_confidence for it in images],
+            "features": [list(it.features) for it in images],
+            "embedding": [np.asarray(it.embedding, dtype=np.float32) for it in images],
+            "pairs_pred": np.concatenate([empty, *(p for p, _ in pairs)]),
+            "pairs_ref": np.concatenate([empty, *(r for _, r in pairs)])}
+
+
+def _images_collected(model: str, d: Mapping[str, Any]) -> list[ScoredImage]:
+    """The collected images back from `_collected_images` (request ids are not kept)."""
+    def num(x: float | None) -> float:
+        return math.nan if x is None else float(x)
+
+    return [ScoredImage("", model, "", float(t), int(r), num(c),
+                        np.asarray(e, dtype=np.float32), tuple(num(f) for f in feats))
+            for t, r, c, feats, e in zip(d["ts"], d["ref_pred"], d["ref_confidence"],
+                                         d["features"], d["embedding"], strict=True)]
 
 
 def _with_usual(ring: dict[str, np.ndarray], lay: _Layout) -> dict[str, np.ndarray]:

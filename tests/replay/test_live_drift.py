@@ -102,9 +102,7 @@ def live_run(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory
                    frozenset({("topic", names["predictions"])}))
             return m.get(key, 0.0)
 
-        # as live traffic comes: the baseline is sealed before the rest arrives (the
-        # daemon's drift windows skip the events after the first 500 in the batch that
-        # seals it, so a backlog consumed in one batch would leave them out)
+        # as live traffic comes: the baseline's two minutes first, then the run
         produce(0, BASELINE_S)
         wait_for(lambda: consumed() == produced, 60, what="the daemon to seal its baseline")
         produce(BASELINE_S, RUN_S)

@@ -242,3 +242,19 @@ def test_min_labels_below_twenty_is_refused(value: int) -> None:
            "baseline": {"mode": "first_events", "min_labels": value}}
     with pytest.raises(ConfigError, match="min_labels"):
         parse_config(cfg, "<test>")
+
+
+@pytest.mark.parametrize("batch", [FIRST + 200, FIRST // 2 + 200])
+def test_the_events_after_those_a_batch_seals_the_baseline_with_are_measured(batch: int):
+    """A batch that fills a first-events baseline: the baseline takes what it still needs,
+    the rest of the batch reaches the drift windows (it was dropped, so a backlog read in
+    large polls lost its first minutes of drift)."""
+    stats = first_events()
+    evs, _ = Traffic(3).predictions(FIRST + 200, 1_000.0)
+    taken = 0
+    for start in range(0, len(evs), batch):
+        stats.engine.apply_predictions(evs[start:start + batch])
+        taken += len(evs[start:start + batch])
+    assert taken == FIRST + 200 and stats.drift.baselines["m"].events == FIRST
+    n = stats.drift.figures("m", "v1")[("confidence", "1h")].n
+    assert n == 200
