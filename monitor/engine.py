@@ -41,6 +41,7 @@ def late_count(ts: np.ndarray, watermark: float, horizon_s: float) -> int:
     window, whose right edge is the watermark (monitor/windows.py)."""
     return int(np.count_nonzero(ts <= watermark - horizon_s))
 
+
 _COLUMN_DTYPES = {"ts": np.float64, "ok": np.bool_, "pred": np.int64, "confidence": np.float64,
                   "margin": np.float64, "entropy": np.float64, "latency_s": np.float64}
 

@@ -1,11 +1,13 @@
 """The cap on label sets per metric (`limits.max_series_per_metric`), applied to snapshots.
 
 Over the cap, one label of the metric (the one with the most distinct values when the cap
-was first reached) keeps the values admitted first and folds the others into `_other`:
-summed for counters and histograms, so totals stay right, and left out for gauges, whose
-ratios and p-values mean nothing summed. An admitted value stays admitted, so a series
-never moves into `_other` once it has been exported (counters never go back). How many
-label sets were folded or left out is exported per metric in `visionmon_series_capped`.
+was first reached) keeps the values admitted first (in the order a snapshot lists them) and
+folds the others into `_other`: summed for counters and histograms, so totals stay right,
+and left out for gauges, whose ratios and p-values mean nothing summed. An admitted value
+stays admitted, so a series never moves into `_other` once it has been exported (counters
+never go back). How many label sets were folded or left out is exported per metric in
+`visionmon_series_capped`. A metric whose other labels alone make more label sets than
+the cap stays over it (one `_other` per combination of them).
 """
 
 from __future__ import annotations
