@@ -6,6 +6,7 @@ position ledger (`collectors/ledger.py`); this loop only does the I/O around it.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import math
 import socket
@@ -59,10 +60,12 @@ from collectors.records import (
     apply_decoded,
     decode_records,
 )
+from monitor.catalog import BATCH_SECONDS_BUCKETS
 from monitor.config import LoadedConfig
 from monitor.engine import Engine
 from monitor.events import ImageEvent, Rejection
-from monitor.snapshot import Series, SnapshotBuilder
+from monitor.series_cap import SeriesCap
+from monitor.snapshot import HistogramValue, Series, SnapshotBuilder
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +76,22 @@ class ImageSink(Protocol):
     """Takes sampled images; must never block the consumer loop."""
 
     def submit(self, events: Sequence[ImageEvent]) -> None: ...
+
+
+@dataclass(slots=True)
+class BatchSeconds:
+    """Cumulative histogram of the time (s) to decode and apply one polled batch, in the
+    catalog's buckets: per-bucket counts (the last is +Inf) and their sum."""
+
+    counts: list[int] = field(default_factory=lambda: [0] * (len(BATCH_SECONDS_BUCKETS) + 1))
+    total: float = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect.bisect_left(BATCH_SECONDS_BUCKETS, seconds)] += 1  # first le >= s
+        self.total += seconds
+
+    def value(self) -> HistogramValue:
+        return HistogramValue(tuple(map(float, self.counts)), self.total)
 
 
 @dataclass(slots=True)
@@ -88,8 +107,7 @@ class RuntimeStatus:
     checkpoints: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     checkpoint_corrupt: int = 0
     last_checkpoint: float | None = None
-    batch_seconds: list[float] = field(default_factory=list)
-    duplicates_skipped: int = 0
+    batch_seconds: BatchSeconds = field(default_factory=BatchSeconds)
 
 
 class BrokerProbe:
@@ -187,6 +205,7 @@ class Daemon:
         self._consumer: Consumer | None = None
         self._dlq: Producer | None = None
         self._ledger = PositionLedger()
+        self._series_cap = SeriesCap(cfg.limits.max_series_per_metric)
         self._feedback_sink = feedback_sink
         self._image_sink = image_sink
         self._extra_ready = extra_ready
@@ -241,6 +260,8 @@ class Daemon:
 
     # --- snapshot ---------------------------------------------------------------
     def snapshot(self) -> dict[str, Series]:
+        """The engine's and the loop's series, each metric within
+        `limits.max_series_per_metric` label sets (`SeriesCap`)."""
         # only the copy is taken under the lock; the statistics are computed outside it,
         # so a scrape never stalls the consumer loop
         with self.lock:
@@ -257,6 +278,10 @@ class Daemon:
             per_topic[topic] = per_topic.get(topic, 0) + 1
         for topic, n in per_topic.items():
             b.set("visionmon_assigned_partitions", (topic,), float(n))
+        for topic in self.topics:
+            b.set("visionmon_duplicates_skipped_total", (topic,),
+                  float(self._ledger.duplicates[topic]))
+        b.set("visionmon_poll_batch_seconds", (), s.batch_seconds.value())
         for outcome, n in list(s.commits.items()):
             b.set("visionmon_commits_total", (outcome,), float(n))
         for outcome, n in list(s.dead_letters.items()):
@@ -269,7 +294,7 @@ class Daemon:
                 b.set("visionmon_checkpoint_failures_total", (reason,), float(n))
         if s.last_checkpoint is not None:
             b.set("visionmon_last_checkpoint_timestamp_seconds", (), s.last_checkpoint)
-        return b.build()
+        return self._series_cap.apply(b.build())
 
     # --- the loop -----------------------------------------------------------------
     def run(self) -> None:
@@ -360,10 +385,7 @@ class Daemon:
                 self._rejection_log.note(decoded.rejections, now)
                 self._dead_letter(decoded.rejections)
         self._ledger.applied(batch)
-        self.status.duplicates_skipped += batch.skipped
-        self.status.batch_seconds.append(time.perf_counter() - t0)
-        if len(self.status.batch_seconds) > 1000:
-            del self.status.batch_seconds[:500]
+        self.status.batch_seconds.observe(time.perf_counter() - t0)
 
     def _count(self, records: Sequence[Record]) -> CountBatch:
         """The ledger's decision on a batch, once it has the committed offsets it asks for."""

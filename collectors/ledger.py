@@ -19,9 +19,11 @@ committed offset tells whether that log is still there (see `answered`).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
+from itertools import compress
 from operator import itemgetter
 
 from collectors.kafka.client import Record
@@ -132,6 +134,9 @@ class PositionLedger:
         self._committed_at_assign: dict[TopicPartition, int | None] = {}
         #: partitions named by the last `AskCommitted` of `polled`, not answered yet
         self._asked: set[TopicPartition] = set()
+        #: per topic, records skipped since start because the state already held them
+        #: (delivered again after a restore or a rebalance)
+        self.duplicates: Counter[str] = Counter()
 
     # --- events ------------------------------------------------------------------
     def restored(self, positions: Mapping[TopicPartition, int],
@@ -183,7 +188,9 @@ class PositionLedger:
         skips = {tp: skip for tp, skip in skips.items() if self._skip_for(tp) >= 0}
         if not skips:
             return CountBatch(records, 0, through, rewound)
-        kept = [r for r, tp in zip(records, keys, strict=True) if r.offset >= skips.get(tp, -1)]
+        held = [offset < skips.get(tp, -1) for tp, offset in zip(keys, offsets, strict=True)]
+        kept = list(compress(records, [not h for h in held]))
+        self.duplicates.update(topic for topic, _ in compress(keys, held))
         return CountBatch(kept, len(records) - len(kept), through, rewound)
 
     def answered(self, tp: TopicPartition, committed: int | None) -> PositionCheck | None:

@@ -109,6 +109,10 @@ _SPECS: tuple[MetricSpec, ...] = (
     MetricSpec(f"{PREFIX}commits_total", "counter", "Offset commits, by outcome.", "",
                ("outcome",),
                module="collectors/daemon.py"),
+    MetricSpec(f"{PREFIX}duplicates_skipped_total", "counter",
+               "Records delivered again that the state already held (after a restore or a "
+               "rebalance): skipped, not counted twice; per topic.", "", ("topic",),
+               module="collectors/ledger.py, collectors/daemon.py"),
     MetricSpec(f"{PREFIX}poll_batch_seconds", "histogram",
                "Time to decode and apply one polled batch.", "seconds", (),
                BATCH_SECONDS_BUCKETS,
@@ -154,10 +158,20 @@ _SPECS: tuple[MetricSpec, ...] = (
                module="monitor/engine.py",
                condition="once a model has more than limits.max_versions_per_model versions"),
     MetricSpec(f"{PREFIX}late_events_total", "counter",
-               "Events older than the longest window: counted, not windowed.", "",
+               "Events at least the longest window older than their model's newest event "
+               "time (the windows' right edge), per topic: predictions by their event time, "
+               "labels by their join's (the later of label and prediction), images when "
+               "scored. Still counted in the cumulative counters; left out of every window.",
+               "",
                ("topic",),
-               module="monitor/engine.py",
+               module="monitor/engine.py, monitor/labels.py, monitor/shadow.py",
                condition="once an event is older than the longest window"),
+    MetricSpec(f"{PREFIX}series_capped", "gauge",
+               "Label sets of a metric beyond limits.max_series_per_metric in the latest "
+               "snapshot, by metric: folded into `_other` (counters and histograms, summed) "
+               "or left out (gauges).", "", ("metric",),
+               module="monitor/series_cap.py",
+               condition="once a metric has more than limits.max_series_per_metric label sets"),
     # --- predictions -------------------------------------------------------
     MetricSpec(f"{PREFIX}predictions_total", "counter",
                "Successful predictions by predicted class.", "", ("model", "version", "class"),

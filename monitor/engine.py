@@ -34,6 +34,14 @@ def bucket_index(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
 
 HistogramHook = Callable[[str, tuple[str, ...], np.ndarray], None]
 
+
+def late_count(ts: np.ndarray, watermark: float, horizon_s: float) -> int:
+    """How many event times `ts` (s) are at least `horizon_s` older than `watermark` (the
+    newest event time seen): with the longest window as the horizon, events outside every
+    window, whose right edge is the watermark (monitor/windows.py)."""
+    return int(np.count_nonzero(ts <= watermark - horizon_s))
+
+
 _COLUMN_DTYPES = {"ts": np.float64, "ok": np.bool_, "pred": np.int64, "confidence": np.float64,
                   "margin": np.float64, "entropy": np.float64, "latency_s": np.float64}
 
@@ -213,8 +221,14 @@ class Engine:
     `apply_*` and `capture` (the daemon holds one lock around both); rendering a capture
     needs no lock."""
 
-    def __init__(self, models: Mapping[str, Sequence[str]], max_versions_per_model: int) -> None:
+    def __init__(self, models: Mapping[str, Sequence[str]], max_versions_per_model: int,
+                 horizon_s: float = math.inf) -> None:
+        """`horizon_s`: the longest window (s); a prediction at least this much older than
+        its model's newest prediction is counted late (`late_count`)."""
         self.models = {name: tuple(classes) for name, classes in models.items()}
+        self.horizon_s = horizon_s
+        #: model -> its newest prediction's event time (s), the right edge of its windows
+        self.watermark: dict[str, float] = {}
         self.versions = VersionLimiter(max_versions_per_model)
         self.by_version: dict[tuple[str, str], VersionState] = {}
         self.consumed: dict[str, int] = defaultdict(int)
@@ -247,8 +261,27 @@ class Engine:
             if state is None:
                 state = self.by_version[key] = VersionState(len(self.models[key[0]]))
             state.apply(g, key, self.histogram_hook)
+        self._count_late(groups, topic)
         for ext in self.extensions:
             ext.on_predictions(groups)
+
+    def _count_late(self, groups: Mapping[tuple[str, str], EventGroup], topic: str) -> None:
+        """Move each model's watermark to its newest prediction, then count the batch's
+        predictions that fell behind it by the longest window (still counted everywhere
+        else, in no window)."""
+        for (model, _), g in groups.items():
+            newest = float(g.column("ts").max())
+            if newest > self.watermark.get(model, -math.inf):
+                self.watermark[model] = newest
+        n = sum(late_count(g.column("ts"), self.watermark.get(model, -math.inf), self.horizon_s)
+                for (model, _), g in groups.items())
+        if n:
+            self.late[topic] += n
+
+    def record_late(self, topic: str, n: int) -> None:
+        """`n` events of `topic` arrived too late for any window (labels, images)."""
+        if n:
+            self.late[topic] += n
 
     def _group(self, events: Sequence[PredictionEvent]) -> dict[tuple[str, str], EventGroup]:
         """Events by (model, cardinality-limited version); a batch of one (model, version),
@@ -321,6 +354,8 @@ class Engine:
                 continue
             vs = self.by_version[(m, v)] = VersionState(len(self.models[m]))
             vs.restore(s)
+            if vs.last_ts > self.watermark.get(m, -math.inf):  # NaN (no event) compares False
+                self.watermark[m] = vs.last_ts
         ext_state = state.get("extensions", {})
         for ext in self.extensions:
             if ext.name in ext_state:

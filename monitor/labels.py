@@ -19,7 +19,14 @@ from typing import Any, Literal
 import numpy as np
 
 from monitor.catalog import CALIBRATION_BINS, LABEL_DELAY_BUCKETS
-from monitor.engine import OTHER, EngineExtension, EventGroup, HistogramHook, bucket_index
+from monitor.engine import (
+    OTHER,
+    EngineExtension,
+    EventGroup,
+    HistogramHook,
+    bucket_index,
+    late_count,
+)
 from monitor.events import FeedbackEvent, PredictionEvent
 from monitor.joins import JoinStore
 from monitor.snapshot import (
@@ -121,10 +128,15 @@ class LabelMonitor(EngineExtension):
     def __init__(self, models: Mapping[str, Sequence[str]], windows: tuple[WindowSpec, ...],
                  max_entries: int, ttl_seconds: float, hash_request_ids: bool = False,
                  calibration_for: Callable[[str], IsotonicMap | None] | None = None,
-                 reject: Callable[[str, int], None] | None = None) -> None:
+                 reject: Callable[[str, int], None] | None = None,
+                 late: Callable[[int], None] | None = None) -> None:
+        """`late` is told how many labels joined too late for any window (their join time
+        at least the longest window behind the model's watermark)."""
         self.models = {m: tuple(c) for m, c in models.items()}
         self.index = {m: {name: i for i, name in enumerate(c)} for m, c in self.models.items()}
         self.windows = windows
+        self.late = late or (lambda _n: None)
+        self._horizon_s = max((w.seconds for w in windows), default=math.inf)
         self.predictions: JoinStore[PredictionEvent] = JoinStore(
             "labels_predictions", max_entries, ttl_seconds, hash_request_ids)
         self.early: JoinStore[tuple[Any, float, str | None]] = JoinStore(
@@ -278,6 +290,7 @@ class LabelMonitor(EngineExtension):
         if self.histogram_hook is not None:
             self.histogram_hook("visionmon_label_delay_seconds", (model,), delay)
         self.watermark[model] = max(self.watermark.get(model, -math.inf), float(at.max()))
+        self.late(late_count(at, self.watermark[model], self._horizon_s))
         for listener in self.joined_listeners:
             for p, y, t in joins:
                 listener(model, version, p, y, t)

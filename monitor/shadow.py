@@ -41,7 +41,7 @@ from monitor.config import (
 )
 from monitor.drift import DriftMonitor
 from monitor.durations import parse_duration
-from monitor.engine import EngineExtension, EventGroup
+from monitor.engine import EngineExtension, EventGroup, late_count
 from monitor.joins import JoinStore
 from monitor.quality import QualityEvaluator
 from monitor.scored import INPUT_FEATURES, ScoredImage
@@ -318,9 +318,14 @@ class ShadowMonitor(EngineExtension):
                  hash_request_ids: bool = False, baseline_images: int = _BASELINE_IMAGES,
                  mmd: MmdConfig | None = None, mmd_alpha: float | None = None,
                  version_key: Callable[[str, str], str] | None = None,
-                 min_agreement_images: int = _MIN_SHADOW_IMAGES) -> None:
+                 min_agreement_images: int = _MIN_SHADOW_IMAGES,
+                 late: Callable[[int], None] | None = None) -> None:
+        """`late` is told how many scored images came too late for any window (their event
+        time at least the longest window behind the model's watermark)."""
         self.models = {m: tuple(c) for m, c in models.items()}
         self.windows = windows
+        self.late = late or (lambda _n: None)
+        self._horizon_s = max((w.seconds for w in windows), default=math.inf)
         self.drift = drift
         self.quality = quality
         self.predictions: JoinStore[_WaitingPrediction] = JoinStore(
@@ -420,6 +425,9 @@ class ShadowMonitor(EngineExtension):
                 key = (it.model, self.version_key(it.model, it.version))
                 by_mv.setdefault(key, []).append(it)
         for (model, version), its in by_mv.items():
+            ts = np.fromiter(map(attrgetter("ts"), its), dtype=np.float64, count=len(its))
+            self.late(late_count(ts, max(self.drift.watermark.get(model, -math.inf),
+                                         float(ts.max())), self._horizon_s))
             self._profile(model, its)
             joins: dict[str, list[_Joined]] = {}
             for it in its:

@@ -64,9 +64,11 @@ def load_baselines(loaded: LoadedConfig) -> dict[str, Baseline]:
 def build_statistics(loaded: LoadedConfig) -> Statistics:
     cfg = loaded.config
     models = {n: m.classes for n, m in loaded.models.items()}
-    engine = Engine(models, cfg.limits.max_versions_per_model)
     windows = tuple(WindowSpec(name, secs, cfg.windows.slices)
                     for name, secs in zip(cfg.windows.sizes, cfg.windows.seconds(), strict=True))
+    engine = Engine(models, cfg.limits.max_versions_per_model,
+                    horizon_s=max(w.seconds for w in windows))
+    topics = cfg.kafka.topics
     # unless `drift.mmd.alpha` is set, the embedding MMD test takes half of `drift.alpha`
     # and the features share the rest, so the whole drift verdict keeps `drift.alpha`
     if cfg.drift.mmd.permutations is not None:
@@ -89,7 +91,8 @@ def build_statistics(loaded: LoadedConfig) -> Statistics:
                           parse_duration(cfg.labels.ttl), cfg.state.hash_request_ids,
                           calibration_for=lambda m: getattr(drift.baselines.get(m),
                                                             "calibration", None),
-                          reject=lambda reason, n: engine.record_rejection("feedback", reason, n))
+                          reject=lambda reason, n: engine.record_rejection("feedback", reason, n),
+                          late=lambda n: engine.record_late(topics.feedback, n))
     q = cfg.quality
     quality = QualityEvaluator(
         QualityBounds(parse_duration(q.eval_slice), q.min_labels, q.min_accuracy, q.max_ece,
@@ -107,7 +110,8 @@ def build_statistics(loaded: LoadedConfig) -> Statistics:
                                mmd_alpha=mmd_alpha,
                                min_agreement_images=q.min_shadow_images,
                                max_entries=cfg.shadow_join.max_entries,
-                               ttl_seconds=parse_duration(cfg.shadow_join.ttl))
+                               ttl_seconds=parse_duration(cfg.shadow_join.ttl),
+                               late=lambda n: engine.record_late(topics.images, n))
         engine.extensions.append(shadow)
     return Statistics(engine, drift, labels, quality, shadow)
 

@@ -194,7 +194,8 @@ class ScriptedConsumer:
 
 def _run_scripted(consumer: ScriptedConsumer, expected: int, state_dir: Path | None = None,
                   positions: list[list[Any]] | None = None,
-                  committed: list[list[Any]] | None = None) -> None:
+                  committed: list[list[Any]] | None = None) -> Any:
+    """Run a daemon over the script; returns it, stopped."""
     from collectors.checkpoint import CheckpointStore
     from collectors.daemon import Daemon
     from monitor.config import parse_config, resolve
@@ -227,6 +228,7 @@ def _run_scripted(consumer: ScriptedConsumer, expected: int, state_dir: Path | N
         thread.join(10)
         stand_in.close()
     assert stats.engine.accepted.get("p", 0) == expected
+    return daemon
 
 
 def test_offsets_going_backwards_within_an_assignment_restart_the_tracking(tmp_path: Path
@@ -281,9 +283,12 @@ def test_records_delivered_again_after_a_rebalance_are_not_counted_twice(tmp_pat
 
     # the commit was lost with the revocation: the partition comes back at offset 0
     consumer = ScriptedConsumer([list(range(10)), "rebalance", list(range(15))], end=15)
-    _run_scripted(consumer, expected=15, state_dir=tmp_path / "d")
+    daemon = _run_scripted(consumer, expected=15, state_dir=tmp_path / "d")
     saved = CheckpointStore(tmp_path / "d").load()
     assert saved["positions"] == [["p", 0, 15]]
+    # and the ten records delivered again are exported as skipped duplicates
+    assert daemon.snapshot()["visionmon_duplicates_skipped_total"] == {
+        ("p",): 10.0, ("i",): 0.0, ("f",): 0.0}
 
 
 def test_a_checkpoint_keeps_the_position_of_a_partition_revoked_before_it(tmp_path: Path

@@ -204,6 +204,19 @@ def test_skipped_records_are_counted_as_duplicates():
     assert out.skipped == 10
 
 
+def test_skipped_records_are_counted_per_topic_for_the_metric():
+    a, b = ("preds", 0), ("labels", 0)
+    ledger = PositionLedger()
+    ledger.restored({a: 5, b: 2}, {a: 5, b: 2})
+    ledger.assigned([a, b])
+    records = [Record(t, p, o, b"", (), 0) for t, p in (a, b) for o in range(0, 4)]
+    ledger.answered(a, 5)
+    ledger.answered(b, 2)
+    decision = ledger.polled(records)
+    assert isinstance(decision, CountBatch) and decision.skipped == 6
+    assert ledger.duplicates == {"preds": 4, "labels": 2}
+
+
 def test_several_partitions_in_one_batch_are_decided_apart():
     a, b = ("t", 0), ("t", 1)
     ledger = PositionLedger()
