@@ -188,8 +188,11 @@ class LimitsConfig(Frozen):
     """Most prediction events in one record (a JSON array or newline-delimited objects)."""
     max_versions_per_model: int = Field(8, ge=1)
     """Distinct model versions tracked per model; later versions are counted under `_other`."""
-    max_series_per_metric: int = Field(20_000, ge=100)
-    """Largest number of label combinations one metric may export."""
+    max_series_per_metric: int = Field(30_000, ge=100)
+    """Largest number of label combinations one metric may export. Beyond it, the excess values
+    of the metric's most varied label fold into `_other` (counters and histograms, summed) or
+    are left out (gauges), counted in `visionmon_series_capped{metric}`. The default holds the
+    per-class window gauges of a 1,000-class model for 8 versions and 3 windows (24,000)."""
     max_future_skew_seconds: float = Field(300.0, ge=0)
     """How far in the future an event's timestamp may be (clock skew), in seconds; later ones are
     refused."""

@@ -440,8 +440,9 @@ class DriftMonitor(EngineExtension):
 
 
 #: what a first-events baseline keeps of each collected prediction (`build_baseline` reads
-#: no more), so that a checkpoint holds a collection in progress at a bounded size
-_COLLECTED = ("ts", "pred", *PREDICTION_FEATURES)
+#: the class and PREDICTION_FEATURES, no more), so that a checkpoint holds a collection in
+#: progress at a bounded size
+_COLLECTED = ("ts", "pred", "confidence", "margin", "entropy")
 
 
 def _collected_columns(events: Sequence[PredictionEvent]) -> dict[str, list[float]]:
@@ -456,8 +457,9 @@ def _collected_events(model: str, columns: Mapping[str, Sequence[float | None]]
         return math.nan if x is None else float(x)
 
     rows = zip(*(columns[name] for name in _COLLECTED), strict=True)
-    return [PredictionEvent("", num(ts), model, "", True, int(pred), *map(num, rest), math.nan)
-            for ts, pred, *rest in rows]
+    return [PredictionEvent("", num(ts), model, "", True, int(pred or 0), num(conf), num(margin),
+                            num(entropy), math.nan)
+            for ts, pred, conf, margin, entropy in rows]
 
 
 def _restored_source(state: Mapping[str, Any], model: str, baseline: Baseline) -> BaselineSource:

@@ -17,10 +17,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from monitor.catalog import CATALOG, Catalog, MetricSpec
+from monitor.engine import OTHER  # excess values fold into the version limiter's value
 from monitor.snapshot import HistogramValue, Series
 
-#: the label value excess values fold into (as the version limiter's `monitor.engine.OTHER`)
-OTHER = "_other"
 CAPPED = "visionmon_series_capped"
 
 
