@@ -20,6 +20,7 @@ import numpy as np
 from monitor.baseline import (
     PREDICTION_FEATURES,
     Baseline,
+    FeatureProfile,
     build_baseline,
     profiled_images,
     with_calibration,
@@ -143,6 +144,11 @@ class _VersionDrift:
         counts = np.bincount(bins, minlength=self.cumulative[name].size)
         self.windows[name].add(ts, bins, counts=counts)
         self.cumulative[name] += counts
+
+
+def _same_bins(a: FeatureProfile, b: FeatureProfile) -> bool:
+    """Whether events binned by `a` are binned the same by `b`."""
+    return a.counts.size == b.counts.size and np.array_equal(a.edges, b.edges)
 
 
 #: The config's defaults, the only place defaults live (`drift:` and `baseline:` sections).
@@ -301,10 +307,22 @@ class DriftMonitor(EngineExtension):
                  calibrated.labeled_events, calibrated.sha256[:16])
 
     def set_baseline(self, baseline: Baseline) -> None:
+        """Use `baseline` for its model from now on. Each version's counts of a feature whose
+        bins did not change (the prediction features when an image profile or a calibration
+        is added) are kept; the others start empty."""
+        old = self.baselines.get(baseline.model)
         self.baselines[baseline.model] = baseline
         self.sources.setdefault(baseline.model, "file")
         for key in [k for k in self.by_version if k[0] == baseline.model]:
-            del self.by_version[key]
+            before = self.by_version[key]
+            after = self.by_version[key] = _VersionDrift(baseline, self.windows)
+            if old is None:
+                continue
+            for name, prof in baseline.features.items():
+                was = old.features.get(name)
+                if name in before.windows and was is not None and _same_bins(was, prof):
+                    after.windows[name] = before.windows[name]
+                    after.cumulative[name] = before.cumulative[name]
         for listener in self.listeners:
             listener(baseline.model, baseline)
 

@@ -16,8 +16,8 @@ from alerts.generate import write_all
 from tests.alerts.conftest import with_slos
 
 PROMTOOL = shutil.which("promtool")
-pytestmark = pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed "
-                                "(Debian package prometheus)")
+pytestmark = [pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed "
+                                "(Debian package prometheus)"), pytest.mark.slow]
 
 
 def promtool(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

@@ -35,6 +35,8 @@ from tests.prom_server import PrometheusServer
 from visionmon.broker import create_topics
 from visionmon.traffic import SyntheticTraffic, ndjson
 
+pytestmark = pytest.mark.slow  # left out of `make test-fast`
+
 TRAFFIC_SECONDS = 20.0
 TICK_SECONDS = 0.25
 EVENTS_PER_TICK = 20

@@ -9,6 +9,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.slow  # left out of `make test-fast`
+
 pytest.importorskip("torch")
 
 DESIGNED = {

@@ -25,6 +25,8 @@ from tests.faults.harness import (
 )
 from visionmon.broker import EmbeddedBroker, create_topics, free_port
 
+pytestmark = pytest.mark.slow  # left out of `make test-fast`
+
 PARTITIONS = 3
 NAMES = {"predictions": "bf-pred", "images": "bf-img", "feedback": "bf-fb"}
 

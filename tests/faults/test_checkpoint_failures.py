@@ -18,6 +18,8 @@ from tests.conftest import base_config, metric_sum, parse_metrics, scrape, wait_
 from tests.faults.harness import http_get, produce_stream
 from visionmon.broker import EmbeddedBroker
 
+pytestmark = pytest.mark.slow  # left out of `make test-fast`
+
 INTERVAL_S = 0.2
 
 

@@ -20,6 +20,8 @@ from tests.conftest import base_config, metric_sum, parse_metrics, scrape, wait_
 from tests.faults.harness import produce_stream
 from visionmon.broker import EmbeddedBroker
 
+pytestmark = pytest.mark.slow  # left out of `make test-fast`
+
 STATE = {"engine": {"consumed": {"p": 3}, "values": [1.5, 2.5]},
          "positions": [["p", 0, 17]], "saved_at": 1.0}
 

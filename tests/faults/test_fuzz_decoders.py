@@ -22,6 +22,8 @@ from tests.faults.fuzz_decoders import (
     run_atheris,
 )
 
+pytestmark = pytest.mark.slow  # left out of `make test-fast`
+
 CI_EXAMPLES = 150
 
 

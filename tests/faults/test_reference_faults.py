@@ -21,7 +21,10 @@ from visionmon.broker import EmbeddedBroker
 torch = pytest.importorskip("torch", reason="the reference model needs the 'reference' extra")
 digits_mod = pytest.importorskip("reference_model.digits")
 
-pytestmark = pytest.mark.filterwarnings(r"ignore:.*torch\.jit\..* is deprecated:DeprecationWarning")
+pytestmark = [
+    pytest.mark.filterwarnings(r"ignore:.*torch\.jit\..* is deprecated:DeprecationWarning"),
+    pytest.mark.slow,  # left out of `make test-fast`
+]
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from tests.faults.harness import (
     DaemonProcess,
     daemon_config,
@@ -18,6 +20,8 @@ from tests.faults.harness import (
     wait_for,
 )
 from visionmon.broker import EmbeddedBroker, free_port
+
+pytestmark = pytest.mark.slow  # left out of `make test-fast`
 
 PARTITIONS = 6
 

@@ -31,6 +31,8 @@ from tests.conftest import CLASSES, base_config, metric_sum, parse_metrics, scra
 from tests.faults.harness import FastProducer, http_get, produce_stream
 from visionmon.broker import EmbeddedBroker
 
+pytestmark = pytest.mark.slow  # left out of `make test-fast`
+
 SASL_YAML: dict[str, Any] = {
     "bootstrap_servers": ["kafka-1.internal:9093"],
     "security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512",

@@ -29,6 +29,8 @@ from tests.conftest import (
 from tests.faults.harness import produce_stream
 from visionmon.broker import EmbeddedBroker, free_port
 
+pytestmark = pytest.mark.slow  # left out of `make test-fast`
+
 
 def _spawn(cfg_path: Path, log: Path, *flags: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-m", "visionmon", "run", "--config",

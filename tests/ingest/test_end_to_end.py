@@ -9,9 +9,12 @@ from collections import Counter
 from typing import Any
 
 import orjson
+import pytest
 from kafka import KafkaConsumer, KafkaProducer
 
 from tests.conftest import CLASSES, base_config, metric_sum, parse_metrics, scrape, wait_for
+
+pytestmark = pytest.mark.slow  # left out of `make test-fast`
 
 FASHION = [f"c{i}" for i in range(10)]
 

@@ -10,10 +10,13 @@ import time
 from pathlib import Path
 
 import orjson
+import pytest
 from kafka import KafkaProducer
 
 from tests.conftest import base_config, metric_sum, parse_metrics, scrape, wait_for, write_config
 from visionmon.broker import free_port
+
+pytestmark = pytest.mark.slow  # left out of `make test-fast`
 
 
 def _produce(bootstrap: str, topic: str, start: int, n: int) -> None:

@@ -11,6 +11,8 @@ from benchmarks import baseline_level as bench
 from monitor import baseline as baseline_mod
 from reference_model.digits import DigitsArtifact
 
+pytestmark = pytest.mark.slow  # left out of `make test-fast`
+
 STREAMS = 24
 
 

@@ -23,6 +23,8 @@ from reference_model.shadow import ShadowScorer, decode_in_processes
 
 from .test_shadow import Collector, wait_until
 
+pytestmark = pytest.mark.slow  # left out of `make test-fast`
+
 SIZE = 32
 
 

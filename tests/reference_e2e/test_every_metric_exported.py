@@ -16,6 +16,8 @@ import numpy as np
 import orjson
 import pytest
 
+pytestmark = pytest.mark.slow  # left out of `make test-fast`
+
 torch = pytest.importorskip("torch")
 
 from kafka import KafkaProducer  # noqa: E402

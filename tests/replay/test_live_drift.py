@@ -26,6 +26,8 @@ from visionmon import cli
 from visionmon.broker import EmbeddedBroker, create_topics
 from visionmon.traffic import SyntheticTraffic, TrafficShape, ndjson
 
+pytestmark = pytest.mark.slow  # left out of `make test-fast`
+
 #: event seconds of traffic; the canary starts at CANARY_S
 RUN_S = 720
 CANARY_S = 300

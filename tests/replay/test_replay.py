@@ -22,6 +22,8 @@ from visionmon.postmortem.read import KafkaRangeReader
 from visionmon.postmortem.replay import run_replay
 from visionmon.postmortem.timerange import TimeRange
 
+pytestmark = pytest.mark.slow  # left out of `make test-fast`
+
 Key = tuple[str, frozenset[tuple[str, str]]]
 
 

@@ -8,11 +8,14 @@ import time
 from collections import Counter
 
 import numpy as np
+import pytest
 
 from collectors.emitter import EmitterSettings, PredictionLogger, sampled
 from monitor.config import KafkaConfig, TopicsConfig
 from tests.conftest import CLASSES, base_config, metric_sum, parse_metrics, scrape, wait_for
 from tests.serving.fakes import png
+
+pytestmark = pytest.mark.slow  # left out of `make test-fast`
 
 N = 3000
 RATE = 0.25

@@ -22,6 +22,8 @@ from monitor.stats import (
 )
 from tests.oracles.divergence import psi_per_row
 
+pytestmark = pytest.mark.slow  # left out of `make test-fast`
+
 ALPHA = 0.05
 TRIALS = 2000
 

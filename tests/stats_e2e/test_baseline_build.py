@@ -7,10 +7,13 @@ import sys
 import time
 
 import orjson
+import pytest
 from kafka import KafkaProducer
 
 from monitor import baseline as baseline_mod
 from tests.conftest import CLASSES, base_config, write_config
+
+pytestmark = pytest.mark.slow  # left out of `make test-fast`
 
 
 def _event(i: int, ts: float) -> dict:

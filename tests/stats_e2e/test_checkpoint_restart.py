@@ -11,6 +11,8 @@ from kafka import KafkaProducer
 
 from tests.conftest import CLASSES, base_config, metric_sum, parse_metrics, scrape, wait_for
 
+pytestmark = pytest.mark.slow  # left out of `make test-fast`
+
 # runtime figures differ between processes by nature; closed evaluation slices depend on
 # the order partitions are read in (tested exactly, in process, in tests/unit)
 RUNTIME = ("visionmon_eval_windows", "visionmon_commits", "visionmon_checkpoint",

@@ -7,9 +7,12 @@ import time
 from typing import Any
 
 import orjson
+import pytest
 from kafka import KafkaConsumer, KafkaProducer
 
 from tests.conftest import base_config, metric_sum, parse_metrics, scrape, wait_for
+
+pytestmark = pytest.mark.slow  # left out of `make test-fast`
 
 # escaped in JSON text, as a producer's `json.dumps("\ud800")` writes it
 SURROGATE_PREDICTION = (b'{"request_id":"\\ud800","ts":%d,"model":"digits","version":"v1",'

@@ -258,3 +258,22 @@ def test_the_events_after_those_a_batch_seals_the_baseline_with_are_measured(bat
     assert taken == FIRST + 200 and stats.drift.baselines["m"].events == FIRST
     n = stats.drift.figures("m", "v1")[("confidence", "1h")].n
     assert n == 200
+
+
+def test_gaining_an_image_profile_keeps_the_prediction_drift_windows() -> None:
+    """The image profile adds features and leaves the prediction features' bins as they
+    were: the windows counted since sealing stay (they were emptied, so drift went blind
+    until new predictions came, and a scrape in between had no PSI)."""
+    stats = first_events(images=100)
+    assert stats.shadow is not None
+    traffic = Traffic(4)
+    evs, _ = traffic.predictions(FIRST, 1000.0)
+    stats.engine.apply_predictions(evs)
+    later, _ = traffic.predictions(200, 1100.0)
+    stats.engine.apply_predictions(later)
+    before = stats.drift.figures("m", "v1")[("confidence", "1h")].n
+    stats.shadow.apply_scored(_scored(later[:100], 5))   # the image profile is sealed
+    assert stats.drift.baselines["m"].embedding is not None
+    figures = stats.drift.figures("m", "v1")
+    assert before == 200 and figures[("confidence", "1h")].n == 200
+    assert figures[("embedding_pc1", "1h")].n == 100   # image features count from here on
