@@ -259,9 +259,14 @@ class _Variant:
 
 
 class Workload:
-    """A built workload, read from its cache folder (see the module docstring)."""
+    """A built workload, read from its cache folder (see the module docstring).
 
-    def __init__(self, folder: Path) -> None:
+    `pool_limit`: use only the first that many pool images (the pool is in a seeded random
+    order, so they are a random sample): shifted variants of the full clip-art pool cost
+    about 2 x 2,612 network passes each on the CPU. Variants computed on a limited pool are
+    cached apart (`<variant>-n<limit>.npz`); a cached full-pool variant is sliced."""
+
+    def __init__(self, folder: Path, pool_limit: int | None = None) -> None:
         self.folder = folder
         self.manifest: dict[str, Any] = json.loads((folder / "manifest.json").read_text())
         self.name: str = self.manifest["name"]
@@ -270,6 +275,11 @@ class Workload:
             self.sources = _unpack(z["data"], z["offsets"])
             self.labels = z["labels"].astype(np.int64)
             self.groups: list[str] = [str(g) for g in z["groups"]]
+        self._full = len(self.sources)
+        if pool_limit is not None and pool_limit < self._full:
+            self.sources = self.sources[:pool_limit]
+            self.labels = self.labels[:pool_limit]
+            self.groups = self.groups[:pool_limit]
         self.source_format: str = self.manifest["source_format"]
         self.reference = ReferenceConfig(**self.manifest["reference_card"],
                                          path=str(folder / "reference.pt2"))
@@ -349,9 +359,13 @@ class Workload:
                 return self._variant(CLEAN, 0)
             raise ValueError(f"unknown shift {shift!r}; known: {[CLEAN, *ALL_SHIFTS]}")
         key = CLEAN if shift == CLEAN else f"{shift}-s{severity}"
-        path = self.folder / "variants" / f"{key}.npz"
+        full = self.folder / "variants" / f"{key}.npz"
+        n = len(self.sources)
+        path = full if n == self._full else full.with_name(f"{key}-n{n}.npz")
         if path.exists():
             return _load_variant(path)
+        if full.exists():
+            return _slice(_load_variant(full), n)
         t0 = time.perf_counter()
         rng = np.random.default_rng([SEED, zlib.crc32(shift.encode()), severity])
         images = []
@@ -383,6 +397,13 @@ class Workload:
         return Outputs(self.labels, probs, emb, np.concatenate(ref_probs).astype(np.float32),
                        np.concatenate(ref_emb).astype(np.float32),
                        np.asarray(feats, dtype=np.float64))
+
+
+def _slice(v: _Variant, n: int) -> _Variant:
+    o = v.outputs
+    return _Variant(v.images[:n], Outputs(o.labels[:n], o.production_probs[:n],
+                                          o.production_embedding[:n], o.reference_probs[:n],
+                                          o.reference_embedding[:n], o.features[:n]))
 
 
 def _unpack(data: np.ndarray, offsets: np.ndarray) -> list[bytes]:
@@ -445,7 +466,8 @@ def workload_folder(name: str, size: str, root: Path | None = None) -> Path:
 
 
 def load_workload(name: str, size: str = "full", root: Path | None = None,
-                  progress: Callable[[str], None] = log.info) -> Workload:
+                  progress: Callable[[str], None] = log.info,
+                  pool_limit: int | None = None) -> Workload:
     """The workload from its cache folder, built there first if it is not yet."""
     if name not in WORKLOADS:
         raise ValueError(f"unknown workload {name!r}; known: {sorted(WORKLOADS)}")
@@ -455,7 +477,7 @@ def load_workload(name: str, size: str = "full", root: Path | None = None,
     manifest = folder / "manifest.json"
     if not (manifest.exists() and json.loads(manifest.read_text()).get("complete")):
         build(WORKLOADS[name], size, folder, progress)
-    return Workload(folder)
+    return Workload(folder, pool_limit)
 
 
 def build(recipe: Recipe, size: str, folder: Path,

@@ -76,6 +76,14 @@ def test_an_image_shift_is_rendered_once_then_read_back(clipart_small: Workload)
     assert blurred.mean() < clean.mean()
 
 
+def test_a_limited_pool_is_a_prefix_of_the_full_one(imagenet_small: Workload) -> None:
+    limited = Workload(imagenet_small.folder, pool_limit=10)
+    full = imagenet_small.outputs()
+    part = limited.outputs()
+    assert len(limited.images(CLEAN)) == 10 == len(part.labels)
+    np.testing.assert_array_equal(part.reference_probs, full.reference_probs[:10])
+
+
 # --- streams ---------------------------------------------------------------------------------
 
 
