@@ -8,7 +8,7 @@ through the reference model's intake twice, with the network's card as it is
 (`fast_decode: false`) and with `fast_decode: true`, and then through the network. Printed:
   - top-1 / top-5 accuracy on the 20 labelled ImageNet photos, exact pipeline and fast
   - per image set, the share of images whose top-1 is the same with and without fast
-    decode, and the decode speed (images/s on one thread, median of --repeats passes)
+    decode, and the decode speed (images/s on one thread, median of --repeats alternating passes)
 
   .venv/bin/python benchmarks/fast_decode.py [--variants 8] [--networks mobilenet-v2 ...]
 
@@ -57,15 +57,18 @@ def decode_all(intake: ImageIntake, images: list[bytes]) -> np.ndarray:
     return np.stack([d.pixels for d in out if isinstance(d, DecodedImage)])
 
 
-def decode_rate(intake: ImageIntake, images: list[bytes], repeats: int) -> float:
-    """Images/s of ImageIntake.decode on this thread, median of `repeats` passes."""
-    rates = []
+def decode_rates(intakes: list[ImageIntake], images: list[bytes],
+                 repeats: int) -> list[float]:
+    """Images/s of each intake's ImageIntake.decode on this thread, median of `repeats`
+    passes; the intakes take turns within each repeat, so a busy machine slows all alike."""
+    seconds: list[list[float]] = [[] for _ in intakes]
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        for b in images:
-            intake.decode(b)
-        rates.append(len(images) / (time.perf_counter() - t0))
-    return statistics.median(rates)
+        for k, intake in enumerate(intakes):
+            t0 = time.perf_counter()
+            for b in images:
+                intake.decode(b)
+            seconds[k].append(time.perf_counter() - t0)
+    return [len(images) / statistics.median(s) for s in seconds]
 
 
 def logits(net: torch.nn.Module, pixels: np.ndarray, card: dict[str, object],
@@ -125,8 +128,7 @@ def main(argv: list[str] | None = None) -> None:
                       f"{(top_f[labelled] == y).mean():.2f} |", flush=True)
             jpegs = images[len(photos):] if set_name == "500-1,000 px" else images
             jpegs = jpegs or images
-            rate_e = decode_rate(exact_in, jpegs, args.repeats)
-            rate_f = decode_rate(fast_in, jpegs, args.repeats)
+            rate_e, rate_f = decode_rates([exact_in, fast_in], jpegs, args.repeats)
             same = int((top_e == top_f).sum())
             rows.append(f"| {name} | {set_name} | {100 * same / len(images):.1f} % ({same} of "
                         f"{len(images)}) | {rate_e:,.0f} | {rate_f:,.0f} | "
