@@ -38,15 +38,8 @@ from benchmarks.workloads.photos import (
 )
 from monitor.reference_config import ImagesConfig
 from reference_model.intake import DecodedImage, ImageIntake, normalise
-from reference_model.preprocess import Preprocess
 
 SEED = 0
-
-
-def intake_for(card: dict[str, object], fast: bool) -> ImageIntake:
-    keys = ("input_size", "resize", "resize_size", "interpolation", "antialias")
-    return ImageIntake(ImagesConfig(), Preprocess(*(card[k] for k in keys),  # type: ignore[arg-type]
-                                                  fast_decode=fast))
 
 
 def decode_all(intake: ImageIntake, images: list[bytes]) -> np.ndarray:
@@ -113,7 +106,8 @@ def main(argv: list[str] | None = None) -> None:
     for name in args.networks:
         nw = NETWORKS[name]
         net = nw.load()
-        exact_in, fast_in = intake_for(nw.card, False), intake_for(nw.card, True)
+        exact_in = ImageIntake(ImagesConfig(), nw.preprocess())
+        fast_in = ImageIntake(ImagesConfig(), nw.preprocess(fast_decode=True))
         for set_name, images in sets.items():
             if not images:
                 continue

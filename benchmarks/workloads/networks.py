@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from reference_model.digits import save_export, save_torchscript
+from reference_model.preprocess import Preprocess
 
 EXTRA = "pip install -e '.[workloads]' (and the --no-deps line of the Makefile's setup)"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -223,6 +224,12 @@ class Network:
     def load(self) -> nn.Module:
         """The network in eval mode (logits out; embedding = the `pool` submodule)."""
         return self.build().eval()
+
+    def preprocess(self, fast_decode: bool = False) -> Preprocess:
+        """The card's pipeline, as the intake applies it."""
+        c = self.card
+        return Preprocess(c["input_size"], c["resize"], c["resize_size"], c["interpolation"],
+                          c["antialias"], fast_decode)
 
 
 def _card(size: int, resize_size: int, interpolation: str, mean: tuple[float, ...],

@@ -62,7 +62,6 @@ from benchmarks.workloads.shifts import (
 )
 from monitor.reference_config import ImagesConfig, ReferenceConfig
 from reference_model.intake import DecodedImage, ImageIntake, normalise
-from reference_model.preprocess import Preprocess
 from reference_model.scorer import Scorer
 
 log = logging.getLogger(__name__)
@@ -186,10 +185,7 @@ def imagenet_sources(size: str, seed: int = SEED) -> Sources:
 
 def network_intake(name: str) -> tuple[ImageIntake, dict[str, Any]]:
     """The exact intake of a network's card, and the card."""
-    card = NETWORKS[name].card
-    pre = Preprocess(card["input_size"], card["resize"], card["resize_size"],
-                     card["interpolation"], card["antialias"])
-    return ImageIntake(ImagesConfig(), pre), card
+    return ImageIntake(ImagesConfig(), NETWORKS[name].preprocess()), NETWORKS[name].card
 
 
 def decode(intake: ImageIntake, images: Sequence[bytes]) -> list[DecodedImage]:

@@ -25,7 +25,6 @@ from benchmarks.workloads.photos import imagenet_photos
 from monitor.reference_config import ImagesConfig, ReferenceConfig
 from reference_model.artifact import load_reference
 from reference_model.intake import DecodedImage, ImageIntake, normalise
-from reference_model.preprocess import Preprocess
 from reference_model.scorer import Scorer
 
 #: top-1 on foolbox's 20 labelled ImageNet photos with each network's exact pipeline,
@@ -56,8 +55,7 @@ def eager_top1(name: str, images: list[bytes]) -> tuple[np.ndarray, np.ndarray, 
     """(inputs, logits, embeddings) of the network in torch after its card's exact pipeline."""
     nw = NETWORKS[name]
     c = nw.card
-    intake = ImageIntake(ImagesConfig(), Preprocess(c["input_size"], c["resize"],
-                                                    c["resize_size"], c["interpolation"]))
+    intake = ImageIntake(ImagesConfig(), nw.preprocess())
     decoded = [intake.decode(b) for b in images]
     px = np.stack([d.pixels for d in decoded if isinstance(d, DecodedImage)])
     x = torch.from_numpy(normalise(px, c["mean"], c["std"]))
