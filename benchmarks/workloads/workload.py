@@ -72,8 +72,10 @@ BATCH = 32
 SIZES = ("full", "small")
 PRODUCTION_NETWORK = "mobilenet-v2"
 REFERENCE_NETWORK = "efficientnet-lite0"
-#: subpopulation shift: draws concentrate on this many groups (sub-folders / photos)
+#: subpopulation shift: draws concentrate on this many groups (sub-folders / photos),
+#: chosen among those with at least this many pool images (or the largest, if none has)
 SUBPOPULATION_GROUPS = 3
+SUBPOPULATION_MIN_IMAGES = 20
 
 
 def cache_root() -> Path:
@@ -331,7 +333,9 @@ class Workload:
         m = len(images)
         weights = np.full(m, 1.0 / m)
         if shift == "subpopulation":
-            groups = sorted(set(self.groups))
+            sizes = {g: self.groups.count(g) for g in set(self.groups)}
+            floor = min(SUBPOPULATION_MIN_IMAGES, max(sizes.values()))
+            groups = sorted(g for g, k in sizes.items() if k >= floor)
             target = set(rng.choice(groups, min(SUBPOPULATION_GROUPS, len(groups)),
                                     replace=False).tolist())
             hit = np.array([g in target for g in self.groups])
