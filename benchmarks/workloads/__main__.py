@@ -17,12 +17,14 @@ from benchmarks.workloads.workload import SIZES, WORKLOADS, load_workload
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("workloads", nargs="*", default=sorted(WORKLOADS), choices=sorted(WORKLOADS))
+    ap.add_argument("workloads", nargs="*", help=f"some of {sorted(WORKLOADS)} (default: all)")
     ap.add_argument("--size", default="full", choices=SIZES)
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
     args = ap.parse_args(argv)
+    if unknown := sorted(set(args.workloads) - set(WORKLOADS)):
+        ap.error(f"unknown workloads {unknown}; known: {sorted(WORKLOADS)}")
     torch.set_num_threads(args.threads)
-    for name in args.workloads:
+    for name in args.workloads or sorted(WORKLOADS):
         t0 = time.perf_counter()
         wl = load_workload(name, args.size, progress=lambda s: print(s, flush=True))
         m = wl.manifest
