@@ -2,7 +2,8 @@
 
 The package (`make system-deps` installs it) holds 8,121 PNGs under
 /usr/share/openclipart/png/<category>/[<sub-folder>/]; 1,221 of them are symlinks to
-duplicates, which are skipped, leaving 6,900 distinct images in 22 categories. The 13
+duplicates, which are skipped, as are files of more than MAX_PIXELS, leaving 6,883
+distinct images in 22 categories. The 13
 categories with at least 100 images are the classes (computer, shapes, signs_and_symbols,
 recreation, people, food, animals, transportation, unsorted, geography, tools, office,
 special); the sub-folders (computer/icons, animals/birds, ...) are the subpopulations.
