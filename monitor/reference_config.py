@@ -79,7 +79,20 @@ class ReferenceConfig(Frozen):
     """Square input side, in pixels."""
     resize: Literal["stretch", "center_crop"] = "stretch"
     """`stretch`: resize to input_size x input_size. `center_crop`: scale the shorter side to
-    input_size and cut the centre square."""
+    resize_size (input_size when unset) and cut the centre input_size square."""
+    resize_size: int | None = Field(None, ge=8, le=4096)
+    """With center_crop: the shorter side is scaled to this many pixels first, then the centre
+    input_size square is cut (256 -> 224 is the usual crop ratio 0.875). None: input_size."""
+    interpolation: Literal["nearest", "bilinear", "bicubic", "box", "hamming",
+                           "lanczos"] = "bilinear"
+    """Resampling filter (torchvision's names)."""
+    antialias: bool = True
+    """Widen the filter when shrinking (Pillow's resize); false point-samples it (nearest,
+    bilinear, bicubic only), as torch's interpolate without antialias."""
+    fast_decode: bool = False
+    """Allow JPEG draft (DCT-scaled) decoding and Pillow's reducing_gap: faster on large JPEGs,
+    but the pixels differ a little from the exact pipeline (top-1 parity in
+    docs/reference-model.md)."""
     channel_order: Literal["RGB", "BGR"] = "RGB"
     """Channel order the model expects."""
     mean: list[float] = Field(default_factory=lambda: [0.485, 0.456, 0.406])
@@ -148,4 +161,17 @@ class ReferenceConfig(Frozen):
     def _embedding_name(self) -> ReferenceConfig:
         if not self.embedding.strip():
             raise ValueError("embedding must be 'second_output' or a submodule name")
+        return self
+
+    @model_validator(mode="after")
+    def _preprocess(self) -> ReferenceConfig:
+        if self.resize_size is not None:
+            if self.resize != "center_crop":
+                raise ValueError("resize_size needs resize: center_crop")
+            if self.resize_size < self.input_size:
+                raise ValueError(f"resize_size {self.resize_size} is smaller than input_size "
+                                 f"{self.input_size}: the centre crop would not fit")
+        if not self.antialias and self.interpolation not in ("nearest", "bilinear", "bicubic"):
+            raise ValueError("antialias: false works with interpolation nearest, bilinear or "
+                             f"bicubic, not {self.interpolation}")
         return self

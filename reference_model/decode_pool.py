@@ -37,12 +37,13 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from monitor.reference_config import ImagesConfig
 from reference_model.intake import DecodedImage, ImageIntake, IntakeReason, IntakeRejection
+from reference_model.preprocess import Preprocess, ResizeMode
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +65,7 @@ def _slot_view(raw: Any, input_size: int) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8).reshape(-1, input_size, input_size, 3)
 
 
-def _init_worker(limits: ImagesConfig, input_size: int,
-                 resize: Literal["stretch", "center_crop"], nice: int, raw: Any) -> None:
+def _init_worker(limits: ImagesConfig, preprocess: Preprocess, nice: int, raw: Any) -> None:
     global _worker_intake, _worker_slots
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if nice > 0 and hasattr(os, "nice"):
@@ -73,8 +73,8 @@ def _init_worker(limits: ImagesConfig, input_size: int,
             os.nice(nice)
         except OSError as err:  # pragma: no cover - depends on the platform
             log.debug("decode worker cannot lower its priority: %s", err)
-    _worker_intake = ImageIntake(limits, input_size, resize)
-    _worker_slots = _slot_view(raw, input_size)
+    _worker_intake = ImageIntake(limits, preprocess)
+    _worker_slots = _slot_view(raw, preprocess.input_size)
 
 
 def _decode_chunk(chunk: list[bytes], slots: list[int]) -> list[_WorkerResult]:
@@ -95,20 +95,24 @@ class ProcessDecoder:
     """A pool of `workers` decoding processes. `decode` may be called from many threads
     at once; each call blocks (without the GIL) until its chunk is decoded."""
 
-    def __init__(self, limits: ImagesConfig, input_size: int, workers: int, *,
-                 resize: Literal["stretch", "center_crop"] = "stretch", nice: int = 0,
+    def __init__(self, limits: ImagesConfig, input_size: int | Preprocess, workers: int, *,
+                 resize: ResizeMode = "stretch", nice: int = 0,
                  decode_chunk: Callable[[list[bytes], list[int]], list[_WorkerResult]]
                  = _decode_chunk) -> None:
-        """`decode_chunk`: what a worker runs (a module-level function; tests inject
-        faults through it)."""
+        """`input_size`: the square side (with `resize`), or the card's whole pipeline as a
+        `Preprocess`. `decode_chunk`: what a worker runs (a module-level function; tests
+        inject faults through it)."""
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
+        preprocess = (input_size if isinstance(input_size, Preprocess)
+                      else Preprocess(input_size, resize))
+        side = preprocess.input_size
         self._context = multiprocessing.get_context("spawn")
         n_slots = workers * DECODE_CHUNK
-        self._raw = self._context.RawArray("B", n_slots * input_size * input_size * 3)
-        self._slots = _slot_view(self._raw, input_size)
+        self._raw = self._context.RawArray("B", n_slots * side * side * 3)
+        self._slots = _slot_view(self._raw, side)
         self._free = list(range(n_slots))
-        self._args = (limits, input_size, resize, nice, self._raw)
+        self._args = (limits, preprocess, nice, self._raw)
         self._workers = workers
         self._lock = threading.Lock()
         self._slot_free = threading.Condition(self._lock)

@@ -7,11 +7,12 @@ Every image goes through the same steps, each with a bounded refusal reason:
    with only the allowed Pillow plugins;
 3. width x height read from the header *before* any pixel data is decompressed
    (`too_many_pixels`, `bad_aspect_ratio`), so decompression bombs cost microseconds;
-4. first frame decoded (`truncated`, `decode_error`), JPEG drafted (DCT-scaled) when it is
-   much larger than needed, EXIF orientation applied, converted to 8-bit RGB
-   (CMYK, 16-bit, palette, grey and alpha images included; alpha composited over
-   `images.alpha_background`);
-5. features measured (see `measure_features`) and pixels resized to the model card's size.
+4. first frame decoded (`truncated`, `decode_error`; with the card's `fast_decode`, a JPEG
+   much larger than needed is drafted, i.e. DCT-scaled), EXIF orientation applied,
+   converted to 8-bit RGB (CMYK, 16-bit, palette, grey and alpha images included; alpha
+   composited over `images.alpha_background`);
+5. features measured (see `measure_features`) and the model's input square cut as the
+   card's pipeline says (`reference_model.preprocess`).
 
 `ImageIntake.decode` never raises: anything unexpected becomes `decode_error`.
 Nothing is ever written to disk.
@@ -31,6 +32,7 @@ from PIL import Image, ImageOps
 
 from monitor.reference_config import ImagesConfig, ReferenceConfig
 from monitor.scored import INPUT_FEATURES
+from reference_model.preprocess import Preprocess, ResizeMode
 
 #: Features are measured on a box-filtered copy of at most this many pixels (a bounded
 #: cost per image); means are preserved by box filtering, the contrast is that of the
@@ -155,17 +157,23 @@ class ImageIntake:
     Thread-safe: holds only immutable settings, so one instance serves all decode workers.
     """
 
-    def __init__(self, limits: ImagesConfig, input_size: int,
-                 resize: Literal["stretch", "center_crop"] = "stretch") -> None:
+    def __init__(self, limits: ImagesConfig, input_size: int | Preprocess,
+                 resize: ResizeMode = "stretch") -> None:
+        """`input_size`: the square side (with `resize`, the other options at their
+        defaults), or the whole pipeline as a `Preprocess`."""
         Image.init()  # import the format plugins now, not during the first decode
         self._limits = limits
         self._allowed = tuple(limits.allowed_formats)
-        self._size = input_size
-        self._resize = resize
+        self._geometry = (input_size if isinstance(input_size, Preprocess)
+                          else Preprocess(input_size, resize))
 
     @classmethod
     def for_reference(cls, limits: ImagesConfig, card: ReferenceConfig) -> ImageIntake:
-        return cls(limits, card.input_size, card.resize)
+        return cls(limits, Preprocess.from_card(card))
+
+    @property
+    def preprocess(self) -> Preprocess:
+        return self._geometry
 
     def decode(self, data: bytes) -> DecodedImage | IntakeRejection:
         """Decode one encoded image; never raises."""
@@ -211,13 +219,13 @@ class ImageIntake:
             rgb = self._to_rgb(_exif_transpose(im, orientation))
             if orientation in _SWAPS_AXES:
                 w, h = h, w
-            s = self._size
-            if rgb.size == (s, s) and s * s <= ANALYSIS_MAX_PIXELS:  # one array for both
-                pixels = np.asarray(rgb, dtype=np.uint8)
+            square = self._geometry.apply(rgb)
+            if square is rgb and rgb.width * rgb.height <= ANALYSIS_MAX_PIXELS:
+                pixels = np.asarray(rgb, dtype=np.uint8)  # one array for both
                 features = measure_features(pixels, w, h, len(data))
             else:
                 features = measure_features(np.asarray(_analysis_image(rgb)), w, h, len(data))
-                pixels = np.asarray(self._resize_to_input(rgb), dtype=np.uint8)
+                pixels = np.asarray(square, dtype=np.uint8)
         return DecodedImage(pixels, features)
 
     def _check_geometry(self, w: int, h: int) -> None:
@@ -233,13 +241,13 @@ class ImageIntake:
                            f"{w}x{h}: aspect ratio {ratio:.0f} > limit {lim.max_aspect_ratio:g}")
 
     def _draft(self, im: Image.Image, w: int, h: int) -> None:
-        """Let JPEG decode at 1/2, 1/4 or 1/8 scale when that still covers what we need."""
+        """With fast_decode, let JPEG decode at 1/2, 1/4 or 1/8 scale when that still covers
+        what we need."""
         if im.format != "JPEG":
             return
-        need = max(self._size, math.isqrt(ANALYSIS_MAX_PIXELS))
-        if min(w, h) >= 2 * need:
-            scale = need / min(w, h)
-            im.draft(None, (max(1, math.ceil(w * scale)), max(1, math.ceil(h * scale))))
+        target = self._geometry.draft_target(w, h, math.isqrt(ANALYSIS_MAX_PIXELS))
+        if target is not None:
+            im.draft(None, target)
 
     def _to_rgb(self, im: Image.Image) -> Image.Image:
         mode = im.mode
@@ -260,18 +268,6 @@ class ImageIntake:
             bg = Image.new("RGBA", rgba.size, (*self._limits.alpha_background, 255))
             return Image.alpha_composite(bg, rgba).convert("RGB")
         return im.convert("RGB")  # L, 1, CMYK, YCbCr, LAB, HSV, RGBX
-
-    def _resize_to_input(self, rgb: Image.Image) -> Image.Image:
-        s = self._size
-        w, h = rgb.size
-        if (w, h) == (s, s):
-            return rgb
-        box: tuple[float, float, float, float] | None = None
-        if self._resize == "center_crop":
-            side = min(w, h)
-            left, top = (w - side) / 2, (h - side) / 2
-            box = (left, top, left + side, top + side)
-        return rgb.resize((s, s), Image.Resampling.BILINEAR, box=box, reducing_gap=3.0)
 
 
 def _orientation(im: Image.Image) -> int:

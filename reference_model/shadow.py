@@ -146,8 +146,8 @@ class ShadowScorer:
         if self._scorer is not None:
             if decode_in_processes(config, self._scorer.info.device):
                 self._processes = ProcessDecoder(
-                    images_config, config.input_size, config.decode_workers,
-                    resize=config.resize, nice=config.thread_nice)
+                    images_config, self._intake.preprocess, config.decode_workers,
+                    nice=config.thread_nice)
             for i in range(config.decode_workers):
                 self._threads.append(threading.Thread(
                     target=self._decode_loop, name=f"visionmon-decode-{i}", daemon=True))

@@ -33,3 +33,12 @@ def test_cuda_parity_smoke_run_on_the_cpu_agrees_with_itself() -> None:
     out = run("cuda_parity.py", "--device", "cpu", "--skip-mmd", "--cpu-threads", "1")
     assert out.count("|   100.00 |") == 2  # both artifact formats, every top-1 the same
     assert "449 of 449 reference predictions equal the CPU scorer's" in out
+
+
+def test_fast_decode_benchmark_prints_top1_parity_and_decode_speed() -> None:
+    out = run("fast_decode.py", "--variants", "0", "--large-variants", "1", "--repeats", "1",
+              "--networks", "mobilenet-v2")
+    rows = [line for line in out.splitlines() if line.startswith("| mobilenet-v2 |")]
+    assert rows[0] == "| mobilenet-v2 | 0.90 | 1.00 | 0.90 |"  # top-1, top-5, top-1 fast
+    assert [r.split(" | ")[1] for r in rows[1:]] == ["500-1,000 px", "1,500-3,000 px"]
+    assert all("% (" in r and r.endswith("x |") for r in rows[1:])

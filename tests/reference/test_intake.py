@@ -22,6 +22,7 @@ from reference_model.intake import (
     measure_features,
     normalise,
 )
+from reference_model.preprocess import Preprocess
 
 FEATURE = {name: i for i, name in enumerate(INPUT_FEATURES)}
 
@@ -227,14 +228,14 @@ def test_random_bytes_after_every_magic_never_raise() -> None:
             assert isinstance(result, IntakeRejection | DecodedImage)
 
 
-def test_large_jpeg_is_drafted_but_reports_its_original_size() -> None:
-    arr = np.zeros((768, 1024, 3), np.uint8)
-    arr[:, :512] = (230, 40, 40)
-    arr[:, 512:] = (40, 40, 230)
+def test_with_fast_decode_a_large_jpeg_is_drafted_but_reports_its_original_size() -> None:
+    arr = np.zeros((1152, 1536, 3), np.uint8)  # drafted: >= 4 x the 256 px it needs
+    arr[:, :768] = (230, 40, 40)
+    arr[:, 768:] = (40, 40, 230)
     data = encode(Image.fromarray(arr), "JPEG", quality=95)
-    img = accepted(intake(size=64).decode(data))
+    img = accepted(ImageIntake(ImagesConfig(), Preprocess(64, fast_decode=True)).decode(data))
     feats = dict(zip(INPUT_FEATURES, img.features, strict=True))
-    assert (feats["width"], feats["height"]) == (1024.0, 768.0)
+    assert (feats["width"], feats["height"]) == (1536.0, 1152.0)
     assert feats["red_mean"] == pytest.approx(135 / 255, abs=0.01)
     assert feats["blue_mean"] == pytest.approx(135 / 255, abs=0.01)
     assert img.pixels.shape == (64, 64, 3)
