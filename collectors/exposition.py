@@ -15,6 +15,7 @@ import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
+from operator import itemgetter
 
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.openmetrics.exposition import ALLOWUTF8, UNDERSCORES
@@ -35,9 +36,20 @@ _OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8; esca
 
 
 def _label_value(v: str) -> str:
-    if "\\" in v or "\n" in v or '"' in v:
-        return v.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
-    return v
+    return v.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+
+
+def _escaped(values: tuple[str, ...]) -> tuple[str, ...]:
+    """Label values escaped for the text (most need nothing: one test for all of them)."""
+    raw = "".join(values)
+    if "\\" in raw or "\n" in raw or '"' in raw:
+        return tuple(_label_value(v) for v in values)
+    return values
+
+
+#: below this, Python's repr of a float is what Go writes (prometheus_client's
+#: `floatToGoString` switches to an exponent from 1e6 on)
+_REPR_BELOW = 1e6
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +61,14 @@ class _Family:
     sample: str          # sample name (counters `_total`, info `_info`; histograms: base)
     order: tuple[int, ...]   # label positions in the (sorted) order the lines show them
     names: tuple[str, ...]   # label names in that order
+    template: str            # `a="{}",b="{}"` in that order
+
+    def labels(self, values: tuple[str, ...]) -> str:
+        return self.template.format(*_escaped(self.pick(values)))
+
+    def pick(self, values: tuple[str, ...]) -> tuple[str, ...]:
+        """Label values in the order the lines show them."""
+        return tuple(values[i] for i in self.order)
 
 
 def _family(spec: MetricSpec, openmetrics: bool) -> _Family:
@@ -67,48 +87,47 @@ def _family(spec: MetricSpec, openmetrics: bool) -> _Family:
         header = (f"# HELP {shown} {doc}\n"
                   f"# TYPE {shown} {'gauge' if kind == 'info' else kind}\n")
     order = tuple(sorted(range(len(spec.labels)), key=lambda i: spec.labels[i]))
-    return _Family(spec, header, sample, order, tuple(spec.labels[i] for i in order))
-
-
-def _labels(fam: _Family, values: tuple[str, ...]) -> str:
-    return ",".join(f'{k}="{_label_value(values[i])}"' for k, i in zip(fam.names, fam.order,
-                                                                        strict=True))
+    names = tuple(spec.labels[i] for i in order)
+    template = ",".join(f'{n}="{{}}"' for n in names)
+    return _Family(spec, header, sample, order, names, template)
 
 
 def _lines(fam: _Family, series: Series) -> Iterator[str]:
     spec, sample = fam.spec, fam.sample
     if spec.kind == "gauge" or spec.kind == "counter":
         gauge = spec.kind == "gauge"
-        for values, v in series.items():
-            assert not isinstance(v, HistogramValue)
-            if gauge and math.isnan(v):
+        plain = not spec.labels
+        fmt = fam.template.format
+        pick = itemgetter(*fam.order) if len(fam.order) > 1 else fam.pick
+        for values, value in series.items():
+            v = float(value)  # type: ignore[arg-type]
+            if gauge and v != v:  # NaN gauges are not exported
                 continue
-            labels = _labels(fam, values)
-            yield (f"{sample}{{{labels}}} {floatToGoString(v)}\n" if labels
-                   else f"{sample} {floatToGoString(v)}\n")
+            number = repr(v) if -math.inf < v < _REPR_BELOW else floatToGoString(v)
+            yield (f"{sample} {number}\n" if plain
+                   else f"{sample}{{{fmt(*_escaped(pick(values)))}}} {number}\n")
     elif spec.kind == "info":
         for values in series:
-            labels = _labels(fam, values)
-            yield f"{sample}{{{labels}}} 1.0\n" if labels else f"{sample} 1.0\n"
+            yield f"{sample}{{{fam.labels(values)}}} 1.0\n" if values else f"{sample} 1.0\n"
     else:
         bounds = [bucket_label(b) for b in (*spec.buckets, math.inf)]
         # `le` takes its place among the labels in sorted order
         at = sum(1 for n in fam.names if n < "le")
-        for values, v in series.items():
-            assert isinstance(v, HistogramValue)
-            parts = [f'{k}="{_label_value(values[i])}"'
-                     for k, i in zip(fam.names, fam.order, strict=True)]
+        for values, hist in series.items():
+            assert isinstance(hist, HistogramValue)
+            picked = _escaped(fam.pick(values))
+            parts = [f'{k}="{x}"' for k, x in zip(fam.names, picked, strict=True)]
             before, after = ",".join(parts[:at]), ",".join(parts[at:])
             head = f"{sample}_bucket{{{before}," if before else f"{sample}_bucket{{"
             tail = f",{after}}}" if after else "}"
             cumulative = 0.0
-            for bound, c in zip(bounds, v.counts, strict=True):
+            for bound, c in zip(bounds, hist.counts, strict=True):
                 cumulative += c
                 yield f'{head}le="{bound}"{tail} {floatToGoString(cumulative)}\n'
-            plain = ",".join(parts)
-            wrapped = f"{{{plain}}}" if plain else ""
+            joined = ",".join(parts)
+            wrapped = f"{{{joined}}}" if joined else ""
             yield f"{sample}_count{wrapped} {floatToGoString(cumulative)}\n"
-            yield f"{sample}_sum{wrapped} {floatToGoString(v.sum)}\n"
+            yield f"{sample}_sum{wrapped} {floatToGoString(hist.sum)}\n"
 
 
 class ExpositionWriter:
