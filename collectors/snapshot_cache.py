@@ -85,6 +85,8 @@ class SnapshotCache:
         self._current: RenderedSnapshot | None = None
         self._rendering = False
         self._last_read: float | None = None
+        #: seconds the last render ahead took, its bodies included
+        self._ahead_seconds = 0.0
 
     def latest(self) -> RenderedSnapshot:
         """A snapshot whose counts were copied at most `interval_s` before this call: the
@@ -118,18 +120,22 @@ class SnapshotCache:
     def _refresh_ahead(self, current: RenderedSnapshot, now: float, gap: float | None) -> bool:
         """Start the next render now? When reads come more often than the interval (`gap`,
         the time since the previous read, is the guess of the time to the next) and the
-        current snapshot would have expired by the next read once a render's time is
-        counted: then that read finds a fresh one instead of waiting for it."""
+        current snapshot would have expired by the next read once a render ahead's time
+        (its bodies included) is counted: then that read finds a fresh one instead of
+        waiting for it."""
         if self._rendering or gap is None or gap >= self.interval_s:
             return False
         age = now - current.taken_at
-        return age + gap + current.render_seconds >= self.interval_s
+        cost = max(current.render_seconds, self._ahead_seconds)
+        return age + gap + cost >= self.interval_s
 
     def _render_ahead(self) -> None:
+        start = self._clock()
         try:
             self._render(ahead=True)
         except Exception:  # the next read renders again and gets the error itself
             log.warning("rendering the next snapshot failed", exc_info=True)
+        self._ahead_seconds = self._clock() - start
 
     def _render(self, ahead: bool) -> RenderedSnapshot:
         """Render a snapshot and make it current; one rendered ahead writes the bodies its

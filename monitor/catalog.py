@@ -131,9 +131,9 @@ _SPECS: tuple[MetricSpec, ...] = (
                module="collectors/daemon.py",
                condition="with state.checkpoint_dir, after the first successful write"),
     MetricSpec(f"{PREFIX}snapshot_timestamp_seconds", "gauge",
-               "Wall-clock time at which the counts shown on /metrics were copied; scrapes within "
-               "http.snapshot_interval_seconds of it get the same snapshot (its age is time() "
-               "minus this).", "seconds",
+               "Wall-clock time at which the counts shown on /metrics were copied: time() minus "
+               "this is their age, at most http.snapshot_interval_seconds when scraped (unless "
+               "one computation takes longer).", "seconds",
                module="collectors/snapshot_cache.py"),
     MetricSpec(f"{PREFIX}snapshot_render_seconds", "gauge",
                "Time the snapshot shown on /metrics took to compute: the copy of the counts and "

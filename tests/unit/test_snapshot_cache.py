@@ -152,6 +152,31 @@ def test_a_render_ahead_writes_the_bodies_the_last_snapshot_was_asked_for() -> N
     assert written == [1.0, 2.0]  # the second body was written before any scrape asked
 
 
+def test_a_render_ahead_starts_earlier_by_the_time_its_bodies_took() -> None:
+    """Interval 10 s, a scrape a second: the first render ahead starts at an age of 9 s; it
+    writes a body for 2 s, so the next starts at an age of 7 s and is ready in time."""
+    cache, _, clock, later = _cache(10.0)
+
+    def slow(r: Any) -> bytes:
+        clock.now += 2.0
+        return b"body"
+
+    start = clock.now
+    cache.latest().body("text", slow)
+    for t in range(3, 10):
+        clock.now = start + t
+        cache.latest()
+    assert len(later.work) == 1  # at t = 9: age 9 + gap 1 >= 10
+    later.run()                  # the render taken at t = 9, its body written by t = 11
+    for t in range(12, 16):
+        clock.now = start + t
+        assert _up(cache) == 2
+    assert not later.work        # at t = 15: age 6 + gap 1 + 2 s < 10
+    clock.now = start + 16
+    cache.latest()
+    assert len(later.work) == 1  # age 7 + gap 1 + 2 s >= 10
+
+
 def test_a_scrape_waits_for_the_render_under_way_when_its_snapshot_expired() -> None:
     clock = Clock()
     release, started = threading.Event(), threading.Event()
