@@ -4,10 +4,12 @@ once per `http.snapshot_interval_seconds`, however many scrapers ask.
 Rendering a snapshot of a 1,000-class model takes the better part of a second of CPU, and
 Python's GIL takes it from the consumer loop. Every scrape that comes within the interval of
 the last render gets that render's snapshot, and its exposition bytes are written once per
-format. A scrape never gets counts copied more than the interval before it arrived (unless
-one render takes longer than the interval): when the snapshot it would get is older, it waits
-for a new one. When scrapes come more often than the interval, the next snapshot is rendered
-in the background shortly before the current one expires, so that they do not wait.
+format. When the snapshot a scrape would get is older than the interval, the scrape waits for
+a new one. When scrapes come more often than the interval, the next snapshot is rendered in
+the background shortly before the current one expires, so that they do not wait; should that
+render ahead take longer than foreseen (the machine is busy), scrapes get the current one
+meanwhile, up to twice the interval old. So a scrape never gets counts copied more than the
+interval before it arrived, or twice that while the next snapshot is on its way.
 
 The snapshot carries `visionmon_snapshot_timestamp_seconds` (when its counts were copied;
 `time() - ` it is the age of what a scrape sees) and `visionmon_snapshot_render_seconds`
@@ -84,13 +86,16 @@ class SnapshotCache:
         self._cond = threading.Condition()
         self._current: RenderedSnapshot | None = None
         self._rendering = False
+        #: the render under way was started ahead (not by a read that found none fresh)
+        self._ahead = False
         self._last_read: float | None = None
         #: seconds the last render ahead took, its bodies included
         self._ahead_seconds = 0.0
 
     def latest(self) -> RenderedSnapshot:
-        """A snapshot whose counts were copied at most `interval_s` before this call: the
-        current one, one under way, or a new one rendered now."""
+        """A snapshot whose counts were copied at most `interval_s` before this call (the
+        current one, one under way, or a new one rendered now), or at most twice that while
+        the next one is rendered ahead."""
         arrival = self._clock()
         ahead = False
         with self._cond:
@@ -101,7 +106,11 @@ class SnapshotCache:
                 if current is not None and current.taken_at >= arrival - self.interval_s:
                     ahead = self._refresh_ahead(current, arrival, gap)
                     self._rendering = self._rendering or ahead
+                    self._ahead = self._ahead or ahead
                     break
+                if (current is not None and self._ahead
+                        and current.taken_at >= arrival - 2 * self.interval_s):
+                    break  # the next one is on its way
                 if not self._rendering:
                     self._rendering = True
                     current = None
@@ -153,11 +162,11 @@ class SnapshotCache:
                     rendered.body(key, write)
         except BaseException:
             with self._cond:
-                self._rendering = False
+                self._rendering = self._ahead = False
                 self._cond.notify_all()
             raise
         with self._cond:
             self._current = rendered
-            self._rendering = False
+            self._rendering = self._ahead = False
             self._cond.notify_all()
         return rendered

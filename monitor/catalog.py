@@ -132,8 +132,8 @@ _SPECS: tuple[MetricSpec, ...] = (
                condition="with state.checkpoint_dir, after the first successful write"),
     MetricSpec(f"{PREFIX}snapshot_timestamp_seconds", "gauge",
                "Wall-clock time at which the counts shown on /metrics were copied: time() minus "
-               "this is their age, at most http.snapshot_interval_seconds when scraped (unless "
-               "one computation takes longer).", "seconds",
+               "this is their age, at most http.snapshot_interval_seconds when scraped (twice "
+               "that while the next snapshot is late).", "seconds",
                module="collectors/snapshot_cache.py"),
     MetricSpec(f"{PREFIX}snapshot_render_seconds", "gauge",
                "Time the snapshot shown on /metrics took to compute: the copy of the counts and "

@@ -177,40 +177,69 @@ def test_a_render_ahead_starts_earlier_by_the_time_its_bodies_took() -> None:
     assert len(later.work) == 1  # age 7 + gap 1 + 2 s >= 10
 
 
-def test_a_scrape_waits_for_the_render_under_way_when_its_snapshot_expired() -> None:
-    clock = Clock()
-    release, started = threading.Event(), threading.Event()
-    renders: list[int] = []
+class Blocking:
+    """A source whose second render blocks until released."""
 
-    def source() -> Snapshot:
-        renders.append(1)
-        if len(renders) == 2:  # the render ahead blocks until released
-            started.set()
-            assert release.wait(10)
-        return {"visionmon_up": {(): float(len(renders))}}
+    def __init__(self) -> None:
+        self.release, self.started = threading.Event(), threading.Event()
+        self.renders = 0
 
+    def __call__(self) -> Snapshot:
+        self.renders += 1
+        if self.renders == 2:
+            self.started.set()
+            assert self.release.wait(10)
+        return {"visionmon_up": {(): float(self.renders)}}
+
+
+def _in_thread(f: Callable[[], Any], into: list[Any]) -> threading.Thread:
+    t = threading.Thread(target=lambda: into.append(f()))
+    t.start()
+    return t
+
+
+def test_while_a_render_ahead_is_late_scrapes_get_the_current_one_up_to_twice_the_interval(
+) -> None:
+    clock, source = Clock(), Blocking()
     threads: list[threading.Thread] = []
-
-    def background(work: Callable[[], None]) -> None:
-        threads.append(threading.Thread(target=work))
-        threads[-1].start()
-
-    cache = SnapshotCache(source, 1.0, clock, lambda: WALL, background)
+    cache = SnapshotCache(source, 1.0, clock, lambda: WALL,
+                          lambda work: threads.append(_in_thread(work, [])))
     assert _up(cache) == 1
     clock.now += 0.6
-    assert _up(cache) == 1  # age 0.6 + gap 0.6 >= 1: a render ahead starts
-    assert started.wait(10)
-    clock.now += 0.6       # the first snapshot has expired; the render under way is fresh
-    got: list[float] = []
-    scrape = threading.Thread(target=lambda: got.append(_up(cache)))
-    scrape.start()
+    assert _up(cache) == 1  # age 0.6 + gap 0.6 >= 1: the render ahead starts (and hangs)
+    assert source.started.wait(10)
+    clock.now += 0.6
+    assert _up(cache) == 1  # 1.2 s old, the next on its way: no wait
+    clock.now += 1.0
+    got: list[Any] = []
+    scrape = _in_thread(lambda: _up(cache), got)
     scrape.join(0.2)
-    assert scrape.is_alive() and not got  # waiting, not served the expired snapshot
-    release.set()
+    assert scrape.is_alive() and not got  # 2.2 s old: past twice the interval, it waits
+    source.release.set()
     scrape.join(10)
     for t in threads:
         t.join(10)
-    assert got == [2.0]  # the render under way (rendering itself would have given the 3rd)
+    # the late render's counts (copied at 0.6 s) are too old for a scrape at 2.2 s: it got
+    # one of its own
+    assert got == [3.0] and source.renders == 3
+
+
+def test_scrapes_that_find_no_fresh_snapshot_wait_for_the_same_render() -> None:
+    clock, source = Clock(), Blocking()
+    cache = SnapshotCache(source, 1.0, clock, lambda: WALL, lambda work: None)
+    assert _up(cache) == 1
+    clock.now += 5.0
+    first: list[Any] = []
+    a = _in_thread(lambda: _up(cache), first)
+    assert source.started.wait(10)  # the first scrape renders, and hangs
+    second: list[Any] = []
+    b = _in_thread(lambda: _up(cache), second)
+    b.join(0.2)
+    assert b.is_alive() and not second  # not served the expired one, not a second render
+    source.release.set()
+    a.join(10)
+    b.join(10)
+    assert first == second == [2.0] and source.renders == 2
 
 
 def test_a_failed_render_fails_the_scrape_and_the_next_scrape_renders_again() -> None:
