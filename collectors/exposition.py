@@ -4,9 +4,10 @@ writers (Prometheus text and OpenMetrics), several times faster on ~100,000 seri
 prometheus_client builds a metric family object and a sample per series before it writes
 one; a 1,000-class model exports about 100,000 series, and that took 0.9 s of CPU (1.4 s in
 OpenMetrics), all of it holding the GIL. Here each family's name, HELP and TYPE lines and
-label order are prepared once per catalog, and each series is one formatted line: 0.14 s. `tests/unit/test_exposition_writer.py`
-checks the bytes against prometheus_client's on every catalog family; formats and escapings
-other than these two are left to prometheus_client (`write` returns None).
+label order are prepared once per catalog, and each series is one formatted line: 0.14 s.
+`tests/unit/test_exposition_writer.py` checks the bytes against prometheus_client's on every
+catalog family; formats and escapings other than these two are left to prometheus_client
+(`writer_for` returns None).
 """
 
 from __future__ import annotations
