@@ -12,25 +12,34 @@ on the consumer thread, as the inference thread would. The baseline (built once,
 a file, loaded by `baseline.mode: file`) has calibration, agreement pairs, image features
 and an MMD null, so every statistic is computed.
 
-Each run is a fresh subprocess, in two modes, alternated round by round (AB, BA, AB...):
-  quiet    no scrapes
-  scraped  a client loop GETs /metrics every second from the daemon's own HTTP server
-           (`build_registry` over `Daemon.snapshot`, as `visionmon run` wires it)
+Each run is a fresh subprocess, in one of these modes, rotated round by round:
+  quiet        no scrapes
+  every Ns     a scraper process GETs /metrics every second from the daemon's own HTTP
+               server, wired as `visionmon run` wires it (`SnapshotCache` over
+               `Daemon.snapshot` with `http.snapshot_interval_seconds` = N, the snapshot
+               metrics app), with a Prometheus server's headers (OpenMetrics, gzip)
 and reports events/s (all prediction events, from the first poll to the last batch
-applied), scrape latency (each GET, the body read included), scrape size and series.
-The scraped run then times on the final state, without ingestion running: `Engine.capture()`
-(what the lock is held for, median of 15), rendering a capture into series (the
-statistics, outside the lock, median of 5), and a whole `/metrics` body from the registry
-(capture, render and prometheus_client's text exposition, median of 5).
+applied), the daemon process's CPU seconds, scrape latency (each GET, the body read
+included, timed by the scraper), the age of the snapshot each scrape got (scrape time minus
+`visionmon_snapshot_timestamp_seconds`), snapshots rendered and their render time, scrape
+size (gzip and plain) and series. The scraper is a separate process, as Prometheus is: its
+reading and parsing do not take the daemon's GIL. The scraped runs then time on the final
+state, without ingestion running: `Engine.capture()` (what the lock is held for, median of
+15), rendering a capture into series (the statistics, outside the lock, median of 5), the
+text of the snapshot (OpenMetrics, median of 5) and its gzip.
 
-    .venv/bin/python benchmarks/scrape.py [--events 200000] [--rounds 3] [--baseline FILE]
+    .venv/bin/python benchmarks/scrape.py [--events 200000] [--rounds 3] [--intervals 1,15]
+                                          [--baseline FILE]
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import math
+import os
+import resource
 import socket
 import statistics
 import subprocess
@@ -39,6 +48,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -59,6 +69,11 @@ LABEL_LAG = 2_000         # a prediction's label arrives this many predictions l
 EMBED_DIM = 32
 MAX_POLL = 500            # records per poll
 SCRAPE_EVERY_S = 1.0
+#: what a Prometheus server asks for (Prometheus 2.x)
+SCRAPE_HEADERS = {
+    "Accept": "application/openmetrics-text;version=1.0.0,application/openmetrics-text;"
+              "version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+    "Accept-Encoding": "gzip"}
 TOPICS = {"predictions": "p", "images": "i", "feedback": "f"}
 
 
@@ -244,43 +259,88 @@ def _world(baseline: Path, bootstrap: str) -> tuple[Any, Any]:
     return stats, loaded
 
 
-class Scraper(threading.Thread):
-    """GETs /metrics every SCRAPE_EVERY_S (on a fixed schedule) until stopped."""
+_TAKEN = b"\nvisionmon_snapshot_timestamp_seconds "
+
+
+def _snapshot_time(raw: bytes, zipped: bool) -> float:
+    """`visionmon_snapshot_timestamp_seconds` of a body, decompressing only up to it (it
+    comes early in the catalog's order): the scraper stays light on the shared CPUs."""
+    inflate = zlib.decompressobj(16 + zlib.MAX_WBITS) if zipped else None
+    text, at = b"", 0
+    while True:
+        if inflate is None:
+            text = raw
+        else:
+            text += inflate.decompress(raw[at:at + 65_536])
+            at += 65_536
+        i = text.find(_TAKEN)
+        end = text.find(b"\n", i + 1) if i >= 0 else -1
+        if end >= 0:
+            return float(text[i + len(_TAKEN):end])
+        if inflate is None or at >= len(raw):
+            raise ValueError("no visionmon_snapshot_timestamp_seconds in the body")
+
+
+def scrape_loop(url: str) -> None:
+    """The scraper process: GET `url` every SCRAPE_EVERY_S (on a fixed schedule) until a
+    line arrives on stdin, then print what it saw as JSON: per scrape its latency (s) and
+    the age of the snapshot it got (s), and the last body's sizes and series."""
+    import select
+
+    out: dict[str, Any] = {"latencies": [], "ages": []}
+    request = urllib.request.Request(url, headers=SCRAPE_HEADERS)
+    raw, zipped = b"", False
+    due = time.perf_counter()
+    while not select.select([sys.stdin], [], [], max(0.0, due - time.perf_counter()))[0]:
+        t = time.perf_counter()
+        with urllib.request.urlopen(request, timeout=60) as r:
+            raw = r.read()
+            zipped = r.headers.get("Content-Encoding") == "gzip"
+        out["latencies"].append(time.perf_counter() - t)
+        out["ages"].append(time.time() - _snapshot_time(raw, zipped))
+        due += SCRAPE_EVERY_S
+    body = gzip.decompress(raw) if zipped else raw
+    out["size"], out["gzip_size"] = len(body), len(raw) if zipped else 0
+    out["series"] = sum(1 for ln in body.split(b"\n") if ln and not ln.startswith(b"#"))
+    print(json.dumps(out))
+
+
+class Scraper:
+    """The scraper process (`scrape_loop`), started and stopped from the daemon's process."""
 
     def __init__(self, url: str) -> None:
-        super().__init__(name="scraper", daemon=True)
-        self.url = url
-        self.stop = threading.Event()
-        self.latencies: list[float] = []
-        self.size = 0
-        self.series = 0
+        self._proc = subprocess.Popen([sys.executable, __file__, "--scrape", url],
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
-    def run(self) -> None:
-        due = time.perf_counter()
-        while not self.stop.is_set():
-            t = time.perf_counter()
-            with urllib.request.urlopen(self.url, timeout=30) as r:
-                body = r.read()
-            self.latencies.append(time.perf_counter() - t)
-            self.size = len(body)
-            self.series = sum(1 for ln in body.split(b"\n") if ln and not ln.startswith(b"#"))
-            due += SCRAPE_EVERY_S
-            self.stop.wait(max(0.0, due - time.perf_counter()))
+    def stop(self) -> dict[str, Any]:
+        out, _ = self._proc.communicate("stop\n", timeout=120)
+        return dict(json.loads(out.strip().splitlines()[-1]))
 
 
 def _median_ms(f: Any, repeats: int) -> float:
+    """Median CPU time of `f` (ms): the machine's load does not stretch it."""
     times = []
     for _ in range(repeats):
-        t = time.perf_counter()
+        t = time.process_time()
         f()
-        times.append(time.perf_counter() - t)
+        times.append(time.process_time() - t)
     return statistics.median(times) * 1e3
 
 
-def child(mode: str, baseline: Path, events: int) -> dict[str, Any]:
+def _cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def child(interval: float | None, baseline: Path, events: int) -> dict[str, Any]:
+    """One run: quiet (`interval` None) or scraped every second, with snapshots rendered at
+    most every `interval` seconds."""
     from collectors.daemon import Daemon
     from collectors.exporter import build_registry
-    from collectors.http_server import HttpEndpoints, HttpServer
+    from collectors.exposition import ExpositionWriter
+    from collectors.http_server import GZIP_LEVEL, HttpEndpoints, HttpServer
+    from collectors.snapshot_cache import SnapshotCache
+    from monitor.stats import AgreementMemo
     from visionmon.gc_tuning import tune_collector
 
     stand_in = socket.create_server(("127.0.0.1", 0))  # the daemon's probe finds a "broker"
@@ -291,36 +351,54 @@ def child(mode: str, baseline: Path, events: int) -> dict[str, Any]:
     daemon = Daemon(loaded, stats.engine, consumer_factory=lambda: consumer,
                     feedback_sink=stats.labels)
     daemon._image_sink = SyntheticScorer(stats.shadow, daemon.lock)
-    registry = build_registry(daemon.snapshot)
-    http = HttpServer(HttpEndpoints(registry, daemon.healthy, daemon.ready), "127.0.0.1", 0)
+    renders: list[float] = []
+    render_cpu: list[float] = []
+
+    def source() -> Any:  # Daemon.snapshot, with each render's wall and CPU time noted
+        t, cpu = time.perf_counter(), time.thread_time()
+        snap = daemon.snapshot()
+        renders.append(time.perf_counter() - t)
+        render_cpu.append(time.thread_time() - cpu)
+        return snap
+
+    snapshots = SnapshotCache(source, interval or 0.0)
+    registry = build_registry(snapshots.snapshot)
+    http = HttpServer(HttpEndpoints(registry, daemon.healthy, daemon.ready,
+                                    snapshots=snapshots), "127.0.0.1", 0)
     http.start()
     tune_collector()
-    scraper = Scraper(f"http://127.0.0.1:{http.port}/metrics")
     loop = threading.Thread(target=daemon.run, name="loop", daemon=True)
     loop.start()
     while consumer.first_poll is None:
         time.sleep(0.01)
-    if mode == "scraped":
-        scraper.start()
+    cpu0 = _cpu_s()
+    scraper = Scraper(f"http://127.0.0.1:{http.port}/metrics") if interval is not None else None
     consumer.done.wait()
-    scraper.stop.set()
-    if mode == "scraped":
-        scraper.join()
+    cpu = _cpu_s() - cpu0
+    scraped = scraper.stop() if scraper is not None else {}
     daemon.stop()
     loop.join(30)
     assert consumer.done_at is not None and consumer.first_poll is not None
     seconds = consumer.done_at - consumer.first_poll
-    out: dict[str, Any] = {"mode": mode, "events_per_s": events / seconds, "seconds": seconds,
-                           "scrapes": scraper.latencies, "size": scraper.size,
-                           "series": scraper.series}
-    if mode == "scraped":  # what the lock is held for, against the rest of a scrape
-        from prometheus_client import generate_latest
-
+    out: dict[str, Any] = {"mode": "quiet" if interval is None else f"every {interval:g}s",
+                           "interval": interval, "events_per_s": events / seconds,
+                           "seconds": seconds, "cpu_s": cpu, "renders": renders,
+                           "render_cpu": render_cpu,
+                           "load": os.getloadavg()[0], **scraped}
+    if interval is not None:  # what the lock is held for, against the rest of a snapshot
         engine = stats.engine
         out["capture_ms"] = _median_ms(engine.capture, 15)
-        captured = engine.capture()
-        out["render_ms"] = _median_ms(captured.render, 5)
-        out["exposition_ms"] = _median_ms(lambda: generate_latest(registry), 5)
+        # each render with a fresh memo: every agreement test computed, as after a change
+        captures = []
+        for _ in range(5):
+            stats.shadow._agreement_memo = AgreementMemo()
+            captures.append(engine.capture())
+        out["render_ms"] = _median_ms(lambda: captures.pop().render(), 5)
+        snap = snapshots.snapshot()
+        writer = ExpositionWriter()
+        out["text_ms"] = _median_ms(lambda: writer.write(snap, openmetrics=True), 5)
+        body = writer.write(snap, openmetrics=True)
+        out["gzip_ms"] = _median_ms(lambda: gzip.compress(body, compresslevel=GZIP_LEVEL), 5)
     http.stop()
     stand_in.close()
     return out
@@ -335,14 +413,22 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--events", type=int, default=200_000)
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--child", choices=("quiet", "scraped"))
+    ap.add_argument("--intervals", default="1,15",
+                    help="http.snapshot_interval_seconds of the scraped runs (comma-separated)")
+    ap.add_argument("--child", help="run one mode: quiet or an interval (internal)")
+    ap.add_argument("--scrape", help="be the scraper process of this URL (internal)")
     ap.add_argument("--baseline", type=Path,
-                    help="a baseline file from an earlier run (else one is built, ~2 min)")
+                    help="a baseline file from an earlier run (else one is built, ~1 min)")
     ap.add_argument("--json", type=Path, help="also write the raw results here")
     args = ap.parse_args()
-    if args.child:
-        print(json.dumps(child(args.child, args.baseline, args.events)))
+    if args.scrape:
+        scrape_loop(args.scrape)
         return
+    if args.child:
+        interval = None if args.child == "quiet" else float(args.child)
+        print(json.dumps(child(interval, args.baseline, args.events)))
+        return
+    modes = ["quiet", *args.intervals.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
         baseline = args.baseline or Path(tmp) / "baseline.json"
         if args.baseline is None:
@@ -351,50 +437,93 @@ def main() -> None:
             print(f"baseline built in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
         results: list[dict[str, Any]] = []
         for r in range(args.rounds):
-            order = ("quiet", "scraped") if r % 2 == 0 else ("scraped", "quiet")
-            for mode in order:
+            shift = r % len(modes)  # each mode takes each place in turn
+            for mode in modes[shift:] + modes[:shift]:
                 proc = subprocess.run(
                     [sys.executable, __file__, "--child", mode, "--baseline", str(baseline),
                      "--events", str(args.events)],
                     check=True, capture_output=True, text=True)
                 res = json.loads(proc.stdout.strip().splitlines()[-1])
+                res["round"] = r
                 results.append(res)
-                lat = res["scrapes"]
-                print(f"  round {r + 1} {mode:8s} {res['events_per_s']:10,.0f} ev/s"
-                      f"  {res['seconds']:5.1f}s  scrapes {len(lat)}"
-                      f"  p99 {_p(lat, 99) * 1e3:6.0f} ms", file=sys.stderr)
+                lat = res.get("latencies", [])
+                print(f"  round {r + 1} {res['mode']:9s} {res['events_per_s']:10,.0f} ev/s"
+                      f"  {res['seconds']:5.1f}s  cpu {res['cpu_s']:5.1f}s"
+                      f"  renders {len(res['renders']):3d}  scrapes {len(lat):3d}"
+                      f"  p99 {_p(lat, 99) * 1e3:6.0f} ms  load {res['load']:.1f}",
+                      file=sys.stderr)
     if args.json:
         args.json.write_text(json.dumps(results))
     report(results, args.events)
 
 
+def _median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else math.nan
+
+
 def report(results: list[dict[str, Any]], events: int) -> None:
-    quiet = [r["events_per_s"] for r in results if r["mode"] == "quiet"]
-    scraped = [r for r in results if r["mode"] == "scraped"]
-    loud = [r["events_per_s"] for r in scraped]
-    ratios = [s / q for q, s in zip(quiet, loud, strict=False)]
-    lat = [x for r in scraped for x in r["scrapes"]]
-    last = scraped[-1]
+    rounds = sorted({r["round"] for r in results})
+    quiet = {r["round"]: r for r in results if r["mode"] == "quiet"}
+    modes = sorted({r["interval"] for r in results if r["interval"] is not None})
+    loads = [r["load"] for r in results]
     print(f"\n{len(CLASSES):,} classes, {len(VERSIONS)} versions, {events:,} predictions "
-          f"({LABELED:.0%} labelled, {IMAGED:.0%} with an image), {len(quiet)} rounds "
-          "alternated, medians\n")
-    print("| measure | value |")
-    print("|---|---:|")
-    print(f"| ingestion without scrapes (events/s) | {statistics.median(quiet):,.0f} |")
-    print(f"| ingestion with a scrape every {SCRAPE_EVERY_S:g} s (events/s) | "
-          f"{statistics.median(loud):,.0f} |")
-    print(f"| ratio, scraped / quiet, per round (median) | {statistics.median(ratios):.1%} "
-          f"({', '.join(f'{x:.1%}' for x in ratios)}) |")
-    print(f"| scrapes timed | {len(lat)} |")
-    print(f"| scrape latency p50 / p99 / max (ms) | {_p(lat, 50) * 1e3:.0f} / "
-          f"{_p(lat, 99) * 1e3:.0f} / {max(lat, default=math.nan) * 1e3:.0f} |")
-    print(f"| scrape size (bytes, last scrape) | {last['size']:,} |")
-    print(f"| series (last scrape) | {last['series']:,} |")
+          f"({LABELED:.0%} labelled, {IMAGED:.0%} with an image), {len(rounds)} rounds, "
+          f"modes rotated, medians; a scrape every {SCRAPE_EVERY_S:g} s with Prometheus's "
+          f"headers; load average {min(loads):.1f} to {max(loads):.1f}\n")
+    head = ["without scrapes", *(f"snapshot interval {m:g} s" for m in modes)]
+    print("| measure | " + " | ".join(head) + " |")
+    print("|---|" + "---:|" * len(head))
+    runs = [[r for r in results if r["mode"] == "quiet"],
+            *([r for r in results if r["interval"] == m] for m in modes)]
+
+    def row(what: str, cell: Any) -> None:
+        print(f"| {what} | " + " | ".join(cell(rs) for rs in runs) + " |")
+
+    def per_round(rs: list[dict[str, Any]], key: str) -> list[float]:
+        return [r[key] / quiet[r["round"]][key] for r in rs if r["round"] in quiet]
+
+    row("ingestion (events/s)", lambda rs: f"{_median([r['events_per_s'] for r in rs]):,.0f}")
+    row("ratio to the run without scrapes, per round (median)", lambda rs: (
+        "–" if rs and rs[0]["interval"] is None else
+        f"{_median(per_round(rs, 'events_per_s')):.1%} "
+        f"({', '.join(f'{x:.1%}' for x in per_round(rs, 'events_per_s'))})"))
+    row("daemon CPU seconds per 100,000 events",
+        lambda rs: f"{_median([r['cpu_s'] / events * 1e5 for r in rs]):.2f}")
+    scraped = runs[1:]
+    lat = [[x for r in rs for x in r.get("latencies", [])] for rs in scraped]
+    ages = [[x for r in rs for x in r.get("ages", [])] for rs in scraped]
+    ren = [[x for r in rs for x in r["renders"]] for rs in scraped]
+
+    def scraped_row(what: str, values: list[Any]) -> None:
+        print(f"| {what} | – | " + " | ".join(values) + " |")
+
+    scraped_row("scrapes timed", [str(len(x)) for x in lat])
+    scraped_row("scrape latency p50 / p99 / max (ms)", [
+        f"{_p(x, 50) * 1e3:.0f} / {_p(x, 99) * 1e3:.0f} / {max(x, default=math.nan) * 1e3:.0f}"
+        for x in lat])
+    later = [[x for r in rs for x in r.get("latencies", [])[1:]] for rs in scraped]
+    scraped_row("the same, each run's first scrape left out (it renders: nothing was before)", [
+        f"{_p(x, 50) * 1e3:.0f} / {_p(x, 99) * 1e3:.0f} / {max(x, default=math.nan) * 1e3:.0f}"
+        for x in later])
+    scraped_row("age of the snapshot a scrape got p50 / max (s)", [
+        f"{_p(x, 50):.1f} / {max(x, default=math.nan):.1f}" for x in ages])
+    scraped_row("snapshots rendered per run (median)", [
+        f"{_median([len(r['renders']) for r in rs]):.0f}" for rs in scraped])
+    scraped_row("render time p50 / max (ms, wall, under ingestion)", [
+        f"{_p(x, 50) * 1e3:.0f} / {max(x, default=math.nan) * 1e3:.0f}" for x in ren])
+    ren_cpu = [[x for r in rs for x in r["render_cpu"]] for rs in scraped]
+    scraped_row("render CPU p50 / max (ms, its thread)", [
+        f"{_p(x, 50) * 1e3:.0f} / {max(x, default=math.nan) * 1e3:.0f}" for x in ren_cpu])
+    last = [rs[-1] for rs in scraped]
+    scraped_row("scrape size, plain / gzip (bytes, last scrape)", [
+        f"{r['size']:,} / {r['gzip_size']:,}" for r in last])
+    scraped_row("series (last scrape)", [f"{r['series']:,}" for r in last])
     for key, what in (("capture_ms", "`Engine.capture()`: the copy, under the lock"),
                       ("render_ms", "rendering the copy: the statistics, outside the lock"),
-                      ("exposition_ms", "a whole /metrics body: capture, render, text")):
-        print(f"| {what} (ms, final state) | "
-              f"{statistics.median(r[key] for r in scraped):,.1f} |")
+                      ("text_ms", "the OpenMetrics text of the snapshot"),
+                      ("gzip_ms", "its gzip")):
+        scraped_row(f"{what} (CPU ms, final state)", [
+            f"{_median([r[key] for r in rs]):,.1f}" for rs in scraped])
 
 
 if __name__ == "__main__":

@@ -24,7 +24,10 @@ from monitor.snapshot import HistogramValue, Series, Snapshot
 SnapshotSource = Callable[[], Snapshot]
 
 
-def _le(bound: float) -> str:
+def bucket_label(bound: float) -> str:
+    """A histogram bucket's `le` label: `1.0`, `0.25`, `+Inf`."""
+    if math.isinf(bound):
+        return "+Inf"
     return repr(float(bound)) if bound != int(bound) else f"{bound:.1f}"
 
 
@@ -50,7 +53,7 @@ def family(spec: MetricSpec, series: Series) -> Metric:
             buckets: list[tuple[str, float]] = []
             for bound, c in zip((*spec.buckets, math.inf), v.counts, strict=True):
                 cumulative += c
-                buckets.append(("+Inf" if math.isinf(bound) else _le(bound), cumulative))
+                buckets.append((bucket_label(bound), cumulative))
             fam.add_metric(list(values), buckets, v.sum)
     else:
         fam = InfoMetricFamily(spec.base_name, spec.help, labels=[])
@@ -65,6 +68,12 @@ class SnapshotCollector(Collector):
     def __init__(self, source: SnapshotSource, catalog: Catalog = CATALOG) -> None:
         self._source = source
         self._catalog = catalog
+
+    def describe(self) -> Iterator[Metric]:
+        """Every catalog family, without samples: the registry knows the names (a `name[]`
+        filter on /metrics finds them; a name registered twice fails at start)."""
+        for spec in self._catalog:
+            yield family(spec, {})
 
     def collect(self) -> Iterator[Metric]:
         snapshot = self._source()

@@ -134,6 +134,15 @@ _SPECS: tuple[MetricSpec, ...] = (
                "Wall-clock time of the last successful checkpoint.", "seconds",
                module="collectors/daemon.py",
                condition="with state.checkpoint_dir, after the first successful write"),
+    MetricSpec(f"{PREFIX}snapshot_timestamp_seconds", "gauge",
+               "Wall-clock time at which the counts shown on /metrics were copied: time() minus "
+               "this is their age, at most http.snapshot_interval_seconds when scraped (twice "
+               "that while the next snapshot is late).", "seconds",
+               module="collectors/snapshot_cache.py"),
+    MetricSpec(f"{PREFIX}snapshot_render_seconds", "gauge",
+               "Time the snapshot shown on /metrics took to compute: the copy of the counts and "
+               "the statistics, not the text.", "seconds",
+               module="collectors/snapshot_cache.py"),
     # --- records -----------------------------------------------------------
     MetricSpec(f"{PREFIX}records_consumed_total", "counter",
                "Kafka records read, per topic (a batch message counts once).", "",

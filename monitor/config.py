@@ -179,6 +179,12 @@ class HttpConfig(Frozen):
     it."""
     basic_auth_password_env: EnvName | None = None
     """Name of the environment variable holding the basic-auth password."""
+    snapshot_interval_seconds: float = Field(1.0, ge=0)
+    """Seconds between two computations of the statistics /metrics shows: every scrape within this
+    time of the last computation gets the same snapshot (its time is
+    `visionmon_snapshot_timestamp_seconds`), none an older one (twice as old while the next is
+    late); 0 computes for every scrape. Raise it (e.g. to the scrape interval) when a large model's
+    scrapes take CPU from ingestion (see docs/benchmarks.md, scrapes against ingestion)."""
 
 
 class LimitsConfig(Frozen):

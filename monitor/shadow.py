@@ -47,6 +47,7 @@ from monitor.quality import QualityEvaluator
 from monitor.scored import INPUT_FEATURES, ScoredImage
 from monitor.snapshot import JoinStoreCounts, Series, SnapshotBuilder, join_store_counts
 from monitor.stats import (
+    AgreementMemo,
     MmdNull,
     MmdReference,
     UsualSplit,
@@ -259,7 +260,8 @@ class VersionShadowCounts:
     totals: Mapping[str, np.ndarray]
     profile: AgreementProfile | None
 
-    def render(self, b: SnapshotBuilder, min_agreement_images: int) -> None:
+    def render(self, b: SnapshotBuilder, min_agreement_images: int,
+               memo: AgreementMemo | None = None) -> None:
         mv = (self.model, self.version)
         b.set("visionmon_shadow_scored_total", (*mv, "agree"), float(self.agree.sum()))
         b.set("visionmon_shadow_scored_total", (*mv, "disagree"), float(self.disagree.sum()))
@@ -275,7 +277,8 @@ class VersionShadowCounts:
             if profile is not None and n > 0:
                 drop = agreement_drop_test(
                     lay.classes(v, lay.class_n), lay.classes(v, lay.class_agree),
-                    profile.n, profile.agree, lay.classes(v, lay.class_usual), profile.usual)
+                    profile.n, profile.agree, lay.classes(v, lay.class_usual), profile.usual,
+                    memo)
                 if drop is not None:
                     b.set("visionmon_shadow_agreement_pvalue", (*mv, window), drop.p_value)
             if n > 0:
@@ -296,13 +299,15 @@ class ShadowCapture:
     mmd: tuple[MmdWindow, ...]
     #: images collected towards each baseline's image profile (`ShadowMonitor._collecting`)
     collecting: Mapping[str, Series]
+    #: agreement tests of unchanged windows, remembered across renders
+    memo: AgreementMemo | None = None
 
     def render(self, b: SnapshotBuilder) -> None:
         b.merge(self.collecting)
         for store in self.stores:
             store.render(b)
         for v in self.versions:
-            v.render(b, self.min_agreement_images)
+            v.render(b, self.min_agreement_images, self.memo)
         for w in self.mmd:
             w.render(b)
 
@@ -356,6 +361,8 @@ class ShadowMonitor(EngineExtension):
         self.scored = 0
         #: the last MMD result of each window (written by renders, outside the lock)
         self._mmd_cache = MmdResults()
+        #: the last agreement tests by their counts (used by renders, outside the lock)
+        self._agreement_memo = AgreementMemo()
         self._added: dict[tuple[str, str], int] = {}
         #: maps an image's version header to the cardinality-limited version label
         self.version_key = version_key or (lambda _m, v: v)
@@ -609,7 +616,7 @@ class ShadowMonitor(EngineExtension):
             (join_store_counts(self.predictions), join_store_counts(self.early)),
             tuple(self._counts(m, v, s) for (m, v), s in self.by_version.items()),
             self.min_agreement_images, tuple(w for w in mmd if w is not None),
-            collecting.build())
+            collecting.build(), self._agreement_memo)
 
     def agreement_by_class(self, model: str, version: str, window: str) -> np.ndarray:
         """Per production class agreement ratio in a window (NaN without data)."""

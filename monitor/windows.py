@@ -90,10 +90,15 @@ class SliceRing:
         self._counts[slot] += counts
 
     def total(self, now_ts: float) -> np.ndarray:
-        """Sum over the slices inside (now - W, now]: a count vector of length B."""
-        newest = int(np.floor(now_ts / self.spec.slice_seconds))
+        """Sum over the slices inside (now - W, now]: a count vector of length B. Called
+        for every window of every block under the ingestion lock at each snapshot: when every
+        slice is live (a full window) it sums the ring in place, without a copy."""
+        newest = math.floor(now_ts / self.spec.slice_seconds)
         live = (self._ids > newest - self.spec.slices) & (self._ids <= newest)
-        if not live.any():
+        n = int(np.count_nonzero(live))
+        if n == live.size:
+            return self._counts.sum(axis=0)
+        if n == 0:
             return np.zeros(self.bins)
         return self._counts[live].sum(axis=0)
 

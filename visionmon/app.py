@@ -15,6 +15,7 @@ from collectors.checkpoint_format import CheckpointRefused
 from collectors.daemon import Daemon
 from collectors.exporter import build_registry
 from collectors.http_server import HttpEndpoints, HttpServer
+from collectors.snapshot_cache import SnapshotCache
 from monitor import baseline as baseline_mod
 from monitor.baseline import Baseline, BaselineError
 from monitor.config import MMD_SHARE, ConfigError, LoadedConfig, read_secret
@@ -172,19 +173,23 @@ class App:
             if self.scorer is not None:
                 self.scorer.close()
             raise
-        self.registry = build_registry(self.snapshot)
+        #: what /metrics and the OpenTelemetry bridge read: `snapshot`, computed at most
+        #: once per http.snapshot_interval_seconds
+        self.snapshots = SnapshotCache(self.snapshot, cfg.http.snapshot_interval_seconds)
+        self.registry = build_registry(self.snapshots.snapshot)
         auth = None
         if cfg.http.basic_auth_user_env:
             user = read_secret(cfg.http.basic_auth_user_env, "http.basic_auth_user_env")
             pw = read_secret(cfg.http.basic_auth_password_env, "http.basic_auth_password_env")
             auth = (user or "", pw or "")
-        endpoints = HttpEndpoints(self.registry, self.daemon.healthy, self.daemon.ready, auth)
+        endpoints = HttpEndpoints(self.registry, self.daemon.healthy, self.daemon.ready, auth,
+                                  snapshots=self.snapshots)
         self.http = HttpServer(endpoints, cfg.http.bind, cfg.http.port if port is None else port,
                                cfg.http.tls_certfile, cfg.http.tls_keyfile)
         self.otel = None
         if cfg.otel.endpoint:
             from collectors.otel_bridge import OtelBridge
-            self.otel = OtelBridge.for_endpoint(self.snapshot, cfg.otel)
+            self.otel = OtelBridge.for_endpoint(self.snapshots.snapshot, cfg.otel)
             self.engine.histogram_hook = self.otel.observe_histogram
             self.stats.labels.histogram_hook = self.otel.observe_histogram
 
@@ -195,6 +200,7 @@ class App:
                 self.stats.shadow.apply_scored(items)
 
     def snapshot(self) -> dict[str, Series]:
+        """Every series, computed now (readers go through `snapshots`)."""
         b = SnapshotBuilder()
         b.merge(self.daemon.snapshot())
         if self.scorer is not None:

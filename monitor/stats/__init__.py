@@ -7,6 +7,7 @@ Definitions, ranges and units: docs/statistics.md.
 from monitor.stats.accuracy_estimate import IsotonicMap, estimated_accuracy_from_bins, fit_isotonic
 from monitor.stats.agreement import (
     AgreementDrop,
+    AgreementMemo,
     UsualSplit,
     agreement_drop_pvalues,
     agreement_drop_test,
@@ -42,6 +43,7 @@ from monitor.stats.thresholds import (
 
 __all__ = [
     "AgreementDrop",
+    "AgreementMemo",
     "DriftThreshold",
     "IsotonicMap",
     "MmdNull",

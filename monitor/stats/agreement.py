@@ -44,12 +44,15 @@ but too light in the lower tail: it under-states small p-values).
 
 from __future__ import annotations
 
+import hashlib
 import math
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy.signal import convolve
+from scipy import fft
 from scipy.stats import betabinom
 
 #: Jeffreys prior Beta(1/2, 1/2) on a baseline agreement rate
@@ -74,6 +77,13 @@ WEIGHT_SCALE_IMAGES = 30
 USUAL_SHARE = 0.005
 #: ... and at least this many times (a pair seen once is as likely noise as a habit)
 USUAL_MIN_IMAGES = 2
+#: two pmfs are convolved directly (`np.convolve`) when the shorter has at most this many
+#: points or their product is at most DIRECT_MAX_PRODUCT; else by a real FFT (cheaper there)
+DIRECT_MAX_POINTS = 16
+DIRECT_MAX_PRODUCT = 200_000
+#: window tests an `AgreementMemo` remembers by their counts: a window (or a whole version)
+#: whose counts did not change since the last snapshot is not tested again
+MEMO_ENTRIES = 512
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,15 +124,41 @@ def agreement_drop_pvalues(n: ArrayLike, agree: ArrayLike, base_n: ArrayLike,
     return np.where(ok, np.minimum(p, 1.0), np.nan)
 
 
+def _convolve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The pmf of the sum of two independent integer variables: directly when short, else by
+    a real FFT (which can dip a hair below 0: clipped)."""
+    if min(a.size, b.size) <= DIRECT_MAX_POINTS or a.size * b.size <= DIRECT_MAX_PRODUCT:
+        return np.convolve(a, b)
+    size = a.size + b.size - 1
+    padded = fft.next_fast_len(size, real=True)
+    out = fft.irfft(fft.rfft(a, padded) * fft.rfft(b, padded), padded)[:size]
+    return np.clip(out, 0.0, None)
+
+
 def _sum_law(laws: list[np.ndarray]) -> np.ndarray:
     """The pmf of a sum of independent integer variables from their pmfs: convolved pairwise,
     in a balanced tree so that the FFT sizes stay even when there are many classes."""
     while len(laws) > 1:
-        # FFT convolution can dip a hair below 0: clip
-        paired = [np.clip(convolve(laws[i], laws[i + 1], method="auto"), 0.0, None)
-                  for i in range(0, len(laws) - 1, 2)]
+        paired = [_convolve(laws[i], laws[i + 1]) for i in range(0, len(laws) - 1, 2)]
         laws = paired + laws[len(paired) * 2:]
     return laws[0]
+
+
+def _weighted_sum_law(laws: list[np.ndarray], weights: np.ndarray) -> np.ndarray:
+    """The pmf of sum_c w_c X_c from the pmfs of the X_c and integer weights w_c >= 1: the
+    classes of one weight are summed first (short pmfs), then each sum is spread to multiples
+    of its weight and those are summed: the same law with far shorter convolutions than
+    spreading every class first."""
+    groups: dict[int, list[np.ndarray]] = {}
+    for law, w in zip(laws, weights.tolist(), strict=True):
+        groups.setdefault(int(w), []).append(law)
+    spread = []
+    for w, group in groups.items():
+        law = _sum_law(group)
+        out = np.zeros((law.size - 1) * w + 1)
+        out[::w] = law
+        spread.append(out)
+    return _sum_law(spread)
 
 
 def _class_laws(n: np.ndarray, x: np.ndarray, y: np.ndarray) -> list[np.ndarray]:
@@ -214,13 +250,8 @@ def weighted_drop_pvalue(n: np.ndarray, agree: np.ndarray, base_n: np.ndarray,
         return _pooled_pvalue(n, int(np.floor(agree.sum() + 1e-9)), x, y)
     w = _window_weights(n, w_all[keep])
     disagree = np.rint(n - np.floor(agree + 1e-9)).astype(np.int64)
-    laws = []
-    for law, wc in zip(_class_laws(n, y, x), w, strict=True):
-        spread = np.zeros((law.size - 1) * int(wc) + 1)
-        spread[:: int(wc)] = law
-        laws.append(spread)
     observed = int(np.dot(w, disagree))
-    return float(min(1.0, _sum_law(laws)[observed:].sum()))
+    return float(min(1.0, _weighted_sum_law(_class_laws(n, y, x), w)[observed:].sum()))
 
 
 def usual_pairs(pred: np.ndarray, ref: np.ndarray, k: int) -> np.ndarray:
@@ -286,14 +317,71 @@ def is_usual(pred: np.ndarray, ref: np.ndarray, pairs: np.ndarray, k: int) -> np
     return valid & ((pred == ref) | np.isin(pred * k + ref, codes))
 
 
+class AgreementMemo:
+    """The last `entries` window tests by a digest of their inputs (least recently used out
+    first). Snapshots are rendered outside the ingestion lock, two may render at once: it has
+    a lock of its own."""
+
+    def __init__(self, entries: int = MEMO_ENTRIES) -> None:
+        self._entries = entries
+        self._results: OrderedDict[bytes, AgreementDrop | None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: bytes) -> tuple[bool, AgreementDrop | None]:
+        with self._lock:
+            if key not in self._results:
+                return False, None
+            self._results.move_to_end(key)
+            return True, self._results[key]
+
+    def put(self, key: bytes, result: AgreementDrop | None) -> None:
+        with self._lock:
+            self._results[key] = result
+            self._results.move_to_end(key)
+            while len(self._results) > self._entries:
+                self._results.popitem(last=False)
+
+
+def _digest(*arrays: np.ndarray | None) -> bytes:
+    """A digest of arrays' shapes and float64 values (None included as such)."""
+    h = hashlib.blake2b(digest_size=20)
+    for a in arrays:
+        if a is None:
+            h.update(b"none;")
+            continue
+        values = np.ascontiguousarray(a, dtype=np.float64)
+        h.update(repr(values.shape).encode())
+        h.update(values.tobytes())
+    return h.digest()
+
+
 def agreement_drop_test(n: np.ndarray, agree: np.ndarray, base_n: np.ndarray,
                         base_agree: np.ndarray, usual: np.ndarray | None = None,
-                        base_usual: UsualSplit | None = None) -> AgreementDrop | None:
+                        base_usual: UsualSplit | None = None,
+                        memo: AgreementMemo | None = None) -> AgreementDrop | None:
     """Per-class counts of a window (`n`, `agree`, indexed by production class) against the
     baseline's (`base_n`, `base_agree`). Classes the baseline never saw predicted, or the
     window has no image of, are not tested; None when nothing can be tested. With the
     window's images per class whose pair is usual (`usual`) and the baseline's split
-    (`base_usual`), the unusual count is tested too."""
+    (`base_usual`), the unusual count is tested too. With a `memo`, inputs tested lately
+    (a window whose counts did not change) get the remembered result for the cost of a
+    digest."""
+    if memo is None:
+        return _drop_test(n, agree, base_n, base_agree, usual, base_usual)
+    split = (None, None, None) if base_usual is None else (
+        base_usual.pairs, base_usual.n, base_usual.usual)
+    key = _digest(n, agree, base_n, base_agree, usual, *split)
+    known, result = memo.get(key)
+    if not known:
+        result = _drop_test(n, agree, base_n, base_agree, usual, base_usual)
+        memo.put(key, result)
+    return result
+
+
+def _drop_test(n: np.ndarray, agree: np.ndarray, base_n: np.ndarray, base_agree: np.ndarray,
+               usual: np.ndarray | None, base_usual: UsualSplit | None
+               ) -> AgreementDrop | None:
+    """`agreement_drop_test` computed."""
     n = np.asarray(n, dtype=np.float64)
     agree = np.asarray(agree, dtype=np.float64)
     base_n = np.asarray(base_n, dtype=np.float64)

@@ -22,7 +22,7 @@ from alerts.rules import (
 from alerts.spec import build_spec
 from alerts.templates import Label, Query, Text, Value, go_format, humanize_duration, render, to_go
 from alerts.writer import EmptyOutputError, write_yaml
-from collectors.exporter import _le
+from collectors.exporter import bucket_label
 from monitor.catalog import CATALOG, LATENCY_BUCKETS
 from monitor.config import ConfigError
 from tests.alerts.conftest import ROOT, with_slos
@@ -102,7 +102,7 @@ def test_every_series_named_in_a_generated_expression_is_in_the_catalog(generate
 
 def test_the_latency_le_label_is_written_as_the_exporter_writes_it():
     for bound in LATENCY_BUCKETS:
-        assert le_label(bound) == _le(bound)
+        assert le_label(bound) == bucket_label(bound)
 
 
 def test_the_example_produces_a_group_per_slo_with_every_window_and_meta_recording(example):

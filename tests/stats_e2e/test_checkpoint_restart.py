@@ -19,7 +19,7 @@ RUNTIME = ("visionmon_eval_windows", "visionmon_commits", "visionmon_checkpoint"
            "visionmon_last_checkpoint",
            "visionmon_consumer_lag", "visionmon_up", "visionmon_kafka_connected",
            "visionmon_assigned", "visionmon_build", "visionmon_config", "visionmon_dead_letter",
-           "visionmon_poll_batch", "visionmon_duplicates_skipped")
+           "visionmon_poll_batch", "visionmon_duplicates_skipped", "visionmon_snapshot")
 
 
 def _events(rng: np.random.Generator, n: int, start: int, t0: float) -> tuple[list, list]:

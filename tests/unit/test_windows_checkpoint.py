@@ -110,3 +110,18 @@ def test_one_slice_batches_count_exactly_as_the_per_event_ring_update(stream):
     for a, b in zip(fast.rings, slow.rings, strict=True):
         np.testing.assert_array_equal(a.state()["ids"], b.state()["ids"])
         np.testing.assert_allclose(a.state()["counts"], b.state()["counts"], rtol=1e-12)
+
+
+@pytest.mark.parametrize("now", [1_000_000.0, 1_000_150.0, 1_000_299.0, 1_000_310.0,
+                                 1_000_599.0, 1_001_000.0, 999_990.0])
+def test_a_total_at_any_time_is_the_brute_force_sum_of_its_live_slices(now: float) -> None:
+    """Full ring, part of it, none of it (the future and the past): the same as summing
+    the events whose slice is in (now - W, now]."""
+    rng = np.random.default_rng(1)
+    spec = WindowSpec("5m", 300, 60)
+    ring = SliceRing(spec, 4)
+    ts = 1_000_000.0 + np.sort(rng.uniform(0, 300, 500))
+    bins = rng.integers(0, 4, 500)
+    ring.add(ts, bins)
+    events = list(zip(ts.tolist(), bins.tolist(), strict=True))
+    assert ring.total(now).tolist() == brute_force(events, now, 300, 5).tolist()
