@@ -86,7 +86,10 @@ class SeriesCap:
                 break
             if value != OTHER:
                 fold.admitted.setdefault(value, None)
-        kept = set(list(fold.admitted)[:room])
+        # an admitted value stays admitted (its series never moves into `_other`, which
+        # would break a counter), even when more combinations of the other labels shrink
+        # the room: the metric then goes over the cap until they leave
+        kept = set(fold.admitted)
         out: Series = {}
         left_out = 0
         sums = spec.kind in ("counter", "histogram")

@@ -63,6 +63,18 @@ def test_a_value_once_exported_is_never_folded_later() -> None:
     assert later[PREDICTIONS][("m", "v1", "_other")] == 2.0 * (20 - len(kept_first))
 
 
+def test_a_new_version_does_not_fold_the_classes_already_exported() -> None:
+    """More combinations of the other labels shrink the room per value; the values already
+    exported keep their series (a counter moved into `_other` would jump and reset)."""
+    cap = SeriesCap(100)
+    first = cap.apply({PREDICTIONS: counts(1, 150)})[PREDICTIONS]
+    exported = {k[2] for k in first if k[2] != "_other"}
+    assert len(exported) == 99 and "c50" in exported
+    later = cap.apply({PREDICTIONS: counts(2, 150)})[PREDICTIONS]
+    assert {k[2] for k in later if k[1] == "v0" and k[2] != "_other"} == exported
+    assert later[("m", "v0", "_other")] == 150 - 99
+
+
 def test_the_version_limiters_other_joins_the_fold_and_is_not_counted_as_capped() -> None:
     series = counts(1, 15) | {("m", "v0", "_other"): 100.0}
     out = SeriesCap(10).apply({PREDICTIONS: series})
