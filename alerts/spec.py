@@ -78,5 +78,5 @@ def build_spec(loaded: LoadedConfig) -> AlertSpec:
     return AlertSpec(
         source=source, period_s=parse_duration(spec.period), slos=tuple(slos),
         thresholds=Thresholds(resolve_checks(cfg, spec.thresholds, source)),
-        runbook_url=spec.runbook_url, dashboard_url=spec.dashboard_url,
+        runbook_url=spec.runbook_template(), dashboard_url=spec.dashboard_url,
     )

@@ -27,7 +27,12 @@ QUALITY_OBJECTIVES: tuple[str, ...] = ("accuracy", "shadow_agreement", "ece", "d
 #: Placeholders that `runbook_url` and `dashboard_url` may use.
 URL_PLACEHOLDERS: tuple[str, ...] = ("alert", "model", "slo")
 
-DEFAULT_RUNBOOK_URL = "https://runbooks.example.org/visionmon/{alert}"
+#: Where docs/runbooks/ is published: every alert links to `<base><AlertName>.md` unless
+#: `slos.runbook_url` is set. A placeholder host, like the dashboard's: set the key to the URL
+#: your copy of the docs is served from (a fork's `.../blob/<tag>/docs/runbooks/`, a wiki).
+DEFAULT_RUNBOOK_BASE_URL = "https://visionmon.example.org/docs/runbooks/"
+#: The file of an alert's runbook under the base URL (docs/runbooks/<AlertName>.md).
+RUNBOOK_FILE = "{alert}.md"
 DEFAULT_DASHBOARD_URL = "https://grafana.example.org/d/visionmon-slo?var-model={model}"
 
 
@@ -275,8 +280,12 @@ class SloSpec(_Frozen):
     """Version of the SLO spec; this visionmon reads version 1."""
     period: Duration = "30d"
     """Error-budget period of every objective."""
-    runbook_url: str = DEFAULT_RUNBOOK_URL
-    """Runbook link of every alert; may use {alert}, {model} and {slo}."""
+    runbook_base_url: str = DEFAULT_RUNBOOK_BASE_URL
+    """URL that visionmon's docs/runbooks/ folder is served from, ending in /; each alert links
+    to its runbook there, <base><AlertName>.md. Set this or runbook_url, not both."""
+    runbook_url: str | None = None
+    """Runbook link of every alert, replacing visionmon's runbooks; may use {alert}, {model} and
+    {slo}. None: runbook_base_url followed by {alert}.md."""
     dashboard_url: str = DEFAULT_DASHBOARD_URL
     """Dashboard link of every alert; may use {alert}, {model} and {slo}."""
     windows: list[BurnTier] | None = Field(default=None, min_length=1)
@@ -289,8 +298,18 @@ class SloSpec(_Frozen):
 
     @field_validator("runbook_url", "dashboard_url")
     @classmethod
-    def _url(cls, value: str) -> str:
-        return _check_url_template(value)
+    def _url(cls, value: str | None) -> str | None:
+        return None if value is None else _check_url_template(value)
+
+    @field_validator("runbook_base_url")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        if not value.endswith("/"):
+            raise ValueError(f"{value!r} must end with / (each alert links to "
+                             f"<base>{RUNBOOK_FILE.format(alert='<AlertName>')})")
+        if "{" in value or "}" in value:
+            raise ValueError("a base URL takes no placeholder; use runbook_url for a template")
+        return value
 
     @field_validator("windows")
     @classmethod
@@ -303,6 +322,9 @@ class SloSpec(_Frozen):
 
     @model_validator(mode="after")
     def _consistent(self) -> SloSpec:
+        if {"runbook_url", "runbook_base_url"} <= self.model_fields_set:
+            raise ValueError("runbook_url and runbook_base_url are both set: runbook_url "
+                             "replaces the runbooks at runbook_base_url; keep one")
         period = parse_duration(self.period)
         for i, tier in enumerate(self.burn_tiers()):
             if parse_duration(tier.long) >= period:
@@ -318,6 +340,11 @@ class SloSpec(_Frozen):
                                  "names must be unique per model (the `slo` label)")
             seen[key] = j
         return self
+
+    def runbook_template(self) -> str:
+        """The runbook link template of every alert: `runbook_url`, else the alert's file
+        under `runbook_base_url`."""
+        return self.runbook_url or self.runbook_base_url + RUNBOOK_FILE
 
     def burn_tiers(self) -> tuple[BurnTier, ...]:
         """The configured tiers, or the SRE-workbook defaults."""

@@ -155,7 +155,7 @@ def test_an_outage_pages_through_the_fast_tier_and_healthy_traffic_pages_nobody(
     assert re.search(r"of the [1-9][0-9]* requests visionmon counted over the last 1m failed",
                      firing["annotations"]["description"])
     assert "unknown" not in firing["annotations"]["description"]
-    assert firing["annotations"]["runbook_url"].endswith(names.SLO_ALERT)
+    assert firing["annotations"]["runbook_url"].endswith(f"/{names.SLO_ALERT}.md")
     assert not _alerts(prom, names.SLO_ALERT, slo="latency")
 
 
