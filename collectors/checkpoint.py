@@ -36,7 +36,7 @@ def _default(obj: Any) -> Any:
     raise TypeError(f"cannot checkpoint {type(obj).__name__}")
 
 
-def _encode_parts(state: Any) -> tuple[bytes, bytes]:
+def encode_parts(state: Any) -> tuple[bytes, bytes]:
     """(header, body): kept apart so that writing does not copy a large body once more."""
     body = orjson.dumps(state, default=_default,
                         option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
@@ -44,7 +44,7 @@ def _encode_parts(state: Any) -> tuple[bytes, bytes]:
 
 
 def encode(state: Any) -> bytes:
-    head, body = _encode_parts(state)
+    head, body = encode_parts(state)
     return head + body
 
 
@@ -118,17 +118,31 @@ class CheckpointStore:
             stale.unlink(missing_ok=True)
 
     def save(self, state: Any) -> None:
-        head, body = _encode_parts(state)
-        write_bytes_atomically(self.path, (head, body), mode=0o600, durable=True,
+        self.write(encode_parts(state))
+
+    def write(self, parts: tuple[bytes, bytes]) -> None:
+        """Write an encoded state (`encode_parts`): the daemon encodes under its lock, so
+        that the state cannot change while it is serialised, and writes outside it."""
+        write_bytes_atomically(self.path, parts, mode=0o600, durable=True,
                                prefix=f"{self.path.stem}.tmp-")
 
+    #: checkpoints set aside for the same reason that are kept (the oldest are removed)
+    KEEP_ASIDE = 3
+
     def set_aside(self, why: str) -> Path | None:
-        """Move the checkpoint to `state.ckpt.<why>-<unix time>` (kept for inspection, never
-        loaded); the path it was moved to, None when there was none."""
+        """Move the checkpoint to `state.ckpt.<why>-<unix time in ns>` (kept for inspection,
+        never loaded; the newest KEEP_ASIDE of each reason); the path it was moved to, None
+        when there was none."""
         if not self.path.exists():
             return None
-        aside = self.path.with_name(f"{FILENAME}.{why}-{int(time.time())}")
+        aside = self.path.with_name(f"{FILENAME}.{why}-{time.time_ns()}")
+        while aside.exists():  # never over an earlier one
+            aside = self.path.with_name(f"{FILENAME}.{why}-{time.time_ns()}")
         os.replace(self.path, aside)
+        older = sorted(self.dir.glob(f"{FILENAME}.{why}-*"), key=lambda p: p.stat().st_mtime)
+        for old in older[:-self.KEEP_ASIDE]:
+            log.info("removing the old set-aside checkpoint %s", old)
+            old.unlink(missing_ok=True)
         return aside
 
     def load(self) -> Any | None:

@@ -106,18 +106,24 @@ def _classes(classes: tuple[str, ...], at: int | None = None) -> str:
 
 def _model_differences(saved: dict[str, tuple[str, ...]], current: dict[str, tuple[str, ...]]
                        ) -> list[Difference]:
+    """The models both sides have whose class lists differ: a model added to the config
+    starts empty and one removed is dropped (`models_only_in`), the others keep their
+    state."""
     out = []
-    for name in sorted(saved.keys() | current.keys()):
-        a, b = saved.get(name), current.get(name)
+    for name in sorted(saved.keys() & current.keys()):
+        a, b = saved[name], current[name]
         what = f"classes of model {name!r} (models)"
-        if a is None or b is None:
-            out.append(Difference(what, "absent" if a is None else _classes(a),
-                                  "absent" if b is None else _classes(b)))
-        elif a != b:
+        if a != b:
             at = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y),
                       min(len(a), len(b)))
             out.append(Difference(what, _classes(a, at), _classes(b, at)))
     return out
+
+
+def models_only_in(saved: StateIdentity, current: StateIdentity) -> tuple[list[str], list[str]]:
+    """(models the checkpoint has that the config dropped, models the config added)."""
+    a, b = dict(saved.models), dict(current.models)
+    return sorted(a.keys() - b.keys()), sorted(b.keys() - a.keys())
 
 
 def refusal(path: object, diffs: list[Difference]) -> str:

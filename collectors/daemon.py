@@ -22,6 +22,7 @@ from collectors.checkpoint import (
     CheckpointCorrupt,
     CheckpointHealth,
     CheckpointStore,
+    encode_parts,
     failure_reason,
 )
 from collectors.checkpoint_format import (
@@ -31,6 +32,7 @@ from collectors.checkpoint_format import (
     compose,
     identity_of,
     migrate,
+    models_only_in,
     parse,
     refusal,
     saved_identity,
@@ -477,12 +479,13 @@ class Daemon:
             return True
         if self._refused:
             return False
-        with self.lock:
-            positions = self._ledger.checkpoint()
-            state = compose(self._owner.recorded(), self.engine.state(), positions.covered,
-                            positions.committed, self.clock())
         try:
-            self._ckpt.save(state)
+            with self.lock:  # encoded under the lock: the inference thread changes the state
+                positions = self._ledger.checkpoint()
+                parts = encode_parts(compose(self._owner.recorded(), self.engine.state(),
+                                             positions.covered, positions.committed,
+                                             self.clock()))
+            self._ckpt.write(parts)
         except Exception as err:
             reason = failure_reason(err)
             self.status.checkpoints["failed"] += 1
@@ -529,6 +532,14 @@ class Daemon:
         diffs = self._owner.loaded(saved)
         if diffs:
             raise CheckpointRefused(refusal(self._ckpt.path, diffs))
+        if saved is not None:
+            dropped, added = models_only_in(saved, identity_of(self.loaded))
+            if dropped:
+                log.warning("%s: models %s are no longer configured: their state is dropped",
+                            self._ckpt.path, ", ".join(dropped))
+            if added:
+                log.info("%s: models %s are new: they start with empty state",
+                         self._ckpt.path, ", ".join(added))
         return parse(state)
 
     def _restore(self) -> None:

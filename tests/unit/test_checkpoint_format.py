@@ -19,6 +19,7 @@ from collectors.checkpoint_format import (
     differences,
     identity_of,
     migrate,
+    models_only_in,
     parse,
     refusal,
     saved_identity,
@@ -141,12 +142,21 @@ IDENTITIES = [
      ["classes of model 'digits' (models): checkpoint has 10 classes [zero, one, two, three, "
       "four, ...]; this daemon has 11 classes [zero, one, two, three, four, ...] with class "
       "10 'ten'"]),
-    ("another model is refused",
+    ("a model added to the config starts empty; the others keep their state",
      identity_of(_loaded(models=[{"name": "digits", "classes": CLASSES},
                                  {"name": "cats", "classes": ["a", "b"]}]), "cluster-a"),
-     ["classes of model 'cats' (models): checkpoint has absent; this daemon has 2 classes "
-      "[a, b]"]),
+     []),
+    ("a model the config dropped is left out; the others keep their state",
+     identity_of(_loaded(models=[{"name": "cats", "classes": ["a", "b"]}]), "cluster-a"),
+     []),
 ]
+
+
+def test_the_models_only_one_side_has_are_named():
+    added = identity_of(_loaded(models=[{"name": "digits", "classes": CLASSES},
+                                        {"name": "cats", "classes": ["a", "b"]}]))
+    assert models_only_in(BASE, added) == ([], ["cats"])
+    assert models_only_in(added, BASE) == (["cats"], [])
 
 
 @pytest.mark.parametrize(("title", "current", "lines"), IDENTITIES,
@@ -257,3 +267,17 @@ def test_how_long_writes_have_failed(title, events, now, seconds):
         else:
             health.succeeded()
     assert health.failing_for(now) == seconds
+
+
+def test_resets_in_the_same_second_keep_each_checkpoint_and_only_the_newest_three(tmp_path):
+    from collectors.checkpoint import CheckpointStore
+
+    store = CheckpointStore(tmp_path)
+    asides = []
+    for i in range(5):
+        store.save({"n": i})
+        asides.append(store.set_aside("reset"))
+    assert len(set(asides)) == 5                   # never one over another
+    kept = sorted(p.name for p in tmp_path.glob("state.ckpt.reset-*"))
+    assert kept == sorted(p.name for p in asides[-3:])
+    assert not store.path.exists()
