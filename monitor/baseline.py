@@ -436,5 +436,12 @@ def load(path: str | os.PathLike[str], model: str | None = None,
     if model is not None and b.model != model:
         raise BaselineError(f"{p}: baseline is for model {b.model!r}, not {model!r}")
     if classes is not None and tuple(classes) != b.classes:
-        raise BaselineError(f"{p}: baseline class list differs from the config's for {b.model!r}")
+        at = next((i for i, (x, y) in enumerate(zip(b.classes, classes, strict=False))
+                   if x != y), min(len(b.classes), len(classes)))
+        theirs = b.classes[at] if at < len(b.classes) else "nothing"
+        ours = classes[at] if at < len(classes) else "nothing"
+        raise BaselineError(f"{p}: baseline class list differs from the config's for "
+                            f"{b.model!r}: {len(b.classes)} classes against {len(classes)}, "
+                            f"class {at} is {theirs!r} in the baseline and {ours!r} in the "
+                            "config")
     return b

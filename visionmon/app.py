@@ -50,16 +50,22 @@ def load_baselines(loaded: LoadedConfig) -> dict[str, Baseline]:
     cfg = loaded.config.baseline
     if cfg.mode != "file" or cfg.path is None:
         return {}
-    out = {}
-    for name, m in loaded.models.items():
-        path = Path(cfg.path.replace("{model}", name))
-        if "{model}" not in cfg.path and len(loaded.models) > 1 and not path.exists():
-            continue
-        try:
-            out[name] = baseline_mod.load(path, name, m.classes)
-        except BaselineError as err:
-            raise ConfigError(f"{loaded.path}: baseline.path: {err}") from None
-    return out
+    try:
+        if "{model}" in cfg.path or len(loaded.models) == 1:
+            return {name: baseline_mod.load(Path(cfg.path.replace("{model}", name)), name,
+                                            m.classes)
+                    for name, m in loaded.models.items()}
+        # one file for several models: it serves the model it names, the others have none
+        baseline = baseline_mod.load(Path(cfg.path))
+        if baseline.model not in loaded.models:
+            raise BaselineError(f"{cfg.path}: baseline is for model {baseline.model!r}, which "
+                                f"is not configured; configured models are "
+                                f"{', '.join(sorted(loaded.models))} (put {{model}} in the "
+                                "path for one file per model)")
+        return {baseline.model: baseline_mod.load(Path(cfg.path), baseline.model,
+                                                  loaded.models[baseline.model].classes)}
+    except BaselineError as err:
+        raise ConfigError(f"{loaded.path}: baseline.path: {err}") from None
 
 
 def build_statistics(loaded: LoadedConfig) -> Statistics:

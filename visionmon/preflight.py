@@ -104,9 +104,17 @@ def _baseline(loaded: LoadedConfig) -> Iterator[Problem]:
                                        "the first baseline.events predictions)", warning=True)
         return
     try:
-        load_baselines(loaded)
+        baselines = load_baselines(loaded)
     except ConfigError as err:
         yield Problem("", str(err).removeprefix(f"{loaded.path}: "))
+        return
+    if cfg.mode == "file":
+        for name in sorted(set(loaded.models) - set(baselines)):
+            yield Problem("baseline.path", f"{cfg.path} is for model "
+                                           f"{', '.join(sorted(baselines))}: model {name} has "
+                                           "no baseline, so its drift detection is off (put "
+                                           "{model} in the path for one file per model)",
+                          warning=True)
 
 
 _SSL_FILES = ("ssl_cafile", "ssl_certfile", "ssl_keyfile")

@@ -219,3 +219,33 @@ def test_alerts_generate_refuses_an_objective_without_its_data(
     assert cli.main(["alerts", "generate", "--config", str(path), "--out", str(out)]) == 2
     assert "slos.objectives.0.quality_objective" in capsys.readouterr().err
     assert not out.exists()
+
+
+def _two_models_one_file(tmp_path: Path, exists: bool) -> Path:
+    from monitor.baseline import build_baseline, save
+    from monitor.events import PredictionEvent
+
+    evs = [PredictionEvent(f"r{i}", 100.0 + i, "digits", "v1", True, i % 3, 0.9, 0.5, 0.3,
+                           0.01) for i in range(60)]
+    models = [{"name": "digits", "classes": CLASSES}, {"name": "cats", "classes": ["a", "b"]}]
+
+    def patch(cfg: dict[str, Any], folder: Path) -> None:
+        if exists:
+            save(build_baseline("digits", CLASSES, evs), folder / "digits.json")
+        cfg.update(models=models, baseline={"mode": "file", "path": "digits.json"})
+    return _write(tmp_path, patch)
+
+
+def test_one_baseline_file_for_two_models_serves_its_own_and_warns_for_the_other(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = _check_config(_two_models_one_file(tmp_path, exists=True), capsys)
+    assert code == 0, err
+    assert "1 warning(s)" in out
+    assert "baseline.path" in err and "model cats has no baseline" in err
+
+
+def test_a_missing_baseline_file_for_two_models_is_refused(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = _check_config(_two_models_one_file(tmp_path, exists=False), capsys)
+    assert code == 2  # was silently skipped: drift off for every model, no warning
+    assert "baseline.path" in err and "digits.json: baseline file not found" in err
