@@ -246,9 +246,9 @@ IMAGE_HEADERS = TopicContract(
         FieldRule("request_id", REQUEST_ID, True, "joins the image to its prediction",
                   config_key=_REQUEST_ID_KEY),
         FieldRule("model", MODEL_NAME, True, "must be a model of the config"),
-        FieldRule("version", Text(1), True,
-                  f"the model version; cut to {VERSION.max_chars} characters, the longest a "
-                  "prediction's version may be"),
+        FieldRule("version", VERSION, True,
+                  "the model version, bounded as a prediction's (a longer one is refused as "
+                  "the prediction it belongs to is)"),
         FieldRule("content-type", IMAGE_CONTENT_TYPE, False,
                   "the image format (any case; parameters after `;` are ignored)"),
         FieldRule("ts", Text(), False, "epoch seconds or RFC 3339 with an offset"),

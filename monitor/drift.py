@@ -26,7 +26,7 @@ from monitor.baseline import (
     with_calibration,
 )
 from monitor.config import BaselineConfig, DriftConfig
-from monitor.engine import EngineExtension, EventGroup
+from monitor.engine import EngineExtension, EventGroup, nan_if_null
 from monitor.events import PredictionEvent
 from monitor.snapshot import Series, SnapshotBuilder
 from monitor.stats import apply_bin_map, drift_threshold, kl_divergence, psi, smoothed_proportions
@@ -471,12 +471,10 @@ def _collected_columns(events: Sequence[PredictionEvent]) -> dict[str, list[floa
 def _collected_events(model: str, columns: Mapping[str, Sequence[float | None]]
                       ) -> list[PredictionEvent]:
     """The collected predictions back from `_collected_columns`."""
-    def num(x: float | None) -> float:
-        return math.nan if x is None else float(x)
-
     rows = zip(*(columns[name] for name in _COLLECTED), strict=True)
-    return [PredictionEvent("", num(ts), model, "", True, int(pred or 0), num(conf), num(margin),
-                            num(entropy), math.nan)
+    return [PredictionEvent("", nan_if_null(ts), model, "", True, int(pred or 0),
+                            nan_if_null(conf), nan_if_null(margin), nan_if_null(entropy),
+                            math.nan)
             for ts, pred, conf, margin, entropy in rows]
 
 

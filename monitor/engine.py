@@ -362,6 +362,11 @@ class Engine:
                 ext.restore(ext_state[ext.name])
 
 
+def nan_if_null(x: float | None) -> float:
+    """A float read back from a checkpoint: NaN is written as JSON null."""
+    return math.nan if x is None else float(x)
+
+
 class EngineExtension:
     """A block of statistics fed by the engine (drift, labels, shadow scoring)."""
 

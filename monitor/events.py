@@ -786,6 +786,9 @@ class ImageDecoder:
             raise _Bad(RejectReason.OUT_OF_RANGE, "model header too long")
         if h["model"] not in self._models:
             raise _Bad(RejectReason.UNKNOWN_MODEL, f"model {h['model'][:64]!r} is not configured")
+        if len(h["version"]) > _VERSION_MOST:
+            raise _Bad(RejectReason.OUT_OF_RANGE,
+                       f"version header must have 1..{_VERSION_MOST} characters")
         ctype = h.get("content-type")
         if ctype is not None and ctype.split(";")[0].strip().lower() not in IMAGE_CONTENT_TYPES:
             raise _Bad(RejectReason.UNSUPPORTED_CONTENT_TYPE,
@@ -797,5 +800,5 @@ class ImageDecoder:
             with contextlib.suppress(ValueError):
                 raw_ts = float(raw_ts)
             ts = parse_timestamp(raw_ts, now, self._limits.max_future_skew_seconds)
-        return ImageEvent(h["request_id"], h["model"], h["version"][:_VERSION_MOST], ts,
+        return ImageEvent(h["request_id"], h["model"], h["version"], ts,
                           ctype, raw)

@@ -41,7 +41,7 @@ from monitor.config import (
 )
 from monitor.drift import DriftMonitor
 from monitor.durations import parse_duration
-from monitor.engine import EngineExtension, EventGroup, late_count
+from monitor.engine import EngineExtension, EventGroup, late_count, nan_if_null
 from monitor.joins import JoinStore
 from monitor.quality import QualityEvaluator
 from monitor.scored import INPUT_FEATURES, ScoredImage
@@ -645,7 +645,7 @@ class ShadowMonitor(EngineExtension):
     def restore(self, state: Any) -> None:
         # a confidence of NaN (none sent) is checkpointed as JSON null
         self.predictions.restore(state["predictions"], lambda x: _WaitingPrediction(
-            str(x[0]), int(x[1]), math.nan if x[2] is None else float(x[2])))
+            str(x[0]), int(x[1]), nan_if_null(x[2])))
         self.early.restore(state["early"], lambda x: _WaitingScore(int(x[0]), float(x[1])))
         for m, v, agree, disagree, windows, *tag in state["versions"]:
             if m not in self.models:
@@ -689,11 +689,9 @@ def _collected_images(images: Sequence[ScoredImage],
 
 def _images_collected(model: str, d: Mapping[str, Any]) -> list[ScoredImage]:
     """The collected images back from `_collected_images` (request ids are not kept)."""
-    def num(x: float | None) -> float:
-        return math.nan if x is None else float(x)
-
-    return [ScoredImage("", model, "", float(t), int(r), num(c),
-                        np.asarray(e, dtype=np.float32), tuple(num(f) for f in feats))
+    return [ScoredImage("", model, "", float(t), int(r), nan_if_null(c),
+                        np.asarray(e, dtype=np.float32),
+                        tuple(nan_if_null(f) for f in feats))
             for t, r, c, feats, e in zip(d["ts"], d["ref_pred"], d["ref_confidence"],
                                          d["features"], d["embedding"], strict=True)]
 

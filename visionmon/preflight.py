@@ -12,6 +12,7 @@ one that it accepted. Nothing here imports torch.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,14 +154,37 @@ def _objective_data(loaded: LoadedConfig) -> Iterator[Problem]:
                                "ece or shadow_agreement")
 
 
+class _Warnings(logging.Handler):
+    """The warnings a generator logs, kept to be reported as warnings of the check."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
 def _alert_rules(loaded: LoadedConfig) -> Iterator[Problem]:
-    """Everything `alerts generate` builds (spec, rules, promtool tests), written nowhere."""
+    """Everything `alerts generate` builds (spec, rules, promtool tests), written nowhere;
+    what the generator adjusts (a tier dropped or lowered) is reported as a warning."""
     from alerts.generate import generate
 
+    logger = logging.getLogger("alerts")
+    caught = _Warnings()
+    logger.addHandler(caught)
+    propagate, logger.propagate = logger.propagate, False
     try:
         generate(loaded)
     except ConfigError as err:
         yield Problem("", str(err).removeprefix(f"{loaded.path}: "))
+    finally:
+        logger.removeHandler(caught)
+        logger.propagate = propagate
+    for message in caught.messages:
+        where, _, what = message.partition(": ")     # "slos.objectives.3 (kind, model): ..."
+        key, _, about = where.partition(" ")
+        yield Problem(key, f"{about} {what}".strip() if what else where, warning=True)
 
 
 def _dashboards(loaded: LoadedConfig) -> Iterator[Problem]:

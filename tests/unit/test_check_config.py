@@ -249,3 +249,15 @@ def test_a_missing_baseline_file_for_two_models_is_refused(
     code, _, err = _check_config(_two_models_one_file(tmp_path, exists=False), capsys)
     assert code == 2  # was silently skipped: drift off for every model, no warning
     assert "baseline.path" in err and "digits.json: baseline file not found" in err
+
+
+def test_what_the_alert_generator_adjusts_is_a_counted_warning_with_its_key(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The example's quality objective loses its 14.4x tier (5m slices); check-config says
+    so as a warning that names the file and the objective, and counts it."""
+    example = Path(__file__).resolve().parents[2] / "examples" / "visionmon.yaml"
+    code, out, err = _check_config(example, capsys)
+    assert code == 0, err
+    assert "1 warning(s)" in out
+    assert (f"warning: {example}: slos.objectives.3: (quality, model digits) dropping the "
+            "14.4x tier") in err

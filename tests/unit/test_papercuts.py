@@ -43,10 +43,11 @@ def test_the_help_table_covers_the_subcommands_options() -> None:
     assert len(OPTIONS) > 40
 
 
-def test_docs_scrape_visionmon_on_its_default_port() -> None:
+def test_docs_and_help_scrape_visionmon_on_its_default_port() -> None:
     default = HttpConfig().port
-    wrong = [f"{p.relative_to(ROOT)}: {m.group(0)}"
-             for p in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-             for m in re.finditer(r"https?://visionmon:(\d+)", p.read_text())
+    texts = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md")),
+             *sorted((ROOT / "visionmon").rglob("*.py"))]
+    wrong = [f"{p.relative_to(ROOT)}: {m.group(0)}" for p in texts
+             for m in re.finditer(r"https?://(?:visionmon|daemon):(\d+)", p.read_text())
              if int(m.group(1)) != default]
     assert wrong == [], f"the default port is {default}"

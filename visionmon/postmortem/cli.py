@@ -153,7 +153,7 @@ def add_report_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", required=True, help="the daemon's YAML config")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--from-openmetrics", default=None, help="a `visionmon replay` output file")
-    src.add_argument("--url", default=None, help="a running daemon, e.g. http://daemon:9108")
+    src.add_argument("--url", default=None, help="a running daemon, e.g. http://visionmon:9464")
     p.add_argument("--since", default=None, help="start: epoch seconds or RFC 3339 "
                                                  "(default: the start of the data)")
     p.add_argument("--until", default=None, help="end: epoch seconds, RFC 3339 or 'now'")
