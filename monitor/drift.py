@@ -208,14 +208,17 @@ class DriftMonitor(EngineExtension):
         self.watermark[model] = max(wm, float(ts.max()))
         baseline = self.baselines.get(model)
         if baseline is None:
-            kept = np.flatnonzero(ok)
-            taken = self._maybe_freeze(model, [evs[i] for i in kept.tolist()])
+            self._maybe_freeze(model, [e for e, k in zip(evs, ok.tolist(), strict=True) if k])
             baseline = self.baselines.get(model)
-            if baseline is None or taken >= kept.size:
+            if baseline is None:
                 return
-            # sealed by this batch: its events after those the baseline took are measured
-            ok = ok.copy()
-            ok[kept[:taken]] = False
+        if self.sources.get(model) == "first_events":
+            # a baseline collected from the stream is measured against what came after it:
+            # its own events (and any older one) stay out of the windows, live and in a
+            # replay alike, whichever batch sealed it
+            ok = ok & (evs.column("ts") > baseline.created_at)
+            if not ok.any():
+                return
             ts = evs.column("ts")[ok]
         state = self.by_version.get((model, version))
         if state is None:
@@ -243,11 +246,10 @@ class DriftMonitor(EngineExtension):
             self.watermark[model] = max(self.watermark.get(model, -math.inf), float(ts.max()))
         state.add(name, ts[ok], baseline.features[name].bin_of(values[ok]))
 
-    def _maybe_freeze(self, model: str, evs: list[PredictionEvent]) -> int:
-        """Collect `evs` into the model's first-events baseline and seal it once full;
-        returns how many of them it took (the rest arrived after it was full)."""
+    def _maybe_freeze(self, model: str, evs: list[PredictionEvent]) -> None:
+        """Collect `evs` into the model's first-events baseline and seal it once full."""
         if self.first_events is None:
-            return 0
+            return
         buf = self._collect.get(model)
         if buf is None:
             buf = self._collect[model] = []
@@ -255,7 +257,6 @@ class DriftMonitor(EngineExtension):
                      self.first_events)
         room = self.first_events - len(buf)
         buf.extend(evs[:room])
-        taken = min(room, len(evs))
         if len(buf) >= self.first_events:
             created = self.clock() if self.clock else max(e.ts for e in buf)
             baseline = build_baseline(model, self.models[model], buf, k=self.quantile_bins,
@@ -268,7 +269,6 @@ class DriftMonitor(EngineExtension):
                      "(sha256 %s); drift is measured from now on", model, baseline.events,
                      baseline.sha256[:16])
             self._maybe_calibrate(model)
-        return taken
 
     def on_label(self, model: str, _version: str, pred: PredictionEvent, label: int,
                  _ts: float) -> None:
@@ -306,12 +306,15 @@ class DriftMonitor(EngineExtension):
                  "the label-free accuracy estimate is calibrated from now on", model,
                  calibrated.labeled_events, calibrated.sha256[:16])
 
-    def set_baseline(self, baseline: Baseline) -> None:
-        """Use `baseline` for its model from now on. Each version's counts of a feature whose
-        bins did not change (the prediction features when an image profile or a calibration
-        is added) are kept; the others start empty."""
+    def set_baseline(self, baseline: Baseline, source: BaselineSource | None = None) -> None:
+        """Use `baseline` for its model from now on (`source`: how it was obtained; unset,
+        what the model had, else `file`). Each version's counts of a feature whose bins did
+        not change (the prediction features when an image profile or a calibration is
+        added) are kept; the others start empty."""
         old = self.baselines.get(baseline.model)
         self.baselines[baseline.model] = baseline
+        if source is not None:
+            self.sources[baseline.model] = source
         self.sources.setdefault(baseline.model, "file")
         for key in [k for k in self.by_version if k[0] == baseline.model]:
             before = self.by_version[key]
@@ -484,5 +487,11 @@ def _restored_source(state: Mapping[str, Any], model: str, baseline: Baseline) -
     source = state.get("sources", {}).get(model)
     if source in ("file", "first_events"):
         return source  # type: ignore[no-any-return]
+    return source_of(baseline)
+
+
+def source_of(baseline: Baseline) -> BaselineSource:
+    """`first_events` for a baseline a daemon collected from its first events (its `source`
+    says so, also once exported to a file), else `file`."""
     collected = baseline.source.startswith("first ") and baseline.source.endswith(" events")
     return "first_events" if collected else "file"

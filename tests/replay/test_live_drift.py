@@ -171,3 +171,28 @@ def test_export_writes_the_live_baseline_and_replaying_with_it_gives_the_same_fi
     assert "baseline  digits: --baseline file" in printed
     checkpointed, _ = replay(live_run, "again.om")
     assert named == checkpointed
+
+
+def test_a_replay_from_the_first_event_keeps_the_baselines_events_out_as_the_daemon_did(
+        live_run: LiveRun) -> None:
+    """From before the first event, the replay meets the events the live baseline was
+    collected from: like the daemon, it leaves them out of the drift windows (the 1h window
+    holds the whole run), and says the baseline came from first events."""
+    rc, _, err = _run(["replay", "--config", str(live_run.config), "--since",
+                       str(live_run.t0 - 1), "--until", str(live_run.t0 + RUN_S), "--out",
+                       str(live_run.tmp / "whole.om"), "--no-progress"])
+    assert rc == 0, err
+    values, _ = final_samples(live_run.tmp / "whole.om")
+
+    def events(vals: dict[Key, float]) -> dict[tuple[str, str], float]:
+        return {(dict(k)["version"], dict(k)["feature"]): v for (name, k), v in vals.items()
+                if name == "visionmon_drift_window_events" and dict(k)["window"] == "1h"}
+
+    assert events(values) == events(live_run.live)
+    assert events(values)[("v1", "confidence")] < 16 * RUN_S / 2   # the baseline's are out
+    replayed, live = drift_psi(values, "1h"), drift_psi(live_run.live, "1h")
+    far = {k: (replayed.get(k), live[k]) for k in live
+           if replayed.get(k) != pytest.approx(live[k], rel=0.01)}
+    assert not far, far
+    sources = {dict(k)["source"] for name, k in values if name == "visionmon_baseline_info"}
+    assert sources == {"first_events"}

@@ -27,6 +27,7 @@ from collectors.records import (
 from monitor.atomic_write import replacing
 from monitor.baseline import Baseline
 from monitor.config import LoadedConfig
+from monitor.drift import source_of
 from monitor.events import ImageEvent
 from monitor.scored import ScoredImage
 from monitor.snapshot import Series, SnapshotBuilder
@@ -134,7 +135,9 @@ class Replayer:
         self.spool = spool
         self.stats = build_statistics(loaded)
         for b in (baselines or {}).values():   # before any event: nothing fits from the range
-            self.stats.drift.set_baseline(b)
+            # as the live daemon had it: one collected from its first events keeps their
+            # events out of its windows and calibrates on the labels after it
+            self.stats.drift.set_baseline(b, source_of(b))
         self.topics = TopicNames.of(loaded)
         self.decoders = RecordDecoders.of(loaded)
         self.summary = ReplaySummary()
