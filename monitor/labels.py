@@ -236,9 +236,13 @@ class LabelMonitor(EngineExtension):
 
     def apply_feedback(self, events: Sequence[FeedbackEvent]) -> None:
         pending: dict[tuple[str, str], list[tuple[PredictionEvent, int, float]]] = {}
+        # requests joined by this batch, remembered in `joined` in one call at the end
+        now_joined: dict[str, tuple[float, str]] = {}
+        remembered = self.joined.get
         for f in events:
             rid = f.request_id
-            joined_model = self.joined.get(rid)
+            hit = now_joined.get(rid)
+            joined_model = remembered(rid) if hit is None else hit[1]
             if joined_model is not None:  # its label is counted: this one is not
                 self._count_duplicates(joined_model, 1)
                 continue
@@ -251,9 +255,12 @@ class LabelMonitor(EngineExtension):
                 self.reject("unknown_class", 1)
                 self.predictions.put(rid, pred.ts, pred)  # it waits for a valid label
                 continue
-            self.joined.put(rid, max(pred.ts, f.ts), pred.model)
+            now_joined[rid] = (pred.ts if pred.ts > f.ts else f.ts, pred.model)
             key = (pred.model, self._version_key(pred))
             pending.setdefault(key, []).append((pred, idx, f.ts))
+        if now_joined:
+            at, models = zip(*now_joined.values(), strict=True)
+            self.joined.put_many(list(now_joined), list(at), list(models))
         for (model, version), joins in pending.items():
             self._join(model, version, joins)
 
