@@ -7,8 +7,9 @@ bounded by a sum of terms (bytes):
                         RSS of `visionmon run`: 133 MiB with either backend; rounded up)
     fetch     128 MiB   consumer fetch buffers (kafka-python `fetch_max_bytes` 50 MiB,
                         librdkafka's queue 64 MiB) and the decoded poll they turn into
-    joins     2 x labels.max_entries x 300 B      prediction store + early-label store
-                                                  (docs/statistics.md: ~300 B per entry)
+    joins     3 x labels.max_entries x 300 B      prediction store, early-label store and
+                                                  joined-request store (docs/statistics.md:
+                                                  ~300 B per entry)
     windows   sum over models of (limits.max_versions_per_model + 1) x 4 features x
               len(windows.sizes) x windows.slices x (max(classes, baseline.quantile_bins)
               + 2) x 8 B                          (count rings, docs/statistics.md)
@@ -45,6 +46,9 @@ MIB = 1024 * 1024
 BASE = 160 * MIB
 FETCH = 128 * MIB
 JOIN_ENTRY = 300
+#: the label join's stores of `labels.max_entries` each: predictions, early labels, and
+#: the requests already joined (to count a second label as a duplicate)
+JOIN_STORES = 3
 FEATURES = 4
 TORCH_RUNTIME = 512 * MIB
 DECODE_PROCESS = 64 * MIB
@@ -75,7 +79,7 @@ class MemoryBound:
 def memory_bound(loaded: LoadedConfig) -> MemoryBound:
     """The bound for a loaded config (pure)."""
     cfg = loaded.config
-    joins = 2 * cfg.labels.max_entries * JOIN_ENTRY
+    joins = JOIN_STORES * cfg.labels.max_entries * JOIN_ENTRY
     rings = len(cfg.windows.sizes) * cfg.windows.slices
     windows = sum((cfg.limits.max_versions_per_model + 1) * FEATURES * rings
                   * (max(len(m.classes), cfg.baseline.quantile_bins) + 2) * 8

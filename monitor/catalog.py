@@ -254,6 +254,11 @@ _SPECS: tuple[MetricSpec, ...] = (
                ("model", "version", "class", "outcome"),
                module="monitor/labels.py",
                condition="once labels join predictions (feedback topic)"),
+    MetricSpec(f"{PREFIX}labels_duplicate_total", "counter",
+               "Labels for a request that already has one: counted and dropped, or replacing "
+               "a label still waiting for its prediction, by the policy labels.duplicates "
+               "(first|last).", "", ("model", "policy"),
+               module="monitor/labels.py"),
     MetricSpec(f"{PREFIX}top5_correct_total", "counter",
                "Labeled predictions whose label is in the top 5.", "", MV,
                module="monitor/labels.py",

@@ -333,6 +333,16 @@ class JoinConfig(Frozen):
     """How long an entry waits for its partner, in event time (evicted with reason `ttl`)."""
 
 
+class LabelJoinConfig(JoinConfig):
+    """The label join: a join store, and what a second label for one request does."""
+
+    duplicates: Literal["first", "last"] = "first"
+    """Which label of a request stands when a second one arrives (both are counted in
+    `visionmon_labels_duplicate_total`): `first` keeps the first; `last` lets a later label
+    replace one still waiting for its prediction. A label already joined stands under
+    either policy: its counters never decrease (docs/events.md)."""
+
+
 class QualityConfig(Frozen):
     """Bounds that decide whether a closed evaluation slice was good (time-slice SLOs)."""
 
@@ -374,7 +384,7 @@ class VisionmonConfig(Frozen):
     """The reference profile that drift is measured against."""
     drift: DriftConfig = DriftConfig()
     """The drift tests: levels, correction and features."""
-    labels: JoinConfig = JoinConfig()
+    labels: LabelJoinConfig = LabelJoinConfig()
     """The join of late labels (feedback) to their predictions."""
     shadow_join: JoinConfig = JoinConfig(max_entries=50_000, ttl="1h")
     """The join of reference-model scores to their predictions (shadow agreement)."""

@@ -225,7 +225,9 @@ PREDICTIONS = TopicContract(
 FEEDBACK = TopicContract(
     "feedback", "feedback.schema.json", "visionmon feedback event (contract v1)",
     "A ground-truth label for an earlier request, joined by request_id in either arrival "
-    "order.",
+    "order. A Kafka message holds one such object, a JSON array of them, or "
+    "newline-delimited objects; a second label for the same request is counted and handled "
+    "by `labels.duplicates`.",
     (
         FieldRule("request_id", REQUEST_ID, True, "the request the label is for",
                   config_key=_REQUEST_ID_KEY),

@@ -14,11 +14,11 @@ import contextlib
 import itertools
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from dataclasses import replace as _replace
 from datetime import datetime
-from typing import Annotated, Any, Literal, NamedTuple, Union, cast
+from typing import Annotated, Any, Literal, NamedTuple, TypeVar, Union, cast
 
 import msgspec
 import orjson
@@ -407,6 +407,79 @@ def wire_from_object(obj: Any) -> WirePrediction:
                           latency, status, deployment)
 
 
+E = TypeVar("E")
+
+
+def decode_elements(raw: bytes, max_events: int, check: Callable[[Any], E],
+                    events: list[E], rejections: list[Rejection]) -> None:
+    """Decode one message holding one JSON object, a JSON array of them or NDJSON: each
+    element is `check`ed on its own, so a bad one is refused (with its original bytes and
+    its index) and the others kept. A message that is not JSON, an empty batch or one of
+    more than `max_events` elements is refused whole."""
+    try:
+        items, pieces = split_batch(raw, max_events)
+    except _Bad as bad:
+        rejections.append(Rejection(bad.reason, bad.detail, raw))
+        return
+    if not items:
+        rejections.append(Rejection(RejectReason.EMPTY, "empty batch", raw))
+        return
+    if len(items) > max_events:
+        rejections.append(Rejection(RejectReason.BATCH_TOO_LARGE,
+                                    f"{len(items)} events > limit {max_events}", raw))
+        return
+    single = len(items) == 1 and pieces is None
+    for i, item in enumerate(items):
+        try:
+            if type(item) is _Bad:
+                raise item
+            events.append(check(item))
+        except _Bad as bad:
+            piece = raw if single else _piece(items, pieces, i)
+            rejections.append(Rejection(bad.reason, bad.detail, piece, None if single else i))
+
+
+def _piece(items: list[Any], pieces: list[bytes] | None, i: int) -> bytes:
+    """The bytes of element `i` for the dead-letter topic: its NDJSON line as sent, or the
+    array element re-serialised."""
+    if pieces is not None:
+        return pieces[i]
+    try:
+        return orjson.dumps(items[i])
+    except TypeError:
+        return json.dumps(items[i]).encode()
+
+
+def split_batch(raw: bytes, max_events: int) -> tuple[list[Any], list[bytes] | None]:
+    """-> (elements, original byte pieces for NDJSON or None). An NDJSON line that is not
+    JSON becomes a `_Bad` element, refused alone; more than `max_events` lines are
+    returned unparsed (the caller refuses the message whole)."""
+    body = raw.strip()
+    if body[:1] == b"{" and b"\n" in body:
+        pieces = [ln for ln in body.split(b"\n") if ln.strip()]
+        if len(pieces) > max_events:
+            return pieces, None  # refused whole by the caller
+        try:  # one parser call for the whole batch when every line is valid
+            joined = orjson.loads(b"[" + b",".join(pieces) + b"]")
+            if len(joined) == len(pieces) and all(type(x) is dict for x in joined):
+                return joined, pieces
+        except orjson.JSONDecodeError:
+            pass  # some line is bad: parse line by line to refuse only that one
+        items: list[Any] = []
+        for ln in pieces:
+            try:
+                items.append(parse_json(ln))
+            except _Bad as bad:
+                items.append(bad)
+        if type(items[0]) is dict:
+            return items, pieces
+        # not NDJSON after all (e.g. one pretty-printed object): parse it whole
+    doc = parse_json(raw)
+    if type(doc) is list:
+        return doc, None
+    return [doc], None
+
+
 class PredictionDecoder:
     """Decodes `predictions` records: one object, a JSON array, or newline-delimited objects.
 
@@ -492,66 +565,9 @@ class PredictionDecoder:
 
     def _slow(self, raw: bytes, now: float, events: list[PredictionEvent],
               rejections: list[Rejection]) -> None:
-        try:
-            items, pieces = self._split(raw)
-        except _Bad as bad:
-            rejections.append(Rejection(bad.reason, bad.detail, raw))
-            return
-        if not items:
-            rejections.append(Rejection(RejectReason.EMPTY, "empty batch", raw))
-            return
-        if len(items) > self._limits.max_batch_events:
-            rejections.append(Rejection(
-                RejectReason.BATCH_TOO_LARGE,
-                f"{len(items)} events > limit {self._limits.max_batch_events}", raw))
-            return
-        single = len(items) == 1 and pieces is None
         checked = self._checked
-        for i, item in enumerate(items):
-            try:
-                if type(item) is _Bad:
-                    raise item
-                events.append(checked(wire_from_object(item), now))
-            except _Bad as bad:
-                piece = raw if single else self._piece(items, pieces, i)
-                rejections.append(Rejection(bad.reason, bad.detail, piece,
-                                            None if single else i))
-
-    @staticmethod
-    def _piece(items: list[Any], pieces: list[bytes] | None, i: int) -> bytes:
-        if pieces is not None:
-            return pieces[i]
-        try:
-            return orjson.dumps(items[i])
-        except TypeError:
-            return json.dumps(items[i]).encode()
-
-    def _split(self, raw: bytes) -> tuple[list[Any], list[bytes] | None]:
-        """-> (elements, original byte pieces for NDJSON or None)."""
-        body = raw.strip()
-        if body[:1] == b"{" and b"\n" in body:
-            pieces = [ln for ln in body.split(b"\n") if ln.strip()]
-            if len(pieces) > self._limits.max_batch_events:
-                return pieces, None  # refused whole by the caller
-            try:  # one parser call for the whole batch when every line is valid
-                joined = orjson.loads(b"[" + b",".join(pieces) + b"]")
-                if len(joined) == len(pieces) and all(type(x) is dict for x in joined):
-                    return joined, pieces
-            except orjson.JSONDecodeError:
-                pass  # some line is bad: parse line by line to refuse only that one
-            items: list[Any] = []
-            for ln in pieces:
-                try:
-                    items.append(parse_json(ln))
-                except _Bad as bad:
-                    items.append(bad)
-            if type(items[0]) is dict:
-                return items, pieces
-            # not NDJSON after all (e.g. one pretty-printed object): parse it whole
-        doc = parse_json(raw)
-        if type(doc) is list:
-            return doc, None
-        return [doc], None
+        decode_elements(raw, self._limits.max_batch_events,
+                        lambda item: checked(wire_from_object(item), now), events, rejections)
 
     def _common(self, w: WirePrediction, now: float, limit: float) -> PredictionEvent:
         """`_checked` for a wire the constrained parser accepted (fast path only): the
@@ -683,7 +699,9 @@ class PredictionDecoder:
 
 
 class FeedbackDecoder:
-    """Decodes `feedback` records: `{request_id, label, ts, source?, model?}` objects."""
+    """Decodes `feedback` records: `{request_id, label, ts, source?, model?}` objects, one
+    per message or batched as predictions are (a JSON array, or NDJSON), each element
+    accepted or refused on its own."""
 
     def __init__(self, models: Mapping[str, ModelClassIndex], limits: DecodeLimits) -> None:
         self._models = models
@@ -699,11 +717,8 @@ class FeedbackDecoder:
             out.rejections.append(Rejection(RejectReason.TOO_LARGE,
                                             f"{len(raw)} bytes > limit", raw))
             return out
-        try:
-            obj = parse_json(raw)
-            out.events.append(self._event(obj, now))
-        except _Bad as bad:
-            out.rejections.append(Rejection(bad.reason, bad.detail, raw))
+        decode_elements(raw, self._limits.max_batch_events,
+                        lambda item: self._event(item, now), out.events, out.rejections)
         return out
 
     def _event(self, obj: Any, now: float) -> FeedbackEvent:

@@ -2,10 +2,14 @@
 (realized and estimated) and label coverage over event-time windows.
 
 Both arrival orders join: a prediction waits in a bounded store for its label, and a
-label that arrives first waits in another. Window statistics are keyed on the join's
-event time (the later of prediction and label), so "accuracy over the last hour" means
-labels that arrived in the last hour. Snapshots copy the counters and window totals
-under the ingestion lock (`capture`) and compute the figures outside it (`LabelCapture`).
+label that arrives first waits in another. A request counts one label: a joined request is
+remembered (a third bounded store) so that a second label for it is counted as a
+duplicate and dropped at once, and a second label for a request whose label still waits
+replaces it or not by the policy `labels.duplicates` (`first` | `last`). Window
+statistics are keyed on the join's event time (the later of prediction and label), so
+"accuracy over the last hour" means labels that arrived in the last hour. Snapshots copy
+the counters and window totals under the ingestion lock (`capture`) and compute the
+figures outside it (`LabelCapture`).
 """
 
 from __future__ import annotations
@@ -76,6 +80,10 @@ class _PredictionLayout:
 _PRED = _PredictionLayout()
 
 EstimateMethod = Literal["calibrated", "mean_confidence"]
+#: which of two labels for one request stands (`labels.duplicates`): `last` replaces a
+#: label only while it waits for its prediction, since a joined label is already in
+#: counters that must never decrease
+DuplicatePolicy = Literal["first", "last"]
 
 
 class _Layout:
@@ -129,9 +137,11 @@ class LabelMonitor(EngineExtension):
                  max_entries: int, ttl_seconds: float, hash_request_ids: bool = False,
                  calibration_for: Callable[[str], IsotonicMap | None] | None = None,
                  reject: Callable[[str, int], None] | None = None,
-                 late: Callable[[int], None] | None = None) -> None:
+                 late: Callable[[int], None] | None = None,
+                 duplicates: DuplicatePolicy = "first") -> None:
         """`late` is told how many labels joined too late for any window (their join time
-        at least the longest window behind the model's watermark)."""
+        at least the longest window behind the model's watermark). `duplicates` is the
+        policy for a second label of one request (module docstring)."""
         self.models = {m: tuple(c) for m, c in models.items()}
         self.index = {m: {name: i for i, name in enumerate(c)} for m, c in self.models.items()}
         self.windows = windows
@@ -139,8 +149,15 @@ class LabelMonitor(EngineExtension):
         self._horizon_s = max((w.seconds for w in windows), default=math.inf)
         self.predictions: JoinStore[PredictionEvent] = JoinStore(
             "labels_predictions", max_entries, ttl_seconds, hash_request_ids)
-        self.early: JoinStore[tuple[Any, float, str | None]] = JoinStore(
+        #: a label waiting for its prediction: [label, ts, source, duplicates seen], the
+        #: duplicates counted under the prediction's model once the two join
+        self.early: JoinStore[list[Any]] = JoinStore(
             "labels_early", max_entries, ttl_seconds, hash_request_ids)
+        #: request id -> model of a request whose label joined, in join time: a later label
+        #: for it is a duplicate (bounded like the other stores)
+        self.joined: JoinStore[str] = JoinStore(
+            "labels_joined", max_entries, ttl_seconds, hash_request_ids)
+        self.duplicate_policy: DuplicatePolicy = duplicates
         self.by_version: dict[tuple[str, str], _VersionLabels] = {}
         self.delay = {m: np.zeros(len(LABEL_DELAY_BUCKETS) + 1) for m in self.models}
         self.delay_sum = dict.fromkeys(self.models, 0.0)
@@ -148,7 +165,8 @@ class LabelMonitor(EngineExtension):
         self.calibration_for = calibration_for or (lambda _m: None)
         self.reject = reject or (lambda _reason, _n: None)
         self.histogram_hook: HistogramHook | None = None
-        self.duplicates = 0
+        #: model -> second (third, ...) labels of one request, counted and dropped
+        self.duplicates: dict[str, int] = dict.fromkeys(self.models, 0)
         self.joined_listeners: list[Callable[[str, str, PredictionEvent, int, float], None]] = []
 
     def _state_for(self, model: str, version: str) -> _VersionLabels:
@@ -195,13 +213,14 @@ class LabelMonitor(EngineExtension):
                     continue
                 early = self.early.pop(e.request_id) if len(self.early) else None
                 if early is not None:
-                    label, label_ts, _ = early
+                    label, label_ts, _, repeated = early
+                    self._count_duplicates(model, repeated)
                     idx = self._resolve(model, label)
-                    if idx is None:
-                        self.reject("unknown_class", 1)
-                    else:
+                    if idx is not None:
+                        self.joined.put(e.request_id, max(e.ts, label_ts), model)
                         joins.append((e, idx, label_ts))
-                    continue
+                        continue
+                    self.reject("unknown_class", 1)  # the prediction waits for another
                 if e.probs is not None and c > MAX_PROBS_KEPT:
                     e = e._replace(probs=None)
                 rid = e.request_id
@@ -213,24 +232,54 @@ class LabelMonitor(EngineExtension):
         if newest > -math.inf:
             self.predictions.expire(newest)
             self.early.expire(newest)
+            self.joined.expire(newest)
 
     def apply_feedback(self, events: Sequence[FeedbackEvent]) -> None:
         pending: dict[tuple[str, str], list[tuple[PredictionEvent, int, float]]] = {}
+        # requests joined by this batch, remembered in `joined` in one call at the end
+        now_joined: dict[str, tuple[float, str]] = {}
+        remembered = self.joined.get
         for f in events:
-            pred = self.predictions.pop(f.request_id)
+            rid = f.request_id
+            hit = now_joined.get(rid)
+            joined_model = remembered(rid) if hit is None else hit[1]
+            if joined_model is not None:  # its label is counted: this one is not
+                self._count_duplicates(joined_model, 1)
+                continue
+            pred = self.predictions.pop(rid)
             if pred is None:
-                if f.request_id in self.early:
-                    self.duplicates += 1
-                self.early.put(f.request_id, f.ts, (f.label, f.ts, f.source))
+                self._wait(f)
                 continue
             idx = self._resolve(pred.model, f.label)
             if idx is None:
                 self.reject("unknown_class", 1)
+                self.predictions.put(rid, pred.ts, pred)  # it waits for a valid label
                 continue
+            now_joined[rid] = (pred.ts if pred.ts > f.ts else f.ts, pred.model)
             key = (pred.model, self._version_key(pred))
             pending.setdefault(key, []).append((pred, idx, f.ts))
+        if now_joined:
+            at, models = zip(*now_joined.values(), strict=True)
+            self.joined.put_many(list(now_joined), list(at), list(models))
         for (model, version), joins in pending.items():
             self._join(model, version, joins)
+
+    def _wait(self, f: FeedbackEvent) -> None:
+        """Keep a label whose prediction has not arrived; a second one for the same request
+        is counted (when the two join, under the prediction's model) and, by the policy,
+        replaces the waiting label (`last`, waiting anew from its own time) or not."""
+        waiting = self.early.get(f.request_id)
+        if waiting is None:
+            self.early.put(f.request_id, f.ts, [f.label, f.ts, f.source, 0])
+        elif self.duplicate_policy == "last":
+            self.early.put(f.request_id, f.ts, [f.label, f.ts, f.source, waiting[3] + 1])
+        else:
+            waiting[3] += 1
+
+    def _count_duplicates(self, model: str, n: int) -> None:
+        """Count `n` dropped labels of one request (a model no longer configured: none)."""
+        if model in self.duplicates:
+            self.duplicates[model] += n
 
     def _version_key(self, pred: PredictionEvent) -> str:
         """The cardinality-limited version the prediction was counted under."""
@@ -321,13 +370,16 @@ class LabelMonitor(EngineExtension):
         return LabelCapture(
             (join_store_counts(self.predictions), join_store_counts(self.early)),
             tuple((m, d.copy(), self.delay_sum[m]) for m, d in self.delay.items()),
-            tuple(self._counts(m, v, s) for (m, v), s in self.by_version.items()))
+            tuple(self._counts(m, v, s) for (m, v), s in self.by_version.items()),
+            self.duplicate_policy, tuple(self.duplicates.items()))
 
     # --- checkpoint ---------------------------------------------------------------------
     def state(self) -> Any:
         return {
             "predictions": self.predictions.state(_encode_pred),
             "early": self.early.state(list),
+            "joined": self.joined.state(str),
+            "duplicates": self.duplicates,
             "delay": {m: d.tolist() for m, d in self.delay.items()},
             "delay_sum": self.delay_sum,
             "watermark": self.watermark,
@@ -341,7 +393,12 @@ class LabelMonitor(EngineExtension):
 
     def restore(self, state: Any) -> None:
         self.predictions.restore(state["predictions"], _decode_pred)
-        self.early.restore(state["early"], tuple)
+        self.early.restore(state["early"], _decode_early)
+        # checkpoints written before duplicates were counted lack both
+        self.joined.restore(state.get("joined", {"entries": []}), str)
+        for m, n in state.get("duplicates", {}).items():
+            if m in self.duplicates:
+                self.duplicates[m] = int(n)
         for m, d in state["delay"].items():
             if m in self.delay:
                 self.delay[m][...] = d
@@ -389,10 +446,15 @@ class LabelCapture:
     #: (model, label delay bucket counts, their sum in seconds)
     delays: tuple[tuple[str, np.ndarray, float], ...]
     versions: tuple[VersionLabelCounts, ...]
+    policy: DuplicatePolicy
+    #: (model, duplicate labels counted and dropped)
+    duplicates: tuple[tuple[str, int], ...]
 
     def render(self, b: SnapshotBuilder) -> None:
         for store in self.stores:
             store.render(b)
+        for model, n in self.duplicates:
+            b.set("visionmon_labels_duplicate_total", (model, self.policy), float(n))
         for model, counts, total in self.delays:
             if counts.sum():
                 b.set("visionmon_label_delay_seconds", (model,), histogram_value(counts, total))
@@ -522,6 +584,12 @@ def _brier(probs: tuple[float, ...] | None, label: int) -> float:
         return math.nan
     total = sum(p * p for p in probs)
     return total - 2.0 * probs[label] + 1.0
+
+
+def _decode_early(v: list[Any]) -> list[Any]:
+    """A waiting label from a checkpoint; those written before duplicates were counted
+    hold three values (no count)."""
+    return [*v, 0] if len(v) == 3 else list(v)
 
 
 def _encode_pred(e: PredictionEvent) -> list[Any]:

@@ -99,7 +99,8 @@ def build_statistics(loaded: LoadedConfig) -> Statistics:
                           calibration_for=lambda m: getattr(drift.baselines.get(m),
                                                             "calibration", None),
                           reject=lambda reason, n: engine.record_rejection("feedback", reason, n),
-                          late=lambda n: engine.record_late(topics.feedback, n))
+                          late=lambda n: engine.record_late(topics.feedback, n),
+                          duplicates=cfg.labels.duplicates)
     q = cfg.quality
     quality = QualityEvaluator(
         QualityBounds(parse_duration(q.eval_slice), q.min_labels, q.min_accuracy, q.max_ece,

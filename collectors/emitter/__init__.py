@@ -1,11 +1,13 @@
-"""Emitter library for serving code: log predictions and sampled images to the visionmon
-topics (event contract v1, docs/events.md) without blocking the request path.
+"""Emitter library for serving code: log predictions, sampled images and ground-truth
+labels to the visionmon topics (event contract v1, docs/events.md) without blocking the
+request path.
 
     from collectors.emitter import EmitterSettings, PredictionLogger
     logger = PredictionLogger(KafkaConfig(bootstrap_servers=["kafka:9092"]),
                               EmitterSettings(image_sample_rate=0.05))
     logger.log(request_id, "digits", "v3", probs=probs, latency_s=elapsed,
                image_bytes=jpeg)
+    logger.label(request_id, "seven", source="review")   # when the truth is known
     logger.close()
 
 Importing it needs neither torch nor the daemon: only orjson, prometheus_client, the

@@ -1,11 +1,12 @@
-"""`PredictionLogger`: serving code logs predictions; a background thread produces them.
+"""`PredictionLogger`: serving code logs predictions and labels; a background thread
+produces them.
 
 The request path only serializes one JSON line, takes a lock for a few list operations
 and returns: it never waits for Kafka. Events wait in a bounded buffer (a count and a byte
 limit); when the buffer is full the new event is dropped and counted, never the caller
-blocked. A sender thread packs predictions into NDJSON messages (count, size and linger
-limits) and hands them and the sampled images to the Kafka client. `close()` drains the
-buffer and flushes the client.
+blocked. A sender thread packs predictions and labels into NDJSON messages of their own
+topic (count, size and linger limits) and hands them and the sampled images to the Kafka
+client. `close()` drains the buffer and flushes the client.
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ from prometheus_client.registry import CollectorRegistry
 from collectors.emitter.batching import Batch, NdjsonBatcher
 from collectors.emitter.metrics import EmitterCollector, EmitterStats
 from collectors.emitter.records import (
-    encode_prediction,
+    encode_event,
     image_headers,
+    label_record,
     prediction_record,
     sniff_image_type,
 )
@@ -36,7 +38,9 @@ from monitor.config import KafkaConfig, TopicsConfig
 
 log = logging.getLogger(__name__)
 
-Kind = Literal["prediction", "image"]
+Kind = Literal["prediction", "image", "label"]
+#: the kinds packed into NDJSON messages; images are sent one per message
+BATCHED: tuple[str, ...] = ("prediction", "label")
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +62,7 @@ class EmitterSettings:
     #: Topic names; None takes them from the KafkaConfig (or the contract's defaults).
     predictions_topic: str | None = None
     images_topic: str | None = None
+    feedback_topic: str | None = None
 
     def __post_init__(self) -> None:
         if not 1 <= self.batch_max_events <= 10_000:
@@ -77,7 +82,8 @@ _Item = tuple[str, bytes, Headers, bytes | None, int]
 
 
 class PredictionLogger:
-    """Logs predictions (and sampled images) to the visionmon topics without blocking.
+    """Logs predictions (and sampled images) and labels to the visionmon topics without
+    blocking.
 
     `kafka` is a `KafkaConfig` (the logger opens, flushes and closes its own producer,
     with whichever backend the config names) or an open `Producer` (flushed on close but
@@ -92,15 +98,18 @@ class PredictionLogger:
         topics = kafka.topics if isinstance(kafka, KafkaConfig) else TopicsConfig()
         self.predictions_topic = self.settings.predictions_topic or topics.predictions
         self.images_topic = self.settings.images_topic or topics.images
+        self.feedback_topic = self.settings.feedback_topic or topics.feedback
+        self._batch_topics = {"prediction": self.predictions_topic,
+                              "label": self.feedback_topic}
         self._deployment = deployment
         self._clock = clock
         self._lock = threading.Lock()
         self._queue: deque[_Item] = deque()
         self._pending_events = 0
         self._pending_bytes = 0
-        self._logged = {"prediction": 0, "image": 0}
-        self._sent = {"prediction": 0, "image": 0}
-        self._messages = {"prediction": 0, "image": 0}
+        self._logged = {"prediction": 0, "image": 0, "label": 0}
+        self._sent = {"prediction": 0, "image": 0, "label": 0}
+        self._messages = {"prediction": 0, "image": 0, "label": 0}
         self._dropped: dict[tuple[str, str], int] = {}
         self._unsampled = 0
         self._warned: dict[str, float] = {}
@@ -153,7 +162,7 @@ class PredictionLogger:
         """
         when = self._clock() if ts is None else ts
         try:
-            line = encode_prediction(prediction_record(
+            line = encode_event(prediction_record(
                 request_id, model, version, when, probs=probs, pred=pred,
                 confidence=confidence, topk=topk, latency_s=latency_s, latency_ms=latency_ms,
                 status=status, deployment=self._deployment))
@@ -178,9 +187,36 @@ class PredictionLogger:
                 self._offer(image, self.settings.image_max_bytes)
             else:  # no image without its prediction
                 self._count_drop("image", refused, 1)
+        self._wake_if_full()
+        return refused is None
+
+    def label(self, request_id: str, label: int | str, *, source: str | None = None,
+              model: str | None = None, ts: float | None = None) -> bool:
+        """Buffer one ground-truth label for an earlier (or later) request; never blocks.
+
+        `label` is a class index or name; `source` says who gave it (free text); `model`
+        lets the daemon check the label on arrival; `ts` in epoch seconds (default: now).
+        Labels go to the feedback topic in NDJSON messages of their own, under the same
+        buffer, limits and drop counting as `log()` (kind `label`). Returns True when
+        buffered, False when dropped (invalid arguments as `invalid`, never raised).
+        """
+        when = self._clock() if ts is None else ts
+        try:
+            line = encode_event(label_record(request_id, label, when, source=source,
+                                             model=model))
+        except (TypeError, ValueError) as err:
+            self._count_drop("label", "invalid", 1)
+            self._warn(f"label for {request_id!r} not logged: {err}")
+            return False
+        refused = self._offer(("label", line, (), None, len(line)),
+                              self.settings.batch_max_bytes)
+        self._wake_if_full()
+        return refused is None
+
+    def _wake_if_full(self) -> None:
+        """Wake the sender once a message's worth of events waits (else it lingers)."""
         if self._pending_events >= self.settings.batch_max_events and not self._wake.is_set():
             self._wake.set()
-        return refused is None
 
     def _offer(self, item: _Item, max_size: int) -> str | None:
         """Buffer one item; returns None, or why it was dropped (counted)."""
@@ -209,10 +245,11 @@ class PredictionLogger:
     def _run(self) -> None:
         s = self.settings
         linger = s.linger_ms / 1000.0
-        batcher = NdjsonBatcher(s.batch_max_events, s.batch_max_bytes)
+        batchers = {kind: NdjsonBatcher(s.batch_max_events, s.batch_max_bytes)
+                    for kind in BATCHED}
         while True:
-            opened = batcher.opened_at
-            timeout = linger if opened is None else max(0.0, opened + linger - time.monotonic())
+            opened = [b.opened_at for b in batchers.values() if b.opened_at is not None]
+            timeout = linger if not opened else max(0.0, min(opened) + linger - time.monotonic())
             self._wake.wait(timeout)
             self._wake.clear()
             while True:
@@ -220,13 +257,14 @@ class PredictionLogger:
                 if not chunk:
                     break
                 for item in chunk:
-                    self._handle(item, batcher)
-            opened = batcher.opened_at
-            if opened is not None and (self._stopping or self._flush_now
-                                       or time.monotonic() - opened >= linger):
-                batch = batcher.flush()
-                if batch is not None:
-                    self._send_predictions(batch)
+                    self._handle(item, batchers)
+            for kind, batcher in batchers.items():
+                started = batcher.opened_at
+                if started is not None and (self._stopping or self._flush_now
+                                            or time.monotonic() - started >= linger):
+                    batch = batcher.flush()
+                    if batch is not None:
+                        self._send_batch(kind, batch)
             self._flush_now = False
             if self._stopping and not self._queue:
                 return
@@ -236,27 +274,30 @@ class PredictionLogger:
             q = self._queue
             return [q.popleft() for _ in range(min(n, len(q)))]
 
-    def _handle(self, item: _Item, batcher: NdjsonBatcher) -> None:
+    def _handle(self, item: _Item, batchers: Mapping[str, NdjsonBatcher]) -> None:
         kind, value, headers, key, _ = item
         try:
-            if kind == "prediction":
+            batcher = batchers.get(kind)
+            if batcher is not None:
                 for batch in batcher.add(value, time.monotonic()):
-                    self._send_predictions(batch)
+                    self._send_batch(kind, batch)
             else:
                 self._send_image(value, headers, key)
         except Exception:  # the sender thread must survive anything
             log.exception("emitter: unexpected error; item dropped")
             self._release(kind, 1, len(value), "send_error")
 
-    def _send_predictions(self, batch: Batch) -> None:
+    def _send_batch(self, kind: str, batch: Batch) -> None:
+        """Produce one NDJSON message of predictions or labels to its topic."""
         size = len(batch.value) - (batch.events - 1)
+        topic = self._batch_topics[kind]
         try:
-            self._producer.send(self.predictions_topic, batch.value)
+            self._producer.send(topic, batch.value)
         except Exception as err:
-            self._warn(f"emitter: predictions message not sent: {err!r}")
-            self._release("prediction", batch.events, size, "send_error")
+            self._warn(f"emitter: {topic} message not sent: {err!r}")
+            self._release(kind, batch.events, size, "send_error")
         else:
-            self._release("prediction", batch.events, size, None)
+            self._release(kind, batch.events, size, None)
 
     def _send_image(self, data: bytes, headers: Headers, key: bytes | None) -> None:
         try:

@@ -1,9 +1,9 @@
 """Contract v1 records (docs/events.md) built from what serving code knows.
 
-Pure functions: a prediction becomes one JSON object serialized with orjson (numpy arrays
-and scalars are accepted as they are); an image becomes the raw bytes plus the headers the
-`images` topic requires. Validation here is limited to misuse of the API; the daemon's
-decoders remain the judge of the values.
+Pure functions: a prediction or a label becomes one JSON object serialized with orjson
+(numpy arrays and scalars are accepted as they are); an image becomes the raw bytes plus
+the headers the `images` topic requires. Validation here is limited to misuse of the API;
+the daemon's decoders remain the judge of the values.
 """
 
 from __future__ import annotations
@@ -84,7 +84,31 @@ def prediction_record(request_id: str, model: str, version: str, ts: float, *,
     return rec
 
 
-def encode_prediction(record: Mapping[str, Any]) -> bytes:
+def label_record(request_id: str, label: int | str, ts: float, *, source: str | None = None,
+                 model: str | None = None) -> dict[str, Any]:
+    """The `feedback` object for one request's ground truth (ts in epoch seconds).
+
+    `label` is a class index or name; `model` lets the daemon check the label on arrival
+    (else it is resolved against the prediction's model at the join). Raises ValueError
+    for misuse: an empty or non-string request id, model or source, a label that is
+    neither a non-negative integer nor a non-empty string.
+    """
+    if not isinstance(request_id, str) or not request_id:
+        raise ValueError("request_id must be a non-empty string")
+    label = _plain(label)
+    index = isinstance(label, int) and not isinstance(label, bool) and label >= 0
+    if not (index or (isinstance(label, str) and label)):
+        raise ValueError(f"label must be a class index >= 0 or a class name, not {label!r}")
+    rec: dict[str, Any] = {"request_id": request_id, "label": label, "ts": ts}
+    for name, value in (("source", source), ("model", model)):
+        if value is not None:
+            if not isinstance(value, str) or not value:
+                raise ValueError(f"{name} must be a non-empty string")
+            rec[name] = value
+    return rec
+
+
+def encode_event(record: Mapping[str, Any]) -> bytes:
     """One NDJSON line (no trailing newline)."""
     return orjson.dumps(record, option=_OPTS)
 

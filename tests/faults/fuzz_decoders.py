@@ -94,6 +94,15 @@ class DecoderHarness:
         d = self._timed("prediction", lambda: self.prediction.decode(raw, NOW))
         if d is None:
             return
+        self._batch(d, raw, items)
+        for e in d.events:
+            self._prediction_event(e)
+            _utf8_strings(e)
+        self._check_singles(raw, d.events, d.rejections)
+
+    def _batch(self, d: Any, raw: bytes | None, items: int | None) -> None:
+        """A batch message's result: each element accepted or refused once, or the whole
+        message refused alone; `items`: how many elements it holds, when known."""
         if not d.events and not d.rejections and not _empty_array(raw):
             raise FuzzFailure("input neither accepted nor rejected")
         whole = [r for r in d.rejections if r.index is None]
@@ -106,10 +115,6 @@ class DecoderHarness:
             raise FuzzFailure(f"{items} elements in, {len(d.events)} events + "
                               f"{len(d.rejections)} rejections out")
         self._rejections(d.rejections)
-        for e in d.events:
-            self._prediction_event(e)
-            _utf8_strings(e)
-        self._check_singles(raw, d.events, d.rejections)
 
     def _check_singles(self, raw: bytes | None, events: list[PredictionEvent],
                        rejections: list[Any]) -> None:
@@ -136,10 +141,12 @@ class DecoderHarness:
         self._rejections(d.rejections)
         return d
 
-    def check_feedback(self, raw: bytes | None) -> None:
-        d = self._one_result("feedback", lambda: self.feedback.decode(raw, NOW))
+    def check_feedback(self, raw: bytes | None, items: int | None = None) -> None:
+        """Feedback messages are batches too (one object, a JSON array or NDJSON)."""
+        d = self._timed("feedback", lambda: self.feedback.decode(raw, NOW))
         if d is None:
             return
+        self._batch(d, raw, items)
         for e in d.events:
             if type(e) is not FeedbackEvent:
                 raise FuzzFailure(f"not a FeedbackEvent: {e!r}"[:200])
@@ -330,13 +337,14 @@ def _dump(obj: Any) -> bytes:
     return json.dumps(obj, allow_nan=True).encode()
 
 
-@st.composite
-def prediction_messages(draw: st.DrawFn) -> tuple[bytes, int | None]:
-    """(message bytes, number of batch elements when known)."""
+def _framed(draw: st.DrawFn, objects: st.SearchStrategy[dict[str, Any]]
+            ) -> tuple[bytes, int | None]:
+    """One object, a JSON array or NDJSON (a garbage line in it or not) of `objects`, as
+    producers write batches: (message bytes, number of batch elements when known)."""
     shape = draw(st.sampled_from(["single", "array", "ndjson", "ndjson-garbage"]))
     if shape == "single":
-        return _dump(draw(prediction_objects())), 1
-    objs = draw(st.lists(prediction_objects(), min_size=1, max_size=8))
+        return _dump(draw(objects)), 1
+    objs = draw(st.lists(objects, min_size=1, max_size=8))
     if shape == "array":
         return _dump(objs), len(objs)
     lines = [_dump(o) for o in objs]
@@ -348,7 +356,13 @@ def prediction_messages(draw: st.DrawFn) -> tuple[bytes, int | None]:
 
 
 @st.composite
-def feedback_messages(draw: st.DrawFn) -> bytes:
+def prediction_messages(draw: st.DrawFn) -> tuple[bytes, int | None]:
+    """(message bytes, number of batch elements when known)."""
+    return _framed(draw, prediction_objects())
+
+
+@st.composite
+def feedback_objects(draw: st.DrawFn) -> dict[str, Any]:
     obj: dict[str, Any] = {"request_id": "r1", "label": 3, "ts": NOW - 30, "model": "digits"}
     extra = {"request_id": HOSTILE["request_id"], "ts": timestamps,
              "label": st.one_of(st.integers(), st.sampled_from([*CLASSES, "dog", ""]), leaf),
@@ -359,7 +373,13 @@ def feedback_messages(draw: st.DrawFn) -> bytes:
             obj[key] = draw(extra[key])
         else:
             obj.pop(key, None)
-    return _dump(obj)
+    return obj
+
+
+@st.composite
+def feedback_messages(draw: st.DrawFn) -> tuple[bytes, int | None]:
+    """(message bytes, number of batch elements when known)."""
+    return _framed(draw, feedback_objects())
 
 
 header_values = st.one_of(st.none(), st.binary(max_size=40),
@@ -420,8 +440,8 @@ def hypothesis_properties(harness: DecoderHarness, examples: int, derandomize: b
 
     @s
     @given(feedback_messages())
-    def mutated_feedback(raw: bytes) -> None:
-        harness.check_feedback(raw)
+    def mutated_feedback(message: tuple[bytes, int | None]) -> None:
+        harness.check_feedback(*message)
 
     @s
     @given(image_records())
@@ -436,6 +456,7 @@ def hypothesis_properties(harness: DecoderHarness, examples: int, derandomize: b
 SEEDS = [_dump(_valid_prediction(1)), b"\n".join(_dump(_valid_prediction(i)) for i in range(3)),
          _dump([_valid_prediction(1), {"x": 1}]),
          _dump({"request_id": "r1", "label": "three", "ts": NOW - 3, "model": "digits"}),
+         _dump([{"request_id": "r1", "label": 3, "ts": NOW - 3}, {"request_id": "r2"}]),
          _dump({**_valid_prediction(2), "probs": [0.1] * 10, "pred": None}),
          _dump({**_valid_prediction(3), "topk": [["one", 0.6], [2, 0.3]], "pred": None})]
 

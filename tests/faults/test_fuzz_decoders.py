@@ -187,9 +187,11 @@ def test_duplicate_request_ids_never_count_a_label_twice() -> None:
     assert joined == 1
     requests = sum(v for v in snap["visionmon_requests_total"].values())
     assert requests == 3
-    # the store holds one entry per id, whatever the repetition (memory stays bounded)
-    assert len(stats.labels.predictions) == 1 and len(stats.labels.early) == 2
-    assert stats.labels.duplicates == 0
+    # the store holds one entry per id, whatever the repetition (memory stays bounded);
+    # the second label of r1 is counted as a duplicate, not parked until the TTL
+    assert len(stats.labels.predictions) == 1 and len(stats.labels.early) == 1
+    assert stats.labels.duplicates == {"digits": 1}
+    assert snap["visionmon_labels_duplicate_total"] == {("digits", "first"): 1.0}
 
 
 def test_limits_used_by_the_harness_are_the_defaults() -> None:

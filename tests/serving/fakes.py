@@ -12,7 +12,13 @@ from typing import Any
 from PIL import Image
 
 from collectors.kafka.client import Headers
-from monitor.events import DecodeLimits, ImageDecoder, ModelClassIndex, PredictionDecoder
+from monitor.events import (
+    DecodeLimits,
+    FeedbackDecoder,
+    ImageDecoder,
+    ModelClassIndex,
+    PredictionDecoder,
+)
 from tests.conftest import CLASSES
 
 FASHION = [f"c{i}" for i in range(10)]
@@ -61,6 +67,17 @@ class RecordingProducer:
 def decode_predictions(messages: list[Any]) -> list[Any]:
     """Every message through the daemon's decoder; fails on any rejection."""
     dec = PredictionDecoder(MODELS, DecodeLimits())
+    events: list[Any] = []
+    for _, value, _, _ in messages:
+        d = dec.decode(value, time.time())
+        assert not d.rejections, d.rejections
+        events.extend(d.events)
+    return events
+
+
+def decode_feedback(messages: list[Any]) -> list[Any]:
+    """Every message through the daemon's feedback decoder; fails on any rejection."""
+    dec = FeedbackDecoder(MODELS, DecodeLimits())
     events: list[Any] = []
     for _, value, _, _ in messages:
         d = dec.decode(value, time.time())

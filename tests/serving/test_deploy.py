@@ -112,10 +112,10 @@ def test_sizing_formula_on_the_example_config() -> None:
     bound = sizing.memory_bound(load_config(ROOT / "examples" / "visionmon.yaml"))
     mib = 1024 * 1024
     assert (bound.base, bound.fetch, bound.reference) == (160 * mib, 128 * mib, 0)
-    assert bound.joins == 2 * 200_000 * 300
+    assert bound.joins == 3 * 200_000 * 300  # predictions, early labels, joined requests
     assert bound.windows == 9 * 4 * 3 * 60 * 12 * 8
     assert bound.request % (16 * mib) == 0 and bound.request >= bound.total * 1.2
-    assert sizing.quantity(bound.request) == "496Mi"
+    assert sizing.quantity(bound.request) == "560Mi"
 
 
 @pytest.mark.parametrize(("mode", "device", "workers_counted"), [

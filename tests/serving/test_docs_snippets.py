@@ -37,9 +37,11 @@ def test_the_readme_snippets_feed_the_daemon(broker, start_daemon, tmp_path):
         m = parse_metrics(scrape(daemon.url))
         return (metric_sum(m, "visionmon_requests_total") >= 101
                 and metric_sum(m, "visionmon_events_accepted_total", topic="images") >= images
-                and metric_sum(m, "visionmon_events_accepted_total", topic="feedback") >= 1)
+                and metric_sum(m, "visionmon_labels_total") >= 2)
 
     wait_for(done, 30, what="the snippets' events counted")
     m = parse_metrics(scrape(daemon.url))
     assert metric_sum(m, "visionmon_requests_total", model="digits", version="v3") == 101
     assert metric_sum(m, "visionmon_records_rejected_total") == 0
+    # the emitter's label and the own producer's, each joined to its prediction
+    assert metric_sum(m, "visionmon_labels_total", outcome="correct") == 2

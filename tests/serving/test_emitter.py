@@ -17,7 +17,13 @@ from prometheus_client.registry import CollectorRegistry
 from collectors.emitter import EmitterSettings, PredictionLogger, sample_fraction, sampled
 from collectors.emitter.batching import NdjsonBatcher
 from tests.conftest import metric_sum, parse_metrics
-from tests.serving.fakes import RecordingProducer, decode_images, decode_predictions, png
+from tests.serving.fakes import (
+    RecordingProducer,
+    decode_feedback,
+    decode_images,
+    decode_predictions,
+    png,
+)
 
 
 def _logger(producer: RecordingProducer, **settings: object) -> PredictionLogger:
@@ -72,6 +78,77 @@ def test_invalid_arguments_are_counted_as_dropped_never_raised() -> None:
     logger.close()
     assert logger.stats().dropped == {("prediction", "invalid"): 5}
     assert producer.sent == []
+
+
+# ----------------------------------------------------------------- labels
+
+
+def test_every_form_of_label_is_accepted_by_the_daemons_feedback_decoder() -> None:
+    producer = RecordingProducer()
+    logger = PredictionLogger(producer, EmitterSettings(linger_ms=60_000),  # sent at close
+                              clock=lambda: 1_700_000_000.0, close_at_exit=False)
+    assert logger.label("a", "seven", source="review")
+    assert logger.label("b", 3, model="digits")
+    assert logger.label("c", np.int64(2), ts=1_600_000_000.5)
+    logger.close()
+    assert [m[0] for m in producer.sent] == ["feedback"], "one NDJSON message, own topic"
+    events = {e.request_id: e for e in decode_feedback(producer.on("feedback"))}
+    assert events["a"][1:] == ("seven", 1_700_000_000.0, "review", None)
+    assert events["b"][1:] == (3, 1_700_000_000.0, None, "digits")
+    assert events["c"].label == 2 and events["c"].ts == 1_600_000_000.5
+
+
+def test_labels_and_predictions_are_batched_into_messages_of_their_own_topic() -> None:
+    producer = RecordingProducer()
+    logger = _logger(producer, batch_max_events=7, linger_ms=60_000)  # no partial batches
+    for i in range(40):
+        logger.log(f"r{i}", "digits", "v1", pred=i % 10)
+        logger.label(f"r{i}", i % 10)
+    logger.close()
+    labels, predictions = producer.on("feedback"), producer.on("predictions")
+    # 5 full messages of 7 events each, and the 5 left at close
+    assert [v.count(b"\n") + 1 for _, v, _, _ in labels] == [7] * 5 + [5]
+    assert [v.count(b"\n") + 1 for _, v, _, _ in predictions] == [7] * 5 + [5]
+    assert [e.request_id for e in decode_feedback(labels)] == [f"r{i}" for i in range(40)]
+    assert len(decode_predictions(predictions)) == 40
+    stats = logger.stats()
+    assert stats.sent == {"prediction": 40, "image": 0, "label": 40}
+    assert stats.messages["label"] == 6
+
+
+def test_invalid_labels_are_counted_as_dropped_never_raised() -> None:
+    producer = RecordingProducer()
+    logger = _logger(producer)
+    assert not logger.label("", 1)
+    assert not logger.label("x", -1)
+    assert not logger.label("x", True)
+    assert not logger.label("x", "")
+    assert not logger.label("x", 1.5)  # type: ignore[arg-type]
+    assert not logger.label("x", 1, source="")
+    assert not logger.label(7, 1)  # type: ignore[arg-type]
+    logger.close()
+    assert logger.stats().dropped == {("label", "invalid"): 7}
+    assert producer.sent == []
+
+
+def test_label_never_blocks_when_the_broker_stalls_and_overflow_is_counted() -> None:
+    gate = threading.Event()
+    producer = RecordingProducer(gate=gate)
+    registry = CollectorRegistry()
+    logger = PredictionLogger(producer, EmitterSettings(queue_max_events=100,
+                                                        batch_max_events=10, linger_ms=1),
+                              registry=registry, close_at_exit=False)
+    accepted = sum(logger.label(f"r{i}", i % 10) for i in range(2000))
+    stats = logger.stats()
+    assert stats.logged["label"] == accepted
+    assert stats.dropped[("label", "queue_full")] == 2000 - accepted > 1800
+    text = parse_metrics(generate_latest(registry).decode())
+    assert metric_sum(text, "visionmon_emitter_dropped_total", kind="label",
+                      reason="queue_full") == 2000 - accepted
+    gate.set()
+    logger.close()
+    assert len(decode_feedback(producer.on("feedback"))) == accepted
+    assert logger.stats().sent["label"] == accepted
 
 
 # ----------------------------------------------------------------- batching

@@ -156,6 +156,45 @@ def test_feedback_label_checked_when_model_given():
     assert late.events[0].label == "fish"  # resolved at join time against the prediction
 
 
+def _label(rid: str, label: object = 1) -> dict[str, object]:
+    return {"request_id": rid, "label": label, "ts": NOW - 5}
+
+
+_L1, _L2, _L3 = (orjson.dumps(_label(r)) for r in ("a", "b", "c"))
+
+
+@pytest.mark.parametrize(("message", "accepted", "refused"), [
+    pytest.param(_L1, ["a"], [], id="one object, as before"),
+    pytest.param(orjson.dumps([_label("a"), _label("b", "dog")]), ["a", "b"], [],
+                 id="a JSON array of labels"),
+    pytest.param(b"\n".join((_L1, _L2, _L3)) + b"\n", ["a", "b", "c"], [],
+                 id="NDJSON, trailing newline"),
+    pytest.param(b"\n".join((_L1, b'{"request_id": "x", "ts": 1}', _L3)), ["a", "c"],
+                 [(RejectReason.MISSING_FIELD, 1, b'{"request_id": "x", "ts": 1}')],
+                 id="an NDJSON line without a label is refused alone, with its own bytes"),
+    pytest.param(b"\n".join((_L1, b"{not json", _L3)), ["a", "c"],
+                 [(RejectReason.INVALID_JSON, 1, b"{not json")],
+                 id="an NDJSON line that is not JSON is refused alone"),
+    pytest.param(b"\n".join((_L1, b'{"request_id": "s", "label": "\\ud800", "ts": 1}')),
+                 ["a"], [(RejectReason.INVALID_UTF8, 1,
+                          b'{"request_id": "s", "label": "\\ud800", "ts": 1}')],
+                 id="an NDJSON line with a lone surrogate is refused alone"),
+    pytest.param(orjson.dumps([_label("a"), 7]), ["a"], [(RejectReason.NOT_OBJECT, 1, b"7")],
+                 id="an array element that is not an object is refused alone, re-serialised"),
+    pytest.param(b"[]", [], [(RejectReason.EMPTY, None, b"[]")], id="an empty array"),
+    pytest.param(orjson.dumps([_label(f"r{i}") for i in range(51)]), [],
+                 [(RejectReason.BATCH_TOO_LARGE, None, None)],
+                 id="more labels than max_batch_events: refused whole"),
+])
+def test_feedback_accepts_the_batch_forms_of_predictions(message, accepted, refused):
+    fb = FeedbackDecoder(MODELS, DecodeLimits(max_message_bytes=100_000, max_batch_events=50))
+    d = fb.decode(message, NOW)
+    assert [e.request_id for e in d.events] == accepted
+    # (reason, index in the batch, bytes for the dead-letter topic: None = the message)
+    assert [(r.reason, r.index, r.raw) for r in d.rejections] == \
+        [(reason, i, message if raw is None else raw) for reason, i, raw in refused]
+
+
 def test_image_headers_are_required():
     dec = ImageDecoder(MODELS, 1000, DecodeLimits())
     good = dec.decode(b"\xff\xd8jpeg", [("request_id", b"r"), ("model", b"m"),

@@ -2,7 +2,8 @@
 field shape, leaves a state that round-trips through a checkpoint unchanged.
 
 Hypothesis writes records of the three topics (strings drawn with lone UTF-16 surrogates
-too, escaped or as raw bytes; one object, arrays and NDJSON), decodes them as the daemon
+too, escaped or as raw bytes; one object, arrays and NDJSON on `predictions` and
+`feedback` alike; under either `labels.duplicates` policy), decodes them as the daemon
 does (`collectors.records`), applies them to an engine built with every extension
 (`visionmon.app.build_statistics`, with a reference model so the shadow monitor is on;
 images reach it as synthetic `ScoredImage`s, no torch), then checkpoints: encode, decode,
@@ -40,20 +41,23 @@ BASELINE_IMAGES = 20
 EXAMPLES = 100
 
 
-def _loaded(hash_request_ids: bool) -> LoadedConfig:
+def _loaded(hash_request_ids: bool, duplicates: str) -> LoadedConfig:
     return resolve(parse_config({
         "version": 1, "models": [{"name": "m", "classes": CLASSES}],
         "windows": {"sizes": ["5m", "1h"], "slices": 6},
         "baseline": {"mode": "first_events", "events": BASELINE_EVENTS,
                      "images": BASELINE_IMAGES},
         "reference": {"model": "m", "path": "r.pt", "sha256": "0" * 64},
-        "labels": {"max_entries": 50},
+        "labels": {"max_entries": 50, "duplicates": duplicates},
         "state": {"hash_request_ids": hash_request_ids},
         "limits": {"max_future_skew_seconds": 300},
         "quality": {"eval_slice": "1m", "min_labels": 2}}))
 
 
-CONFIGS = {h: _loaded(h) for h in (False, True)}
+#: (hash_request_ids, labels.duplicates) -> config
+CONFIGS = {(h, d): _loaded(h, d) for h in (False, True) for d in ("first", "last")}
+Setup = tuple[bool, str]
+setups = st.tuples(st.booleans(), st.sampled_from(["first", "last"]))
 TOPICS = TopicNames("predictions", "images", "feedback")
 
 # --- what producers may write ---------------------------------------------------------
@@ -108,8 +112,10 @@ def _json(obj: Any, raw_utf8: bool) -> bytes:
 
 
 @st.composite
-def prediction_values(draw: st.DrawFn) -> bytes:
-    objs = draw(st.lists(predictions, min_size=1, max_size=4))
+def batch_values(draw: st.DrawFn, objects: st.SearchStrategy[dict[str, Any]]) -> bytes:
+    """One object, a JSON array or NDJSON: the forms both `predictions` and `feedback`
+    take."""
+    objs = draw(st.lists(objects, min_size=1, max_size=4))
     raw_utf8 = draw(st.booleans())
     framing = draw(st.sampled_from(["one", "array", "ndjson"]))
     if framing == "one":
@@ -125,9 +131,9 @@ def records(draw: st.DrawFn) -> list[Record]:
     for i in range(draw(st.integers(1, 12))):
         topic = draw(st.sampled_from(["predictions", "predictions", "feedback", "images"]))
         if topic == "predictions":
-            value, hdrs = draw(prediction_values()), []
+            value, hdrs = draw(batch_values(predictions)), []
         elif topic == "feedback":
-            value, hdrs = _json(draw(feedback), draw(st.booleans())), []
+            value, hdrs = draw(batch_values(feedback)), []
         else:
             value = b"\x89PNG image"
             hdrs = [(k, v.encode("utf-8", "surrogatepass")) for k, v in draw(headers).items()]
@@ -181,9 +187,9 @@ def _warm_up_records(n_predictions: int, n_images: int) -> list[Record]:
 
 
 @functools.cache
-def _warm(hashed: bool) -> bytes:
+def _warm(setup: Setup) -> bytes:
     """The checkpoint of an engine whose baselines are sealed."""
-    loaded = CONFIGS[hashed]
+    loaded = CONFIGS[setup]
     stats = build_statistics(loaded)
     _apply(stats, RecordDecoders.of(loaded), _warm_up_records(BASELINE_EVENTS, BASELINE_IMAGES),
            0, Counter())
@@ -191,9 +197,9 @@ def _warm(hashed: bool) -> bytes:
     return encode(stats.engine.state())
 
 
-def _started(hashed: bool) -> Statistics:
-    stats = build_statistics(CONFIGS[hashed])
-    stats.engine.restore(decode(_warm(hashed)))
+def _started(setup: Setup) -> Statistics:
+    stats = build_statistics(CONFIGS[setup])
+    stats.engine.restore(decode(_warm(setup)))
     return stats
 
 
@@ -209,11 +215,11 @@ def test_any_accepted_records_leave_a_state_that_round_trips_through_a_checkpoin
 
     @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-    @given(st.lists(records(), min_size=1, max_size=3), st.booleans())
-    def round_trip(batches: list[list[Record]], hashed: bool) -> None:
-        loaded = CONFIGS[hashed]
+    @given(st.lists(records(), min_size=1, max_size=3), setups)
+    def round_trip(batches: list[list[Record]], setup: Setup) -> None:
+        loaded = CONFIGS[setup]
         decoders = RecordDecoders.of(loaded)
-        stats = _started(hashed)
+        stats = _started(setup)
         for seed, batch in enumerate(batches):
             _apply(stats, decoders, batch, seed + 1, tally)
         before = _comparable(stats)
@@ -221,12 +227,14 @@ def test_any_accepted_records_leave_a_state_that_round_trips_through_a_checkpoin
         restored.engine.restore(decode(encode(stats.engine.state())))
         assert _comparable(restored) == before
         tally["examples"] += 1
+        tally["duplicate labels"] += sum(stats.labels.duplicates.values())
 
     round_trip()
     print(f"\nround-trip property: {dict(sorted(tally.items()))}")
     # the strategy reached every topic and the refusal this test guards against
     assert tally["examples"] == EXAMPLES
     for kind in ("accepted predictions", "accepted labels", "accepted images",
+                 "duplicate labels",
                  f"refused {RejectReason.INVALID_UTF8.value}"):
         assert tally[kind] > 0, kind
 
@@ -238,7 +246,7 @@ def test_any_accepted_records_leave_a_state_that_round_trips_through_a_checkpoin
 def test_a_baseline_being_collected_survives_a_checkpoint(predictions: int, images: int):
     """A restart in the middle of a first-events collection goes on where it stopped: the
     baseline sealed after the restart is the one an uninterrupted daemon seals."""
-    loaded = CONFIGS[False]
+    loaded = CONFIGS[(False, "first")]
     decoders = RecordDecoders.of(loaded)
     records = _warm_up_records(BASELINE_EVENTS, BASELINE_IMAGES)
     first = _warm_up_records(predictions, images)
