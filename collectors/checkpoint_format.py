@@ -126,14 +126,14 @@ def models_only_in(saved: StateIdentity, current: StateIdentity) -> tuple[list[s
     return sorted(a.keys() - b.keys()), sorted(b.keys() - a.keys())
 
 
-def refusal(path: object, diffs: list[Difference]) -> str:
+def refusal(path: object, diffs: list[Difference], config: object = "FILE") -> str:
     """The message that refuses to restore a checkpoint: what differs, old and new, and
     how to start fresh."""
     lines = [f"{path}: this checkpoint was written for other Kafka data or another model, so "
              "restoring it would merge its counts into the wrong ones:"]
     lines += [f"  {d.what}: checkpoint has {d.saved}; this daemon has {d.current}"
               for d in diffs]
-    lines.append(f"To start with empty state, run `visionmon run --config FILE {RESET_FLAG}` "
+    lines.append(f"To start with empty state, run `visionmon run --config {config} {RESET_FLAG}` "
                  "(the old checkpoint is moved aside, not deleted), or point "
                  "state.checkpoint_dir elsewhere.")
     return "\n".join(lines)

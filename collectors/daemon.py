@@ -531,7 +531,7 @@ class Daemon:
                      "restoring it as this group's", self._ckpt.path)
         diffs = self._owner.loaded(saved)
         if diffs:
-            raise CheckpointRefused(refusal(self._ckpt.path, diffs))
+            raise CheckpointRefused(refusal(self._ckpt.path, diffs, self.loaded.path))
         if saved is not None:
             dropped, added = models_only_in(saved, identity_of(self.loaded))
             if dropped:
@@ -561,7 +561,7 @@ class Daemon:
         diffs = self._owner.cluster(ask() if ask is not None else None, final)
         if diffs:
             self._refused = True
-            raise CheckpointRefused(refusal(self._ckpt.path, diffs))
+            raise CheckpointRefused(refusal(self._ckpt.path, diffs, self.loaded.path))
         if self._owner.unverified_cluster is not None:
             log.warning("the broker does not report its cluster id: cannot check that it is "
                         "cluster %s, whose state %s holds", self._owner.unverified_cluster,
