@@ -6,7 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.alerts.conftest import EXAMPLE
+
+pytestmark = pytest.mark.slow  # left out of `make test-fast`
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:

@@ -24,6 +24,8 @@ from reference_model.digits import (
 from reference_model.scorer import Scorer
 from reference_model.shadow import ShadowScorer
 
+pytestmark = pytest.mark.slow  # left out of `make test-fast`
+
 
 def _config_for(path: Path, sha: str | None = None, **kw: object):
     return digits_reference_config(path, sha or sha256_file(path), **kw)

@@ -27,6 +27,8 @@ from reference_model.artifact import load_reference
 from reference_model.intake import DecodedImage, ImageIntake, normalise
 from reference_model.scorer import Scorer
 
+pytestmark = pytest.mark.slow  # left out of `make test-fast`
+
 #: top-1 on foolbox's 20 labelled ImageNet photos with each network's exact pipeline,
 #: measured here (benchmarks/fast_decode.py prints the same numbers)
 TOP1 = {"efficientnet-lite0": 0.90, "efficientnet-lite2": 0.90, "mobilenet-v2": 0.90}

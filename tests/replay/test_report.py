@@ -12,12 +12,15 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from tests.conftest import CLASSES
 from tests.replay.conftest import Recorded
 from visionmon import cli
 from visionmon.postmortem.sections import SECTIONS
+
+pytestmark = pytest.mark.slow  # left out of `make test-fast`
 
 PNG = b"\x89PNG\r\n\x1a\n"
 SECTION_IDS = [sid for sid, _ in SECTIONS]

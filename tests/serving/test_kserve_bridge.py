@@ -14,6 +14,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import pytest
 from prometheus_client.registry import CollectorRegistry
 
 from collectors.emitter import EmitterSettings, PredictionLogger, sampled
@@ -29,6 +30,8 @@ from tests.conftest import (
     wait_for,
     write_config,
 )
+
+pytestmark = pytest.mark.slow  # left out of `make test-fast`
 
 EVENTS = Path(__file__).parent / "kserve_events"
 RATE = 0.5

@@ -29,6 +29,7 @@ def regression_data(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return np.array(xs), np.array(ys, dtype=float), np.array(ws)
 
 
+@pytest.mark.slow  # a simulation or exhaustive comparison
 @settings(max_examples=300, deadline=None)
 @given(regression_data())
 def test_isotonic_fit_matches_scikit_learn(data: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:

@@ -260,12 +260,14 @@ def _under_level(share: float, alpha: float, trials: int = 4000) -> bool:
     return share <= alpha + 3 * math.sqrt(alpha * (1 - alpha) / trials)
 
 
+@pytest.mark.slow  # a simulation or exhaustive comparison
 def test_the_overall_test_keeps_its_level_with_classes_at_different_rates() -> None:
     rates = np.array([0.99, 0.98, 0.6, 0.7, 0.99, 0.65, 0.95, 0.97, 0.99, 0.6])
     assert _under_level(_clean_alarm_share(stratified_drop_pvalue, rates, 3000, 150, 0.02, 11),
                         0.02)
 
 
+@pytest.mark.slow  # a simulation or exhaustive comparison
 def test_the_weighted_test_keeps_its_level_with_classes_at_different_rates() -> None:
     rates = np.array([0.99, 0.98, 0.6, 0.7, 0.99, 0.65, 0.95, 0.97, 0.99, 0.6])
     assert _under_level(_clean_alarm_share(weighted_drop_pvalue, rates, 3000, 150, 0.02, 13),
@@ -309,6 +311,7 @@ def test_each_overall_test_finds_its_own_regression_sooner() -> None:
         assert found["family"] >= 0.9 * found["weighted"], (noise, factor, found)
 
 
+@pytest.mark.slow  # a simulation or exhaustive comparison
 def test_level_holds_when_nothing_changed() -> None:
     """The window's p-value falls under alpha in at most alpha of clean windows (the test is
     conservative: discrete counts, Bonferroni)."""
@@ -440,6 +443,7 @@ def test_the_family_with_the_unusual_count_is_the_bonferroni_of_its_parts() -> N
     assert got.worst == -2 and unusual < weighted
 
 
+@pytest.mark.slow  # a simulation or exhaustive comparison
 def test_the_unusual_count_keeps_its_level_because_it_counts_on_other_images() -> None:
     """Clean windows against a split of a clean baseline: the unusual count alarms in at most
     alpha of them. Choosing the pairs on the same images their rate is counted on would not:

@@ -87,6 +87,7 @@ def test_no_events_has_no_value_not_zero() -> None:
     assert math.isnan(ece([], []))
 
 
+@pytest.mark.slow  # a simulation or exhaustive comparison
 @settings(max_examples=300, deadline=None)
 @given(scored_events())
 def test_ece_and_mce_match_a_python_loop(events: tuple[list[float], list[int]]) -> None:

@@ -55,6 +55,7 @@ def _distinct_pair_mmd2(ref, rows: np.ndarray, idx: np.ndarray) -> np.ndarray:  
     return np.array(out)
 
 
+@pytest.mark.slow  # a simulation or exhaustive comparison
 def test_the_null_scores_every_prefix_of_a_draw_like_a_window_of_that_size() -> None:
     rng = np.random.default_rng(1)
     ref = mmd_reference(rng.normal(size=(60, 4)), 2.0)

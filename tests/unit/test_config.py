@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # left out of `make test-fast`
+
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "visionmon.yaml"
 
 GOOD_MODELS = "models:\n  - {name: digits, classes: [a, b, c]}\n"

@@ -268,6 +268,7 @@ def _raw_utf8(obj) -> bytes:
 @settings(max_examples=600, deadline=None)
 @given(st.lists(wide_fields, min_size=1, max_size=4),
        st.sampled_from(["one", "array", "ndjson", "raw-utf8"]))
+@pytest.mark.slow  # a simulation or exhaustive comparison
 def test_fast_path_decodes_exactly_as_the_slow_path(objs, framing):
     """The msgspec fast path is an optimisation only: every message decodes to the same
     events and the same refusals as element-by-element decoding."""
@@ -292,6 +293,7 @@ def test_fast_path_decodes_exactly_as_the_slow_path(objs, framing):
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.tuples(wide_fields, st.sampled_from(["one", "one", "one", "array", "pair"])),
                 min_size=1, max_size=6))
+@pytest.mark.slow  # a simulation or exhaustive comparison
 def test_one_parser_call_for_many_messages_decodes_as_each_alone(messages):
     """`decode_singles` joins one-event messages into one parser call: it returns exactly
     the events of decoding each message alone, or None when any message is not one valid

@@ -91,6 +91,7 @@ batches = st.lists(st.tuples(
     min_size=1, max_size=12)
 
 
+@pytest.mark.slow  # a simulation or exhaustive comparison
 @settings(max_examples=300, deadline=None)
 @given(batches)
 def test_one_slice_batches_count_exactly_as_the_per_event_ring_update(stream):

@@ -22,6 +22,8 @@ from benchmarks.workloads.shifts import (
 from benchmarks.workloads.workload import Workload, load_workload, workload_folder
 from monitor.scored import INPUT_FEATURES
 
+pytestmark = pytest.mark.slow  # left out of `make test-fast`
+
 FEATURE = {name: i for i, name in enumerate(INPUT_FEATURES)}
 
 
