@@ -59,6 +59,25 @@ class ImagesConfig(Frozen):
         return value
 
 
+#: Filters that can point-sample (antialias off).
+POINT_SAMPLED = frozenset({"nearest", "bilinear", "bicubic"})
+
+
+def check_preprocess(input_size: int, resize: str, resize_size: int | None,
+                     interpolation: str, antialias: bool) -> None:
+    """The card's preprocessing keys fit together (ValueError naming them otherwise): the
+    config validates a card with it and `reference_model.preprocess.Preprocess` its own."""
+    if resize_size is not None:
+        if resize != "center_crop":
+            raise ValueError("resize_size needs resize: center_crop")
+        if resize_size < input_size:
+            raise ValueError(f"resize_size {resize_size} is smaller than input_size "
+                             f"{input_size}: the centre crop would not fit")
+    if not antialias and interpolation not in POINT_SAMPLED:
+        raise ValueError(f"antialias: false works with interpolation "
+                         f"{', '.join(sorted(POINT_SAMPLED))}, not {interpolation}")
+
+
 class ReferenceConfig(Frozen):
     """The reference model and its model card."""
 
@@ -165,13 +184,6 @@ class ReferenceConfig(Frozen):
 
     @model_validator(mode="after")
     def _preprocess(self) -> ReferenceConfig:
-        if self.resize_size is not None:
-            if self.resize != "center_crop":
-                raise ValueError("resize_size needs resize: center_crop")
-            if self.resize_size < self.input_size:
-                raise ValueError(f"resize_size {self.resize_size} is smaller than input_size "
-                                 f"{self.input_size}: the centre crop would not fit")
-        if not self.antialias and self.interpolation not in ("nearest", "bilinear", "bicubic"):
-            raise ValueError("antialias: false works with interpolation nearest, bilinear or "
-                             f"bicubic, not {self.interpolation}")
+        check_preprocess(self.input_size, self.resize, self.resize_size, self.interpolation,
+                         self.antialias)
         return self

@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING, Literal
 
 from PIL import Image
 
+from monitor.reference_config import check_preprocess
+
 if TYPE_CHECKING:
     from monitor.reference_config import ReferenceConfig
 
@@ -42,8 +44,6 @@ FILTERS: dict[str, Image.Resampling] = {
     "nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampling.BILINEAR,
     "bicubic": Image.Resampling.BICUBIC, "box": Image.Resampling.BOX,
     "hamming": Image.Resampling.HAMMING, "lanczos": Image.Resampling.LANCZOS}
-#: Filters that `Image.transform` can point-sample with (antialias off).
-POINT_SAMPLED = frozenset({"nearest", "bilinear", "bicubic"})
 #: With fast_decode: `reducing_gap` of Pillow's resize (box-reduce first while the image is
 #: more than this many times the target).
 REDUCING_GAP = 3.0
@@ -67,15 +67,8 @@ class Preprocess:
     fast_decode: bool = False
 
     def __post_init__(self) -> None:
-        if self.resize_size is not None:
-            if self.resize != "center_crop":
-                raise ValueError("resize_size needs resize: center_crop")
-            if self.resize_size < self.input_size:
-                raise ValueError(f"resize_size {self.resize_size} is smaller than input_size "
-                                 f"{self.input_size}: the centre crop would not fit")
-        if not self.antialias and self.interpolation not in POINT_SAMPLED:
-            raise ValueError(f"antialias false works with {sorted(POINT_SAMPLED)}, not "
-                             f"{self.interpolation!r}")
+        check_preprocess(self.input_size, self.resize, self.resize_size, self.interpolation,
+                         self.antialias)
 
     @classmethod
     def from_card(cls, card: ReferenceConfig) -> Preprocess:

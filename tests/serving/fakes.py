@@ -64,26 +64,22 @@ class RecordingProducer:
         return [m for m in self.sent if m[0] == topic]
 
 
-def decode_predictions(messages: list[Any]) -> list[Any]:
-    """Every message through the daemon's decoder; fails on any rejection."""
-    dec = PredictionDecoder(MODELS, DecodeLimits())
+def _decode_all(dec: PredictionDecoder | FeedbackDecoder, messages: list[Any]) -> list[Any]:
+    """Every message through one of the daemon's decoders; fails on any rejection."""
     events: list[Any] = []
     for _, value, _, _ in messages:
         d = dec.decode(value, time.time())
         assert not d.rejections, d.rejections
         events.extend(d.events)
     return events
+
+
+def decode_predictions(messages: list[Any]) -> list[Any]:
+    return _decode_all(PredictionDecoder(MODELS, DecodeLimits()), messages)
 
 
 def decode_feedback(messages: list[Any]) -> list[Any]:
-    """Every message through the daemon's feedback decoder; fails on any rejection."""
-    dec = FeedbackDecoder(MODELS, DecodeLimits())
-    events: list[Any] = []
-    for _, value, _, _ in messages:
-        d = dec.decode(value, time.time())
-        assert not d.rejections, d.rejections
-        events.extend(d.events)
-    return events
+    return _decode_all(FeedbackDecoder(MODELS, DecodeLimits()), messages)
 
 
 def decode_images(messages: list[Any]) -> list[Any]:
