@@ -179,7 +179,9 @@ def daemon_config(bootstrap: str, names: dict[str, str], port: int, group: str,
                   "poll_timeout_ms": 200, "commit_interval_seconds": 0.2,
                   "lag_interval_seconds": 1.0},
         "models": [{"name": "digits", "classes": CLASSES}],
-        "http": {"bind": "127.0.0.1", "port": port},
+        # every scrape renders: the fault tests add up counts read just before a kill, which a
+        # snapshot up to a second old would under-state (the default interval is 1 s)
+        "http": {"bind": "127.0.0.1", "port": port, "snapshot_interval_seconds": 0},
         "windows": {"sizes": ["5m", "1h"], "slices": 30},
     }
     if checkpoint_dir is not None:
