@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 import logging
 import shutil
+import signal
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -162,9 +164,9 @@ def run_demo(args: argparse.Namespace) -> int:
             (out / "timeline.json").write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
             console.print(f"timeline written to {out / 'timeline.json'}")
             if args.keep_running:
-                console.print("--keep-running: the daemon keeps serving; Ctrl-C to stop")
-                while True:
-                    time.sleep(1)
+                console.print("--keep-running: the daemon keeps serving; Ctrl-C or SIGTERM "
+                              "to stop")
+                wait_for_stop_signal()
         except KeyboardInterrupt:
             pass
         finally:
@@ -172,6 +174,17 @@ def run_demo(args: argparse.Namespace) -> int:
             if prom is not None:
                 prom.stop()
     return 0
+
+
+def wait_for_stop_signal(poll_seconds: float = 1.0) -> None:
+    """Block until SIGTERM (a container's stop) or Ctrl-C, so either shuts the demo down cleanly."""
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while not stop.wait(poll_seconds):
+            pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _run(app: App, loaded: Any, ref: Any, prod: Any, args: argparse.Namespace,
