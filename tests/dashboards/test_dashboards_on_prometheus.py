@@ -2,9 +2,10 @@
 
 A daemon configured like examples/visionmon.yaml consumes predictions (two versions, with
 failures), ground-truth labels, sampled images (when the digits reference model can be built),
-the production model's lifecycle events and malformed records from the real broker; a real Prometheus scrapes it every second. Each
-query of each generated panel, with Grafana's variables replaced by concrete values, must
-return at least one series: range queries over the traffic period, instant queries at its end.
+the production model's lifecycle events and malformed records from the real broker; a real
+Prometheus scrapes it every second. Each query of each generated panel, with Grafana's
+variables replaced by concrete values, must return at least one series: range queries over
+the traffic period, instant queries at its end.
 """
 
 from __future__ import annotations
