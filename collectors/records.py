@@ -183,8 +183,8 @@ def apply_decoded(engine: Engine, decoded: DecodedRecords, topics: TopicNames,
                   feedback_sink: FeedbackSink | None,
                   lifecycle_sink: LifecycleSink | None = None) -> None:
     """Apply one decoded batch to the engine, in the daemon's order: counts, rejections,
-    predictions, feedback, then lifecycle events. Images are only counted here; scoring them is the
-    caller's business (the daemon hands them to the shadow scorer)."""
+    predictions, feedback, then lifecycle events. Images are only counted here; scoring
+    them is the caller's business (the daemon hands them to the shadow scorer)."""
     for topic, n in decoded.consumed.items():
         engine.record_consumed(topic, n)
     for r, rej in decoded.rejections:
