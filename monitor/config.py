@@ -51,6 +51,16 @@ class TopicsConfig(Frozen):
     """Topic of the production model's lifecycle events (loaded, load failed, rolled out, rolled
     back; see docs/events.md); none: not read, and no model metadata is exported."""
 
+    @model_validator(mode="after")
+    def _lifecycle_topic_of_its_own(self) -> TopicsConfig:
+        others = {"predictions": self.predictions, "images": self.images,
+                  "feedback": self.feedback}
+        shared = [role for role, name in others.items() if name == self.lifecycle]
+        if shared:
+            raise ValueError(f"lifecycle topic {self.lifecycle!r} is also the {shared[0]} "
+                             "topic; lifecycle events need a topic of their own")
+        return self
+
 
 class KafkaConfig(Frozen):
     bootstrap_servers: list[str] = Field(default_factory=lambda: ["127.0.0.1:9092"], min_length=1)

@@ -139,3 +139,10 @@ def test_adding_or_removing_the_lifecycle_topic_keeps_the_checkpoint_but_renamin
     renamed = identity_of(_loaded({**TOPICS, "lifecycle": "other"}))
     assert differences(without, with_it) == [] and differences(with_it, without) == []
     assert [d.what for d in differences(with_it, renamed)] == ["topics (kafka.topics)"]
+
+
+def test_a_lifecycle_topic_shared_with_another_role_is_refused_naming_both():
+    from monitor.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"kafka\.topics.*'p' is also the predictions topic"):
+        _loaded({**TOPICS, "lifecycle": "p"})
