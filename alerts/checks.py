@@ -133,6 +133,13 @@ def _checkpoint_settings(c: Any, ctx: Context) -> Settings:
                     applies=state.checkpoint_dir is not None)
 
 
+def _mismatch_settings(c: Any, ctx: Context) -> Settings:
+    """More than one artifact per version, with traffic within `window`; only with the
+    lifecycle topic configured (nothing else exports `visionmon_model_info`)."""
+    return Settings(bound=1.0, range_s=parse_duration(c.window),
+                    applies=ctx.config.kafka.topics.lifecycle is not None)
+
+
 CHECKS: tuple[CheckDefinition, ...] = (
     CheckDefinition(
         "drift", "VisionmonDriftDetected", "drift_psi", ">",
@@ -176,6 +183,9 @@ CHECKS: tuple[CheckDefinition, ...] = (
     CheckDefinition(
         "checkpoint_failing", "VisionmonCheckpointFailing", "checkpoint_failures_total", ">",
         _checkpoint_settings, rule.checkpoint_rule, case.checkpoint_case),
+    CheckDefinition(
+        "artifact_mismatch", "VisionmonArtifactMismatch", "model_info", ">",
+        _mismatch_settings, rule.artifact_mismatch_rule, case.artifact_mismatch_case),
 )
 
 #: The rows by key (`slos.thresholds.<key>`).

@@ -398,3 +398,44 @@ def checkpoint_case(rule: AlertingRule, c: Check, step_s: int) -> ThresholdCase:
             + " never fire; a daemon that never wrote one fires too; it resolves at the next "
             "successful write")
     return ThresholdCase(name, rule, series, instances, step_s)
+
+
+def artifact_mismatch_case(rule: AlertingRule, c: Check, step_s: int) -> ThresholdCase:
+    """Version v1 holds two artifacts and serves for a while, then stops serving; v2 holds
+    two artifacts but serves nothing; v3 holds one artifact that two visionmon replicas
+    both report (two `instance`s), and serves."""
+    assert c.range_s is not None and c.bound is not None
+    f, w = rule.for_s // step_s, c.range_s // step_s
+    lead, serving, tail = 5, f + 5, w + 2
+    n = lead + serving + tail
+    busy = _cumulative([0.0] * lead + [50.0] * serving + [0.0] * tail)
+    steady = _cumulative([50.0] * n)
+    idle = [0.0] * (n + 1)
+    sha = {"a": "a" * 64, "b": "b" * 64, "c": "c" * 64}
+    versions: dict[str, tuple[list[tuple[str, str]], list[float]]] = {
+        # version: ((sha256, instance) of each model_info series, requests)
+        "v1": ([(sha["a"], "d1"), (sha["b"], "d1")], busy),
+        "v2": ([(sha["a"], "d1"), (sha["b"], "d1")], idle),
+        "v3": ([(sha["c"], "d1"), (sha["c"], "d2")], steady),
+    }
+    series: dict[str, list[float]] = {}
+    instances = []
+    for version, (artifacts, requests) in versions.items():
+        mv = {"model": "digits", "version": version}
+        for digest, instance in artifacts:
+            labels = {**mv, "sha256": digest, "instance": instance}
+            series[labels_text(metric(c.metric), labels)] = [1.0] * (n + 1)
+        series[labels_text(metric("requests_total"), {**mv, "status": "ok"})] = requests
+        hashes = float(len({digest for digest, _ in artifacts}))
+        values: list[float | None] = []
+        for t in range(n + 1):
+            d = window_delta(requests, t, w)
+            serving_now = d is not None and d > 0
+            values.append(hashes if serving_now and hashes > c.bound else None)
+        instances.append(Instance(mv, values))
+    name = (f"artifact mismatch: two artifacts under one serving version fire after "
+            f"{steps_text(f, step_s)}, not {steps_text(1, step_s)} earlier; two artifacts "
+            "under a version without traffic, and one artifact reported by two visionmon "
+            f"replicas, never fire; it resolves {format_duration(c.range_s)} after the "
+            "version stops serving")
+    return ThresholdCase(name, rule, series, instances, step_s)

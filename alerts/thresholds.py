@@ -212,3 +212,24 @@ def checkpoint_rule(spec: AlertSpec, c: Check) -> AlertingRule:
                   Text(". A restart now loses everything counted since then; see "
                        f"{metric(c.metric)} by reason and the daemon log.")),
                  False)
+
+
+def artifact_mismatch_rule(spec: AlertSpec, c: Check) -> AlertingRule:
+    """More than one artifact SHA-256 among the replicas' latest loads of one version that
+    served predictions within the window. The hashes are counted per (model, version,
+    sha256) first, so several visionmon replicas that each see the same artifact count it
+    once."""
+    assert c.range_s is not None and c.bound is not None
+    w = format_duration(c.range_s)
+    info = metric(c.metric)
+    expr = (f"count by (model, version) (\n  count by (model, version, sha256) ({info})\n)"
+            f" {c.comparison} {number(c.bound)}\nand on (model, version)\n"
+            f"  sum by (model, version) (increase({metric('requests_total')}[{w}])) > 0\n")
+    return _rule(spec, c, expr,
+                 (*_MV, Text(": replicas serve different artifacts under one version")),
+                 (Value("integer"),
+                  Text(" different artifact SHA-256s are loaded by the replicas serving this "
+                       f"version, which served predictions within the last {w}; see "
+                       f"{metric('model_replicas')} by sha256 and the debug dashboard's model "
+                       "metadata table.")),
+                 True)

@@ -58,10 +58,13 @@ def identity_of(loaded: LoadedConfig, cluster_id: str | None = None) -> StateIde
     """The identity of the state a daemon with this config keeps."""
     kafka = loaded.config.kafka
     topics = kafka.topics
+    roles = {"predictions": topics.predictions, "images": topics.images,
+             "feedback": topics.feedback}
+    if topics.lifecycle is not None:  # optional: a checkpoint without it stays valid
+        roles["lifecycle"] = topics.lifecycle
     return StateIdentity(
         cluster_id, kafka.group_id,
-        tuple(sorted({"predictions": topics.predictions, "images": topics.images,
-                      "feedback": topics.feedback}.items())),
+        tuple(sorted(roles.items())),
         tuple(sorted((name, tuple(m.classes)) for name, m in loaded.models.items())))
 
 
@@ -83,12 +86,28 @@ def differences(saved: StateIdentity, current: StateIdentity) -> list[Difference
     if saved.group_id != current.group_id:
         out.append(Difference("consumer group (kafka.group_id)", saved.group_id,
                               current.group_id))
-    if saved.topics != current.topics:
+    saved_topics, current_topics = _shared_roles(saved.topics, current.topics)
+    if saved_topics != current_topics:
         out.append(Difference("topics (kafka.topics)", _topics(saved.topics),
                               _topics(current.topics)))
     if saved.models_sha256 != current.models_sha256:
         out.extend(_model_differences(dict(saved.models), dict(current.models)))
     return out
+
+
+#: roles a checkpoint may lack or have more of: adding or removing one leaves the state of
+#: the others whole
+_OPTIONAL_ROLES = frozenset({"lifecycle"})
+
+
+def _shared_roles(saved: tuple[tuple[str, str], ...], current: tuple[tuple[str, str], ...]
+                  ) -> tuple[dict[str, str], dict[str, str]]:
+    """Both sides' topics without an optional role that only one side has."""
+    a, b = dict(saved), dict(current)
+    for role in _OPTIONAL_ROLES - (a.keys() & b.keys()):
+        a.pop(role, None)
+        b.pop(role, None)
+    return a, b
 
 
 def _topics(topics: tuple[tuple[str, str], ...]) -> str:

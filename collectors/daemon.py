@@ -56,6 +56,7 @@ from collectors.ledger import (
 )
 from collectors.records import (
     FeedbackSink,
+    LifecycleSink,
     RecordDecoders,
     RejectionLog,
     TopicNames,
@@ -179,7 +180,7 @@ def apply_chunks(records: Sequence[Record], max_bytes: int = APPLY_CHUNK_BYTES
 
 
 class Daemon:
-    """One consumer-group member over the three topics: a thin loop around the position
+    """One consumer-group member over the input topics: a thin loop around the position
     ledger (`collectors/ledger.py`), which decides what to count, skip and commit.
     `stop()` is safe from a signal."""
 
@@ -187,6 +188,7 @@ class Daemon:
                  consumer_factory: Callable[[], Consumer] | None = None,
                  producer_factory: Callable[[], Producer] | None = None,
                  feedback_sink: FeedbackSink | None = None,
+                 lifecycle_sink: LifecycleSink | None = None,
                  image_sink: ImageSink | None = None,
                  extra_ready: Callable[[], tuple[bool, str]] | None = None,
                  reset_state: bool = False) -> None:
@@ -209,6 +211,7 @@ class Daemon:
         self._ledger = PositionLedger()
         self._series_cap = SeriesCap(cfg.limits.max_series_per_metric)
         self._feedback_sink = feedback_sink
+        self._lifecycle_sink = lifecycle_sink
         self._image_sink = image_sink
         self._extra_ready = extra_ready
         self._probe = BrokerProbe(cfg.kafka.bootstrap_servers,
@@ -380,7 +383,8 @@ class Daemon:
             if decoded.failures:
                 self._log_decoder_failures(decoded.failures, now)
             with self.lock:
-                apply_decoded(self.engine, decoded, self._topic_names, self._feedback_sink)
+                apply_decoded(self.engine, decoded, self._topic_names, self._feedback_sink,
+                              self._lifecycle_sink)
             if decoded.images and self._image_sink is not None:
                 self._image_sink.submit(decoded.images)
             if decoded.rejections:

@@ -32,6 +32,7 @@ from monitor.events import (
     Rejection,
     RejectReason,
 )
+from monitor.lifecycle_events import LifecycleDecoder, LifecycleEvent
 
 log = logging.getLogger(__name__)
 
@@ -40,28 +41,37 @@ class FeedbackSink(Protocol):
     def apply_feedback(self, events: Sequence[FeedbackEvent]) -> None: ...
 
 
+class LifecycleSink(Protocol):
+    def apply_lifecycle(self, events: Sequence[LifecycleEvent]) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class TopicNames:
     predictions: str
     images: str
     feedback: str
+    #: None: the lifecycle topic is not read
+    lifecycle: str | None = None
 
     @classmethod
     def of(cls, loaded: LoadedConfig) -> TopicNames:
         t = loaded.config.kafka.topics
-        return cls(t.predictions, t.images, t.feedback)
+        return cls(t.predictions, t.images, t.feedback, t.lifecycle)
 
-    def all(self) -> tuple[str, str, str]:
-        return (self.predictions, self.images, self.feedback)
+    def all(self) -> tuple[str, ...]:
+        """The topics read: the three, and the lifecycle topic when configured."""
+        three = (self.predictions, self.images, self.feedback)
+        return three if self.lifecycle is None else (*three, self.lifecycle)
 
 
 @dataclass(frozen=True, slots=True)
 class RecordDecoders:
-    """The three decoders, built from the config exactly as the daemon builds them."""
+    """The decoders, built from the config exactly as the daemon builds them."""
 
     predictions: PredictionDecoder
     feedback: FeedbackDecoder
     images: ImageDecoder
+    lifecycle: LifecycleDecoder
 
     @classmethod
     def of(cls, loaded: LoadedConfig) -> RecordDecoders:
@@ -71,7 +81,8 @@ class RecordDecoders:
                               cfg.limits.max_future_skew_seconds,
                               cfg.limits.max_request_id_chars)
         return cls(PredictionDecoder(index, limits), FeedbackDecoder(index, limits),
-                   ImageDecoder(index, cfg.images.max_bytes, limits))
+                   ImageDecoder(index, cfg.images.max_bytes, limits),
+                   LifecycleDecoder(index, limits))
 
 
 @dataclass(slots=True)
@@ -81,6 +92,7 @@ class DecodedRecords:
     predictions: list[PredictionEvent] = field(default_factory=list)
     feedback: list[FeedbackEvent] = field(default_factory=list)
     images: list[ImageEvent] = field(default_factory=list)
+    lifecycle: list[LifecycleEvent] = field(default_factory=list)
     rejections: list[tuple[Record, Rejection]] = field(default_factory=list)
     consumed: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     #: one line per record a decoder raised on (a bug, refused and counted): the caller
@@ -91,7 +103,7 @@ class DecodedRecords:
 def decode_records(records: Iterable[Record], topics: TopicNames, decoders: RecordDecoders,
                    now: float | None = None, into: DecodedRecords | None = None
                    ) -> DecodedRecords:
-    """Decode records of the three topics; records of other topics are ignored.
+    """Decode records of the topics read; records of other topics are ignored.
 
     `now` is the clock the future-skew check compares event times with; None uses each
     record's own timestamp (what `replay` wants: the time the record was written).
@@ -115,6 +127,10 @@ def decode_records(records: Iterable[Record], topics: TopicNames, decoders: Reco
             elif r.topic == topics.images:
                 d = decoders.images.decode(r.value, r.headers, at)
                 out.images.extend(d.events)
+                rejections = d.rejections
+            elif r.topic == topics.lifecycle:
+                d = decoders.lifecycle.decode(r.value, at)
+                out.lifecycle.extend(d.events)
                 rejections = d.rejections
             else:
                 continue
@@ -164,10 +180,11 @@ def _decode_single_event_runs(records: list[Record], topics: TopicNames,
 
 
 def apply_decoded(engine: Engine, decoded: DecodedRecords, topics: TopicNames,
-                  feedback_sink: FeedbackSink | None) -> None:
+                  feedback_sink: FeedbackSink | None,
+                  lifecycle_sink: LifecycleSink | None = None) -> None:
     """Apply one decoded batch to the engine, in the daemon's order: counts, rejections,
-    predictions, then feedback. Images are only counted here; scoring them is the
-    caller's business (the daemon hands them to the shadow scorer)."""
+    predictions, feedback, then lifecycle events. Images are only counted here; scoring
+    them is the caller's business (the daemon hands them to the shadow scorer)."""
     for topic, n in decoded.consumed.items():
         engine.record_consumed(topic, n)
     for r, rej in decoded.rejections:
@@ -179,6 +196,10 @@ def apply_decoded(engine: Engine, decoded: DecodedRecords, topics: TopicNames,
             feedback_sink.apply_feedback(decoded.feedback)
     if decoded.images:
         engine.count_accepted(topics.images, len(decoded.images))
+    if decoded.lifecycle and topics.lifecycle is not None:
+        engine.count_accepted(topics.lifecycle, len(decoded.lifecycle))
+        if lifecycle_sink is not None:
+            lifecycle_sink.apply_lifecycle(decoded.lifecycle)
 
 
 class RejectionLog:

@@ -4,7 +4,8 @@ Rows: per-class quality (precision/recall table, most confused pairs), drift (PS
 feature against their critical values, input-feature drift, embedding MMD, the baseline's
 source, state and what it rests on), confidence and
 calibration (heatmap, now vs baseline, reliability diagram, ECE), shadow model and labels
-(agreement by class, label delay).
+(agreement by class, label delay); with the lifecycle topic, the production model's metadata
+(versions, artifact hashes, replicas, load times).
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from grafana_foundation_sdk.builders import dashboard as dash
+from grafana_foundation_sdk.builders import table
 from grafana_foundation_sdk.builders import timeseries as ts
+from grafana_foundation_sdk.models.dashboard import DynamicConfigValue
 
 from dashboards import queries as q
 from dashboards import scales
@@ -22,6 +25,7 @@ from dashboards.panels import (
     GREEN,
     PERCENT,
     PLAIN,
+    SECONDS,
     Query,
     Scale,
     bar_chart,
@@ -58,6 +62,36 @@ def _drift_panel(title: str, description: str, statistic: str, features: Sequenc
                "critical {{feature}} ({{version}})")],
         DRIFT, width=width)
     return threshold_series(panel, "B")
+
+
+#: The model metadata table's time columns (Grafana reads epoch milliseconds).
+_TIME_COLUMNS = ("first load", "last load", "last prediction")
+
+
+def _model_metadata() -> table.Panel:
+    """One row per artifact some replica serves: its version, hash, replicas, load times and
+    when the version last served (from the lifecycle topic)."""
+    panel = table_panel(
+        "Model metadata",
+        "One row per artifact (SHA-256) that some replica's latest load of a version holds: "
+        "replicas holding it, its first and latest load, the version's mean load time and "
+        "its newest prediction. Two rows for one version: replicas serve different "
+        "artifacts under one name (VisionmonArtifactMismatch).",
+        [table_query(q.artifact_gauge("model_replicas")),
+         table_query(q.artifact_gauge("model_first_load_timestamp_seconds", " * 1000")),
+         table_query(q.artifact_gauge("model_last_load_timestamp_seconds", " * 1000")),
+         table_query(q.model_load_mean_seconds()),
+         table_query(q.version_last_prediction_ms())],
+        neutral(COUNT),
+        {"Value #A": "replicas", "Value #B": "first load", "Value #C": "last load",
+         "Value #D": "mean load time", "Value #E": "last prediction"},
+        width=24, height=8)
+    for column in _TIME_COLUMNS:
+        panel.override_by_name(column, [DynamicConfigValue(id_val="unit",
+                                                           value="dateTimeAsIso")])
+    panel.override_by_name("mean load time", [DynamicConfigValue(id_val="unit",
+                                                                 value=SECONDS)])
+    return panel
 
 
 def build(loaded: LoadedConfig) -> dash.Dashboard:
@@ -157,6 +191,10 @@ def build(loaded: LoadedConfig) -> dash.Dashboard:
          Query(q.windowed_gauge("calibration_ece", eq("source", ECE_SOURCE_REFERENCE)),
                "vs reference model ({{version}})")],
         scales.calibration_error(cfg), width=8, height=8))
+
+    if cfg.kafka.topics.lifecycle is not None:
+        d.with_row(dash.Row("Production model"))
+        d.with_panel(_model_metadata())
 
     d.with_row(dash.Row("Shadow model and labels"))
     d.with_panel(bar_gauge(

@@ -3,7 +3,8 @@
 Rows: serving (latency quantiles, success ratio), burn rate per SLO with the page thresholds
 drawn, firing alerts, Kafka and intake (lag, connectivity, rejections), durable state
 (checkpoint age and failures), recall of the
-configured high-risk classes. Version deploys and visionmon upgrades are annotations.
+configured high-risk classes. Version deploys and visionmon upgrades are annotations; with
+the lifecycle topic, so are artifact loads, rollouts, rollbacks and failed loads.
 """
 
 from __future__ import annotations
@@ -61,6 +62,26 @@ def _burn_rate_panel(obj: Objective, cfg: VisionmonConfig) -> ts.Panel:
         scales.burn_rate(cfg), draw_thresholds=True, width=12)
 
 
+def _lifecycle_annotations(d: dash.Dashboard) -> None:
+    """Recent deploys from the lifecycle topic: a new artifact loaded, rollouts and
+    rollbacks, failed loads."""
+    d.annotation(PrometheusAnnotation(
+        "Model artifact loaded", q.artifact_first_loaded(), "green",
+        step=q.NEW_SERIES_LOOKBACK, title_format="{{model}} {{version}} loaded",
+        text_format="artifact {{sha256}}", tag_keys="model,version"))
+    d.annotation(PrometheusAnnotation(
+        "Model rolled out or back",
+        q.lifecycle_counted("model_rollouts_total", ("model", "version", "kind")), "orange",
+        step=q.NEW_SERIES_LOOKBACK, title_format="{{model}} {{version}} {{kind}}",
+        tag_keys="model,version,kind"))
+    d.annotation(PrometheusAnnotation(
+        "Model load failed",
+        q.lifecycle_counted("model_load_failures_total", ("model", "version", "reason")),
+        "red", step=q.NEW_SERIES_LOOKBACK,
+        title_format="{{model}} {{version}} failed to load ({{reason}})",
+        tag_keys="model,version,reason"))
+
+
 def build(loaded: LoadedConfig) -> dash.Dashboard:
     """The on-call dashboard for this configuration."""
     cfg = loaded.config
@@ -73,6 +94,8 @@ def build(loaded: LoadedConfig) -> dash.Dashboard:
     d.annotation(PrometheusAnnotation(
         "visionmon upgraded", q.visionmon_build_first_seen(), "purple",
         step=q.NEW_SERIES_LOOKBACK, title_format="visionmon {{version}}", tag_keys="version"))
+    if cfg.kafka.topics.lifecycle is not None:
+        _lifecycle_annotations(d)
 
     d.with_row(dash.Row("Serving"))
     d.with_panel(timeseries(

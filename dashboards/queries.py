@@ -63,18 +63,67 @@ def request_success_ratio() -> str:
     return ratio(ok, every)
 
 
+def _first_seen(selector: str, by: Sequence[str]) -> str:
+    """The count of `selector`'s series per `by` during the first minute they exist."""
+    return (f"{aggregate('count', selector, by)} unless "
+            f"{aggregate('count', f'{selector} offset {NEW_SERIES_LOOKBACK}', by)}")
+
+
 def version_first_seen() -> str:
     """1 during the first minute a (model, version) reports events: deploys, as annotations."""
-    now = series("last_event_timestamp_seconds", MODEL)
-    return (f"{aggregate('count', now, ('model', 'version'))} unless "
-            f"{aggregate('count', f'{now} offset {NEW_SERIES_LOOKBACK}', ('model', 'version'))}")
+    return _first_seen(series("last_event_timestamp_seconds", MODEL), ("model", "version"))
 
 
 def visionmon_build_first_seen() -> str:
     """1 during the first minute a visionmon build version is scraped: sidecar upgrades."""
-    now = series("build_info")
-    return (f"{aggregate('count', now, ('version',))} unless "
-            f"{aggregate('count', f'{now} offset {NEW_SERIES_LOOKBACK}', ('version',))}")
+    return _first_seen(series("build_info"), ("version",))
+
+
+# --- the production model's lifecycle (the lifecycle topic) --------------------------------
+
+#: The labels of one artifact: a model version's SHA-256.
+ARTIFACT = ("model", "version", "sha256")
+
+
+def artifact_first_loaded() -> str:
+    """1 during the first minute an artifact is some replica's latest load: deploys of a new
+    artifact, as annotations."""
+    return _first_seen(series("model_info", MODEL), ARTIFACT)
+
+
+def lifecycle_counted(short: str, by: Sequence[str]) -> str:
+    """Counter series per `by` that appeared or grew within the last minute (a rollout, a
+    rollback, a failed load), as annotations: a new series counts too, which `increase`
+    alone would miss."""
+    now = series(short, MODEL)
+    moved = aggregate("sum", increase(now, NEW_SERIES_LOOKBACK), by)
+    return f"{_first_seen(now, by)} or {moved} > 0"
+
+
+def _per_artifact(expr: str) -> str:
+    """A (model, version) value copied onto each artifact of the version (table rows)."""
+    held = aggregate("group", series("model_info", MODEL), ARTIFACT)
+    return f"{group(expr)} * on (model, version) group_right() {held}"
+
+
+def artifact_gauge(short: str, scale: str = "") -> str:
+    """A per-artifact gauge (`model_replicas`, `model_*_load_timestamp_seconds`) of the
+    selected models, all versions; `scale` such as ` * 1000` (s -> ms for Grafana times)."""
+    return f"{aggregate('max', series(short, MODEL), ARTIFACT)}{scale}"
+
+
+def model_load_mean_seconds() -> str:
+    """Mean load time (s) of each version over every load counted, on each artifact row."""
+    mv = ("model", "version")
+    return _per_artifact(ratio(total(series("model_load_seconds", MODEL, part="sum"), mv),
+                               total(series("model_load_seconds", MODEL, part="count"), mv)))
+
+
+def version_last_prediction_ms() -> str:
+    """Event time of each version's newest prediction (ms, for Grafana), on each artifact
+    row: when the version last served."""
+    newest = aggregate("max", series("last_event_timestamp_seconds", MODEL), ("model", "version"))
+    return _per_artifact(f"{newest} * 1000")
 
 
 # --- Kafka and intake --------------------------------------------------------------------

@@ -5,7 +5,9 @@ one, echoed back so the client can send feedback later), the latency and the sta
 endpoint fills a `PredictionRecord` (obtained as a dependency) with what the model said.
 When the response is done, the middleware hands both to `PredictionLogger.log()`, which
 returns at once. Server errors (5xx, exceptions) are logged as `status: error`; client
-errors (4xx) are not predictions and are not logged.
+errors (4xx) are not predictions and are not logged. Loading the model reports its
+artifact hash and load time (or why it failed) with `model_loaded()` /
+`model_load_failed()`, to the lifecycle topic.
 
 Run it against a broker (uvicorn is not a visionmon dependency):
 
@@ -29,7 +31,7 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from collectors.emitter import EmitterSettings, PredictionLogger
+from collectors.emitter import EmitterSettings, PredictionLogger, load_failure_reason
 from collectors.emitter.records import sniff_image_type
 from monitor.config import KafkaConfig
 
@@ -40,13 +42,22 @@ CLASSES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight
 
 class DigitModel:
     """Stand-in for a real classifier (no torch needed): a softmax over scores derived
-    from a hash of the image bytes, so the same image always gets the same answer."""
+    from a hash of its weights and the image bytes, so the same image always gets the same
+    answer. `sha256` identifies its artifact, as a real model's file hash would."""
 
-    def __init__(self) -> None:
+    def __init__(self, weights: bytes = b"digits stand-in weights") -> None:
+        self.weights = weights
+        self.sha256 = hashlib.sha256(weights).hexdigest()
         self.ready = True
 
+    @classmethod
+    def from_file(cls, path: str) -> DigitModel:
+        """The model whose artifact (weights file) is at `path`."""
+        with open(path, "rb") as f:
+            return cls(f.read())
+
     def predict(self, image: bytes) -> list[float]:
-        digest = hashlib.sha256(image).digest()
+        digest = hashlib.sha256(self.weights + image).digest()
         scores = [digest[i] / 32.0 for i in range(len(CLASSES))]
         top = max(scores)
         exps = [math.exp(s - top) for s in scores]
@@ -73,9 +84,27 @@ def prediction_record(request: Request) -> PredictionRecord:
 Recorded = Annotated[PredictionRecord, Depends(prediction_record)]
 
 
+def load_model(logger: PredictionLogger, load: Callable[[], DigitModel]) -> DigitModel:
+    """Load the model and tell visionmon: its artifact hash and load time, or why it failed
+    (then re-raise: a replica without its model must not serve)."""
+    started = time.perf_counter()
+    try:
+        model = load()
+    except Exception as err:
+        logger.model_load_failed(MODEL, VERSION, load_failure_reason(err), detail=str(err)[:500])
+        raise
+    logger.model_loaded(MODEL, VERSION, sha256=model.sha256,
+                        load_seconds=time.perf_counter() - started)
+    return model
+
+
 def create_app(logger: PredictionLogger, model: DigitModel | None = None) -> FastAPI:
-    """The app; closing the logger (drain + flush) is part of the app's shutdown."""
-    classifier = model or DigitModel()
+    """The app; closing the logger (drain + flush) is part of the app's shutdown. Without
+    `model`, the model is loaded here (from VISIONMON_MODEL_ARTIFACT when set) and the load
+    reported to visionmon's lifecycle topic."""
+    artifact = os.environ.get("VISIONMON_MODEL_ARTIFACT")
+    classifier = model or load_model(
+        logger, (lambda: DigitModel.from_file(artifact)) if artifact else DigitModel)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

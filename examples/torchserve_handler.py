@@ -16,7 +16,10 @@ the model name and version from the context and manifest, the batch's latency, a
 request's image when sampling keeps it. TorchServe's classifier output (a {class: prob}
 top-k per request) is sent as `topk`; a list of numbers as `probs`; an integer or a string
 as `pred`. If `handle` raises, every request of the batch is logged as `status: error` and
-the exception propagates. The module imports neither torch nor TorchServe.
+the exception propagates. `initialize(context)` is wrapped too: the model's load is
+reported with the SHA-256 of the archive's serialized file and the time it took
+(`model_loaded`), or its failure with a reason (`model_load_failed`), to the lifecycle
+topic. The module imports neither torch nor TorchServe.
 
 Configuration (environment of the TorchServe worker): VISIONMON_BOOTSTRAP (host:port,
 comma-separated; unset disables logging), VISIONMON_IMAGE_SAMPLE_RATE (default 0.05).
@@ -33,7 +36,12 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from collectors.emitter import EmitterSettings, PredictionLogger
+from collectors.emitter import (
+    EmitterSettings,
+    PredictionLogger,
+    file_sha256,
+    load_failure_reason,
+)
 from monitor.config import KafkaConfig
 
 log = logging.getLogger(__name__)
@@ -69,9 +77,25 @@ class VisionmonLoggingMixin:
     visionmon_logger: PredictionLogger | None = None
 
     def initialize(self, context: Any) -> None:
-        super().initialize(context)  # type: ignore[misc]
+        """Load the model (the handler's own `initialize`) and report the load, with the
+        artifact's hash and the time it took, or its failure."""
         if self.visionmon_logger is None:
             self.visionmon_logger = self.make_visionmon_logger(context)
+        logger = self.visionmon_logger
+        model, version = _model_and_version(context)
+        started = time.perf_counter()
+        try:
+            super().initialize(context)  # type: ignore[misc]
+        except Exception as err:
+            if logger is not None:
+                logger.model_load_failed(model, version, load_failure_reason(err),
+                                         detail=str(err)[:500])
+            raise
+        seconds = time.perf_counter() - started
+        artifact = _artifact_path(context)
+        if logger is not None and artifact is not None:
+            logger.model_loaded(model, version, sha256=file_sha256(artifact),
+                                load_seconds=seconds)
 
     def make_visionmon_logger(self, context: Any) -> PredictionLogger | None:
         """The logger of this worker; override to configure it otherwise."""
@@ -98,8 +122,7 @@ class VisionmonLoggingMixin:
         logger = self.visionmon_logger
         if logger is None:
             return
-        model = str(context.model_name)
-        version = str(context.manifest.get("model", {}).get("modelVersion", "unknown"))
+        model, version = _model_and_version(context)
         for i, item in enumerate(data):
             request_id = _request_id(context, i)
             fields: dict[str, Any] = {"status": "error"}
@@ -112,6 +135,22 @@ class VisionmonLoggingMixin:
             image = _image_bytes(item) if logger.wants_image(request_id) else None
             logger.log(request_id, model, version, latency_s=latency_s, image_bytes=image,
                        **fields)
+
+
+def _model_and_version(context: Any) -> tuple[str, str]:
+    return (str(context.model_name),
+            str(context.manifest.get("model", {}).get("modelVersion", "unknown")))
+
+
+def _artifact_path(context: Any) -> str | None:
+    """The model archive's serialized file (`serializedFile` of the manifest, in the
+    worker's `model_dir`), when there is one to hash."""
+    name = context.manifest.get("model", {}).get("serializedFile")
+    folder = (getattr(context, "system_properties", None) or {}).get("model_dir")
+    if not name or not folder:
+        return None
+    path = os.path.join(folder, name)
+    return path if os.path.isfile(path) else None
 
 
 def _request_id(context: Any, index: int) -> str:

@@ -33,6 +33,10 @@ LABEL_DELAY_BUCKETS: tuple[float, ...] = (
 BATCH_SECONDS_BUCKETS: tuple[float, ...] = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 )
+#: Production-model load time buckets (seconds), 0.1 s to 10 min.
+MODEL_LOAD_SECONDS_BUCKETS: tuple[float, ...] = (
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+)
 
 #: Number of equal-width confidence bins for calibration (ECE) counters.
 CALIBRATION_BINS = 15
@@ -346,6 +350,44 @@ _SPECS: tuple[MetricSpec, ...] = (
                ("model", "version", "objective"),
                module="monitor/quality.py",
                condition="once an evaluation slice (quality.eval_slice) closes"),
+    # --- the production model's lifecycle (the optional lifecycle topic) ------
+    MetricSpec(f"{PREFIX}model_info", "info",
+               "Artifacts the replicas serve, per model version: one series per SHA-256 that "
+               "is some replica's latest load of the version. Two series for one (model, "
+               "version) mean replicas serve different artifacts under one version name.", "",
+               ("model", "version", "sha256"),
+               module="monitor/lifecycle.py",
+               condition="with kafka.topics.lifecycle, once a replica reports a load"),
+    MetricSpec(f"{PREFIX}model_replicas", "gauge",
+               "Replicas (hosts) whose latest load of the version is this artifact.", "",
+               ("model", "version", "sha256"),
+               module="monitor/lifecycle.py",
+               condition="with kafka.topics.lifecycle, once a replica reports a load"),
+    MetricSpec(f"{PREFIX}model_first_load_timestamp_seconds", "gauge",
+               "Event time of the first load of this artifact by a replica that still holds "
+               "it.", "seconds", ("model", "version", "sha256"),
+               module="monitor/lifecycle.py",
+               condition="with kafka.topics.lifecycle, once a replica reports a load"),
+    MetricSpec(f"{PREFIX}model_last_load_timestamp_seconds", "gauge",
+               "Event time of the latest load of this artifact by any replica.", "seconds",
+               ("model", "version", "sha256"),
+               module="monitor/lifecycle.py",
+               condition="with kafka.topics.lifecycle, once a replica reports a load"),
+    MetricSpec(f"{PREFIX}model_load_seconds", "histogram",
+               "Time replicas took to load and warm up the production model.", "seconds", MV,
+               MODEL_LOAD_SECONDS_BUCKETS,
+               module="monitor/lifecycle.py",
+               condition="with kafka.topics.lifecycle, once a replica reports a load"),
+    MetricSpec(f"{PREFIX}model_load_failures_total", "counter",
+               "Failed loads of the production model, by reason.", "",
+               ("model", "version", "reason"),
+               module="monitor/lifecycle.py",
+               condition="with kafka.topics.lifecycle, once a load fails"),
+    MetricSpec(f"{PREFIX}model_rollouts_total", "counter",
+               "Versions rolled out or rolled back (kind rolled_out|rolled_back).", "",
+               ("model", "version", "kind"),
+               module="monitor/lifecycle.py",
+               condition="with kafka.topics.lifecycle, once a rollout is reported"),
     # --- reference model ----------------------------------------------------
     MetricSpec(f"{PREFIX}reference_model_info", "info",
                "Loaded reference model: file hash, device and batch size.", "",

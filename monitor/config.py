@@ -47,6 +47,19 @@ class TopicsConfig(Frozen):
     """Topic of the sampled input images (raw bytes plus headers)."""
     feedback: str = "feedback"
     """Topic of the late ground-truth labels."""
+    lifecycle: str | None = None
+    """Topic of the production model's lifecycle events (loaded, load failed, rolled out, rolled
+    back; see docs/events.md); none: not read, and no model metadata is exported."""
+
+    @model_validator(mode="after")
+    def _lifecycle_topic_of_its_own(self) -> TopicsConfig:
+        others = {"predictions": self.predictions, "images": self.images,
+                  "feedback": self.feedback}
+        shared = [role for role, name in others.items() if name == self.lifecycle]
+        if shared:
+            raise ValueError(f"lifecycle topic {self.lifecycle!r} is also the {shared[0]} "
+                             "topic; lifecycle events need a topic of their own")
+        return self
 
 
 class KafkaConfig(Frozen):
@@ -58,7 +71,7 @@ class KafkaConfig(Frozen):
     """Client library: pure-Python kafka-python, or confluent-kafka (librdkafka; `pip install
     'visionmon[confluent]'`)."""
     topics: TopicsConfig = TopicsConfig()
-    """Names of the three input topics."""
+    """Names of the input topics (three, and the optional lifecycle topic)."""
     dead_letter_topic: str | None = None
     """Topic that receives refused records with their original bytes and the reason; none: refused
     records are only counted."""
@@ -204,6 +217,10 @@ class LimitsConfig(Frozen):
     refused."""
     max_request_id_chars: int = Field(256, ge=8)
     """Longest request_id accepted, in characters."""
+    max_model_replicas: int = Field(1000, ge=1)
+    """Most replicas' latest model loads kept from the lifecycle topic, one per (model, version,
+    host); beyond it the oldest load is forgotten (counted in
+    `visionmon_join_evicted_total{store="model_replicas"}`)."""
 
 
 class OtelConfig(Frozen):

@@ -40,6 +40,7 @@ class RejectReason(StrEnum):
     UNKNOWN_MODEL = "unknown_model"
     MISSING_HEADER = "missing_header"
     UNSUPPORTED_CONTENT_TYPE = "unsupported_content_type"
+    INVALID_CHOICE = "invalid_choice"
 
 
 #: when each reason is given (the rejections table of docs/events.md)
@@ -70,6 +71,7 @@ REASONS: Mapping[RejectReason, str] = {
                                 "range",
     RejectReason.UNKNOWN_MODEL: "a model not in the config",
     RejectReason.UNSUPPORTED_CONTENT_TYPE: "an image `content-type` other than JPEG, PNG, WebP",
+    RejectReason.INVALID_CHOICE: "a lifecycle event's `kind` or `reason` outside its list",
 }
 
 
@@ -82,6 +84,8 @@ class Text:
     min_chars: int = 0
     max_chars: int | None = None
     date_time: bool = False  # an RFC 3339 timestamp with a UTC offset
+    #: a regular expression the whole string must match (None: any)
+    pattern: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +169,15 @@ class FieldRule:
 
 
 @dataclass(frozen=True, slots=True)
+class RequiredIf:
+    """`fields` are required when field `when` is one of `values`."""
+
+    when: str
+    values: tuple[str, ...]
+    fields: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class TopicContract:
     """The fields of one topic's records (for `images`: of its headers)."""
 
@@ -175,6 +188,8 @@ class TopicContract:
     fields: tuple[FieldRule, ...]
     #: with `status` = `ok`, at least one of these fields must be given
     ok_needs_one_of: tuple[str, ...] = ()
+    #: fields required only when another field takes one of some values
+    required_if: tuple[RequiredIf, ...] = ()
 
     def __getitem__(self, name: str) -> FieldRule:
         for f in self.fields:
@@ -257,4 +272,49 @@ IMAGE_HEADERS = TopicContract(
     ),
 )
 
-TOPICS: tuple[TopicContract, ...] = (PREDICTIONS, FEEDBACK, IMAGE_HEADERS)
+#: what a lifecycle event reports
+LIFECYCLE_KIND = Choice(("loaded", "load_failed", "rolled_out", "rolled_back"))
+#: why a model failed to load (a bounded label value of visionmon_model_load_failures_total)
+LOAD_FAILURE_REASON = Choice(("not_found", "corrupt", "checksum_mismatch", "out_of_memory",
+                              "timeout", "incompatible", "other"))
+SHA256 = Text(64, 64, pattern="^[0-9a-f]{64}$")
+HOST = Text(1, 256)
+LOAD_SECONDS = Number(minimum=0, below=86_400)
+
+LIFECYCLE = TopicContract(
+    "lifecycle", "lifecycle.schema.json", "visionmon lifecycle event (contract v1)",
+    "What happened to a production model on one replica (loaded, failed to load) or to a "
+    "version in the deployment (rolled out, rolled back). A Kafka message holds one such "
+    "object, a JSON array of them, or newline-delimited objects. Read only when "
+    "`kafka.topics.lifecycle` is set.",
+    (
+        FieldRule("kind", LIFECYCLE_KIND, True,
+                  "what happened: a replica loaded the model or failed to, or the version "
+                  "was rolled out or rolled back"),
+        FieldRule("ts", TIMESTAMP, True, "when it happened: epoch seconds, or RFC 3339 with an "
+                                         "offset"),
+        FieldRule("model", MODEL_NAME, True, "must be a model of the config"),
+        FieldRule("version", VERSION, True,
+                  "the version loaded, rolled out or rolled back to (bounded by "
+                  "`limits.max_versions_per_model`, as a prediction's)"),
+        FieldRule("host", HOST, False,
+                  "the replica (pod or host name); never a label: replicas are counted",
+                  required_when="when `kind` is `loaded` or `load_failed`"),
+        FieldRule("sha256", SHA256, False,
+                  "SHA-256 of the model artifact the replica loaded, 64 lower-case hex "
+                  "digits", required_when="when `kind` is `loaded`"),
+        FieldRule("load_seconds", LOAD_SECONDS, False,
+                  "time the replica took to load and warm up the model",
+                  required_when="when `kind` is `loaded`"),
+        FieldRule("reason", LOAD_FAILURE_REASON, False, "why the load failed",
+                  required_when="when `kind` is `load_failed`"),
+        FieldRule("from_version", VERSION, False,
+                  "the version replaced (rollouts and rollbacks)"),
+        FieldRule("detail", FREE_TEXT, False, "free text (not a label): an error message, a "
+                                              "change ticket"),
+    ),
+    required_if=(RequiredIf("kind", ("loaded",), ("host", "sha256", "load_seconds")),
+                 RequiredIf("kind", ("load_failed",), ("host", "reason"))),
+)
+
+TOPICS: tuple[TopicContract, ...] = (PREDICTIONS, FEEDBACK, IMAGE_HEADERS, LIFECYCLE)

@@ -50,6 +50,8 @@ def shape_schema(shape: Shape) -> dict[str, Any]:
             out["maxLength"] = shape.max_chars
         if shape.date_time:
             out["format"] = "date-time"
+        if shape.pattern is not None:
+            out["pattern"] = shape.pattern
     elif isinstance(shape, Number):
         out = {"type": "number"}
         for key, bound in (("minimum", shape.minimum), ("maximum", shape.maximum),
@@ -106,6 +108,10 @@ def json_schema(topic: TopicContract) -> dict[str, Any]:
     if topic.ok_needs_one_of:
         schema["if"] = {"properties": {"status": {"const": "ok"}}}
         schema["then"] = {"anyOf": [{"required": [n]} for n in topic.ok_needs_one_of]}
+    if topic.required_if:
+        schema["allOf"] = [{"if": {"properties": {r.when: {"enum": list(r.values)}},
+                                   "required": [r.when]},
+                            "then": {"required": list(r.fields)}} for r in topic.required_if]
     schema["additionalProperties"] = True
     return schema
 
@@ -120,6 +126,8 @@ def shape_doc(shape: Shape) -> str:
     if isinstance(shape, Text):
         if shape.date_time:
             return "RFC 3339 string with offset"
+        if shape.pattern is not None:
+            return f"string matching `{shape.pattern}`"
         if shape.max_chars is not None:
             return f"string, {shape.min_chars}–{shape.max_chars} chars"
         return "non-empty string" if shape.min_chars else "string"

@@ -439,6 +439,23 @@ def decode_elements(raw: bytes, max_events: int, check: Callable[[Any], E],
             rejections.append(Rejection(bad.reason, bad.detail, piece, None if single else i))
 
 
+def decode_message(raw: bytes | None, limits: DecodeLimits, check: Callable[[Any], Any]
+                   ) -> Decoded:
+    """A whole message of JSON events (feedback, lifecycle): an empty one or one over
+    `limits.max_message_bytes` is refused whole, else each element is `check`ed on its own
+    (`decode_elements`)."""
+    out = Decoded()
+    if not raw:
+        out.rejections.append(Rejection(RejectReason.EMPTY, "empty message", raw or b""))
+    elif len(raw) > limits.max_message_bytes:
+        out.rejections.append(Rejection(
+            RejectReason.TOO_LARGE, f"{len(raw)} bytes > limit {limits.max_message_bytes}",
+            raw))
+    else:
+        decode_elements(raw, limits.max_batch_events, check, out.events, out.rejections)
+    return out
+
+
 def _piece(items: list[Any], pieces: list[bytes] | None, i: int) -> bytes:
     """The bytes of element `i` for the dead-letter topic: its NDJSON line as sent, or the
     array element re-serialised."""
@@ -709,17 +726,7 @@ class FeedbackDecoder:
         self._request_id = _replace(REQUEST_ID, max_chars=limits.max_request_id_chars)
 
     def decode(self, raw: bytes | None, now: float) -> Decoded:
-        out = Decoded()
-        if not raw:
-            out.rejections.append(Rejection(RejectReason.EMPTY, "empty message", raw or b""))
-            return out
-        if len(raw) > self._limits.max_message_bytes:
-            out.rejections.append(Rejection(RejectReason.TOO_LARGE,
-                                            f"{len(raw)} bytes > limit", raw))
-            return out
-        decode_elements(raw, self._limits.max_batch_events,
-                        lambda item: self._event(item, now), out.events, out.rejections)
-        return out
+        return decode_message(raw, self._limits, lambda item: self._event(item, now))
 
     def _event(self, obj: Any, now: float) -> FeedbackEvent:
         if type(obj) is not dict:

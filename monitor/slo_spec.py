@@ -244,6 +244,16 @@ class CheckpointFailingCheck(Check):
     """Checkpoint intervals without a successful write before the alert can fire."""
 
 
+class ArtifactMismatchCheck(Check):
+    """The replicas serving one model version hold more than one artifact (SHA-256 in
+    `visionmon_model_info`) while the version serves predictions within `window`. Only
+    generated when `kafka.topics.lifecycle` is set."""
+
+    for_: Duration = Field(default="10m", alias="for")
+    window: Duration = "10m"
+    """Window in which the version must have served a prediction for the alert to fire."""
+
+
 class ThresholdChecks(_Frozen):
     """Plain threshold alerts (not SLOs). All are on by default; `enabled: false` drops one."""
 
@@ -258,6 +268,7 @@ class ThresholdChecks(_Frozen):
     rejected_ratio: RejectedRatioCheck = RejectedRatioCheck()
     reference_model_down: ReferenceModelDownCheck = ReferenceModelDownCheck()
     checkpoint_failing: CheckpointFailingCheck = CheckpointFailingCheck()
+    artifact_mismatch: ArtifactMismatchCheck = ArtifactMismatchCheck()
 
 
 def _check_url_template(value: str) -> str:

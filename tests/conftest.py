@@ -58,6 +58,8 @@ def base_config(bootstrap: str, names: dict[str, str], **overrides: Any) -> dict
     }
     if "dead_letter" in names:
         cfg["kafka"]["dead_letter_topic"] = names["dead_letter"]
+    if "lifecycle" in names:
+        cfg["kafka"]["topics"]["lifecycle"] = names["lifecycle"]
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(cfg.get(key), dict):
             cfg[key] = {**cfg[key], **value}

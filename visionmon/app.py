@@ -23,6 +23,7 @@ from monitor.drift import DriftMonitor
 from monitor.durations import parse_duration
 from monitor.engine import Engine
 from monitor.labels import LabelMonitor
+from monitor.lifecycle import ModelLifecycle
 from monitor.quality import QualityBounds, QualityEvaluator
 from monitor.scored import ScoredImage
 from monitor.shadow import ShadowMonitor
@@ -42,6 +43,8 @@ class Statistics:
     labels: LabelMonitor
     quality: QualityEvaluator
     shadow: ShadowMonitor | None = None
+    #: with kafka.topics.lifecycle only
+    lifecycle: ModelLifecycle | None = None
 
 
 def load_baselines(loaded: LoadedConfig) -> dict[str, Baseline]:
@@ -109,6 +112,10 @@ def build_statistics(loaded: LoadedConfig) -> Statistics:
     labels.joined_listeners.append(quality.on_label)
     labels.joined_listeners.append(drift.on_label)  # a first-events baseline's calibration
     engine.extensions.extend([drift, labels, quality])
+    lifecycle = None
+    if topics.lifecycle is not None:
+        lifecycle = ModelLifecycle(engine.versions.key, cfg.limits.max_model_replicas)
+        engine.extensions.append(lifecycle)
     shadow = None
     if cfg.reference is not None:
         shadow = ShadowMonitor(models, windows, drift, quality,
@@ -121,7 +128,7 @@ def build_statistics(loaded: LoadedConfig) -> Statistics:
                                ttl_seconds=parse_duration(cfg.shadow_join.ttl),
                                late=lambda n: engine.record_late(topics.images, n))
         engine.extensions.append(shadow)
-    return Statistics(engine, drift, labels, quality, shadow)
+    return Statistics(engine, drift, labels, quality, shadow, lifecycle)
 
 
 def build_engine(loaded: LoadedConfig) -> Engine:
@@ -173,6 +180,7 @@ class App:
                 raise ConfigError(f"{loaded.path}: reference: {err}") from None
         try:
             self.daemon = Daemon(loaded, self.engine, feedback_sink=self.stats.labels,
+                                 lifecycle_sink=self.stats.lifecycle,
                                  image_sink=self.scorer,
                                  extra_ready=self.scorer.ready if self.scorer else None,
                                  reset_state=reset_state)

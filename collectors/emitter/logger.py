@@ -1,5 +1,5 @@
-"""`PredictionLogger`: serving code logs predictions and labels; a background thread
-produces them.
+"""`PredictionLogger`: serving code logs predictions, labels and the model's lifecycle
+(loads, failed loads, rollouts); a background thread produces them.
 
 The request path only serializes one JSON line, takes a lock for a few list operations
 and returns: it never waits for Kafka. Events wait in a bounded buffer (a count and a byte
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import socket
 import threading
 import time
 import weakref
@@ -24,11 +25,12 @@ from typing import Any, Literal
 from prometheus_client.registry import CollectorRegistry
 
 from collectors.emitter.batching import Batch, NdjsonBatcher
-from collectors.emitter.metrics import EmitterCollector, EmitterStats
+from collectors.emitter.metrics import KINDS, EmitterCollector, EmitterStats
 from collectors.emitter.records import (
     encode_event,
     image_headers,
     label_record,
+    lifecycle_record,
     prediction_record,
     sniff_image_type,
 )
@@ -38,9 +40,11 @@ from monitor.config import KafkaConfig, TopicsConfig
 
 log = logging.getLogger(__name__)
 
-Kind = Literal["prediction", "image", "label"]
+Kind = Literal["prediction", "image", "label", "lifecycle"]
 #: the kinds packed into NDJSON messages; images are sent one per message
-BATCHED: tuple[str, ...] = ("prediction", "label")
+BATCHED: tuple[str, ...] = ("prediction", "label", "lifecycle")
+#: the lifecycle topic when the config names none (a daemon without one ignores it)
+DEFAULT_LIFECYCLE_TOPIC = "lifecycle"
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +67,7 @@ class EmitterSettings:
     predictions_topic: str | None = None
     images_topic: str | None = None
     feedback_topic: str | None = None
+    lifecycle_topic: str | None = None
 
     def __post_init__(self) -> None:
         if not 1 <= self.batch_max_events <= 10_000:
@@ -99,17 +104,19 @@ class PredictionLogger:
         self.predictions_topic = self.settings.predictions_topic or topics.predictions
         self.images_topic = self.settings.images_topic or topics.images
         self.feedback_topic = self.settings.feedback_topic or topics.feedback
+        self.lifecycle_topic = (self.settings.lifecycle_topic or topics.lifecycle
+                                or DEFAULT_LIFECYCLE_TOPIC)
         self._batch_topics = {"prediction": self.predictions_topic,
-                              "label": self.feedback_topic}
+                              "label": self.feedback_topic, "lifecycle": self.lifecycle_topic}
         self._deployment = deployment
         self._clock = clock
         self._lock = threading.Lock()
         self._queue: deque[_Item] = deque()
         self._pending_events = 0
         self._pending_bytes = 0
-        self._logged = {"prediction": 0, "image": 0, "label": 0}
-        self._sent = {"prediction": 0, "image": 0, "label": 0}
-        self._messages = {"prediction": 0, "image": 0, "label": 0}
+        self._logged = dict.fromkeys(KINDS, 0)
+        self._sent = dict.fromkeys(KINDS, 0)
+        self._messages = dict.fromkeys(KINDS, 0)
         self._dropped: dict[tuple[str, str], int] = {}
         self._unsampled = 0
         self._warned: dict[str, float] = {}
@@ -201,15 +208,62 @@ class PredictionLogger:
         buffered, False when dropped (invalid arguments as `invalid`, never raised).
         """
         when = self._clock() if ts is None else ts
+        return self._offer_line("label", lambda: label_record(
+            request_id, label, when, source=source, model=model), f"label for {request_id!r}")
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def model_loaded(self, model: str, version: str, *, sha256: str, load_seconds: float,
+                     host: str | None = None, ts: float | None = None) -> bool:
+        """Report that this replica loaded `version` of `model` from the artifact whose
+        SHA-256 is `sha256` (64 hex digits; `file_sha256(path)` computes it) in
+        `load_seconds` seconds. `host` defaults to this machine's name. Never blocks;
+        returns False when dropped (as `log()`)."""
+        return self._lifecycle("loaded", model, version, ts, host=host or socket.gethostname(),
+                               sha256=sha256, load_seconds=load_seconds)
+
+    def model_load_failed(self, model: str, version: str, reason: str, *,
+                          detail: str | None = None, host: str | None = None,
+                          ts: float | None = None) -> bool:
+        """Report that this replica failed to load `version`: `reason` is one of not_found,
+        corrupt, checksum_mismatch, out_of_memory, timeout, incompatible, other (docs/events.md);
+        `detail` free text such as the error message."""
+        return self._lifecycle("load_failed", model, version, ts,
+                               host=host or socket.gethostname(), reason=reason,
+                               detail=detail)
+
+    def model_rolled_out(self, model: str, version: str, *, from_version: str | None = None,
+                         detail: str | None = None, ts: float | None = None) -> bool:
+        """Report that `version` was rolled out (replacing `from_version`), from the
+        deploy step: a "recent deploy" on the on-call dashboard."""
+        return self._lifecycle("rolled_out", model, version, ts, from_version=from_version,
+                               detail=detail)
+
+    def model_rolled_back(self, model: str, version: str, *,
+                          from_version: str | None = None, detail: str | None = None,
+                          ts: float | None = None) -> bool:
+        """Report that the deployment was rolled back to `version` (from `from_version`)."""
+        return self._lifecycle("rolled_back", model, version, ts, from_version=from_version,
+                               detail=detail)
+
+    def _lifecycle(self, kind: str, model: str, version: str, ts: float | None,
+                   **fields: Any) -> bool:
+        when = self._clock() if ts is None else ts
+        return self._offer_line("lifecycle", lambda: lifecycle_record(
+            kind, model, version, when, **fields),
+            f"lifecycle event {kind} of {model!r} {version!r}")
+
+    def _offer_line(self, kind: str, record: Callable[[], Mapping[str, Any]], what: str
+                    ) -> bool:
+        """Buffer one NDJSON line of a batched kind built by `record`; a record that cannot
+        be built (misuse) is dropped as `invalid` and warned about, never raised."""
         try:
-            line = encode_event(label_record(request_id, label, when, source=source,
-                                             model=model))
+            line = encode_event(record())
         except (TypeError, ValueError) as err:
-            self._count_drop("label", "invalid", 1)
-            self._warn(f"label for {request_id!r} not logged: {err}")
+            self._count_drop(kind, "invalid", 1)
+            self._warn(f"{what} not logged: {err}")
             return False
-        refused = self._offer(("label", line, (), None, len(line)),
-                              self.settings.batch_max_bytes)
+        refused = self._offer((kind, line, (), None, len(line)), self.settings.batch_max_bytes)
         self._wake_if_full()
         return refused is None
 

@@ -30,7 +30,7 @@ def family(name: str, value: float | None = None) -> ClientFamily:
 
 #: Why an event or image never reached the Kafka client.
 DROP_REASONS = ("queue_full", "too_large", "invalid", "closed", "send_error", "shutdown")
-KINDS = ("prediction", "image", "label")
+KINDS = ("prediction", "image", "label", "lifecycle")
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +46,7 @@ class EmitterStats:
     queued_bytes: int = 0
 
     def dropped_total(self, kind: str | None = None) -> int:
-        """Drops of one kind (`prediction`, `image` or `label`), or of all."""
+        """Drops of one kind (`prediction`, `image`, `label` or `lifecycle`), or of all."""
         return sum(n for (k, _), n in self.dropped.items() if kind is None or k == kind)
 
 

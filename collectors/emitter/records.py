@@ -1,6 +1,7 @@
 """Contract v1 records (docs/events.md) built from what serving code knows.
 
-Pure functions: a prediction or a label becomes one JSON object serialized with orjson
+Pure functions (and `file_sha256`, which reads a model artifact): a prediction, a label or
+a lifecycle event becomes one JSON object serialized with orjson
 (numpy arrays and scalars are accepted as they are); an image becomes the raw bytes plus
 the headers the `images` topic requires. Validation here is limited to misuse of the API;
 the daemon's decoders remain the judge of the values.
@@ -8,7 +9,11 @@ the daemon's decoders remain the judge of the values.
 
 from __future__ import annotations
 
+import hashlib
 import math
+import os
+import pickle
+import zipfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -106,6 +111,64 @@ def label_record(request_id: str, label: int | str, ts: float, *, source: str | 
                 raise ValueError(f"{name} must be a non-empty string")
             rec[name] = value
     return rec
+
+
+#: The kinds of lifecycle event (the contract's `kind` values).
+LIFECYCLE_KINDS = ("loaded", "load_failed", "rolled_out", "rolled_back")
+
+
+def lifecycle_record(kind: str, model: str, version: str, ts: float, *,
+                     host: str | None = None, sha256: str | None = None,
+                     load_seconds: float | None = None, reason: str | None = None,
+                     from_version: str | None = None, detail: str | None = None
+                     ) -> dict[str, Any]:
+    """The `lifecycle` object for one event (ts in epoch seconds, load time in seconds).
+
+    Raises ValueError for misuse: an unknown kind, an empty or non-string model, version or
+    host, a `loaded` event without its hash, host and load time, a `load_failed` one without
+    its host and reason. The daemon checks the values (hash format, reason list)."""
+    if kind not in LIFECYCLE_KINDS:
+        raise ValueError(f"kind must be one of {', '.join(LIFECYCLE_KINDS)}, not {kind!r}")
+    rec: dict[str, Any] = {"kind": kind, "ts": ts, "model": model, "version": version}
+    optional = {"host": host, "sha256": sha256, "reason": reason,
+                "from_version": from_version, "detail": detail}
+    for name, value in (("model", model), ("version", version), *optional.items()):
+        if value is not None and (not isinstance(value, str) or not value):
+            raise ValueError(f"{name} must be a non-empty string")
+    needs = {"loaded": ("host", "sha256", "load_seconds"), "load_failed": ("host", "reason")}
+    given = {**optional, "load_seconds": load_seconds}
+    missing = [n for n in needs.get(kind, ()) if given[n] is None]
+    if missing:
+        raise ValueError(f"a {kind} event needs {', '.join(missing)}")
+    if load_seconds is not None:
+        rec["load_seconds"] = round(float(load_seconds), 6)
+    rec.update({k: v for k, v in optional.items() if v is not None})
+    return rec
+
+
+def file_sha256(path: str | os.PathLike[str], chunk_bytes: int = 1 << 20) -> str:
+    """SHA-256 (64 lower-case hex digits) of a model artifact, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(chunk_bytes):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def load_failure_reason(err: BaseException) -> str:
+    """The contract's load-failure `reason` for an exception raised while loading a model:
+    not_found, out_of_memory, timeout, corrupt (an archive or pickle that does not read
+    back), or other."""
+    text = str(err).lower()
+    if isinstance(err, FileNotFoundError):
+        return "not_found"
+    if isinstance(err, MemoryError) or "out of memory" in text:
+        return "out_of_memory"
+    if isinstance(err, TimeoutError):
+        return "timeout"
+    if isinstance(err, EOFError | zipfile.BadZipFile | pickle.UnpicklingError):
+        return "corrupt"
+    return "other"
 
 
 def encode_event(record: Mapping[str, Any]) -> bytes:

@@ -1,10 +1,11 @@
 """Proof against a real Prometheus: every panel query returns data on real traffic.
 
 A daemon configured like examples/visionmon.yaml consumes predictions (two versions, with
-failures), ground-truth labels, sampled images (when the digits reference model can be built)
-and malformed records from the real broker; a real Prometheus scrapes it every second. Each
-query of each generated panel, with Grafana's variables replaced by concrete values, must
-return at least one series: range queries over the traffic period, instant queries at its end.
+failures), ground-truth labels, sampled images (when the digits reference model can be built),
+the production model's lifecycle events and malformed records from the real broker; a real
+Prometheus scrapes it every second. Each query of each generated panel, with Grafana's
+variables replaced by concrete values, must return at least one series: range queries over
+the traffic period, instant queries at its end.
 """
 
 from __future__ import annotations
@@ -86,6 +87,30 @@ def _config(bootstrap: str, names: dict[str, str], tmp: Path, artifact: Any | No
     return path
 
 
+def _lifecycle(producer: Any, topic: str, tick: int, ticks: int, now: float) -> None:
+    """The production model's lifecycle along the traffic: v1 loaded on two replicas at the
+    start; v2 rolled out with its loads (one replica on another artifact) and a failed load
+    when it is deployed; a rollback near the end."""
+    sha = {"v1": "1" * 64, "v2": "2" * 64, "v2-odd": "3" * 64}
+    events: list[dict[str, Any]] = []
+    if tick == 0:
+        events += [{"kind": "loaded", "ts": now, "model": "digits", "version": "v1",
+                    "host": h, "sha256": sha["v1"], "load_seconds": 2.5} for h in ("a", "b")]
+    if tick == ticks // 4:
+        events += [{"kind": "rolled_out", "ts": now, "model": "digits", "version": "v2",
+                    "from_version": "v1"},
+                   {"kind": "load_failed", "ts": now, "model": "digits", "version": "v2",
+                    "host": "c", "reason": "out_of_memory"}]
+        events += [{"kind": "loaded", "ts": now, "model": "digits", "version": "v2",
+                    "host": h, "sha256": sha[k], "load_seconds": 7.0}
+                   for h, k in (("d", "v2"), ("e", "v2-odd"))]
+    if tick == 3 * ticks // 4:
+        events.append({"kind": "rolled_back", "ts": now, "model": "digits", "version": "v1",
+                       "from_version": "v2"})
+    if events:
+        producer.send(topic, ndjson(events))
+
+
 def _feed(bootstrap: str, names: dict[str, str], artifact: Any | None) -> int:
     """Send TRAFFIC_SECONDS of traffic; returns the number of prediction events sent."""
     from kafka import KafkaProducer
@@ -111,6 +136,7 @@ def _feed(bootstrap: str, names: dict[str, str], artifact: Any | None) -> int:
             events += v2.events(EVENTS_PER_TICK, now)
         producer.send(names["predictions"], ndjson(events))
         sent += len(events)
+        _lifecycle(producer, names["lifecycle"], tick, ticks, now)
         for e in previous:  # labels arrive a tick later, for most successful predictions
             if "pred" not in e or rng.random() < 0.3:
                 continue
@@ -148,7 +174,7 @@ def live(broker: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live
 
     tmp = tmp_path_factory.mktemp("dashboards-live")
     names = {"predictions": "dash-pred", "images": "dash-img", "feedback": "dash-fb",
-             "dead_letter": "dash-dlq"}
+             "lifecycle": "dash-lc", "dead_letter": "dash-dlq"}
     create_topics(broker.bootstrap, list(names.values()), 2)
     artifact = _reference(tmp / "reference")
     loaded = load_config(_config(broker.bootstrap, names, tmp, artifact))

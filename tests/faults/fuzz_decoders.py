@@ -46,6 +46,7 @@ from monitor.events import (
     PredictionEvent,
     RejectReason,
 )
+from monitor.lifecycle_events import LifecycleDecoder, LifecycleEvent
 
 NOW = 1_750_000_000.0
 CLASSES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
@@ -86,6 +87,7 @@ class DecoderHarness:
         self.prediction = PredictionDecoder(index, LIMITS)
         self.feedback = FeedbackDecoder(index, LIMITS)
         self.image = ImageDecoder(index, IMAGE_MAX_BYTES, LIMITS)
+        self.lifecycle = LifecycleDecoder(index, LIMITS)
         self.tally = Tally()
 
     # --- the three decoders -------------------------------------------------------
@@ -140,6 +142,27 @@ class DecoderHarness:
             raise FuzzFailure(f"{len(d.events)} events, {len(d.rejections)} rejections")
         self._rejections(d.rejections)
         return d
+
+    def check_lifecycle(self, raw: bytes | None) -> None:
+        """Lifecycle messages are batches too; an accepted load carries its hash, host and
+        load time, a failed one its reason."""
+        d = self._timed("lifecycle", lambda: self.lifecycle.decode(raw, NOW))
+        if d is None:
+            return
+        self._batch(d, raw, None)
+        for e in d.events:
+            if type(e) is not LifecycleEvent:
+                raise FuzzFailure(f"not a LifecycleEvent: {e!r}"[:200])
+            _utf8_strings(e)
+            _finite_ts(e.ts)
+            if e.model not in MODELS:
+                raise FuzzFailure(f"unknown model accepted: {e.model[:40]!r}")
+            if e.kind == "loaded" and (e.host is None or e.sha256 is None
+                                       or e.load_seconds is None
+                                       or not math.isfinite(e.load_seconds)):
+                raise FuzzFailure(f"a load without its host, hash or time: {e!r}"[:200])
+            if e.kind == "load_failed" and (e.host is None or e.reason is None):
+                raise FuzzFailure(f"a failed load without its host or reason: {e!r}"[:200])
 
     def check_feedback(self, raw: bytes | None, items: int | None = None) -> None:
         """Feedback messages are batches too (one object, a JSON array or NDJSON)."""
@@ -423,6 +446,7 @@ def hypothesis_properties(harness: DecoderHarness, examples: int, derandomize: b
     def raw_bytes_to_every_decoder(raw: bytes) -> None:
         harness.check_prediction(raw)
         harness.check_feedback(raw)
+        harness.check_lifecycle(raw)
         harness.check_image(raw, [("request_id", raw[:20]), ("model", b"digits"),
                                   ("version", b"v1")])
 
@@ -432,6 +456,7 @@ def hypothesis_properties(harness: DecoderHarness, examples: int, derandomize: b
         raw = _dump(value)
         harness.check_prediction(raw)
         harness.check_feedback(raw)
+        harness.check_lifecycle(raw)
 
     @s
     @given(prediction_messages())

@@ -19,6 +19,7 @@ from monitor.events import (
     ModelClassIndex,
     PredictionDecoder,
 )
+from monitor.lifecycle_events import LifecycleDecoder
 from tests.conftest import CLASSES
 
 FASHION = [f"c{i}" for i in range(10)]
@@ -64,7 +65,8 @@ class RecordingProducer:
         return [m for m in self.sent if m[0] == topic]
 
 
-def _decode_all(dec: PredictionDecoder | FeedbackDecoder, messages: list[Any]) -> list[Any]:
+def _decode_all(dec: PredictionDecoder | FeedbackDecoder | LifecycleDecoder,
+                messages: list[Any]) -> list[Any]:
     """Every message through one of the daemon's decoders; fails on any rejection."""
     events: list[Any] = []
     for _, value, _, _ in messages:
@@ -80,6 +82,10 @@ def decode_predictions(messages: list[Any]) -> list[Any]:
 
 def decode_feedback(messages: list[Any]) -> list[Any]:
     return _decode_all(FeedbackDecoder(MODELS, DecodeLimits()), messages)
+
+
+def decode_lifecycle(messages: list[Any]) -> list[Any]:
+    return _decode_all(LifecycleDecoder(MODELS, DecodeLimits()), messages)
 
 
 def decode_images(messages: list[Any]) -> list[Any]:

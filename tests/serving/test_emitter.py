@@ -4,6 +4,7 @@ batches within limits, samples deterministically, never blocks and counts every 
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -21,6 +22,7 @@ from tests.serving.fakes import (
     RecordingProducer,
     decode_feedback,
     decode_images,
+    decode_lifecycle,
     decode_predictions,
     png,
 )
@@ -98,6 +100,40 @@ def test_every_form_of_label_is_accepted_by_the_daemons_feedback_decoder() -> No
     assert events["c"].label == 2 and events["c"].ts == 1_600_000_000.5
 
 
+def test_every_lifecycle_event_is_accepted_by_the_daemons_decoder() -> None:
+    producer = RecordingProducer()
+    logger = PredictionLogger(producer, EmitterSettings(linger_ms=60_000),  # sent at close
+                              clock=lambda: 1_700_000_000.0, close_at_exit=False)
+    sha = "0f" * 32
+    assert logger.model_loaded("digits", "v3", sha256=sha, load_seconds=4.25, host="pod-a")
+    assert logger.model_loaded("digits", "v3", sha256=sha, load_seconds=1)  # host: this one
+    assert logger.model_load_failed("digits", "v3", "corrupt", detail="bad zip", host="pod-b")
+    assert logger.model_rolled_out("digits", "v3", from_version="v2")
+    assert logger.model_rolled_back("digits", "v2", from_version="v3", ts=1_600_000_000.0)
+    logger.close()
+    assert [m[0] for m in producer.sent] == ["lifecycle"], "one NDJSON message, own topic"
+    events = decode_lifecycle(producer.on("lifecycle"))
+    assert [(e.kind, e.version, e.host) for e in events] == [
+        ("loaded", "v3", "pod-a"), ("loaded", "v3", socket.gethostname()),
+        ("load_failed", "v3", "pod-b"), ("rolled_out", "v3", None), ("rolled_back", "v2", None)]
+    assert events[0].sha256 == sha and events[0].load_seconds == 4.25
+    assert events[2].reason == "corrupt" and events[3].from_version == "v2"
+    assert events[4].ts == 1_600_000_000.0 and events[3].ts == 1_700_000_000.0
+    assert logger.stats().sent["lifecycle"] == 5
+
+
+def test_invalid_lifecycle_events_are_counted_as_dropped_never_raised() -> None:
+    producer = RecordingProducer()
+    logger = _logger(producer)
+    assert not logger.model_loaded("", "v1", sha256="0f" * 32, load_seconds=1)
+    assert not logger.model_loaded("digits", "v1", sha256="", load_seconds=1)
+    assert not logger.model_load_failed("digits", "v1", "", host="h")
+    assert not logger.model_rolled_out("digits", 3)  # type: ignore[arg-type]
+    logger.close()
+    assert logger.stats().dropped == {("lifecycle", "invalid"): 4}
+    assert producer.sent == []
+
+
 def test_labels_and_predictions_are_batched_into_messages_of_their_own_topic() -> None:
     producer = RecordingProducer()
     logger = _logger(producer, batch_max_events=7, linger_ms=60_000)  # no partial batches
@@ -112,7 +148,7 @@ def test_labels_and_predictions_are_batched_into_messages_of_their_own_topic() -
     assert [e.request_id for e in decode_feedback(labels)] == [f"r{i}" for i in range(40)]
     assert len(decode_predictions(predictions)) == 40
     stats = logger.stats()
-    assert stats.sent == {"prediction": 40, "image": 0, "label": 40}
+    assert stats.sent == {"prediction": 40, "image": 0, "label": 40, "lifecycle": 0}
     assert stats.messages["label"] == 6
 
 

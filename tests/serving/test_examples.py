@@ -4,6 +4,7 @@ through plain calls with stand-ins for TorchServe's handler and context."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import importlib.util
 import sys
 from pathlib import Path
@@ -13,7 +14,13 @@ from typing import Any
 import pytest
 
 from collectors.emitter import EmitterSettings, PredictionLogger, sampled
-from tests.serving.fakes import RecordingProducer, decode_images, decode_predictions, png
+from tests.serving.fakes import (
+    RecordingProducer,
+    decode_images,
+    decode_lifecycle,
+    decode_predictions,
+    png,
+)
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -158,3 +165,52 @@ def test_torchserve_mixin_without_configuration_logs_nothing(monkeypatch) -> Non
     handler.initialize(context)
     assert handler.visionmon_logger is None
     assert handler.handle([{"data": b""}], context) == [[0.1] * 10]
+
+
+def test_the_fastapi_example_reports_its_model_load_and_a_failed_one() -> None:
+    pytest.importorskip("fastapi", reason="pip install 'visionmon[test]' (fastapi, httpx)")
+    example = load_example("fastapi_app")
+    producer = RecordingProducer()
+    logger = _logger(producer, rate=0.0)
+    model = example.load_model(logger, lambda: example.DigitModel(b"weights of v3"))
+    with pytest.raises(FileNotFoundError):
+        example.load_model(logger, lambda: example.DigitModel.from_file("/nonexistent/v3.pt"))
+    logger.close()
+    loaded, failed = decode_lifecycle(producer.on("lifecycle"))
+    assert (loaded.kind, loaded.model, loaded.version, loaded.sha256) == (
+        "loaded", "digits", example.VERSION, model.sha256)
+    assert loaded.load_seconds >= 0 and loaded.host
+    assert (failed.kind, failed.reason) == ("load_failed", "not_found")
+
+
+def test_the_torchserve_mixin_reports_the_archive_hash_and_a_failed_load(tmp_path) -> None:
+    example = load_example("torchserve_handler")
+
+    class Handler(example.VisionmonLoggingMixin, FakeImageClassifier):
+        pass
+
+    (tmp_path / "model.pt").write_bytes(b"serialized weights")
+    context = FakeContext({0: "a"}, {})
+    context.manifest["model"]["serializedFile"] = "model.pt"
+    context.system_properties = {"model_dir": str(tmp_path)}
+    producer = RecordingProducer()
+    handler = Handler()
+    handler.visionmon_logger = _logger(producer, rate=0.0)
+    handler.initialize(context)
+
+    class BrokenClassifier(FakeImageClassifier):
+        def initialize(self, context: Any) -> None:
+            raise RuntimeError("CUDA out of memory")
+
+    class Failing(example.VisionmonLoggingMixin, BrokenClassifier):
+        pass
+
+    failing = Failing()
+    failing.visionmon_logger = handler.visionmon_logger
+    with pytest.raises(RuntimeError):
+        failing.initialize(context)
+    handler.visionmon_logger.close()
+    loaded, failed = decode_lifecycle(producer.on("lifecycle"))
+    assert (loaded.kind, loaded.version) == ("loaded", "2.1")
+    assert loaded.sha256 == hashlib.sha256(b"serialized weights").hexdigest()
+    assert (failed.kind, failed.reason, failed.version) == ("load_failed", "out_of_memory", "2.1")

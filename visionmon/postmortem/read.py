@@ -34,7 +34,7 @@ PARTITION_BUFFER = 2000
 #: Giving up on a partition that returns nothing for this long while records remain.
 STALL_S = 30.0
 
-_TOPIC_RANK = {"predictions": 0, "feedback": 1, "images": 2}
+_TOPIC_RANK = {"predictions": 0, "feedback": 1, "images": 2, "lifecycle": 3}
 
 
 class ReplayError(Exception):
@@ -64,7 +64,8 @@ class KafkaRangeReader:
         self.topics = TopicNames.of(loaded)
         self._rank = {name: _TOPIC_RANK[role] for role, name in
                       (("predictions", self.topics.predictions),
-                       ("feedback", self.topics.feedback), ("images", self.topics.images))}
+                       ("feedback", self.topics.feedback), ("images", self.topics.images),
+                       ("lifecycle", self.topics.lifecycle)) if name is not None}
         self.window = window
         self._last_ms = (window.until + grace_s) * 1000.0
         try:

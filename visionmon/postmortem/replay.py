@@ -208,7 +208,8 @@ class Replayer:
         p = self._pending
         if not (p.consumed or p.rejections):
             return
-        apply_decoded(self.stats.engine, p, self.topics, self.stats.labels)
+        apply_decoded(self.stats.engine, p, self.topics, self.stats.labels,
+                      self.stats.lifecycle)
         self._pending = DecodedRecords()
         if self.shadow is not None and p.images and self.stats.shadow is not None:
             self.stats.shadow.apply_scored(self.shadow.score(p.images))
