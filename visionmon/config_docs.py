@@ -52,6 +52,7 @@ EXPLAINED_IN: dict[str, tuple[str, str]] = {
     "slos": ("docs/alerts.md", "The spec"),
     "slos.windows": ("docs/alerts.md", "Burn-rate alerts"),
     "slos.thresholds": ("docs/alerts.md", "Threshold alerts"),
+    "cost": ("docs/alerts.md", "Cost and GPU recording rules"),
 }
 
 _DURATION_METADATA = tuple(typing.get_args(Duration)[1:])
