@@ -28,6 +28,11 @@ ENERGY_PER_PREDICTION = "visionmon:energy_per_prediction_joules:rate5m"
 #: Inferences per model execution over 5 minutes: Triton's mean batch size.
 BATCH_SIZE = "visionmon:triton_inferences_per_execution:rate5m"
 
+#: Every recording above; each carries the one label `model`.
+RECORDINGS: tuple[str, ...] = (COST_PER_HOUR, COST_PER_MILLION, GPU_UTILIZATION,
+                               PREDICTIONS_PER_GPU_SECOND, ENERGY_PER_PREDICTION, BATCH_SIZE)
+RECORDING_LABELS: tuple[str, ...] = ("model",)
+
 #: Group (and file stem) of the generated cost and GPU rules.
 COST_GROUP = "visionmon-cost"
 
