@@ -82,9 +82,9 @@ def outputs(spec: AlertSpec) -> tuple[Output, ...]:
 def generate(loaded: LoadedConfig) -> tuple[Output, ...]:
     """Resolve the config and build every document; raises ConfigError on bad specs."""
     spec = build_spec(loaded)
-    if not spec.slos and not threshold_group(spec).rules:
-        raise ConfigError(f"{loaded.path}: slos: nothing to generate: no objectives and every "
-                          "threshold check disabled")
+    if not spec.slos and not threshold_group(spec).rules and not spec.costs:
+        raise ConfigError(f"{loaded.path}: slos: nothing to generate: no objectives, every "
+                          "threshold check disabled and no cost: section")
     return outputs(spec)
 
 

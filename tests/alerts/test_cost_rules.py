@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from alerts.checks import CHECKS
 from alerts.cost_cases import sample_value
 from alerts.cost_rules import cost_group, per_hour_expr
 from alerts.generate import write_all
@@ -173,3 +174,10 @@ def test_the_generated_cost_tests_pass_for_every_form(example_data, tmp_path: Pa
     result = subprocess.run([PROMTOOL, "test", "rules", f"{cs.COST_GROUP}.test.yaml"],
                             cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_cost_section_alone_is_something_to_generate(example_data, tmp_path):
+    d = copy.deepcopy(example_data)
+    d["slos"] = {"objectives": [], "thresholds": {k.key: {"enabled": False} for k in CHECKS}}
+    written = write_all(resolve(parse_config(d, "test.yaml"), "test.yaml"), tmp_path)
+    assert sorted(p.name for p in written if p.suffix == ".yml") == [f"{cs.COST_GROUP}.yml"]
