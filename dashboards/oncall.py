@@ -66,35 +66,6 @@ def _burn_rate_panel(obj: Objective, cfg: VisionmonConfig) -> ts.Panel:
         scales.burn_rate(cfg), draw_thresholds=True, width=12)
 
 
-def _gpu_row(d: dash.Dashboard, dcgm: bool) -> None:
-    """GPU utilisation against throughput, and what a prediction takes of the GPU (the
-    `cost:` section's GPU recordings, docs/alerts.md)."""
-    d.with_row(dash.Row("GPU and throughput"))
-    if dcgm:
-        d.with_panel(right_axis(timeseries(
-            "GPU utilisation against throughput",
-            "Mean utilisation of each model's GPUs over 5 minutes (DCGM, 0-100 %, left axis) "
-            "against its successful predictions per second (right axis). Utilisation rising "
-            "while throughput stays flat: each prediction takes more GPU (a slower version, "
-            "smaller batches, a co-tenant); throughput falling at low utilisation: the GPU "
-            "waits on something else (decoding, the network).",
-            [Query(q.gpu_utilization(), "GPU utilisation ({{model}})"),
-             Query(q.predictions_per_second(("model",)), "predictions/s ({{model}})")],
-            Scale(PERCENT, ((None, GREEN), (0.9, ORANGE)), 0.0), draw_thresholds=False),
-            "B", REQUESTS_PER_SECOND))
-    efficiency = [Query(q.predictions_per_gpu_second(), "per GPU-second ({{model}})")]
-    if dcgm:
-        efficiency.append(Query(q.energy_per_prediction(), "joules per prediction ({{model}})"))
-    panel = timeseries(
-        "Predictions per GPU-second" + (" and energy per prediction" if dcgm else ""),
-        "Successful predictions per busy GPU-second over 5 minutes (the model's Triton compute "
-        "time where configured, else DCGM utilisation), left axis"
-        + ("; GPU energy per prediction in joules (DCGM), right axis" if dcgm else "")
-        + ". A drop after a deploy is a slower model on the same hardware.",
-        efficiency, neutral(PLAIN), width=12)
-    d.with_panel(right_axis(panel, "B", JOULES) if dcgm else panel)
-
-
 def build(loaded: LoadedConfig) -> dash.Dashboard:
     """The on-call dashboard for this configuration."""
     cfg = loaded.config
@@ -205,3 +176,32 @@ def build(loaded: LoadedConfig) -> dash.Dashboard:
                "{{class}} ({{version}})")],
         scales.accuracy(cfg), draw_thresholds=True, width=24))
     return d
+
+
+def _gpu_row(d: dash.Dashboard, dcgm: bool) -> None:
+    """GPU utilisation against throughput, and what a prediction takes of the GPU (the
+    `cost:` section's GPU recordings, docs/alerts.md)."""
+    d.with_row(dash.Row("GPU and throughput"))
+    if dcgm:
+        d.with_panel(right_axis(timeseries(
+            "GPU utilisation against throughput",
+            "Mean utilisation of each model's GPUs over 5 minutes (DCGM, 0-100 %, left axis) "
+            "against its successful predictions per second (right axis). Utilisation rising "
+            "while throughput stays flat: each prediction takes more GPU (a slower version, "
+            "smaller batches, a co-tenant); throughput falling at low utilisation: the GPU "
+            "waits on something else (decoding, the network).",
+            [Query(q.gpu_utilization(), "GPU utilisation ({{model}})"),
+             Query(q.predictions_per_second(("model",)), "predictions/s ({{model}})")],
+            Scale(PERCENT, ((None, GREEN), (0.9, ORANGE)), 0.0), draw_thresholds=False),
+            "B", REQUESTS_PER_SECOND))
+    efficiency = [Query(q.predictions_per_gpu_second(), "per GPU-second ({{model}})")]
+    if dcgm:
+        efficiency.append(Query(q.energy_per_prediction(), "joules per prediction ({{model}})"))
+    panel = timeseries(
+        "Predictions per GPU-second" + (" and energy per prediction" if dcgm else ""),
+        "Successful predictions per busy GPU-second over 5 minutes (the model's Triton compute "
+        "time where configured, else DCGM utilisation), left axis"
+        + ("; GPU energy per prediction in joules (DCGM), right axis" if dcgm else "")
+        + ". A drop after a deploy is a slower model on the same hardware.",
+        efficiency, neutral(PLAIN), width=12)
+    d.with_panel(right_axis(panel, "B", JOULES) if dcgm else panel)

@@ -2,9 +2,7 @@
 
 A daemon configured like examples/visionmon.yaml consumes predictions (two versions, with
 failures), ground-truth labels, sampled images (when the digits reference model can be built)
-and malformed records from the real broker; a real Prometheus scrapes it every second and
-evaluates the generated cost and GPU rules, over OpenCost, DCGM and Triton series that a
-rule file records from literals (what a cluster with those exporters would hold). Each
+and malformed records from the real broker; a real Prometheus scrapes it every second. Each
 query of each generated panel, with Grafana's variables replaced by concrete values, must
 return at least one series: range queries over the traffic period, instant queries at its end.
 """
@@ -177,7 +175,9 @@ def _cluster_series(cost: Cost) -> list[dict[str, Any]]:
 
 
 def _cost_rules(tmp: Path, loaded: LoadedConfig) -> list[Path]:
-    """The generated cost and GPU rule file, and the literal cluster series it reads."""
+    """The generated cost and GPU rule file, and the literal cluster series it reads: the
+    Prometheus evaluates the cost and GPU recordings the panels draw over OpenCost, DCGM and
+    Triton series recorded from literals (what a cluster with those exporters would hold)."""
     spec = build_spec(loaded)
     cluster = tmp / "cluster-series.yml"
     cluster.write_text(yaml.safe_dump({"groups": [{"name": "cluster-series", "rules": [
