@@ -396,12 +396,12 @@ class VisionmonConfig(Frozen):
     reference: ReferenceConfig | None = None
     """The reference model that re-scores sampled images; none: no shadow scoring, no input or
     embedding drift."""
-    slos: SloSpec | None = None
-    """SLOs and threshold alerts for `visionmon alerts generate`; none: threshold alerts with their
-    defaults."""
     cost: CostConfig | None = None
     """Serving cost and GPU series per model, for the cost and GPU recording rules of `visionmon
     alerts generate` and their dashboard panels; none: no cost or GPU rules."""
+    slos: SloSpec | None = None
+    """SLOs and threshold alerts for `visionmon alerts generate`; none: threshold alerts with their
+    defaults."""
 
     @model_validator(mode="after")
     def _unique_models(self) -> VisionmonConfig:
