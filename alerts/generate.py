@@ -8,6 +8,8 @@ generators (`rules`; the checks table `checks` with `thresholds` and `threshold_
     visionmon-slo-<model>-<slo>.test.yaml   its promtool unit tests
     visionmon-thresholds.yml                the threshold alerts
     visionmon-thresholds.test.yaml          their promtool unit tests
+    visionmon-cost.yml                      cost and GPU recordings (with a `cost:` section)
+    visionmon-cost.test.yaml                their promtool unit tests
     alertmanager.yaml                       example routing (page / ticket)
 
 Rule files alone end in `.yml`, so `promtool check rules DIR/*.yml` checks exactly the
@@ -22,6 +24,8 @@ from typing import Any
 
 from alerts import alertmanager, names
 from alerts.checks import threshold_group
+from alerts.cost_cases import cost_test_document
+from alerts.cost_rules import cost_group
 from alerts.model import AlertSpec
 from alerts.promtool_tests import slo_test_document, threshold_test_document
 from alerts.rules import rule_file, slo_group
@@ -29,6 +33,7 @@ from alerts.scenario import ScenarioError
 from alerts.spec import build_spec
 from alerts.writer import write_yaml
 from monitor.config import ConfigError, LoadedConfig
+from monitor.cost_series import COST_GROUP
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +65,15 @@ def outputs(spec: AlertSpec) -> tuple[Output, ...]:
         out.append(Output(names.THRESHOLD_GROUP + names.TESTS_SUFFIX,
                           threshold_test_document(spec, [threshold_file]),
                           f"promtool unit tests of {threshold_file}."))
+    cost_file = COST_GROUP + names.RULES_SUFFIX
+    if cost_file in rules:
+        out.append(rules[cost_file])
+        try:
+            tests = cost_test_document(spec.costs, [cost_file])
+        except ScenarioError as err:
+            raise ConfigError(f"{spec.source}: cost: cannot build promtool tests: {err}") from None
+        out.append(Output(COST_GROUP + names.TESTS_SUFFIX, tests,
+                          f"promtool unit tests of {cost_file}."))
     out.append(Output(names.ALERTMANAGER_FILE, alertmanager.config(),
                       "Example Alertmanager routing for the generated alerts."))
     return tuple(out)
@@ -68,9 +82,9 @@ def outputs(spec: AlertSpec) -> tuple[Output, ...]:
 def generate(loaded: LoadedConfig) -> tuple[Output, ...]:
     """Resolve the config and build every document; raises ConfigError on bad specs."""
     spec = build_spec(loaded)
-    if not spec.slos and not threshold_group(spec).rules:
-        raise ConfigError(f"{loaded.path}: slos: nothing to generate: no objectives and every "
-                          "threshold check disabled")
+    if not spec.slos and not threshold_group(spec).rules and not spec.costs:
+        raise ConfigError(f"{loaded.path}: slos: nothing to generate: no objectives, every "
+                          "threshold check disabled and no cost: section")
     return outputs(spec)
 
 
@@ -85,6 +99,10 @@ def rule_outputs(spec: AlertSpec) -> tuple[Output, ...]:
     if group.rules:
         outs.append(Output(group.name + names.RULES_SUFFIX, rule_file([group]),
                            "Threshold alerts (not SLOs)."))
+    if spec.costs:
+        group = cost_group(spec.costs)
+        outs.append(Output(group.name + names.RULES_SUFFIX, rule_file([group]),
+                           "Cost and GPU recording rules (the config's `cost:` section)."))
     return tuple(outs)
 
 

@@ -105,6 +105,25 @@ class Thresholds:
         return tuple(c for c in self.checks if c.enabled)
 
 
+#: (label, regular expression) pairs selecting another exporter's series.
+Matchers = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Cost:
+    """One model's resolved `cost:` entry: how its hourly cost is computed (`kind` is
+    `per_hour`, `opencost_gpu`, `opencost_node` or `promql`; `value` the number, unused or
+    the expression) and the matchers of its DCGM and Triton series (empty: none)."""
+
+    model: str
+    kind: str
+    per_hour: float | None = None
+    matchers: Matchers = ()
+    promql: str | None = None
+    dcgm: Matchers = ()
+    triton: Matchers = ()
+
+
 @dataclass(frozen=True, slots=True)
 class AlertSpec:
     """Everything the rule, test and Alertmanager generators need."""
@@ -115,3 +134,4 @@ class AlertSpec:
     thresholds: Thresholds
     runbook_url: str
     dashboard_url: str
+    costs: tuple[Cost, ...] = ()

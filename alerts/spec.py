@@ -12,7 +12,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from alerts.checks import resolve_checks
-from alerts.model import AlertSpec, Check, Slo, Thresholds
+from alerts.model import AlertSpec, Check, Cost, Slo, Thresholds
 from alerts.windows import (
     Tier,
     adapt_to_target,
@@ -21,10 +21,12 @@ from alerts.windows import (
     severities_for_kind,
 )
 from monitor.config import ConfigError, LoadedConfig
+from monitor.cost_config import ModelCost
 from monitor.durations import format_duration, parse_duration
 from monitor.slo_spec import Objective, SloSpec
 
-__all__ = ["AlertSpec", "Check", "Slo", "Thresholds", "build_slo", "build_spec"]
+__all__ = ["AlertSpec", "Check", "Cost", "Slo", "Thresholds", "build_cost", "build_slo",
+           "build_spec"]
 
 
 def _exact(x: float) -> Decimal:
@@ -62,6 +64,19 @@ def build_slo(index: int, obj: Objective, spec: SloSpec, eval_slice_s: int) -> S
     )
 
 
+def build_cost(entry: ModelCost) -> Cost:
+    """Resolve one `cost.models[]` entry (already validated: exactly one cost source)."""
+    gpu = entry.gpu
+    dcgm = tuple((gpu.dcgm or {}).items()) if gpu is not None else ()
+    triton = tuple((gpu.triton or {}).items()) if gpu is not None else ()
+    if entry.opencost is not None:
+        return Cost(entry.model, f"opencost_{entry.opencost.allocation}",
+                    matchers=tuple(entry.opencost.matchers.items()), dcgm=dcgm, triton=triton)
+    if entry.promql is not None:
+        return Cost(entry.model, "promql", promql=entry.promql, dcgm=dcgm, triton=triton)
+    return Cost(entry.model, "per_hour", per_hour=entry.per_hour, dcgm=dcgm, triton=triton)
+
+
 def build_spec(loaded: LoadedConfig) -> AlertSpec:
     """Resolve the config's `slos:` section (defaults when absent) into an `AlertSpec`.
     Raises `ConfigError` naming the file and key path on cross-section problems."""
@@ -79,4 +94,5 @@ def build_spec(loaded: LoadedConfig) -> AlertSpec:
         source=source, period_s=parse_duration(spec.period), slos=tuple(slos),
         thresholds=Thresholds(resolve_checks(cfg, spec.thresholds, source)),
         runbook_url=spec.runbook_template(), dashboard_url=spec.dashboard_url,
+        costs=tuple(build_cost(c) for c in cfg.cost.models) if cfg.cost is not None else (),
     )

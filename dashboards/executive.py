@@ -13,11 +13,14 @@ from dashboards import queries as q
 from dashboards import scales
 from dashboards.frame import EXECUTIVE, new_dashboard
 from dashboards.panels import (
+    BLUE,
+    COUNT,
     FLAG,
     IMAGES_PER_SECOND,
     REQUESTS_PER_SECOND,
     SECONDS,
     Query,
+    Scale,
     bar_gauge,
     flag_mappings,
     higher_is_better,
@@ -28,6 +31,8 @@ from dashboards.panels import (
 )
 from monitor.config import LoadedConfig
 
+#: Amounts in the config's cost: currency (none named): plain numbers, two decimals.
+COST = Scale(COUNT, ((None, BLUE),), 0.0, decimals=2)
 #: Reference-model batch time (s): a batch slower than 0.5 s caps scoring at 2 batches/s.
 BATCH_SECONDS = lower_is_better(0.5, 2.5, SECONDS)
 
@@ -115,5 +120,29 @@ def build(loaded: LoadedConfig) -> dash.Dashboard:
         [Query(q.reference_batch_seconds_quantile(0.5), "p50 {{model}}"),
          Query(q.reference_batch_seconds_quantile(0.95), "p95 {{model}}")],
         BATCH_SECONDS, draw_thresholds=True, width=8))
+    if cfg.cost is not None:
+        _cost_row(d)
     return d
+
+
+def _cost_row(d: dash.Dashboard) -> None:
+    """Cost per prediction and its trend, from the `cost:` recordings (docs/alerts.md)."""
+    d.with_row(dash.Row("Cost per prediction"))
+    d.with_panel(stat_panel(
+        "Cost per million predictions",
+        "What a million successful predictions cost over the last hour, in the currency of the "
+        "config's cost: figures (or OpenCost's prices); the sparkline is its trend over the "
+        "dashboard's range. Absent for an hour without predictions.",
+        [Query(q.cost_per_million_predictions(), "{{model}}")], COST, width=8, height=8))
+    d.with_panel(timeseries(
+        "Cost per million predictions: trend",
+        "Cost per million successful predictions over the last hour, against its mean over the "
+        "last day (the cost: currency): a line above the day's mean means each prediction got "
+        "dearer (less traffic on the same GPUs, or pricier nodes). Cost per hour in the "
+        "legend's third series.",
+        [Query(q.cost_per_million_predictions(), "per million, last hour ({{model}})"),
+         Query(q.cost_per_million_predictions_daily_mean(), "per million, mean of the day "
+               "({{model}})"),
+         Query(q.cost_per_hour(), "per hour ({{model}})")],
+        COST, width=16))
 

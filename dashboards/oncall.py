@@ -19,12 +19,17 @@ from dashboards.annotations import PrometheusAnnotation
 from dashboards.frame import ONCALL, new_dashboard
 from dashboards.panels import (
     GREEN,
+    JOULES,
     ORANGE,
+    PERCENT,
     PLAIN,
     RECORDS_PER_SECOND,
     RED,
+    REQUESTS_PER_SECOND,
     Query,
     Scale,
+    neutral,
+    right_axis,
     stat_panel,
     table_panel,
     table_query,
@@ -177,6 +182,10 @@ def build(loaded: LoadedConfig) -> dash.Dashboard:
         [Query(q.checkpoint_failures_per_second(), "{{instance}}: {{reason}}")],
         FAILURES, width=12))
 
+    gpus = [c.gpu for c in cfg.cost.models if c.gpu is not None] if cfg.cost else []
+    if gpus:
+        _gpu_row(d, any(g.dcgm for g in gpus))
+
     high_risk = sorted({c for m in loaded.models.values() for c in m.high_risk_classes})
     d.with_row(dash.Row("High-risk classes (window $window)"))
     title = ("Recall of high-risk classes: " + ", ".join(high_risk) if high_risk
@@ -190,3 +199,32 @@ def build(loaded: LoadedConfig) -> dash.Dashboard:
                "{{class}} ({{version}})")],
         scales.accuracy(cfg), draw_thresholds=True, width=24))
     return d
+
+
+def _gpu_row(d: dash.Dashboard, dcgm: bool) -> None:
+    """GPU utilisation against throughput, and what a prediction takes of the GPU (the
+    `cost:` section's GPU recordings, docs/alerts.md)."""
+    d.with_row(dash.Row("GPU and throughput"))
+    if dcgm:
+        d.with_panel(right_axis(timeseries(
+            "GPU utilisation against throughput",
+            "Mean utilisation of each model's GPUs over 5 minutes (DCGM, 0-100 %, left axis) "
+            "against its successful predictions per second (right axis). Utilisation rising "
+            "while throughput stays flat: each prediction takes more GPU (a slower version, "
+            "smaller batches, a co-tenant); throughput falling at low utilisation: the GPU "
+            "waits on something else (decoding, the network).",
+            [Query(q.gpu_utilization(), "GPU utilisation ({{model}})"),
+             Query(q.predictions_per_second(("model",)), "predictions/s ({{model}})")],
+            Scale(PERCENT, ((None, GREEN), (0.9, ORANGE)), 0.0), draw_thresholds=False),
+            "B", REQUESTS_PER_SECOND))
+    efficiency = [Query(q.predictions_per_gpu_second(), "per GPU-second ({{model}})")]
+    if dcgm:
+        efficiency.append(Query(q.energy_per_prediction(), "joules per prediction ({{model}})"))
+    panel = timeseries(
+        "Predictions per GPU-second" + (" and energy per prediction" if dcgm else ""),
+        "Successful predictions per busy GPU-second over 5 minutes (the model's Triton compute "
+        "time where configured, else DCGM utilisation), left axis"
+        + ("; GPU energy per prediction in joules (DCGM), right axis" if dcgm else "")
+        + ". A drop after a deploy is a slower model on the same hardware.",
+        efficiency, neutral(PLAIN), width=12)
+    d.with_panel(right_axis(panel, "B", JOULES) if dcgm else panel)

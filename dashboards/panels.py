@@ -38,6 +38,7 @@ REQUESTS_PER_SECOND = units.RequestsPerSecond
 RECORDS_PER_SECOND = units.RecordsPerSecond
 IMAGES_PER_SECOND = "suffix: img/s"  # Grafana custom unit: value followed by the suffix
 COUNT = units.Short
+JOULES = units.Joule
 PLAIN = units.NoUnit                 # dimensionless statistics (PSI, KL, MMD^2, burn rate x)
 
 GREEN, ORANGE, RED, BLUE = "green", "orange", "red", "blue"
@@ -181,6 +182,15 @@ def threshold_series(panel: ts.Panel, ref: str) -> ts.Panel:
         DynamicConfigValue(id_val="color", value={"mode": "fixed", "fixedColor": RED}),
         DynamicConfigValue(id_val="custom.lineStyle", value={"fill": "dash", "dash": [10, 10]}),
         DynamicConfigValue(id_val="custom.fillOpacity", value=0),
+    ])
+
+
+def right_axis(panel: ts.Panel, ref: str, unit: str) -> ts.Panel:
+    """Draw query `ref` against a second y axis on the right, in its own unit (two
+    quantities on one time axis, e.g. GPU utilisation against throughput)."""
+    return panel.override_by_query(ref, [
+        DynamicConfigValue(id_val="custom.axisPlacement", value="right"),
+        DynamicConfigValue(id_val="unit", value=unit),
     ])
 
 

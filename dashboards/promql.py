@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterable, Sequence
 
 from monitor.catalog import CATALOG, metric
+from monitor.cost_series import RECORDING_LABELS, RECORDINGS
 
 #: One label matcher: (label, operator, value); operator is one of = != =~ !~.
 Matcher = tuple[str, str, str]
@@ -78,6 +79,20 @@ def series(short: str, *matchers: Matcher, part: str = "") -> str:
         return name
     body = ",".join(f"{label}{op}{_quote(value)}" for label, op, value in matchers)
     return f"{name}{{{body}}}"
+
+
+def recorded(name: str, *matchers: Matcher) -> str:
+    """A selector of one of visionmon's cost and GPU recordings (`monitor.cost_series`),
+    which carry the label `model` only. Raises KeyError for another name, ValueError for
+    another label."""
+    if name not in RECORDINGS:
+        raise KeyError(f"{name!r} is not a visionmon recording; they are {list(RECORDINGS)}")
+    for label, op, _ in matchers:
+        if label not in RECORDING_LABELS or op not in _OPERATORS:
+            raise ValueError(f"{name} takes matchers on {list(RECORDING_LABELS)}, got {label}{op}")
+    if not matchers:
+        return name
+    return f"{name}{{{','.join(f'{k}{op}{_quote(v)}' for k, op, v in matchers)}}}"
 
 
 def rate(selector: str, window: str = RATE_INTERVAL) -> str:

@@ -25,10 +25,12 @@ from dashboards.promql import (
     le_label,
     rate,
     ratio,
+    recorded,
     regex,
     series,
     total,
 )
+from monitor import cost_series as cs
 from monitor.catalog import CATALOG, metric
 from monitor.config import ConfigError
 from monitor.slo_spec import Objective
@@ -307,6 +309,38 @@ def reference_images_per_second() -> str:
 def reference_batch_seconds_quantile(q: float) -> str:
     """Quantile of one reference-model batch's inference time, seconds."""
     return histogram_quantile(q, "reference_batch_seconds", (MODEL,), by=("model",))
+
+
+# --- cost and GPU use (recordings of the `cost:` section, alerts/cost_rules.py) ---------
+
+def cost_per_million_predictions() -> str:
+    """Cost per million successful predictions over the last hour (the `cost:` currency)."""
+    return recorded(cs.COST_PER_MILLION, MODEL)
+
+
+def cost_per_million_predictions_daily_mean() -> str:
+    """The same averaged over the last day: the line the current hour is compared with."""
+    return f"avg_over_time({cost_per_million_predictions()}[1d])"
+
+
+def cost_per_hour() -> str:
+    """What serving the model costs per hour (the `cost:` currency)."""
+    return recorded(cs.COST_PER_HOUR, MODEL)
+
+
+def gpu_utilization() -> str:
+    """Mean utilisation of the model's GPUs over 5 minutes (0..1, DCGM)."""
+    return recorded(cs.GPU_UTILIZATION, MODEL)
+
+
+def predictions_per_gpu_second() -> str:
+    """Successful predictions per busy GPU-second over 5 minutes."""
+    return recorded(cs.PREDICTIONS_PER_GPU_SECOND, MODEL)
+
+
+def energy_per_prediction() -> str:
+    """GPU energy per successful prediction over 5 minutes, joules."""
+    return recorded(cs.ENERGY_PER_PREDICTION, MODEL)
 
 
 # --- SLOs --------------------------------------------------------------------------------

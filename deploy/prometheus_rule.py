@@ -1,7 +1,8 @@
 """Wrap the generated alerting and recording rules in a Prometheus Operator PrometheusRule.
 
 The rule groups are exactly those `visionmon alerts generate` writes for the config (one
-group per SLO, then the threshold alerts); only the envelope is added here.
+group per SLO, then the threshold alerts, then the cost and GPU recordings); only the
+envelope is added here.
 
     .venv/bin/python deploy/prometheus_rule.py examples/visionmon.yaml deploy/prometheusrule.yaml
 """

@@ -86,6 +86,9 @@ class MetricSpec:
 
 
 MV = ("model", "version")
+#: When the reference model's GPU metrics exist: a GPU, a driver and NVML's binding.
+REFERENCE_GPU = ("with a reference model on a CUDA GPU that NVML reads (pip install "
+                 "'visionmon[gpu]')")
 MVW = ("model", "version", "window")
 DRIFT = ("model", "version", "feature", "window")
 
@@ -428,6 +431,21 @@ _SPECS: tuple[MetricSpec, ...] = (
                "Images dropped by the queue policy, by reason.", "", ("reason",),
                module="reference_model/shadow.py",
                condition="with a reference model (reference:), once an image is dropped"),
+    MetricSpec(f"{PREFIX}reference_gpu_utilization_ratio", "gauge",
+               "Share of NVML's last sample period in which the reference model's GPU ran a "
+               "kernel (any process's), 0..1.", "ratio", ("model",),
+               module="reference_model/gpu.py", condition=REFERENCE_GPU),
+    MetricSpec(f"{PREFIX}reference_gpu_memory_used_bytes", "gauge",
+               "Memory in use on the reference model's GPU (by every process), from NVML.",
+               "bytes", ("model",),
+               module="reference_model/gpu.py", condition=REFERENCE_GPU),
+    MetricSpec(f"{PREFIX}reference_gpu_memory_total_bytes", "gauge",
+               "Memory of the reference model's GPU, from NVML.", "bytes", ("model",),
+               module="reference_model/gpu.py", condition=REFERENCE_GPU),
+    MetricSpec(f"{PREFIX}reference_gpu_power_watts", "gauge",
+               "Power drawn by the reference model's GPU, from NVML (absent where the board "
+               "does not report it).", "watts", ("model",),
+               module="reference_model/gpu.py", condition=REFERENCE_GPU),
     MetricSpec(f"{PREFIX}shadow_scored_total", "counter",
                "Scored images joined to their prediction, by agreement.", "",
                ("model", "version", "outcome"),

@@ -17,6 +17,7 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from monitor.config_paths import ConfigPath, relative_to
+from monitor.cost_config import CostConfig
 from monitor.durations import Duration, parse_duration
 from monitor.frozen_model import Frozen
 from monitor.reference_config import ImagesConfig, ReferenceConfig
@@ -412,6 +413,9 @@ class VisionmonConfig(Frozen):
     reference: ReferenceConfig | None = None
     """The reference model that re-scores sampled images; none: no shadow scoring, no input or
     embedding drift."""
+    cost: CostConfig | None = None
+    """Serving cost and GPU series per model, for the cost and GPU recording rules of `visionmon
+    alerts generate` and their dashboard panels; none: no cost or GPU rules."""
     slos: SloSpec | None = None
     """SLOs and threshold alerts for `visionmon alerts generate`; none: threshold alerts with their
     defaults."""
@@ -537,6 +541,11 @@ def resolve(config: VisionmonConfig, path: str = "<config>", sha256: str = "") -
             if obj.model not in models:
                 raise ConfigError(f"{path}: slos.objectives.{j}.model: unknown model "
                                   f"{obj.model!r}; configured models are {sorted(models)}")
+    if config.cost is not None:
+        for j, cost in enumerate(config.cost.models):
+            if cost.model not in models:
+                raise ConfigError(f"{path}: cost.models.{j}.model: unknown model "
+                                  f"{cost.model!r}; configured models are {sorted(models)}")
     ref = config.reference
     if ref is not None and ref.model not in models:
         raise ConfigError(f"{path}: reference.model: unknown model {ref.model!r}; "

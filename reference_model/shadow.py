@@ -29,6 +29,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -39,6 +40,7 @@ from monitor.scored import ScoredImage
 from monitor.snapshot import SnapshotBuilder, histogram_value
 from reference_model.artifact import ArtifactError
 from reference_model.decode_pool import DECODE_CHUNK, Decoded, ProcessDecoder
+from reference_model.gpu import GpuMonitor, reference_gpu
 from reference_model.intake import DecodedImage, ImageIntake, IntakeReason, IntakeRejection
 from reference_model.scorer import BatchScorer, Scorer, is_out_of_memory
 
@@ -82,13 +84,15 @@ class ShadowScorer:
     says why in `ready()` and `visionmon_reference_model_up 0`). ArtifactError also when
     the reference classes cannot be matched to `classes`. `clock` gives ScoredImage.ts
     (epoch seconds) for images whose event has no ts. `on_scored` runs on the inference
-    thread.
+    thread. `gpu` reads the model's GPU for `visionmon_reference_gpu_*` (`reference_model.gpu`):
+    "auto" opens it through NVML when the model runs on CUDA; None exports none.
     """
 
     def __init__(self, config: ReferenceConfig, images_config: ImagesConfig,
                  classes: Sequence[str], on_scored: Callable[[list[ScoredImage]], None], *,
                  scorer: BatchScorer | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 gpu: GpuMonitor | Literal["auto"] | None = "auto") -> None:
         self._config = config
         self._images = images_config
         self._on_scored = on_scored
@@ -118,6 +122,9 @@ class ShadowScorer:
                     f"reference model {config.path} outputs {n_out} classes but model "
                     f"{config.model!r} has {len(self._classes)}; list the reference model's "
                     "classes in reference.classes so they can be matched by name")
+        if gpu == "auto":
+            gpu = reference_gpu(scorer.info.device) if scorer is not None else None
+        self._gpu: GpuMonitor | None = gpu
         self._intake = ImageIntake.for_reference(images_config, config)
 
         self._lock = threading.Lock()
@@ -412,9 +419,12 @@ class ShadowScorer:
         return ok and self._scorer is not None
 
     def snapshot(self, builder: SnapshotBuilder) -> None:
-        """Add every reference-model metric to the snapshot."""
+        """Add every reference-model metric to the snapshot (the GPU's, read through NVML
+        outside the lock, only where the model runs on a GPU that NVML reads)."""
         m = (self._model,)
         up = self.up()
+        if self._gpu is not None:
+            self._gpu.snapshot(builder, self._model)
         with self._lock:
             builder.set(f"{PREFIX}reference_model_up", m, 1.0 if up else 0.0)
             if self._scorer is not None:

@@ -52,6 +52,7 @@ EXPLAINED_IN: dict[str, tuple[str, str]] = {
     "slos": ("docs/alerts.md", "The spec"),
     "slos.windows": ("docs/alerts.md", "Burn-rate alerts"),
     "slos.thresholds": ("docs/alerts.md", "Threshold alerts"),
+    "cost": ("docs/alerts.md", "Cost and GPU recording rules"),
 }
 
 _DURATION_METADATA = tuple(typing.get_args(Duration)[1:])
@@ -110,6 +111,8 @@ def _type_name(annotation: Any, info: FieldInfo | None = None) -> str:
         return f"{text} or none" if optional else text
     if origin is list:
         return f"list of {_type_name(args[0], None)}"
+    if origin is dict:
+        return f"mapping of {_type_name(args[0], None)} to {_type_name(args[1], None)}"
     if origin is tuple:
         return f"{len(args)} {_type_name(args[0], None)}s" if args else "list"
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):

@@ -28,7 +28,7 @@ def promtool(*args: str | Path, cwd: Path | None = None) -> subprocess.Completed
 
 def test_promtool_accepts_every_generated_rule_file(generated):
     rule_files = sorted(generated.glob("*.yml"))
-    assert len(rule_files) == 5
+    assert len(rule_files) == 6
     result = promtool("check", "rules", *rule_files)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "FAILED" not in result.stdout + result.stderr
@@ -37,7 +37,7 @@ def test_promtool_accepts_every_generated_rule_file(generated):
 def test_every_generated_promtool_unit_test_passes(generated):
     """Run per file in parallel: the 1-day histories make each file take a few seconds."""
     test_files = sorted(generated.glob(f"*{names.TESTS_SUFFIX}"))
-    assert len(test_files) == 5
+    assert len(test_files) == 6
     with ThreadPoolExecutor(max_workers=len(test_files)) as pool:
         results = list(pool.map(lambda p: promtool("test", "rules", p.name, cwd=generated),
                                 test_files))
@@ -66,6 +66,16 @@ MUTATIONS = [
     ("a checkpoint alert that never counts a write as recent pages on intermittent failures",
      "visionmon-thresholds", "visionmon_last_checkpoint_timestamp_seconds < 30",
      "visionmon_last_checkpoint_timestamp_seconds < 0", "checkpoint failing:"),
+    ("a GPU price not joined on its node charges every node's GPUs", "visionmon-cost",
+     "* on (node) group_left ()\n        max by (node) (node_gpu_hourly_cost)",
+     "* on () group_left ()\n        max(node_gpu_hourly_cost)", "every recording has its value"),
+    ("utilisation read as a ratio, not a percentage, is 100 times too high", "visionmon-cost",
+     "[5m])) / 100\n", "[5m]))\n", "every recording has its value"),
+    ("energy in millijoules read as joules is 1000 times too high", "visionmon-cost",
+     "[5m])) / 1000\n", "[5m])) / 1\n", "every recording has its value"),
+    ("a cost per million that divides by zero predictions records +Inf", "visionmon-cost",
+     '(rate(visionmon_predictions_total{model="digits"}[1h])) > 0)',
+     '(rate(visionmon_predictions_total{model="digits"}[1h])))', "absent, not +Inf"),
 ]
 
 

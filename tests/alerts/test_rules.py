@@ -25,6 +25,8 @@ from alerts.writer import EmptyOutputError, write_yaml
 from collectors.exporter import bucket_label
 from monitor.catalog import CATALOG, LATENCY_BUCKETS
 from monitor.config import ConfigError
+from monitor.cost_series import EXTERNAL_NAMES
+from monitor.cost_series import RECORDING_PREFIX as COST_PREFIX
 from tests.alerts.conftest import ROOT, with_slos
 
 GOLDEN = ROOT / "alerts" / "generated"
@@ -90,8 +92,10 @@ def test_every_series_named_in_a_generated_expression_is_in_the_catalog(generate
     for expr in all_expressions(generated):
         for name in series_names(expr):
             seen.add(name)
-            if name.startswith(names.RECORDING_PREFIX):
+            if name.startswith((names.RECORDING_PREFIX, COST_PREFIX)):
                 assert name in defined, f"{name} is read but never recorded: {expr}"
+            elif name in EXTERNAL_NAMES:
+                continue  # OpenCost, DCGM and Triton series (monitor.cost_series.EXTERNAL)
             else:
                 assert name in exported, f"{name} is not in the metric catalog: {expr}"
     assert {"visionmon_requests_total", "visionmon_request_latency_seconds_bucket",
@@ -182,8 +186,9 @@ def test_threshold_alerts_page_only_for_blindness_and_lost_state_by_default(exam
 
 def test_disabled_checks_and_no_objectives_generate_nothing_and_say_so(example_data):
     off = {d.key: {"enabled": False} for d in CHECKS}
+    without_cost = {k: v for k, v in example_data.items() if k != "cost"}
     with pytest.raises(ConfigError, match="nothing to generate"):
-        generate(with_slos(example_data, objectives=[], thresholds=off))
+        generate(with_slos(without_cost, objectives=[], thresholds=off))
 
 
 def test_the_writer_stamps_a_do_not_edit_header(generated):

@@ -16,8 +16,10 @@ from alerts.spec import build_spec
 from dashboards import scales
 from dashboards.frame import ALL_DASHBOARDS, DATASOURCE_UID, GENERATED_BY, default_window
 from dashboards.generate import SDK_BUILD, render_all, write_all
+from dashboards.promql import eq, recorded
 from monitor.catalog import CATALOG
 from monitor.config import ConfigError, load_config, parse_config, resolve
+from monitor.cost_series import COST_PER_MILLION
 from tests.dashboards.panel_queries import (
     EXAMPLE_CONFIG,
     ROOT,
@@ -223,6 +225,15 @@ CONTENT = [
     ("debug: shadow agreement test", "visionmon-debug", "visionmon_shadow_agreement_pvalue"),
     ("on-call: reference model up", "visionmon-oncall", "visionmon_reference_model_up"),
     ("on-call: rejected share", "visionmon-oncall", "visionmon_events_accepted_total"),
+    ("executive: cost per million predictions", "visionmon-executive",
+     "visionmon:cost_per_million_predictions:rate1h{"),
+    ("executive: its trend against the day's mean", "visionmon-executive",
+     "avg_over_time(visionmon:cost_per_million_predictions:rate1h{"),
+    ("on-call: GPU utilisation", "visionmon-oncall", "visionmon:gpu_utilization:ratio_avg5m{"),
+    ("on-call: predictions per GPU-second", "visionmon-oncall",
+     "visionmon:predictions_per_gpu_second:rate5m{"),
+    ("on-call: energy per prediction", "visionmon-oncall",
+     "visionmon:energy_per_prediction_joules:rate5m{"),
 ]
 
 
@@ -311,7 +322,7 @@ def test_thresholds_follow_the_quality_section() -> None:
 # --- other configurations ----------------------------------------------------------------
 
 def test_a_config_without_slos_or_high_risk_classes_still_generates() -> None:
-    loaded = _config(slos=None, models=[{"name": "m", "classes": ["a", "b"]}])
+    loaded = _config(slos=None, cost=None, models=[{"name": "m", "classes": ["a", "b"]}])
     dashboards = dashboards_of(loaded)
     titles = [p["title"] for d in dashboards.values() for p in d["panels"]]
     assert not any(t.startswith(("Burn rate", "SLO attainment")) for t in titles)
@@ -350,3 +361,28 @@ def test_dashboard_json_is_plain_importable_json(example: Dashboards) -> None:
         assert "kind" not in d and "apiVersion" not in d  # no app-platform manifest wrapper
         json.dumps(d)
         assert all(p["gridPos"]["w"] > 0 and p["gridPos"]["h"] > 0 for p in d["panels"])
+
+
+def test_gpu_utilisation_and_throughput_share_a_panel_on_two_axes(example: Dashboards) -> None:
+    panel = next(p for p in _panels(example["visionmon-oncall"])
+                 if p["title"] == "GPU utilisation against throughput")
+    exprs = [t["expr"] for t in panel["targets"]]
+    assert "visionmon:gpu_utilization" in exprs[0] and "visionmon_predictions_total" in exprs[1]
+    right = next(o for o in panel["fieldConfig"]["overrides"]
+                 if o["matcher"] == {"id": "byFrameRefID", "options": "B"})
+    assert {"id": "custom.axisPlacement", "value": "right"} in right["properties"]
+
+
+def test_a_config_without_cost_has_no_cost_or_gpu_panels() -> None:
+    data = yaml.safe_load(EXAMPLE_CONFIG.read_text())
+    data.pop("cost")
+    loaded = resolve(parse_config(data, "test.yaml"), "test.yaml")
+    exprs = " ".join(q.expr for q in queries_of(dashboards_of(loaded)))
+    assert "visionmon:" not in exprs
+
+
+def test_a_recording_the_rules_do_not_define_fails_generation() -> None:
+    with pytest.raises(KeyError, match="is not a visionmon recording"):
+        recorded("visionmon:cost_per_billion:rate1h")
+    with pytest.raises(ValueError, match="takes matchers on"):
+        recorded(COST_PER_MILLION, eq("version", "v1"))

@@ -23,8 +23,14 @@ import orjson
 import pytest
 import yaml
 
+from alerts.cost_cases import matching
+from alerts.generate import rule_outputs
+from alerts.model import Cost
+from alerts.spec import build_spec
+from alerts.writer import write_yaml
 from monitor.catalog import metric
-from monitor.config import load_config
+from monitor.config import LoadedConfig, load_config
+from monitor.cost_series import COST_GROUP
 from tests.conftest import CLASSES, base_config, metric_sum, parse_metrics, scrape, wait_for
 from tests.dashboards.panel_queries import (
     EXAMPLE_CONFIG,
@@ -166,6 +172,46 @@ def _always_firing_rule(tmp: Path) -> Path:
     return path
 
 
+def _literal(name: str, expr: str, labels: dict[str, str]) -> dict[str, Any]:
+    return {"record": name, "expr": expr, "labels": labels}
+
+
+def _cluster_series(cost: Cost) -> list[dict[str, Any]]:
+    """The series a cluster with OpenCost, DCGM and Triton would export for this model, as
+    literal recordings selected by the model's matchers; counters rise with time()."""
+    rules = []
+    if cost.kind == "opencost_gpu":
+        labels = matching(cost.matchers)
+        labels.setdefault("node", "gpu-node-a")
+        rules += [_literal("container_gpu_allocation", "vector(1)", labels),
+                  _literal("node_gpu_hourly_cost", "vector(2.5)", {"node": labels["node"]})]
+    elif cost.kind == "opencost_node":
+        rules.append(_literal("node_total_hourly_cost", "vector(3)", matching(cost.matchers)))
+    if cost.dcgm:
+        gpu = {**matching(cost.dcgm), "UUID": "GPU-0"}
+        rules += [_literal("DCGM_FI_DEV_GPU_UTIL", "vector(55)", gpu),
+                  _literal("DCGM_FI_DEV_POWER_USAGE", "vector(210)", gpu),
+                  _literal("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", "time() * 210000", gpu)]
+    if cost.triton:
+        model = matching(cost.triton)
+        rules += [_literal("nv_inference_count", "time() * 40", model),
+                  _literal("nv_inference_exec_count", "time() * 8", model),
+                  _literal("nv_inference_compute_infer_duration_us", "time() * 400000", model)]
+    return rules
+
+
+def _cost_rules(tmp: Path, loaded: LoadedConfig) -> list[Path]:
+    """The generated cost and GPU rule file, and the literal cluster series it reads: the
+    Prometheus evaluates the cost and GPU recordings the panels draw over OpenCost, DCGM and
+    Triton series recorded from literals (what a cluster with those exporters would hold)."""
+    spec = build_spec(loaded)
+    cluster = tmp / "cluster-series.yml"
+    cluster.write_text(yaml.safe_dump({"groups": [{"name": "cluster-series", "rules": [
+        r for c in spec.costs for r in _cluster_series(c)]}]}))
+    cost = next(o for o in rule_outputs(spec) if o.name.startswith(COST_GROUP))
+    return [cluster, write_yaml(tmp / cost.name, cost.document, "test", cost.what)]
+
+
 @pytest.fixture(scope="module")
 def live(broker: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     if shutil.which("prometheus") is None:
@@ -186,7 +232,8 @@ def live(broker: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live
     try:
         wait_ready(app.daemon, 60)
         host = f"127.0.0.1:{app.http.port}"
-        with PrometheusServer(tmp / "prometheus", [host], [_always_firing_rule(tmp)]) as prom:
+        rules = [_always_firing_rule(tmp), *_cost_rules(tmp, loaded)]
+        with PrometheusServer(tmp / "prometheus", [host], rules) as prom:
             start = time.time()
             sent = _feed(broker.bootstrap, names, artifact)
 

@@ -22,7 +22,7 @@ torch = pytest.importorskip("torch")
 
 from kafka import KafkaProducer  # noqa: E402
 
-from monitor.catalog import CATALOG  # noqa: E402
+from monitor.catalog import CATALOG, REFERENCE_GPU  # noqa: E402
 from reference_model.digits import (  # noqa: E402
     DIGIT_CLASSES,
     build_digits_reference,
@@ -36,6 +36,8 @@ NOT_MET = {
     "with a reference model (reference:), once a batch fails": "the model never fails",
     "with a reference model (reference:), once an image is dropped":
         "the queue never overflows at this rate",
+    REFERENCE_GPU: "the model runs on the CPU (tests/reference/test_reference_gpu.py reads a "
+                   "fake NVML and checks these are absent, not zero, without a GPU)",
 }
 #: predictions that make the first-events baseline, then images that extend it (the MMD
 #: test needs 160), then the traffic whose windows are compared with it

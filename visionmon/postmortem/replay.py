@@ -84,8 +84,9 @@ class ShadowReplay:
         self._scored: list[ScoredImage] = []
         self._lock = threading.Lock()
         self._queue = ref.queue_size
+        # gpu=None: a replay's samples carry past timestamps; today's GPU reads have no place
         self.scorer = ShadowScorer(ref, loaded.config.images, loaded.models[ref.model].classes,
-                                   self._collect, clock=clock)
+                                   self._collect, clock=clock, gpu=None)
 
     def _collect(self, items: list[ScoredImage]) -> None:
         with self._lock:
