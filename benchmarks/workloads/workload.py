@@ -61,6 +61,7 @@ from benchmarks.workloads.shifts import (
     encode,
 )
 from monitor.reference_config import ImagesConfig, ReferenceConfig
+from reference_model.duplicates import DuplicateWindow
 from reference_model.intake import DecodedImage, ImageIntake, normalise
 from reference_model.scorer import Scorer
 
@@ -388,12 +389,13 @@ class Workload:
         ref_intake = ImageIntake.for_reference(ImagesConfig(), self.reference)
         scorer = self.scorer()
         ref_probs, ref_emb, feats = [], [], []
+        duplicates = DuplicateWindow(ImagesConfig().duplicates)
         for i in range(0, len(images), BATCH):
             decoded = decode(ref_intake, images[i:i + BATCH])
             result = scorer.score([d.pixels for d in decoded])
             ref_probs.append(result.probs)
             ref_emb.append(result.embeddings)
-            feats += [d.features for d in decoded]
+            feats += [duplicates.features("workload", d.features, d.dhash) for d in decoded]
         return Outputs(self.labels, probs, emb, np.concatenate(ref_probs).astype(np.float32),
                        np.concatenate(ref_emb).astype(np.float32),
                        np.asarray(feats, dtype=np.float64))
