@@ -15,13 +15,14 @@ from collections.abc import Sequence
 
 from monitor.gallery import GalleryEntry
 
-GALLERY_HEADERS = [
+#: Response headers of the page (copy before handing them to a server that adds its own).
+GALLERY_HEADERS = (
     ("Content-Type", "text/html; charset=utf-8"),
     ("Cache-Control", "no-store"),
     ("X-Content-Type-Options", "nosniff"),
     ("Content-Security-Policy",
      "default-src 'none'; img-src data:; style-src 'unsafe-inline'; frame-ancestors 'none'"),
-]
+)
 
 _STYLE = """
 body{font-family:sans-serif;margin:1em;background:#fafafa;color:#222}

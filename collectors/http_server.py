@@ -140,7 +140,8 @@ class HttpEndpoints:
             ok, why = self._ready()
             return _text(start_response, 200 if ok else 503, why)
         if path == "/gallery" and self._gallery is not None:
-            start_response("200 OK", GALLERY_HEADERS)
+            # a copy: wsgiref adds Content-Length to the list it is given
+            start_response("200 OK", list(GALLERY_HEADERS))
             return [self._gallery()]
         return _text(start_response, 404, "not found; try /metrics, /healthz or /readyz"
                      + (" or /gallery" if self._gallery is not None else ""))

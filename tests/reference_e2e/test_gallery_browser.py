@@ -61,7 +61,7 @@ def _chromium(url: str, out: Path, *args: str) -> str:
     done = subprocess.run(
         [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
          "--no-first-run", f"--user-data-dir={out.parent / 'chromium-profile'}",
-         "--window-size=1280,1000", *args, url],
+         "--window-size=1280,1500", "--virtual-time-budget=3000", *args, url],
         capture_output=True, text=True, timeout=120, check=False)
     return done.stdout
 
@@ -76,7 +76,7 @@ def test_the_gallery_page_shows_failures_in_a_browser_and_refuses_without_creden
     cfg = base_config(broker.bootstrap, names,
                       models=[{"name": "digits", "classes": list(DIGIT_CLASSES)}],
                       reference=art.config.model_dump(mode="json"),
-                      images={"gallery": {"enabled": True, "size": 12}},
+                      images={"gallery": {"enabled": True, "size": 30}},
                       http={"basic_auth_user_env": "VM_GALLERY_USER",
                             "basic_auth_password_env": "VM_GALLERY_PASS"})
     daemon = start_daemon(cfg)
@@ -118,17 +118,24 @@ def test_the_gallery_page_shows_failures_in_a_browser_and_refuses_without_creden
     shot = tmp_path / "gallery.png"
     with_auth = f"http://{USER}:{PASSWORD}@127.0.0.1:{daemon.app.http.port}/gallery"
     dom = _chromium(with_auth, shot, "--dump-dom")
-    assert dom.count("<img") == 12 and dom.count("production: ") == 12
-    assert "reference: " in dom and "label: " in dom and "wrong" in dom
+    entries = daemon.app.stats.shadow.gallery.entries()
+    assert 10 <= len(entries) <= 30
+    assert dom.count("<img") == len(entries) and dom.count("production: ") == len(entries)
+    for e in entries:  # every entry's answers, in the page's order
+        assert f"reference: {e.reference} ({e.reference_confidence:.2f})" in dom
+    assert dom.count("wrong, disagree") == sum(e.reasons == ("wrong", "disagree")
+                                               for e in entries) > 0
     _chromium(with_auth, shot, f"--screenshot={shot}")
     pixels = np.asarray(Image.open(shot).convert("RGB"), dtype=np.int64)
     navy = (np.abs(pixels - NAVY).max(axis=2) <= 16).sum()
-    assert navy > 6 * 0.3 * 96 * 96, navy  # the digits' background fills the thumbnails
+    # the digits' background fills the thumbnails
+    assert navy > len(entries) * 0.3 * 96 * 96, navy
     keep = os.environ.get("VISIONMON_GALLERY_SCREENSHOT")
     if keep:
         shutil.copyfile(shot, keep)
 
-    # the browser, without credentials: refused, no thumbnail
-    refused = tmp_path / "refused.png"
-    dom = _chromium(f"{url}/gallery", refused, "--dump-dom")
-    assert "<img" not in dom and "unauthorized" in dom
+    # the browser, without credentials or with wrong ones: refused, nothing of the page
+    for refused in (f"{url}/gallery",
+                    f"http://{USER}:wrong@127.0.0.1:{daemon.app.http.port}/gallery"):
+        dom = _chromium(refused, tmp_path / "refused.png", "--dump-dom")
+        assert "<img" not in dom and "production: " not in dom and "Failure gallery" not in dom
