@@ -98,10 +98,9 @@ def measure_quality(analysis: Image.Image, tables: dict[int, list[int]] | None
                     ) -> QualityMeasures:
     """Quality measures of one image from its (RGB) analysis image and the file's JPEG
     quantization tables (None for other formats)."""
-    grey = analysis.convert("L")
     bilinear = Image.Resampling.BILINEAR
-    sharp = laplacian_variance(np.asarray(grey.resize((SHARPNESS_SIDE, SHARPNESS_SIDE),
-                                                      bilinear)))
+    grey = analysis.convert("L").resize((SHARPNESS_SIDE, SHARPNESS_SIDE), bilinear)
+    sharp = laplacian_variance(np.asarray(grey))
     dhash = difference_hash(np.asarray(grey.resize(DHASH_SIZE, bilinear)))
     return QualityMeasures(sharp, jpeg_quality_estimate(tables), dhash)
 

@@ -58,6 +58,9 @@ def test_laplacian_variance_is_the_variance_of_scipys_laplacian_with_nearest_bor
     grey = np.random.default_rng(sum(shape)).random(shape) * 255
     want = float(np.var(ndimage.laplace(grey, mode="nearest")))
     assert laplacian_variance(grey) == pytest.approx(want, rel=1e-12, abs=1e-9)
+    grey8 = grey.astype(np.uint8)  # what the intake hands it: worked in integers
+    want8 = float(np.var(ndimage.laplace(grey8.astype(np.float64), mode="nearest")))
+    assert laplacian_variance(grey8) == pytest.approx(want8, rel=1e-12, abs=1e-9)
 
 
 def test_a_flat_image_has_zero_sharpness_and_blur_lowers_it() -> None:
