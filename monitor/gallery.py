@@ -67,7 +67,7 @@ class FailureGallery:
         self.size = config.size
         #: request id -> the entry it would be (no reason yet), until its verdict
         self.waiting: JoinStore[GalleryEntry] = JoinStore(
-            "gallery_waiting", max(config.waiting, 1), math.inf, hash_request_ids)
+            "gallery_waiting", config.waiting, math.inf, hash_request_ids)
         self._shown: OrderedDict[str, GalleryEntry] = OrderedDict()
         self._lock = threading.Lock()
 

@@ -57,7 +57,7 @@ class GalleryConfig(Frozen):
     """Most failure thumbnails shown (the newest are kept)."""
     thumbnail_px: int = Field(96, ge=16, le=256)
     """Longest side of a thumbnail, in pixels (JPEG, quality 80)."""
-    waiting: int = Field(2000, ge=0, le=100_000)
+    waiting: int = Field(2000, ge=1, le=100_000)
     """Thumbnails of scored images kept until their prediction and label arrive (the oldest
     are dropped first); a label that comes later than this many images can no longer show its
     image as wrong."""
