@@ -181,3 +181,20 @@ def test_a_baseline_written_before_these_features_loads_and_is_fed_only_its_own(
     drift.add_values("m", "v1", "brightness", ts, np.full(10, 0.5))
     cumulative = drift.by_version[("m", "v1")].cumulative
     assert set(cumulative) == set(loaded.features) and cumulative["brightness"].sum() == 10
+
+
+def test_images_collected_before_these_features_profile_only_the_ones_they_have() -> None:
+    """A checkpoint's images collected towards a first-events image profile carry the nine
+    older features: the profile bins those and leaves the later ones out."""
+    from monitor.baseline import with_images
+
+    evs = [PredictionEvent(f"r{i}", float(i), "m", "v1", True, 0, 0.9, 0.5, 0.3, 0.01)
+           for i in range(200)]
+    base = build_baseline("m", ["a", "b"], evs)
+    rng = np.random.default_rng(10)
+    old = [ScoredImage(f"o{i}", "m", "v1", float(i), 0, 0.9,
+                       rng.normal(size=8).astype(np.float32),
+                       tuple(float(x) for x in rng.random(9))) for i in range(200)]
+    profiled = with_images(base, old)
+    assert "brightness" in profiled.features and "bytes" in profiled.features
+    assert not {"sharpness", "jpeg_quality", "duplicate"} & set(profiled.features)
