@@ -40,6 +40,12 @@ system-deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 	    apt-get install -y -qq --no-install-recommends openclipart-png >/dev/null; \
 	fi
+	@# tests/reference_e2e/test_gallery_browser.py: the /gallery page in a real browser
+	@if ! command -v chromium >/dev/null; then \
+	  echo "installing chromium (Debian package)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
+	fi
 
 demo: setup
 	$(VENV)/bin/visionmon demo

@@ -1,5 +1,6 @@
-"""The daemon's HTTP endpoints: /metrics, /healthz and /readyz, optionally with TLS
-and basic auth. A small WSGI app on wsgiref's threaded server, stoppable on shutdown."""
+"""The daemon's HTTP endpoints: /metrics, /healthz, /readyz and (when on) /gallery,
+optionally with TLS and basic auth. A small WSGI app on wsgiref's threaded server,
+stoppable on shutdown."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from prometheus_client.registry import CollectorRegistry
 
 from collectors.exporter import build_registry
 from collectors.exposition import ExpositionWriter
+from collectors.gallery_page import GALLERY_HEADERS
 from collectors.snapshot_cache import BodyWriter, RenderedSnapshot, SnapshotCache
 
 log = logging.getLogger(__name__)
@@ -99,18 +101,21 @@ def snapshot_metrics_app(snapshots: SnapshotCache, registry: CollectorRegistry) 
 
 
 class HttpEndpoints:
-    """Routes /metrics, /healthz and /readyz; health and readiness come from callables.
-    With `snapshots`, /metrics serves the snapshot cache's bytes; else it collects
-    `registry` on every scrape."""
+    """Routes /metrics, /healthz, /readyz and /gallery; health and readiness come from
+    callables. With `snapshots`, /metrics serves the snapshot cache's bytes; else it
+    collects `registry` on every scrape. `gallery` renders the failure gallery's page;
+    without it /gallery is 404. Basic auth, when set, guards every path."""
 
     def __init__(self, registry: CollectorRegistry, healthy: Callable[[], bool],
                  ready: Callable[[], tuple[bool, str]],
                  basic_auth: tuple[str, str] | None = None,
-                 snapshots: SnapshotCache | None = None) -> None:
+                 snapshots: SnapshotCache | None = None,
+                 gallery: Callable[[], bytes] | None = None) -> None:
         self._metrics = (make_wsgi_app(registry) if snapshots is None
                          else snapshot_metrics_app(snapshots, registry))
         self._healthy = healthy
         self._ready = ready
+        self._gallery = gallery
         self._auth = None
         if basic_auth is not None:
             token = base64.b64encode(f"{basic_auth[0]}:{basic_auth[1]}".encode()).decode()
@@ -134,7 +139,12 @@ class HttpEndpoints:
         if path == "/readyz":
             ok, why = self._ready()
             return _text(start_response, 200 if ok else 503, why)
-        return _text(start_response, 404, "not found; try /metrics, /healthz or /readyz")
+        if path == "/gallery" and self._gallery is not None:
+            # a copy: wsgiref adds Content-Length to the list it is given
+            start_response("200 OK", list(GALLERY_HEADERS))
+            return [self._gallery()]
+        return _text(start_response, 404, "not found; try /metrics, /healthz or /readyz"
+                     + (" or /gallery" if self._gallery is not None else ""))
 
 
 def _text(start_response: StartResponse, code: int, body: str) -> list[bytes]:

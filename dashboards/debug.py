@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from grafana_foundation_sdk.builders import dashboard as dash
 from grafana_foundation_sdk.builders import table
 from grafana_foundation_sdk.builders import timeseries as ts
-from grafana_foundation_sdk.models.dashboard import DynamicConfigValue
+from grafana_foundation_sdk.models.dashboard import DashboardLinkType, DynamicConfigValue
 
 from dashboards import queries as q
 from dashboards import scales
@@ -41,7 +41,7 @@ from dashboards.panels import (
 )
 from dashboards.promql import eq
 from monitor.catalog import ECE_SOURCE_LABELS, ECE_SOURCE_REFERENCE
-from monitor.config import LoadedConfig
+from monitor.config import LoadedConfig, VisionmonConfig
 from monitor.scored import INPUT_FEATURES
 
 #: Drift statistics: no fixed level is drawn; the critical value is a second, red series.
@@ -94,6 +94,16 @@ def _model_metadata() -> table.Panel:
     return panel
 
 
+def gallery_link(cfg: VisionmonConfig) -> dash.DashboardLink:
+    """A panel link to the daemon's failure gallery (`images.gallery.url`, or the daemon's
+    port on localhost); the page answers 404 unless `images.gallery.enabled`."""
+    url = cfg.images.gallery.url or f"http://localhost:{cfg.http.port}/gallery"
+    return (dash.DashboardLink("Failure images (gallery)").type(DashboardLinkType.LINK).url(url)
+            .target_blank(True)
+            .tooltip("Thumbnails of recent wrong and disagreeing images "
+                     "(needs images.gallery.enabled)"))
+
+
 def build(loaded: LoadedConfig) -> dash.Dashboard:
     """The debug dashboard for this configuration."""
     cfg = loaded.config
@@ -114,7 +124,7 @@ def build(loaded: LoadedConfig) -> dash.Dashboard:
         "The ten (true, predicted) class pairs with the most labeled mistakes in the window.",
         [table_query(q.confused_pairs(10))], neutral(COUNT),
         {"Value": "mistakes", "Value #A": "mistakes", "true_class": "true",
-         "pred_class": "predicted"}))
+         "pred_class": "predicted"}).links([gallery_link(cfg)]))
 
     features = list(cfg.drift.features)
     d.with_row(dash.Row("Drift (window $window)"))
@@ -132,8 +142,9 @@ def build(loaded: LoadedConfig) -> dash.Dashboard:
     d.with_panel(_drift_panel(
         "Input-feature drift (PSI)",
         "PSI of image features measured on sampled images (brightness, contrast, saturation, "
-        "colour means, width, height, encoded bytes) with their critical values.",
-        "drift_psi", list(INPUT_FEATURES)))
+        "colour means, width, height, encoded bytes, sharpness, JPEG quality, duplicate "
+        "flag) with their critical values. Link: the failure gallery's thumbnails.",
+        "drift_psi", list(INPUT_FEATURES)).links([gallery_link(cfg)]))
     d.with_panel(threshold_series(timeseries(
         "Embedding drift (MMD^2)",
         "Squared maximum mean discrepancy (RBF kernel) between current and baseline "
@@ -203,7 +214,7 @@ def build(loaded: LoadedConfig) -> dash.Dashboard:
         "model, per class over the window (0-100 %); 'all' is the windowed overall ratio.",
         [Query(q.shadow_agreement_by_class(), "{{class}}", instant=True),
          Query(q.windowed_gauge("shadow_agreement_ratio"), "all ({{version}})", instant=True)],
-        scales.shadow_agreement(cfg)))
+        scales.shadow_agreement(cfg)).links([gallery_link(cfg)]))
     alpha = scales.shadow_agreement_drop_alpha(cfg)
     d.with_panel(timeseries(
         "Shadow agreement test p-value",

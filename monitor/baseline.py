@@ -22,7 +22,7 @@ import orjson
 
 from monitor.atomic_write import write_bytes_atomically
 from monitor.events import PredictionEvent
-from monitor.scored import INPUT_FEATURES, ScoredImage
+from monitor.scored import INPUT_FEATURES, OWN_BIN_AT, ScoredImage
 from monitor.stats import (
     IsotonicMap,
     UsualSplit,
@@ -138,6 +138,8 @@ def _continuous(name: str, values: np.ndarray, k: int) -> FeatureProfile | None:
     if values.size < MIN_FEATURE_VALUES:
         return None
     edges = quantile_edges(values, k)
+    if name in OWN_BIN_AT:
+        edges = np.union1d(edges, [OWN_BIN_AT[name]])
     return FeatureProfile(name, edges, bin_counts(values, edges).astype(np.float64))
 
 
@@ -203,13 +205,23 @@ def agreement_from_pairs(pred: np.ndarray, ref: np.ndarray, n_classes: int
                             split_usual(p, r, n_classes))
 
 
+def input_feature_matrix(images: Sequence[ScoredImage]) -> np.ndarray:
+    """(images, INPUT_FEATURES) values; features an image lacks (one collected before the
+    later features existed, restored from a checkpoint) are NaN, so never binned."""
+    out = np.full((len(images), len(INPUT_FEATURES)), np.nan)
+    for i, img in enumerate(images):
+        n = min(len(img.features), len(INPUT_FEATURES))
+        out[i, :n] = img.features[:n]
+    return out
+
+
 def with_images(baseline: Baseline, images: Sequence[ScoredImage], k: int = 10,
                 agreement: AgreementProfile | None = None) -> Baseline:
     """The baseline extended with input-feature bins and an embedding profile (PCA basis,
     PC bins, a sample and bandwidth for MMD) from scored images, and with `agreement` when
     given (else the baseline's own)."""
     features = dict(baseline.features)
-    feats = np.array([img.features for img in images], dtype=np.float64)
+    feats = input_feature_matrix(images)
     for j, name in enumerate(INPUT_FEATURES):
         prof = _continuous(name, feats[:, j], k)
         if prof is not None:

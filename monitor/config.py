@@ -428,6 +428,14 @@ class VisionmonConfig(Frozen):
         return self
 
     @model_validator(mode="after")
+    def _gallery_needs_reference(self) -> VisionmonConfig:
+        if self.images.gallery.enabled and self.reference is None:
+            raise ValueError("images.gallery.enabled needs a `reference:` section: the "
+                             "gallery shows images the reference model scored (add one, or "
+                             "set images.gallery.enabled: false)")
+        return self
+
+    @model_validator(mode="after")
     def _mmd_share_resolvable(self) -> VisionmonConfig:
         share = self.drift.alpha * MMD_SHARE
         if self.reference is not None and self.drift.mmd.alpha is None and share < 0.001:

@@ -36,6 +36,36 @@ def check_sha256(value: str) -> str:
     return value
 
 
+class DuplicatesConfig(Frozen):
+    """The `duplicate` input feature: an image counts as a duplicate when its difference hash
+    is within `max_distance` bits of one of the model's last `window` scored images."""
+
+    window: int = Field(1000, ge=1, le=100_000)
+    """Recent images of each model compared with a new one (8 bytes each)."""
+    max_distance: int = Field(4, ge=0, le=32)
+    """Most differing bits (of 64) for two images to count as the same picture; 0: exact."""
+
+
+class GalleryConfig(Frozen):
+    """The failure-image gallery served at `/gallery` (off by default; in memory only, never
+    written to disk; see SECURITY.md for what it exposes)."""
+
+    enabled: bool = False
+    """Keep thumbnails of recent failures (wrong by label, or disagreeing with the reference
+    model) and serve them at `/gallery`, behind the same TLS and basic auth as `/metrics`."""
+    size: int = Field(200, ge=1, le=5000)
+    """Most failure thumbnails shown (the newest are kept)."""
+    thumbnail_px: int = Field(96, ge=16, le=256)
+    """Longest side of a thumbnail, in pixels (JPEG, quality 80)."""
+    waiting: int = Field(2000, ge=1, le=100_000)
+    """Thumbnails of scored images kept until their prediction and label arrive (the oldest
+    are dropped first); a label that comes later than this many images can no longer show its
+    image as wrong."""
+    url: str | None = None
+    """Where people reach the gallery (e.g. `https://visionmon.example.com:9464/gallery`): the
+    debug dashboard's image panels link to it. Unset: `http://localhost:<http.port>/gallery`."""
+
+
 class ImagesConfig(Frozen):
     """Limits applied before any image is decoded (see docs/reference-model.md)."""
 
@@ -50,6 +80,10 @@ class ImagesConfig(Frozen):
     """Image formats accepted (by their header, not the file name)."""
     alpha_background: tuple[int, int, int] = (255, 255, 255)
     """RGB colour (0-255) that transparent pixels are composited over."""
+    duplicates: DuplicatesConfig = Field(default_factory=DuplicatesConfig)
+    """How the `duplicate` input feature finds repeated images."""
+    gallery: GalleryConfig = Field(default_factory=GalleryConfig)
+    """The failure-image gallery (opt-in)."""
 
     @field_validator("alpha_background")
     @classmethod

@@ -28,6 +28,7 @@ from monitor.baseline import (
     EMBEDDING_COMPONENTS,
     AgreementProfile,
     agreement_from_pairs,
+    input_feature_matrix,
     with_images,
 )
 from monitor.catalog import CALIBRATION_BINS
@@ -42,6 +43,7 @@ from monitor.config import (
 from monitor.drift import DriftMonitor
 from monitor.durations import parse_duration
 from monitor.engine import EngineExtension, EventGroup, late_count, nan_if_null
+from monitor.gallery import FailureGallery
 from monitor.joins import JoinStore
 from monitor.quality import QualityEvaluator
 from monitor.scored import INPUT_FEATURES, ScoredImage
@@ -366,6 +368,8 @@ class ShadowMonitor(EngineExtension):
         self._added: dict[tuple[str, str], int] = {}
         #: maps an image's version header to the cardinality-limited version label
         self.version_key = version_key or (lambda _m, v: v)
+        #: the failure gallery, told of scored images and shadow joins (None when off)
+        self.gallery: FailureGallery | None = None
 
     def _state(self, model: str, version: str) -> _VersionShadow:
         s = self.by_version.get((model, version))
@@ -417,6 +421,9 @@ class ShadowMonitor(EngineExtension):
                                          _WaitingPrediction(version, e.pred, e.confidence))
                 else:
                     joins.append(_Joined(e.pred, e.confidence, e.ts, early.ref_pred))
+                    if self.gallery is not None:
+                        self.gallery.on_shadow_join(e.request_id, version, e.pred,
+                                                    e.confidence, early.ref_pred)
             if joins:
                 self._join(model, version, joins)
         if newest > -math.inf:
@@ -426,6 +433,8 @@ class ShadowMonitor(EngineExtension):
     def apply_scored(self, items: Sequence[ScoredImage]) -> None:
         """Results from the reference model (call under the engine's lock)."""
         self.scored += len(items)
+        if self.gallery is not None:
+            self.gallery.on_scored(items)
         by_mv: dict[tuple[str, str], list[ScoredImage]] = {}
         for it in items:
             if it.model in self.models:
@@ -446,6 +455,9 @@ class ShadowMonitor(EngineExtension):
                 # the prediction's version is authoritative
                 joins.setdefault(hit.version, []).append(
                     _Joined(hit.pred, hit.confidence, it.ts, it.ref_pred))
+                if self.gallery is not None:
+                    self.gallery.on_shadow_join(it.request_id, hit.version, hit.pred,
+                                                hit.confidence, it.ref_pred)
             for pred_version, js in joins.items():
                 self._join(model, pred_version, js)
             self._features(model, version, its)
@@ -506,7 +518,7 @@ class ShadowMonitor(EngineExtension):
         if baseline is None or baseline.embedding is None:
             return
         ts = np.array([it.ts for it in its])
-        feats = np.array([it.features for it in its], dtype=np.float64)
+        feats = input_feature_matrix(its)
         for j, name in enumerate(INPUT_FEATURES):
             self.drift.add_values(model, version, name, ts, feats[:, j])
         emb = np.stack([np.asarray(it.embedding, dtype=np.float64) for it in its])

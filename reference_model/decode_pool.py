@@ -28,6 +28,7 @@ those chunks is still decoded.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import multiprocessing
 import os
@@ -48,8 +49,10 @@ from reference_model.preprocess import Preprocess, ResizeMode
 log = logging.getLogger(__name__)
 
 Decoded = DecodedImage | IntakeRejection
-#: What a worker sends back per image: the features (pixels are in the slot) or the refusal.
-_WorkerResult = tuple[float, ...] | IntakeRejection
+#: What a worker sends back per image: the decoded image without its pixels (they are in the
+#: slot) or the refusal.
+_WorkerResult = DecodedImage | IntakeRejection
+_NO_PIXELS = np.zeros((0, 0, 3), dtype=np.uint8)
 
 #: Most images in one chunk handed to a worker.
 DECODE_CHUNK = 8
@@ -78,7 +81,8 @@ def _init_worker(limits: ImagesConfig, preprocess: Preprocess, nice: int, raw: A
 
 
 def _decode_chunk(chunk: list[bytes], slots: list[int]) -> list[_WorkerResult]:
-    """Decode into the given slots; the features for an accepted image, else its refusal."""
+    """Decode into the given slots; an accepted image without its pixels, else its
+    refusal."""
     assert _worker_intake is not None and _worker_slots is not None, "worker not initialised"
     out: list[_WorkerResult] = []
     for data, slot in zip(chunk, slots, strict=True):
@@ -87,7 +91,7 @@ def _decode_chunk(chunk: list[bytes], slots: list[int]) -> list[_WorkerResult]:
             out.append(result)
         else:
             _worker_slots[slot] = result.pixels
-            out.append(result.features)
+            out.append(dataclasses.replace(result, pixels=_NO_PIXELS))
     return out
 
 
@@ -185,7 +189,7 @@ class ProcessDecoder:
         try:
             results = pool.submit(self._decode_chunk, chunk, slots).result()
             return [r if isinstance(r, IntakeRejection)
-                    else DecodedImage(self._slots[slot].copy(), r)
+                    else dataclasses.replace(r, pixels=self._slots[slot].copy())
                     for r, slot in zip(results, slots, strict=True)]
         except BrokenProcessPool:
             with self._retire_lock:

@@ -11,8 +11,10 @@ Every image goes through the same steps, each with a bounded refusal reason:
    much larger than needed is drafted, i.e. DCT-scaled), EXIF orientation applied,
    converted to 8-bit RGB (CMYK, 16-bit, palette, grey and alpha images included; alpha
    composited over `images.alpha_background`);
-5. features measured (see `measure_features`) and the model's input square cut as the
-   card's pipeline says (`reference_model.preprocess`).
+5. features measured (see `measure_features`; sharpness, JPEG quality and the difference
+   hash by `reference_model.image_quality`), a thumbnail made when the failure gallery is
+   on, and the model's input square cut as the card's pipeline says
+   (`reference_model.preprocess`).
 
 `ImageIntake.decode` never raises: anything unexpected becomes `decode_error`.
 Nothing is ever written to disk.
@@ -31,7 +33,14 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from monitor.reference_config import ImagesConfig, ReferenceConfig
-from monitor.scored import INPUT_FEATURES
+from monitor.scored import JPEG_QUALITY_ABSENT, MEASURED_FEATURES
+from reference_model.image_quality import (
+    DHASH_SIZE,
+    SHARPNESS_SIDE,
+    difference_hash,
+    jpeg_quality_estimate,
+    laplacian_variance,
+)
 from reference_model.preprocess import Preprocess, ResizeMode
 
 #: Features are measured on a box-filtered copy of at most this many pixels (a bounded
@@ -64,11 +73,49 @@ class DecodedImage:
     """An accepted image.
 
     `pixels`: (input_size, input_size, 3) uint8, RGB order (channel order and normalisation
-    are applied later, on the inference device). `features`: the INPUT_FEATURES values.
+    are applied later, on the inference device). `features`: the MEASURED_FEATURES values.
+    `dhash`: its 64-bit difference hash (for the `duplicate` feature). `thumbnail`: a JPEG
+    of at most `images.gallery.thumbnail_px` a side when the gallery is on, else None.
     """
 
     pixels: np.ndarray
     features: tuple[float, ...]
+    dhash: int = 0
+    thumbnail: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QualityMeasures:
+    """Sharpness (Laplacian variance, 0-255 grey units squared, at SHARPNESS_SIDE²), the
+    JPEG quality the file states (1-100, JPEG_QUALITY_ABSENT without one) and the dHash."""
+
+    sharpness: float
+    jpeg_quality: float
+    dhash: int
+
+
+def measure_quality(analysis: Image.Image, tables: dict[int, list[int]] | None
+                    ) -> QualityMeasures:
+    """Quality measures of one image from its (RGB) analysis image and the file's JPEG
+    quantization tables (None for other formats)."""
+    bilinear = Image.Resampling.BILINEAR
+    grey = analysis.convert("L").resize((SHARPNESS_SIDE, SHARPNESS_SIDE), bilinear)
+    sharp = laplacian_variance(np.asarray(grey))
+    dhash = difference_hash(np.asarray(grey.resize(DHASH_SIZE, bilinear)))
+    return QualityMeasures(sharp, jpeg_quality_estimate(tables), dhash)
+
+
+#: JPEG quality of gallery thumbnails.
+THUMBNAIL_QUALITY = 80
+
+
+def thumbnail_jpeg(image: Image.Image, side: int) -> bytes:
+    """A JPEG of `image` scaled to fit `side` x `side` pixels (never enlarged)."""
+    thumb = image.copy()
+    thumb.thumbnail((side, side), Image.Resampling.BILINEAR)
+    out = io.BytesIO()
+    thumb.save(out, "JPEG", quality=THUMBNAIL_QUALITY)
+    return out.getvalue()
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,13 +152,16 @@ def sniff_format(data: bytes) -> str | None:
     return None
 
 
-def measure_features(rgb: np.ndarray, width: int, height: int, n_bytes: int) -> tuple[float, ...]:
-    """The INPUT_FEATURES of one image, in INPUT_FEATURES order.
+def measure_features(rgb: np.ndarray, width: int, height: int, n_bytes: int,
+                     sharpness: float = math.nan,
+                     jpeg_quality: float = JPEG_QUALITY_ABSENT) -> tuple[float, ...]:
+    """The MEASURED_FEATURES of one image, in MEASURED_FEATURES order.
 
     `rgb`: (H, W, 3) uint8 analysis image. brightness = mean Rec. 601 luma in [0, 1];
     contrast = population std of that luma (same scale); saturation = mean HSV saturation
     ((max - min) / max, 0 for black) in [0, 1]; red/green/blue_mean in [0, 1];
-    width/height = the original (EXIF-oriented) size in pixels; bytes = encoded size.
+    width/height = the original (EXIF-oriented) size in pixels; bytes = encoded size;
+    sharpness and jpeg_quality as `QualityMeasures` says.
     """
     planes = np.ascontiguousarray(rgb.reshape(-1, 3).T)  # (3, N) uint8, one copy
     r, g, b = planes[0], planes[1], planes[2]
@@ -126,8 +176,9 @@ def measure_features(rgb: np.ndarray, width: int, height: int, n_bytes: int) -> 
     values = (float(luma.mean(dtype=np.float64)), float(luma.std(dtype=np.float64)),
               float(sat.mean(dtype=np.float64)), float(sums[0]) / (255.0 * n),
               float(sums[1]) / (255.0 * n), float(sums[2]) / (255.0 * n),
-              float(width), float(height), float(n_bytes))
-    assert len(values) == len(INPUT_FEATURES)
+              float(width), float(height), float(n_bytes), float(sharpness),
+              float(jpeg_quality))
+    assert len(values) == len(MEASURED_FEATURES)
     return values
 
 
@@ -164,6 +215,7 @@ class ImageIntake:
         Image.init()  # import the format plugins now, not during the first decode
         self._limits = limits
         self._allowed = tuple(limits.allowed_formats)
+        self._thumbnail_px = limits.gallery.thumbnail_px if limits.gallery.enabled else 0
         self._geometry = (input_size if isinstance(input_size, Preprocess)
                           else Preprocess(input_size, resize))
 
@@ -216,17 +268,24 @@ class ImageIntake:
                     or "broken data stream" in text
                 raise _Refused(IntakeReason.TRUNCATED if truncated else IntakeReason.DECODE_ERROR,
                                f"{type(err).__name__}: {text[:160]}") from None
+            tables = getattr(im, "quantization", None) if im.format == "JPEG" else None
             rgb = self._to_rgb(_exif_transpose(im, orientation))
             if orientation in _SWAPS_AXES:
                 w, h = h, w
             square = self._geometry.apply(rgb)
-            if square is rgb and rgb.width * rgb.height <= ANALYSIS_MAX_PIXELS:
+            analysis = _analysis_image(rgb)
+            quality = measure_quality(analysis, tables)
+            if square is rgb and analysis is rgb:
                 pixels = np.asarray(rgb, dtype=np.uint8)  # one array for both
-                features = measure_features(pixels, w, h, len(data))
+                features = measure_features(pixels, w, h, len(data), quality.sharpness,
+                                            quality.jpeg_quality)
             else:
-                features = measure_features(np.asarray(_analysis_image(rgb)), w, h, len(data))
+                features = measure_features(np.asarray(analysis), w, h, len(data),
+                                            quality.sharpness, quality.jpeg_quality)
                 pixels = np.asarray(square, dtype=np.uint8)
-        return DecodedImage(pixels, features)
+            thumbnail = (thumbnail_jpeg(analysis, self._thumbnail_px) if self._thumbnail_px
+                         else None)
+        return DecodedImage(pixels, features, quality.dhash, thumbnail)
 
     def _check_geometry(self, w: int, h: int) -> None:
         lim = self._limits

@@ -18,6 +18,7 @@ import orjson
 from monitor.config import ConfigError, LoadedConfig
 from monitor.reference_config import ImagesConfig, ReferenceConfig
 from monitor.scored import ScoredImage
+from reference_model.duplicates import DuplicateWindow
 from reference_model.intake import DecodedImage, ImageIntake
 from reference_model.scorer import Scorer
 from reference_model.shadow import class_index_map
@@ -32,6 +33,7 @@ def score_images(config: ReferenceConfig, images_config: ImagesConfig,
     scorer = Scorer.from_config(config)
     mapping = class_index_map(config.classes, classes)
     intake = ImageIntake.for_reference(images_config, config)
+    duplicates = DuplicateWindow(images_config.duplicates)
     decoded: list[tuple[tuple[str, str, float, bytes], DecodedImage]] = []
     for item in items:
         out = intake.decode(item[3])
@@ -45,7 +47,8 @@ def score_images(config: ReferenceConfig, images_config: ImagesConfig,
         for (item, d), p, emb in zip(chunk, probs, result.embeddings, strict=True):
             k = int(np.argmax(p))
             scored.append(ScoredImage(item[0], config.model, item[1], item[2], k, float(p[k]),
-                                      np.asarray(emb, dtype=np.float32), d.features))
+                                      np.asarray(emb, dtype=np.float32),
+                                      duplicates.features(config.model, d.features, d.dhash)))
     return scored
 
 

@@ -40,6 +40,7 @@ from monitor.scored import ScoredImage
 from monitor.snapshot import SnapshotBuilder, histogram_value
 from reference_model.artifact import ArtifactError
 from reference_model.decode_pool import DECODE_CHUNK, Decoded, ProcessDecoder
+from reference_model.duplicates import DuplicateWindow
 from reference_model.gpu import GpuMonitor, reference_gpu
 from reference_model.intake import DecodedImage, ImageIntake, IntakeReason, IntakeRejection
 from reference_model.scorer import BatchScorer, Scorer, is_out_of_memory
@@ -126,6 +127,8 @@ class ShadowScorer:
             gpu = reference_gpu(scorer.info.device) if scorer is not None else None
         self._gpu: GpuMonitor | None = gpu
         self._intake = ImageIntake.for_reference(images_config, config)
+        #: the `duplicate` feature's recent hashes (the inference thread alone uses it)
+        self._duplicates = DuplicateWindow(images_config.duplicates)
 
         self._lock = threading.Lock()
         self._raw_cv = threading.Condition(self._lock)
@@ -377,7 +380,9 @@ class ShadowScorer:
                 ts=ev.ts if ev.ts is not None else now, ref_pred=int(preds[i]),
                 ref_confidence=float(confs[i]),
                 embedding=np.array(embeddings[i], dtype=np.float32),
-                features=item.image.features))
+                features=self._duplicates.features(ev.model, item.image.features,
+                                                   item.image.dhash),
+                thumbnail=item.image.thumbnail))
         return out
 
     # ------------------------------------------------------------------ status

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import numpy as np
 from collectors.checkpoint_format import CheckpointRefused
 from collectors.daemon import Daemon
 from collectors.exporter import build_registry
+from collectors.gallery_page import render_gallery
 from collectors.http_server import HttpEndpoints, HttpServer
 from collectors.snapshot_cache import SnapshotCache
 from monitor import baseline as baseline_mod
@@ -22,6 +24,7 @@ from monitor.config import MMD_SHARE, ConfigError, LoadedConfig, read_secret
 from monitor.drift import DriftMonitor
 from monitor.durations import parse_duration
 from monitor.engine import Engine
+from monitor.gallery import FailureGallery
 from monitor.labels import LabelMonitor
 from monitor.lifecycle import ModelLifecycle
 from monitor.quality import QualityBounds, QualityEvaluator
@@ -128,6 +131,10 @@ def build_statistics(loaded: LoadedConfig) -> Statistics:
                                ttl_seconds=parse_duration(cfg.shadow_join.ttl),
                                late=lambda n: engine.record_late(topics.images, n))
         engine.extensions.append(shadow)
+        if cfg.images.gallery.enabled:
+            shadow.gallery = FailureGallery(models, cfg.images.gallery,
+                                            cfg.state.hash_request_ids)
+            labels.joined_listeners.append(shadow.gallery.on_label)
     return Statistics(engine, drift, labels, quality, shadow, lifecycle)
 
 
@@ -198,7 +205,7 @@ class App:
             pw = read_secret(cfg.http.basic_auth_password_env, "http.basic_auth_password_env")
             auth = (user or "", pw or "")
         endpoints = HttpEndpoints(self.registry, self.daemon.healthy, self.daemon.ready, auth,
-                                  snapshots=self.snapshots)
+                                  snapshots=self.snapshots, gallery=self._gallery_page())
         self.http = HttpServer(endpoints, cfg.http.bind, cfg.http.port if port is None else port,
                                cfg.http.tls_certfile, cfg.http.tls_keyfile)
         self.otel = None
@@ -207,6 +214,14 @@ class App:
             self.otel = OtelBridge.for_endpoint(self.snapshots.snapshot, cfg.otel)
             self.engine.histogram_hook = self.otel.observe_histogram
             self.stats.labels.histogram_hook = self.otel.observe_histogram
+
+    def _gallery_page(self) -> Callable[[], bytes] | None:
+        """What /gallery serves: the failure gallery's page, or None (404) when it is off."""
+        shadow = self.stats.shadow
+        gallery = None if shadow is None else shadow.gallery
+        if gallery is None:
+            return None
+        return lambda: render_gallery(gallery.entries(), gallery.size)
 
     def _on_scored(self, items: list[ScoredImage]) -> None:
         """Reference-model results, from the inference thread."""

@@ -61,12 +61,13 @@ from benchmarks.workloads.shifts import (
     encode,
 )
 from monitor.reference_config import ImagesConfig, ReferenceConfig
+from reference_model.duplicates import DuplicateWindow
 from reference_model.intake import DecodedImage, ImageIntake, normalise
 from reference_model.scorer import Scorer
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = "1"   # bump when anything changes what a build produces
+CACHE_VERSION = "2"   # bump when anything changes what a build produces (2: 12 input features)
 SEED = 0
 BATCH = 32
 SIZES = ("full", "small")
@@ -388,12 +389,13 @@ class Workload:
         ref_intake = ImageIntake.for_reference(ImagesConfig(), self.reference)
         scorer = self.scorer()
         ref_probs, ref_emb, feats = [], [], []
+        duplicates = DuplicateWindow(ImagesConfig().duplicates)
         for i in range(0, len(images), BATCH):
             decoded = decode(ref_intake, images[i:i + BATCH])
             result = scorer.score([d.pixels for d in decoded])
             ref_probs.append(result.probs)
             ref_emb.append(result.embeddings)
-            feats += [d.features for d in decoded]
+            feats += [duplicates.features("workload", d.features, d.dhash) for d in decoded]
         return Outputs(self.labels, probs, emb, np.concatenate(ref_probs).astype(np.float32),
                        np.concatenate(ref_emb).astype(np.float32),
                        np.asarray(feats, dtype=np.float64))

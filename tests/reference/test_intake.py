@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from monitor.reference_config import ImagesConfig
-from monitor.scored import INPUT_FEATURES
+from monitor.scored import MEASURED_FEATURES
 from reference_model.intake import (
     DecodedImage,
     ImageIntake,
@@ -24,7 +24,7 @@ from reference_model.intake import (
 )
 from reference_model.preprocess import Preprocess
 
-FEATURE = {name: i for i, name in enumerate(INPUT_FEATURES)}
+FEATURE = {name: i for i, name in enumerate(MEASURED_FEATURES)}
 
 
 def encode(im: Image.Image, fmt: str, **kw: object) -> bytes:
@@ -179,7 +179,7 @@ def test_features_of_a_known_image_match_hand_computed_values() -> None:
     arr[:32, 32:] = (0, 0, 255)
     arr[32:, :32] = (255, 255, 255)
     data = encode(Image.fromarray(arr), "PNG")
-    feats = dict(zip(INPUT_FEATURES, accepted(intake().decode(data)).features, strict=True))
+    feats = dict(zip(MEASURED_FEATURES, accepted(intake().decode(data)).features, strict=True))
     luma = [0.299, 0.114, 1.0, 0.0]
     mean = sum(luma) / 4  # 0.35325
     std = math.sqrt(sum((v - mean) ** 2 for v in luma) / 4)  # 0.38834...
@@ -234,7 +234,7 @@ def test_with_fast_decode_a_large_jpeg_is_drafted_but_reports_its_original_size(
     arr[:, 768:] = (40, 40, 230)
     data = encode(Image.fromarray(arr), "JPEG", quality=95)
     img = accepted(ImageIntake(ImagesConfig(), Preprocess(64, fast_decode=True)).decode(data))
-    feats = dict(zip(INPUT_FEATURES, img.features, strict=True))
+    feats = dict(zip(MEASURED_FEATURES, img.features, strict=True))
     assert (feats["width"], feats["height"]) == (1536.0, 1152.0)
     assert feats["red_mean"] == pytest.approx(135 / 255, abs=0.01)
     assert feats["blue_mean"] == pytest.approx(135 / 255, abs=0.01)
