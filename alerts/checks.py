@@ -42,6 +42,7 @@ class Settings:
     min_records: int | None = None
     stale_s: float | None = None
     for_s: int | None = None
+    classes: tuple[tuple[str, tuple[str, ...]], ...] = ()
     applies: bool = True
 
 
@@ -102,7 +103,7 @@ class CheckDefinition:
                      severity=c.severity,
                      for_s=parse_duration(c.for_) if s.for_s is None else s.for_s,
                      window=s.window, bound=s.bound, range_s=s.range_s,
-                     min_records=s.min_records, stale_s=s.stale_s)
+                     min_records=s.min_records, stale_s=s.stale_s, classes=s.classes)
 
 
 def _windowed(key: str, bound: Callable[[Any, Context], float | None]) -> Resolve:
@@ -133,6 +134,15 @@ def _checkpoint_settings(c: Any, ctx: Context) -> Settings:
                     applies=state.checkpoint_dir is not None)
 
 
+def _high_risk_settings(c: Any, ctx: Context) -> Settings:
+    """Each model's high_risk_classes; the check is off when no model declares any."""
+    classes = tuple((m.name, tuple(m.high_risk_classes)) for m in ctx.config.models
+                    if m.high_risk_classes)
+    window = c.window or ctx.checks.ece.window
+    return Settings(window=ctx.window("high_risk_recall", c, window), bound=c.min,
+                    min_records=c.min_labels, classes=classes, applies=bool(classes))
+
+
 CHECKS: tuple[CheckDefinition, ...] = (
     CheckDefinition(
         "drift", "VisionmonDriftDetected", "drift_psi", ">",
@@ -154,6 +164,9 @@ CHECKS: tuple[CheckDefinition, ...] = (
         "label_coverage", "VisionmonLabelCoverageCollapsed", "label_coverage_ratio", "<",
         _windowed("label_coverage", lambda c, ctx: c.min),
         rule.label_coverage_rule, case.coverage_case),
+    CheckDefinition(
+        "high_risk_recall", "VisionmonHighRiskRecallLow", "class_recall_ratio", "<",
+        _high_risk_settings, rule.high_risk_recall_rule, case.high_risk_recall_case),
     CheckDefinition(
         "consumer_lag", "VisionmonConsumerLagGrowing", "consumer_lag_records", ">",
         lambda c, ctx: Settings(range_s=parse_duration(c.growth_window),

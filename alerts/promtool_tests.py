@@ -29,7 +29,13 @@ from typing import Any
 from alerts import names
 from alerts.checks import threshold_cases
 from alerts.model import AlertSpec, Slo
-from alerts.rules import burn_alert_annotations, burn_alert_labels, le_label, number
+from alerts.rules import (
+    LABELED_COUNTER,
+    burn_alert_annotations,
+    burn_alert_labels,
+    le_label,
+    number,
+)
 from alerts.scenario import ScenarioError, labels_text, series_values, steps_text
 from alerts.simulate import Segment, SloRun, Traffic, run_slo, window_delta
 from alerts.templates import render
@@ -45,6 +51,8 @@ MAX_HISTORY_S = 86_400
 PREFERRED_HISTORY_S = 6 * 3600
 #: "Nice" burn rates tried first for an incident (2 % errors against 99.9 % is 20x).
 _NICE = (1.5, 2, 2.5, 3, 4, 5, 6, 8, 10, 12, 15, 20, 25, 30, 40, 50, 60, 80, 100)
+#: A class no class objective judges: its input series is all bad and must never alert.
+OUTSIDE_CLASS = "class-outside-the-objective"
 #: Burn rate of the "just under budget" scenario, relative to the slowest tier.
 UNDER_BUDGET = 0.9
 
@@ -72,11 +80,15 @@ def slo_input_series(slo: Slo, traffic: Traffic) -> list[dict[str, str]]:
         pairs = [(labels_text(metric("requests_total"), {**base, "status": "ok"}), traffic.good),
                  (labels_text(metric("requests_total"), {**base, "status": "error"}),
                   traffic.bad)]
-    elif slo.kind == "accuracy":
-        name = metric("labeled_predictions_total")
-        pairs = [(labels_text(name, {**base, "class": "c0", "outcome": "correct"}), traffic.good),
-                 (labels_text(name, {**base, "class": "c0", "outcome": "incorrect"}),
-                  traffic.bad)]
+    elif slo.kind in LABELED_COUNTER:
+        name = metric(LABELED_COUNTER[slo.kind])
+        cls = {"class": slo.classes[0] if slo.classes else "c0"}
+        pairs = [(labels_text(name, {**base, **cls, "outcome": "correct"}), traffic.good),
+                 (labels_text(name, {**base, **cls, "outcome": "incorrect"}), traffic.bad)]
+        if slo.classes:
+            # a class outside the objective, every label wrong: it must never alert
+            pairs.append((labels_text(name, {**base, "class": OUTSIDE_CLASS,
+                                             "outcome": "incorrect"}), total))
     elif slo.kind == "latency":
         assert slo.latency_threshold_s is not None
         hist = metric("request_latency_seconds")
@@ -96,7 +108,8 @@ def slo_exp_alerts(spec: AlertSpec, run: SloRun, t: int) -> list[dict[str, Any]]
     out = []
     for i, state in sorted(run.firing[t].items()):
         tier = slo.tiers[i]
-        labels = {**slo.matchers, **dict(burn_alert_labels(slo, tier))}
+        cls = {"class": slo.classes[0]} if slo.classes else {}
+        labels = {**slo.matchers, **cls, **dict(burn_alert_labels(slo, tier))}
         events = window_delta(run.traffic.total, t, tier.long_s // run.step_s)
         queries = {"burn_rate": state.burn_rate, "budget_left": state.budget_left,
                    "events": None if events is None else float(events)}
@@ -256,8 +269,10 @@ def slo_scenarios(slo: Slo, step_s: int) -> list[SloScenario]:
 def slo_test(spec: AlertSpec, scenario: SloScenario) -> dict[str, Any]:
     run = scenario.run()
     step_s = scenario.step_s
+    outside = (f"; {OUTSIDE_CLASS}, every label wrong, never alerts" if scenario.slo.classes
+               else "")
     return {
-        "name": scenario.name,
+        "name": scenario.name + outside,
         "interval": format_duration(step_s),
         "input_series": slo_input_series(scenario.slo, run.traffic),
         "alert_rule_test": [

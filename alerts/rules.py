@@ -22,7 +22,7 @@ from typing import Any
 
 from alerts import names
 from alerts.model import Slo
-from alerts.templates import Part, Query, Template, Text, Value, to_go
+from alerts.templates import Label, Part, Query, Template, Text, Value, to_go
 from alerts.windows import Tier
 from monitor.catalog import metric
 from monitor.durations import format_duration
@@ -91,7 +91,7 @@ def error_ratio_expr(slo: Slo, window_s: int) -> str:
     """Fraction of bad events of `slo` over `window_s` seconds, per model (and version)."""
     w = format_duration(window_s)
     by = ", ".join(slo.group_by)
-    m = _eq(slo.matchers)
+    m = [*_eq(slo.matchers), *slo.class_matcher]
 
     def rate(name: str, extra: Sequence[str] = ()) -> str:
         return f"sum by ({by}) (rate({selector(name, [*m, *extra])}[{w}]))"
@@ -100,8 +100,8 @@ def error_ratio_expr(slo: Slo, window_s: int) -> str:
         requests = metric("requests_total")
         failed = rate(requests, ['status!="ok"'])
         return f"{failed}\n/\n{rate(requests)}\n"
-    if slo.kind == "accuracy":
-        labeled = metric("labeled_predictions_total")
+    if slo.kind in LABELED_COUNTER:
+        labeled = metric(LABELED_COUNTER[slo.kind])
         wrong = rate(labeled, ['outcome!="correct"'])
         return f"{wrong}\n/\n{rate(labeled)}\n"
     if slo.kind == "latency":
@@ -117,30 +117,46 @@ def error_ratio_expr(slo: Slo, window_s: int) -> str:
     return f"(\n  {total}\n  -\n  {good}\n)\n/\n{total}\n"
 
 
+#: The labelled-prediction counter each label-judged SLI reads: by predicted class for
+#: accuracy and precision, by true class for recall.
+LABELED_COUNTER: dict[str, str] = {
+    "accuracy": "labeled_predictions_total",
+    "class_precision": "labeled_predictions_total",
+    "class_recall": "labels_total",
+}
+
 #: The counter of all events of each SLI kind, and the label matchers it adds.
 _ALL_EVENTS: dict[str, tuple[str, str]] = {
     "availability": ("requests_total", ""),
     "latency": ("request_latency_seconds", "_count"),
-    "accuracy": ("labeled_predictions_total", ""),
+    **{kind: (counter, "") for kind, counter in LABELED_COUNTER.items()},
     "quality_windows": ("eval_windows_total", ""),
 }
 
+#: A matcher on the alert's own class, filled by the annotation template (`Query.label_args`).
+_ALERT_CLASS = "class=%q"
 
-def events_expr(slo: Slo, window_s: int, quote: str = '"') -> str:
-    """All events of the SLO's SLI counted over `window_s`, per model (and version): the
-    minimum-volume guard of accuracy SLOs, and what a burn-rate description says its long
-    window holds (a daemon that started an hour ago has counted an hour of a 3d window)."""
+
+def events_expr(slo: Slo, window_s: int, quote: str = '"', alert_class: bool = False) -> str:
+    """All events of the SLO's SLI counted over `window_s`, per model (and version, and
+    class): the minimum-volume guard of label-judged SLOs, and what a burn-rate description
+    says its long window holds (a daemon that started an hour ago has counted an hour of a
+    3d window). `alert_class`: only the alerting class (`class=%q`, in a template)."""
     by = ", ".join(slo.group_by)
     short, suffix = _ALL_EVENTS[slo.kind]
     matchers = dict(slo.matchers)
     if slo.kind == "quality_windows":
         matchers["objective"] = slo.quality_objective or ""
-    sel = selector(metric(short) + suffix, matchers, quote)
+    classes = [_ALERT_CLASS] if alert_class and slo.classes else list(slo.class_matcher)
+    sel = selector(metric(short) + suffix, [*_eq(matchers, quote), *classes])
     return f"sum by ({by}) (increase({sel}[{format_duration(window_s)}]))"
 
 
-def _slo_selector(record: str, slo: Slo, quote: str = '"') -> str:
-    return selector(record, {names.SLO_LABEL: slo.name, **slo.matchers}, quote)
+def _slo_selector(record: str, slo: Slo, quote: str = '"', alert_class: bool = False) -> str:
+    """A recording of this SLO; `alert_class`: only the alerting class's series."""
+    matchers = _eq({names.SLO_LABEL: slo.name, **slo.matchers}, quote)
+    return selector(record, [*matchers, *([_ALERT_CLASS] if alert_class and slo.classes
+                                          else [])])
 
 
 def _slo_labels(slo: Slo) -> Labels:
@@ -197,6 +213,8 @@ def burn_alert_expr(slo: Slo, tier: Tier) -> str:
 _BAD_EVENTS = {
     "availability": ("requests", "failed"),
     "accuracy": ("labeled predictions", "were wrong"),
+    "class_recall": ("labeled images of the class", "were predicted as another class"),
+    "class_precision": ("labeled predictions of the class", "were wrong"),
     "quality_windows": ("closed evaluation slices", "missed the {objective} objective"),
     "latency": ("requests", "took longer than {threshold}s"),
 }
@@ -221,26 +239,30 @@ def burn_alert_annotations(slo: Slo, tier: Tier, runbook_url: str, dashboard_url
     events, verb = _BAD_EVENTS[slo.kind]
     bad = verb.format(objective=slo.quality_objective,
                       threshold=number(slo.latency_threshold_s or 0))
-    long_sel = _slo_selector(names.sli_error_record(tier.long_s), slo, "'")
-    remaining_sel = _slo_selector(names.PERIOD_BUDGET_REMAINING, slo, "'")
+    per_class = bool(slo.classes)
+    args = ("class",) if per_class else ()
+    long_sel = _slo_selector(names.sli_error_record(tier.long_s), slo, "'", per_class)
+    remaining_sel = _slo_selector(names.PERIOD_BUDGET_REMAINING, slo, "'", per_class)
     adapted = ""
     if tier.configured_factor is not None:
         adapted = (f" (lowered from {number(tier.configured_factor)}x: a "
                    f"{_percent(slo.target_text)} target caps the burn rate at "
                    f"{number(round(slo.max_burn_rate, 2))}x)")
-    summary: Template = (Text(
-        f"{slo.title} SLO: error budget burning faster than {number(tier.factor)}x "
-        f"({tier.long} and {tier.short} windows)"),)
+    which: Template = (Text(" for class "), Label("class")) if per_class else ()
+    summary: Template = (
+        Text(f"{slo.title} SLO"), *which,
+        Text(f": error budget burning faster than {number(tier.factor)}x "
+             f"({tier.long} and {tier.short} windows)"))
     description: Template = (
         Value("percent"),
         Text(" of the "),
-        Query("events", events_expr(slo, tier.long_s, "'"), "integer"),
+        Query("events", events_expr(slo, tier.long_s, "'", per_class), "integer", args),
         Text(f" {events} visionmon counted over the last {tier.long} {bad}, a burn rate of "),
-        Query("burn_rate", f"{long_sel} / {slo.budget_text}", "fixed1"),
+        Query("burn_rate", f"{long_sel} / {slo.budget_text}", "fixed1", args),
         Text(f"x the {_percent(slo.budget_text)} error budget; this {tier.severity} fires "
              f"above {number(tier.factor)}x{adapted}. Error budget left for the "
              f"{format_duration(slo.period_s)} period: "),
-        Query("budget_left", remaining_sel, "percent"),
+        Query("budget_left", remaining_sel, "percent", args),
         Text("."),
     )
     ctx = {"alert": names.SLO_ALERT, "slo": slo.name}

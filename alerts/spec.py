@@ -20,9 +20,9 @@ from alerts.windows import (
     recording_windows,
     severities_for_kind,
 )
-from monitor.config import ConfigError, LoadedConfig
+from monitor.config import ConfigError, LoadedConfig, objective_classes
 from monitor.durations import format_duration, parse_duration
-from monitor.slo_spec import Objective, SloSpec
+from monitor.slo_spec import LABELED_KINDS, Objective, SloSpec
 
 __all__ = ["AlertSpec", "Check", "Slo", "Thresholds", "build_slo", "build_spec"]
 
@@ -35,8 +35,10 @@ def _text(d: Decimal) -> str:
     return format(d.normalize(), "f")
 
 
-def build_slo(index: int, obj: Objective, spec: SloSpec, eval_slice_s: int) -> Slo:
-    """Resolve one `slos.objectives[index]` entry (see `alerts.windows` for tier rules)."""
+def build_slo(index: int, obj: Objective, spec: SloSpec, eval_slice_s: int,
+              classes: tuple[str, ...] = ()) -> Slo:
+    """Resolve one `slos.objectives[index]` entry (see `alerts.windows` for tier rules);
+    `classes` are the ones a class kind judges (`monitor.config.objective_classes`)."""
     period_s = parse_duration(spec.period)
     configured = tuple(Tier(severity=t.severity, long_s=parse_duration(t.long),
                             short_s=parse_duration(t.short), factor=t.factor,
@@ -57,8 +59,8 @@ def build_slo(index: int, obj: Objective, spec: SloSpec, eval_slice_s: int) -> S
         target_text=_text(target), budget_text=_text(budget), period_s=period_s, tiers=tiers,
         windows_s=recording_windows(configured, period_s),
         latency_threshold_s=obj.latency_threshold_seconds,
-        min_volume=obj.min_labeled_events if obj.kind == "accuracy" else None,
-        quality_objective=obj.quality_objective,
+        min_volume=obj.min_labeled_events if obj.kind in LABELED_KINDS else None,
+        quality_objective=obj.quality_objective, classes=classes,
     )
 
 
@@ -72,7 +74,8 @@ def build_spec(loaded: LoadedConfig) -> AlertSpec:
     slos = []
     for i, obj in enumerate(spec.objectives):
         try:
-            slos.append(build_slo(i, obj, spec, eval_slice_s))
+            slos.append(build_slo(i, obj, spec, eval_slice_s,
+                                  objective_classes(obj, loaded.models[obj.model])))
         except ConfigError as err:
             raise ConfigError(f"{source}: {err}") from None
     return AlertSpec(

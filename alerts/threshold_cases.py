@@ -232,6 +232,40 @@ def coverage_case(rule: AlertingRule, c: Check, step_s: int) -> ThresholdCase:
     return ThresholdCase(name, rule, series, instances, step_s)
 
 
+def high_risk_recall_case(rule: AlertingRule, c: Check, step_s: int) -> ThresholdCase:
+    """The first high-risk class collapses on v1; recall just over the bound (v2), the same
+    collapse with too few labels (v3) and a class that is not high-risk never fire."""
+    bound, window = _bound(c), c.window or ""
+    model, classes = c.classes[0]
+    high_risk = classes[0]
+    f = rule.for_s // step_s
+    lead, bad_len, tail = 5, f + 5, 5
+    total = lead + bad_len + tail
+    healthy, collapsed, near = 0.95, 0.07, round(bound + 0.01, 6)
+    labels_per_step = float(max(c.min_records or 0, 10))
+    plenty = _cumulative([labels_per_step] * (total - 1))
+    few = _steps((total, 1.0))
+    cases = [("v1", high_risk, _steps((lead, healthy), (bad_len, collapsed), (tail, healthy)),
+              plenty),
+             ("v2", high_risk, _steps((total, near)), plenty),
+             ("v3", high_risk, _steps((total, collapsed)), few),
+             ("v1", "class-not-high-risk", _steps((total, collapsed)), plenty)]
+    series, instances = {}, []
+    for version, cls, recall, labels in cases:
+        base = {"model": model, "version": version, "class": cls}
+        series[labels_text(metric(c.metric), {**base, "window": window})] = recall
+        series[labels_text(metric("labels_total"), {**base, "outcome": "correct"})] = labels
+        judged = cls in classes and labels is plenty
+        instances.append(Instance({**base, "window": window},
+                                  [v if judged and v < bound and t > 0 else None
+                                   for t, v in enumerate(recall)], fires=False))
+    name = (f"high-risk recall: recall of {high_risk} at {number(collapsed * 100)}% fires after "
+            f"{steps_text(f, step_s)}, not {steps_text(1, step_s)} earlier; recall "
+            f"{number(near * 100)}%, the same collapse with fewer than {c.min_records} labels "
+            "and a class that is not high-risk never fire; it resolves when recall recovers")
+    return ThresholdCase(name, rule, series, instances, step_s)
+
+
 def lag_case(rule: AlertingRule, c: Check, step_s: int) -> ThresholdCase:
     min_records, range_s = c.min_records or 0, c.range_s or step_s
     f, w = rule.for_s // step_s, range_s // step_s

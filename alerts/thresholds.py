@@ -6,7 +6,8 @@ alert name, the `check` label, the metric and the comparison come from the resol
 
 Pages: Kafka disconnected and no events (the model, or the monitor, is blind), and failing
 checkpoints (a restart would lose the state).
-Tickets by default: drift, calibration, shadow agreement, label coverage, consumer lag,
+Tickets by default: drift, calibration, shadow agreement, high-risk recall, label
+coverage, consumer lag,
 rejected records and the reference model (slow or partial degradation). Severities
 can be changed per check in `slos.thresholds`.
 """
@@ -14,11 +15,11 @@ can be changed per check in `slos.thresholds`.
 from __future__ import annotations
 
 from alerts import names
-from alerts.model import AlertSpec, Check
+from alerts.model import AlertSpec, Check, alternation
 from alerts.rules import AlertingRule, number, selector, url_template
 from alerts.templates import Label, Part, Query, Template, Text, Value
 from monitor.catalog import ECE_SOURCE_LABELS, metric
-from monitor.durations import format_duration
+from monitor.durations import format_duration, parse_duration
 
 #: How far back label coverage must have been healthy for a drop to count as a collapse.
 LABEL_COVERAGE_LOOKBACK = "1d"
@@ -127,6 +128,32 @@ def label_coverage_rule(spec: AlertSpec, c: Check) -> AlertingRule:
                   Text(f" of predictions got a label over the {c.window} window (bound "
                        f"{number(c.bound * 100)}%), down from at least that within the last "
                        f"{LABEL_COVERAGE_LOOKBACK}.")),
+                 True)
+
+
+def high_risk_recall_rule(spec: AlertSpec, c: Check) -> AlertingRule:
+    """Recall of a high-risk class under its bound, per model, version and class, once the
+    window holds `min_records` labels of the class: a class that collapses (defects let
+    through as `ok`) alerts by name even while the model-wide accuracy looks fine."""
+    assert c.bound is not None and c.min_records is not None
+    w = format_duration(parse_duration(c.window or ""))
+    by = "model, version, class"
+    parts = []
+    for model, classes in c.classes:
+        which = [f'model="{model}"', f'class=~"{alternation(classes)}"']
+        recall = selector(metric(c.metric), [f'window="{c.window}"', *which])
+        labels = selector(metric("labels_total"), which)
+        parts.append(f"(\n  {recall} {c.comparison} {number(c.bound)}\nand on ({by})\n"
+                     f"  sum by ({by}) (increase({labels}[{w}])) >= {c.min_records}\n)")
+    return _rule(spec, c, "\nor\n".join(parts) + "\n",
+                 (*_MV, Text(": recall of high-risk class "), Label("class"),
+                  Text(" is low")),
+                 (Text("Recall of high-risk class "), Label("class"),
+                  Text(f" over the {c.window} window is "), Value("percent"),
+                  Text(f" (bound {number(c.bound * 100)}%, judged once the window holds "
+                       f"{c.min_records} labels of the class): labelled images of the class "
+                       "are being predicted as another class; "
+                       f"{metric('confusion_pair_total')} says which.")),
                  True)
 
 

@@ -29,7 +29,7 @@ from dashboards.panels import (
     table_query,
     timeseries,
 )
-from monitor.config import LoadedConfig, VisionmonConfig
+from monitor.config import LoadedConfig
 from monitor.slo_spec import Objective
 
 #: 1 is healthy for connectivity and liveness gauges.
@@ -47,8 +47,11 @@ def _up_mappings(down: str, up: str) -> list[ValueMap]:
                               "1": ValueMappingResult(text=up, color=GREEN, index=1)})]
 
 
-def _burn_rate_panel(obj: Objective, cfg: VisionmonConfig) -> ts.Panel:
+def _burn_rate_panel(obj: Objective, loaded: LoadedConfig) -> ts.Panel:
+    cfg = loaded.config
     assert cfg.slos is not None
+    classes = scales.objective_classes(obj, loaded)
+    legend = "{{class}} " if classes else ""
     pages = ", ".join(f"{t.factor:g}x ({t.long} with {t.short})"
                       for t in scales.page_tiers(cfg))
     return timeseries(
@@ -56,8 +59,10 @@ def _burn_rate_panel(obj: Objective, cfg: VisionmonConfig) -> ts.Panel:
         f"Error-budget burn rate (x) of the {obj.kind} objective over each page-tier window: "
         f"1 spends the budget exactly in {cfg.slos.period}. Dashed lines are the configured "
         f"page tiers: {pages}. The alert rules may lower a factor the target makes "
-        "unreachable, and open tickets instead of pages for label-based objectives.",
-        [Query(q.burn_rate(obj, w), w) for w in scales.burn_rate_windows(cfg)],
+        "unreachable, and open tickets instead of pages for label-based objectives."
+        + (" One line per class and window: each class is its own objective." if classes
+           else ""),
+        [Query(q.burn_rate(obj, w, classes), legend + w) for w in scales.burn_rate_windows(cfg)],
         scales.burn_rate(cfg), draw_thresholds=True, width=12)
 
 
@@ -94,7 +99,7 @@ def build(loaded: LoadedConfig) -> dash.Dashboard:
         assert cfg.slos is not None
         d.with_row(dash.Row("SLO burn rates"))
         for obj in objectives:
-            d.with_panel(_burn_rate_panel(obj, cfg))
+            d.with_panel(_burn_rate_panel(obj, loaded))
 
     d.with_row(dash.Row("Alerts"))
     d.with_panel(stat_panel(

@@ -288,9 +288,21 @@ def _latency_bound(obj: Objective) -> str:
     return le_label(bound)
 
 
-def slo_error_ratio(obj: Objective, window: str) -> str:
-    """Share of bad events (0..1) for one objective over `window` (a PromQL duration)."""
+#: The labelled-prediction counter of each class kind: by true class for recall, by
+#: predicted class for precision.
+_CLASS_COUNTER = {"class_recall": "labels_total", "class_precision": "labeled_predictions_total"}
+
+
+def slo_error_ratio(obj: Objective, window: str, classes: Sequence[str] = ()) -> str:
+    """Share of bad events (0..1) for one objective over `window` (a PromQL duration); per
+    class for a class kind, whose `classes` are the ones it judges."""
     m = _objective_matchers(obj)
+    if obj.kind in _CLASS_COUNTER:
+        which = regex("class", alternation(classes))
+        wrong = series(_CLASS_COUNTER[obj.kind], *m, which, eq("outcome", INCORRECT))
+        labeled = series(_CLASS_COUNTER[obj.kind], *m, which)
+        return ratio(total(rate(wrong, window), ("class",)),
+                     total(rate(labeled, window), ("class",)))
     if obj.kind == "availability":
         bad = series("requests_total", *m, eq("status", "error"))
         every = series("requests_total", *m)
@@ -310,16 +322,25 @@ def slo_error_ratio(obj: Objective, window: str) -> str:
     return f"1 - {ratio(total(increase(good, window)), total(increase(slices, window)))}"
 
 
-def burn_rate(obj: Objective, window: str) -> str:
-    """How many times faster than sustainable the error budget burns over `window` (x)."""
-    return f"{group(slo_error_ratio(obj, window))} / {_number(error_budget(obj))}"
+def burn_rate(obj: Objective, window: str, classes: Sequence[str] = ()) -> str:
+    """How many times faster than sustainable the error budget burns over `window` (x);
+    per class for a class kind."""
+    return f"{group(slo_error_ratio(obj, window, classes))} / {_number(error_budget(obj))}"
 
 
-def slo_attainment(obj: Objective, period: str) -> str:
-    """Good share (0..1) over the SLO period, to compare with the target."""
-    return f"1 - {group(slo_error_ratio(obj, period))}"
+def _worst_class(obj: Objective, expr: str) -> str:
+    """A class kind's worst class (its largest error ratio); other kinds unchanged."""
+    return f"max({expr})" if obj.kind in _CLASS_COUNTER else expr
 
 
-def error_budget_remaining(obj: Objective, period: str) -> str:
-    """Share of the period's error budget not yet spent (1 = untouched, <= 0 = exhausted)."""
-    return f"1 - {group(slo_error_ratio(obj, period))} / {_number(error_budget(obj))}"
+def slo_attainment(obj: Objective, period: str, classes: Sequence[str] = ()) -> str:
+    """Good share (0..1) over the SLO period, to compare with the target (a class kind's
+    worst class)."""
+    return f"1 - {group(_worst_class(obj, slo_error_ratio(obj, period, classes)))}"
+
+
+def error_budget_remaining(obj: Objective, period: str, classes: Sequence[str] = ()) -> str:
+    """Share of the period's error budget not yet spent (1 = untouched, <= 0 = exhausted; a
+    class kind's worst class)."""
+    worst = _worst_class(obj, slo_error_ratio(obj, period, classes))
+    return f"1 - {group(worst)} / {_number(error_budget(obj))}"

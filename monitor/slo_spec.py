@@ -20,7 +20,12 @@ from monitor.catalog import LATENCY_BUCKETS
 from monitor.durations import Duration, parse_duration
 from monitor.frozen_model import Frozen
 
-SloKind = Literal["availability", "latency", "accuracy", "quality_windows"]
+SloKind = Literal["availability", "latency", "accuracy", "quality_windows", "class_recall",
+                  "class_precision"]
+#: Kinds judged on labelled predictions: they take `min_labeled_events`.
+LABELED_KINDS: tuple[str, ...] = ("accuracy", "class_recall", "class_precision")
+#: Kinds whose SLI is one class's: they take `class` (default: the model's high_risk_classes).
+CLASS_KINDS: tuple[str, ...] = ("class_recall", "class_precision")
 Severity = Literal["page", "ticket"]
 #: Values of the `objective` label on `visionmon_eval_windows_total` / `_good_total`.
 QUALITY_OBJECTIVES: tuple[str, ...] = ("accuracy", "shadow_agreement", "ece", "drift")
@@ -85,14 +90,20 @@ class Objective(_Frozen):
     kind: SloKind
     """SLI: `availability` (predictions not refused), `latency` (requests under
     latency_threshold_seconds), `accuracy` (labelled predictions correct) or `quality_windows`
-    (evaluation slices judged good on quality_objective)."""
+    (evaluation slices judged good on quality_objective), `class_recall` (labels of a class
+    predicted as that class) or `class_precision` (predictions of a class whose label is that
+    class); a class kind judges each class on its own."""
+    class_: str | None = Field(default=None, alias="class")
+    """Class of a `class_recall` or `class_precision` objective; none: each of the model's
+    high_risk_classes, each its own objective (the alerts carry a `class` label)."""
     target: float = Field(gt=0, lt=1)
     """Good fraction aimed at, in (0, 1) (0.999, not 99.9); the error budget is 1 - target."""
     latency_threshold_seconds: float | None = None
     """Latency bound of a `latency` objective, in seconds; must be a bucket bound of
     visionmon_request_latency_seconds."""
     min_labeled_events: int = Field(default=100, ge=1)
-    """Labelled predictions an `accuracy` SLI needs in a window before its alert may fire."""
+    """Labelled predictions an `accuracy` SLI (labels of the class, or predictions of it, for a
+    class kind) needs in a window before its alert may fire."""
     quality_objective: Literal["accuracy", "shadow_agreement", "ece", "drift"] | None = None
     """What a `quality_windows` objective judges each evaluation slice on: accuracy,
     shadow_agreement (needs a reference model for the model), ece or drift (needs a baseline)."""
@@ -124,8 +135,11 @@ class Objective(_Frozen):
                              f"{', '.join(QUALITY_OBJECTIVES)})")
         if self.kind != "quality_windows" and self.quality_objective is not None:
             raise ValueError("quality_objective is only valid for kind quality_windows")
-        if self.kind != "accuracy" and "min_labeled_events" in self.model_fields_set:
-            raise ValueError("min_labeled_events is only valid for kind accuracy")
+        if self.kind not in LABELED_KINDS and "min_labeled_events" in self.model_fields_set:
+            raise ValueError("min_labeled_events is only valid for kinds "
+                             f"{', '.join(LABELED_KINDS)}")
+        if self.kind not in CLASS_KINDS and self.class_ is not None:
+            raise ValueError(f"class is only valid for kinds {', '.join(CLASS_KINDS)}")
         return self
 
 
@@ -180,6 +194,23 @@ class ShadowAgreementDropCheck(WindowedCheck):
     for_: Duration = Field(default="30m", alias="for")
     alpha: float = Field(default=0.001, gt=0, lt=1)
     """Level of the agreement test: the alert fires when its p-value is below alpha."""
+
+
+class HighRiskRecallCheck(WindowedCheck):
+    """Recall of any of a model's high_risk_classes under `min` over the window, once the class
+    has `min_labels` labels in it; one alert per class (its `class` label). Generated only for
+    models that declare high_risk_classes. `window` defaults to the ece check's (both judge
+    labelled predictions)."""
+
+    window: str | None = None  # type: ignore[assignment]
+    """Window of the recall gauge; none: the ece check's window."""
+    for_: Duration = Field(default="15m", alias="for")
+    min: float = Field(default=0.8, gt=0, lt=1)
+    """Smallest recall of a high-risk class (labels of the class predicted as it) before the
+    alert."""
+    min_labels: int = Field(default=20, ge=1)
+    """Labels of the class the window must hold before its recall is judged (a recall from 3
+    labels is noise)."""
 
 
 class LabelCoverageCheck(WindowedCheck):
@@ -252,6 +283,7 @@ class ThresholdChecks(_Frozen):
     shadow_agreement: ShadowAgreementCheck = ShadowAgreementCheck()
     shadow_agreement_drop: ShadowAgreementDropCheck = ShadowAgreementDropCheck()
     label_coverage: LabelCoverageCheck = LabelCoverageCheck()
+    high_risk_recall: HighRiskRecallCheck = HighRiskRecallCheck()
     consumer_lag: ConsumerLagCheck = ConsumerLagCheck()
     kafka_disconnected: KafkaDisconnectedCheck = KafkaDisconnectedCheck()
     no_events: NoEventsCheck = NoEventsCheck()

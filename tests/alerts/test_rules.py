@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import re
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import yaml
 from alerts import names
 from alerts.checks import CHECK, CHECKS, threshold_rules
 from alerts.generate import generate, outputs
+from alerts.model import alternation
 from alerts.rules import (
     AlertingRule,
     RecordingRule,
@@ -159,6 +161,53 @@ def test_the_accuracy_alerts_carry_the_minimum_volume_guard(example):
         assert alert.expr.rstrip().endswith(">= 100")
 
 
+def test_a_class_objective_without_class_judges_each_high_risk_class_on_its_own(example_data):
+    data = copy.deepcopy(example_data)
+    data["models"][0]["high_risk_classes"] = ["seven", "nine"]
+    loaded = with_slos(data, objectives=[
+        {"name": "recall", "model": "digits", "kind": "class_recall", "target": 0.95}])
+    slo = build_spec(loaded).slos[0]
+    assert slo.classes == ("seven", "nine") and slo.min_volume == 100
+    expr = error_ratio_expr(slo, 300)
+    assert 'visionmon_labels_total{model="digits",class=~"seven|nine",outcome!="correct"}' in expr
+    assert "sum by (model, class)" in expr
+    alerts = [r for r in slo_group(slo, "", "").rules if isinstance(r, AlertingRule)]
+    assert [dict(a.labels)["severity"] for a in alerts] == ["page", "ticket", "ticket", "ticket"]
+    for alert in alerts:
+        assert "and on (model, class)" in alert.expr
+        assert "{{ $labels.class }}" in to_go(dict(alert.annotations)["summary"])
+
+
+def test_a_precision_objective_reads_predictions_of_its_one_class(example_data):
+    loaded = with_slos(example_data, objectives=[
+        {"name": "p", "model": "digits", "version": "v2", "kind": "class_precision",
+         "class": "one", "target": 0.9, "min_labeled_events": 30}])
+    expr = error_ratio_expr(build_spec(loaded).slos[0], 300)
+    assert ('visionmon_labeled_predictions_total{model="digits",version="v2",class=~"one",'
+            'outcome!="correct"}') in expr
+    assert "sum by (model, version, class)" in expr
+
+
+def test_a_class_name_with_regex_characters_is_matched_literally():
+    assert alternation(("a.b", "c|d", "e")) == "a\\\\.b|c\\\\|d|e"
+
+
+def test_a_class_objective_on_a_model_without_high_risk_classes_is_refused(example_data):
+    data = copy.deepcopy(example_data)
+    data["models"][0]["high_risk_classes"] = []
+    with pytest.raises(ConfigError) as err:
+        with_slos(data, objectives=[
+            {"name": "recall", "model": "digits", "kind": "class_recall", "target": 0.95}])
+    assert "slos.objectives.0.class" in str(err.value)
+    assert "declares none; set class (one of zero, one" in str(err.value)
+
+
+def test_the_high_risk_recall_check_is_off_without_high_risk_classes(example_data):
+    data = copy.deepcopy(example_data)
+    data["models"][0]["high_risk_classes"] = []
+    assert not build_spec(with_slos(data, objectives=[])).thresholds["high_risk_recall"].enabled
+
+
 def test_a_low_target_gets_lowered_tiers_whose_annotation_says_so(example_data, caplog):
     loaded = with_slos(example_data, objectives=[
         {"name": "accuracy", "model": "digits", "kind": "accuracy", "target": 0.9}])
@@ -177,7 +226,7 @@ def test_threshold_alerts_page_only_for_blindness_and_lost_state_by_default(exam
     assert {a for a, s in severities.items() if s == "page"} == {
         CHECK["kafka_disconnected"].alert, CHECK["no_events"].alert,
         CHECK["checkpoint_failing"].alert}
-    assert len(severities) == 11
+    assert len(severities) == 12
 
 
 def test_disabled_checks_and_no_objectives_generate_nothing_and_say_so(example_data):

@@ -280,12 +280,17 @@ def test_version_changes_are_annotations_with_their_labels(example: Dashboards) 
 
 def test_burn_rate_panels_draw_the_page_thresholds_of_the_workbook(example: Dashboards) -> None:
     burn = [p for p in _panels(example["visionmon-oncall"]) if p["title"].startswith("Burn")]
-    assert len(burn) == 4  # one per objective in examples/visionmon.yaml
+    assert len(burn) == 6  # one per objective in examples/visionmon.yaml
     for p in burn:
         steps = [s["value"] for s in p["fieldConfig"]["defaults"]["thresholds"]["steps"]]
         assert steps == [None, 6.0, 14.4]
         assert p["fieldConfig"]["defaults"]["custom"]["thresholdsStyle"]["mode"] == "dashed"
-        assert [t["legendFormat"] for t in p["targets"]] == ["5m", "30m", "1h", "6h"]
+        # a class objective draws one line per class and window
+        assert [t["legendFormat"].removeprefix("{{class}} ") for t in p["targets"]] == [
+            "5m", "30m", "1h", "6h"]
+    per_class = [p for p in burn if "class_recall" in p["description"]]
+    assert per_class and all(t["legendFormat"].startswith("{{class}} ")
+                             for t in per_class[0]["targets"])
 
 
 def test_configured_burn_tiers_replace_the_workbook_windows_and_factors() -> None:
@@ -297,7 +302,8 @@ def test_configured_burn_tiers_replace_the_workbook_windows_and_factors() -> Non
     oncall = dashboards_of(_config(slos=slos))["visionmon-oncall"]
     burn = [p for p in _panels(oncall) if p["title"].startswith("Burn")]
     for p in burn:
-        assert [t["legendFormat"] for t in p["targets"]] == ["10m", "2h"]
+        assert [t["legendFormat"].removeprefix("{{class}} ") for t in p["targets"]] == [
+            "10m", "2h"]
         steps = p["fieldConfig"]["defaults"]["thresholds"]["steps"]
         assert [(s["value"], s["color"]) for s in steps] == [(None, "green"), (10.0, "red")]
 
