@@ -9,7 +9,8 @@ test case proving it (`alerts.threshold_cases`). The config model of each check
 and severity, since the config owns its own schema and defaults.
 
 Adding a check: its config class and field in `monitor/slo_spec.py`, its rule builder,
-its test-case builder and one row here. Rules and test cases follow the rows' order.
+its test-case builder and one row here (and a builder of the recordings its rule reads,
+if any). Rules and test cases follow the rows' order.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from alerts import names
 from alerts import threshold_cases as case
 from alerts import thresholds as rule
 from alerts.model import AlertSpec, Check
-from alerts.rules import AlertingRule, RuleGroup
+from alerts.rules import AlertingRule, RecordingRule, Rule, RuleGroup
 from alerts.threshold_cases import ThresholdCase
 from monitor.config import ConfigError, VisionmonConfig
 from monitor.durations import parse_duration
@@ -72,6 +73,7 @@ class Context:
 
 Resolve = Callable[[Any, Context], Settings]
 RuleBuilder = Callable[[AlertSpec, Check], AlertingRule]
+RecordBuilder = Callable[[AlertSpec, Check], tuple[RecordingRule, ...]]
 CaseBuilder = Callable[[AlertingRule, Check, int], ThresholdCase]
 
 
@@ -87,6 +89,7 @@ class CheckDefinition:
     settings: Resolve
     rule: RuleBuilder
     case: CaseBuilder
+    records: RecordBuilder = lambda spec, c: ()
 
     def defaults(self) -> CheckConfig:
         """The check's config with nothing set: its default window, `for` and severity."""
@@ -146,7 +149,8 @@ def _high_risk_settings(c: Any, ctx: Context) -> Settings:
 CHECKS: tuple[CheckDefinition, ...] = (
     CheckDefinition(
         "drift", "VisionmonDriftDetected", "drift_psi", ">",
-        _windowed("drift", lambda c, ctx: None), rule.drift_rule, case.drift_case),
+        _windowed("drift", lambda c, ctx: None), rule.drift_rule, case.drift_case,
+        rule.drift_records),
     CheckDefinition(
         "ece", "VisionmonCalibrationErrorHigh", "calibration_ece", ">",
         _windowed("ece", lambda c, ctx: c.max if c.max is not None
@@ -209,7 +213,11 @@ def threshold_rules(spec: AlertSpec) -> tuple[AlertingRule, ...]:
 
 
 def threshold_group(spec: AlertSpec) -> RuleGroup:
-    return RuleGroup(names.THRESHOLD_GROUP, threshold_rules(spec))
+    """Every enabled check's recordings, each set just before the alert that reads it."""
+    rules: list[Rule] = []
+    for c, alert in zip(spec.thresholds.enabled(), threshold_rules(spec), strict=True):
+        rules += [*CHECK[c.key].records(spec, c), alert]
+    return RuleGroup(names.THRESHOLD_GROUP, tuple(rules))
 
 
 def threshold_cases(spec: AlertSpec, step_s: int) -> list[ThresholdCase]:

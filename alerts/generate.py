@@ -8,6 +8,7 @@ generators (`rules`; the checks table `checks` with `thresholds` and `threshold_
     visionmon-slo-<model>-<slo>.test.yaml   its promtool unit tests
     visionmon-thresholds.yml                the threshold alerts
     visionmon-thresholds.test.yaml          their promtool unit tests
+    visionmon-rollouts.yml                  declared rollouts, when slos.rollouts has any
     alertmanager.yaml                       example routing (page / ticket)
 
 Rule files alone end in `.yml`, so `promtool check rules DIR/*.yml` checks exactly the
@@ -24,7 +25,7 @@ from alerts import alertmanager, names
 from alerts.checks import threshold_group
 from alerts.model import AlertSpec
 from alerts.promtool_tests import slo_test_document, threshold_test_document
-from alerts.rules import rule_file, slo_group
+from alerts.rules import rollout_group, rule_file, slo_group
 from alerts.scenario import ScenarioError
 from alerts.spec import build_spec
 from alerts.writer import write_yaml
@@ -60,6 +61,9 @@ def outputs(spec: AlertSpec) -> tuple[Output, ...]:
         out.append(Output(names.THRESHOLD_GROUP + names.TESTS_SUFFIX,
                           threshold_test_document(spec, [threshold_file]),
                           f"promtool unit tests of {threshold_file}."))
+    rollout_file = names.ROLLOUT_GROUP + names.RULES_SUFFIX
+    if rollout_file in rules:
+        out.append(rules[rollout_file])
     out.append(Output(names.ALERTMANAGER_FILE, alertmanager.config(),
                       "Example Alertmanager routing for the generated alerts."))
     return tuple(out)
@@ -85,6 +89,10 @@ def rule_outputs(spec: AlertSpec) -> tuple[Output, ...]:
     if group.rules:
         outs.append(Output(group.name + names.RULES_SUFFIX, rule_file([group]),
                            "Threshold alerts (not SLOs)."))
+    if spec.rollouts:
+        outs.append(Output(names.ROLLOUT_GROUP + names.RULES_SUFFIX,
+                           rule_file([rollout_group(spec.rollouts)]),
+                           "Declared rollouts (slos.rollouts): 1 while each lasts."))
     return tuple(outs)
 
 

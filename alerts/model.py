@@ -42,6 +42,8 @@ class Slo:
     min_volume: int | None = None
     quality_objective: str | None = None
     classes: tuple[str, ...] = ()
+    rollout_tier: Tier | None = None
+    split_versions: bool = False
 
     @property
     def target(self) -> float:
@@ -57,9 +59,11 @@ class Slo:
 
     @property
     def group_by(self) -> tuple[str, ...]:
-        """Labels the SLI keeps: per model, or per model and version; and per class for a
-        class kind (each class is its own objective)."""
-        by = ("model",) if self.version is None else ("model", "version")
+        """Labels the SLI keeps: per model, or per model and version (with a version, or
+        `split_versions` for the rollout tier); and per class for a class kind (each class
+        is its own objective)."""
+        per_version = self.version is not None or self.split_versions
+        by = ("model", "version") if per_version else ("model",)
         return (*by, "class") if self.classes else by
 
     @property
@@ -129,6 +133,16 @@ class Thresholds:
 
 
 @dataclass(frozen=True, slots=True)
+class RolloutWindow:
+    """A declared rollout of one model version, from `start_s` to `end_s` (Unix seconds)."""
+
+    model: str
+    version: str
+    start_s: int
+    end_s: int
+
+
+@dataclass(frozen=True, slots=True)
 class AlertSpec:
     """Everything the rule, test and Alertmanager generators need."""
 
@@ -138,3 +152,4 @@ class AlertSpec:
     thresholds: Thresholds
     runbook_url: str
     dashboard_url: str
+    rollouts: tuple[RolloutWindow, ...] = ()

@@ -16,12 +16,13 @@ Metric names come from `monitor.catalog.metric()`, so a typo fails at build time
 from __future__ import annotations
 
 import string
+import textwrap
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from alerts import names
-from alerts.model import Slo
+from alerts.model import RolloutWindow, Slo
 from alerts.templates import Label, Part, Query, Template, Text, Value, to_go
 from alerts.windows import Tier
 from monitor.catalog import metric
@@ -282,11 +283,85 @@ def burn_alerts(slo: Slo, runbook_url: str, dashboard_url: str) -> tuple[Alertin
         for tier in slo.tiers)
 
 
+def _above(ratio: str, threshold: str) -> str:
+    """`(\n<a multi-line ratio>) > threshold`."""
+    return f"(\n{textwrap.indent(ratio, '  ')}) > {threshold}\n"
+
+
+def rollout_alert_expr(slo: Slo) -> str:
+    """The rollout tier: per version, both windows above the tier's threshold (and the
+    minimum volume), while the version's declared rollout lasts."""
+    tier = slo.rollout_tier
+    assert tier is not None
+    per_version = replace(slo, split_versions=True)
+    on = ", ".join(per_version.group_by)
+    thr = threshold_of(slo, tier)
+    expr = (_above(error_ratio_expr(per_version, tier.long_s), thr) + "and\n"
+            + _above(error_ratio_expr(per_version, tier.short_s), thr))
+    if slo.min_volume is not None:
+        expr += f"and on ({on})\n  {events_expr(per_version, tier.long_s)} >= {slo.min_volume}\n"
+    return expr + f"and on ({on})\n  {names.ROLLOUT_ACTIVE}\n"
+
+
+def rollout_alert_labels(slo: Slo) -> Labels:
+    assert slo.rollout_tier is not None
+    return (*burn_alert_labels(slo, slo.rollout_tier), ("tier", names.ROLLOUT_TIER_LABEL))
+
+
+def rollout_alert_annotations(slo: Slo, runbook_url: str, dashboard_url: str
+                              ) -> tuple[tuple[str, Template], ...]:
+    tier = slo.rollout_tier
+    assert tier is not None
+    events, verb = _BAD_EVENTS[slo.kind]
+    bad = verb.format(objective=slo.quality_objective,
+                      threshold=number(slo.latency_threshold_s or 0))
+    ctx = {"alert": names.SLO_ALERT, "slo": slo.name}
+    return (
+        ("summary", (Text(f"{slo.title} SLO: "), Label("version"),
+                     Text(f" burns its error budget faster than {number(tier.factor)}x during "
+                          f"its rollout ({tier.long} and {tier.short} windows)"))),
+        ("description", (
+            Value("percent"), Text(f" of the {events} of "), Label("version"),
+            Text(f" over the last {tier.long} {bad}. While its declared rollout "
+                 "(slos.rollouts) lasts, this page fires above "
+                 f"{number(tier.factor)}x the {_percent(slo.budget_text)} error budget, so a "
+                 "bad canary is caught within minutes of its rollout."))),
+        ("runbook_url", url_template(runbook_url, ctx, Text(slo.model))),
+        ("dashboard_url", url_template(dashboard_url, ctx, Text(slo.model))),
+    )
+
+
+def rollout_alerts(slo: Slo, runbook_url: str, dashboard_url: str
+                   ) -> tuple[AlertingRule, ...]:
+    """The rollout tier's alert of an availability, latency or accuracy SLO (none else)."""
+    if slo.rollout_tier is None:
+        return ()
+    return (AlertingRule(names.SLO_ALERT, rollout_alert_expr(slo), slo.rollout_tier.for_s,
+                         rollout_alert_labels(slo),
+                         rollout_alert_annotations(slo, runbook_url, dashboard_url)),)
+
+
 def slo_group(slo: Slo, runbook_url: str, dashboard_url: str) -> RuleGroup:
     """All rules of one SLO, in evaluation order."""
     return RuleGroup(names.slo_group_name(slo.model, slo.name),
                      (*sli_recordings(slo), *meta_recordings(slo),
-                      *burn_alerts(slo, runbook_url, dashboard_url)))
+                      *burn_alerts(slo, runbook_url, dashboard_url),
+                      *rollout_alerts(slo, runbook_url, dashboard_url)))
+
+
+def rollout_group(rollouts: Sequence[RolloutWindow]) -> RuleGroup:
+    """`visionmon:rollout_active:bool{model, version}` = 1 from each declared rollout's start
+    to its end (Prometheus' clock), absent otherwise."""
+    return RuleGroup(names.ROLLOUT_GROUP, tuple(
+        RecordingRule(names.ROLLOUT_ACTIVE,
+                      f"vector(1) and on () (vector(time()) >= {r.start_s} < {r.end_s})",
+                      (("model", r.model), ("version", r.version)))
+        for r in rollouts))
+
+
+def unless_rollout() -> str:
+    """What a ticket held back during a declared rollout appends to its expression."""
+    return f"unless on (model, version)\n  {names.ROLLOUT_ACTIVE}\n"
 
 
 def slo_groups(slos: Sequence[Slo], runbook_url: str, dashboard_url: str

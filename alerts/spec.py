@@ -12,7 +12,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from alerts.checks import resolve_checks
-from alerts.model import AlertSpec, Check, Slo, Thresholds
+from alerts.model import AlertSpec, Check, RolloutWindow, Slo, Thresholds
 from alerts.windows import (
     Tier,
     adapt_to_target,
@@ -22,7 +22,7 @@ from alerts.windows import (
 )
 from monitor.config import ConfigError, LoadedConfig, objective_classes
 from monitor.durations import format_duration, parse_duration
-from monitor.slo_spec import LABELED_KINDS, Objective, SloSpec
+from monitor.slo_spec import LABELED_KINDS, ROLLOUT_KINDS, Objective, SloSpec
 
 __all__ = ["AlertSpec", "Check", "Slo", "Thresholds", "build_slo", "build_spec"]
 
@@ -54,13 +54,20 @@ def build_slo(index: int, obj: Objective, spec: SloSpec, eval_slice_s: int,
             raise ConfigError(f"slos.objectives.{index}: every burn tier's short window holds "
                               f"fewer than two evaluation slices of {format_duration(eval_slice_s)}"
                               " (quality.eval_slice); lengthen the short windows")
+    rollout = None
+    if obj.kind in ROLLOUT_KINDS:
+        r = spec.rollout_tier
+        (rollout,) = adapt_to_target(
+            (Tier(severity=r.severity, long_s=parse_duration(r.long),
+                  short_s=parse_duration(r.short), factor=r.factor,
+                  for_s=parse_duration(r.for_)),), float(_text(budget)), what + " rollout tier")
     return Slo(
         name=obj.name, model=obj.model, version=obj.version, kind=obj.kind,
         target_text=_text(target), budget_text=_text(budget), period_s=period_s, tiers=tiers,
         windows_s=recording_windows(configured, period_s),
         latency_threshold_s=obj.latency_threshold_seconds,
         min_volume=obj.min_labeled_events if obj.kind in LABELED_KINDS else None,
-        quality_objective=obj.quality_objective, classes=classes,
+        quality_objective=obj.quality_objective, classes=classes, rollout_tier=rollout,
     )
 
 
@@ -82,4 +89,6 @@ def build_spec(loaded: LoadedConfig) -> AlertSpec:
         source=source, period_s=parse_duration(spec.period), slos=tuple(slos),
         thresholds=Thresholds(resolve_checks(cfg, spec.thresholds, source)),
         runbook_url=spec.runbook_template(), dashboard_url=spec.dashboard_url,
+        rollouts=tuple(RolloutWindow(r.model, r.version, int(r.start.timestamp()),
+                                     int(r.end.timestamp())) for r in spec.rollouts),
     )

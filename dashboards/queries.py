@@ -34,7 +34,10 @@ from monitor.config import ConfigError
 from monitor.slo_spec import Objective
 
 #: Prometheus's own series of pending and firing alerts (not a visionmon metric).
-ALERTS = 'ALERTS{alertstate="firing"}'
+#: Every alert visionmon's generator writes is named `Visionmon...` (a test holds it to that).
+ALERT_NAME_PREFIX = "Visionmon"
+#: visionmon's firing alerts, not the other teams' alerts the same Prometheus evaluates.
+ALERTS = f'ALERTS{{alertstate="firing",alertname=~"{ALERT_NAME_PREFIX}.*"}}'
 #: Outcome label values, as the catalog's help texts document them.
 CORRECT, INCORRECT = "correct", "incorrect"
 AGREE = "agree"
@@ -129,13 +132,13 @@ def reference_model_up() -> str:
 
 
 def firing_alerts() -> str:
-    """Alerts currently firing in the Prometheus that evaluates visionmon's rules, by name,
-    severity, model and SLO (labels an alert lacks stay empty)."""
+    """visionmon's alerts currently firing, by name, severity, model and SLO (labels an alert
+    lacks stay empty)."""
     return total(ALERTS, ("alertname", "severity", "model", "slo"))
 
 
 def firing_alert_count() -> str:
-    """Number of firing alerts; 0 rather than no data when nothing fires."""
+    """Number of visionmon's firing alerts; 0 rather than no data when nothing fires."""
     return f"count({ALERTS}) or vector(0)"
 
 
@@ -226,6 +229,42 @@ def embedding_drift_flag() -> str:
     """1 where embedding MMD^2 exceeds its calibrated critical value, else 0."""
     mmd, threshold = windowed_gauge("embedding_mmd"), windowed_gauge("embedding_mmd_threshold")
     return aggregate("max", f"{mmd} > bool {threshold}")
+
+
+def drift_tests_over_by_version() -> str:
+    """Input and prediction features whose PSI is over its critical value, per version (0
+    when none)."""
+    return total(f"{drift('drift_psi')} > bool {drift('drift_threshold')}", ("version",))
+
+
+def embedding_drift_by_version() -> str:
+    """1 where the embedding MMD test is over its critical value, per version, else 0."""
+    mmd, threshold = windowed_gauge("embedding_mmd"), windowed_gauge("embedding_mmd_threshold")
+    return aggregate("max", f"{mmd} > bool {threshold}", ("version",))
+
+
+def _share_by_version(short: str, good: Matcher, *extra: Matcher) -> str:
+    """`good` events of a counter over all of them, per version, over the window (0..1)."""
+    every = (*MODEL_VERSION, *extra)
+    return ratio(total(increase(series(short, *every, good), "$window"), ("version",)),
+                 total(increase(series(short, *every), "$window"), ("version",)))
+
+
+def shadow_agreement_by_version() -> str:
+    """Share of scored images on which production agreed with the reference model, per
+    version over the window (0..1)."""
+    return _share_by_version("shadow_scored_total", eq("outcome", AGREE))
+
+
+def top5_accuracy_by_version(models: Sequence[str]) -> str:
+    """Share of labelled predictions whose label is among the top 5, per version over the
+    window (0..1), for `models` only (top-5 says nothing with 5 classes or fewer)."""
+    which = regex("model", alternation(models))
+    hits = total(increase(series("top5_correct_total", *MODEL_VERSION, which), "$window"),
+                 ("version",))
+    labeled = total(increase(series("labeled_predictions_total", *MODEL_VERSION, which),
+                             "$window"), ("version",))
+    return ratio(hits, labeled)
 
 
 def feature_share_now(feature: str) -> str:

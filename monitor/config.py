@@ -542,6 +542,10 @@ def resolve(config: VisionmonConfig, path: str = "<config>", sha256: str = "") -
                 raise ConfigError(f"{path}: slos.objectives.{j}.model: unknown model "
                                   f"{obj.model!r}; configured models are {sorted(models)}")
             _check_objective_class(path, j, obj, models[obj.model])
+        for j, rollout in enumerate(config.slos.rollouts):
+            if rollout.model not in models:
+                raise ConfigError(f"{path}: slos.rollouts.{j}.model: unknown model "
+                                  f"{rollout.model!r}; configured models are {sorted(models)}")
     ref = config.reference
     if ref is not None and ref.model not in models:
         raise ConfigError(f"{path}: reference.model: unknown model {ref.model!r}; "

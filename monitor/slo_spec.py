@@ -14,7 +14,7 @@ import bisect
 import string
 from typing import Literal
 
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import AwareDatetime, ConfigDict, Field, field_validator, model_validator
 
 from monitor.catalog import LATENCY_BUCKETS
 from monitor.durations import Duration, parse_duration
@@ -140,6 +140,36 @@ class Objective(_Frozen):
                              f"{', '.join(LABELED_KINDS)}")
         if self.kind not in CLASS_KINDS and self.class_ is not None:
             raise ValueError(f"class is only valid for kinds {', '.join(CLASS_KINDS)}")
+        return self
+
+
+#: The guide's rollout tier: while a version's declared rollout lasts, its availability,
+#: latency and accuracy objectives page above 4x over 15 minutes, confirmed over 5.
+ROLLOUT_TIER = BurnTier(severity="page", long="15m", short="5m", factor=4)
+#: Kinds that get the rollout tier during a declared rollout of their version.
+ROLLOUT_KINDS: tuple[str, ...] = ("availability", "latency", "accuracy")
+
+
+class Rollout(_Frozen):
+    """A declared rollout of one model version, from `start` to `end` (timestamps with a
+    time zone, e.g. 2026-12-07T09:00:00Z): while it lasts, the version's drift and agreement
+    tickets are held back and its availability, latency and accuracy objectives also page
+    through `rollout_tier`."""
+
+    model: str
+    """Model of the version rolled out (one of `models:`)."""
+    version: str
+    """Version rolled out (the canary)."""
+    start: AwareDatetime
+    """When the rollout starts (ISO 8601 with a time zone)."""
+    end: AwareDatetime
+    """When it ends, at the latest; after it the version is alerted on like any other."""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Rollout:
+        if self.end <= self.start:
+            raise ValueError(f"end {self.end.isoformat()} must be after start "
+                             f"{self.start.isoformat()}")
         return self
 
 
@@ -327,6 +357,12 @@ class SloSpec(_Frozen):
     """The SLOs, each for one model (and optionally one version)."""
     thresholds: ThresholdChecks = ThresholdChecks()
     """Plain threshold alerts (not SLOs)."""
+    rollouts: list[Rollout] = Field(default_factory=list)
+    """Declared rollouts of canary versions (see docs/alerts.md#rollouts): regenerate the rules
+    and reload Prometheus when one is added."""
+    rollout_tier: BurnTier = ROLLOUT_TIER
+    """Burn-rate tier of a version's availability, latency and accuracy objectives while its
+    declared rollout lasts (default: page above 4x over 15m, confirmed over 5m)."""
 
     @field_validator("runbook_url", "dashboard_url")
     @classmethod

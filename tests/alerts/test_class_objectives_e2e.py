@@ -23,10 +23,8 @@ from kafka import KafkaProducer
 
 from alerts import names
 from alerts.checks import CHECK
-from alerts.generate import write_rules
-from monitor.config import load_config
-from tests.alerts.test_prometheus_e2e import COMPRESSED_TIERS
-from tests.conftest import base_config, wait_for, write_config
+from tests.alerts.test_prometheus_e2e import COMPRESSED_TIERS, rules_in_prometheus
+from tests.conftest import base_config, wait_for
 from tests.prom_server import PrometheusServer, skip_without_prometheus
 
 pytestmark = [skip_without_prometheus, pytest.mark.slow]
@@ -105,13 +103,8 @@ def monitored(broker, topics, start_daemon, tmp_path: Path
               ) -> Iterator[PrometheusServer]:
     names_ = topics(partitions=1)
     cfg = _config(broker.bootstrap, names_)
-    rule_files = write_rules(load_config(write_config(tmp_path, cfg)), tmp_path / "rules")
-    daemon = start_daemon(cfg)
-    with LabelledTraffic(broker.bootstrap, names_), \
-            PrometheusServer(tmp_path / "prometheus", [daemon.url.removeprefix("http://")],
-                             rule_files) as prom:
-        prom.wait_for_targets_up()
-        assert all(r["health"] == "ok" for g in prom.rules() for r in g["rules"]), prom.rules()
+    with rules_in_prometheus(cfg, start_daemon, tmp_path) as (_, prom, _files), \
+            LabelledTraffic(broker.bootstrap, names_):
         yield prom
 
 

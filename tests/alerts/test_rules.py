@@ -19,6 +19,8 @@ from alerts.rules import (
     burn_alert_annotations,
     error_ratio_expr,
     le_label,
+    rollout_alerts,
+    rollout_group,
     slo_group,
 )
 from alerts.spec import build_spec
@@ -117,10 +119,53 @@ def test_the_example_produces_a_group_per_slo_with_every_window_and_meta_recordi
                            names.CURRENT_BURN_RATE, names.PERIOD_BURN_RATE,
                            names.PERIOD_BUDGET_REMAINING]
     alerts = [r for r in group.rules if isinstance(r, AlertingRule)]
-    assert [dict(a.labels)["burn_rate"] for a in alerts] == ["14.4", "6", "3", "1"]
-    assert [dict(a.labels)["severity"] for a in alerts] == ["page", "page", "ticket", "ticket"]
+    # the workbook's four tiers, then the rollout tier
+    assert [dict(a.labels)["burn_rate"] for a in alerts] == ["14.4", "6", "3", "1", "4"]
+    assert [dict(a.labels)["severity"] for a in alerts] == ["page", "page", "ticket", "ticket",
+                                                            "page"]
     assert all(a.for_s == 0 for a in alerts)
     assert "(14.4 * 0.001)" in alerts[0].expr
+    assert dict(alerts[4].labels)["tier"] == names.ROLLOUT_TIER_LABEL
+
+
+def test_the_rollout_tier_pages_per_version_only_while_a_declared_rollout_lasts(example):
+    spec = build_spec(example)
+    kinds = {s.kind: s for s in spec.slos}
+    assert all(kinds[k].rollout_tier is not None for k in ("availability", "latency", "accuracy"))
+    assert all(kinds[k].rollout_tier is None
+               for k in ("quality_windows", "class_recall", "class_precision"))
+    alert = rollout_alerts(kinds["availability"], "", "")[0]
+    assert 'sum by (model, version) (rate(visionmon_requests_total{model="digits"}[15m]))' \
+        in alert.expr
+    assert "> (4 * 0.001)" in alert.expr
+    assert alert.expr.rstrip().endswith(f"and on (model, version)\n  {names.ROLLOUT_ACTIVE}")
+    (record,) = rollout_group(spec.rollouts).rules
+    assert isinstance(record, RecordingRule) and record.record == names.ROLLOUT_ACTIVE
+    # 2026-12-07T09:00:00Z to 13:00:00Z, as in examples/visionmon.yaml
+    assert record.expr == ("vector(1) and on () (vector(time()) >= 1796634000 "
+                           "< 1796648400)")
+    assert dict(record.labels) == {"model": "digits", "version": "v2"}
+
+
+def test_drift_and_agreement_tickets_are_held_back_during_a_rollout_and_pages_never(example):
+    rules = {r.alert: r for r in threshold_rules(build_spec(example))}
+    held = {a for a, r in rules.items() if names.ROLLOUT_ACTIVE in r.expr}
+    assert held == {CHECK[k].alert for k in ("drift", "shadow_agreement",
+                                             "shadow_agreement_drop")}
+    assert all(dict(rules[a].labels)["severity"] == "ticket" for a in held)
+
+
+def test_a_rollout_of_an_unknown_model_or_ending_before_it_starts_is_refused(example_data):
+    rollout = {"model": "cats", "version": "v2", "start": "2026-12-07T09:00:00Z",
+               "end": "2026-12-07T13:00:00Z"}
+    with pytest.raises(ConfigError, match=r"slos.rollouts.0.model: unknown model 'cats'"):
+        with_slos(example_data, rollouts=[rollout])
+    with pytest.raises(ConfigError, match=r"slos.rollouts.0.*must be after start"):
+        with_slos(example_data, rollouts=[{**rollout, "model": "digits",
+                                          "end": "2026-12-07T08:00:00Z"}])
+    with pytest.raises(ConfigError, match=r"slos.rollouts.0.start"):
+        with_slos(example_data, rollouts=[{**rollout, "model": "digits",
+                                          "start": "2026-12-07T09:00:00"}])
 
 
 SLI_SHAPES = [
@@ -155,7 +200,8 @@ def test_a_per_version_slo_filters_and_groups_by_version(example_data):
 def test_the_accuracy_alerts_carry_the_minimum_volume_guard(example):
     slo = build_spec(example).slos[2]
     group = slo_group(slo, "", "")
-    for alert in (r for r in group.rules if isinstance(r, AlertingRule)):
+    for alert in (r for r in group.rules if isinstance(r, AlertingRule)
+                  and dict(r.labels).get("tier") != names.ROLLOUT_TIER_LABEL):
         assert "and on (model)" in alert.expr
         assert "increase(visionmon_labeled_predictions_total" in alert.expr
         assert alert.expr.rstrip().endswith(">= 100")

@@ -356,3 +356,29 @@ def test_dashboard_json_is_plain_importable_json(example: Dashboards) -> None:
         assert "kind" not in d and "apiVersion" not in d  # no app-platform manifest wrapper
         json.dumps(d)
         assert all(p["gridPos"]["w"] > 0 and p["gridPos"]["h"] > 0 for p in d["panels"])
+
+
+def test_top5_accuracy_is_drawn_only_for_models_with_more_than_five_classes() -> None:
+    slos = {**yaml.safe_load(EXAMPLE_CONFIG.read_text())["slos"], "objectives": [],
+            "rollouts": []}
+
+    def summary(models: list[dict[str, object]]) -> str:
+        oncall = dashboards_of(_config(models=models, slos=slos))["visionmon-oncall"]
+        panel = next(p for p in _panels(oncall) if p["title"] == "Accuracy: realized and "
+                     "estimated")
+        return json.dumps(panel["targets"])
+
+    small = {"name": "defects", "classes": ["ok", "scratch", "dent"]}
+    digits = {"name": "digits", "classes": [str(i) for i in range(10)]}
+    assert "top5_correct_total" not in summary([small])
+    both = summary([small, digits])
+    assert 'visionmon_top5_correct_total{model=~\\"$model\\",version=~\\"$version\\",' \
+           'model=~\\"digits\\"}' in both
+
+
+def test_every_alert_the_generator_writes_is_named_for_the_firing_alerts_panels() -> None:
+    from alerts.checks import CHECKS
+    from alerts.names import SLO_ALERT
+    from dashboards.queries import ALERT_NAME_PREFIX
+
+    assert all(n.startswith(ALERT_NAME_PREFIX) for n in [SLO_ALERT, *(d.alert for d in CHECKS)])
