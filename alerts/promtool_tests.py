@@ -65,7 +65,8 @@ def step_seconds(spec: AlertSpec) -> int:
     """Evaluation step of the tests: 1 minute, or less if a duration needs it."""
     durations = [60, spec.period_s]
     for slo in spec.slos:
-        durations += [d for t in slo.tiers for d in (t.long_s, t.short_s, t.for_s)]
+        tiers = (*slo.tiers, *([slo.rollout_tier] if slo.rollout_tier is not None else []))
+        durations += [d for t in tiers for d in (t.long_s, t.short_s, t.for_s)]
         durations += list(slo.windows_s)
     for c in spec.thresholds.enabled():
         durations += [c.for_s] + ([c.range_s] if c.range_s else [])
