@@ -149,6 +149,11 @@ def _gauge_case(rule: AlertingRule, c: Check, step_s: int, name: str,
 _MV = {"model": "digits", "version": "v1"}
 
 
+#: The daemon's input features of a sampled image (with a reference model), which a camera
+#: change moves together.
+CAMERA_FEATURES = ("brightness", "contrast", "saturation", "red_mean", "green_mean",
+                   "blue_mean", "width", "height", "bytes",
+                   *(f"embedding_pc{i}" for i in range(1, 9)))
 #: A version whose declared rollout lasts through a case: its tickets are held back.
 ROLLOUT_VERSION = "v-canary"
 
@@ -167,8 +172,10 @@ def drift_case(rule: AlertingRule, c: Check, step_s: int) -> ThresholdCase:
     lead, bad_len, tail = 5, f + 5, 5
     total = lead + bad_len + tail
     threshold, mmd_critical = 0.05, 2.7
-    # a camera change: three features and the embeddings move; margin stays just under
-    moved = {"brightness": 0.10, "blue_mean": 0.16, "confidence": 0.08, "margin": 0.049}
+    # a camera change: the 17 input features and the embeddings move, each by a different
+    # amount; the prediction feature margin stays just under its critical value
+    moved = {f: round(0.06 + 0.005 * i, 4) for i, f in enumerate(CAMERA_FEATURES)}
+    moved["margin"] = 0.049
     mmd_moved = 4.5
 
     def spell(length: int, bad: float, good: float) -> list[float]:
@@ -205,8 +212,9 @@ def drift_case(rule: AlertingRule, c: Check, step_s: int) -> ThresholdCase:
             [{"drifted": o, "worst": (max(step, key=lambda p: p[1]),)}
              for o, step in zip(over, ratios, strict=True)],
             fires=fires))
-    name = (f"drift: three features and the embeddings over their critical values are one "
-            f"alert for the model and version, listing them furthest first, after "
+    name = (f"drift: a camera change moving the {len(CAMERA_FEATURES)} input features and the "
+            "embeddings over their critical values is one alert for the model and version, "
+            "listing them furthest first, after "
             f"{steps_text(f, step_s)}, not {steps_text(1, step_s)} earlier; a feature just "
             "under its critical value is not listed; the same drift of a version during its "
             "declared rollout"

@@ -24,7 +24,17 @@ from alerts.rules import (
     slo_group,
 )
 from alerts.spec import build_spec
-from alerts.templates import Label, Query, Text, Value, go_format, humanize_duration, render, to_go
+from alerts.templates import (
+    Label,
+    Query,
+    QueryList,
+    Text,
+    Value,
+    go_format,
+    humanize_duration,
+    render,
+    to_go,
+)
 from alerts.writer import EmptyOutputError, write_yaml
 from collectors.exporter import bucket_label
 from monitor.catalog import CATALOG, LATENCY_BUCKETS
@@ -352,3 +362,14 @@ def test_a_burn_rate_description_says_how_many_events_its_long_window_holds(exam
                                           "budget_left": 0.99})
     assert text.startswith("2% of the 120 requests visionmon counted over the last 3d failed")
     assert "increase(visionmon_requests_total{model='digits'}[3d])" in to_go(description)
+
+
+def test_a_query_list_renders_every_sample_in_order_like_its_go_template():
+    part = QueryList("over", "sort_desc(x{model=%q} > 1)", "feature", "fixed2", ("model",), "x")
+    go = to_go((part,))
+    assert go == ('{{ range $i, $s := printf "sort_desc(x{model=%q} > 1)" $labels.model | query '
+                  '}}{{ if $i }}, {{ end }}{{ $s.Labels.feature }} ({{ $s.Value | printf "%.2f" '
+                  '}}x){{ else }}none{{ end }}')
+    samples = (("blue_mean", 3.2), ("brightness", 2.0))
+    assert render((part,), {}, 0.0, {"over": samples}) == "blue_mean (3.20x), brightness (2.00x)"
+    assert render((part,), {}, 0.0, {"over": ()}) == "none"
