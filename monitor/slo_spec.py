@@ -407,6 +407,13 @@ class SloSpec(_Frozen):
                                  f"{obj.model!r} is already defined at objectives.{seen[key]}; "
                                  "names must be unique per model (the `slo` label)")
             seen[key] = j
+        for j, r in enumerate(self.rollouts):
+            for i, earlier in enumerate(self.rollouts[:j]):
+                same = (earlier.model, earlier.version) == (r.model, r.version)
+                if same and r.start < earlier.end and earlier.start < r.end:
+                    raise ValueError(f"rollouts.{j}: overlaps rollouts.{i} of {r.model} "
+                                     f"{r.version}; merge them into one (one series per "
+                                     "version while a rollout lasts)")
         return self
 
     def runbook_template(self) -> str:

@@ -173,6 +173,10 @@ def test_a_rollout_of_an_unknown_model_or_ending_before_it_starts_is_refused(exa
     with pytest.raises(ConfigError, match=r"slos.rollouts.0.*must be after start"):
         with_slos(example_data, rollouts=[{**rollout, "model": "digits",
                                           "end": "2026-12-07T08:00:00Z"}])
+    with pytest.raises(ConfigError, match=r"rollouts.1: overlaps rollouts.0 of digits v2"):
+        later = {**rollout, "model": "digits", "start": "2026-12-07T12:00:00Z",
+                 "end": "2026-12-07T14:00:00Z"}
+        with_slos(example_data, rollouts=[{**rollout, "model": "digits"}, later])
     with pytest.raises(ConfigError, match=r"slos.rollouts.0.start"):
         with_slos(example_data, rollouts=[{**rollout, "model": "digits",
                                           "start": "2026-12-07T09:00:00"}])
