@@ -1,9 +1,12 @@
 """An example Alertmanager configuration matching the generated alerts' labels.
 
 `severity="page"` goes to a pager receiver, `severity="ticket"` to a ticket queue, and a
-ticket is inhibited while a page for the same SLO and model fires (only SLO alerts carry
-`slo`, so a threshold page never silences an unrelated ticket). Receivers are webhooks
-on localhost: swap in `pagerduty_configs`, `opsgenie_configs`, `jira_configs`, ...
+ticket is inhibited while a page for the same SLO, model and class fires (only SLO alerts
+carry `slo`, so a threshold page never silences an unrelated ticket; a class objective's
+page never silences another class's ticket). Notifications are grouped by model and
+version (`GROUP_BY`): whatever fires for one model version, one notification per receiver.
+Receivers are webhooks on localhost: swap in `pagerduty_configs`, `opsgenie_configs`,
+`jira_configs`, ...
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from typing import Any
 from alerts import names
 from alerts.checks import CHECK
 
+#: Labels one notification is grouped by: one cause (a model version) is one notification.
+GROUP_BY: tuple[str, ...] = ("model", "version")
 PAGER = "oncall-pager"
 TICKETS = "ticket-queue"
 
@@ -34,7 +39,7 @@ def config() -> dict[str, Any]:
         "global": {"resolve_timeout": "5m"},
         "route": {
             "receiver": TICKETS,
-            "group_by": ["alertname", names.SLO_LABEL, "model"],
+            "group_by": list(GROUP_BY),
             "group_wait": "30s",
             "group_interval": "5m",
             "repeat_interval": "4h",
@@ -48,7 +53,7 @@ def config() -> dict[str, Any]:
         "inhibit_rules": [{
             "source_matchers": [slo_alert, 'severity="page"'],
             "target_matchers": [slo_alert, 'severity="ticket"'],
-            "equal": [names.SLO_LABEL, "model"],
+            "equal": [names.SLO_LABEL, "model", "class"],
         }],
         "receivers": [
             {"name": PAGER, "webhook_configs": [
@@ -67,6 +72,9 @@ def route_cases() -> tuple[RouteCase, ...]:
         RouteCase("an SLO page reaches the pager", (*slo, ("severity", "page")), PAGER),
         RouteCase("an SLO ticket reaches the ticket queue", (*slo, ("severity", "ticket")),
                   TICKETS),
+        RouteCase("a canary's rollout-tier page reaches the pager",
+                  (*slo, ("version", "v2"), ("tier", names.ROLLOUT_TIER_LABEL),
+                   ("severity", "page")), PAGER),
         RouteCase("a drift ticket reaches the ticket queue",
                   (("alertname", CHECK["drift"].alert), ("model", "digits"),
                    ("severity", "ticket")), TICKETS),

@@ -9,7 +9,8 @@ test case proving it (`alerts.threshold_cases`). The config model of each check
 and severity, since the config owns its own schema and defaults.
 
 Adding a check: its config class and field in `monitor/slo_spec.py`, its rule builder,
-its test-case builder and one row here. Rules and test cases follow the rows' order.
+its test-case builder and one row here (and a builder of the recordings its rule reads,
+if any). Rules and test cases follow the rows' order.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from alerts import names
 from alerts import threshold_cases as case
 from alerts import thresholds as rule
 from alerts.model import AlertSpec, Check
-from alerts.rules import AlertingRule, RuleGroup
+from alerts.rules import AlertingRule, RecordingRule, Rule, RuleGroup
 from alerts.threshold_cases import ThresholdCase
 from monitor.config import ConfigError, VisionmonConfig
 from monitor.durations import parse_duration
@@ -42,6 +43,7 @@ class Settings:
     min_records: int | None = None
     stale_s: float | None = None
     for_s: int | None = None
+    classes: tuple[tuple[str, tuple[str, ...]], ...] = ()
     applies: bool = True
 
 
@@ -71,6 +73,7 @@ class Context:
 
 Resolve = Callable[[Any, Context], Settings]
 RuleBuilder = Callable[[AlertSpec, Check], AlertingRule]
+RecordBuilder = Callable[[AlertSpec, Check], tuple[RecordingRule, ...]]
 CaseBuilder = Callable[[AlertingRule, Check, int], ThresholdCase]
 
 
@@ -86,6 +89,7 @@ class CheckDefinition:
     settings: Resolve
     rule: RuleBuilder
     case: CaseBuilder
+    records: RecordBuilder = lambda spec, c: ()
 
     def defaults(self) -> CheckConfig:
         """The check's config with nothing set: its default window, `for` and severity."""
@@ -102,7 +106,7 @@ class CheckDefinition:
                      severity=c.severity,
                      for_s=parse_duration(c.for_) if s.for_s is None else s.for_s,
                      window=s.window, bound=s.bound, range_s=s.range_s,
-                     min_records=s.min_records, stale_s=s.stale_s)
+                     min_records=s.min_records, stale_s=s.stale_s, classes=s.classes)
 
 
 def _windowed(key: str, bound: Callable[[Any, Context], float | None]) -> Resolve:
@@ -140,10 +144,20 @@ def _mismatch_settings(c: Any, ctx: Context) -> Settings:
                     applies=ctx.config.kafka.topics.lifecycle is not None)
 
 
+def _high_risk_settings(c: Any, ctx: Context) -> Settings:
+    """Each model's high_risk_classes; the check is off when no model declares any."""
+    classes = tuple((m.name, tuple(m.high_risk_classes)) for m in ctx.config.models
+                    if m.high_risk_classes)
+    window = c.window or ctx.checks.ece.window
+    return Settings(window=ctx.window("high_risk_recall", c, window), bound=c.min,
+                    min_records=c.min_labels, classes=classes, applies=bool(classes))
+
+
 CHECKS: tuple[CheckDefinition, ...] = (
     CheckDefinition(
         "drift", "VisionmonDriftDetected", "drift_psi", ">",
-        _windowed("drift", lambda c, ctx: None), rule.drift_rule, case.drift_case),
+        _windowed("drift", lambda c, ctx: None), rule.drift_rule, case.drift_case,
+        rule.drift_records),
     CheckDefinition(
         "ece", "VisionmonCalibrationErrorHigh", "calibration_ece", ">",
         _windowed("ece", lambda c, ctx: c.max if c.max is not None
@@ -161,6 +175,9 @@ CHECKS: tuple[CheckDefinition, ...] = (
         "label_coverage", "VisionmonLabelCoverageCollapsed", "label_coverage_ratio", "<",
         _windowed("label_coverage", lambda c, ctx: c.min),
         rule.label_coverage_rule, case.coverage_case),
+    CheckDefinition(
+        "high_risk_recall", "VisionmonHighRiskRecallLow", "class_recall_ratio", "<",
+        _high_risk_settings, rule.high_risk_recall_rule, case.high_risk_recall_case),
     CheckDefinition(
         "consumer_lag", "VisionmonConsumerLagGrowing", "consumer_lag_records", ">",
         lambda c, ctx: Settings(range_s=parse_duration(c.growth_window),
@@ -206,7 +223,11 @@ def threshold_rules(spec: AlertSpec) -> tuple[AlertingRule, ...]:
 
 
 def threshold_group(spec: AlertSpec) -> RuleGroup:
-    return RuleGroup(names.THRESHOLD_GROUP, threshold_rules(spec))
+    """Every enabled check's recordings, each set just before the alert that reads it."""
+    rules: list[Rule] = []
+    for c, alert in zip(spec.thresholds.enabled(), threshold_rules(spec), strict=True):
+        rules += [*CHECK[c.key].records(spec, c), alert]
+    return RuleGroup(names.THRESHOLD_GROUP, tuple(rules))
 
 
 def threshold_cases(spec: AlertSpec, step_s: int) -> list[ThresholdCase]:

@@ -10,6 +10,7 @@ generators (`rules`; the checks table `checks` with `thresholds` and `threshold_
     visionmon-thresholds.test.yaml          their promtool unit tests
     visionmon-cost.yml                      cost and GPU recordings (with a `cost:` section)
     visionmon-cost.test.yaml                their promtool unit tests
+    visionmon-rollouts.yml                  declared rollouts, when slos.rollouts has any
     alertmanager.yaml                       example routing (page / ticket)
 
 Rule files alone end in `.yml`, so `promtool check rules DIR/*.yml` checks exactly the
@@ -28,7 +29,7 @@ from alerts.cost_cases import cost_test_document
 from alerts.cost_rules import cost_group
 from alerts.model import AlertSpec
 from alerts.promtool_tests import slo_test_document, threshold_test_document
-from alerts.rules import rule_file, slo_group
+from alerts.rules import rollout_group, rule_file, slo_group
 from alerts.scenario import ScenarioError
 from alerts.spec import build_spec
 from alerts.writer import write_yaml
@@ -74,6 +75,9 @@ def outputs(spec: AlertSpec) -> tuple[Output, ...]:
             raise ConfigError(f"{spec.source}: cost: cannot build promtool tests: {err}") from None
         out.append(Output(COST_GROUP + names.TESTS_SUFFIX, tests,
                           f"promtool unit tests of {cost_file}."))
+    rollout_file = names.ROLLOUT_GROUP + names.RULES_SUFFIX
+    if rollout_file in rules:
+        out.append(rules[rollout_file])
     out.append(Output(names.ALERTMANAGER_FILE, alertmanager.config(),
                       "Example Alertmanager routing for the generated alerts."))
     return tuple(out)
@@ -103,6 +107,10 @@ def rule_outputs(spec: AlertSpec) -> tuple[Output, ...]:
         group = cost_group(spec.costs)
         outs.append(Output(group.name + names.RULES_SUFFIX, rule_file([group]),
                            "Cost and GPU recording rules (the config's `cost:` section)."))
+    if spec.rollouts:
+        outs.append(Output(names.ROLLOUT_GROUP + names.RULES_SUFFIX,
+                           rule_file([rollout_group(spec.rollouts)]),
+                           "Declared rollouts (slos.rollouts): 1 while each lasts."))
     return tuple(outs)
 
 

@@ -13,6 +13,16 @@ from dataclasses import dataclass
 from alerts.windows import Severity, Tier, max_burn_rate
 from monitor.slo_spec import SloKind
 
+#: Characters a regular expression treats specially.
+_REGEX_SPECIAL = frozenset(".+*?()|[]{}^$\\")
+
+
+def alternation(values: tuple[str, ...]) -> str:
+    """`a|b\\.c`: a regex matching exactly these values, written for a PromQL double-quoted
+    string (a special character gets a backslash, itself escaped for the string)."""
+    return "|".join("".join("\\\\" + ch if ch in _REGEX_SPECIAL else ch for ch in v)
+                    for v in values)
+
 
 @dataclass(frozen=True, slots=True)
 class Slo:
@@ -31,6 +41,9 @@ class Slo:
     latency_threshold_s: float | None = None
     min_volume: int | None = None
     quality_objective: str | None = None
+    classes: tuple[str, ...] = ()
+    rollout_tier: Tier | None = None
+    split_versions: bool = False
 
     @property
     def target(self) -> float:
@@ -46,8 +59,19 @@ class Slo:
 
     @property
     def group_by(self) -> tuple[str, ...]:
-        """Labels the SLI keeps: per model, or per model and version."""
-        return ("model",) if self.version is None else ("model", "version")
+        """Labels the SLI keeps: per model, or per model and version (with a version, or
+        `split_versions` for the rollout tier); and per class for a class kind (each class
+        is its own objective)."""
+        per_version = self.version is not None or self.split_versions
+        by = ("model", "version") if per_version else ("model",)
+        return (*by, "class") if self.classes else by
+
+    @property
+    def class_matcher(self) -> tuple[str, ...]:
+        """`class=~"a|b"` selecting a class kind's classes (none for other kinds)."""
+        if not self.classes:
+            return ()
+        return (f'class=~"{alternation(self.classes)}"',)
 
     @property
     def matchers(self) -> dict[str, str]:
@@ -68,7 +92,9 @@ class Check:
     metric, comparison) plus the configured values. `for_s` and `range_s` in seconds;
     `window` is the `window` label value of a windowed gauge; `bound` the value the metric
     is compared with (a ratio, a PSI, a p-value or a count, as the check says); `stale_s`
-    how old the last success may be (seconds) before failures count."""
+    how old the last success may be (seconds) before failures count; `classes` the
+    (model, classes) pairs a per-class check reads; `min_records` the least events (records
+    or labels, as the check says) before the value is judged."""
 
     key: str
     alert: str
@@ -82,6 +108,7 @@ class Check:
     range_s: int | None = None
     min_records: int | None = None
     stale_s: float | None = None
+    classes: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +152,16 @@ class Cost:
 
 
 @dataclass(frozen=True, slots=True)
+class RolloutWindow:
+    """A declared rollout of one model version, from `start_s` to `end_s` (Unix seconds)."""
+
+    model: str
+    version: str
+    start_s: int
+    end_s: int
+
+
+@dataclass(frozen=True, slots=True)
 class AlertSpec:
     """Everything the rule, test and Alertmanager generators need."""
 
@@ -135,3 +172,4 @@ class AlertSpec:
     runbook_url: str
     dashboard_url: str
     costs: tuple[Cost, ...] = ()
+    rollouts: tuple[RolloutWindow, ...] = ()

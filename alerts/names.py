@@ -20,8 +20,18 @@ CURRENT_BURN_RATE = "slo:current_burn_rate:ratio"
 PERIOD_BURN_RATE = "slo:period_burn_rate:ratio"
 PERIOD_BUDGET_REMAINING = "slo:period_error_budget_remaining:ratio"
 
-#: Every recording-rule name prefix this package defines (all start with `slo:`).
-RECORDING_PREFIX = "slo:"
+# --- recording rules of the threshold alerts and rollouts -------------------------------
+#: Each drift test's statistic over its critical value (> 1: drifted), labelled `feature`.
+DRIFT_EXCEEDANCE = "visionmon:drift_exceedance:ratio"
+#: Drift tests over their critical value, per model, version and window.
+DRIFT_FEATURES_OVER = "visionmon:drift_features_over_threshold:count"
+#: The drift test furthest over its critical value, per model, version and window.
+DRIFT_WORST_FEATURE = "visionmon:drift_worst_feature:ratio"
+#: 1 while a declared rollout (`slos.rollouts`) of a model version lasts; absent otherwise.
+ROLLOUT_ACTIVE = "visionmon:rollout_active:bool"
+
+#: Every recording-rule name prefix this package defines (`str.startswith` takes the tuple).
+RECORDING_PREFIX = ("slo:", "visionmon:")
 
 # --- labels ------------------------------------------------------------------------
 SLO_LABEL = "slo"
@@ -34,6 +44,9 @@ EMBEDDING_MMD_FEATURE = "embedding_mmd"
 
 # --- groups and files -----------------------------------------------------------------
 THRESHOLD_GROUP = "visionmon-thresholds"
+ROLLOUT_GROUP = "visionmon-rollouts"
+#: `tier` label of the rollout tier's burn-rate alert.
+ROLLOUT_TIER_LABEL = "rollout"
 #: Rule files end in `.yml`; everything else in `.yaml`, so that
 #: `promtool check rules DIR/*.yml` only sees rule files.
 RULES_SUFFIX = ".yml"

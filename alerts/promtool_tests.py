@@ -26,12 +26,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from alerts import names
 from alerts.checks import threshold_cases
 from alerts.model import AlertSpec, Slo
-from alerts.rules import burn_alert_annotations, burn_alert_labels, le_label, number
+from alerts.rules import (
+    LABELED_COUNTER,
+    burn_alert_annotations,
+    burn_alert_labels,
+    le_label,
+    number,
+    rollout_alert_annotations,
+    rollout_alert_labels,
+)
 from alerts.scenario import ScenarioError, labels_text, series_values, steps_text
-from alerts.simulate import Segment, SloRun, Traffic, run_slo, window_delta
+from alerts.simulate import Segment, SloRun, Traffic, hold, run_slo, tier_values, window_delta
 from alerts.templates import render
 from alerts.windows import Tier
 from monitor.catalog import metric
@@ -45,6 +55,8 @@ MAX_HISTORY_S = 86_400
 PREFERRED_HISTORY_S = 6 * 3600
 #: "Nice" burn rates tried first for an incident (2 % errors against 99.9 % is 20x).
 _NICE = (1.5, 2, 2.5, 3, 4, 5, 6, 8, 10, 12, 15, 20, 25, 30, 40, 50, 60, 80, 100)
+#: A class no class objective judges: its input series is all bad and must never alert.
+OUTSIDE_CLASS = "class-outside-the-objective"
 #: Burn rate of the "just under budget" scenario, relative to the slowest tier.
 UNDER_BUDGET = 0.9
 
@@ -53,7 +65,8 @@ def step_seconds(spec: AlertSpec) -> int:
     """Evaluation step of the tests: 1 minute, or less if a duration needs it."""
     durations = [60, spec.period_s]
     for slo in spec.slos:
-        durations += [d for t in slo.tiers for d in (t.long_s, t.short_s, t.for_s)]
+        tiers = (*slo.tiers, *([slo.rollout_tier] if slo.rollout_tier is not None else []))
+        durations += [d for t in tiers for d in (t.long_s, t.short_s, t.for_s)]
         durations += list(slo.windows_s)
     for c in spec.thresholds.enabled():
         durations += [c.for_s] + ([c.range_s] if c.range_s else [])
@@ -63,20 +76,26 @@ def step_seconds(spec: AlertSpec) -> int:
 # --- SLO scenarios ----------------------------------------------------------------------
 
 
-def slo_input_series(slo: Slo, traffic: Traffic) -> list[dict[str, str]]:
-    """The two counters an SLO reads, labelled like the daemon labels them."""
-    base = {"model": slo.model, "version": slo.version or "v1"}
+def slo_input_series(slo: Slo, traffic: Traffic, version: str | None = None
+                     ) -> list[dict[str, str]]:
+    """The two counters an SLO reads, labelled like the daemon labels them (`version`:
+    the version label; default the SLO's, else v1)."""
+    base = {"model": slo.model, "version": version or slo.version or "v1"}
     total = traffic.total
     pairs: list[tuple[str, Sequence[int]]]
     if slo.kind == "availability":
         pairs = [(labels_text(metric("requests_total"), {**base, "status": "ok"}), traffic.good),
                  (labels_text(metric("requests_total"), {**base, "status": "error"}),
                   traffic.bad)]
-    elif slo.kind == "accuracy":
-        name = metric("labeled_predictions_total")
-        pairs = [(labels_text(name, {**base, "class": "c0", "outcome": "correct"}), traffic.good),
-                 (labels_text(name, {**base, "class": "c0", "outcome": "incorrect"}),
-                  traffic.bad)]
+    elif slo.kind in LABELED_COUNTER:
+        name = metric(LABELED_COUNTER[slo.kind])
+        cls = {"class": slo.classes[0] if slo.classes else "c0"}
+        pairs = [(labels_text(name, {**base, **cls, "outcome": "correct"}), traffic.good),
+                 (labels_text(name, {**base, **cls, "outcome": "incorrect"}), traffic.bad)]
+        if slo.classes:
+            # a class outside the objective, every label wrong: it must never alert
+            pairs.append((labels_text(name, {**base, "class": OUTSIDE_CLASS,
+                                             "outcome": "incorrect"}), total))
     elif slo.kind == "latency":
         assert slo.latency_threshold_s is not None
         hist = metric("request_latency_seconds")
@@ -96,7 +115,8 @@ def slo_exp_alerts(spec: AlertSpec, run: SloRun, t: int) -> list[dict[str, Any]]
     out = []
     for i, state in sorted(run.firing[t].items()):
         tier = slo.tiers[i]
-        labels = {**slo.matchers, **dict(burn_alert_labels(slo, tier))}
+        cls = {"class": slo.classes[0]} if slo.classes else {}
+        labels = {**slo.matchers, **cls, **dict(burn_alert_labels(slo, tier))}
         events = window_delta(run.traffic.total, t, tier.long_s // run.step_s)
         queries = {"burn_rate": state.burn_rate, "budget_left": state.budget_left,
                    "events": None if events is None else float(events)}
@@ -256,14 +276,95 @@ def slo_scenarios(slo: Slo, step_s: int) -> list[SloScenario]:
 def slo_test(spec: AlertSpec, scenario: SloScenario) -> dict[str, Any]:
     run = scenario.run()
     step_s = scenario.step_s
+    outside = (f"; {OUTSIDE_CLASS}, every label wrong, never alerts" if scenario.slo.classes
+               else "")
     return {
-        "name": scenario.name,
+        "name": scenario.name + outside,
         "interval": format_duration(step_s),
         "input_series": slo_input_series(scenario.slo, run.traffic),
         "alert_rule_test": [
             {"eval_time": steps_text(t, step_s), "alertname": names.SLO_ALERT,
              "exp_alerts": slo_exp_alerts(spec, run, t)}
             for t in scenario.checks],
+    }
+
+
+# --- the rollout tier ---------------------------------------------------------------------
+
+#: The canary version of a rollout scenario (when the SLO names no version) and the other.
+CANARY, STABLE = "v2", "v1"
+
+
+def _doubled(segments: Sequence[Segment]) -> tuple[Segment, ...]:
+    """Two versions' identical traffic, summed (what a model-wide SLI counts)."""
+    return tuple(Segment(s.steps, 2 * s.events, 2 * s.bad) for s in segments)
+
+
+def rollout_test(spec: AlertSpec, slo: Slo, step_s: int) -> dict[str, Any] | None:
+    """The rollout tier of an availability, latency or accuracy SLO: the canary, in its
+    declared rollout, burning between the tier's factor and the next faster tier's pages
+    through the rollout tier and nothing else does; for a model-wide SLO, another version
+    burning the same way without a rollout never pages through it."""
+    tier = slo.rollout_tier
+    if tier is None:
+        return None
+    canary = slo.version or CANARY
+    long_w, short_w = tier.long_s // step_s, tier.short_s // step_s
+    above = [t.factor for t in slo.tiers if t.factor > tier.factor]
+    ceiling = min([*above, slo.max_burn_rate])
+    rate_x = next((float(n) for n in _NICE if tier.factor * 1.25 <= n < ceiling),
+                  (tier.factor + ceiling) / 2)
+    bad = _bad_per_step(rate_x, slo)
+    burn = long_w + short_w + tier.for_s // step_s + 1
+    histories = sorted({w // step_s for t in slo.tiers for w in (t.long_s, t.short_s)
+                        if w <= MAX_HISTORY_S} | {MAX_HISTORY_S // step_s})
+    for h in histories:
+        segments = (Segment(h, EVENTS_PER_STEP, 0), Segment(burn, EVENTS_PER_STEP, bad),
+                    Segment(short_w + 1, EVENTS_PER_STEP, 0))
+        model_wide = run_slo(slo, Traffic.of(segments if slo.version else _doubled(segments)),
+                             step_s)
+        if not any(model_wide.firing):
+            break
+    else:
+        raise ScenarioError(f"{slo.title}: no healthy history keeps the other tiers quiet "
+                            f"while the {number(tier.factor)}x rollout tier is tested")
+    traffic = Traffic.of(segments)
+    values = tier_values(slo, tier, traffic, step_s)
+    firing = hold([not np.isnan(v) for v in values], tier.for_s // step_s)
+    fire = firing.index(True)
+    resolved = firing.index(False, fire)
+    checks = sorted({h, fire - 1, fire, resolved - 1, resolved, len(firing) - 1})
+    labels = {"model": slo.model, "version": canary, **dict(rollout_alert_labels(slo))}
+    annotations = rollout_alert_annotations(slo, spec.runbook_url, spec.dashboard_url)
+
+    def expected(t: int) -> list[dict[str, Any]]:
+        if not firing[t]:
+            return []
+        value = float(values[t])
+        return [{"exp_labels": labels,
+                 "exp_annotations": {k: render(tpl, labels, value) for k, tpl in annotations}}]
+
+    series = slo_input_series(slo, traffic, canary)
+    if slo.version is None:
+        series += slo_input_series(slo, traffic, STABLE)
+    steps = len(firing)
+    series.append({"series": labels_text(names.ROLLOUT_ACTIVE,
+                                         {"model": slo.model, "version": canary}),
+                   "values": series_values([1.0] * steps)})
+    pct = number(round(bad / EVENTS_PER_STEP * 100, 4))
+    other = (f"; {STABLE}, burning the same without a rollout, never pages through it"
+             if slo.version is None else "")
+    name = (f"{slo.title}: during its declared rollout, {canary} at {pct}% bad events "
+            f"({number(round(rate_x, 2))}x the budget) after {steps_text(h, step_s)} of healthy "
+            f"traffic pages through the {number(tier.factor)}x {tier.long}/{tier.short} rollout "
+            f"tier {steps_text(fire - h, step_s)} after onset, not {steps_text(1, step_s)} "
+            f"earlier, and no other tier fires{other}")
+    return {
+        "name": name,
+        "interval": format_duration(step_s),
+        "input_series": series,
+        "alert_rule_test": [{"eval_time": steps_text(t, step_s), "alertname": names.SLO_ALERT,
+                             "exp_alerts": expected(t)} for t in checks],
     }
 
 
@@ -279,7 +380,9 @@ def _document(rule_files: Sequence[str], step_s: int, tests: list[dict[str, Any]
 def slo_test_document(spec: AlertSpec, slo: Slo, rule_files: Sequence[str]) -> dict[str, Any]:
     """The promtool test document for one SLO's rule file."""
     step_s = step_seconds(spec)
-    return _document(rule_files, step_s, [slo_test(spec, s) for s in slo_scenarios(slo, step_s)])
+    tests = [slo_test(spec, s) for s in slo_scenarios(slo, step_s)]
+    rollout = rollout_test(spec, slo, step_s)
+    return _document(rule_files, step_s, tests + ([rollout] if rollout is not None else []))
 
 
 def threshold_test_document(spec: AlertSpec, rule_files: Sequence[str]) -> dict[str, Any]:

@@ -16,13 +16,14 @@ Metric names come from `monitor.catalog.metric()`, so a typo fails at build time
 from __future__ import annotations
 
 import string
+import textwrap
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from alerts import names
-from alerts.model import Slo
-from alerts.templates import Part, Query, Template, Text, Value, to_go
+from alerts.model import RolloutWindow, Slo
+from alerts.templates import Label, Part, Query, Template, Text, Value, to_go
 from alerts.windows import Tier
 from monitor.catalog import metric
 from monitor.durations import format_duration
@@ -91,7 +92,7 @@ def error_ratio_expr(slo: Slo, window_s: int) -> str:
     """Fraction of bad events of `slo` over `window_s` seconds, per model (and version)."""
     w = format_duration(window_s)
     by = ", ".join(slo.group_by)
-    m = _eq(slo.matchers)
+    m = [*_eq(slo.matchers), *slo.class_matcher]
 
     def rate(name: str, extra: Sequence[str] = ()) -> str:
         return f"sum by ({by}) (rate({selector(name, [*m, *extra])}[{w}]))"
@@ -100,8 +101,8 @@ def error_ratio_expr(slo: Slo, window_s: int) -> str:
         requests = metric("requests_total")
         failed = rate(requests, ['status!="ok"'])
         return f"{failed}\n/\n{rate(requests)}\n"
-    if slo.kind == "accuracy":
-        labeled = metric("labeled_predictions_total")
+    if slo.kind in LABELED_COUNTER:
+        labeled = metric(LABELED_COUNTER[slo.kind])
         wrong = rate(labeled, ['outcome!="correct"'])
         return f"{wrong}\n/\n{rate(labeled)}\n"
     if slo.kind == "latency":
@@ -117,30 +118,46 @@ def error_ratio_expr(slo: Slo, window_s: int) -> str:
     return f"(\n  {total}\n  -\n  {good}\n)\n/\n{total}\n"
 
 
+#: The labelled-prediction counter each label-judged SLI reads: by predicted class for
+#: accuracy and precision, by true class for recall.
+LABELED_COUNTER: dict[str, str] = {
+    "accuracy": "labeled_predictions_total",
+    "class_precision": "labeled_predictions_total",
+    "class_recall": "labels_total",
+}
+
 #: The counter of all events of each SLI kind, and the label matchers it adds.
 _ALL_EVENTS: dict[str, tuple[str, str]] = {
     "availability": ("requests_total", ""),
     "latency": ("request_latency_seconds", "_count"),
-    "accuracy": ("labeled_predictions_total", ""),
+    **{kind: (counter, "") for kind, counter in LABELED_COUNTER.items()},
     "quality_windows": ("eval_windows_total", ""),
 }
 
+#: A matcher on the alert's own class, filled by the annotation template (`Query.label_args`).
+_ALERT_CLASS = "class=%q"
 
-def events_expr(slo: Slo, window_s: int, quote: str = '"') -> str:
-    """All events of the SLO's SLI counted over `window_s`, per model (and version): the
-    minimum-volume guard of accuracy SLOs, and what a burn-rate description says its long
-    window holds (a daemon that started an hour ago has counted an hour of a 3d window)."""
+
+def events_expr(slo: Slo, window_s: int, quote: str = '"', alert_class: bool = False) -> str:
+    """All events of the SLO's SLI counted over `window_s`, per model (and version, and
+    class): the minimum-volume guard of label-judged SLOs, and what a burn-rate description
+    says its long window holds (a daemon that started an hour ago has counted an hour of a
+    3d window). `alert_class`: only the alerting class (`class=%q`, in a template)."""
     by = ", ".join(slo.group_by)
     short, suffix = _ALL_EVENTS[slo.kind]
     matchers = dict(slo.matchers)
     if slo.kind == "quality_windows":
         matchers["objective"] = slo.quality_objective or ""
-    sel = selector(metric(short) + suffix, matchers, quote)
+    classes = [_ALERT_CLASS] if alert_class and slo.classes else list(slo.class_matcher)
+    sel = selector(metric(short) + suffix, [*_eq(matchers, quote), *classes])
     return f"sum by ({by}) (increase({sel}[{format_duration(window_s)}]))"
 
 
-def _slo_selector(record: str, slo: Slo, quote: str = '"') -> str:
-    return selector(record, {names.SLO_LABEL: slo.name, **slo.matchers}, quote)
+def _slo_selector(record: str, slo: Slo, quote: str = '"', alert_class: bool = False) -> str:
+    """A recording of this SLO; `alert_class`: only the alerting class's series."""
+    matchers = _eq({names.SLO_LABEL: slo.name, **slo.matchers}, quote)
+    return selector(record, [*matchers, *([_ALERT_CLASS] if alert_class and slo.classes
+                                          else [])])
 
 
 def _slo_labels(slo: Slo) -> Labels:
@@ -197,6 +214,8 @@ def burn_alert_expr(slo: Slo, tier: Tier) -> str:
 _BAD_EVENTS = {
     "availability": ("requests", "failed"),
     "accuracy": ("labeled predictions", "were wrong"),
+    "class_recall": ("labeled images of the class", "were predicted as another class"),
+    "class_precision": ("labeled predictions of the class", "were wrong"),
     "quality_windows": ("closed evaluation slices", "missed the {objective} objective"),
     "latency": ("requests", "took longer than {threshold}s"),
 }
@@ -221,26 +240,30 @@ def burn_alert_annotations(slo: Slo, tier: Tier, runbook_url: str, dashboard_url
     events, verb = _BAD_EVENTS[slo.kind]
     bad = verb.format(objective=slo.quality_objective,
                       threshold=number(slo.latency_threshold_s or 0))
-    long_sel = _slo_selector(names.sli_error_record(tier.long_s), slo, "'")
-    remaining_sel = _slo_selector(names.PERIOD_BUDGET_REMAINING, slo, "'")
+    per_class = bool(slo.classes)
+    args = ("class",) if per_class else ()
+    long_sel = _slo_selector(names.sli_error_record(tier.long_s), slo, "'", per_class)
+    remaining_sel = _slo_selector(names.PERIOD_BUDGET_REMAINING, slo, "'", per_class)
     adapted = ""
     if tier.configured_factor is not None:
         adapted = (f" (lowered from {number(tier.configured_factor)}x: a "
                    f"{_percent(slo.target_text)} target caps the burn rate at "
                    f"{number(round(slo.max_burn_rate, 2))}x)")
-    summary: Template = (Text(
-        f"{slo.title} SLO: error budget burning faster than {number(tier.factor)}x "
-        f"({tier.long} and {tier.short} windows)"),)
+    which: Template = (Text(" for class "), Label("class")) if per_class else ()
+    summary: Template = (
+        Text(f"{slo.title} SLO"), *which,
+        Text(f": error budget burning faster than {number(tier.factor)}x "
+             f"({tier.long} and {tier.short} windows)"))
     description: Template = (
         Value("percent"),
         Text(" of the "),
-        Query("events", events_expr(slo, tier.long_s, "'"), "integer"),
+        Query("events", events_expr(slo, tier.long_s, "'", per_class), "integer", args),
         Text(f" {events} visionmon counted over the last {tier.long} {bad}, a burn rate of "),
-        Query("burn_rate", f"{long_sel} / {slo.budget_text}", "fixed1"),
+        Query("burn_rate", f"{long_sel} / {slo.budget_text}", "fixed1", args),
         Text(f"x the {_percent(slo.budget_text)} error budget; this {tier.severity} fires "
              f"above {number(tier.factor)}x{adapted}. Error budget left for the "
              f"{format_duration(slo.period_s)} period: "),
-        Query("budget_left", remaining_sel, "percent"),
+        Query("budget_left", remaining_sel, "percent", args),
         Text("."),
     )
     ctx = {"alert": names.SLO_ALERT, "slo": slo.name}
@@ -260,11 +283,85 @@ def burn_alerts(slo: Slo, runbook_url: str, dashboard_url: str) -> tuple[Alertin
         for tier in slo.tiers)
 
 
+def _above(ratio: str, threshold: str) -> str:
+    """`(\n<a multi-line ratio>) > threshold`."""
+    return f"(\n{textwrap.indent(ratio, '  ')}) > {threshold}\n"
+
+
+def rollout_alert_expr(slo: Slo) -> str:
+    """The rollout tier: per version, both windows above the tier's threshold (and the
+    minimum volume), while the version's declared rollout lasts."""
+    tier = slo.rollout_tier
+    assert tier is not None
+    per_version = replace(slo, split_versions=True)
+    on = ", ".join(per_version.group_by)
+    thr = threshold_of(slo, tier)
+    expr = (_above(error_ratio_expr(per_version, tier.long_s), thr) + "and\n"
+            + _above(error_ratio_expr(per_version, tier.short_s), thr))
+    if slo.min_volume is not None:
+        expr += f"and on ({on})\n  {events_expr(per_version, tier.long_s)} >= {slo.min_volume}\n"
+    return expr + f"and on ({on})\n  {names.ROLLOUT_ACTIVE}\n"
+
+
+def rollout_alert_labels(slo: Slo) -> Labels:
+    assert slo.rollout_tier is not None
+    return (*burn_alert_labels(slo, slo.rollout_tier), ("tier", names.ROLLOUT_TIER_LABEL))
+
+
+def rollout_alert_annotations(slo: Slo, runbook_url: str, dashboard_url: str
+                              ) -> tuple[tuple[str, Template], ...]:
+    tier = slo.rollout_tier
+    assert tier is not None
+    events, verb = _BAD_EVENTS[slo.kind]
+    bad = verb.format(objective=slo.quality_objective,
+                      threshold=number(slo.latency_threshold_s or 0))
+    ctx = {"alert": names.SLO_ALERT, "slo": slo.name}
+    return (
+        ("summary", (Text(f"{slo.title} SLO: "), Label("version"),
+                     Text(f" burns its error budget faster than {number(tier.factor)}x during "
+                          f"its rollout ({tier.long} and {tier.short} windows)"))),
+        ("description", (
+            Value("percent"), Text(f" of the {events} of "), Label("version"),
+            Text(f" over the last {tier.long} {bad}. While its declared rollout "
+                 "(slos.rollouts) lasts, this page fires above "
+                 f"{number(tier.factor)}x the {_percent(slo.budget_text)} error budget, so a "
+                 "bad canary is caught within minutes of its rollout."))),
+        ("runbook_url", url_template(runbook_url, ctx, Text(slo.model))),
+        ("dashboard_url", url_template(dashboard_url, ctx, Text(slo.model))),
+    )
+
+
+def rollout_alerts(slo: Slo, runbook_url: str, dashboard_url: str
+                   ) -> tuple[AlertingRule, ...]:
+    """The rollout tier's alert of an availability, latency or accuracy SLO (none else)."""
+    if slo.rollout_tier is None:
+        return ()
+    return (AlertingRule(names.SLO_ALERT, rollout_alert_expr(slo), slo.rollout_tier.for_s,
+                         rollout_alert_labels(slo),
+                         rollout_alert_annotations(slo, runbook_url, dashboard_url)),)
+
+
 def slo_group(slo: Slo, runbook_url: str, dashboard_url: str) -> RuleGroup:
     """All rules of one SLO, in evaluation order."""
     return RuleGroup(names.slo_group_name(slo.model, slo.name),
                      (*sli_recordings(slo), *meta_recordings(slo),
-                      *burn_alerts(slo, runbook_url, dashboard_url)))
+                      *burn_alerts(slo, runbook_url, dashboard_url),
+                      *rollout_alerts(slo, runbook_url, dashboard_url)))
+
+
+def rollout_group(rollouts: Sequence[RolloutWindow]) -> RuleGroup:
+    """`visionmon:rollout_active:bool{model, version}` = 1 from each declared rollout's start
+    to its end (Prometheus' clock), absent otherwise."""
+    return RuleGroup(names.ROLLOUT_GROUP, tuple(
+        RecordingRule(names.ROLLOUT_ACTIVE,
+                      f"vector(1) and on () (vector(time()) >= {r.start_s} < {r.end_s})",
+                      (("model", r.model), ("version", r.version)))
+        for r in rollouts))
+
+
+def unless_rollout() -> str:
+    """What a ticket held back during a declared rollout appends to its expression."""
+    return f"unless on (model, version)\n  {names.ROLLOUT_ACTIVE}\n"
 
 
 def slo_groups(slos: Sequence[Slo], runbook_url: str, dashboard_url: str

@@ -12,7 +12,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from alerts.checks import resolve_checks
-from alerts.model import AlertSpec, Check, Cost, Slo, Thresholds
+from alerts.model import AlertSpec, Check, Cost, RolloutWindow, Slo, Thresholds
 from alerts.windows import (
     Tier,
     adapt_to_target,
@@ -20,10 +20,10 @@ from alerts.windows import (
     recording_windows,
     severities_for_kind,
 )
-from monitor.config import ConfigError, LoadedConfig
+from monitor.config import ConfigError, LoadedConfig, objective_classes
 from monitor.cost_config import ModelCost
 from monitor.durations import format_duration, parse_duration
-from monitor.slo_spec import Objective, SloSpec
+from monitor.slo_spec import LABELED_KINDS, ROLLOUT_KINDS, Objective, SloSpec
 
 __all__ = ["AlertSpec", "Check", "Cost", "Slo", "Thresholds", "build_cost", "build_slo",
            "build_spec"]
@@ -37,8 +37,10 @@ def _text(d: Decimal) -> str:
     return format(d.normalize(), "f")
 
 
-def build_slo(index: int, obj: Objective, spec: SloSpec, eval_slice_s: int) -> Slo:
-    """Resolve one `slos.objectives[index]` entry (see `alerts.windows` for tier rules)."""
+def build_slo(index: int, obj: Objective, spec: SloSpec, eval_slice_s: int,
+              classes: tuple[str, ...] = ()) -> Slo:
+    """Resolve one `slos.objectives[index]` entry (see `alerts.windows` for tier rules);
+    `classes` are the ones a class kind judges (`monitor.config.objective_classes`)."""
     period_s = parse_duration(spec.period)
     configured = tuple(Tier(severity=t.severity, long_s=parse_duration(t.long),
                             short_s=parse_duration(t.short), factor=t.factor,
@@ -54,13 +56,20 @@ def build_slo(index: int, obj: Objective, spec: SloSpec, eval_slice_s: int) -> S
             raise ConfigError(f"slos.objectives.{index}: every burn tier's short window holds "
                               f"fewer than two evaluation slices of {format_duration(eval_slice_s)}"
                               " (quality.eval_slice); lengthen the short windows")
+    rollout = None
+    if obj.kind in ROLLOUT_KINDS:
+        r = spec.rollout_tier
+        (rollout,) = adapt_to_target(
+            (Tier(severity=r.severity, long_s=parse_duration(r.long),
+                  short_s=parse_duration(r.short), factor=r.factor,
+                  for_s=parse_duration(r.for_)),), float(_text(budget)), what + " rollout tier")
     return Slo(
         name=obj.name, model=obj.model, version=obj.version, kind=obj.kind,
         target_text=_text(target), budget_text=_text(budget), period_s=period_s, tiers=tiers,
         windows_s=recording_windows(configured, period_s),
         latency_threshold_s=obj.latency_threshold_seconds,
-        min_volume=obj.min_labeled_events if obj.kind == "accuracy" else None,
-        quality_objective=obj.quality_objective,
+        min_volume=obj.min_labeled_events if obj.kind in LABELED_KINDS else None,
+        quality_objective=obj.quality_objective, classes=classes, rollout_tier=rollout,
     )
 
 
@@ -87,7 +96,8 @@ def build_spec(loaded: LoadedConfig) -> AlertSpec:
     slos = []
     for i, obj in enumerate(spec.objectives):
         try:
-            slos.append(build_slo(i, obj, spec, eval_slice_s))
+            slos.append(build_slo(i, obj, spec, eval_slice_s,
+                                  objective_classes(obj, loaded.models[obj.model])))
         except ConfigError as err:
             raise ConfigError(f"{source}: {err}") from None
     return AlertSpec(
@@ -95,4 +105,6 @@ def build_spec(loaded: LoadedConfig) -> AlertSpec:
         thresholds=Thresholds(resolve_checks(cfg, spec.thresholds, source)),
         runbook_url=spec.runbook_template(), dashboard_url=spec.dashboard_url,
         costs=tuple(build_cost(c) for c in cfg.cost.models) if cfg.cost is not None else (),
+        rollouts=tuple(RolloutWindow(r.model, r.version, int(r.start.timestamp()),
+                                     int(r.end.timestamp())) for r in spec.rollouts),
     )

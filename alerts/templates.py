@@ -67,8 +67,27 @@ class Query:
     missing: str = "unknown"
 
 
-Part = Text | Label | Value | Query
+@dataclass(frozen=True, slots=True)
+class QueryList:
+    """Every sample of a PromQL query, in the order the query returns them (`sort_desc`):
+    `<label> (<value><suffix>)`, comma-separated; `missing` when it returns nothing.
+    `promql` and `label_args` as for `Query`; `render(..., queries=)` takes the samples as
+    (label value, value) pairs."""
+
+    key: str
+    promql: str
+    label: str
+    fmt: Fmt
+    label_args: tuple[str, ...] = ()
+    suffix: str = ""
+    missing: str = "none"
+
+
+Part = Text | Label | Value | Query | QueryList
 Template = tuple[Part, ...]
+#: What an annotation query returned: a value (Query; None when empty) or the samples
+#: (QueryList).
+QueryResult = float | None | tuple[tuple[str, float], ...]
 
 
 def to_go(template: Template) -> str:
@@ -81,21 +100,32 @@ def to_go(template: Template) -> str:
             out.append(f"{{{{ $labels.{part.name} }}}}")
         elif isinstance(part, Value):
             out.append(f"{{{{ $value | {_GO_PIPES[part.fmt]} }}}}")
+        elif isinstance(part, QueryList):
+            source = _query_source(part.promql, part.label_args)
+            out.append(f"{{{{ range $i, $s := {source} }}}}{{{{ if $i }}}}, {{{{ end }}}}"
+                       f"{{{{ $s.Labels.{part.label} }}}} ({{{{ $s.Value | "
+                       f"{_GO_PIPES[part.fmt]} }}}}{part.suffix}){{{{ else }}}}{part.missing}"
+                       "{{ end }}")
         else:
-            if '"' in part.promql or "\\" in part.promql:
-                raise ValueError(f"query {part.promql!r}: use single quotes inside queries")
-            if part.label_args:
-                args = " ".join(f"$labels.{a}" for a in part.label_args)
-                source = f'printf "{part.promql}" {args} | query'
-            else:
-                source = f'query "{part.promql}"'
+            source = _query_source(part.promql, part.label_args)
             out.append(f"{{{{ with {source} }}}}{{{{ . | first | value | "
                        f"{_GO_PIPES[part.fmt]} }}}}{{{{ else }}}}{part.missing}{{{{ end }}}}")
     return "".join(out)
 
 
+def _query_source(promql: str, label_args: tuple[str, ...]) -> str:
+    """The Go pipeline running `promql` (with `%q` filled from the alert's labels)."""
+    if '"' in promql or "\\" in promql:
+        raise ValueError(f"query {promql!r}: use single quotes inside queries")
+    if label_args:
+        args = " ".join(f"$labels.{a}" for a in label_args)
+        return f'printf "{promql}" {args} | query'
+    return f'query "{promql}"'
+
+
+
 def render(template: Template, labels: Mapping[str, str], value: float,
-           queries: Mapping[str, float | None] | None = None) -> str:
+           queries: Mapping[str, QueryResult] | None = None) -> str:
     """Expand the template as Prometheus would, given the alert's labels and value and
     the result of each query (None: the query returned nothing)."""
     queries = queries or {}
@@ -107,8 +137,14 @@ def render(template: Template, labels: Mapping[str, str], value: float,
             out.append(labels.get(part.name, ""))
         elif isinstance(part, Value):
             out.append(go_format(part.fmt, value))
+        elif isinstance(part, QueryList):
+            samples = queries.get(part.key) or ()
+            assert isinstance(samples, tuple), f"{part.key}: a QueryList takes samples"
+            out.append(", ".join(f"{name} ({go_format(part.fmt, v)}{part.suffix})"
+                                 for name, v in samples) or part.missing)
         else:
             result = queries.get(part.key)
+            assert not isinstance(result, tuple), f"{part.key}: a Query takes one value"
             out.append(part.missing if result is None else go_format(part.fmt, result))
     return "".join(out)
 

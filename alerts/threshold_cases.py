@@ -20,7 +20,7 @@ from alerts.model import Check
 from alerts.rules import AlertingRule, number
 from alerts.scenario import ScenarioError, labels_text, series_values, steps_text
 from alerts.simulate import hold, window_delta
-from alerts.templates import render
+from alerts.templates import QueryResult, render
 from alerts.thresholds import LABEL_COVERAGE_LOOKBACK
 from monitor.catalog import ECE_SOURCE_LABELS, ECE_SOURCE_REFERENCE, metric
 from monitor.durations import format_duration, parse_duration
@@ -37,7 +37,7 @@ class Instance:
 
     labels: dict[str, str]
     values: list[float | None]
-    queries: list[dict[str, float | None]] = field(default_factory=list)
+    queries: list[dict[str, QueryResult]] = field(default_factory=list)
     fires: bool = False
 
 
@@ -149,36 +149,78 @@ def _gauge_case(rule: AlertingRule, c: Check, step_s: int, name: str,
 _MV = {"model": "digits", "version": "v1"}
 
 
+#: The daemon's input features of a sampled image (with a reference model), which a camera
+#: change moves together.
+CAMERA_FEATURES = ("brightness", "contrast", "saturation", "red_mean", "green_mean",
+                   "blue_mean", "width", "height", "bytes",
+                   *(f"embedding_pc{i}" for i in range(1, 9)))
+#: A version whose declared rollout lasts through a case: its tickets are held back.
+ROLLOUT_VERSION = "v-canary"
+
+
+def _rollout_series(case: ThresholdCase, model: str = "digits") -> ThresholdCase:
+    """The case with `ROLLOUT_VERSION` of `model` in a declared rollout at every step."""
+    steps = len(next(iter(case.series.values())))
+    labels = {"model": model, "version": ROLLOUT_VERSION}
+    case.series[labels_text(names.ROLLOUT_ACTIVE, labels)] = [1.0] * steps
+    return case
+
+
 def drift_case(rule: AlertingRule, c: Check, step_s: int) -> ThresholdCase:
     window = c.window or ""
     f = rule.for_s // step_s
     lead, bad_len, tail = 5, f + 5, 5
     total = lead + bad_len + tail
-    threshold = 0.05
-    variants = [("predicted_class", _steps((lead, 0.02), (bad_len, 0.08), (tail, 0.02))),
-                ("confidence", _steps((total, 0.049)))]
+    threshold, mmd_critical = 0.05, 2.7
+    # a camera change: the 17 input features and the embeddings move, each by a different
+    # amount; the prediction feature margin stays just under its critical value
+    moved = {f: round(0.06 + 0.005 * i, 4) for i, f in enumerate(CAMERA_FEATURES)}
+    moved["margin"] = 0.049
+    mmd_moved = 4.5
+
+    def spell(length: int, bad: float, good: float) -> list[float]:
+        return _steps((lead, good), (length, bad), (total - lead - length, good))
+
+    series: dict[str, list[float]] = {}
+    versions = [("v1", bad_len, True), (ROLLOUT_VERSION, bad_len, False)]
     if f >= 2:
-        variants.append(("margin", _steps((lead, 0.02), (f - 1, 0.08), (total - lead - f + 1,
-                                                                         0.02))))
-    series, instances = {}, []
-    for feature, psi in variants:
-        labels = {**_MV, "feature": feature, "window": window}
-        series[labels_text(metric(c.metric), labels)] = psi
-        series[labels_text(metric("drift_threshold"), labels)] = _steps((total, threshold))
-        instances.append(Instance(labels, [v if v > threshold else None for v in psi]))
-    # the embedding MMD test: a statistic and critical value without a feature label
-    mmd_labels = {"model": "digits", "version": "v2", "window": window}
-    mmd = _steps((lead, 1.0), (bad_len, 4.5), (tail, 1.0))
-    series[labels_text(metric("embedding_mmd"), mmd_labels)] = mmd
-    series[labels_text(metric("embedding_mmd_threshold"), mmd_labels)] = _steps((total, 2.7))
-    instances.append(Instance({**mmd_labels, "feature": names.EMBEDDING_MMD_FEATURE},
-                              [v if v > 2.7 else None for v in mmd], fires=True))
-    name = (f"drift: PSI above its threshold, or the embedding MMD statistic above its "
-            f"critical value (as feature embedding_mmd), fires after {steps_text(f, step_s)}, "
-            f"not {steps_text(1, step_s)} earlier; PSI just under the threshold"
+        versions.append(("v2", f - 1, False))
+    instances = []
+    for version, length, fires in versions:
+        base = {"model": "digits", "version": version}
+        ratios: list[list[tuple[str, float]]] = [[] for _ in range(total)]
+        for feature, psi in moved.items():
+            labels = {**base, "feature": feature, "window": window}
+            values = spell(length, psi, 0.02)
+            series[labels_text(metric(c.metric), labels)] = values
+            series[labels_text(metric("drift_threshold"), labels)] = _steps((total, threshold))
+            for t, v in enumerate(values):
+                ratios[t].append((feature, v / threshold))
+        mmd = spell(length, mmd_moved, 1.0)
+        mmd_labels = {**base, "window": window}
+        series[labels_text(metric("embedding_mmd"), mmd_labels)] = mmd
+        series[labels_text(metric("embedding_mmd_threshold"), mmd_labels)] = _steps(
+            (total, mmd_critical))
+        for t, v in enumerate(mmd):
+            ratios[t].append((names.EMBEDDING_MMD_FEATURE, v / mmd_critical))
+        over = [tuple(sorted(((n, r) for n, r in step if r > 1), key=lambda p: -p[1]))
+                for step in ratios]
+        held_back = version == ROLLOUT_VERSION
+        instances.append(Instance(
+            {**base, "window": window},
+            [float(len(o)) if o and not held_back else None for o in over],
+            [{"drifted": o, "worst": (max(step, key=lambda p: p[1]),)}
+             for o, step in zip(over, ratios, strict=True)],
+            fires=fires))
+    name = (f"drift: a camera change moving the {len(CAMERA_FEATURES)} input features and the "
+            "embeddings over their critical values is one alert for the model and version, "
+            "listing them furthest first, after "
+            f"{steps_text(f, step_s)}, not {steps_text(1, step_s)} earlier; a feature just "
+            "under its critical value is not listed; the same drift of a version during its "
+            "declared rollout"
             + (f" and a {steps_text(f - 1, step_s)} blip" if f >= 2 else "")
-            + " never fire; it resolves when the statistic drops")
-    return ThresholdCase(name, rule, series, instances, step_s)
+            + " never fire; it resolves when the statistics drop")
+    return _rollout_series(ThresholdCase(name, rule, series, instances, step_s))
 
 
 def ece_case(rule: AlertingRule, c: Check, step_s: int) -> ThresholdCase:
@@ -192,23 +234,27 @@ def ece_case(rule: AlertingRule, c: Check, step_s: int) -> ThresholdCase:
                                 {"model": "digits-reference", "source": ECE_SOURCE_REFERENCE}))
 
 
+#: The `ignored` series of an agreement case: a version in its declared rollout.
+_IN_ROLLOUT = ("the same drop of a version during its declared rollout",
+               {"model": "digits", "version": ROLLOUT_VERSION})
+
+
 def shadow_case(rule: AlertingRule, c: Check, step_s: int) -> ThresholdCase:
     b = _bound(c)
-    return _gauge_case(rule, c, step_s, "shadow agreement: agreement below its bound",
-                       {**_MV, "window": c.window or ""},
-                       bad=round(b - 0.1, 6), near=round(b + 0.001, 6),
-                       good=round((1 + b) / 2, 6),
-                       fmt_near=f"agreement {number(round(b + 0.001, 6))}")
+    return _rollout_series(_gauge_case(
+        rule, c, step_s, "shadow agreement: agreement below its bound",
+        {**_MV, "window": c.window or ""}, bad=round(b - 0.1, 6), near=round(b + 0.001, 6),
+        good=round((1 + b) / 2, 6), fmt_near=f"agreement {number(round(b + 0.001, 6))}",
+        ignored=_IN_ROLLOUT))
 
 
 def shadow_drop_case(rule: AlertingRule, c: Check, step_s: int) -> ThresholdCase:
     a = _bound(c)
     near = float(f"{a * 1.001:.6g}")
-    return _gauge_case(rule, c, step_s,
-                       "shadow agreement drop: agreement significantly under the baseline's",
-                       {**_MV, "window": c.window or ""},
-                       bad=float(f"{a / 100:.3g}"), near=near, good=0.5,
-                       fmt_near=f"p-value {number(near)}")
+    return _rollout_series(_gauge_case(
+        rule, c, step_s, "shadow agreement drop: agreement significantly under the baseline's",
+        {**_MV, "window": c.window or ""}, bad=float(f"{a / 100:.3g}"), near=near, good=0.5,
+        fmt_near=f"p-value {number(near)}", ignored=_IN_ROLLOUT))
 
 
 def coverage_case(rule: AlertingRule, c: Check, step_s: int) -> ThresholdCase:
@@ -229,6 +275,40 @@ def coverage_case(rule: AlertingRule, c: Check, step_s: int) -> ThresholdCase:
     name = (f"label coverage: a drop below {number(bound * 100)}% fires after "
             f"{steps_text(f, step_s)}, not {steps_text(1, step_s)} earlier; a model that never "
             "had labels never fires; it resolves when labels return")
+    return ThresholdCase(name, rule, series, instances, step_s)
+
+
+def high_risk_recall_case(rule: AlertingRule, c: Check, step_s: int) -> ThresholdCase:
+    """The first high-risk class collapses on v1; recall just over the bound (v2), the same
+    collapse with too few labels (v3) and a class that is not high-risk never fire."""
+    bound, window = _bound(c), c.window or ""
+    model, classes = c.classes[0]
+    high_risk = classes[0]
+    f = rule.for_s // step_s
+    lead, bad_len, tail = 5, f + 5, 5
+    total = lead + bad_len + tail
+    healthy, collapsed, near = 0.95, 0.07, round(bound + 0.01, 6)
+    labels_per_step = float(max(c.min_records or 0, 10))
+    plenty = _cumulative([labels_per_step] * (total - 1))
+    few = _steps((total, 1.0))
+    cases = [("v1", high_risk, _steps((lead, healthy), (bad_len, collapsed), (tail, healthy)),
+              plenty),
+             ("v2", high_risk, _steps((total, near)), plenty),
+             ("v3", high_risk, _steps((total, collapsed)), few),
+             ("v1", "class-not-high-risk", _steps((total, collapsed)), plenty)]
+    series, instances = {}, []
+    for version, cls, recall, labels in cases:
+        base = {"model": model, "version": version, "class": cls}
+        series[labels_text(metric(c.metric), {**base, "window": window})] = recall
+        series[labels_text(metric("labels_total"), {**base, "outcome": "correct"})] = labels
+        judged = cls in classes and labels is plenty
+        instances.append(Instance({**base, "window": window},
+                                  [v if judged and v < bound and t > 0 else None
+                                   for t, v in enumerate(recall)], fires=False))
+    name = (f"high-risk recall: recall of {high_risk} at {number(collapsed * 100)}% fires after "
+            f"{steps_text(f, step_s)}, not {steps_text(1, step_s)} earlier; recall "
+            f"{number(near * 100)}%, the same collapse with fewer than {c.min_records} labels "
+            "and a class that is not high-risk never fire; it resolves when recall recovers")
     return ThresholdCase(name, rule, series, instances, step_s)
 
 
@@ -382,7 +462,7 @@ def checkpoint_case(rule: AlertingRule, c: Check, step_s: int) -> ThresholdCase:
             assert all(v is not None for v in last_ok), instance
             series[labels_text(last, {"instance": instance})] = [float(v or 0) for v in last_ok]
         values: list[float | None] = []
-        queries: list[dict[str, float | None]] = []
+        queries: list[dict[str, QueryResult]] = []
         for t in range(n + 1):
             d = window_delta(failures, t, w)
             ok = last_ok[t]

@@ -6,19 +6,22 @@ alert name, the `check` label, the metric and the comparison come from the resol
 
 Pages: Kafka disconnected and no events (the model, or the monitor, is blind), and failing
 checkpoints (a restart would lose the state).
-Tickets by default: drift, calibration, shadow agreement, label coverage, consumer lag,
+Tickets by default: drift, calibration, shadow agreement, high-risk recall, label
+coverage, consumer lag,
 rejected records and the reference model (slow or partial degradation). Severities
 can be changed per check in `slos.thresholds`.
 """
 
 from __future__ import annotations
 
+import textwrap
+
 from alerts import names
-from alerts.model import AlertSpec, Check
-from alerts.rules import AlertingRule, number, selector, url_template
-from alerts.templates import Label, Part, Query, Template, Text, Value
+from alerts.model import AlertSpec, Check, alternation
+from alerts.rules import AlertingRule, RecordingRule, number, selector, unless_rollout, url_template
+from alerts.templates import Label, Part, Query, QueryList, Template, Text, Value
 from monitor.catalog import ECE_SOURCE_LABELS, metric
-from monitor.durations import format_duration
+from monitor.durations import format_duration, parse_duration
 
 #: How far back label coverage must have been healthy for a drop to count as a collapse.
 LABEL_COVERAGE_LOOKBACK = "1d"
@@ -53,24 +56,55 @@ def _compared(c: Check) -> str:
 _MV = (Label("model"), Text(" "), Label("version"))
 
 
-def drift_rule(spec: AlertSpec, c: Check) -> AlertingRule:
-    """Any drift test of a (model, version) above its critical value: each feature's PSI, or
-    the embedding MMD statistic (labelled feature="embedding_mmd"). With the daemon's
-    defaults the tests share `drift.alpha` (weighted Bonferroni), so on no drift the
-    condition holds in at most that share of windows."""
+def _drift_tests(c: Check, op: str) -> str:
+    """Every drift test of the window: each feature's PSI `op` its critical value, and the
+    embedding MMD statistic `op` its critical value (labelled feature="embedding_mmd")."""
     w = {"window": c.window or ""}
     mmd = (f"{selector(metric('embedding_mmd'), w)}\n"
-           f"      {c.comparison} {selector(metric('embedding_mmd_threshold'), w)}")
-    expr = (f"{_windowed(c)}\n  {c.comparison} {selector(metric('drift_threshold'), w)}\n"
+           f"      {op} {selector(metric('embedding_mmd_threshold'), w)}")
+    return (f"{_windowed(c)}\n  {op} {selector(metric('drift_threshold'), w)}\n"
             f"or\n  label_replace(\n      {mmd},\n"
             f"    \"feature\", \"{names.EMBEDDING_MMD_FEATURE}\", \"\", \"\")\n")
-    return _rule(spec, c, expr,
-                 (*_MV, Text(": "), Label("feature"), Text(" drifted from the baseline")),
-                 (Text("The drift statistic of "), Label("feature"),
-                  Text(f" over the {c.window} window is "), Value("fixed3"),
-                  Text(", above its critical value for "
-                       f"{format_duration(c.for_s)} (PSI for a feature; the standardised "
-                       "MMD² for embedding_mmd).")),
+
+
+def drift_records(spec: AlertSpec, c: Check) -> tuple[RecordingRule, ...]:
+    """What the model/version drift alert reads: each test's statistic over its critical
+    value (ordering the tests; > 1 is drifted when the critical value is positive), the
+    number of tests over their critical value and the worst test."""
+    w = {"window": c.window or ""}
+    by = "model, version, window"
+    exceedance = selector(names.DRIFT_EXCEEDANCE, w)
+    return (
+        RecordingRule(names.DRIFT_EXCEEDANCE, _drift_tests(c, "/")),
+        RecordingRule(names.DRIFT_FEATURES_OVER,
+                      f"count by ({by}) (\n"
+                      + textwrap.indent(_drift_tests(c, c.comparison), "  ") + ")\n"),
+        RecordingRule(names.DRIFT_WORST_FEATURE, f"topk by ({by}) (1, {exceedance})\n"),
+    )
+
+
+def drift_rule(spec: AlertSpec, c: Check) -> AlertingRule:
+    """One alert per model and version (not per feature) while any drift test of the window
+    is over its critical value: a camera change that moves 17 features and the embeddings
+    is one ticket, listing the tests furthest first. With the daemon's defaults the tests
+    share `drift.alpha` (weighted Bonferroni), so on no drift the condition holds in at most
+    that share of windows. Held back during the version's declared rollout."""
+    w = c.window or ""
+    count = selector(names.DRIFT_FEATURES_OVER, {"window": w})
+    mv = f"model=%q,version=%q,window='{w}'"
+    over = QueryList("drifted", f"sort_desc({names.DRIFT_EXCEEDANCE}{{{mv}}} > 1)", "feature",
+                     "fixed2", ("model", "version"), "x")
+    worst = QueryList("worst", f"{names.DRIFT_WORST_FEATURE}{{{mv}}}", "feature", "fixed2",
+                      ("model", "version"), "x")
+    return _rule(spec, c, f"{count} > 0\n{unless_rollout()}",
+                 (*_MV, Text(": "), Value("integer"),
+                  Text(" drift tests over their critical values, worst "), worst),
+                 (Text(f"Over the {c.window} window, "), Value("integer"),
+                  Text(" drift tests are over their critical values, for "
+                       f"{format_duration(c.for_s)} (statistic / critical value, furthest "
+                       "first): "), over,
+                  Text(". PSI for an input feature, the standardised MMD² for embedding_mmd; "
+                       "one alert per model and version, whatever the number of tests.")),
                  True)
 
 
@@ -90,7 +124,7 @@ def ece_rule(spec: AlertSpec, c: Check) -> AlertingRule:
 
 def shadow_rule(spec: AlertSpec, c: Check) -> AlertingRule:
     assert c.bound is not None
-    return _rule(spec, c, _compared(c),
+    return _rule(spec, c, _compared(c) + unless_rollout(),
                  (*_MV, Text(": production disagrees with the reference model")),
                  (Text(f"Agreement with the reference model over the {c.window} window is "),
                   Value("percent"), Text(f" (bound {number(c.bound * 100)}%).")),
@@ -103,7 +137,7 @@ def shadow_drop_rule(spec: AlertSpec, c: Check) -> AlertingRule:
     alpha. Unlike the fixed bound it needs no minimum of joined images, so a new version
     that breaks one class is seen from its first few dozen images."""
     assert c.bound is not None
-    return _rule(spec, c, _compared(c),
+    return _rule(spec, c, _compared(c) + unless_rollout(),
                  (*_MV, Text(": agreement with the reference model fell below the baseline's")),
                  (Text(f"Over the {c.window} window, agreement with the reference model is "
                        "below the baseline's, for one production class or overall: p-value "),
@@ -127,6 +161,32 @@ def label_coverage_rule(spec: AlertSpec, c: Check) -> AlertingRule:
                   Text(f" of predictions got a label over the {c.window} window (bound "
                        f"{number(c.bound * 100)}%), down from at least that within the last "
                        f"{LABEL_COVERAGE_LOOKBACK}.")),
+                 True)
+
+
+def high_risk_recall_rule(spec: AlertSpec, c: Check) -> AlertingRule:
+    """Recall of a high-risk class under its bound, per model, version and class, once the
+    window holds `min_records` labels of the class: a class that collapses (defects let
+    through as `ok`) alerts by name even while the model-wide accuracy looks fine."""
+    assert c.bound is not None and c.min_records is not None
+    w = format_duration(parse_duration(c.window or ""))
+    by = "model, version, class"
+    parts = []
+    for model, classes in c.classes:
+        which = [f'model="{model}"', f'class=~"{alternation(classes)}"']
+        recall = selector(metric(c.metric), [f'window="{c.window}"', *which])
+        labels = selector(metric("labels_total"), which)
+        parts.append(f"(\n  {recall} {c.comparison} {number(c.bound)}\nand on ({by})\n"
+                     f"  sum by ({by}) (increase({labels}[{w}])) >= {c.min_records}\n)")
+    return _rule(spec, c, "\nor\n".join(parts) + "\n",
+                 (*_MV, Text(": recall of high-risk class "), Label("class"),
+                  Text(" is low")),
+                 (Text("Recall of high-risk class "), Label("class"),
+                  Text(f" over the {c.window} window is "), Value("percent"),
+                  Text(f" (bound {number(c.bound * 100)}%, judged once the window holds "
+                       f"{c.min_records} labels of the class): labelled images of the class "
+                       "are being predicted as another class; "
+                       f"{metric('confusion_pair_total')} says which.")),
                  True)
 
 

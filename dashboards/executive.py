@@ -86,7 +86,8 @@ def build(loaded: LoadedConfig) -> dash.Dashboard:
             f"SLO attainment ({period})",
             "Good share of events over the SLO period per objective (0-100 %); green at or "
             "above the objective's target.",
-            [Query(q.slo_attainment(o, period), o.name) for o in objectives],
+            [Query(q.slo_attainment(o, period, scales.objective_classes(o, loaded)), o.name)
+             for o in objectives],
             scales.objective_attainment(min(objectives, key=lambda o: o.target)), width=12,
             height=7)
         for o in objectives:
@@ -100,7 +101,8 @@ def build(loaded: LoadedConfig) -> dash.Dashboard:
             f"Error budget remaining ({period})",
             "Share of each objective's error budget (1 - target) not yet spent over the "
             "period (100 % = untouched, 0 % = exhausted).",
-            [Query(q.error_budget_remaining(o, period), o.name) for o in objectives],
+            [Query(q.error_budget_remaining(o, period, scales.objective_classes(o, loaded)), o.name)
+             for o in objectives],
             higher_is_better(0.5, 0.25), width=12, height=7))
 
     d.with_row(dash.Row("Traffic and cost"))

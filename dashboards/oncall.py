@@ -1,8 +1,9 @@
 """On-call dashboard: what is broken right now and since when.
 
 Rows: serving (latency quantiles, success ratio), burn rate per SLO with the page thresholds
-drawn, firing alerts, Kafka and intake (lag, connectivity, rejections), durable state
-(checkpoint age and failures), recall of the
+drawn, a quality summary per version (drift, shadow agreement, accuracy; top-5 accuracy for
+models with more than 5 classes), visionmon's firing alerts, Kafka and intake (lag,
+connectivity, rejections), durable state (checkpoint age and failures), recall of the
 configured high-risk classes. Version deploys and visionmon upgrades are annotations; with
 the lifecycle topic, so are artifact loads, rollouts, rollbacks and failed loads.
 """
@@ -35,7 +36,7 @@ from dashboards.panels import (
     table_query,
     timeseries,
 )
-from monitor.config import LoadedConfig, VisionmonConfig
+from monitor.config import LoadedConfig
 from monitor.slo_spec import Objective
 
 #: 1 is healthy for connectivity and liveness gauges.
@@ -44,6 +45,8 @@ UP = Scale(PLAIN, ((None, RED), (1.0, GREEN)), 0.0, 1.0)
 REJECTIONS = Scale(RECORDS_PER_SECOND, ((None, GREEN), (0.1, ORANGE), (1.0, RED)), 0.0)
 #: Firing alerts: red as soon as one fires.
 ALERT_COUNT = Scale(PLAIN, ((None, GREEN), (1.0, RED)), 0.0)
+#: Drift tests over their critical value: red from one.
+DRIFTED = Scale(PLAIN, ((None, GREEN), (1.0, RED)), 0.0)
 #: Any failed checkpoint write is red.
 FAILURES = Scale("suffix: /s", ((None, GREEN), (1e-9, RED)), 0.0)
 
@@ -53,8 +56,11 @@ def _up_mappings(down: str, up: str) -> list[ValueMap]:
                               "1": ValueMappingResult(text=up, color=GREEN, index=1)})]
 
 
-def _burn_rate_panel(obj: Objective, cfg: VisionmonConfig) -> ts.Panel:
+def _burn_rate_panel(obj: Objective, loaded: LoadedConfig) -> ts.Panel:
+    cfg = loaded.config
     assert cfg.slos is not None
+    classes = scales.objective_classes(obj, loaded)
+    legend = "{{class}} " if classes else ""
     pages = ", ".join(f"{t.factor:g}x ({t.long} with {t.short})"
                       for t in scales.page_tiers(cfg))
     return timeseries(
@@ -62,8 +68,10 @@ def _burn_rate_panel(obj: Objective, cfg: VisionmonConfig) -> ts.Panel:
         f"Error-budget burn rate (x) of the {obj.kind} objective over each page-tier window: "
         f"1 spends the budget exactly in {cfg.slos.period}. Dashed lines are the configured "
         f"page tiers: {pages}. The alert rules may lower a factor the target makes "
-        "unreachable, and open tickets instead of pages for label-based objectives.",
-        [Query(q.burn_rate(obj, w), w) for w in scales.burn_rate_windows(cfg)],
+        "unreachable, and open tickets instead of pages for label-based objectives."
+        + (" One line per class and window: each class is its own objective." if classes
+           else ""),
+        [Query(q.burn_rate(obj, w, classes), legend + w) for w in scales.burn_rate_windows(cfg)],
         scales.burn_rate(cfg), draw_thresholds=True, width=12)
 
 
@@ -85,6 +93,42 @@ def _lifecycle_annotations(d: dash.Dashboard) -> None:
         "red", step=q.NEW_SERIES_LOOKBACK,
         title_format="{{model}} {{version}} failed to load ({{reason}})",
         tag_keys="model,version,reason"))
+
+
+#: Top-5 accuracy is drawn only for models with more classes than this.
+TOP5_MIN_CLASSES = 5
+
+
+def _quality_summary(d: dash.Dashboard, loaded: LoadedConfig) -> None:
+    """Drift, shadow agreement and accuracy per version at a glance: what the tickets are
+    about, without opening the debug dashboard."""
+    cfg = loaded.config
+    d.with_row(dash.Row("Model quality summary (window $window)"))
+    d.with_panel(stat_panel(
+        "Drift: tests over their critical value",
+        "Per version, the input and prediction features whose PSI is over its critical value "
+        "(the drift alert lists them), and whether the embedding MMD test is (1) or not (0).",
+        [Query(q.drift_tests_over_by_version(), "{{version}} features"),
+         Query(q.embedding_drift_by_version(), "{{version}} embeddings")],
+        DRIFTED, width=8, height=6))
+    d.with_panel(stat_panel(
+        "Shadow agreement",
+        "Per version, the share of scored images on which production agreed with the reference "
+        "model over the window (0-100 %). Dashed bounds as on the debug dashboard.",
+        [Query(q.shadow_agreement_by_version(), "{{version}}")],
+        scales.shadow_agreement(cfg), width=8, height=6))
+    many = sorted(m.name for m in loaded.models.values() if len(m.classes) > TOP5_MIN_CLASSES)
+    top5 = ([Query(q.top5_accuracy_by_version(many), "{{version}} top-5")]
+            if many else [])
+    d.with_panel(stat_panel(
+        "Accuracy: realized and estimated",
+        "Per version over the window (0-100 %): realized accuracy from the joined labels, the "
+        "label-free estimate"
+        + (", and top-5 accuracy for models with more than "
+           f"{TOP5_MIN_CLASSES} classes ({', '.join(many)})" if many else "") + ".",
+        [Query(q.windowed_gauge("accuracy_ratio"), "{{version}} realized"),
+         Query(q.windowed_gauge("estimated_accuracy_ratio"), "{{version}} estimated"), *top5],
+        scales.accuracy(cfg), width=8, height=6))
 
 
 def build(loaded: LoadedConfig) -> dash.Dashboard:
@@ -122,16 +166,20 @@ def build(loaded: LoadedConfig) -> dash.Dashboard:
         assert cfg.slos is not None
         d.with_row(dash.Row("SLO burn rates"))
         for obj in objectives:
-            d.with_panel(_burn_rate_panel(obj, cfg))
+            d.with_panel(_burn_rate_panel(obj, loaded))
+
+    _quality_summary(d, loaded)
 
     d.with_row(dash.Row("Alerts"))
     d.with_panel(stat_panel(
         "Firing alerts",
-        "Number of alerts firing in the Prometheus that evaluates visionmon's rules.",
+        "Number of visionmon's alerts (named Visionmon...) firing in the Prometheus that "
+        "evaluates its rules; other teams' alerts there are left out.",
         [Query(q.firing_alert_count(), "firing")], ALERT_COUNT, width=6, height=6))
     d.with_panel(table_panel(
         "Firing alerts by name",
-        "Alerts firing now, by alert name, severity, model and SLO (count of firing series).",
+        "visionmon's alerts firing now, by alert name, severity, model and SLO (count of "
+        "firing series).",
         [table_query(q.firing_alerts())], ALERT_COUNT,
         {"Value": "series", "Value #A": "series"}, width=18, height=6))
 

@@ -36,7 +36,10 @@ from monitor.config import ConfigError
 from monitor.slo_spec import Objective
 
 #: Prometheus's own series of pending and firing alerts (not a visionmon metric).
-ALERTS = 'ALERTS{alertstate="firing"}'
+#: Every alert visionmon's generator writes is named `Visionmon...` (a test holds it to that).
+ALERT_NAME_PREFIX = "Visionmon"
+#: visionmon's firing alerts, not the other teams' alerts the same Prometheus evaluates.
+ALERTS = f'ALERTS{{alertstate="firing",alertname=~"{ALERT_NAME_PREFIX}.*"}}'
 #: Outcome label values, as the catalog's help texts document them.
 CORRECT, INCORRECT = "correct", "incorrect"
 AGREE = "agree"
@@ -180,13 +183,13 @@ def reference_model_up() -> str:
 
 
 def firing_alerts() -> str:
-    """Alerts currently firing in the Prometheus that evaluates visionmon's rules, by name,
-    severity, model and SLO (labels an alert lacks stay empty)."""
+    """visionmon's alerts currently firing, by name, severity, model and SLO (labels an alert
+    lacks stay empty)."""
     return total(ALERTS, ("alertname", "severity", "model", "slo"))
 
 
 def firing_alert_count() -> str:
-    """Number of firing alerts; 0 rather than no data when nothing fires."""
+    """Number of visionmon's firing alerts; 0 rather than no data when nothing fires."""
     return f"count({ALERTS}) or vector(0)"
 
 
@@ -277,6 +280,42 @@ def embedding_drift_flag() -> str:
     """1 where embedding MMD^2 exceeds its calibrated critical value, else 0."""
     mmd, threshold = windowed_gauge("embedding_mmd"), windowed_gauge("embedding_mmd_threshold")
     return aggregate("max", f"{mmd} > bool {threshold}")
+
+
+def drift_tests_over_by_version() -> str:
+    """Input and prediction features whose PSI is over its critical value, per version (0
+    when none)."""
+    return total(f"{drift('drift_psi')} > bool {drift('drift_threshold')}", ("version",))
+
+
+def embedding_drift_by_version() -> str:
+    """1 where the embedding MMD test is over its critical value, per version, else 0."""
+    mmd, threshold = windowed_gauge("embedding_mmd"), windowed_gauge("embedding_mmd_threshold")
+    return aggregate("max", f"{mmd} > bool {threshold}", ("version",))
+
+
+def _share_by_version(short: str, good: Matcher, *extra: Matcher) -> str:
+    """`good` events of a counter over all of them, per version, over the window (0..1)."""
+    every = (*MODEL_VERSION, *extra)
+    return ratio(total(increase(series(short, *every, good), "$window"), ("version",)),
+                 total(increase(series(short, *every), "$window"), ("version",)))
+
+
+def shadow_agreement_by_version() -> str:
+    """Share of scored images on which production agreed with the reference model, per
+    version over the window (0..1)."""
+    return _share_by_version("shadow_scored_total", eq("outcome", AGREE))
+
+
+def top5_accuracy_by_version(models: Sequence[str]) -> str:
+    """Share of labelled predictions whose label is among the top 5, per version over the
+    window (0..1), for `models` only (top-5 says nothing with 5 classes or fewer)."""
+    which = regex("model", alternation(models))
+    hits = total(increase(series("top5_correct_total", *MODEL_VERSION, which), "$window"),
+                 ("version",))
+    labeled = total(increase(series("labeled_predictions_total", *MODEL_VERSION, which),
+                             "$window"), ("version",))
+    return ratio(hits, labeled)
 
 
 def feature_share_now(feature: str) -> str:
@@ -371,9 +410,21 @@ def _latency_bound(obj: Objective) -> str:
     return le_label(bound)
 
 
-def slo_error_ratio(obj: Objective, window: str) -> str:
-    """Share of bad events (0..1) for one objective over `window` (a PromQL duration)."""
+#: The labelled-prediction counter of each class kind: by true class for recall, by
+#: predicted class for precision.
+_CLASS_COUNTER = {"class_recall": "labels_total", "class_precision": "labeled_predictions_total"}
+
+
+def slo_error_ratio(obj: Objective, window: str, classes: Sequence[str] = ()) -> str:
+    """Share of bad events (0..1) for one objective over `window` (a PromQL duration); per
+    class for a class kind, whose `classes` are the ones it judges."""
     m = _objective_matchers(obj)
+    if obj.kind in _CLASS_COUNTER:
+        which = regex("class", alternation(classes))
+        wrong = series(_CLASS_COUNTER[obj.kind], *m, which, eq("outcome", INCORRECT))
+        labeled = series(_CLASS_COUNTER[obj.kind], *m, which)
+        return ratio(total(rate(wrong, window), ("class",)),
+                     total(rate(labeled, window), ("class",)))
     if obj.kind == "availability":
         bad = series("requests_total", *m, eq("status", "error"))
         every = series("requests_total", *m)
@@ -393,16 +444,25 @@ def slo_error_ratio(obj: Objective, window: str) -> str:
     return f"1 - {ratio(total(increase(good, window)), total(increase(slices, window)))}"
 
 
-def burn_rate(obj: Objective, window: str) -> str:
-    """How many times faster than sustainable the error budget burns over `window` (x)."""
-    return f"{group(slo_error_ratio(obj, window))} / {_number(error_budget(obj))}"
+def burn_rate(obj: Objective, window: str, classes: Sequence[str] = ()) -> str:
+    """How many times faster than sustainable the error budget burns over `window` (x);
+    per class for a class kind."""
+    return f"{group(slo_error_ratio(obj, window, classes))} / {_number(error_budget(obj))}"
 
 
-def slo_attainment(obj: Objective, period: str) -> str:
-    """Good share (0..1) over the SLO period, to compare with the target."""
-    return f"1 - {group(slo_error_ratio(obj, period))}"
+def _worst_class(obj: Objective, expr: str) -> str:
+    """A class kind's worst class (its largest error ratio); other kinds unchanged."""
+    return f"max({expr})" if obj.kind in _CLASS_COUNTER else expr
 
 
-def error_budget_remaining(obj: Objective, period: str) -> str:
-    """Share of the period's error budget not yet spent (1 = untouched, <= 0 = exhausted)."""
-    return f"1 - {group(slo_error_ratio(obj, period))} / {_number(error_budget(obj))}"
+def slo_attainment(obj: Objective, period: str, classes: Sequence[str] = ()) -> str:
+    """Good share (0..1) over the SLO period, to compare with the target (a class kind's
+    worst class)."""
+    return f"1 - {group(_worst_class(obj, slo_error_ratio(obj, period, classes)))}"
+
+
+def error_budget_remaining(obj: Objective, period: str, classes: Sequence[str] = ()) -> str:
+    """Share of the period's error budget not yet spent (1 = untouched, <= 0 = exhausted; a
+    class kind's worst class)."""
+    worst = _worst_class(obj, slo_error_ratio(obj, period, classes))
+    return f"1 - {group(worst)} / {_number(error_budget(obj))}"

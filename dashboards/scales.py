@@ -20,7 +20,8 @@ from dashboards.panels import (
     higher_is_better,
     lower_is_better,
 )
-from monitor.config import VisionmonConfig
+from monitor.config import LoadedConfig, VisionmonConfig
+from monitor.config import objective_classes as classes_of
 from monitor.durations import parse_duration
 from monitor.slo_spec import BurnTier, Objective, ThresholdChecks
 
@@ -125,6 +126,12 @@ def success_ratio(cfg: VisionmonConfig) -> Scale:
 def objectives(cfg: VisionmonConfig) -> list[Objective]:
     """Configured SLOs, in file order (empty without an `slos:` section)."""
     return list(cfg.slos.objectives) if cfg.slos is not None else []
+
+
+def objective_classes(obj: Objective, loaded: LoadedConfig) -> tuple[str, ...]:
+    """The classes a class_recall/class_precision objective judges (`class`, else the model's
+    high_risk_classes); () for other kinds."""
+    return classes_of(obj, loaded.models[obj.model])
 
 
 def page_tiers(cfg: VisionmonConfig) -> tuple[BurnTier, ...]:

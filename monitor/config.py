@@ -21,7 +21,7 @@ from monitor.cost_config import CostConfig
 from monitor.durations import Duration, parse_duration
 from monitor.frozen_model import Frozen
 from monitor.reference_config import ImagesConfig, ReferenceConfig
-from monitor.slo_spec import SloSpec
+from monitor.slo_spec import CLASS_KINDS, Objective, SloSpec
 
 CONFIG_VERSION = 1
 
@@ -518,6 +518,27 @@ class LoadedConfig(Frozen):
     models: dict[str, ModelClasses]
 
 
+def objective_classes(obj: Objective, model: ModelClasses) -> tuple[str, ...]:
+    """The classes a class_recall/class_precision objective judges, each on its own: its
+    `class`, or the model's high_risk_classes; () for other kinds."""
+    if obj.kind not in CLASS_KINDS:
+        return ()
+    return (obj.class_,) if obj.class_ is not None else model.high_risk_classes
+
+
+def _check_objective_class(path: str, j: int, obj: Objective, model: ModelClasses) -> None:
+    if obj.kind not in CLASS_KINDS:
+        return
+    if obj.class_ is not None and obj.class_ not in model.classes:
+        raise ConfigError(f"{path}: slos.objectives.{j}.class: {obj.class_!r} is not a class of "
+                          f"model {model.name!r}; valid classes: {choices(model.classes)}")
+    if not objective_classes(obj, model):
+        raise ConfigError(f"{path}: slos.objectives.{j}.class: a {obj.kind} objective without "
+                          f"class judges the model's high_risk_classes, and model "
+                          f"{model.name!r} declares none; set class (one of "
+                          f"{choices(model.classes)}) or the model's high_risk_classes")
+
+
 def resolve(config: VisionmonConfig, path: str = "<config>", sha256: str = "") -> LoadedConfig:
     """Resolve every path key against the config file's folder (`monitor.config_paths`),
     read class files and check references across sections."""
@@ -549,6 +570,11 @@ def resolve(config: VisionmonConfig, path: str = "<config>", sha256: str = "") -
             if obj.model not in models:
                 raise ConfigError(f"{path}: slos.objectives.{j}.model: unknown model "
                                   f"{obj.model!r}; configured models are {sorted(models)}")
+            _check_objective_class(path, j, obj, models[obj.model])
+        for j, rollout in enumerate(config.slos.rollouts):
+            if rollout.model not in models:
+                raise ConfigError(f"{path}: slos.rollouts.{j}.model: unknown model "
+                                  f"{rollout.model!r}; configured models are {sorted(models)}")
     if config.cost is not None:
         for j, cost in enumerate(config.cost.models):
             if cost.model not in models:

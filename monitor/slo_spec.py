@@ -14,13 +14,18 @@ import bisect
 import string
 from typing import Literal
 
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import AwareDatetime, ConfigDict, Field, field_validator, model_validator
 
 from monitor.catalog import LATENCY_BUCKETS
 from monitor.durations import Duration, parse_duration
 from monitor.frozen_model import Frozen
 
-SloKind = Literal["availability", "latency", "accuracy", "quality_windows"]
+SloKind = Literal["availability", "latency", "accuracy", "quality_windows", "class_recall",
+                  "class_precision"]
+#: Kinds judged on labelled predictions: they take `min_labeled_events`.
+LABELED_KINDS: tuple[str, ...] = ("accuracy", "class_recall", "class_precision")
+#: Kinds whose SLI is one class's: they take `class` (default: the model's high_risk_classes).
+CLASS_KINDS: tuple[str, ...] = ("class_recall", "class_precision")
 Severity = Literal["page", "ticket"]
 #: Values of the `objective` label on `visionmon_eval_windows_total` / `_good_total`.
 QUALITY_OBJECTIVES: tuple[str, ...] = ("accuracy", "shadow_agreement", "ece", "drift")
@@ -85,14 +90,20 @@ class Objective(_Frozen):
     kind: SloKind
     """SLI: `availability` (predictions not refused), `latency` (requests under
     latency_threshold_seconds), `accuracy` (labelled predictions correct) or `quality_windows`
-    (evaluation slices judged good on quality_objective)."""
+    (evaluation slices judged good on quality_objective), `class_recall` (labels of a class
+    predicted as that class) or `class_precision` (predictions of a class whose label is that
+    class); a class kind judges each class on its own."""
+    class_: str | None = Field(default=None, alias="class")
+    """Class of a `class_recall` or `class_precision` objective; none: each of the model's
+    high_risk_classes, each its own objective (the alerts carry a `class` label)."""
     target: float = Field(gt=0, lt=1)
     """Good fraction aimed at, in (0, 1) (0.999, not 99.9); the error budget is 1 - target."""
     latency_threshold_seconds: float | None = None
     """Latency bound of a `latency` objective, in seconds; must be a bucket bound of
     visionmon_request_latency_seconds."""
     min_labeled_events: int = Field(default=100, ge=1)
-    """Labelled predictions an `accuracy` SLI needs in a window before its alert may fire."""
+    """Labelled predictions an `accuracy` SLI (labels of the class, or predictions of it, for a
+    class kind) needs in a window before its alert may fire."""
     quality_objective: Literal["accuracy", "shadow_agreement", "ece", "drift"] | None = None
     """What a `quality_windows` objective judges each evaluation slice on: accuracy,
     shadow_agreement (needs a reference model for the model), ece or drift (needs a baseline)."""
@@ -124,8 +135,41 @@ class Objective(_Frozen):
                              f"{', '.join(QUALITY_OBJECTIVES)})")
         if self.kind != "quality_windows" and self.quality_objective is not None:
             raise ValueError("quality_objective is only valid for kind quality_windows")
-        if self.kind != "accuracy" and "min_labeled_events" in self.model_fields_set:
-            raise ValueError("min_labeled_events is only valid for kind accuracy")
+        if self.kind not in LABELED_KINDS and "min_labeled_events" in self.model_fields_set:
+            raise ValueError("min_labeled_events is only valid for kinds "
+                             f"{', '.join(LABELED_KINDS)}")
+        if self.kind not in CLASS_KINDS and self.class_ is not None:
+            raise ValueError(f"class is only valid for kinds {', '.join(CLASS_KINDS)}")
+        return self
+
+
+#: The guide's rollout tier: while a version's declared rollout lasts, its availability,
+#: latency and accuracy objectives page above 4x over 15 minutes, confirmed over 5.
+ROLLOUT_TIER = BurnTier(severity="page", long="15m", short="5m", factor=4)
+#: Kinds that get the rollout tier during a declared rollout of their version.
+ROLLOUT_KINDS: tuple[str, ...] = ("availability", "latency", "accuracy")
+
+
+class Rollout(_Frozen):
+    """A declared rollout of one model version, from `start` to `end` (timestamps with a
+    time zone, e.g. 2026-12-07T09:00:00Z): while it lasts, the version's drift and agreement
+    tickets are held back and its availability, latency and accuracy objectives also page
+    through `rollout_tier`."""
+
+    model: str
+    """Model of the version rolled out (one of `models:`)."""
+    version: str
+    """Version rolled out (the canary)."""
+    start: AwareDatetime
+    """When the rollout starts (ISO 8601 with a time zone)."""
+    end: AwareDatetime
+    """When it ends, at the latest; after it the version is alerted on like any other."""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Rollout:
+        if self.end <= self.start:
+            raise ValueError(f"end {self.end.isoformat()} must be after start "
+                             f"{self.start.isoformat()}")
         return self
 
 
@@ -180,6 +224,23 @@ class ShadowAgreementDropCheck(WindowedCheck):
     for_: Duration = Field(default="30m", alias="for")
     alpha: float = Field(default=0.001, gt=0, lt=1)
     """Level of the agreement test: the alert fires when its p-value is below alpha."""
+
+
+class HighRiskRecallCheck(WindowedCheck):
+    """Recall of any of a model's high_risk_classes under `min` over the window, once the class
+    has `min_labels` labels in it; one alert per class (its `class` label). Generated only for
+    models that declare high_risk_classes. `window` defaults to the ece check's (both judge
+    labelled predictions)."""
+
+    window: str | None = None  # type: ignore[assignment]
+    """Window of the recall gauge; none: the ece check's window."""
+    for_: Duration = Field(default="15m", alias="for")
+    min: float = Field(default=0.8, gt=0, lt=1)
+    """Smallest recall of a high-risk class (labels of the class predicted as it) before the
+    alert."""
+    min_labels: int = Field(default=20, ge=1)
+    """Labels of the class the window must hold before its recall is judged (a recall from 3
+    labels is noise)."""
 
 
 class LabelCoverageCheck(WindowedCheck):
@@ -262,6 +323,7 @@ class ThresholdChecks(_Frozen):
     shadow_agreement: ShadowAgreementCheck = ShadowAgreementCheck()
     shadow_agreement_drop: ShadowAgreementDropCheck = ShadowAgreementDropCheck()
     label_coverage: LabelCoverageCheck = LabelCoverageCheck()
+    high_risk_recall: HighRiskRecallCheck = HighRiskRecallCheck()
     consumer_lag: ConsumerLagCheck = ConsumerLagCheck()
     kafka_disconnected: KafkaDisconnectedCheck = KafkaDisconnectedCheck()
     no_events: NoEventsCheck = NoEventsCheck()
@@ -306,6 +368,12 @@ class SloSpec(_Frozen):
     """The SLOs, each for one model (and optionally one version)."""
     thresholds: ThresholdChecks = ThresholdChecks()
     """Plain threshold alerts (not SLOs)."""
+    rollouts: list[Rollout] = Field(default_factory=list)
+    """Declared rollouts of canary versions (see docs/alerts.md#rollouts): regenerate the rules
+    and reload Prometheus when one is added."""
+    rollout_tier: BurnTier = ROLLOUT_TIER
+    """Burn-rate tier of a version's availability, latency and accuracy objectives while its
+    declared rollout lasts (default: page above 4x over 15m, confirmed over 5m)."""
 
     @field_validator("runbook_url", "dashboard_url")
     @classmethod
@@ -350,6 +418,13 @@ class SloSpec(_Frozen):
                                  f"{obj.model!r} is already defined at objectives.{seen[key]}; "
                                  "names must be unique per model (the `slo` label)")
             seen[key] = j
+        for j, r in enumerate(self.rollouts):
+            for i, earlier in enumerate(self.rollouts[:j]):
+                same = (earlier.model, earlier.version) == (r.model, r.version)
+                if same and r.start < earlier.end and earlier.start < r.end:
+                    raise ValueError(f"rollouts.{j}: overlaps rollouts.{i} of {r.model} "
+                                     f"{r.version}; merge them into one (one series per "
+                                     "version while a rollout lasts)")
         return self
 
     def runbook_template(self) -> str:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import AwareDatetime, BaseModel
 from pydantic.fields import FieldInfo
 
 from monitor.config import VisionmonConfig
@@ -117,7 +117,8 @@ def _type_name(annotation: Any, info: FieldInfo | None = None) -> str:
         return f"{len(args)} {_type_name(args[0], None)}s" if args else "list"
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return "section"
-    return {str: "string", int: "integer", float: "number", bool: "boolean"}.get(
+    return {str: "string", int: "integer", float: "number", bool: "boolean",
+            AwareDatetime: "timestamp (ISO 8601, with a time zone)"}.get(
         annotation, getattr(annotation, "__name__", str(annotation)))
 
 

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from alerts import names
-from alerts.alertmanager import PAGER, TICKETS, config, route_cases
+from alerts.alertmanager import GROUP_BY, PAGER, TICKETS, config, route_cases
 
 AMTOOL = shutil.which("amtool")
 pytestmark = pytest.mark.skipif(AMTOOL is None, reason="amtool not installed "
@@ -50,7 +50,15 @@ def test_tickets_are_inhibited_only_by_the_page_of_the_same_slo_and_model(genera
     (rule,) = written["inhibit_rules"]
     assert 'severity="page"' in rule["source_matchers"]
     assert 'severity="ticket"' in rule["target_matchers"]
-    assert set(rule["equal"]) == {names.SLO_LABEL, "model"}
+    assert set(rule["equal"]) == {names.SLO_LABEL, "model", "class"}
     # only SLO alerts carry `slo`: a threshold page must not silence unrelated tickets
     assert f'alertname="{names.SLO_ALERT}"' in rule["source_matchers"]
     assert {r["name"] for r in written["receivers"]} == {PAGER, TICKETS}
+
+
+def test_notifications_are_grouped_by_model_and_version(generated):
+    """One cause, one notification: every alert of one model version (drift, agreement,
+    burn rates) lands in one group per receiver, whatever its name."""
+    written = yaml.safe_load((generated / names.ALERTMANAGER_FILE).read_text())
+    assert written["route"]["group_by"] == list(GROUP_BY) == ["model", "version"]
+    assert all("group_by" not in r for r in written["route"]["routes"])

@@ -11,6 +11,7 @@ import re
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,19 @@ def _host(url: str) -> str:
     return url.removeprefix("http://")
 
 
+@contextmanager
+def rules_in_prometheus(cfg: dict[str, Any], start_daemon: Any, tmp_path: Path
+                        ) -> Iterator[tuple[Any, PrometheusServer, list[Path]]]:
+    """A daemon started on `cfg`, and a real Prometheus scraping it with every rule file
+    generated from `cfg` loaded and healthy."""
+    rule_files = write_rules(load_config(write_config(tmp_path, cfg)), tmp_path / "rules")
+    daemon = start_daemon(cfg)
+    with PrometheusServer(tmp_path / "prometheus", [_host(daemon.url)], rule_files) as prom:
+        prom.wait_for_targets_up()
+        assert all(r["health"] == "ok" for g in prom.rules() for r in g["rules"]), prom.rules()
+        yield daemon, prom, rule_files
+
+
 @pytest.fixture
 def monitored(broker, topics, start_daemon, tmp_path: Path
               ) -> Iterator[tuple[Any, PrometheusServer, TrafficPump]]:
@@ -101,12 +115,8 @@ def monitored(broker, topics, start_daemon, tmp_path: Path
     names_ = topics(partitions=1)
     cfg = base_config(broker.bootstrap, names_, slos=e2e_slos(),
                       baseline={"mode": "first_events", "events": 500})
-    rule_files = write_rules(load_config(write_config(tmp_path, cfg)), tmp_path / "rules")
-    daemon = start_daemon(cfg)
-    with TrafficPump(broker.bootstrap, names_["predictions"]) as pump, \
-            PrometheusServer(tmp_path / "prometheus", [_host(daemon.url)], rule_files) as prom:
-        prom.wait_for_targets_up()
-        assert all(r["health"] == "ok" for g in prom.rules() for r in g["rules"]), prom.rules()
+    with rules_in_prometheus(cfg, start_daemon, tmp_path) as (daemon, prom, _), \
+            TrafficPump(broker.bootstrap, names_["predictions"]) as pump:
         yield daemon, prom, pump
 
 
@@ -168,10 +178,14 @@ def test_a_class_prior_shift_raises_the_drift_alert(monitored):
     prior[0] = 1 - 0.02 * (len(CLASSES) - 1)
     shifted_at = time.time()
     pump.set_prior(prior)
-    labels = {"model": "digits", "feature": "predicted_class", "window": "5m"}
+    labels = {"model": "digits", "version": "v1", "window": "5m"}
     states = _watch_states(prom, CHECK["drift"].alert, 60, **labels)
     assert states[-2:] == ["pending", "firing"], states
-    alert = _alerts(prom, CHECK["drift"].alert, **labels)[0]
+    # one alert for the model version, whatever the number of features, which it lists
+    (alert,) = _alerts(prom, CHECK["drift"].alert, model="digits")
+    assert "feature" not in alert["labels"]
+    assert "predicted_class (" in alert["annotations"]["description"]
+    assert "worst " in alert["annotations"]["summary"]
     active_at = datetime.fromisoformat(alert["activeAt"][:26].rstrip("Z") + "+00:00")
     assert active_at.timestamp() > shifted_at - 1, "the drift alert predates the shift"
     assert alert["labels"]["severity"] == "ticket"

@@ -28,7 +28,7 @@ def promtool(*args: str | Path, cwd: Path | None = None) -> subprocess.Completed
 
 def test_promtool_accepts_every_generated_rule_file(generated):
     rule_files = sorted(generated.glob("*.yml"))
-    assert len(rule_files) == 6
+    assert len(rule_files) == 9  # 6 SLOs, the thresholds, cost and the declared rollouts
     result = promtool("check", "rules", *rule_files)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "FAILED" not in result.stdout + result.stderr
@@ -37,7 +37,7 @@ def test_promtool_accepts_every_generated_rule_file(generated):
 def test_every_generated_promtool_unit_test_passes(generated):
     """Run per file in parallel: the 1-day histories make each file take a few seconds."""
     test_files = sorted(generated.glob(f"*{names.TESTS_SUFFIX}"))
-    assert len(test_files) == 6
+    assert len(test_files) == 8  # 6 SLOs, the thresholds and cost
     with ThreadPoolExecutor(max_workers=len(test_files)) as pool:
         results = list(pool.map(lambda p: promtool("test", "rules", p.name, cwd=generated),
                                 test_files))

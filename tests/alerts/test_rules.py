@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import re
 from pathlib import Path
 
@@ -11,16 +12,29 @@ import yaml
 from alerts import names
 from alerts.checks import CHECK, CHECKS, threshold_rules
 from alerts.generate import generate, outputs
+from alerts.model import alternation
 from alerts.rules import (
     AlertingRule,
     RecordingRule,
     burn_alert_annotations,
     error_ratio_expr,
     le_label,
+    rollout_alerts,
+    rollout_group,
     slo_group,
 )
 from alerts.spec import build_spec
-from alerts.templates import Label, Query, Text, Value, go_format, humanize_duration, render, to_go
+from alerts.templates import (
+    Label,
+    Query,
+    QueryList,
+    Text,
+    Value,
+    go_format,
+    humanize_duration,
+    render,
+    to_go,
+)
 from alerts.writer import EmptyOutputError, write_yaml
 from collectors.exporter import bucket_label
 from monitor.catalog import CATALOG, LATENCY_BUCKETS
@@ -119,10 +133,57 @@ def test_the_example_produces_a_group_per_slo_with_every_window_and_meta_recordi
                            names.CURRENT_BURN_RATE, names.PERIOD_BURN_RATE,
                            names.PERIOD_BUDGET_REMAINING]
     alerts = [r for r in group.rules if isinstance(r, AlertingRule)]
-    assert [dict(a.labels)["burn_rate"] for a in alerts] == ["14.4", "6", "3", "1"]
-    assert [dict(a.labels)["severity"] for a in alerts] == ["page", "page", "ticket", "ticket"]
+    # the workbook's four tiers, then the rollout tier
+    assert [dict(a.labels)["burn_rate"] for a in alerts] == ["14.4", "6", "3", "1", "4"]
+    assert [dict(a.labels)["severity"] for a in alerts] == ["page", "page", "ticket", "ticket",
+                                                            "page"]
     assert all(a.for_s == 0 for a in alerts)
     assert "(14.4 * 0.001)" in alerts[0].expr
+    assert dict(alerts[4].labels)["tier"] == names.ROLLOUT_TIER_LABEL
+
+
+def test_the_rollout_tier_pages_per_version_only_while_a_declared_rollout_lasts(example):
+    spec = build_spec(example)
+    kinds = {s.kind: s for s in spec.slos}
+    assert all(kinds[k].rollout_tier is not None for k in ("availability", "latency", "accuracy"))
+    assert all(kinds[k].rollout_tier is None
+               for k in ("quality_windows", "class_recall", "class_precision"))
+    alert = rollout_alerts(kinds["availability"], "", "")[0]
+    assert 'sum by (model, version) (rate(visionmon_requests_total{model="digits"}[15m]))' \
+        in alert.expr
+    assert "> (4 * 0.001)" in alert.expr
+    assert alert.expr.rstrip().endswith(f"and on (model, version)\n  {names.ROLLOUT_ACTIVE}")
+    (record,) = rollout_group(spec.rollouts).rules
+    assert isinstance(record, RecordingRule) and record.record == names.ROLLOUT_ACTIVE
+    # 2026-12-07T09:00:00Z to 13:00:00Z, as in examples/visionmon.yaml
+    assert record.expr == ("vector(1) and on () (vector(time()) >= 1796634000 "
+                           "< 1796648400)")
+    assert dict(record.labels) == {"model": "digits", "version": "v2"}
+
+
+def test_drift_and_agreement_tickets_are_held_back_during_a_rollout_and_pages_never(example):
+    rules = {r.alert: r for r in threshold_rules(build_spec(example))}
+    held = {a for a, r in rules.items() if names.ROLLOUT_ACTIVE in r.expr}
+    assert held == {CHECK[k].alert for k in ("drift", "shadow_agreement",
+                                             "shadow_agreement_drop")}
+    assert all(dict(rules[a].labels)["severity"] == "ticket" for a in held)
+
+
+def test_a_rollout_of_an_unknown_model_or_ending_before_it_starts_is_refused(example_data):
+    rollout = {"model": "cats", "version": "v2", "start": "2026-12-07T09:00:00Z",
+               "end": "2026-12-07T13:00:00Z"}
+    with pytest.raises(ConfigError, match=r"slos.rollouts.0.model: unknown model 'cats'"):
+        with_slos(example_data, rollouts=[rollout])
+    with pytest.raises(ConfigError, match=r"slos.rollouts.0.*must be after start"):
+        with_slos(example_data, rollouts=[{**rollout, "model": "digits",
+                                          "end": "2026-12-07T08:00:00Z"}])
+    with pytest.raises(ConfigError, match=r"rollouts.1: overlaps rollouts.0 of digits v2"):
+        later = {**rollout, "model": "digits", "start": "2026-12-07T12:00:00Z",
+                 "end": "2026-12-07T14:00:00Z"}
+        with_slos(example_data, rollouts=[{**rollout, "model": "digits"}, later])
+    with pytest.raises(ConfigError, match=r"slos.rollouts.0.start"):
+        with_slos(example_data, rollouts=[{**rollout, "model": "digits",
+                                          "start": "2026-12-07T09:00:00"}])
 
 
 SLI_SHAPES = [
@@ -157,10 +218,58 @@ def test_a_per_version_slo_filters_and_groups_by_version(example_data):
 def test_the_accuracy_alerts_carry_the_minimum_volume_guard(example):
     slo = build_spec(example).slos[2]
     group = slo_group(slo, "", "")
-    for alert in (r for r in group.rules if isinstance(r, AlertingRule)):
+    for alert in (r for r in group.rules if isinstance(r, AlertingRule)
+                  and dict(r.labels).get("tier") != names.ROLLOUT_TIER_LABEL):
         assert "and on (model)" in alert.expr
         assert "increase(visionmon_labeled_predictions_total" in alert.expr
         assert alert.expr.rstrip().endswith(">= 100")
+
+
+def test_a_class_objective_without_class_judges_each_high_risk_class_on_its_own(example_data):
+    data = copy.deepcopy(example_data)
+    data["models"][0]["high_risk_classes"] = ["seven", "nine"]
+    loaded = with_slos(data, objectives=[
+        {"name": "recall", "model": "digits", "kind": "class_recall", "target": 0.95}])
+    slo = build_spec(loaded).slos[0]
+    assert slo.classes == ("seven", "nine") and slo.min_volume == 100
+    expr = error_ratio_expr(slo, 300)
+    assert 'visionmon_labels_total{model="digits",class=~"seven|nine",outcome!="correct"}' in expr
+    assert "sum by (model, class)" in expr
+    alerts = [r for r in slo_group(slo, "", "").rules if isinstance(r, AlertingRule)]
+    assert [dict(a.labels)["severity"] for a in alerts] == ["page", "ticket", "ticket", "ticket"]
+    for alert in alerts:
+        assert "and on (model, class)" in alert.expr
+        assert "{{ $labels.class }}" in to_go(dict(alert.annotations)["summary"])
+
+
+def test_a_precision_objective_reads_predictions_of_its_one_class(example_data):
+    loaded = with_slos(example_data, objectives=[
+        {"name": "p", "model": "digits", "version": "v2", "kind": "class_precision",
+         "class": "one", "target": 0.9, "min_labeled_events": 30}])
+    expr = error_ratio_expr(build_spec(loaded).slos[0], 300)
+    assert ('visionmon_labeled_predictions_total{model="digits",version="v2",class=~"one",'
+            'outcome!="correct"}') in expr
+    assert "sum by (model, version, class)" in expr
+
+
+def test_a_class_name_with_regex_characters_is_matched_literally():
+    assert alternation(("a.b", "c|d", "e")) == "a\\\\.b|c\\\\|d|e"
+
+
+def test_a_class_objective_on_a_model_without_high_risk_classes_is_refused(example_data):
+    data = copy.deepcopy(example_data)
+    data["models"][0]["high_risk_classes"] = []
+    with pytest.raises(ConfigError) as err:
+        with_slos(data, objectives=[
+            {"name": "recall", "model": "digits", "kind": "class_recall", "target": 0.95}])
+    assert "slos.objectives.0.class" in str(err.value)
+    assert "declares none; set class (one of zero, one" in str(err.value)
+
+
+def test_the_high_risk_recall_check_is_off_without_high_risk_classes(example_data):
+    data = copy.deepcopy(example_data)
+    data["models"][0]["high_risk_classes"] = []
+    assert not build_spec(with_slos(data, objectives=[])).thresholds["high_risk_recall"].enabled
 
 
 def test_a_low_target_gets_lowered_tiers_whose_annotation_says_so(example_data, caplog):
@@ -262,3 +371,14 @@ def test_a_burn_rate_description_says_how_many_events_its_long_window_holds(exam
                                           "budget_left": 0.99})
     assert text.startswith("2% of the 120 requests visionmon counted over the last 3d failed")
     assert "increase(visionmon_requests_total{model='digits'}[3d])" in to_go(description)
+
+
+def test_a_query_list_renders_every_sample_in_order_like_its_go_template():
+    part = QueryList("over", "sort_desc(x{model=%q} > 1)", "feature", "fixed2", ("model",), "x")
+    go = to_go((part,))
+    assert go == ('{{ range $i, $s := printf "sort_desc(x{model=%q} > 1)" $labels.model | query '
+                  '}}{{ if $i }}, {{ end }}{{ $s.Labels.feature }} ({{ $s.Value | printf "%.2f" '
+                  '}}x){{ else }}none{{ end }}')
+    samples = (("blue_mean", 3.2), ("brightness", 2.0))
+    assert render((part,), {}, 0.0, {"over": samples}) == "blue_mean (3.20x), brightness (2.00x)"
+    assert render((part,), {}, 0.0, {"over": ()}) == "none"

@@ -38,7 +38,13 @@ REFUSED: list[tuple[str, dict[str, Any], list[str]]] = [
      ["slos.objectives.0.quality_objective"]),
     ("min_labeled_events only applies to accuracy",
      {"objectives": [{**AVAIL, "min_labeled_events": 5}]},
-     ["min_labeled_events is only valid for kind accuracy"]),
+     ["min_labeled_events is only valid for kinds accuracy, class_recall, class_precision"]),
+    ("a class on a kind that judges no class is refused",
+     {"objectives": [{**AVAIL, "class": "seven"}]},
+     ["slos.objectives.0", "class is only valid for kinds class_recall, class_precision"]),
+    ("a class the model does not have is refused with the valid classes",
+     {"objectives": [{**AVAIL, "kind": "class_recall", "class": "dent"}]},
+     ["slos.objectives.0.class", "'dent' is not a class of model 'digits'", "valid classes: zero"]),
     ("a target of 100 % is refused",
      {"objectives": [{**AVAIL, "target": 1.0}]}, ["slos.objectives.0.target"]),
     ("a target given in percent is refused",
@@ -128,5 +134,6 @@ def test_the_default_tiers_are_the_sre_workbook_table():
 def test_the_example_config_declares_every_kind_and_every_threshold_check(example):
     spec = build_spec(example)
     assert {s.kind for s in spec.slos} == {"availability", "latency", "accuracy",
-                                           "quality_windows"}
+                                           "quality_windows", "class_recall",
+                                           "class_precision"}
     assert [c.key for c in spec.thresholds.enabled()] == [d.key for d in CHECKS]

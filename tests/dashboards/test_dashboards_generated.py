@@ -291,12 +291,17 @@ def test_version_changes_are_annotations_with_their_labels(example: Dashboards) 
 
 def test_burn_rate_panels_draw_the_page_thresholds_of_the_workbook(example: Dashboards) -> None:
     burn = [p for p in _panels(example["visionmon-oncall"]) if p["title"].startswith("Burn")]
-    assert len(burn) == 4  # one per objective in examples/visionmon.yaml
+    assert len(burn) == 6  # one per objective in examples/visionmon.yaml
     for p in burn:
         steps = [s["value"] for s in p["fieldConfig"]["defaults"]["thresholds"]["steps"]]
         assert steps == [None, 6.0, 14.4]
         assert p["fieldConfig"]["defaults"]["custom"]["thresholdsStyle"]["mode"] == "dashed"
-        assert [t["legendFormat"] for t in p["targets"]] == ["5m", "30m", "1h", "6h"]
+        # a class objective draws one line per class and window
+        assert [t["legendFormat"].removeprefix("{{class}} ") for t in p["targets"]] == [
+            "5m", "30m", "1h", "6h"]
+    per_class = [p for p in burn if "class_recall" in p["description"]]
+    assert per_class and all(t["legendFormat"].startswith("{{class}} ")
+                             for t in per_class[0]["targets"])
 
 
 def test_configured_burn_tiers_replace_the_workbook_windows_and_factors() -> None:
@@ -308,7 +313,8 @@ def test_configured_burn_tiers_replace_the_workbook_windows_and_factors() -> Non
     oncall = dashboards_of(_config(slos=slos))["visionmon-oncall"]
     burn = [p for p in _panels(oncall) if p["title"].startswith("Burn")]
     for p in burn:
-        assert [t["legendFormat"] for t in p["targets"]] == ["10m", "2h"]
+        assert [t["legendFormat"].removeprefix("{{class}} ") for t in p["targets"]] == [
+            "10m", "2h"]
         steps = p["fieldConfig"]["defaults"]["thresholds"]["steps"]
         assert [(s["value"], s["color"]) for s in steps] == [(None, "green"), (10.0, "red")]
 
@@ -386,3 +392,29 @@ def test_a_recording_the_rules_do_not_define_fails_generation() -> None:
         recorded("visionmon:cost_per_billion:rate1h")
     with pytest.raises(ValueError, match="takes matchers on"):
         recorded(COST_PER_MILLION, eq("version", "v1"))
+
+
+def test_top5_accuracy_is_drawn_only_for_models_with_more_than_five_classes() -> None:
+    slos = {**yaml.safe_load(EXAMPLE_CONFIG.read_text())["slos"], "objectives": [],
+            "rollouts": []}
+
+    def summary(models: list[dict[str, object]]) -> str:
+        oncall = dashboards_of(_config(models=models, slos=slos))["visionmon-oncall"]
+        panel = next(p for p in _panels(oncall) if p["title"] == "Accuracy: realized and "
+                     "estimated")
+        return json.dumps(panel["targets"])
+
+    small = {"name": "defects", "classes": ["ok", "scratch", "dent"]}
+    digits = {"name": "digits", "classes": [str(i) for i in range(10)]}
+    assert "top5_correct_total" not in summary([small])
+    both = summary([small, digits])
+    assert 'visionmon_top5_correct_total{model=~\\"$model\\",version=~\\"$version\\",' \
+           'model=~\\"digits\\"}' in both
+
+
+def test_every_alert_the_generator_writes_is_named_for_the_firing_alerts_panels() -> None:
+    from alerts.checks import CHECKS
+    from alerts.names import SLO_ALERT
+    from dashboards.queries import ALERT_NAME_PREFIX
+
+    assert all(n.startswith(ALERT_NAME_PREFIX) for n in [SLO_ALERT, *(d.alert for d in CHECKS)])

@@ -163,12 +163,17 @@ def _feed(bootstrap: str, names: dict[str, str], artifact: Any | None) -> int:
     return sent
 
 
+#: A test-only alert named like visionmon's, and another team's alert in the same Prometheus.
+PROBE, OTHER_TEAM = "VisionmonDashboardTestProbe", "OtherTeamDiskFull"
+
+
 def _always_firing_rule(tmp: Path) -> Path:
-    """A test-only alert that always fires, so the firing-alerts table has a row to show."""
+    """Test-only alerts that always fire: one named like visionmon's, so the firing-alerts
+    table has a row to show, and another team's, which the panels must leave out."""
     path = tmp / "probe-rules.yml"
-    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard-probe", "rules": [{
-        "alert": "DashboardTestProbe", "expr": "vector(1)",
-        "labels": {"severity": "info"}}]}]}))
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard-probe", "rules": [
+        {"alert": name, "expr": "vector(1)", "labels": {"severity": "info"}}
+        for name in (PROBE, OTHER_TEAM)]}]}))
     return path
 
 
@@ -278,3 +283,17 @@ def test_template_variables_find_their_values(live: Live) -> None:
         == {"v1", "v2"}
     assert set(prom.label_values("class", f'{metric("predictions_total")}{{model="digits"}}')) \
         == set(CLASSES)
+
+
+def test_the_firing_alerts_panels_show_only_visionmons_alerts(live: Live) -> None:
+    """Another team's alert fires in the same Prometheus; the on-call panels count and list
+    visionmon's alone."""
+    exprs = [e for q, e in live.queries if "ALERTS" in e]
+    assert exprs
+    prom = live.prometheus
+    assert {r["metric"]["alertname"] for r in prom.query("ALERTS")} >= {PROBE, OTHER_TEAM}
+    for expr in exprs:
+        names = {r["metric"].get("alertname") for r in prom.query(expr, at=live.end)}
+        assert OTHER_TEAM not in names, expr
+    count = next(e for e in exprs if e.startswith("count("))
+    assert prom.value(count) == 1.0
