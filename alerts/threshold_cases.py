@@ -152,8 +152,8 @@ _MV = {"model": "digits", "version": "v1"}
 #: The daemon's input features of a sampled image (with a reference model), which a camera
 #: change moves together.
 CAMERA_FEATURES = ("brightness", "contrast", "saturation", "red_mean", "green_mean",
-                   "blue_mean", "width", "height", "bytes",
-                   *(f"embedding_pc{i}" for i in range(1, 9)))
+                   "blue_mean", "width", "height", "bytes", "sharpness", "jpeg_quality",
+                   "duplicate", *(f"embedding_pc{i}" for i in range(1, 9)))
 #: A version whose declared rollout lasts through a case: its tickets are held back.
 ROLLOUT_VERSION = "v-canary"
 
@@ -172,7 +172,7 @@ def drift_case(rule: AlertingRule, c: Check, step_s: int) -> ThresholdCase:
     lead, bad_len, tail = 5, f + 5, 5
     total = lead + bad_len + tail
     threshold, mmd_critical = 0.05, 2.7
-    # a camera change: the 17 input features and the embeddings move, each by a different
+    # a camera change: the 20 input features and the embeddings move, each by a different
     # amount; the prediction feature margin stays just under its critical value
     moved = {f: round(0.06 + 0.005 * i, 4) for i, f in enumerate(CAMERA_FEATURES)}
     moved["margin"] = 0.049

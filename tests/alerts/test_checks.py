@@ -92,11 +92,11 @@ def test_the_calibration_alert_reads_only_the_ece_against_labels(example):
 
 
 def test_the_drift_case_moves_exactly_the_daemons_input_features():
-    """The promtool case's camera change moves the 17 input features the daemon measures."""
+    """The promtool case's camera change moves the 20 input features the daemon measures."""
     from alerts.threshold_cases import CAMERA_FEATURES
     from monitor.baseline import EMBEDDING_COMPONENTS
     from monitor.scored import INPUT_FEATURES
 
     measured = (*INPUT_FEATURES, *(f"embedding_pc{i + 1}" for i in range(EMBEDDING_COMPONENTS)))
     assert measured == CAMERA_FEATURES
-    assert len(CAMERA_FEATURES) == 17
+    assert len(CAMERA_FEATURES) == 20

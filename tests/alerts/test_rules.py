@@ -106,7 +106,7 @@ def test_every_series_named_in_a_generated_expression_is_in_the_catalog(generate
     for expr in all_expressions(generated):
         for name in series_names(expr):
             seen.add(name)
-            if name.startswith((names.RECORDING_PREFIX, COST_PREFIX)):
+            if name.startswith((*names.RECORDING_PREFIX, COST_PREFIX)):
                 assert name in defined, f"{name} is read but never recorded: {expr}"
             elif name in EXTERNAL_NAMES:
                 continue  # OpenCost, DCGM and Triton series (monitor.cost_series.EXTERNAL)
@@ -290,7 +290,7 @@ def test_threshold_alerts_page_only_for_blindness_and_lost_state_by_default(exam
     assert {a for a, s in severities.items() if s == "page"} == {
         CHECK["kafka_disconnected"].alert, CHECK["no_events"].alert,
         CHECK["checkpoint_failing"].alert}
-    assert len(severities) == 12
+    assert len(severities) == 13
 
 
 def test_disabled_checks_and_no_objectives_generate_nothing_and_say_so(example_data):

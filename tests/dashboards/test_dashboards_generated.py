@@ -399,7 +399,7 @@ def test_top5_accuracy_is_drawn_only_for_models_with_more_than_five_classes() ->
             "rollouts": []}
 
     def summary(models: list[dict[str, object]]) -> str:
-        oncall = dashboards_of(_config(models=models, slos=slos))["visionmon-oncall"]
+        oncall = dashboards_of(_config(models=models, slos=slos, cost=None))["visionmon-oncall"]
         panel = next(p for p in _panels(oncall) if p["title"] == "Accuracy: realized and "
                      "estimated")
         return json.dumps(panel["targets"])
