@@ -17,7 +17,9 @@ from collectors.exporter import build_registry
 from collectors.http_server import HttpEndpoints, HttpServer
 from collectors.snapshot_cache import SnapshotCache
 from monitor import baseline as baseline_mod
+from monitor.acceptance import AcceptanceMonitor, AcceptanceRule
 from monitor.baseline import Baseline, BaselineError
+from monitor.class_auc import ClassAucMonitor
 from monitor.config import MMD_SHARE, ConfigError, LoadedConfig, read_secret
 from monitor.drift import DriftMonitor
 from monitor.durations import parse_duration
@@ -68,6 +70,17 @@ def load_baselines(loaded: LoadedConfig) -> dict[str, Baseline]:
         raise ConfigError(f"{loaded.path}: baseline.path: {err}") from None
 
 
+def acceptance_rules(loaded: LoadedConfig) -> dict[str, AcceptanceRule]:
+    """The models' acceptance rules (`models[].accept`), negative classes as indices."""
+    out = {}
+    for name, m in loaded.models.items():
+        if m.accept is not None:
+            index = m.index()
+            out[name] = AcceptanceRule(m.accept.threshold,
+                                       tuple(index[c] for c in m.accept.negative_classes))
+    return out
+
+
 def build_statistics(loaded: LoadedConfig) -> Statistics:
     cfg = loaded.config
     models = {n: m.classes for n, m in loaded.models.items()}
@@ -109,6 +122,15 @@ def build_statistics(loaded: LoadedConfig) -> Statistics:
     labels.joined_listeners.append(quality.on_label)
     labels.joined_listeners.append(drift.on_label)  # a first-events baseline's calibration
     engine.extensions.extend([drift, labels, quality])
+    rules = acceptance_rules(loaded)
+    if rules:
+        acceptance = AcceptanceMonitor(models, rules, windows, cfg.limits.max_series_per_metric)
+        labels.batch_listeners.append(acceptance.on_joined)
+        engine.extensions.append(acceptance)
+    if cfg.auc.enabled:
+        auc = ClassAucMonitor(models, windows, cfg.auc.score_bins, cfg.auc.slices)
+        labels.batch_listeners.append(auc.on_joined)
+        engine.extensions.append(auc)
     shadow = None
     if cfg.reference is not None:
         shadow = ShadowMonitor(models, windows, drift, quality,

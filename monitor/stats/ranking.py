@@ -14,8 +14,6 @@ in docs/statistics.md (ROC-AUC and PR-AUC).
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import numpy.typing as npt
 
@@ -33,35 +31,36 @@ def _counts(pos: npt.ArrayLike, neg: npt.ArrayLike
             ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     p = np.asarray(pos, dtype=np.float64)
     n = np.asarray(neg, dtype=np.float64)
-    if p.shape != n.shape or p.ndim != 1:
-        raise ValueError(f"positives and negatives must be count vectors of one length, got "
-                         f"shapes {p.shape} and {n.shape}")
+    if p.shape != n.shape or p.ndim != 2:
+        raise ValueError(f"positives and negatives must be (classes, bins) count arrays of one "
+                         f"shape, got shapes {p.shape} and {n.shape}")
     if (p < 0).any() or (n < 0).any():
         raise ValueError("bin counts must not be negative")
     return p, n
 
 
-def roc_auc_from_bins(pos: npt.ArrayLike, neg: npt.ArrayLike) -> float:
-    """Area under the ROC curve, in [0, 1]: the probability that a positive scores above a
-    negative, a positive and a negative in one bin counting one half (the trapezoid rule).
-    NaN without a positive or without a negative (undefined, not 0.5)."""
+def roc_auc_from_bins(pos: npt.ArrayLike, neg: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """Area under the ROC curve of each row (one class's bins), in [0, 1]: the probability
+    that a positive scores above a negative, a positive and a negative in one bin counting one
+    half (the trapezoid rule). NaN for a row without a positive or without a negative
+    (undefined, not 0.5)."""
     p, n = _counts(pos, neg)
-    n_pos, n_neg = float(p.sum()), float(n.sum())
-    if not n_pos or not n_neg:
-        return math.nan
-    below = np.cumsum(n) - n  # negatives in lower bins
-    return float((p * (below + 0.5 * n)).sum() / (n_pos * n_neg))
+    n_pos, n_neg = p.sum(axis=1), n.sum(axis=1)
+    below = np.cumsum(n, axis=1) - n  # negatives in lower bins
+    wins = (p * (below + 0.5 * n)).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where((n_pos > 0) & (n_neg > 0), wins / (n_pos * n_neg), np.nan)
 
 
-def average_precision_from_bins(pos: npt.ArrayLike, neg: npt.ArrayLike) -> float:
-    """Average precision (area under the precision-recall curve, step form), in [0, 1]:
-    sum over bins b holding positives of (positives in b / all positives) x the precision of
-    "score in bin b or above". NaN without a positive."""
+def average_precision_from_bins(pos: npt.ArrayLike, neg: npt.ArrayLike
+                                ) -> npt.NDArray[np.float64]:
+    """Average precision (area under the precision-recall curve, step form) of each row, in
+    [0, 1]: the sum over bins b holding positives of (positives in b / all positives) x the
+    precision of "score in bin b or above". NaN for a row without a positive."""
     p, n = _counts(pos, neg)
-    n_pos = float(p.sum())
-    if not n_pos:
-        return math.nan
-    tp = np.cumsum(p[::-1])[::-1]  # positives at or above each bin
-    fp = np.cumsum(n[::-1])[::-1]
-    has = p > 0
-    return float((p[has] / n_pos * tp[has] / (tp[has] + fp[has])).sum())
+    n_pos = p.sum(axis=1)
+    tp = np.cumsum(p[:, ::-1], axis=1)[:, ::-1]  # positives at or above each bin
+    fp = np.cumsum(n[:, ::-1], axis=1)[:, ::-1]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        steps = np.where(p > 0, p * tp / (tp + fp), 0.0).sum(axis=1)
+        return np.where(n_pos > 0, steps / n_pos, np.nan)

@@ -10,8 +10,19 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from monitor.stats import average_precision_from_bins, roc_auc_from_bins, score_bin_index
+from monitor.stats import average_precision_from_bins as ap_rows
+from monitor.stats import roc_auc_from_bins as roc_rows
+from monitor.stats import score_bin_index
 from tests.oracles.ranking import average_precision_binning_bound, roc_auc_binning_bound
+
+
+def roc_auc_from_bins(pos: list[float] | np.ndarray, neg: list[float] | np.ndarray) -> float:
+    return float(roc_rows([pos], [neg])[0])
+
+
+def average_precision_from_bins(pos: list[float] | np.ndarray, neg: list[float] | np.ndarray
+                                ) -> float:
+    return float(ap_rows([pos], [neg])[0])
 
 
 def _bins(scores: np.ndarray, y: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
@@ -63,8 +74,15 @@ def test_scores_at_the_edges_land_in_the_end_bins():
         [0, 0, 1, 9, 9, 9, 0]
 
 
+def test_rows_are_classes_computed_at_once():
+    pos = np.array([[0, 0, 3], [3, 0, 0], [0, 0, 0]])
+    neg = np.array([[2, 0, 0], [0, 0, 2], [1, 1, 1]])
+    assert roc_rows(pos, neg)[:2].tolist() == [1.0, 0.0]
+    assert math.isnan(roc_rows(pos, neg)[2]) and math.isnan(ap_rows(pos, neg)[2])
+
+
 def test_mismatched_or_negative_counts_are_refused():
-    with pytest.raises(ValueError, match="one length"):
+    with pytest.raises(ValueError, match="one shape"):
         roc_auc_from_bins([1, 2], [1, 2, 3])
     with pytest.raises(ValueError, match="negative"):
         average_precision_from_bins([1, -1], [1, 2])
