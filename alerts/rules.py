@@ -104,6 +104,12 @@ def error_ratio_expr(slo: Slo, window_s: int) -> str:
         labeled = metric("labeled_predictions_total")
         wrong = rate(labeled, ['outcome!="correct"'])
         return f"{wrong}\n/\n{rate(labeled)}\n"
+    if slo.kind == "false_accept_rate":
+        decisions = metric("acceptance_decisions_total")
+        every = rate(decisions)
+        false_accepts = rate(decisions, ['outcome="false_accept"'])
+        # no false accept yet is 0, not no data: the ratio exists wherever labels do
+        return f"(\n  {false_accepts}\n  or\n  0 * {every}\n)\n/\n{every}\n"
     if slo.kind == "latency":
         assert slo.latency_threshold_s is not None
         count = metric("request_latency_seconds") + "_count"
@@ -122,13 +128,14 @@ _ALL_EVENTS: dict[str, tuple[str, str]] = {
     "availability": ("requests_total", ""),
     "latency": ("request_latency_seconds", "_count"),
     "accuracy": ("labeled_predictions_total", ""),
+    "false_accept_rate": ("acceptance_decisions_total", ""),
     "quality_windows": ("eval_windows_total", ""),
 }
 
 
 def events_expr(slo: Slo, window_s: int, quote: str = '"') -> str:
     """All events of the SLO's SLI counted over `window_s`, per model (and version): the
-    minimum-volume guard of accuracy SLOs, and what a burn-rate description says its long
+    minimum-volume guard of labelled SLOs, and what a burn-rate description says its long
     window holds (a daemon that started an hour ago has counted an hour of a 3d window)."""
     by = ", ".join(slo.group_by)
     short, suffix = _ALL_EVENTS[slo.kind]
@@ -182,7 +189,8 @@ def threshold_of(slo: Slo, tier: Tier) -> str:
 
 
 def burn_alert_expr(slo: Slo, tier: Tier) -> str:
-    """Both windows above the tier's threshold (plus the min-volume guard for accuracy)."""
+    """Both windows above the tier's threshold (plus the min-volume guard for labelled
+    SLIs)."""
     thr = threshold_of(slo, tier)
     long_sel = _slo_selector(names.sli_error_record(tier.long_s), slo)
     short_sel = _slo_selector(names.sli_error_record(tier.short_s), slo)
@@ -197,6 +205,7 @@ def burn_alert_expr(slo: Slo, tier: Tier) -> str:
 _BAD_EVENTS = {
     "availability": ("requests", "failed"),
     "accuracy": ("labeled predictions", "were wrong"),
+    "false_accept_rate": ("labeled predictions", "were false accepts"),
     "quality_windows": ("closed evaluation slices", "missed the {objective} objective"),
     "latency": ("requests", "took longer than {threshold}s"),
 }

@@ -22,7 +22,7 @@ from alerts.windows import (
 )
 from monitor.config import ConfigError, LoadedConfig
 from monitor.durations import format_duration, parse_duration
-from monitor.slo_spec import Objective, SloSpec
+from monitor.slo_spec import LABELED_KINDS, Objective, SloSpec
 
 __all__ = ["AlertSpec", "Check", "Slo", "Thresholds", "build_slo", "build_spec"]
 
@@ -57,7 +57,7 @@ def build_slo(index: int, obj: Objective, spec: SloSpec, eval_slice_s: int) -> S
         target_text=_text(target), budget_text=_text(budget), period_s=period_s, tiers=tiers,
         windows_s=recording_windows(configured, period_s),
         latency_threshold_s=obj.latency_threshold_seconds,
-        min_volume=obj.min_labeled_events if obj.kind == "accuracy" else None,
+        min_volume=obj.min_labeled_events if obj.kind in LABELED_KINDS else None,
         quality_objective=obj.quality_objective,
     )
 

@@ -304,6 +304,10 @@ def slo_error_ratio(obj: Objective, window: str) -> str:
         wrong = series("labeled_predictions_total", *m, eq("outcome", INCORRECT))
         labeled = series("labeled_predictions_total", *m)
         return ratio(total(rate(wrong, window)), total(rate(labeled, window)))
+    if obj.kind == "false_accept_rate":
+        false_accepts = series("acceptance_decisions_total", *m, eq("outcome", "false_accept"))
+        labeled = series("acceptance_decisions_total", *m)
+        return ratio(total(rate(false_accepts, window)), total(rate(labeled, window)))
     objective = eq("objective", obj.quality_objective or obj.name)
     good = series("eval_windows_good_total", *m, objective)
     slices = series("eval_windows_total", *m, objective)

@@ -573,6 +573,12 @@ def resolve(config: VisionmonConfig, path: str = "<config>", sha256: str = "") -
             if obj.model not in models:
                 raise ConfigError(f"{path}: slos.objectives.{j}.model: unknown model "
                                   f"{obj.model!r}; configured models are {sorted(models)}")
+            if obj.kind == "false_accept_rate" and models[obj.model].accept is None:
+                with_rule = sorted(n for n, m in models.items() if m.accept is not None)
+                raise ConfigError(
+                    f"{path}: slos.objectives.{j}.kind: false_accept_rate needs an acceptance "
+                    f"rule on model {obj.model!r} (models[].accept: {{threshold: ...}}); models "
+                    f"with one: {with_rule or 'none'}")
     ref = config.reference
     if ref is not None and ref.model not in models:
         raise ConfigError(f"{path}: reference.model: unknown model {ref.model!r}; "

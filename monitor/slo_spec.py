@@ -20,7 +20,9 @@ from monitor.catalog import LATENCY_BUCKETS
 from monitor.durations import Duration, parse_duration
 from monitor.frozen_model import Frozen
 
-SloKind = Literal["availability", "latency", "accuracy", "quality_windows"]
+SloKind = Literal["availability", "latency", "accuracy", "false_accept_rate", "quality_windows"]
+#: SLI kinds computed from labelled predictions: a minimum labelled volume guards them
+LABELED_KINDS: tuple[str, ...] = ("accuracy", "false_accept_rate")
 Severity = Literal["page", "ticket"]
 #: Values of the `objective` label on `visionmon_eval_windows_total` / `_good_total`.
 QUALITY_OBJECTIVES: tuple[str, ...] = ("accuracy", "shadow_agreement", "ece", "drift")
@@ -84,15 +86,17 @@ class Objective(_Frozen):
     """Model version the objective is for; none: all versions of the model together."""
     kind: SloKind
     """SLI: `availability` (predictions not refused), `latency` (requests under
-    latency_threshold_seconds), `accuracy` (labelled predictions correct) or `quality_windows`
-    (evaluation slices judged good on quality_objective)."""
+    latency_threshold_seconds), `accuracy` (labelled predictions correct), `false_accept_rate`
+    (labelled predictions not false accepts under the model's `accept` rule) or
+    `quality_windows` (evaluation slices judged good on quality_objective)."""
     target: float = Field(gt=0, lt=1)
     """Good fraction aimed at, in (0, 1) (0.999, not 99.9); the error budget is 1 - target."""
     latency_threshold_seconds: float | None = None
     """Latency bound of a `latency` objective, in seconds; must be a bucket bound of
     visionmon_request_latency_seconds."""
     min_labeled_events: int = Field(default=100, ge=1)
-    """Labelled predictions an `accuracy` SLI needs in a window before its alert may fire."""
+    """Labelled predictions an `accuracy` or `false_accept_rate` SLI needs in a window before its
+    alert may fire."""
     quality_objective: Literal["accuracy", "shadow_agreement", "ece", "drift"] | None = None
     """What a `quality_windows` objective judges each evaluation slice on: accuracy,
     shadow_agreement (needs a reference model for the model), ece or drift (needs a baseline)."""
@@ -124,8 +128,9 @@ class Objective(_Frozen):
                              f"{', '.join(QUALITY_OBJECTIVES)})")
         if self.kind != "quality_windows" and self.quality_objective is not None:
             raise ValueError("quality_objective is only valid for kind quality_windows")
-        if self.kind != "accuracy" and "min_labeled_events" in self.model_fields_set:
-            raise ValueError("min_labeled_events is only valid for kind accuracy")
+        if self.kind not in LABELED_KINDS and "min_labeled_events" in self.model_fields_set:
+            raise ValueError("min_labeled_events is only valid for kinds "
+                             f"{' and '.join(LABELED_KINDS)}")
         return self
 
 

@@ -22,7 +22,7 @@ def test_generate_writes_and_lists_every_file(tmp_path: Path):
     result = run("--config", str(EXAMPLE), "--out", str(tmp_path / "out"))
     assert result.returncode == 0, result.stderr
     printed = result.stdout.split()
-    assert len(printed) == 11
+    assert len(printed) == 13
     assert all(Path(p).exists() for p in printed)
     assert sorted(Path(p).name for p in printed) == sorted(p.name for p in (tmp_path / "out")
                                                            .iterdir())
