@@ -152,6 +152,11 @@ def class_ratio(short: str, classes: Sequence[str] | None = None) -> str:
     return series(short, *MVW, matcher)
 
 
+def class_auc(short: str) -> str:
+    """Per-class one-vs-rest ROC-AUC or PR-AUC (0..1) for the selected classes."""
+    return series(short, *MVW, CLASS)
+
+
 def worst_classes_by_recall(k: int = 5) -> str:
     """The `k` classes with the lowest recall (0..1) in the selected window."""
     return f"bottomk({k}, {series('class_recall_ratio', *MVW)})"
