@@ -103,10 +103,14 @@ class AcceptanceMonitor(EngineExtension):
         s = self._state_for(batch.model, batch.version)
         decision, outcome = outcomes(rule, len(self.models[batch.model]), batch.pred,
                                      batch.true, batch.confidence)
-        keys = np.stack([decision, outcome, batch.pred, batch.true], axis=1)
-        uniq, counts = np.unique(keys, axis=0, return_counts=True)
+        c = len(self.models[batch.model])
+        codes = ((decision * len(OUTCOMES) + outcome) * c + batch.pred) * c + batch.true
+        uniq, counts = np.unique(codes, return_counts=True)
         pairs = s.pairs
-        for (d, o, p, t), n in zip(uniq.tolist(), counts.tolist(), strict=True):
+        for code, n in zip(uniq.tolist(), counts.tolist(), strict=True):
+            rest, t = divmod(code, c)
+            rest, p = divmod(rest, c)
+            d, o = divmod(rest, len(OUTCOMES))
             key = (d, o, p, t)
             if key not in pairs and len(pairs) >= self.max_pairs and p != t:
                 key = (d, o, p, -1)

@@ -132,14 +132,18 @@ class ClassAucMonitor(EngineExtension):
         s = self._state_for(batch.model, batch.version)
         inc = increments(self.layout, batch.events, batch.true)
         at = batch.at
+        first, last = float(at[scored].min()), float(at[scored].max())
         for ring in s.rings:
-            slice_of = np.floor(at / ring.spec.slice_seconds).astype(np.int64)
+            width = ring.spec.slice_seconds
+            if math.floor(first / width) == math.floor(last / width):  # the usual case
+                ring.add(math.floor(first / width), len(scored), inc.cls, inc.col)
+                continue
+            slice_of = np.floor(at / width).astype(np.int64)
             scored_slices = slice_of[scored]
             for slice_id in np.unique(scored_slices).tolist():
                 m = slice_of[inc.event] == slice_id
                 ring.add(slice_id, int((scored_slices == slice_id).sum()), inc.cls[m], inc.col[m])
-        self.watermark[batch.model] = max(self.watermark.get(batch.model, -math.inf),
-                                          float(at[scored].max()))
+        self.watermark[batch.model] = max(self.watermark.get(batch.model, -math.inf), last)
 
     def state_bytes(self) -> int:
         """Memory of the score bins held, in bytes (benchmarks, check-config)."""

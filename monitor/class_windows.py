@@ -124,11 +124,10 @@ class SparseClassRing:
         events = sum(s.events for s in live)
         if not live:
             return ClassTotals(0, np.empty(0, np.int64), np.empty((0, self.width), np.int64))
-        cls = np.concatenate([s.classes[:s.rows] for s in live])
-        rows = np.concatenate([s.counts[:s.rows] for s in live])
-        classes, inverse = np.unique(cls, return_inverse=True)
+        classes = np.unique(np.concatenate([s.classes[:s.rows] for s in live]))
         counts = np.zeros((classes.size, self.width), dtype=np.int64)
-        np.add.at(counts, inverse, rows)
+        for s in live:  # a class has one row per slice: a plain indexed add
+            counts[np.searchsorted(classes, s.classes[:s.rows])] += s.counts[:s.rows]
         return ClassTotals(events, classes, counts)
 
     @property
