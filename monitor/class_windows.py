@@ -86,7 +86,7 @@ class _Slice:
 
 @dataclass(frozen=True, slots=True)
 class ClassTotals:
-    """A window's counts: events, and one row of counts per class that occurred (sorted)."""
+    """A window's counts: events, and one row of counts per class that occurred."""
 
     events: int
     classes: np.ndarray
@@ -124,6 +124,9 @@ class SparseClassRing:
         events = sum(s.events for s in live)
         if not live:
             return ClassTotals(0, np.empty(0, np.int64), np.empty((0, self.width), np.int64))
+        if len(live) == 1:  # a copy of the one slice's rows
+            s = live[0]
+            return ClassTotals(events, s.classes[:s.rows].copy(), s.counts[:s.rows].copy())
         classes = np.unique(np.concatenate([s.classes[:s.rows] for s in live]))
         counts = np.zeros((classes.size, self.width), dtype=np.int64)
         for s in live:  # a class has one row per slice: a plain indexed add
