@@ -117,10 +117,9 @@ def _run(config: str, preds: list[bytes], labels: list[list[bytes]]) -> dict[str
         t = time.perf_counter()
         captured.render(SnapshotBuilder())
         out["render_ms"] = (time.perf_counter() - t) * 1000
-        used = [s for v in auc.by_version.values() for r in v.rings for s in r._slices
-                if s.id >= 0]
-        out["classes_per_slice"] = float(np.mean([s.rows for s in used]))
-        out["bytes_per_slice"] = float(np.mean([s.nbytes for s in used]))
+        used = [u for v in auc.by_version.values() for r in v.rings for u in r.usage()]
+        out["classes_per_slice"] = float(np.mean([rows for rows, _ in used]))
+        out["bytes_per_slice"] = float(np.mean([nbytes for _, nbytes in used]))
     accept = next((x for x in stats.engine.extensions if x.name == "acceptance"), None)
     if accept is not None:
         out["pairs"] = float(sum(len(v.pairs) for v in accept.by_version.values()))  # type: ignore[attr-defined]

@@ -23,6 +23,7 @@ import numpy as np
 
 from monitor.class_windows import ClassTotals, SparseClassRing
 from monitor.engine import EngineExtension
+from monitor.events import PredictionEvent
 from monitor.labels import JoinedBatch
 from monitor.snapshot import SnapshotBuilder
 from monitor.stats import average_precision_from_bins, roc_auc_from_bins, score_bin_index
@@ -56,11 +57,12 @@ class _Increments:
     col: np.ndarray
 
 
-def _scored(events: Sequence[Any]) -> list[int]:
+def _scored(events: Sequence[PredictionEvent]) -> list[int]:
     return [i for i, e in enumerate(events) if e.probs is not None or e.top5_probs]
 
 
-def increments(lay: _Layout, events: Sequence[Any], true: np.ndarray) -> _Increments:
+def increments(lay: _Layout, events: Sequence[PredictionEvent], true: np.ndarray
+               ) -> _Increments:
     """Counts of scored events (`events[i]` with `probs` or `top5_probs`, labelled
     `true[i]`): one positive per event and one per class it scores in bin 1 or above."""
     ev: list[np.ndarray] = []

@@ -138,6 +138,10 @@ class SparseClassRing:
         """Memory of the counts held, in bytes."""
         return sum(s.nbytes for s in self._slices)
 
+    def usage(self) -> list[tuple[int, int]]:
+        """(classes with a row, bytes) of each slice in use (benchmarks)."""
+        return [(s.rows, s.nbytes) for s in self._slices if s.id >= 0]
+
     def state(self) -> list[list[Any]]:
         return [[s.id, s.events, s.classes[:s.rows].tolist(), s.counts[:s.rows].tolist()]
                 for s in self._slices]

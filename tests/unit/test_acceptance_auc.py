@@ -18,8 +18,15 @@ from collectors.checkpoint import decode, encode
 from monitor.acceptance import AcceptanceMonitor, AcceptanceRule
 from monitor.class_auc import ClassAucMonitor
 from monitor.config import ConfigError, parse_config, resolve
-from monitor.events import DecodeLimits, FeedbackDecoder, ModelClassIndex, PredictionDecoder
+from monitor.events import (
+    DecodeLimits,
+    FeedbackDecoder,
+    ModelClassIndex,
+    PredictionDecoder,
+    PredictionEvent,
+)
 from monitor.labels import JoinedBatch
+from monitor.snapshot import SnapshotBuilder
 from monitor.stats import score_bin_index
 from monitor.windows import WindowSpec
 from tests.oracles.ranking import average_precision_binning_bound, roc_auc_binning_bound
@@ -103,7 +110,6 @@ def test_without_negative_classes_any_accepted_error_is_a_false_accept():
     pred, true = np.array([0, 1, 2, 2]), np.array([1, 1, 0, 0])
     mon.on_joined(JoinedBatch("m", "v1", (), pred, true, np.array([0.9, 0.9, 0.6, 0.4]),
                               np.full(4, NOW)))
-    from monitor.snapshot import SnapshotBuilder
     b = SnapshotBuilder()
     mon.capture().render(b)
     snap = b.build()
@@ -232,7 +238,6 @@ def test_a_negative_class_missing_from_a_classes_file_names_the_file(tmp_path):
 
 def test_predictions_without_scores_cost_no_auc_state():
     mon = ClassAucMonitor({"m": DEFECTS}, (WindowSpec("1h", 3600, 60),), BINS, 6)
-    from monitor.events import PredictionEvent
     e = PredictionEvent("r", NOW, "m", "v1", True, 1, 0.9, math.nan, math.nan, 0.01)
     mon.on_joined(JoinedBatch("m", "v1", (e,), np.array([1]), np.array([1]), np.array([0.9]),
                               np.array([NOW])))
