@@ -587,7 +587,7 @@ class PredictionDecoder:
         return _new_tuple(PredictionEvent, (
             w.request_id, ts, w.model, w.version, w.status == "ok", pred,
             _NAN if conf is None else conf, _NAN, _NAN,
-            _NAN if lat is None else lat / 1000.0, (), None, w.deployment))
+            _NAN if lat is None else lat / 1000.0, (), None, w.deployment, ()))
 
     def _checked(self, w: WirePrediction, now: float) -> PredictionEvent:
         """The checks that need the model's class list, the clock or the limits, for any

@@ -242,3 +242,24 @@ def test_predictions_without_scores_cost_no_auc_state():
     mon.on_joined(JoinedBatch("m", "v1", (e,), np.array([1]), np.array([1]), np.array([0.9]),
                               np.array([NOW])))
     assert mon.state_bytes() == 0
+
+
+def test_labelled_predictions_of_the_fast_decoder_count_as_accepted_or_routed_without_auc():
+    """A plain event (class and confidence, no probs or topk) takes the decoder's fast path:
+    it is a whole PredictionEvent, counted by the acceptance rule and left out of the AUC."""
+    loaded = _loaded(DEFECTS, {"threshold": 0.8, "negative_classes": ["ok"]})
+    stats = build_statistics(loaded)
+    preds = [orjson.dumps({"request_id": f"r{i}", "ts": NOW + i, "model": "m", "version": "v1",
+                           "pred": 0, "confidence": 0.9}) for i in range(4)]
+    labels = [orjson.dumps({"request_id": f"r{i}", "label": i % 2, "ts": NOW + i})
+              for i in range(4)]
+    index = {"m": ModelClassIndex.of(tuple(DEFECTS))}
+    event = PredictionDecoder(index, DecodeLimits(max_future_skew_seconds=1e12)).decode(
+        preds[0], NOW).events[0]
+    assert len(event) == len(PredictionEvent._fields) and event.top5_probs == ()
+    _feed(stats, DEFECTS, preds, labels)
+    snap = stats.engine.snapshot()
+    assert snap["visionmon_acceptance_decisions_total"] == {
+        ("m", "v1", "accepted", "correct", "ok", "ok"): 2.0,
+        ("m", "v1", "accepted", "false_accept", "ok", "scratch"): 2.0}
+    assert "visionmon_class_roc_auc" not in snap
