@@ -13,6 +13,7 @@ window figure is `visionmon_false_accept_ratio` = false accepts / labelled predi
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -103,24 +104,20 @@ class AcceptanceMonitor(EngineExtension):
         s = self._state_for(batch.model, batch.version)
         decision, outcome = outcomes(rule, len(self.models[batch.model]), batch.pred,
                                      batch.true, batch.confidence)
-        c = len(self.models[batch.model])
-        codes = ((decision * len(OUTCOMES) + outcome) * c + batch.pred) * c + batch.true
-        uniq, counts = np.unique(codes, return_counts=True)
         pairs = s.pairs
-        for code, n in zip(uniq.tolist(), counts.tolist(), strict=True):
-            rest, t = divmod(code, c)
-            rest, p = divmod(rest, c)
-            d, o = divmod(rest, len(OUTCOMES))
-            key = (d, o, p, t)
-            if key not in pairs and len(pairs) >= self.max_pairs and p != t:
-                key = (d, o, p, -1)
-            pairs[key] = pairs.get(key, 0) + n
+        keys = zip(decision.tolist(), outcome.tolist(), batch.pred.tolist(),
+                   batch.true.tolist(), strict=True)
+        for (d, o, p, t), n in Counter(keys).items():
+            if (d, o, p, t) not in pairs and len(pairs) >= self.max_pairs and p != t:
+                t = -1
+            pairs[(d, o, p, t)] = pairs.get((d, o, p, t), 0) + n
         at = batch.at
         accepted, fa = decision == _ACCEPTED, outcome == _FALSE_ACCEPT
+        n_acc, n_fa = int(accepted.sum()), int(fa.sum())
         s.windows.add(np.concatenate([at, at[accepted], at[fa]]),
-                      np.concatenate([np.full(at.size, _Layout.labeled),
-                                      np.full(int(accepted.sum()), _Layout.accepted),
-                                      np.full(int(fa.sum()), _Layout.false_accept)]))
+                      np.repeat([_Layout.labeled, _Layout.accepted, _Layout.false_accept],
+                                [at.size, n_acc, n_fa]),
+                      counts=np.array([at.size, n_acc, n_fa], dtype=np.float64))
         self.watermark[batch.model] = max(self.watermark.get(batch.model, -math.inf),
                                           float(at.max()))
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -80,16 +81,20 @@ def increments(lay: _Layout, events: Sequence[PredictionEvent], true: np.ndarray
     sparse = [i for i, e in enumerate(events) if e.probs is None and e.top5_probs]
     if sparse:
         top = [events[i] for i in sparse]
-        k = np.array([len(e.top5_probs) for e in top])
-        classes = np.fromiter((c for e in top for c in e.top5[:len(e.top5_probs)]), np.int64)
-        bins = score_bin_index(np.fromiter((p for e in top for p in e.top5_probs), np.float64),
-                               lay.bins)
-        idx = np.repeat(np.asarray(sparse), k)
+        # the decoder gives `top5` and `top5_probs` one length (checkpoints before format 3
+        # hold no `top5_probs`: those events are not in `sparse`)
+        k = np.fromiter(map(len, (e.top5_probs for e in top)), np.int64, len(top))
+        classes = np.fromiter(chain.from_iterable(e.top5 for e in top), np.int64)
+        scores = np.fromiter(chain.from_iterable(e.top5_probs for e in top), np.float64)
+        bins = score_bin_index(scores, lay.bins)
+        at = np.repeat(np.arange(len(top)), k)  # the entry's event, among `top`
+        y = true[np.asarray(sparse)]
+        own = classes == y[at]  # the entry of the event's label, if in its top 5
+        y_score = np.zeros(len(top))
+        y_score[at[own]] = scores[own]
         hi = bins >= 1
-        y_score = [dict(zip(e.top5, e.top5_probs, strict=False)).get(int(true[i]), 0.0)
-                   for e, i in zip(top, sparse, strict=True)]
-        ev += [idx[hi], np.asarray(sparse)]
-        cls += [classes[hi], true[np.asarray(sparse)]]
+        ev += [np.asarray(sparse)[at[hi]], np.asarray(sparse)]
+        cls += [classes[hi], y]
         col += [lay.scored + bins[hi], lay.positives + score_bin_index(y_score, lay.bins)]
     if not ev:
         empty = np.empty(0, np.int64)
