@@ -8,7 +8,8 @@ For every SLO and every burn-rate tier a scenario is built and run through
   silent one step before the computed firing step, firing at it, still firing right
   after recovery, resolved when the short window clears;
 * **burn just under budget**: 0.9x the slowest tier's factor, sustained: nothing fires;
-* **minimum volume** (accuracy): every label wrong but too few labels: no page.
+* **minimum volume** (accuracy, false accepts): every label bad but too few labels: no
+  page.
 
 The healthy history before an incident is the shortest of the tiers' windows (up to
 1 day) after which no other alert fires before the tested one; where none exists,
@@ -96,6 +97,13 @@ def slo_input_series(slo: Slo, traffic: Traffic, version: str | None = None
             # a class outside the objective, every label wrong: it must never alert
             pairs.append((labels_text(name, {**base, "class": OUTSIDE_CLASS,
                                              "outcome": "incorrect"}), total))
+    elif slo.kind == "false_accept_rate":
+        name = metric("acceptance_decisions_total")
+        accepted = {**base, "decision": "accepted", "class": "c0"}
+        pairs = [(labels_text(name, {**accepted, "outcome": "correct", "true_class": "c0"}),
+                  traffic.good),
+                 (labels_text(name, {**accepted, "outcome": "false_accept", "true_class": "c1"}),
+                  traffic.bad)]
     elif slo.kind == "latency":
         assert slo.latency_threshold_s is not None
         hist = metric("request_latency_seconds")

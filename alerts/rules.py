@@ -105,6 +105,12 @@ def error_ratio_expr(slo: Slo, window_s: int) -> str:
         labeled = metric(LABELED_COUNTER[slo.kind])
         wrong = rate(labeled, ['outcome!="correct"'])
         return f"{wrong}\n/\n{rate(labeled)}\n"
+    if slo.kind == "false_accept_rate":
+        decisions = metric("acceptance_decisions_total")
+        every = rate(decisions)
+        false_accepts = rate(decisions, ['outcome="false_accept"'])
+        # no false accept yet is 0, not no data: the ratio exists wherever labels do
+        return f"(\n  {false_accepts}\n  or\n  0 * {every}\n)\n/\n{every}\n"
     if slo.kind == "latency":
         assert slo.latency_threshold_s is not None
         count = metric("request_latency_seconds") + "_count"
@@ -131,6 +137,7 @@ _ALL_EVENTS: dict[str, tuple[str, str]] = {
     "availability": ("requests_total", ""),
     "latency": ("request_latency_seconds", "_count"),
     **{kind: (counter, "") for kind, counter in LABELED_COUNTER.items()},
+    "false_accept_rate": ("acceptance_decisions_total", ""),
     "quality_windows": ("eval_windows_total", ""),
 }
 
@@ -199,7 +206,8 @@ def threshold_of(slo: Slo, tier: Tier) -> str:
 
 
 def burn_alert_expr(slo: Slo, tier: Tier) -> str:
-    """Both windows above the tier's threshold (plus the min-volume guard for accuracy)."""
+    """Both windows above the tier's threshold (plus the min-volume guard for labelled
+    SLIs)."""
     thr = threshold_of(slo, tier)
     long_sel = _slo_selector(names.sli_error_record(tier.long_s), slo)
     short_sel = _slo_selector(names.sli_error_record(tier.short_s), slo)
@@ -216,6 +224,7 @@ _BAD_EVENTS = {
     "accuracy": ("labeled predictions", "were wrong"),
     "class_recall": ("labeled images of the class", "were predicted as another class"),
     "class_precision": ("labeled predictions of the class", "were wrong"),
+    "false_accept_rate": ("labeled predictions", "were false accepts"),
     "quality_windows": ("closed evaluation slices", "missed the {objective} objective"),
     "latency": ("requests", "took longer than {threshold}s"),
 }

@@ -92,7 +92,8 @@ def error_ratios(slo: Slo, traffic: Traffic, w: int, step_s: int) -> np.ndarray:
     per_second = 1.0 / float(w * step_s)  # see rate()
     good = _deltas(np.asarray(traffic.good, dtype=np.float64), w) * per_second
     with np.errstate(divide="ignore", invalid="ignore"):
-        if slo.kind in ("availability", "accuracy", "class_recall", "class_precision"):
+        if slo.kind in ("availability", "accuracy", "class_recall", "class_precision",
+                        "false_accept_rate"):
             bad = _deltas(np.asarray(traffic.bad, dtype=np.float64), w) * per_second
             return bad / (good + bad)  # bad / sum(good, bad)
         total = _deltas(np.asarray(traffic.total, dtype=np.float64), w) * per_second

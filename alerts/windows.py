@@ -10,9 +10,9 @@ A tier alerts when the error ratio over both its long and its short window excee
   when more than 80 % of events are bad (or with the next tier's threshold, so a faster
   tier is never less sensitive than a slower one).
 * **Severity by kind.** Requests (availability, latency) use the tiers as configured.
-  Accuracy, class recall and class precision page only on their fastest page tier (a
-  sudden collapse); their other tiers open tickets, since labels arrive late.
-  Quality-window SLOs only open tickets.
+  Accuracy, class recall, class precision and false accepts page only on their fastest
+  page tier (a sudden collapse); their other tiers open tickets, since labels arrive
+  late. Quality-window SLOs only open tickets.
 * **Sparse time slices.** A quality-window SLO counts one event per evaluation slice, so
   a tier whose short window holds fewer than two slices is dropped (it would flap).
 """
@@ -88,7 +88,7 @@ def severities_for_kind(kind: str, tiers: tuple[Tier, ...]) -> tuple[Tier, ...]:
     """Apply the page-vs-ticket policy of an SLO kind (see module docstring)."""
     if kind == "quality_windows":
         return tuple(replace(t, severity="ticket") for t in tiers)
-    if kind in ("accuracy", "class_recall", "class_precision"):
+    if kind in ("accuracy", "class_recall", "class_precision", "false_accept_rate"):
         pages = [t for t in tiers if t.severity == "page"]
         if not pages:
             return tiers

@@ -19,7 +19,7 @@ import orjson
 from monitor.config import LoadedConfig
 
 #: the checkpoint format this daemon writes; older ones are migrated when read
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 #: the command-line flag that moves an old checkpoint aside and starts fresh
 RESET_FLAG = "--reset-state"
 
@@ -170,8 +170,17 @@ def _from_v1(state: dict[str, Any]) -> dict[str, Any]:
             "committed": state.get("committed"), "identity": None}
 
 
+def _from_v2(state: dict[str, Any]) -> dict[str, Any]:
+    """Version 2: no `acceptance` and `auc` extension state (they start empty), and
+    predictions waiting for their labels without `top5_probs` (read back as empty: their
+    labels count everywhere but in the AUC, unless they kept `probs`). Nothing to rewrite;
+    the version says that a visionmon reading format 2 must not read these files (its
+    predictions would not decode)."""
+    return {**state, "format_version": 3}
+
+
 #: per older format version, the function that lifts it one version up
-MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _from_v1}
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _from_v1, 2: _from_v2}
 
 
 def migrate(state: dict[str, Any], path: object = "checkpoint") -> dict[str, Any]:

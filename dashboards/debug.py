@@ -1,6 +1,7 @@
 """Debug dashboard: why the model is worse, for a postmortem.
 
-Rows: per-class quality (precision/recall table, most confused pairs), drift (PSI and KL per
+Rows: per-class quality (precision/recall table, most confused pairs, ROC-AUC and PR-AUC,
+false accepts), drift (PSI and KL per
 feature against their critical values, input-feature drift, embedding MMD, the baseline's
 source, state and what it rests on), confidence and
 calibration (heatmap, now vs baseline, reliability diagram, ECE), shadow model and labels
@@ -125,6 +126,28 @@ def build(loaded: LoadedConfig) -> dash.Dashboard:
         [table_query(q.confused_pairs(10))], neutral(COUNT),
         {"Value": "mistakes", "Value #A": "mistakes", "true_class": "true",
          "pred_class": "predicted"}).links([gallery_link(cfg)]))
+
+    d.with_panel(table_panel(
+        "ROC-AUC and PR-AUC by class",
+        "One-vs-rest ROC-AUC (0.5: chance) and PR-AUC (average precision) of the selected "
+        f"classes over the window, from {cfg.auc.score_bins} score bins of labelled "
+        "predictions with probs or topk (docs/statistics.md bounds the binning error).",
+        [table_query(q.class_auc("class_roc_auc")), table_query(q.class_auc("class_pr_auc"))],
+        scales.ranking(), {"Value #A": "ROC-AUC", "Value #B": "PR-AUC"}))
+    d.with_panel(timeseries(
+        "Macro ROC-AUC and PR-AUC",
+        "Mean over the classes with labels in the window of the one-vs-rest ROC-AUC and PR-AUC "
+        "(0..1), per version.",
+        [Query(q.windowed_gauge("roc_auc_macro"), "ROC-AUC ({{version}})"),
+         Query(q.windowed_gauge("pr_auc_macro"), "PR-AUC ({{version}})")],
+        scales.ranking()))
+    d.with_panel(timeseries(
+        "False-accept ratio",
+        "Accepted predictions (confidence at or above the model's accept.threshold) of a "
+        "negative class whose label is another class, over the labelled predictions of the "
+        "window (0-100 %), per version; models without an acceptance rule show nothing.",
+        [Query(q.windowed_gauge("false_accept_ratio"), "{{version}}")],
+        scales.false_accepts(cfg)))
 
     features = list(cfg.drift.features)
     d.with_row(dash.Row("Drift (window $window)"))

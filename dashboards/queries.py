@@ -206,6 +206,11 @@ def class_ratio(short: str, classes: Sequence[str] | None = None) -> str:
     return series(short, *MVW, matcher)
 
 
+def class_auc(short: str) -> str:
+    """Per-class one-vs-rest ROC-AUC or PR-AUC (0..1) for the selected classes."""
+    return series(short, *MVW, CLASS)
+
+
 def worst_classes_by_recall(k: int = 5) -> str:
     """The `k` classes with the lowest recall (0..1) in the selected window."""
     return f"bottomk({k}, {series('class_recall_ratio', *MVW)})"
@@ -438,6 +443,10 @@ def slo_error_ratio(obj: Objective, window: str, classes: Sequence[str] = ()) ->
         wrong = series("labeled_predictions_total", *m, eq("outcome", INCORRECT))
         labeled = series("labeled_predictions_total", *m)
         return ratio(total(rate(wrong, window)), total(rate(labeled, window)))
+    if obj.kind == "false_accept_rate":
+        false_accepts = series("acceptance_decisions_total", *m, eq("outcome", "false_accept"))
+        labeled = series("acceptance_decisions_total", *m)
+        return ratio(total(rate(false_accepts, window)), total(rate(labeled, window)))
     objective = eq("objective", obj.quality_objective or obj.name)
     good = series("eval_windows_good_total", *m, objective)
     slices = series("eval_windows_total", *m, objective)

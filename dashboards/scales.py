@@ -116,6 +116,20 @@ def latency(cfg: VisionmonConfig) -> Scale:
     return Scale(SECONDS, ((None, GREEN), (bound / 2.0, ORANGE), (bound, RED)), 0.0)
 
 
+def false_accepts(cfg: VisionmonConfig) -> Scale:
+    """False accepts / labelled predictions (0..1): orange above the strictest false_accept_rate
+    objective's error budget, red above twice it; without one, no colour."""
+    budgets = [1.0 - o.target for o in objectives(cfg) if o.kind == "false_accept_rate"]
+    if not budgets:
+        return Scale(PERCENT, ((None, GREEN),), 0.0)
+    return lower_is_better(min(budgets), 2.0 * min(budgets), PERCENT)
+
+
+def ranking() -> Scale:
+    """ROC-AUC and PR-AUC (0..1): red at or below 0.5 (chance for ROC-AUC), else no colour."""
+    return Scale(PLAIN, ((None, RED), (0.5, GREEN)), 0.0, 1.0)
+
+
 def success_ratio(cfg: VisionmonConfig) -> Scale:
     """Request success (0..1): red below the strictest availability target (else 99 %)."""
     targets = [o.target for o in objectives(cfg) if o.kind == "availability"]

@@ -331,6 +331,45 @@ _SPECS: tuple[MetricSpec, ...] = (
                ("model", "version", "class", "window"),
                module="monitor/labels.py",
                condition="once labels join predictions (feedback topic)"),
+    MetricSpec(f"{PREFIX}acceptance_decisions_total", "counter",
+               "Labelled predictions by acceptance decision (accepted: confidence at or above "
+               "the model's accept.threshold; routed: below it, to human review) and outcome "
+               "(correct; false_accept: accepted, wrong, predicted one of "
+               "accept.negative_classes, or any class without them; incorrect: other errors), "
+               "by predicted class and true class (only pairs that occurred; true_class "
+               "_other beyond limits.max_series_per_metric pairs per version).", "",
+               ("model", "version", "decision", "outcome", "class", "true_class"),
+               module="monitor/acceptance.py",
+               condition="with models[].accept, once labels join predictions"),
+    MetricSpec(f"{PREFIX}false_accept_ratio", "gauge",
+               "False accepts / labelled predictions over the window (the guide's M15, "
+               "incorrect accepts / total).", "ratio", MVW,
+               module="monitor/acceptance.py",
+               condition="with models[].accept, once labels join predictions"),
+    MetricSpec(f"{PREFIX}class_roc_auc", "gauge",
+               "One-vs-rest ROC-AUC of the class over the window, from auc.score_bins score "
+               "bins of labelled predictions with probs or topk (0.5: no better than chance; "
+               "exported once the class has a positive and a negative).", "",
+               ("model", "version", "class", "window"),
+               module="monitor/class_auc.py",
+               condition="with auc.enabled, once labels join predictions with probs or topk"),
+    MetricSpec(f"{PREFIX}roc_auc_macro", "gauge",
+               "Mean of visionmon_class_roc_auc over the classes that have one in the window.",
+               "", MVW,
+               module="monitor/class_auc.py",
+               condition="with auc.enabled, once labels join predictions with probs or topk"),
+    MetricSpec(f"{PREFIX}class_pr_auc", "gauge",
+               "One-vs-rest PR-AUC (average precision) of the class over the window, from "
+               "auc.score_bins score bins of labelled predictions with probs or topk "
+               "(exported once the class has a positive).", "",
+               ("model", "version", "class", "window"),
+               module="monitor/class_auc.py",
+               condition="with auc.enabled, once labels join predictions with probs or topk"),
+    MetricSpec(f"{PREFIX}pr_auc_macro", "gauge",
+               "Mean of visionmon_class_pr_auc over the classes that have one in the window.",
+               "", MVW,
+               module="monitor/class_auc.py",
+               condition="with auc.enabled, once labels join predictions with probs or topk"),
     MetricSpec(f"{PREFIX}label_delay_seconds", "histogram",
                "Time from prediction to its ground-truth label.", "seconds", ("model",),
                LABEL_DELAY_BUCKETS,

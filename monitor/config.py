@@ -134,6 +134,20 @@ class KafkaConfig(Frozen):
         return self
 
 
+class AcceptRule(Frozen):
+    """A model's operating threshold: which predictions are acted on without a person, and
+    which errors among them are the costly ones (false accepts)."""
+
+    threshold: float = Field(gt=0, le=1)
+    """Confidence at or above which a prediction is accepted (acted on); below it, it is routed
+    to human review. In (0, 1]."""
+    negative_classes: list[str] = Field(default_factory=list)
+    """Classes whose acceptance lets an item through (e.g. `ok` of a defect detector): a false
+    accept is an accepted prediction of one of them whose label is another class. Empty: every
+    accepted prediction whose label differs is a false accept. Each must be one of the model's
+    classes."""
+
+
 class ModelConfig(Frozen):
     name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
     """Model name: the `model` field of the events and the `model` label of the metrics."""
@@ -144,6 +158,10 @@ class ModelConfig(Frozen):
     high_risk_classes: list[str] = Field(default_factory=list)
     """Classes whose errors cost most; the dashboards show them on their own. Each must be one of
     the model's classes."""
+    accept: AcceptRule | None = None
+    """The acceptance rule (`{threshold: 0.8, negative_classes: [ok]}`): labelled predictions are
+    counted as accepted or routed and correct or false accept
+    (`visionmon_acceptance_decisions_total`, `visionmon_false_accept_ratio`); none: not counted."""
 
     @field_validator("classes")
     @classmethod
@@ -161,7 +179,18 @@ class ModelConfig(Frozen):
             if unknown:
                 raise ValueError(f"high_risk_classes {unknown} are not in the class list; "
                                  f"valid classes: {choices(self.classes)}")
+            problem = unknown_negative_classes(self.accept, self.classes)
+            if problem:
+                raise ValueError(f"{problem} the class list; valid classes: "
+                                 f"{choices(self.classes)}")
         return self
+
+
+def unknown_negative_classes(rule: AcceptRule | None, classes: Sequence[str]) -> str:
+    """`accept.negative_classes [...] are not in` when the rule names a class the model lacks;
+    empty when it names none."""
+    unknown = [c for c in (rule.negative_classes if rule else []) if c not in classes]
+    return f"accept.negative_classes {unknown} are not in" if unknown else ""
 
 
 def choices(names: Sequence[str], limit: int = 40) -> str:
@@ -381,6 +410,22 @@ class QualityConfig(Frozen):
     """Largest calibration error (ECE) of a good slice; default bound of the ece alert."""
 
 
+class AucConfig(Frozen):
+    """Per-class one-vs-rest ROC-AUC and PR-AUC of labelled predictions, from score bins
+    (docs/statistics.md gives the binning error's bound)."""
+
+    enabled: bool = True
+    """Compute `visionmon_class_roc_auc`, `visionmon_class_pr_auc` and their macro means from
+    labelled predictions that carry `probs` or `topk`."""
+    score_bins: int = Field(50, ge=2, le=1000)
+    """Equal-width bins of a class's score on [0, 1]: more bins, a smaller binning error and more
+    memory (two counts per bin, per class that occurs in a slice)."""
+    slices: int = Field(6, ge=2, le=60)
+    """Slices per window of the AUC counts: the AUC of a window covers between (slices - 1) /
+    slices of it and all of it. Fewer than `windows.slices`, since each slice holds bins x
+    classes: 6 slices of 50 bins at 1,000 classes are at most 4.8 MB per version and window."""
+
+
 class VisionmonConfig(Frozen):
     version: Literal[1]
     """Config schema version; this visionmon reads version 1."""
@@ -408,6 +453,8 @@ class VisionmonConfig(Frozen):
     """The join of reference-model scores to their predictions (shadow agreement)."""
     quality: QualityConfig = QualityConfig()
     """Bounds of the time-slice quality SLIs."""
+    auc: AucConfig = AucConfig()
+    """Per-class ROC-AUC and PR-AUC over the windows."""
     images: ImagesConfig = ImagesConfig()
     """Limits applied to sampled images before they are decoded."""
     reference: ReferenceConfig | None = None
@@ -504,6 +551,7 @@ class ModelClasses(Frozen):
     name: str
     classes: tuple[str, ...]
     high_risk_classes: tuple[str, ...] = ()
+    accept: AcceptRule | None = None
 
     def index(self) -> dict[str, int]:
         return {c: i for i, c in enumerate(self.classes)}
@@ -563,14 +611,25 @@ def resolve(config: VisionmonConfig, path: str = "<config>", sha256: str = "") -
             if unknown:
                 raise ConfigError(f"{path}: models.{i}.high_risk_classes: {unknown} are not in "
                                   f"{cpath}; valid classes: {choices(classes)}")
+            problem = unknown_negative_classes(m.accept, classes)
+            if problem:
+                raise ConfigError(f"{path}: models.{i}.{problem} {cpath}; valid classes: "
+                                  f"{choices(classes)}")
         models[m.name] = ModelClasses(name=m.name, classes=tuple(classes),
-                                      high_risk_classes=tuple(m.high_risk_classes))
+                                      high_risk_classes=tuple(m.high_risk_classes),
+                                      accept=m.accept)
     if config.slos is not None:
         for j, obj in enumerate(config.slos.objectives):
             if obj.model not in models:
                 raise ConfigError(f"{path}: slos.objectives.{j}.model: unknown model "
                                   f"{obj.model!r}; configured models are {sorted(models)}")
             _check_objective_class(path, j, obj, models[obj.model])
+            if obj.kind == "false_accept_rate" and models[obj.model].accept is None:
+                with_rule = sorted(n for n, m in models.items() if m.accept is not None)
+                raise ConfigError(
+                    f"{path}: slos.objectives.{j}.kind: false_accept_rate needs an acceptance "
+                    f"rule on model {obj.model!r} (models[].accept: {{threshold: ...}}); models "
+                    f"with one: {with_rule or 'none'}")
         for j, rollout in enumerate(config.slos.rollouts):
             if rollout.model not in models:
                 raise ConfigError(f"{path}: slos.rollouts.{j}.model: unknown model "

@@ -75,6 +75,9 @@ class PredictionEvent(NamedTuple):
     top5: tuple[int, ...] = ()
     probs: tuple[float, ...] | None = None
     deployment: str | None = None
+    #: the probabilities of the `top5` classes, in their order (from `probs` or `topk`;
+    #: empty without either): what a large model's ROC-AUC is computed from
+    top5_probs: tuple[float, ...] = ()
 
 
 class FeedbackEvent(NamedTuple):
@@ -601,7 +604,7 @@ class PredictionDecoder:
         return _new_tuple(PredictionEvent, (
             w.request_id, ts, w.model, w.version, w.status == "ok", pred,
             _NAN if conf is None else conf, _NAN, _NAN,
-            _NAN if lat is None else lat / 1000.0, (), None, w.deployment))
+            _NAN if lat is None else lat / 1000.0, (), None, w.deployment, ()))
 
     def _checked(self, w: WirePrediction, now: float) -> PredictionEvent:
         """The checks that need the model's class list, the clock or the limits, for any
@@ -645,6 +648,7 @@ class PredictionDecoder:
         n_classes = len(model.classes)
         probs_t: tuple[float, ...] | None = None
         top5: tuple[int, ...] = ()
+        top5_probs: tuple[float, ...] = ()
         p1 = p2 = margin = entropy = math.nan
         argmax = -1
         probs = w.probs
@@ -662,15 +666,17 @@ class PredictionDecoder:
             probs_t = tuple(probs)
             order = sorted(range(n_classes), key=probs_t.__getitem__, reverse=True)[:5]
             top5 = tuple(order)
+            top5_probs = tuple(probs_t[i] for i in order)
             argmax = order[0]
             p1 = probs_t[order[0]]
             p2 = probs_t[order[1]] if n_classes > 1 else math.nan
             entropy = _entropy(probs_t)
             margin = p1 - p2
         if w.topk is not None:
-            top_from_k, k1, k2 = self._topk(w.topk, model)
+            top_from_k, probs_from_k, k2 = self._topk(w.topk, model)
             if probs_t is None:
-                top5, p1, p2 = top_from_k, k1, k2
+                top5, top5_probs = top_from_k, probs_from_k
+                p1, p2 = probs_from_k[0], k2
                 argmax = top5[0]
                 margin = p1 - p2
         conf = w.confidence
@@ -692,11 +698,14 @@ class PredictionDecoder:
         if not ok and conf is None:
             confidence = math.nan
         return PredictionEvent(request_id, ts, model_name, version, ok, pred, confidence,
-                               margin, entropy, latency_s, top5, probs_t, w.deployment)
+                               margin, entropy, latency_s, top5, probs_t, w.deployment,
+                               top5_probs)
 
     @staticmethod
     def _topk(topk: Sequence[tuple[int | str, float]], model: ModelClassIndex
-              ) -> tuple[tuple[int, ...], float, float]:
+              ) -> tuple[tuple[int, ...], tuple[float, ...], float]:
+        """The first five classes of a `topk` list, their probabilities and the second
+        probability (NaN for a list of one)."""
         if not topk:
             raise _Bad(RejectReason.WRONG_TYPE, "topk must be a non-empty list of [class, prob]")
         classes = [_class_index(c, model, "topk class") for c, _ in topk]
@@ -712,7 +721,7 @@ class PredictionDecoder:
         if sum(probs) > 1.0 + PROBS_TOLERANCE:
             raise _Bad(RejectReason.TOPK_INVALID, "topk probabilities sum to more than 1")
         p2 = probs[1] if len(probs) > 1 else math.nan
-        return tuple(classes[:5]), probs[0], p2
+        return tuple(classes[:5]), tuple(probs[:5]), p2
 
 
 class FeedbackDecoder:

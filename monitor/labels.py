@@ -168,6 +168,8 @@ class LabelMonitor(EngineExtension):
         #: model -> second (third, ...) labels of one request, counted and dropped
         self.duplicates: dict[str, int] = dict.fromkeys(self.models, 0)
         self.joined_listeners: list[Callable[[str, str, PredictionEvent, int, float], None]] = []
+        #: told of each batch of joins of one (model, version) at once (vectorised blocks)
+        self.batch_listeners: list[Callable[[JoinedBatch], None]] = []
 
     def _state_for(self, model: str, version: str) -> _VersionLabels:
         s = self.by_version.get((model, version))
@@ -343,6 +345,11 @@ class LabelMonitor(EngineExtension):
         for listener in self.joined_listeners:
             for p, y, t in joins:
                 listener(model, version, p, y, t)
+        if self.batch_listeners:
+            batch = JoinedBatch(model, version, tuple(p for p, _, _ in joins), pred, true, conf,
+                                at)
+            for batch_listener in self.batch_listeners:
+                batch_listener(batch)
 
     # --- reading --------------------------------------------------------------------
     def _counts(self, model: str, version: str, s: _VersionLabels) -> VersionLabelCounts:
@@ -416,6 +423,21 @@ class LabelMonitor(EngineExtension):
                 s.confusion[...] = d["confusion"]
             s.labeled_windows.restore(_arrays(d["labeled_windows"]))
             s.pred_windows.restore(_pred_rings(d["pred_windows"]))
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class JoinedBatch:
+    """Labels joined to their predictions in one step, for one (model, version): per join,
+    the prediction, its predicted and true class indices, its confidence and the join's
+    event time (the later of prediction and label, s)."""
+
+    model: str
+    version: str
+    events: tuple[PredictionEvent, ...]
+    pred: np.ndarray
+    true: np.ndarray
+    confidence: np.ndarray
+    at: np.ndarray
 
 
 @dataclass(frozen=True, slots=True)
@@ -598,4 +620,5 @@ def _encode_pred(e: PredictionEvent) -> list[Any]:
 
 def _decode_pred(v: list[Any]) -> PredictionEvent:
     e = PredictionEvent(*v)
-    return e._replace(top5=tuple(e.top5), probs=None if e.probs is None else tuple(e.probs))
+    return e._replace(top5=tuple(e.top5), probs=None if e.probs is None else tuple(e.probs),
+                      top5_probs=tuple(e.top5_probs))

@@ -20,10 +20,11 @@ from monitor.catalog import LATENCY_BUCKETS
 from monitor.durations import Duration, parse_duration
 from monitor.frozen_model import Frozen
 
-SloKind = Literal["availability", "latency", "accuracy", "quality_windows", "class_recall",
-                  "class_precision"]
+SloKind = Literal["availability", "latency", "accuracy", "false_accept_rate", "quality_windows",
+                  "class_recall", "class_precision"]
 #: Kinds judged on labelled predictions: they take `min_labeled_events`.
-LABELED_KINDS: tuple[str, ...] = ("accuracy", "class_recall", "class_precision")
+LABELED_KINDS: tuple[str, ...] = ("accuracy", "class_recall", "class_precision",
+                                  "false_accept_rate")
 #: Kinds whose SLI is one class's: they take `class` (default: the model's high_risk_classes).
 CLASS_KINDS: tuple[str, ...] = ("class_recall", "class_precision")
 Severity = Literal["page", "ticket"]
@@ -89,7 +90,8 @@ class Objective(_Frozen):
     """Model version the objective is for; none: all versions of the model together."""
     kind: SloKind
     """SLI: `availability` (predictions not refused), `latency` (requests under
-    latency_threshold_seconds), `accuracy` (labelled predictions correct) or `quality_windows`
+    latency_threshold_seconds), `accuracy` (labelled predictions correct), `false_accept_rate`
+    (labelled predictions not false accepts under the model's `accept` rule), `quality_windows`
     (evaluation slices judged good on quality_objective), `class_recall` (labels of a class
     predicted as that class) or `class_precision` (predictions of a class whose label is that
     class); a class kind judges each class on its own."""
@@ -102,8 +104,8 @@ class Objective(_Frozen):
     """Latency bound of a `latency` objective, in seconds; must be a bucket bound of
     visionmon_request_latency_seconds."""
     min_labeled_events: int = Field(default=100, ge=1)
-    """Labelled predictions an `accuracy` SLI (labels of the class, or predictions of it, for a
-    class kind) needs in a window before its alert may fire."""
+    """Labelled predictions an `accuracy` or `false_accept_rate` SLI (labels of the class, or
+    predictions of it, for a class kind) needs in a window before its alert may fire."""
     quality_objective: Literal["accuracy", "shadow_agreement", "ece", "drift"] | None = None
     """What a `quality_windows` objective judges each evaluation slice on: accuracy,
     shadow_agreement (needs a reference model for the model), ece or drift (needs a baseline)."""

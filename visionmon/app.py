@@ -19,7 +19,9 @@ from collectors.gallery_page import render_gallery
 from collectors.http_server import HttpEndpoints, HttpServer
 from collectors.snapshot_cache import SnapshotCache
 from monitor import baseline as baseline_mod
+from monitor.acceptance import AcceptanceMonitor, AcceptanceRule
 from monitor.baseline import Baseline, BaselineError
+from monitor.class_auc import ClassAucMonitor
 from monitor.config import MMD_SHARE, ConfigError, LoadedConfig, read_secret
 from monitor.drift import DriftMonitor
 from monitor.durations import parse_duration
@@ -74,6 +76,17 @@ def load_baselines(loaded: LoadedConfig) -> dict[str, Baseline]:
         raise ConfigError(f"{loaded.path}: baseline.path: {err}") from None
 
 
+def acceptance_rules(loaded: LoadedConfig) -> dict[str, AcceptanceRule]:
+    """The models' acceptance rules (`models[].accept`), negative classes as indices."""
+    out = {}
+    for name, m in loaded.models.items():
+        if m.accept is not None:
+            index = m.index()
+            out[name] = AcceptanceRule(m.accept.threshold,
+                                       tuple(index[c] for c in m.accept.negative_classes))
+    return out
+
+
 def build_statistics(loaded: LoadedConfig) -> Statistics:
     cfg = loaded.config
     models = {n: m.classes for n, m in loaded.models.items()}
@@ -119,6 +132,15 @@ def build_statistics(loaded: LoadedConfig) -> Statistics:
     if topics.lifecycle is not None:
         lifecycle = ModelLifecycle(engine.versions.key, cfg.limits.max_model_replicas)
         engine.extensions.append(lifecycle)
+    rules = acceptance_rules(loaded)
+    if rules:
+        acceptance = AcceptanceMonitor(models, rules, windows, cfg.limits.max_series_per_metric)
+        labels.batch_listeners.append(acceptance.on_joined)
+        engine.extensions.append(acceptance)
+    if cfg.auc.enabled:
+        auc = ClassAucMonitor(models, windows, cfg.auc.score_bins, cfg.auc.slices)
+        labels.batch_listeners.append(auc.on_joined)
+        engine.extensions.append(auc)
     shadow = None
     if cfg.reference is not None:
         shadow = ShadowMonitor(models, windows, drift, quality,

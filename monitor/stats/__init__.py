@@ -1,4 +1,5 @@
-"""Pure statistics over count vectors and arrays: drift, thresholds, calibration, accuracy.
+"""Pure statistics over count vectors and arrays: drift, thresholds, calibration, accuracy,
+ranking (ROC-AUC, PR-AUC).
 
 numpy and scipy only; no I/O, no global state; random generators are passed in.
 Definitions, ranges and units: docs/statistics.md.
@@ -33,6 +34,7 @@ from monitor.stats.mmd_null import (
     mmd_null_test,
     mmd_reference,
 )
+from monitor.stats.ranking import average_precision_from_bins, roc_auc_from_bins, score_bin_index
 from monitor.stats.thresholds import (
     DriftThreshold,
     apply_bin_map,
@@ -54,6 +56,7 @@ __all__ = [
     "agreement_drop_pvalues",
     "agreement_drop_test",
     "apply_bin_map",
+    "average_precision_from_bins",
     "bin_counts",
     "bin_index",
     "calibrate_mmd_null",
@@ -78,6 +81,8 @@ __all__ = [
     "psi",
     "psi_threshold",
     "quantile_edges",
+    "roc_auc_from_bins",
+    "score_bin_index",
     "smoothed_proportions",
     "split_usual",
     "stratified_drop_pvalue",

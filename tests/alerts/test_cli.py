@@ -22,8 +22,8 @@ def test_generate_writes_and_lists_every_file(tmp_path: Path):
     result = run("--config", str(EXAMPLE), "--out", str(tmp_path / "out"))
     assert result.returncode == 0, result.stderr
     printed = result.stdout.split()
-    # 6 SLOs and the thresholds (rules + tests), cost (rules + tests), rollouts, routing
-    assert len(printed) == 18
+    # 7 SLOs and the thresholds (rules + tests), cost (rules + tests), rollouts, routing
+    assert len(printed) == 20
     assert all(Path(p).exists() for p in printed)
     assert sorted(Path(p).name for p in printed) == sorted(p.name for p in (tmp_path / "out")
                                                            .iterdir())

@@ -28,7 +28,7 @@ def promtool(*args: str | Path, cwd: Path | None = None) -> subprocess.Completed
 
 def test_promtool_accepts_every_generated_rule_file(generated):
     rule_files = sorted(generated.glob("*.yml"))
-    assert len(rule_files) == 9  # 6 SLOs, the thresholds, cost and the declared rollouts
+    assert len(rule_files) == 10  # 7 SLOs, the thresholds, cost and the declared rollouts
     result = promtool("check", "rules", *rule_files)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "FAILED" not in result.stdout + result.stderr
@@ -37,7 +37,7 @@ def test_promtool_accepts_every_generated_rule_file(generated):
 def test_every_generated_promtool_unit_test_passes(generated):
     """Run per file in parallel: the 1-day histories make each file take a few seconds."""
     test_files = sorted(generated.glob(f"*{names.TESTS_SUFFIX}"))
-    assert len(test_files) == 8  # 6 SLOs, the thresholds and cost
+    assert len(test_files) == 9  # 7 SLOs, the thresholds and cost
     with ThreadPoolExecutor(max_workers=len(test_files)) as pool:
         results = list(pool.map(lambda p: promtool("test", "rules", p.name, cwd=generated),
                                 test_files))
@@ -58,6 +58,9 @@ MUTATIONS = [
      "(1 * 0.05)", "(1.2 * 0.05)", "1x 3d/6h tier"),
     ("a minimum volume of 50 labels lets a quiet hour page", "visionmon-slo-digits-accuracy",
      ">= 100", ">= 50", "fewer than 100 labels"),
+    ("a false-accept SLI that reads correct outcomes as bad pages on healthy traffic",
+     "visionmon-slo-digits-false-accepts", 'outcome="false_accept"', 'outcome="correct"',
+     "14.4x 1h/5m tier"),
     ("a Kafka page held 3m instead of 2m fires late", "visionmon-thresholds",
      "for: 2m", "for: 3m", "kafka:"),
     ("a calibration alert that also reads the reference model's ECE fires on it",
@@ -110,4 +113,26 @@ def test_a_lowered_tier_of_a_90_percent_target_fires_in_its_generated_test(examp
     assert len(tests["tests"]) == 1
     (tmp_path / "lowered.test.yaml").write_text(yaml.safe_dump(tests))
     result = promtool("test", "rules", "lowered.test.yaml", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_model_without_false_accepts_records_a_false_accept_ratio_of_zero(generated,
+                                                                           tmp_path):
+    """Only correct and routed outcomes exist: the SLI is 0, not absent (its `or 0 *` arm)."""
+    stem = "visionmon-slo-digits-false-accepts"
+    name = "visionmon_acceptance_decisions_total"
+    mv = 'model="digits",version="v1",class="one"'
+    doc = {"rule_files": [f"{stem}{names.RULES_SUFFIX}"], "evaluation_interval": "1m",
+           "tests": [{"interval": "1m", "input_series": [
+               {"series": f'{name}{{{mv},decision="accepted",outcome="correct",'
+                          f'true_class="one"}}', "values": "0+60x20"},
+               {"series": f'{name}{{{mv},decision="routed",outcome="incorrect",'
+                          f'true_class="two"}}', "values": "0+6x20"}],
+               "promql_expr_test": [{
+                   "expr": 'slo:sli_error:ratio_rate5m{slo="false-accepts"}', "eval_time": "10m",
+                   "exp_samples": [{"labels": 'slo:sli_error:ratio_rate5m{model="digits",'
+                                              'slo="false-accepts"}', "value": 0}]}]}]}
+    shutil.copy(generated / f"{stem}{names.RULES_SUFFIX}", tmp_path)
+    (tmp_path / "zero.test.yaml").write_text(yaml.safe_dump(doc))
+    result = promtool("test", "rules", "zero.test.yaml", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr

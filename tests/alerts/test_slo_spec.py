@@ -38,7 +38,8 @@ REFUSED: list[tuple[str, dict[str, Any], list[str]]] = [
      ["slos.objectives.0.quality_objective"]),
     ("min_labeled_events only applies to accuracy",
      {"objectives": [{**AVAIL, "min_labeled_events": 5}]},
-     ["min_labeled_events is only valid for kinds accuracy, class_recall, class_precision"]),
+     ["min_labeled_events is only valid for kinds accuracy, class_recall, class_precision, "
+      "false_accept_rate"]),
     ("a class on a kind that judges no class is refused",
      {"objectives": [{**AVAIL, "class": "seven"}]},
      ["slos.objectives.0", "class is only valid for kinds class_recall, class_precision"]),
@@ -90,6 +91,15 @@ def test_a_bad_slos_section_is_refused_with_its_key_path(example_data, sentence,
         assert fragment in text, f"{sentence}: {fragment!r} not in:\n{text}"
 
 
+def test_a_false_accept_objective_needs_the_models_acceptance_rule(example_data):
+    data = copy.deepcopy(example_data)
+    del data["models"][0]["accept"]
+    with pytest.raises(ConfigError) as err:
+        with_slos(data)
+    assert ("slos.objectives.4.kind: false_accept_rate needs an acceptance rule on model "
+            "'digits' (models[].accept: {threshold: ...}); models with one: none") in str(err.value)
+
+
 def test_a_threshold_window_must_be_a_configured_window(example_data):
     loaded = with_slos(example_data, thresholds={"ece": {"window": "2h"}})
     with pytest.raises(ConfigError) as err:
@@ -135,5 +145,5 @@ def test_the_example_config_declares_every_kind_and_every_threshold_check(exampl
     spec = build_spec(example)
     assert {s.kind for s in spec.slos} == {"availability", "latency", "accuracy",
                                            "quality_windows", "class_recall",
-                                           "class_precision"}
+                                           "class_precision", "false_accept_rate"}
     assert [c.key for c in spec.thresholds.enabled()] == [d.key for d in CHECKS]

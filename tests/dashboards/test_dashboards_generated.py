@@ -291,7 +291,7 @@ def test_version_changes_are_annotations_with_their_labels(example: Dashboards) 
 
 def test_burn_rate_panels_draw_the_page_thresholds_of_the_workbook(example: Dashboards) -> None:
     burn = [p for p in _panels(example["visionmon-oncall"]) if p["title"].startswith("Burn")]
-    assert len(burn) == 6  # one per objective in examples/visionmon.yaml
+    assert len(burn) == 7  # one per objective in examples/visionmon.yaml
     for p in burn:
         steps = [s["value"] for s in p["fieldConfig"]["defaults"]["thresholds"]["steps"]]
         assert steps == [None, 6.0, 14.4]

@@ -81,7 +81,8 @@ def test_every_catalog_metric_is_exported_unless_its_condition_is_unmet(
     probs = torch.softmax(logits, dim=1).numpy()
     names = topics(partitions=1)
     cfg = base_config(
-        broker.bootstrap, names, models=[{"name": "digits", "classes": list(DIGIT_CLASSES)}],
+        broker.bootstrap, names, models=[{"name": "digits", "classes": list(DIGIT_CLASSES),
+                                          "accept": {"threshold": 0.8}}],
         reference=art.config.model_dump(mode="json"),
         baseline={"mode": "first_events", "events": BASELINE_EVENTS,
                   "images": BASELINE_IMAGES},

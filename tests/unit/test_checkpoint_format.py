@@ -37,7 +37,8 @@ def _loaded(**overrides: Any):
                                                "feedback": "f"}},
         "windows": {"sizes": ["5m", "1h"], "slices": 30},
         "baseline": {"mode": "first_events", "events": 500},
-        "quality": {"eval_slice": "1m", "min_labels": 5}}
+        "quality": {"eval_slice": "1m", "min_labels": 5},
+        "auc": {"enabled": False}}  # version 1 files are from a daemon without it
     for key, value in overrides.items():
         cfg[key] = {**cfg[key], **value} if isinstance(value, dict) else value
     return resolve(parse_config(cfg))
@@ -90,6 +91,32 @@ def test_version_1_positions_and_commits(title, with_committed, committed):
     assert restored.positions == {("p", 0): 17}
     assert restored.committed == committed
     assert saved_identity(migrate(old)) is None  # adopted: nothing recorded to compare
+
+
+def test_a_version_2_checkpoint_restores_with_empty_acceptance_and_auc_state():
+    loaded = _loaded(models=[{"name": "digits", "classes": CLASSES,
+                              "accept": {"threshold": 0.5}}], auc={"enabled": True})
+    first = build_statistics(loaded)
+    _feed(first, loaded, _batches(3)[:30])
+    engine = first.engine.state()
+    extensions = {k: v for k, v in engine["extensions"].items() if k not in ("acceptance", "auc")}
+    labels = extensions["labels"]
+    waiting = [[k, ts, pred[:-1]] for k, ts, pred in labels["predictions"]["entries"]]
+    assert waiting, "predictions wait for their labels"
+    extensions["labels"] = {**labels, "predictions": {**labels["predictions"],
+                                                      "entries": waiting}}
+    old = {"format_version": 2, "engine": {**engine, "extensions": extensions},
+           "positions": [], "committed": [], "identity": None}
+    migrated = migrate(decode(encode(old)))
+    assert migrated["format_version"] == FORMAT_VERSION == 3
+    restored = build_statistics(loaded)
+    restored.engine.restore(parse(migrated).engine)
+    a, b = first.engine.snapshot(), restored.engine.snapshot()
+    assert "visionmon_acceptance_decisions_total" in a and "visionmon_class_roc_auc" in a
+    assert "visionmon_acceptance_decisions_total" not in b and "visionmon_class_roc_auc" not in b
+    assert a["visionmon_labels_total"] == b["visionmon_labels_total"]
+    _feed(restored, loaded, _batches(3)[30:])  # waiting predictions join their labels
+    assert "visionmon_acceptance_decisions_total" in restored.engine.snapshot()
 
 
 def test_a_checkpoint_of_a_newer_format_is_refused():
