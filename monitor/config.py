@@ -20,6 +20,7 @@ from monitor.config_paths import ConfigPath, relative_to
 from monitor.durations import Duration, parse_duration
 from monitor.frozen_model import Frozen
 from monitor.reference_config import ImagesConfig, ReferenceConfig
+from monitor.segment_config import SegmentConfig
 from monitor.slo_spec import SloSpec
 
 CONFIG_VERSION = 1
@@ -130,6 +131,19 @@ class ModelConfig(Frozen):
     high_risk_classes: list[str] = Field(default_factory=list)
     """Classes whose errors cost most; the dashboards show them on their own. Each must be one of
     the model's classes."""
+    segments: list[SegmentConfig] = Field(default_factory=list, max_length=8)
+    """Segment keys (camera, site) whose values the model's counts, drift, quality and shadow
+    agreement are also kept by, one key at a time (not their cross product), each value in
+    `visionmon_segment_*` series labelled `segment_key` and `segment`. At most 8 keys."""
+
+    @field_validator("segments")
+    @classmethod
+    def _distinct_segment_keys(cls, segments: list[SegmentConfig]) -> list[SegmentConfig]:
+        keys = [s.key for s in segments]
+        if len(set(keys)) != len(keys):
+            twice = sorted({k for k in keys if keys.count(k) > 1})
+            raise ValueError(f"segment keys repeat: {twice}")
+        return segments
 
     @field_validator("classes")
     @classmethod
@@ -232,6 +246,11 @@ class WindowsConfig(Frozen):
     """Sliding windows of the windowed gauges (their `window` label), as durations (5m, 1h)."""
     slices: int = Field(60, ge=2, le=1440)
     """Slices per window: a window slides by size / slices (60: a 1h window moves by the minute)."""
+    segment_slices: int = Field(6, ge=1, le=1440)
+    """Slices per window of the per-segment statistics (`models[].segments`): fewer than `slices`,
+    since each segment value keeps its own count vectors (a 1,000-class model with 2 keys of 50
+    values keeps 2 x 52 x 6 slices x 1,001 classes per window and version); a segment window
+    slides by size / segment_slices."""
 
     @field_validator("sizes")
     @classmethod
@@ -475,6 +494,7 @@ class ModelClasses(Frozen):
     name: str
     classes: tuple[str, ...]
     high_risk_classes: tuple[str, ...] = ()
+    segments: tuple[SegmentConfig, ...] = ()
 
     def index(self) -> dict[str, int]:
         return {c: i for i, c in enumerate(self.classes)}
@@ -514,7 +534,8 @@ def resolve(config: VisionmonConfig, path: str = "<config>", sha256: str = "") -
                 raise ConfigError(f"{path}: models.{i}.high_risk_classes: {unknown} are not in "
                                   f"{cpath}; valid classes: {choices(classes)}")
         models[m.name] = ModelClasses(name=m.name, classes=tuple(classes),
-                                      high_risk_classes=tuple(m.high_risk_classes))
+                                      high_risk_classes=tuple(m.high_risk_classes),
+                                      segments=tuple(m.segments))
     if config.slos is not None:
         for j, obj in enumerate(config.slos.objectives):
             if obj.model not in models:
