@@ -168,6 +168,10 @@ class LabelMonitor(EngineExtension):
         #: model -> second (third, ...) labels of one request, counted and dropped
         self.duplicates: dict[str, int] = dict.fromkeys(self.models, 0)
         self.joined_listeners: list[Callable[[str, str, PredictionEvent, int, float], None]] = []
+        #: told each batch of joins of one (model, version) at once: (prediction, true
+        #: class, label time) triples
+        self.batch_listeners: list[Callable[[str, str, Sequence[tuple[PredictionEvent, int,
+                                                                       float]]], None]] = []
 
     def _state_for(self, model: str, version: str) -> _VersionLabels:
         s = self.by_version.get((model, version))
@@ -343,6 +347,8 @@ class LabelMonitor(EngineExtension):
         for listener in self.joined_listeners:
             for p, y, t in joins:
                 listener(model, version, p, y, t)
+        for batch_listener in self.batch_listeners:
+            batch_listener(model, version, joins)
 
     # --- reading --------------------------------------------------------------------
     def _counts(self, model: str, version: str, s: _VersionLabels) -> VersionLabelCounts:

@@ -25,6 +25,7 @@ from monitor.engine import Engine
 from monitor.labels import LabelMonitor
 from monitor.quality import QualityBounds, QualityEvaluator
 from monitor.scored import ScoredImage
+from monitor.segments import SegmentMonitor
 from monitor.shadow import ShadowMonitor
 from monitor.snapshot import Series, SnapshotBuilder
 from monitor.windows import WindowSpec
@@ -109,6 +110,13 @@ def build_statistics(loaded: LoadedConfig) -> Statistics:
     labels.joined_listeners.append(quality.on_label)
     labels.joined_listeners.append(drift.on_label)  # a first-events baseline's calibration
     engine.extensions.extend([drift, labels, quality])
+    segments = {n: m.segments for n, m in loaded.models.items() if m.segments}
+    if segments:
+        seg_windows = tuple(WindowSpec(w.name, w.seconds, cfg.windows.segment_slices)
+                            for w in windows)
+        per_segment = SegmentMonitor(models, segments, seg_windows, drift)
+        labels.batch_listeners.append(per_segment.on_joined)
+        engine.extensions.append(per_segment)
     shadow = None
     if cfg.reference is not None:
         shadow = ShadowMonitor(models, windows, drift, quality,

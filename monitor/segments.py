@@ -1,0 +1,339 @@
+"""Statistics per segment value (camera c12, site a) beside the overall ones: request
+counts, drift of the prediction features, and label quality (accuracy, per-class recall,
+calibration), each kept per (model, version, segment key) for every value of that key,
+one key at a time (never their cross product).
+
+Each statistic of a key is one count vector per value, kept as one flat vector of
+rows x bins (`_Rows`) so that a batch costs one bincount per statistic whatever the
+number of values; the rows are the key's bounded values (`monitor.segment_values`), so
+memory is capacity x bins x windows x `windows.segment_slices` floats per statistic
+(`key_state_floats`). Series go to their own `visionmon_segment_*` families, labelled
+`segment_key` and `segment`, so that sums over the overall families never count an
+event twice.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from operator import itemgetter
+from typing import Any
+
+import numpy as np
+
+from monitor.baseline import Baseline
+from monitor.catalog import CALIBRATION_BINS
+from monitor.drift import DriftMonitor, drift_figures
+from monitor.engine import EngineExtension, EventGroup
+from monitor.events import PredictionEvent
+from monitor.segment_config import SegmentConfig
+from monitor.segment_values import ValueFolder
+from monitor.snapshot import SnapshotBuilder
+from monitor.stats import calibration_bin_index, ece_from_bins
+from monitor.windows import WindowedCounts, WindowSpec
+
+_SEGMENTS = PredictionEvent._fields.index("segments")
+B = CALIBRATION_BINS
+#: a joined label as `LabelMonitor` hands it over: prediction, true class, label time (s)
+Join = tuple[PredictionEvent, int, float]
+
+
+class _LabelLayout:
+    """Bins of one value's label row for a model with C classes: labelled, correct, then
+    per true class labelled and correct (recall), then the calibration bins' events,
+    confidence sums and correct ones."""
+
+    def __init__(self, c: int) -> None:
+        self.c = c
+        self.n = 0
+        self.correct = 1
+        self.true_total = 2
+        self.true_correct = 2 + c
+        self.cal_events = 2 + 2 * c
+        self.cal_conf = self.cal_events + B
+        self.cal_correct = self.cal_conf + B
+        self.size = self.cal_correct + B
+
+
+def key_state_floats(capacity: int, n_classes: int, feature_bins: Sequence[int],
+                     windows: int, slices: int) -> int:
+    """Floats one (model, version, segment key) keeps at most: per window and slice, a
+    row of every drift feature's bins and of the label layout for each of `capacity`
+    values (requests are 2 integers a value). For `visionmon check-config`."""
+    per_value = sum(feature_bins) + _LabelLayout(n_classes).size
+    return capacity * (per_value * windows * slices + 2)
+
+
+class _Rows:
+    """One statistic of one (model, version, key): `rows` count vectors of `bins` bins,
+    kept flat (row r, bin i at r * bins + i) over the segment windows."""
+
+    __slots__ = ("bins", "rows", "windows")
+
+    def __init__(self, specs: tuple[WindowSpec, ...], rows: int, bins: int) -> None:
+        self.rows = rows
+        self.bins = bins
+        self.windows = WindowedCounts(specs, rows * bins)
+
+    def add(self, ts: np.ndarray, rows: np.ndarray, bins: np.ndarray,
+            weights: np.ndarray | None = None) -> None:
+        self.windows.add(ts, rows * self.bins + bins, weights)
+
+    def totals(self, now: float) -> dict[str, np.ndarray]:
+        """{window: rows x bins matrix}."""
+        return {w: t.reshape(self.rows, self.bins) for w, t in self.windows.totals(now).items()}
+
+
+class _KeyState:
+    """Everything kept for one (model, version, segment key)."""
+
+    __slots__ = ("drift", "labels", "requests")
+
+    def __init__(self, capacity: int) -> None:
+        #: per row: successful and failed requests (cumulative)
+        self.requests = np.zeros((capacity, 2), dtype=np.int64)
+        #: feature -> its rows, once the model has a baseline
+        self.drift: dict[str, _Rows] = {}
+        #: created at the first joined label
+        self.labels: _Rows | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class KeyCounts:
+    """One (model, version, key)'s counts copied for a snapshot."""
+
+    model: str
+    version: str
+    key: str
+    values: tuple[str, ...]
+    requests: np.ndarray
+    #: feature -> window -> rows x bins
+    drift: Mapping[str, Mapping[str, np.ndarray]]
+    labels: Mapping[str, np.ndarray] | None
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentCapture:
+    """What the segment series need, copied under the ingestion lock."""
+
+    classes: Mapping[str, tuple[str, ...]]
+    folded: Mapping[tuple[str, str], int]
+    keys: tuple[KeyCounts, ...]
+    baselines: Mapping[str, Baseline]
+    alpha: Mapping[str, float]
+    min_effect: float
+
+    def render(self, b: SnapshotBuilder) -> None:
+        for (model, key), n in self.folded.items():
+            b.set("visionmon_segment_values_folded_total", (model, key), float(n))
+        for k in self.keys:
+            self._render_key(b, k)
+
+    def _render_key(self, b: SnapshotBuilder, k: KeyCounts) -> None:
+        seen = np.flatnonzero(k.requests.sum(axis=1) > 0).tolist()
+        for row in seen:
+            labels = (k.model, k.version, k.key, k.values[row])
+            b.set("visionmon_segment_requests_total", (*labels, "ok"), float(k.requests[row, 0]))
+            b.set("visionmon_segment_requests_total", (*labels, "error"),
+                  float(k.requests[row, 1]))
+        baseline = self.baselines.get(k.model)
+        if baseline is not None:
+            for (feature, window, row), f in segment_drift(k, baseline, self.alpha[k.model],
+                                                           self.min_effect).items():
+                key = (k.model, k.version, k.key, k.values[row], feature, window)
+                b.set("visionmon_segment_drift_window_events", key, float(f.n))
+                if not math.isnan(f.psi):
+                    b.set("visionmon_segment_drift_psi", key, f.psi)
+                    b.set("visionmon_segment_drift_threshold", key, f.threshold)
+        if k.labels is not None:
+            _render_labels(b, k, self.classes[k.model])
+
+
+def segment_drift(k: KeyCounts, baseline: Baseline, alpha: float, min_effect: float
+                  ) -> dict[tuple[str, str, int], Any]:
+    """{(feature, window, row): DriftFigures} of every value with events in the window,
+    each value tested on its own at the model's per-feature level."""
+    out = {}
+    for feature, windows in k.drift.items():
+        base = baseline.features[feature].counts
+        for window, m in windows.items():
+            for row in np.flatnonzero(m.sum(axis=1) > 0).tolist():
+                out[(feature, window, row)] = drift_figures(m[row], base, alpha, min_effect)
+    return out
+
+
+def _render_labels(b: SnapshotBuilder, k: KeyCounts, classes: tuple[str, ...]) -> None:
+    lay = _LabelLayout(len(classes))
+    assert k.labels is not None
+    for window, m in k.labels.items():
+        for row in np.flatnonzero(m[:, lay.n] > 0).tolist():
+            v = m[row]
+            key = (k.model, k.version, k.key, k.values[row])
+            n = float(v[lay.n])
+            b.set("visionmon_segment_labelled_events", (*key, window), n)
+            b.set("visionmon_segment_accuracy_ratio", (*key, window), float(v[lay.correct]) / n)
+            ev = v[lay.cal_events:lay.cal_events + B]
+            if ev.sum():
+                b.set("visionmon_segment_calibration_ece", (*key, window),
+                      ece_from_bins(ev, v[lay.cal_conf:lay.cal_conf + B],
+                                    v[lay.cal_correct:lay.cal_correct + B]))
+            tt = v[lay.true_total:lay.true_total + lay.c]
+            tc = v[lay.true_correct:lay.true_correct + lay.c]
+            for c in np.flatnonzero(tt > 0).tolist():
+                b.set("visionmon_segment_class_recall_ratio", (*key, classes[c], window),
+                      float(tc[c] / tt[c]))
+
+
+class SegmentMonitor(EngineExtension):
+    """Per segment value statistics of the models that declare `segments`."""
+    name = "segments"
+
+    def __init__(self, models: Mapping[str, Sequence[str]],
+                 segments: Mapping[str, Sequence[SegmentConfig]],
+                 windows: tuple[WindowSpec, ...], drift: DriftMonitor) -> None:
+        """`windows`: the segment windows (the configured sizes at `segment_slices`);
+        `drift` gives each model's baseline, its binning and the level of its tests."""
+        self.models = {m: tuple(c) for m, c in models.items()}
+        self.rules = {m: tuple(r) for m, r in segments.items() if r and m in self.models}
+        self.windows = windows
+        self.drift = drift
+        self.folders = {(m, r.key): ValueFolder(r) for m, rules in self.rules.items()
+                        for r in rules}
+        self.by_key: dict[tuple[str, str, str], _KeyState] = {}
+        self.watermark: dict[str, float] = {}
+
+    def _state(self, model: str, version: str, key: str) -> _KeyState:
+        s = self.by_key.get((model, version, key))
+        if s is None:
+            s = self.by_key[(model, version, key)] = _KeyState(
+                self.folders[(model, key)].capacity)
+        return s
+
+    def _rows(self, model: str, key: str, events: Sequence[PredictionEvent]) -> np.ndarray:
+        """Each event's row for `key` (admitting new values, folding beyond the bound)."""
+        segs = map(itemgetter(_SEGMENTS), events)
+        return self.folders[(model, key)].rows([None if s is None else s.get(key) for s in segs])
+
+    # --- feeding ------------------------------------------------------------------------
+    def on_predictions(self, groups: Mapping[tuple[str, str], EventGroup]) -> None:
+        for (model, version), evs in groups.items():
+            rules = self.rules.get(model)
+            if not rules:
+                continue
+            ts = evs.column("ts")
+            self.watermark[model] = max(self.watermark.get(model, -math.inf), float(ts.max()))
+            failed = (~evs.column("ok")).astype(np.int64)
+            binned = self.drift.binned(model, evs)
+            baseline = self.drift.baselines.get(model)
+            for rule in rules:
+                rows = self._rows(model, rule.key, evs)
+                s = self._state(model, version, rule.key)
+                cap = s.requests.shape[0]
+                s.requests += np.bincount(rows * 2 + failed, minlength=cap * 2).reshape(cap, 2)
+                for name, (idx, bins) in binned.items():
+                    assert baseline is not None
+                    size = baseline.features[name].counts.size
+                    r = s.drift.get(name)
+                    if r is None or r.bins != size:  # new, or the baseline's bins changed
+                        r = s.drift[name] = _Rows(self.windows, cap, size)
+                    r.add(ts[idx], rows[idx], bins)
+
+    def on_joined(self, model: str, version: str, joins: Sequence[Join]) -> None:
+        """Labels joined to their predictions (`LabelMonitor.batch_listeners`): they count
+        in the windows at the join's event time, the later of prediction and label."""
+        rules = self.rules.get(model)
+        if not rules or not joins:
+            return
+        n = len(joins)
+        lay = _LabelLayout(len(self.models[model]))
+        preds = [p for p, _, _ in joins]
+        true = np.fromiter((y for _, y, _ in joins), dtype=np.int64, count=n)
+        pred = np.fromiter((p.pred for p in preds), dtype=np.int64, count=n)
+        conf = np.fromiter((p.confidence for p in preds), dtype=np.float64, count=n)
+        at = np.maximum(np.fromiter((p.ts for p in preds), dtype=np.float64, count=n),
+                        np.fromiter((t for _, _, t in joins), dtype=np.float64, count=n))
+        self.watermark[model] = max(self.watermark.get(model, -math.inf), float(at.max()))
+        ok = pred == true
+        fin = np.isfinite(conf)
+        cb = calibration_bin_index(conf[fin]) if fin.any() else np.empty(0, np.int64)
+        # (event index, bin, weight) of every count, one part per group of bins
+        idx = np.concatenate([np.arange(n), np.flatnonzero(ok), np.arange(n),
+                              np.flatnonzero(ok), np.flatnonzero(fin), np.flatnonzero(fin),
+                              np.flatnonzero(fin & ok)])
+        bins = np.concatenate([np.full(n, lay.n), np.full(int(ok.sum()), lay.correct),
+                               lay.true_total + true, lay.true_correct + true[ok],
+                               lay.cal_events + cb, lay.cal_conf + cb,
+                               lay.cal_correct + cb[ok[fin]]])
+        weights = np.ones(idx.size)
+        conf_part = slice(2 * n + 2 * int(ok.sum()) + cb.size, 2 * n + 2 * int(ok.sum())
+                          + 2 * cb.size)
+        weights[conf_part] = conf[fin]
+        for rule in rules:
+            rows = self._rows_no_admit(model, rule.key, preds)
+            s = self._state(model, version, rule.key)
+            if s.labels is None:
+                s.labels = _Rows(self.windows, s.requests.shape[0], lay.size)
+            s.labels.add(at[idx], rows[idx], bins, weights)
+
+    def _rows_no_admit(self, model: str, key: str, events: Sequence[PredictionEvent]
+                       ) -> np.ndarray:
+        """`_rows` for events already counted: their values were admitted (or folded)
+        when they arrived, so this counts no fold twice."""
+        folder = self.folders[(model, key)]
+        before = folder.folded
+        rows = self._rows(model, key, events)
+        folder.folded = before
+        return rows
+
+    # --- reading ------------------------------------------------------------------------
+    def capture(self) -> SegmentCapture:
+        keys = []
+        for (model, version, key), s in self.by_key.items():
+            now = self.watermark.get(model, 0.0)
+            keys.append(KeyCounts(
+                model, version, key, tuple(self.folders[(model, key)].names), s.requests.copy(),
+                {name: r.totals(now) for name, r in s.drift.items()},
+                None if s.labels is None else s.labels.totals(now)))
+        baselines = {m: self.drift.baselines[m] for m in self.rules if m in self.drift.baselines}
+        return SegmentCapture(
+            self.models, {k: f.folded for k, f in self.folders.items()}, tuple(keys), baselines,
+            {m: self.drift.feature_alpha(m) for m in baselines}, self.drift.min_effect)
+
+    # --- checkpoint ---------------------------------------------------------------------
+    def state(self) -> Any:
+        return {
+            "folders": [[m, k, f.state()] for (m, k), f in self.folders.items()],
+            "watermark": dict(self.watermark),
+            "keys": [[m, v, k, {"values": list(self.folders[(m, k)].names),
+                                "requests": s.requests.tolist(),
+                                "drift": {n: [r.bins, r.windows.state()]
+                                          for n, r in s.drift.items()},
+                                "labels": None if s.labels is None else s.labels.windows.state()}]
+                     for (m, v, k), s in self.by_key.items()],
+        }
+
+    def restore(self, state: Any) -> None:
+        """Load `state()`. A key whose rows changed meanwhile (its `values` list or bound
+        edited) starts empty; its folded count is kept."""
+        for m, k, f in state.get("folders", []):
+            if (m, k) in self.folders:
+                self.folders[(m, k)].restore(f)
+        self.watermark.update(state.get("watermark", {}))
+        for m, v, k, saved in state.get("keys", []):
+            folder = self.folders.get((m, k))
+            if folder is None or saved["values"] != folder.names:
+                continue
+            s = self._state(m, v, k)
+            s.requests[...] = saved["requests"]
+            for name, (bins, windows) in saved["drift"].items():
+                r = s.drift[name] = _Rows(self.windows, folder.capacity, int(bins))
+                r.windows.restore(_arrays(windows))
+            if saved["labels"] is not None:
+                s.labels = _Rows(self.windows, folder.capacity,
+                                 _LabelLayout(len(self.models[m])).size)
+                s.labels.windows.restore(_arrays(saved["labels"]))
+
+
+def _arrays(rings: list[dict[str, Any]]) -> list[dict[str, np.ndarray]]:
+    return [{k: np.asarray(x) for k, x in r.items()} for r in rings]
