@@ -1,5 +1,8 @@
 """An example Alertmanager configuration matching the generated alerts' labels.
 
+Notifications are grouped by alert, SLO, model, version and segment (`segment_key`,
+`segment`: the labels of the `visionmon_segment_*` series), so that one camera's alerts
+arrive together and apart from another's.
 `severity="page"` goes to a pager receiver, `severity="ticket"` to a ticket queue, and a
 ticket is inhibited while a page for the same SLO and model fires (only SLO alerts carry
 `slo`, so a threshold page never silences an unrelated ticket). Receivers are webhooks
@@ -13,6 +16,7 @@ from typing import Any
 
 from alerts import names
 from alerts.checks import CHECK
+from monitor.segment_config import SEGMENT_LABELS
 
 PAGER = "oncall-pager"
 TICKETS = "ticket-queue"
@@ -34,7 +38,9 @@ def config() -> dict[str, Any]:
         "global": {"resolve_timeout": "5m"},
         "route": {
             "receiver": TICKETS,
-            "group_by": ["alertname", names.SLO_LABEL, "model"],
+            # one notification per cause: a model's version, and the segment (camera,
+            # site) an alert names; alerts without those labels group as before
+            "group_by": ["alertname", names.SLO_LABEL, "model", "version", *SEGMENT_LABELS],
             "group_wait": "30s",
             "group_interval": "5m",
             "repeat_interval": "4h",

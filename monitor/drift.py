@@ -229,8 +229,16 @@ class DriftMonitor(EngineExtension):
         baseline = self.baselines.get(model)
         if baseline is None:
             return {}
+        memo = ("drift_bins", str(id(baseline)), ",".join(self.features))  # alive all batch
+        done: dict[str, tuple[np.ndarray, np.ndarray]] | None = evs.derived.get(memo)
+        if done is None:
+            done = evs.derived[memo] = self._binned(baseline, evs)
+        return done
+
+    def _binned(self, baseline: Baseline, evs: EventGroup
+                ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         ok = evs.column("ok") & (evs.column("pred") >= 0)
-        if self.sources.get(model) == "first_events":
+        if self.sources.get(baseline.model) == "first_events":
             # a baseline collected from the stream is measured against what came after it:
             # its own events (and any older one) stay out of the windows, live and in a
             # replay alike, whichever batch sealed it

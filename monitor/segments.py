@@ -15,22 +15,31 @@ event twice.
 from __future__ import annotations
 
 import math
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from operator import itemgetter
+from operator import itemgetter, methodcaller
 from typing import Any
 
 import numpy as np
 
 from monitor.baseline import Baseline
 from monitor.catalog import CALIBRATION_BINS
-from monitor.drift import DriftMonitor, drift_figures
+from monitor.drift import DriftMonitor
 from monitor.engine import EngineExtension, EventGroup
 from monitor.events import PredictionEvent
 from monitor.segment_config import SegmentConfig
 from monitor.segment_values import ValueFolder
 from monitor.snapshot import SnapshotBuilder
-from monitor.stats import calibration_bin_index, ece_from_bins
+from monitor.stats import (
+    DriftThreshold,
+    apply_bin_map,
+    calibration_bin_index,
+    drift_threshold,
+    ece_from_bins,
+    psi,
+)
 from monitor.windows import WindowedCounts, WindowSpec
 
 _SEGMENTS = PredictionEvent._fields.index("segments")
@@ -123,6 +132,7 @@ class SegmentCapture:
     baselines: Mapping[str, Baseline]
     alpha: Mapping[str, float]
     min_effect: float
+    memo: ThresholdMemo
 
     def render(self, b: SnapshotBuilder) -> None:
         for (model, key), n in self.folded.items():
@@ -139,27 +149,65 @@ class SegmentCapture:
                   float(k.requests[row, 1]))
         baseline = self.baselines.get(k.model)
         if baseline is not None:
-            for (feature, window, row), f in segment_drift(k, baseline, self.alpha[k.model],
-                                                           self.min_effect).items():
+            figures = segment_drift(k, baseline, self.alpha[k.model], self.min_effect,
+                                    self.memo)
+            for (feature, window, row), (value, threshold, n) in figures.items():
                 key = (k.model, k.version, k.key, k.values[row], feature, window)
-                b.set("visionmon_segment_drift_window_events", key, float(f.n))
-                if not math.isnan(f.psi):
-                    b.set("visionmon_segment_drift_psi", key, f.psi)
-                    b.set("visionmon_segment_drift_threshold", key, f.threshold)
+                b.set("visionmon_segment_drift_window_events", key, float(n))
+                if not math.isnan(value):
+                    b.set("visionmon_segment_drift_psi", key, value)
+                    b.set("visionmon_segment_drift_threshold", key, threshold)
         if k.labels is not None:
             _render_labels(b, k, self.classes[k.model])
 
 
-def segment_drift(k: KeyCounts, baseline: Baseline, alpha: float, min_effect: float
-                  ) -> dict[tuple[str, str, int], Any]:
-    """{(feature, window, row): DriftFigures} of every value with events in the window,
-    each value tested on its own at the model's per-feature level."""
+class ThresholdMemo:
+    """The drift thresholds of recent window sizes, by (baseline, feature, n, level), with
+    the baseline's counts merged the threshold's way: a segment value's window needs one,
+    and values (and renders) with the same number of events share it. Least recently used
+    out first; renders run outside the ingestion lock, two at once, so it has a lock."""
+
+    def __init__(self, entries: int = 8192) -> None:
+        self._entries = entries
+        self._memo: OrderedDict[tuple[Any, ...], tuple[DriftThreshold, np.ndarray]] = \
+            OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, baseline: Baseline, feature: str, n: int, alpha: float, min_effect: float
+            ) -> tuple[DriftThreshold, np.ndarray]:
+        key = (baseline.sha256, id(baseline), feature, n, alpha, min_effect)
+        with self._lock:
+            hit = self._memo.get(key)
+            if hit is not None:
+                self._memo.move_to_end(key)
+                return hit
+        base = baseline.features[feature].counts
+        th = drift_threshold(base, n, alpha, min_effect)
+        made = (th, apply_bin_map(base, th.bin_map))
+        with self._lock:
+            self._memo[key] = made
+            while len(self._memo) > self._entries:
+                self._memo.popitem(last=False)
+        return made
+
+
+def segment_drift(k: KeyCounts, baseline: Baseline, alpha: float, min_effect: float,
+                  memo: ThresholdMemo) -> dict[tuple[str, str, int], tuple[float, float, int]]:
+    """{(feature, window, row): (PSI, threshold, n)} of every value with events in the
+    window, each value tested on its own at the model's per-feature level (the figures of
+    `monitor.drift.drift_figures`, KL aside; NaN where the window is too small to test)."""
     out = {}
     for feature, windows in k.drift.items():
-        base = baseline.features[feature].counts
         for window, m in windows.items():
-            for row in np.flatnonzero(m.sum(axis=1) > 0).tolist():
-                out[(feature, window, row)] = drift_figures(m[row], base, alpha, min_effect)
+            sizes = m.sum(axis=1)
+            for row in np.flatnonzero(sizes > 0).tolist():
+                n = round(float(sizes[row]))
+                th, base = memo.get(baseline, feature, n, alpha, min_effect)
+                if th.method == "no_value":
+                    out[(feature, window, row)] = (math.nan, math.nan, n)
+                else:
+                    out[(feature, window, row)] = (psi(apply_bin_map(m[row], th.bin_map), base),
+                                                   th.threshold, n)
     return out
 
 
@@ -202,6 +250,8 @@ class SegmentMonitor(EngineExtension):
                         for r in rules}
         self.by_key: dict[tuple[str, str, str], _KeyState] = {}
         self.watermark: dict[str, float] = {}
+        #: the thresholds of recent renders (used outside the lock)
+        self.memo = ThresholdMemo()
 
     def _state(self, model: str, version: str, key: str) -> _KeyState:
         s = self.by_key.get((model, version, key))
@@ -212,8 +262,12 @@ class SegmentMonitor(EngineExtension):
 
     def _rows(self, model: str, key: str, events: Sequence[PredictionEvent]) -> np.ndarray:
         """Each event's row for `key` (admitting new values, folding beyond the bound)."""
-        segs = map(itemgetter(_SEGMENTS), events)
-        return self.folders[(model, key)].rows([None if s is None else s.get(key) for s in segs])
+        segs = list(map(itemgetter(_SEGMENTS), events))
+        if None in segs:
+            values = [None if s is None else s.get(key) for s in segs]
+        else:  # every event carries segments: the lookups run in C
+            values = list(map(methodcaller("get", key), segs))
+        return self.folders[(model, key)].rows(values)
 
     # --- feeding ------------------------------------------------------------------------
     def on_predictions(self, groups: Mapping[tuple[str, str], EventGroup]) -> None:
@@ -298,7 +352,8 @@ class SegmentMonitor(EngineExtension):
         baselines = {m: self.drift.baselines[m] for m in self.rules if m in self.drift.baselines}
         return SegmentCapture(
             self.models, {k: f.folded for k, f in self.folders.items()}, tuple(keys), baselines,
-            {m: self.drift.feature_alpha(m) for m in baselines}, self.drift.min_effect)
+            {m: self.drift.feature_alpha(m) for m in baselines}, self.drift.min_effect,
+            self.memo)
 
     # --- checkpoint ---------------------------------------------------------------------
     def state(self) -> Any:

@@ -54,3 +54,10 @@ def test_tickets_are_inhibited_only_by_the_page_of_the_same_slo_and_model(genera
     # only SLO alerts carry `slo`: a threshold page must not silence unrelated tickets
     assert f'alertname="{names.SLO_ALERT}"' in rule["source_matchers"]
     assert {r["name"] for r in written["receivers"]} == {PAGER, TICKETS}
+
+
+def test_notifications_group_by_model_version_and_segment():
+    """One camera's (or site's) alerts arrive together and apart from another's; alerts
+    without segment labels group by model and version as before."""
+    group_by = config()["route"]["group_by"]
+    assert {"model", "version", "segment_key", "segment"} <= set(group_by)

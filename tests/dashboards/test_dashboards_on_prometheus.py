@@ -109,6 +109,9 @@ def _feed(bootstrap: str, names: dict[str, str], artifact: Any | None) -> int:
         events = v1.events(EVENTS_PER_TICK, now)
         if tick >= ticks // 4:  # v2 is deployed a few seconds in: a version-change annotation
             events += v2.events(EVENTS_PER_TICK, now)
+        for i, e in enumerate(events):  # the example's segment keys: camera and site
+            if i % 10:
+                e["segments"] = {"camera": f"cam-{i % 3 + 1}", "site": f"plant-{'ab'[i % 2]}"}
         producer.send(names["predictions"], ndjson(events))
         sent += len(events)
         for e in previous:  # labels arrive a tick later, for most successful predictions
