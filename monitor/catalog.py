@@ -432,7 +432,11 @@ _SPECS: tuple[MetricSpec, ...] = (
     MetricSpec(f"{PREFIX}segment_requests_total", "counter",
                "Requests per segment value (segment_key: a key of models[].segments, segment: "
                "its value, _other beyond the key's bound, _none without the key), by status; "
-               "each request counts once per key.", "", (*SEG, "status"),
+               "each request counts once per key. Segment series live in these "
+               "visionmon_segment_* families only, never in the overall ones, so a sum over an "
+               "overall family counts each event once; the key is a label value, so the "
+               "families are the same whatever keys a config declares.", "",
+               (*SEG, "status"),
                module="monitor/segments.py", condition=_SEGMENTED),
     MetricSpec(f"{PREFIX}segment_values_folded_total", "counter",
                "Requests whose segment value was folded into _other: beyond the key's "

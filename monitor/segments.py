@@ -260,9 +260,12 @@ class SegmentMonitor(EngineExtension):
                 self.folders[(model, key)].capacity)
         return s
 
-    def _rows(self, model: str, key: str, events: Sequence[PredictionEvent]) -> np.ndarray:
-        """Each event's row for `key` (admitting new values, folding beyond the bound)."""
-        segs = list(map(itemgetter(_SEGMENTS), events))
+    def _rows(self, model: str, key: str, events: Sequence[PredictionEvent],
+              segs: list[Mapping[str, str] | None] | None = None) -> np.ndarray:
+        """Each event's row for `key` (admitting new values, folding beyond the bound);
+        `segs`: the events' segments when the caller has them already."""
+        if segs is None:
+            segs = list(map(itemgetter(_SEGMENTS), events))
         if None in segs:
             values = [None if s is None else s.get(key) for s in segs]
         else:  # every event carries segments: the lookups run in C
@@ -280,8 +283,9 @@ class SegmentMonitor(EngineExtension):
             failed = (~evs.column("ok")).astype(np.int64)
             binned = self.drift.binned(model, evs)
             baseline = self.drift.baselines.get(model)
+            segs = list(map(itemgetter(_SEGMENTS), evs))
             for rule in rules:
-                rows = self._rows(model, rule.key, evs)
+                rows = self._rows(model, rule.key, evs, segs)
                 s = self._state(model, version, rule.key)
                 cap = s.requests.shape[0]
                 s.requests += np.bincount(rows * 2 + failed, minlength=cap * 2).reshape(cap, 2)

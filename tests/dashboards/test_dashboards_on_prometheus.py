@@ -208,3 +208,8 @@ def test_template_variables_find_their_values(live: Live) -> None:
         == {"v1", "v2"}
     assert set(prom.label_values("class", f'{metric("predictions_total")}{{model="digits"}}')) \
         == set(CLASSES)
+    segment = metric("segment_requests_total")
+    assert set(prom.label_values("segment", f'{segment}{{model="digits",segment_key="camera"}}')) \
+        == {"cam-1", "cam-2", "cam-3", "_none"}
+    assert set(prom.label_values("segment", f'{segment}{{model="digits",segment_key="site"}}')) \
+        == {"plant-a", "plant-b", "_none"}

@@ -199,3 +199,24 @@ def test_the_state_size_per_key_is_what_it_allocates():
     floats = sum(ring._counts.size for r in [*s.drift.values(), s.labels]
                  for ring in r.windows.rings) + s.requests.size
     assert key_state_floats(CAMERA.capacity, 3, bins, len(WINDOWS), 6) == floats
+
+
+@pytest.mark.parametrize("spread_s", [0.0, 5.0, 900.0], ids=["one slice", "one slice of each",
+                                                             "across slices"])
+def test_a_few_events_into_many_bins_count_as_a_count_vector_would(spread_s):
+    """The windows add a batch far smaller than their bins event by event (a segment's
+    rows x classes); the totals equal those of adding its count vector."""
+    from monitor.windows import WindowedCounts
+
+    rng = np.random.default_rng(9)
+    bins = 52 * 1001
+    few, dense = WindowedCounts(WINDOWS, bins), WindowedCounts(WINDOWS, bins)
+    for b in range(4):
+        ts = 10_000.0 + b * 7.0 + rng.uniform(0, spread_s, 200)
+        idx = rng.integers(0, bins, 200)
+        few.add(ts, idx)
+        dense.add(ts, idx, counts=np.bincount(idx, minlength=bins).astype(float))
+    now = 10_000.0 + 21.0 + spread_s
+    for window, total in few.totals(now).items():
+        assert np.array_equal(total, dense.totals(now)[window])
+        assert total.sum() > 0
