@@ -6,9 +6,6 @@ segments: they inherit their prediction's through the join."""
 
 from __future__ import annotations
 
-import math
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -16,7 +13,6 @@ import orjson
 import pytest
 from kafka import KafkaProducer
 
-from monitor import baseline as baseline_mod
 from tests.conftest import (
     CLASSES,
     base_config,
@@ -27,6 +23,7 @@ from tests.conftest import (
     write_config,
 )
 from tests.prom_server import PrometheusServer, skip_without_prometheus
+from tests.stats_e2e.oracle import build_baseline, psi_loop
 
 pytestmark = [pytest.mark.slow, skip_without_prometheus]
 CAMERAS = ("cam-1", "cam-2", "cam-3", "cam-4")
@@ -52,15 +49,6 @@ def _stream(rng: np.random.Generator, n: int, t0: float, spread: float, prefix: 
     return out
 
 
-def _smooth(counts: np.ndarray) -> np.ndarray:
-    return (counts + 0.5) / (counts.sum() + 0.5 * counts.size)
-
-
-def _psi_loop(cur: np.ndarray, base: np.ndarray) -> float:
-    c, b = _smooth(cur), _smooth(base)
-    return sum((c[i] - b[i]) * math.log(c[i] / b[i]) for i in range(len(c)))
-
-
 def test_a_shift_on_one_camera_is_that_cameras_drift_only(broker, topics, start_daemon,
                                                           tmp_path):
     rng = np.random.default_rng(23)
@@ -76,14 +64,8 @@ def test_a_shift_on_one_camera_is_that_cameras_drift_only(broker, topics, start_
         models=[{"name": "digits", "classes": CLASSES,
                  "segments": [{"key": "camera", "max_values": 3},
                               {"key": "site", "values": ["plant-a", "plant-b"]}]}])
-    cfg_path = write_config(tmp_path, cfg)
-    build = subprocess.run(
-        [sys.executable, "-m", "visionmon", "baseline", "build", "--config", str(cfg_path),
-         "--model", "digits", "--from-jsonl", str(base_file),
-         "--out", str(tmp_path / "digits.baseline.json")],
-        capture_output=True, text=True, timeout=120)
-    assert build.returncode == 0, build.stderr
-    baseline = baseline_mod.load(tmp_path / "digits.baseline.json")
+    baseline = build_baseline(write_config(tmp_path, cfg), base_file,
+                              tmp_path / "digits.baseline.json")
 
     # cam-1..3 arrive first (the camera bound keeps them), cam-4 folds into _other
     current = _stream(rng, 6000, now - 900, 600, "c", shifted=True)
@@ -132,7 +114,7 @@ def test_a_shift_on_one_camera_is_that_cameras_drift_only(broker, topics, start_
             feature = ',feature="predicted_class"'
             assert cam("visionmon_segment_drift_window_events", camera, feature) == len(mine)
             psi = cam("visionmon_segment_drift_psi", camera, feature)
-            assert psi == pytest.approx(_psi_loop(counts, base), rel=1e-6)
+            assert psi == pytest.approx(psi_loop(counts, base), rel=1e-6)
             over = psi > cam("visionmon_segment_drift_threshold", camera, feature)
             assert over is (camera == SHIFTED), camera
             labelled = [e for e in mine if e["request_id"] in truth]
