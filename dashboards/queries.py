@@ -228,6 +228,13 @@ def worst_segments_by_accuracy(keys: Sequence[str]) -> str:
     return aggregate("min", segment_series("segment_accuracy_ratio", keys), SEGMENT_BY)
 
 
+def worst_segments_by_agreement(keys: Sequence[str]) -> str:
+    """Per segment value, its lowest agreement with the reference model (0..1) over
+    versions in the window."""
+    return aggregate("min", segment_series("segment_shadow_agreement_ratio", keys),
+                     SEGMENT_BY)
+
+
 def segment_labelled(keys: Sequence[str]) -> str:
     """Per segment value, labelled predictions in the window (the accuracy's sample size)."""
     return total(segment_series("segment_labelled_events", keys), SEGMENT_BY)

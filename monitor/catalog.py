@@ -472,6 +472,19 @@ _SPECS: tuple[MetricSpec, ...] = (
                "classes with labels in the window only).", "ratio",
                (*SEG, "class", "window"),
                module="monitor/segments.py", condition=f"{_SEGMENTED}, once labels join"),
+    MetricSpec(f"{PREFIX}segment_shadow_images", "gauge",
+               "Images of one segment value (its prediction's segments) joined to their "
+               "prediction and scored by the reference model over the window.", "",
+               (*SEG, "window"),
+               module="monitor/segments.py",
+               condition=f"{_SEGMENTED}, with a reference model and images"),
+    MetricSpec(f"{PREFIX}segment_shadow_agreement_ratio", "gauge",
+               "Agreement of production with the reference model on one segment value's "
+               "images over the window; absent below quality.min_shadow_images images.",
+               "ratio", (*SEG, "window"),
+               module="monitor/segments.py",
+               condition=f"{_SEGMENTED}, with a reference model and images, from "
+                         "quality.min_shadow_images joined images"),
 )
 
 EMITTER = "collectors/emitter/metrics.py"

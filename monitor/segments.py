@@ -1,7 +1,8 @@
 """Statistics per segment value (camera c12, site a) beside the overall ones: request
-counts, drift of the prediction features, and label quality (accuracy, per-class recall,
-calibration), each kept per (model, version, segment key) for every value of that key,
-one key at a time (never their cross product).
+counts, drift of the prediction features, label quality (accuracy, per-class recall,
+calibration) and agreement with the reference model, each kept per (model, version,
+segment key) for every value of that key, one key at a time (never their cross product).
+Labels and scored images take their prediction's segments through the joins.
 
 Each statistic of a key is one count vector per value, kept as one flat vector of
 rows x bins (`_Rows`) so that a batch costs one bincount per statistic whatever the
@@ -31,6 +32,7 @@ from monitor.engine import EngineExtension, EventGroup
 from monitor.events import PredictionEvent
 from monitor.segment_config import SegmentConfig
 from monitor.segment_values import ValueFolder
+from monitor.shadow import ShadowJoin
 from monitor.snapshot import SnapshotBuilder
 from monitor.stats import (
     DriftThreshold,
@@ -46,6 +48,8 @@ _SEGMENTS = PredictionEvent._fields.index("segments")
 B = CALIBRATION_BINS
 #: a joined label as `LabelMonitor` hands it over: prediction, true class, label time (s)
 Join = tuple[PredictionEvent, int, float]
+#: bins of one value's shadow row: joined images, agreeing ones
+_SHADOW_N, _SHADOW_AGREE, _SHADOW_BINS = 0, 1, 2
 
 
 class _LabelLayout:
@@ -68,9 +72,9 @@ class _LabelLayout:
 def key_state_floats(capacity: int, n_classes: int, feature_bins: Sequence[int],
                      windows: int, slices: int) -> int:
     """Floats one (model, version, segment key) keeps at most: per window and slice, a
-    row of every drift feature's bins and of the label layout for each of `capacity`
-    values (requests are 2 integers a value). For `visionmon check-config`."""
-    per_value = sum(feature_bins) + _LabelLayout(n_classes).size
+    row of every drift feature's bins, of the label layout and of the shadow bins for each
+    of `capacity` values (requests are 2 integers a value). For `visionmon check-config`."""
+    per_value = sum(feature_bins) + _LabelLayout(n_classes).size + _SHADOW_BINS
     return capacity * (per_value * windows * slices + 2)
 
 
@@ -97,7 +101,7 @@ class _Rows:
 class _KeyState:
     """Everything kept for one (model, version, segment key)."""
 
-    __slots__ = ("drift", "labels", "requests")
+    __slots__ = ("drift", "labels", "requests", "shadow")
 
     def __init__(self, capacity: int) -> None:
         #: per row: successful and failed requests (cumulative)
@@ -106,6 +110,8 @@ class _KeyState:
         self.drift: dict[str, _Rows] = {}
         #: created at the first joined label
         self.labels: _Rows | None = None
+        #: created at the first image joined to its prediction
+        self.shadow: _Rows | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +126,7 @@ class KeyCounts:
     #: feature -> window -> rows x bins
     drift: Mapping[str, Mapping[str, np.ndarray]]
     labels: Mapping[str, np.ndarray] | None
+    shadow: Mapping[str, np.ndarray] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +140,8 @@ class SegmentCapture:
     alpha: Mapping[str, float]
     min_effect: float
     memo: ThresholdMemo
+    #: joined images a value's window needs before its agreement is exported
+    min_shadow_images: int
 
     def render(self, b: SnapshotBuilder) -> None:
         for (model, key), n in self.folded.items():
@@ -159,6 +168,20 @@ class SegmentCapture:
                     b.set("visionmon_segment_drift_threshold", key, threshold)
         if k.labels is not None:
             _render_labels(b, k, self.classes[k.model])
+        if k.shadow is not None:
+            _render_shadow(b, k, self.min_shadow_images)
+
+
+def _render_shadow(b: SnapshotBuilder, k: KeyCounts, min_images: int) -> None:
+    assert k.shadow is not None
+    for window, m in k.shadow.items():
+        for row in np.flatnonzero(m[:, _SHADOW_N] > 0).tolist():
+            key = (k.model, k.version, k.key, k.values[row], window)
+            images = float(m[row, _SHADOW_N])
+            b.set("visionmon_segment_shadow_images", key, images)
+            if images >= min_images:
+                b.set("visionmon_segment_shadow_agreement_ratio", key,
+                      float(m[row, _SHADOW_AGREE]) / images)
 
 
 class ThresholdMemo:
@@ -239,13 +262,17 @@ class SegmentMonitor(EngineExtension):
 
     def __init__(self, models: Mapping[str, Sequence[str]],
                  segments: Mapping[str, Sequence[SegmentConfig]],
-                 windows: tuple[WindowSpec, ...], drift: DriftMonitor) -> None:
+                 windows: tuple[WindowSpec, ...], drift: DriftMonitor,
+                 min_shadow_images: int = 1) -> None:
         """`windows`: the segment windows (the configured sizes at `segment_slices`);
-        `drift` gives each model's baseline, its binning and the level of its tests."""
+        `drift` gives each model's baseline, its binning and the level of its tests;
+        `min_shadow_images`: joined images a value's window needs before its agreement
+        ratio is exported (`quality.min_shadow_images`)."""
         self.models = {m: tuple(c) for m, c in models.items()}
         self.rules = {m: tuple(r) for m, r in segments.items() if r and m in self.models}
         self.windows = windows
         self.drift = drift
+        self.min_shadow_images = min_shadow_images
         self.folders = {(m, r.key): ValueFolder(r) for m, rules in self.rules.items()
                         for r in rules}
         self.by_key: dict[tuple[str, str, str], _KeyState] = {}
@@ -334,6 +361,28 @@ class SegmentMonitor(EngineExtension):
                 s.labels = _Rows(self.windows, s.requests.shape[0], lay.size)
             s.labels.add(at[idx], rows[idx], bins, weights)
 
+    def on_shadow(self, model: str, version: str, joins: Sequence[ShadowJoin]) -> None:
+        """Images joined to their predictions (`ShadowMonitor.batch_listeners`): per value
+        of the prediction's segments, images and agreeing ones at the join's time."""
+        rules = self.rules.get(model)
+        if not rules or not joins:
+            return
+        segs = [j[0] for j in joins]
+        ts = np.fromiter((j[1] for j in joins), dtype=np.float64, count=len(joins))
+        agree = np.flatnonzero(np.fromiter((j[2] for j in joins), dtype=bool, count=len(joins)))
+        self.watermark[model] = max(self.watermark.get(model, -math.inf), float(ts.max()))
+        idx = np.concatenate([np.arange(len(joins)), agree])
+        bins = np.concatenate([np.full(len(joins), _SHADOW_N), np.full(agree.size, _SHADOW_AGREE)])
+        for rule in rules:
+            folder = self.folders[(model, rule.key)]
+            before = folder.folded  # counted when the predictions arrived
+            rows = self._rows(model, rule.key, (), segs)
+            folder.folded = before
+            s = self._state(model, version, rule.key)
+            if s.shadow is None:
+                s.shadow = _Rows(self.windows, s.requests.shape[0], _SHADOW_BINS)
+            s.shadow.add(ts[idx], rows[idx], bins)
+
     def _rows_no_admit(self, model: str, key: str, events: Sequence[PredictionEvent]
                        ) -> np.ndarray:
         """`_rows` for events already counted: their values were admitted (or folded)
@@ -352,12 +401,13 @@ class SegmentMonitor(EngineExtension):
             keys.append(KeyCounts(
                 model, version, key, tuple(self.folders[(model, key)].names), s.requests.copy(),
                 {name: r.totals(now) for name, r in s.drift.items()},
-                None if s.labels is None else s.labels.totals(now)))
+                None if s.labels is None else s.labels.totals(now),
+                None if s.shadow is None else s.shadow.totals(now)))
         baselines = {m: self.drift.baselines[m] for m in self.rules if m in self.drift.baselines}
         return SegmentCapture(
             self.models, {k: f.folded for k, f in self.folders.items()}, tuple(keys), baselines,
             {m: self.drift.feature_alpha(m) for m in baselines}, self.drift.min_effect,
-            self.memo)
+            self.memo, self.min_shadow_images)
 
     # --- checkpoint ---------------------------------------------------------------------
     def state(self) -> Any:
@@ -368,7 +418,8 @@ class SegmentMonitor(EngineExtension):
                                 "requests": s.requests.tolist(),
                                 "drift": {n: [r.bins, r.windows.state()]
                                           for n, r in s.drift.items()},
-                                "labels": None if s.labels is None else s.labels.windows.state()}]
+                                "labels": None if s.labels is None else s.labels.windows.state(),
+                                "shadow": None if s.shadow is None else s.shadow.windows.state()}]
                      for (m, v, k), s in self.by_key.items()],
         }
 
@@ -392,6 +443,9 @@ class SegmentMonitor(EngineExtension):
                 s.labels = _Rows(self.windows, folder.capacity,
                                  _LabelLayout(len(self.models[m])).size)
                 s.labels.windows.restore(_arrays(saved["labels"]))
+            if saved.get("shadow") is not None:
+                s.shadow = _Rows(self.windows, folder.capacity, _SHADOW_BINS)
+                s.shadow.windows.restore(_arrays(saved["shadow"]))
 
 
 def _arrays(rings: list[dict[str, Any]]) -> list[dict[str, np.ndarray]]:

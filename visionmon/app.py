@@ -111,10 +111,12 @@ def build_statistics(loaded: LoadedConfig) -> Statistics:
     labels.joined_listeners.append(drift.on_label)  # a first-events baseline's calibration
     engine.extensions.extend([drift, labels, quality])
     segments = {n: m.segments for n, m in loaded.models.items() if m.segments}
+    per_segment = None
     if segments:
         seg_windows = tuple(WindowSpec(w.name, w.seconds, cfg.windows.segment_slices)
                             for w in windows)
-        per_segment = SegmentMonitor(models, segments, seg_windows, drift)
+        per_segment = SegmentMonitor(models, segments, seg_windows, drift,
+                                     min_shadow_images=q.min_shadow_images)
         labels.batch_listeners.append(per_segment.on_joined)
         engine.extensions.append(per_segment)
     shadow = None
@@ -129,6 +131,8 @@ def build_statistics(loaded: LoadedConfig) -> Statistics:
                                ttl_seconds=parse_duration(cfg.shadow_join.ttl),
                                late=lambda n: engine.record_late(topics.images, n))
         engine.extensions.append(shadow)
+        if per_segment is not None:
+            shadow.batch_listeners.append(per_segment.on_shadow)
     return Statistics(engine, drift, labels, quality, shadow)
 
 

@@ -194,9 +194,10 @@ def test_the_state_size_per_key_is_what_it_allocates():
     evs = _events(200, seed=8)
     engine.apply_predictions(evs)
     labels.apply_feedback([FeedbackEvent(e.request_id, 0, evs[-1].ts) for e in evs if e.ok])
+    seg.on_shadow("m", "v1", [(e.segments, e.ts, True) for e in evs])
     s = seg.by_key[("m", "v1", "camera")]
     bins = [r.bins for r in s.drift.values()]
-    floats = sum(ring._counts.size for r in [*s.drift.values(), s.labels]
+    floats = sum(ring._counts.size for r in [*s.drift.values(), s.labels, s.shadow]
                  for ring in r.windows.rings) + s.requests.size
     assert key_state_floats(CAMERA.capacity, 3, bins, len(WINDOWS), 6) == floats
 
@@ -220,3 +221,25 @@ def test_a_few_events_into_many_bins_count_as_a_count_vector_would(spread_s):
     for window, total in few.totals(now).items():
         assert np.array_equal(total, dense.totals(now)[window])
         assert total.sum() > 0
+
+
+def test_a_values_shadow_agreement_counts_its_joined_images():
+    engine, _, _, seg = _stats((ALL_CAMERAS, SITE))
+    seg.min_shadow_images = 10
+    evs = _events(600, seed=10)
+    engine.apply_predictions(evs)
+    rng = np.random.default_rng(11)
+    joins = [(e.segments, e.ts, bool(rng.random() < 0.7)) for e in evs if e.ok]
+    seg.on_shadow("m", "v1", joins)
+    snap = engine.snapshot()
+    for cam in ("c0", "c4"):
+        mine = [ok for segs, _, ok in joins if segs and segs["camera"] == cam]
+        key = ("m", "v1", "camera", cam, "1h")
+        assert snap["visionmon_segment_shadow_images"][key] == len(mine)
+        assert snap["visionmon_segment_shadow_agreement_ratio"][key] == \
+            pytest.approx(sum(mine) / len(mine))
+    assert seg.folders[("m", "camera")].folded == 0  # counted when the predictions came
+    again, _, _, _ = _stats((ALL_CAMERAS, SITE))
+    again.restore(decode(encode(engine.state())))
+    after = again.snapshot()
+    assert after["visionmon_segment_shadow_images"] == snap["visionmon_segment_shadow_images"]
