@@ -92,12 +92,25 @@ def _one(args: argparse.Namespace) -> dict[str, Any]:
                       topics, None)
     dt = time.perf_counter() - t0
     assert isinstance(engine, Engine) and engine.accepted["predictions"] == args.events
+    state_mib = sum(_state_bytes(x) for x in engine.extensions if x.name == "segments") / 2**20
     t0 = time.perf_counter()
     snap = engine.snapshot()
     render_s = time.perf_counter() - t0
     segment_series = sum(len(s) for name, s in snap.items() if "_segment_" in name)
     return {"eps": args.events / dt, "series": sum(len(s) for s in snap.values()),
-            "segment_series": segment_series, "render_ms": render_s * 1000}
+            "segment_series": segment_series, "render_ms": render_s * 1000,
+            "state_mib": state_mib}
+
+
+def _state_bytes(segments: Any) -> int:
+    """Bytes of the segment block's arrays after the run (windows and request counts)."""
+    total = 0
+    for s in segments.by_key.values():
+        total += s.requests.nbytes
+        for rows in [*s.drift.values(), s.labels, s.shadow]:
+            if rows is not None:
+                total += sum(ring._counts.nbytes for ring in rows.windows.rings)
+    return total
 
 
 def _state_mib(baseline: Path) -> float:
@@ -146,21 +159,23 @@ def main() -> None:
                     rows.append((blocks, framing, segmented, eps,
                                  max(r["rss_mb"] for r in results), results[0]["series"],
                                  results[0]["segment_series"],
-                                 statistics.median(r["render_ms"] for r in results)))
+                                 statistics.median(r["render_ms"] for r in results),
+                                 results[0]["state_mib"]))
                     print(f"  {blocks} {framing} segments={segmented} {eps:12,.0f} ev/s",
                           file=sys.stderr)
         state = _state_mib(baseline)
     print(f"\n{args.events:,} events of {len(CLASSES):,} classes and {len(VERSIONS)} versions, "
           f"median of {args.runs} runs; segments: 2 keys x {VALUES} values, segment state "
           f"allowed by the config: {state:,.0f} MiB\n")
-    print("| blocks | messages | segments | events/s | with / without | peak RSS (MB) | series "
-          "(segment series) | first render (ms) |")
-    print("|---|---|---|---:|---:|---:|---:|---:|")
+    print("| blocks | messages | segments | events/s | with / without | µs per event | "
+          "peak RSS (MB) | segment state (MiB) | series (segment series) | first render (ms) |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
     without = {(b, f): e for b, f, s, e, *_ in rows if not s}
-    for blocks, framing, segmented, eps, rss, series, seg_series, render in rows:
+    for blocks, framing, segmented, eps, rss, series, seg_series, render, state in rows:
         ratio = f"{eps / without[(blocks, framing)]:.0%}" if segmented else "-"
         print(f"| {BLOCKS[blocks]} | {framing} | {'2 x 50' if segmented else 'none'} | "
-              f"{eps:,.0f} | {ratio} | {rss:.0f} | {series:,} ({seg_series:,}) | {render:,.0f} |")
+              f"{eps:,.0f} | {ratio} | {1e6 / eps:.2f} | {rss:.0f} | {state:,.1f} | "
+              f"{series:,} ({seg_series:,}) | {render:,.0f} |")
 
 
 if __name__ == "__main__":

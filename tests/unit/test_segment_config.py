@@ -60,3 +60,14 @@ def test_the_emitters_segments_decode_back_from_the_prediction_and_the_image():
 def test_the_emitter_refuses_segments_the_daemon_would_refuse(segments):
     with pytest.raises(ValueError, match="segment"):
         prediction_record("r1", "m", "v1", NOW, pred=1, segments=segments)
+
+
+def test_check_config_prints_the_state_bound_of_each_segment_key(capsys):
+    from visionmon.cli import main
+
+    code = main(["check-config", "examples/visionmon.yaml"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "segment digits.camera: up to 52 values" in out
+    assert "segment digits.site: up to 5 values" in out
+    assert "MiB (8 versions)" in out
