@@ -8,11 +8,14 @@ them to the statistics wired as `visionmon.app.build_statistics` wires them:
   core    the engine and prediction drift (the baseline of benchmarks/scrape.py)
   full    every prediction-side block: drift, labels (join store, windows), quality
 each without and with `segments` (then also the segment block: per-value counts and drift,
-binned by the baseline). Printed: events/s (median of --runs), the ratio with/without,
-peak RSS, the series a snapshot exports and its first render's time (cold threshold
-memo), and the segment state the config allows (`visionmon check-config`'s figure).
+binned by the baseline). Printed: events/s (median of --runs rounds, each round running
+every case once so that the machine's load drifts evenly over them), the ratio
+with/without, µs per event, peak RSS, the segment state allocated, the series a snapshot
+exports and its first render's time (cold threshold memo), and the segment state the
+config allows (`visionmon check-config`'s figure).
 
     .venv/bin/python benchmarks/segments.py [--events 200000] [--runs 3]
+        [--only engine,core,full] [--framings batched,single]
 """
 
 from __future__ import annotations
@@ -132,6 +135,8 @@ def main() -> None:
     ap.add_argument("--baseline", type=Path)
     ap.add_argument("--only", default="engine,core,full",
                     help="the blocks to measure, comma-separated (engine, core, full)")
+    ap.add_argument("--framings", default="batched,single",
+                    help="the message framings, comma-separated (batched, single)")
     args = ap.parse_args()
     if args.one:
         out = _one(args)
@@ -141,28 +146,28 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         baseline = Path(tmp) / "baseline.json"
         build_baseline_file(baseline)
+        plan = [(blocks, framing, segmented) for blocks in args.only.split(",")
+                for framing in args.framings.split(",") for segmented in (False, True)]
+        results: dict[tuple[str, str, bool], list[dict[str, Any]]] = {p: [] for p in plan}
+        for _ in range(args.runs):  # rounds of every case, so that load drifts evenly
+            for blocks, framing, segmented in plan:
+                cmd = [sys.executable, __file__, "--one", "--blocks", blocks,
+                       "--framing", framing, "--baseline", str(baseline),
+                       "--events", str(args.events)]
+                proc = subprocess.run(cmd + (["--segmented"] if segmented else []),
+                                      capture_output=True, text=True, timeout=900)
+                if proc.returncode != 0:
+                    raise SystemExit(proc.stderr[-3000:])
+                results[(blocks, framing, segmented)].append(
+                    json.loads(proc.stdout.strip().splitlines()[-1]))
         rows = []
-        for blocks in args.only.split(","):
-            for framing in ("batched", "single"):
-                for segmented in (False, True):
-                    results = []
-                    for _ in range(args.runs):
-                        cmd = [sys.executable, __file__, "--one", "--blocks", blocks,
-                               "--framing", framing, "--baseline", str(baseline),
-                               "--events", str(args.events)]
-                        proc = subprocess.run(cmd + (["--segmented"] if segmented else []),
-                                              capture_output=True, text=True, timeout=900)
-                        if proc.returncode != 0:
-                            raise SystemExit(proc.stderr[-3000:])
-                        results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-                    eps = statistics.median(r["eps"] for r in results)
-                    rows.append((blocks, framing, segmented, eps,
-                                 max(r["rss_mb"] for r in results), results[0]["series"],
-                                 results[0]["segment_series"],
-                                 statistics.median(r["render_ms"] for r in results),
-                                 results[0]["state_mib"]))
-                    print(f"  {blocks} {framing} segments={segmented} {eps:12,.0f} ev/s",
-                          file=sys.stderr)
+        for (blocks, framing, segmented), rs in results.items():
+            eps = statistics.median(r["eps"] for r in rs)
+            rows.append((blocks, framing, segmented, eps, max(r["rss_mb"] for r in rs),
+                         rs[0]["series"], rs[0]["segment_series"],
+                         statistics.median(r["render_ms"] for r in rs), rs[0]["state_mib"]))
+            print(f"  {blocks} {framing} segments={segmented} {eps:12,.0f} ev/s",
+                  file=sys.stderr)
         state = _state_mib(baseline)
     print(f"\n{args.events:,} events of {len(CLASSES):,} classes and {len(VERSIONS)} versions, "
           f"median of {args.runs} runs; segments: 2 keys x {VALUES} values, segment state "
