@@ -243,3 +243,22 @@ def test_a_values_shadow_agreement_counts_its_joined_images():
     again.restore(decode(encode(engine.state())))
     after = again.snapshot()
     assert after["visionmon_segment_shadow_images"] == snap["visionmon_segment_shadow_images"]
+
+
+def test_predictions_waiting_for_their_image_restore_from_a_checkpoint_without_segments():
+    """A checkpoint written before segments holds a waiting prediction as three values;
+    one written now keeps its segments, which its image takes when the two join."""
+    from monitor.shadow import ShadowMonitor
+
+    _, drift, _, seg = _stats((ALL_CAMERAS,))
+    shadow = ShadowMonitor({"m": CLASSES}, WINDOWS, drift)
+    shadow.batch_listeners.append(seg.on_shadow)
+    old = {"predictions": {"entries": [["r-old", 10_000.0, ["v1", 2, 0.9]]], "evicted": {}},
+           "early": {"entries": [], "evicted": {}}, "versions": []}
+    shadow.restore(old)
+    assert shadow.predictions.pop("r-old").segments is None
+    new = {**old, "predictions": {"entries": [["r-new", 10_000.0,
+                                               ["v1", 2, 0.9, {"camera": "c7"}]]],
+                                  "evicted": {}}}
+    shadow.restore(decode(encode(new)))
+    assert shadow.predictions.pop("r-new").segments == {"camera": "c7"}
