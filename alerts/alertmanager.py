@@ -1,10 +1,14 @@
 """An example Alertmanager configuration matching the generated alerts' labels.
 
+Notifications are grouped by alert, SLO, model, version and segment (`segment_key`,
+`segment`: the labels of the `visionmon_segment_*` series), so that one camera's alerts
+arrive together and apart from another's.
 `severity="page"` goes to a pager receiver, `severity="ticket"` to a ticket queue, and a
 ticket is inhibited while a page for the same SLO, model and class fires (only SLO alerts
 carry `slo`, so a threshold page never silences an unrelated ticket; a class objective's
-page never silences another class's ticket). Notifications are grouped by model and
-version (`GROUP_BY`): whatever fires for one model version, one notification per receiver.
+page never silences another class's ticket). Notifications are grouped by model,
+version and segment (`GROUP_BY`): whatever fires for one model version (and one camera or
+site, when an alert names one), one notification per receiver.
 Receivers are webhooks on localhost: swap in `pagerduty_configs`, `opsgenie_configs`,
 `jira_configs`, ...
 """
@@ -16,9 +20,10 @@ from typing import Any
 
 from alerts import names
 from alerts.checks import CHECK
+from monitor.segment_config import SEGMENT_LABELS
 
 #: Labels one notification is grouped by: one cause (a model version) is one notification.
-GROUP_BY: tuple[str, ...] = ("model", "version")
+GROUP_BY: tuple[str, ...] = ("model", "version", *SEGMENT_LABELS)
 PAGER = "oncall-pager"
 TICKETS = "ticket-queue"
 
@@ -39,6 +44,8 @@ def config() -> dict[str, Any]:
         "global": {"resolve_timeout": "5m"},
         "route": {
             "receiver": TICKETS,
+            # one notification per cause: a model's version, and the segment (camera,
+            # site) an alert names; alerts without those labels group by model and version
             "group_by": list(GROUP_BY),
             "group_wait": "30s",
             "group_interval": "5m",

@@ -193,6 +193,26 @@ def build(loaded: LoadedConfig) -> dash.Dashboard:
         [Query(q.baseline_events(), "{{kind}} ({{model}})")], neutral(COUNT),
         width=8, height=6))
 
+    keys = q.segment_keys(loaded)
+    if keys:
+        d.with_row(dash.Row("Segments (window $window)"))
+        d.with_panel(table_panel(
+            "Worst segments",
+            "Each value of each segment key (models[].segments) selected by the segment "
+            "variables: its worst drift over features and versions as PSI over the critical "
+            "value (above 1: drifted), its lowest accuracy and lowest agreement with the "
+            "reference model over versions, and its labelled predictions, over the window. "
+            "Sort a column to find where an incident is; _other holds the values beyond a "
+            "key's bound, _none the requests without the key.",
+            [table_query(q.worst_segments_by_drift(keys)),
+             table_query(q.worst_segments_by_accuracy(keys)),
+             table_query(q.worst_segments_by_agreement(keys)),
+             table_query(q.segment_labelled(keys))],
+            neutral(PLAIN),
+            {"segment_key": "key", "Value #A": "drift (PSI / critical)",
+             "Value #B": "accuracy", "Value #C": "shadow agreement",
+             "Value #D": "labelled"}, width=24))
+
     d.with_row(dash.Row("Confidence and calibration"))
     d.with_panel(heatmap_panel(
         "Top-1 confidence over time",

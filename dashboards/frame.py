@@ -16,7 +16,8 @@ from grafana_foundation_sdk.models.dashboard import (
 )
 
 from dashboards.panels import DATASOURCE
-from dashboards.promql import MODEL, series
+from dashboards.promql import MODEL, eq, series
+from dashboards.queries import segment_keys
 from monitor.config import LoadedConfig
 from monitor.durations import parse_duration
 
@@ -68,7 +69,8 @@ def _multi_query_variable(name: str, label: str, query: str) -> dash.QueryVariab
 
 def variables(loaded: LoadedConfig) -> list[dash.QueryVariable | dash.DatasourceVariable
                                               | dash.CustomVariable]:
-    """datasource, model, version (multi), class (multi), window: in that order."""
+    """datasource, model, version (multi), class (multi), one per segment key (multi),
+    window: in that order."""
     first_model = next(iter(loaded.models))
     sizes = loaded.config.windows.sizes
     window = default_window(sizes)
@@ -85,6 +87,9 @@ def variables(loaded: LoadedConfig) -> list[dash.QueryVariable | dash.Datasource
                               f"label_values({series('requests_total', MODEL)}, version)"),
         _multi_query_variable("class", "Class",
                               f"label_values({series('predictions_total', MODEL)}, class)"),
+        *(_multi_query_variable(key, f"Segment {key}", "label_values("
+                                f"{series('segment_requests_total', MODEL, eq('segment_key', key))}"
+                                ", segment)") for key in segment_keys(loaded)),
         dash.CustomVariable("window").label("Window").values(",".join(sizes)).multi(False)
         .include_all(False).current(VariableOption(selected=True, text=window, value=window))
         .options([VariableOption(selected=s == window, text=s, value=s) for s in sizes]),

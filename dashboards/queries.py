@@ -1,8 +1,9 @@
 """The PromQL behind every panel, built from the catalog through `dashboards.promql`.
 
 Each function returns one expression and says what it measures and in which unit. Grafana
-variables stay in the text: `$model`, `$version` (multi), `$class` (multi), `$window` (one of
-the configured window sizes, which doubles as a PromQL duration) and `$__rate_interval`.
+variables stay in the text: `$model`, `$version` (multi), `$class` (multi), one per segment
+key (`$camera`, multi), `$window` (one of the configured window sizes, which doubles as a
+PromQL duration) and `$__rate_interval`.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ from dashboards.promql import (
 )
 from monitor import cost_series as cs
 from monitor.catalog import CATALOG, metric
-from monitor.config import ConfigError
+from monitor.config import ConfigError, LoadedConfig
+from monitor.segment_config import SEGMENT_LABELS
 from monitor.slo_spec import Objective
 
 #: Prometheus's own series of pending and firing alerts (not a visionmon metric).
@@ -47,6 +49,8 @@ AGREE = "agree"
 NEW_SERIES_LOOKBACK = "1m"
 
 MVW: tuple[Matcher, ...] = (*MODEL_VERSION, WINDOW)
+#: the labels a segment value's series carry its key and value in (monitor/catalog.py)
+SEGMENT_BY = SEGMENT_LABELS
 
 
 # --- traffic and serving -----------------------------------------------------------------
@@ -252,6 +256,47 @@ def shadow_agreement_by_class() -> str:
     scored = total(increase(series("shadow_class_total", *MODEL_VERSION, CLASS), "$window"),
                    ("class",))
     return ratio(agreed, scored)
+
+
+# --- segments ----------------------------------------------------------------------------
+
+def segment_keys(loaded: LoadedConfig) -> list[str]:
+    """The segment keys of every model, first declared first: one dashboard variable each
+    (`$camera`, multi), which filters that key's values."""
+    return list(dict.fromkeys(r.key for m in loaded.models.values() for r in m.segments))
+
+
+def segment_series(short: str, keys: Sequence[str], *matchers: Matcher) -> str:
+    """A `visionmon_segment_*` gauge for the selected model, versions and window, limited
+    to the values each key's variable selects: one selector per key, joined with `or`."""
+    parts = [series(short, *MVW, *matchers, eq("segment_key", key), regex("segment", f"${key}"))
+             for key in keys]
+    return parts[0] if len(parts) == 1 else "(" + " or ".join(parts) + ")"
+
+
+def worst_segments_by_drift(keys: Sequence[str]) -> str:
+    """Per segment value, its worst drift over features and versions as PSI / critical
+    value in the selected window: above 1, that value drifted."""
+    psi = segment_series("segment_drift_psi", keys)
+    threshold = segment_series("segment_drift_threshold", keys)
+    return aggregate("max", f"{psi} / {threshold}", SEGMENT_BY)
+
+
+def worst_segments_by_accuracy(keys: Sequence[str]) -> str:
+    """Per segment value, its lowest realized accuracy (0..1) over versions in the window."""
+    return aggregate("min", segment_series("segment_accuracy_ratio", keys), SEGMENT_BY)
+
+
+def worst_segments_by_agreement(keys: Sequence[str]) -> str:
+    """Per segment value, its lowest agreement with the reference model (0..1) over
+    versions in the window."""
+    return aggregate("min", segment_series("segment_shadow_agreement_ratio", keys),
+                     SEGMENT_BY)
+
+
+def segment_labelled(keys: Sequence[str]) -> str:
+    """Per segment value, labelled predictions in the window (the accuracy's sample size)."""
+    return total(segment_series("segment_labelled_events", keys), SEGMENT_BY)
 
 
 # --- drift -------------------------------------------------------------------------------

@@ -91,6 +91,10 @@ REFERENCE_GPU = ("with a reference model on a CUDA GPU that NVML reads (pip inst
                  "'visionmon[gpu]')")
 MVW = ("model", "version", "window")
 DRIFT = ("model", "version", "feature", "window")
+#: a segment value's series: the key is a label value, so the families stay the same
+#: whatever keys a config declares (docs/metrics.md, "segments")
+SEG = ("model", "version", "segment_key", "segment")
+_SEGMENTED = "with models[].segments"
 
 _SPECS: tuple[MetricSpec, ...] = (
     # --- build and runtime -------------------------------------------------
@@ -522,6 +526,64 @@ _SPECS: tuple[MetricSpec, ...] = (
                "baseline's simulated null.", "", MVW,
                module="monitor/shadow.py",
                condition="with a reference model and images, and a baseline with embeddings"),
+    # --- segments: one series per value of each segment key, in families of their own so
+    # that a sum over the overall families never counts an event twice ------------------
+    MetricSpec(f"{PREFIX}segment_requests_total", "counter",
+               "Requests per segment value (segment_key: a key of models[].segments, segment: "
+               "its value, _other beyond the key's bound, _none without the key), by status; "
+               "each request counts once per key. Segment series live in these "
+               "visionmon_segment_* families only, never in the overall ones, so a sum over an "
+               "overall family counts each event once; the key is a label value, so the "
+               "families are the same whatever keys a config declares.", "",
+               (*SEG, "status"),
+               module="monitor/segments.py", condition=_SEGMENTED),
+    MetricSpec(f"{PREFIX}segment_values_folded_total", "counter",
+               "Requests whose segment value was folded into _other: beyond the key's "
+               "max_values, or not in its values list.", "", ("model", "segment_key"),
+               module="monitor/segments.py", condition=_SEGMENTED),
+    MetricSpec(f"{PREFIX}segment_drift_psi", "gauge",
+               "Population stability index of one segment value's window against the model's "
+               "baseline.", "", (*SEG, "feature", "window"),
+               module="monitor/segments.py", condition=f"{_SEGMENTED} and a baseline"),
+    MetricSpec(f"{PREFIX}segment_drift_threshold", "gauge",
+               "Sample-size-aware PSI critical value of one segment value's window, at the "
+               "model's per-feature level; drift when PSI exceeds it.", "",
+               (*SEG, "feature", "window"),
+               module="monitor/segments.py", condition=f"{_SEGMENTED} and a baseline"),
+    MetricSpec(f"{PREFIX}segment_drift_window_events", "gauge",
+               "Events of one segment value in the window its drift figures were computed "
+               "on.", "", (*SEG, "feature", "window"),
+               module="monitor/segments.py", condition=f"{_SEGMENTED} and a baseline"),
+    MetricSpec(f"{PREFIX}segment_labelled_events", "gauge",
+               "Labelled predictions of one segment value over the window.", "",
+               (*SEG, "window"),
+               module="monitor/segments.py", condition=f"{_SEGMENTED}, once labels join"),
+    MetricSpec(f"{PREFIX}segment_accuracy_ratio", "gauge",
+               "Realized accuracy of one segment value's labelled predictions over the "
+               "window.", "ratio", (*SEG, "window"),
+               module="monitor/segments.py", condition=f"{_SEGMENTED}, once labels join"),
+    MetricSpec(f"{PREFIX}segment_calibration_ece", "gauge",
+               "Expected calibration error of one segment value's labelled predictions over "
+               "the window.", "ratio", (*SEG, "window"),
+               module="monitor/segments.py", condition=f"{_SEGMENTED}, once labels join"),
+    MetricSpec(f"{PREFIX}segment_class_recall_ratio", "gauge",
+               "Per-class recall of one segment value over the window (class = true class; "
+               "classes with labels in the window only).", "ratio",
+               (*SEG, "class", "window"),
+               module="monitor/segments.py", condition=f"{_SEGMENTED}, once labels join"),
+    MetricSpec(f"{PREFIX}segment_shadow_images", "gauge",
+               "Images of one segment value (its prediction's segments) joined to their "
+               "prediction and scored by the reference model over the window.", "",
+               (*SEG, "window"),
+               module="monitor/segments.py",
+               condition=f"{_SEGMENTED}, with a reference model and images"),
+    MetricSpec(f"{PREFIX}segment_shadow_agreement_ratio", "gauge",
+               "Agreement of production with the reference model on one segment value's "
+               "images over the window; absent below quality.min_shadow_images images.",
+               "ratio", (*SEG, "window"),
+               module="monitor/segments.py",
+               condition=f"{_SEGMENTED}, with a reference model and images, from "
+                         "quality.min_shadow_images joined images"),
 )
 
 EMITTER = "collectors/emitter/metrics.py"

@@ -21,6 +21,7 @@ from monitor.cost_config import CostConfig
 from monitor.durations import Duration, parse_duration
 from monitor.frozen_model import Frozen
 from monitor.reference_config import ImagesConfig, ReferenceConfig
+from monitor.segment_config import SegmentConfig
 from monitor.slo_spec import CLASS_KINDS, Objective, SloSpec
 
 CONFIG_VERSION = 1
@@ -162,6 +163,19 @@ class ModelConfig(Frozen):
     """The acceptance rule (`{threshold: 0.8, negative_classes: [ok]}`): labelled predictions are
     counted as accepted or routed and correct or false accept
     (`visionmon_acceptance_decisions_total`, `visionmon_false_accept_ratio`); none: not counted."""
+    segments: list[SegmentConfig] = Field(default_factory=list, max_length=8)
+    """Segment keys (camera, site) whose values the model's counts, drift, quality and shadow
+    agreement are also kept by, one key at a time (not their cross product), each value in
+    `visionmon_segment_*` series labelled `segment_key` and `segment`. At most 8 keys."""
+
+    @field_validator("segments")
+    @classmethod
+    def _distinct_segment_keys(cls, segments: list[SegmentConfig]) -> list[SegmentConfig]:
+        keys = [s.key for s in segments]
+        if len(set(keys)) != len(keys):
+            twice = sorted({k for k in keys if keys.count(k) > 1})
+            raise ValueError(f"segment keys repeat: {twice}")
+        return segments
 
     @field_validator("classes")
     @classmethod
@@ -279,6 +293,11 @@ class WindowsConfig(Frozen):
     """Sliding windows of the windowed gauges (their `window` label), as durations (5m, 1h)."""
     slices: int = Field(60, ge=2, le=1440)
     """Slices per window: a window slides by size / slices (60: a 1h window moves by the minute)."""
+    segment_slices: int = Field(6, ge=1, le=1440)
+    """Slices per window of the per-segment statistics (`models[].segments`): fewer than `slices`,
+    since each segment value keeps its own count vectors (a 1,000-class model with 2 keys of 50
+    values keeps 2 x 52 x 6 slices x 1,001 classes per window and version); a segment window
+    slides by size / segment_slices."""
 
     @field_validator("sizes")
     @classmethod
@@ -552,6 +571,7 @@ class ModelClasses(Frozen):
     classes: tuple[str, ...]
     high_risk_classes: tuple[str, ...] = ()
     accept: AcceptRule | None = None
+    segments: tuple[SegmentConfig, ...] = ()
 
     def index(self) -> dict[str, int]:
         return {c: i for i, c in enumerate(self.classes)}
@@ -617,7 +637,8 @@ def resolve(config: VisionmonConfig, path: str = "<config>", sha256: str = "") -
                                   f"{choices(classes)}")
         models[m.name] = ModelClasses(name=m.name, classes=tuple(classes),
                                       high_risk_classes=tuple(m.high_risk_classes),
-                                      accept=m.accept)
+                                      accept=m.accept,
+                                      segments=tuple(m.segments))
     if config.slos is not None:
         for j, obj in enumerate(config.slos.objectives):
             if obj.model not in models:

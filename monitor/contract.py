@@ -134,7 +134,17 @@ class OneOf:
     options: tuple[Shape, ...]
 
 
-Shape = Text | Number | Integer | Choice | ListOf | Pair | OneOf
+@dataclass(frozen=True, slots=True)
+class MapOf:
+    """A JSON object of at most `max_items` entries whose keys and values have the given
+    shapes (strings)."""
+
+    key: Text
+    value: Text
+    max_items: int
+
+
+Shape = Text | Number | Integer | Choice | ListOf | Pair | OneOf | MapOf
 
 
 # --- the limits, named once: the table below and the decoders use these -----------------
@@ -151,6 +161,15 @@ LATENCY_MS = Number(minimum=0, below=1e9)
 STATUS = Choice(("ok", "error"))
 IMAGE_CONTENT_TYPE = Choice(("image/jpeg", "image/png", "image/webp"))
 FREE_TEXT = Text()
+#: a segment key: a Prometheus label name (checked against the config's keys on arrival)
+SEGMENT_KEY = Text(1, 64)
+#: a segment value (a camera, a site): becomes a label value, so it is short
+SEGMENT_VALUE = Text(1, 128)
+#: most segment entries one event may carry
+MAX_SEGMENTS = 16
+SEGMENTS = MapOf(SEGMENT_KEY, SEGMENT_VALUE, MAX_SEGMENTS)
+#: the prefix of an image header that carries a segment: `segment.camera: c12`
+SEGMENT_HEADER_PREFIX = "segment."
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +185,9 @@ class FieldRule:
     default: str | None = None
     required_when: str | None = None
     config_key: str | None = None
+    #: a family of fields named by a pattern (a JSON Schema `patternProperties` regex)
+    #: rather than one name; `name` is then how the docs write it
+    pattern: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,6 +255,10 @@ PREDICTIONS = TopicContract(
         FieldRule("status", STATUS, False, "failed requests count against availability",
                   default="ok"),
         FieldRule("deployment", FREE_TEXT, False, "free text (not a label)"),
+        FieldRule("segments", SEGMENTS, False,
+                  "where the request came from, as `{key: value}` strings (`{\"camera\": "
+                  "\"c12\"}`); keys the model's `segments` config does not declare are "
+                  "ignored, values beyond its bound fold into `_other`"),
     ),
     ok_needs_one_of=("pred", "probs", "topk"),
 )
@@ -269,6 +295,10 @@ IMAGE_HEADERS = TopicContract(
         FieldRule("content-type", IMAGE_CONTENT_TYPE, False,
                   "the image format (any case; parameters after `;` are ignored)"),
         FieldRule("ts", Text(), False, "epoch seconds or RFC 3339 with an offset"),
+        FieldRule(f"{SEGMENT_HEADER_PREFIX}<key>", SEGMENT_VALUE, False,
+                  "a segment of the image (`segment.camera: c12`), one header per key; "
+                  "absent, the image takes its prediction's segments when the two join",
+                  pattern=r"^segment\.[a-zA-Z_][a-zA-Z0-9_]*$"),
     ),
 )
 

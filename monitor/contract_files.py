@@ -24,6 +24,7 @@ from monitor.contract import (
     FieldRule,
     Integer,
     ListOf,
+    MapOf,
     Number,
     Pair,
     Shape,
@@ -72,6 +73,10 @@ def shape_schema(shape: Shape) -> dict[str, Any]:
         out = {"type": "array", "prefixItems": [shape_schema(shape.first),
                                                 shape_schema(shape.second)],
                "minItems": 2, "maxItems": 2}
+    elif isinstance(shape, MapOf):
+        out = {"type": "object", "propertyNames": shape_schema(shape.key),
+               "additionalProperties": shape_schema(shape.value),
+               "maxProperties": shape.max_items}
     else:
         out = {"oneOf": [shape_schema(o) for o in shape.options]}
     return out
@@ -103,8 +108,11 @@ def json_schema(topic: TopicContract) -> dict[str, Any]:
         "description": topic.description,
         "type": "object",
         "required": [f.name for f in topic.fields if f.required],
-        "properties": {f.name: field_schema(f) for f in topic.fields},
+        "properties": {f.name: field_schema(f) for f in topic.fields if f.pattern is None},
     }
+    patterns = {f.pattern: field_schema(f) for f in topic.fields if f.pattern is not None}
+    if patterns:
+        schema["patternProperties"] = patterns
     if topic.ok_needs_one_of:
         schema["if"] = {"properties": {"status": {"const": "ok"}}}
         schema["then"] = {"anyOf": [{"required": [n]} for n in topic.ok_needs_one_of]}
@@ -147,6 +155,9 @@ def shape_doc(shape: Shape) -> str:
         return f"list of ({shape_doc(shape.item)}){least}"
     if isinstance(shape, Pair):
         return f"pair of ({shape_doc(shape.first)}) and ({shape_doc(shape.second)})"
+    if isinstance(shape, MapOf):
+        return (f"object of up to {shape.max_items} entries, keys ({shape_doc(shape.key)}) "
+                f"to values ({shape_doc(shape.value)})")
     return " or ".join(shape_doc(o) for o in shape.options)
 
 

@@ -212,25 +212,49 @@ class DriftMonitor(EngineExtension):
             baseline = self.baselines.get(model)
             if baseline is None:
                 return
-        if self.sources.get(model) == "first_events":
+        binned = self.binned(model, evs)
+        if not binned:
+            return
+        state = self.by_version.get((model, version))
+        if state is None:
+            state = self.by_version[(model, version)] = _VersionDrift(baseline, self.windows)
+        all_ts = evs.column("ts")
+        for name, (idx, bins) in binned.items():
+            state.add(name, all_ts[idx], bins)
+
+    def binned(self, model: str, evs: EventGroup) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """{feature: (indices of the events it counts, their bins)} by the model's baseline:
+        the successful predictions with a finite value (after a first-events baseline's
+        own events); empty without a baseline. The segment statistics count the same."""
+        baseline = self.baselines.get(model)
+        if baseline is None:
+            return {}
+        memo = ("drift_bins", str(id(baseline)), ",".join(self.features))  # alive all batch
+        done: dict[str, tuple[np.ndarray, np.ndarray]] | None = evs.derived.get(memo)
+        if done is None:
+            done = evs.derived[memo] = self._binned(baseline, evs)
+        return done
+
+    def _binned(self, baseline: Baseline, evs: EventGroup
+                ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        ok = evs.column("ok") & (evs.column("pred") >= 0)
+        if self.sources.get(baseline.model) == "first_events":
             # a baseline collected from the stream is measured against what came after it:
             # its own events (and any older one) stay out of the windows, live and in a
             # replay alike, whichever batch sealed it
             ok = ok & (evs.column("ts") > baseline.created_at)
-            if not ok.any():
-                return
-            ts = evs.column("ts")[ok]
-        state = self.by_version.get((model, version))
-        if state is None:
-            state = self.by_version[(model, version)] = _VersionDrift(baseline, self.windows)
+        if not ok.any():
+            return {}
+        out = {}
         for name in self.features:
             prof = baseline.features.get(name)
             if prof is None:
                 continue
             column = "pred" if name == "predicted_class" else name
-            values = evs.column(column)[ok].astype(np.float64, copy=False)
-            fin = np.isfinite(values)
-            state.add(name, ts[fin], prof.bin_of(values[fin]))
+            values = evs.column(column).astype(np.float64, copy=False)
+            idx = np.flatnonzero(ok & np.isfinite(values))
+            out[name] = (idx, prof.bin_of(values[idx]))
+        return out
 
     def add_values(self, model: str, version: str, name: str, ts: np.ndarray,
                    values: np.ndarray) -> None:

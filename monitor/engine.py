@@ -56,6 +56,9 @@ class EventGroup(list[PredictionEvent]):
     def __init__(self, events: Iterable[PredictionEvent] = ()) -> None:
         super().__init__(events)
         self._columns: dict[str, np.ndarray] = {}
+        #: what a statistics block derived from these events for others to reuse in the same
+        #: batch, under a key that names its inputs (e.g. the drift bins of one baseline)
+        self.derived: dict[tuple[str, ...], Any] = {}
 
     def column(self, name: str) -> np.ndarray:
         col = self._columns.get(name)

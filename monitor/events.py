@@ -14,6 +14,7 @@ import contextlib
 import itertools
 import json
 import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from dataclasses import replace as _replace
@@ -34,9 +35,14 @@ from monitor.contract import (
     PROBABILITY,
     PROBS_TOLERANCE,
     REQUEST_ID,
+    SEGMENT_HEADER_PREFIX,
+    SEGMENT_KEY,
+    SEGMENT_VALUE,
+    SEGMENTS,
     VERSION,
     Choice,
     Integer,
+    MapOf,
     Number,
     OneOf,
     RejectReason,
@@ -78,6 +84,9 @@ class PredictionEvent(NamedTuple):
     #: the probabilities of the `top5` classes, in their order (from `probs` or `topk`;
     #: empty without either): what a large model's ROC-AUC is computed from
     top5_probs: tuple[float, ...] = ()
+    #: segment key -> value as sent (`{"camera": "c12"}`); None when the event has none.
+    #: Never mutated: events are shared by every statistics block
+    segments: Mapping[str, str] | None = None
 
 
 class FeedbackEvent(NamedTuple):
@@ -100,6 +109,8 @@ class ImageEvent:
     ts: float | None
     content_type: str | None
     data: bytes
+    #: from the `segment.<key>` headers; None: the image has none (its prediction's apply)
+    segments: Mapping[str, str] | None = None
 
 
 @dataclass(slots=True)
@@ -271,6 +282,7 @@ class WirePrediction(msgspec.Struct, gc=False):
     latency_ms: float | None = None
     status: str = "ok"
     deployment: str | None = None
+    segments: dict[str, str] | None = None
 
 
 def _constrained(shape: Shape) -> Any:
@@ -292,6 +304,9 @@ def _constrained(shape: Shape) -> Any:
     if isinstance(shape, OneOf):
         options = [_constrained(o) for o in shape.options]
         return None if None in options else Union[tuple(options)]  # noqa: UP007
+    if isinstance(shape, MapOf):
+        return Annotated[dict[_constrained(shape.key), _constrained(shape.value)],  # type: ignore[misc]
+                         msgspec.Meta(max_length=shape.max_items)]
     return None
 
 
@@ -384,6 +399,7 @@ def wire_from_object(obj: Any) -> WirePrediction:
     if latency is not None:
         latency = _typed_number(latency, "latency_ms", RejectReason.OUT_OF_RANGE)
     deployment = _optional_str(obj, "deployment")
+    segments = _segments(obj.get("segments"))
     probs = obj.get("probs")
     if probs is not None:
         if type(probs) is not list:
@@ -407,7 +423,36 @@ def wire_from_object(obj: Any) -> WirePrediction:
     if pred is not None:
         pred = _typed_class(pred, "pred")
     return WirePrediction(request_id, ts, model, version, pred, confidence, probs, topk,
-                          latency, status, deployment)
+                          latency, status, deployment, segments)
+
+
+_SEGMENT_KEY_CHARS = _char_bounds(SEGMENT_KEY)
+_SEGMENT_VALUE_CHARS = _char_bounds(SEGMENT_VALUE)
+
+
+def _segments(value: Any) -> dict[str, str] | None:
+    """The `segments` object of the slow path: string keys and values within their
+    lengths, at most `SEGMENTS.max_items` entries (the fast path's msgspec type checks
+    the same)."""
+    if value is None:
+        return None
+    if type(value) is not dict:
+        raise _Bad(RejectReason.WRONG_TYPE, "segments must be an object of strings")
+    if len(value) > SEGMENTS.max_items:
+        raise _Bad(RejectReason.OUT_OF_RANGE,
+                   f"segments has more than {SEGMENTS.max_items} entries")
+    kmin, kmax = _SEGMENT_KEY_CHARS
+    vmin, vmax = _SEGMENT_VALUE_CHARS
+    for k, v in value.items():
+        if type(v) is not str:
+            raise _Bad(RejectReason.WRONG_TYPE, "segments values must be strings")
+        _utf8(k, "segments key")
+        _utf8(v, "segments value")
+        if not kmin <= len(k) <= kmax or not vmin <= len(v) <= vmax:
+            raise _Bad(RejectReason.OUT_OF_RANGE,
+                       f"segments keys must have {_chars(SEGMENT_KEY)} characters and values "
+                       f"{_chars(SEGMENT_VALUE)}")
+    return value
 
 
 E = TypeVar("E")
@@ -604,7 +649,8 @@ class PredictionDecoder:
         return _new_tuple(PredictionEvent, (
             w.request_id, ts, w.model, w.version, w.status == "ok", pred,
             _NAN if conf is None else conf, _NAN, _NAN,
-            _NAN if lat is None else lat / 1000.0, (), None, w.deployment, ()))
+            _NAN if lat is None else lat / 1000.0, (), None, w.deployment, (),
+            w.segments or None))
 
     def _checked(self, w: WirePrediction, now: float) -> PredictionEvent:
         """The checks that need the model's class list, the clock or the limits, for any
@@ -699,7 +745,7 @@ class PredictionDecoder:
             confidence = math.nan
         return PredictionEvent(request_id, ts, model_name, version, ok, pred, confidence,
                                margin, entropy, latency_s, top5, probs_t, w.deployment,
-                               top5_probs)
+                               top5_probs, w.segments or None)
 
     @staticmethod
     def _topk(topk: Sequence[tuple[int | str, float]], model: ModelClassIndex
@@ -832,4 +878,25 @@ class ImageDecoder:
                 raw_ts = float(raw_ts)
             ts = parse_timestamp(raw_ts, now, self._limits.max_future_skew_seconds)
         return ImageEvent(h["request_id"], h["model"], h["version"], ts,
-                          ctype, raw)
+                          ctype, raw, _header_segments(h))
+
+
+_SEGMENT_HEADER = re.compile(r"segment\.([a-z_][a-z0-9_]*)")
+
+
+def _header_segments(headers: Mapping[str, str]) -> dict[str, str] | None:
+    """The `segment.<key>` headers (names already lower-cased) as {key: value}; a header
+    whose name is no segment key is ignored, a value of the wrong length refused."""
+    out: dict[str, str] = {}
+    vmin, vmax = _SEGMENT_VALUE_CHARS
+    for name, value in headers.items():
+        if not name.startswith(SEGMENT_HEADER_PREFIX):
+            continue
+        m = _SEGMENT_HEADER.fullmatch(name)
+        if m is None:
+            continue
+        if not vmin <= len(value) <= vmax:
+            raise _Bad(RejectReason.OUT_OF_RANGE,
+                       f"header {name} must have {_chars(SEGMENT_VALUE)} characters")
+        out[m[1]] = value
+    return out or None

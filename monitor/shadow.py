@@ -97,12 +97,19 @@ class _Layout:
         return v[..., start:start + B]
 
 
+#: a joined image as the batch listeners get it: the prediction's segments, the join's
+#: event time (s) and whether production agreed with the reference model
+ShadowJoin = tuple[Mapping[str, str] | None, float, bool]
+
+
 class _WaitingPrediction(NamedTuple):
     """A prediction waiting for its reference score (checkpointed as a list)."""
 
     version: str
     pred: int
     confidence: float
+    #: the prediction's segments (`monitor.segments`), None without
+    segments: Mapping[str, str] | None = None
 
 
 class _WaitingScore(NamedTuple):
@@ -120,6 +127,7 @@ class _Joined(NamedTuple):
     confidence: float
     ts: float
     ref_pred: int
+    segments: Mapping[str, str] | None = None
 
 
 class _CrossTerm(NamedTuple):
@@ -370,6 +378,9 @@ class ShadowMonitor(EngineExtension):
         self.version_key = version_key or (lambda _m, v: v)
         #: the failure gallery, told of scored images and shadow joins (None when off)
         self.gallery: FailureGallery | None = None
+        #: told each batch of joined images of one (model, version): (the prediction's
+        #: segments, join time in s, whether production agreed with the reference)
+        self.batch_listeners: list[Callable[[str, str, Sequence[ShadowJoin]], None]] = []
 
     def _state(self, model: str, version: str) -> _VersionShadow:
         s = self.by_version.get((model, version))
@@ -409,7 +420,8 @@ class ShadowMonitor(EngineExtension):
                 self.predictions.put_many(
                     list(map(attrgetter("request_id"), keep)), list(map(attrgetter("ts"), keep)),
                     list(map(_WaitingPrediction, repeat(version), map(attrgetter("pred"), keep),
-                             map(attrgetter("confidence"), keep))))
+                             map(attrgetter("confidence"), keep),
+                             map(attrgetter("segments"), keep))))
                 continue
             joins: list[_Joined] = []
             for e in evs:
@@ -418,9 +430,11 @@ class ShadowMonitor(EngineExtension):
                 early = self.early.pop(e.request_id) if len(self.early) else None
                 if early is None:
                     self.predictions.put(e.request_id, e.ts,
-                                         _WaitingPrediction(version, e.pred, e.confidence))
+                                         _WaitingPrediction(version, e.pred, e.confidence,
+                                                            e.segments))
                 else:
-                    joins.append(_Joined(e.pred, e.confidence, e.ts, early.ref_pred))
+                    joins.append(_Joined(e.pred, e.confidence, e.ts, early.ref_pred,
+                                         e.segments))
                     if self.gallery is not None:
                         self.gallery.on_shadow_join(e.request_id, version, e.pred,
                                                     e.confidence, early.ref_pred)
@@ -454,7 +468,7 @@ class ShadowMonitor(EngineExtension):
                     continue
                 # the prediction's version is authoritative
                 joins.setdefault(hit.version, []).append(
-                    _Joined(hit.pred, hit.confidence, it.ts, it.ref_pred))
+                    _Joined(hit.pred, hit.confidence, it.ts, it.ref_pred, hit.segments))
                 if self.gallery is not None:
                     self.gallery.on_shadow_join(it.request_id, hit.version, hit.pred,
                                                 hit.confidence, it.ref_pred)
@@ -572,6 +586,9 @@ class ShadowMonitor(EngineExtension):
         if self.quality is not None:
             for t, ok in zip(at.tolist(), agree.tolist(), strict=True):
                 self.quality.on_shadow(model, version, t, ok)
+        for listener in self.batch_listeners:
+            listener(model, version, [(j.segments, t, ok) for j, t, ok
+                                      in zip(joins, at.tolist(), agree.tolist(), strict=True)])
 
     # --- reading ------------------------------------------------------------------
     def _mmd_reference(self, model: str) -> MmdReference | None:
@@ -656,8 +673,9 @@ class ShadowMonitor(EngineExtension):
 
     def restore(self, state: Any) -> None:
         # a confidence of NaN (none sent) is checkpointed as JSON null
+        # a waiting prediction checkpointed before segments holds three values
         self.predictions.restore(state["predictions"], lambda x: _WaitingPrediction(
-            str(x[0]), int(x[1]), nan_if_null(x[2])))
+            str(x[0]), int(x[1]), nan_if_null(x[2]), x[3] if len(x) > 3 else None))
         self.early.restore(state["early"], lambda x: _WaitingScore(int(x[0]), float(x[1])))
         for m, v, agree, disagree, windows, *tag in state["versions"]:
             if m not in self.models:

@@ -78,16 +78,31 @@ class SliceRing:
     def add_to_slice(self, slice_id: int, counts: np.ndarray) -> None:
         """Add a count vector of B bins to slice number `slice_id`: a batch whose events
         all fall in one slice (the usual case) in O(B), with `add`'s rules for old events."""
+        row = self._slice_row(slice_id)
+        if row is not None:
+            row += counts
+
+    def add_events_to_slice(self, slice_id: int, bins: np.ndarray,
+                            weights: np.ndarray | None = None) -> None:
+        """`add_to_slice` for a batch of far fewer events than bins: each event's bin (and
+        weight) added in O(events) rather than a count vector of B bins."""
+        row = self._slice_row(slice_id)
+        if row is not None:
+            np.add.at(row, bins, 1.0 if weights is None else weights)
+
+    def _slice_row(self, slice_id: int) -> np.ndarray | None:
+        """The counts of slice `slice_id`, its slot claimed (stale content cleared); None
+        when the slice is older than the ring's span."""
         slices = self.spec.slices
         if slice_id <= int(self._ids.max()) - slices:
-            return  # older than the ring's span
+            return None  # older than the ring's span
         slot = slice_id % slices
         # a slot never holds a newer slice than this one here: that slice would be at
         # least `slices` newer, and this one would have been refused above
         if slice_id > int(self._ids[slot]):  # claim the slot: clear the stale slice
             self._counts[slot] = 0.0
             self._ids[slot] = slice_id
-        self._counts[slot] += counts
+        return self._counts[slot]
 
     def total(self, now_ts: float) -> np.ndarray:
         """Sum over the slices inside (now - W, now]: a count vector of length B. Called
@@ -117,6 +132,11 @@ class SliceRing:
         self._ids[...] = ids
 
 
+#: a batch of fewer events than bins / this is added event by event, not as a count vector
+#: (a segment's rows x 1,000 classes take a few hundred events per batch)
+_SPARSE_RATIO = 16
+
+
 class WindowedCounts:
     """The same count vector kept over several windows (e.g. 5m, 1h, 1d)."""
 
@@ -138,15 +158,20 @@ class WindowedCounts:
             for ring in self.rings:
                 ring.add(ts, bins, weights)
             return
+        # unweighted only: counts are whole numbers, so both ways add up to the same floats
+        sparse = (counts is None and weights is None
+                  and bins.size * _SPARSE_RATIO < (self.rings[0].bins if self.rings else 0))
         for ring in self.rings:
             width = ring.spec.slice_seconds
             slice_id = math.floor(first / width)
-            if slice_id == math.floor(last / width):
+            if slice_id != math.floor(last / width):
+                ring.add(ts, bins, weights)
+            elif sparse:
+                ring.add_events_to_slice(slice_id, bins, weights)
+            else:
                 if counts is None:
                     counts = np.bincount(bins, weights=weights, minlength=ring.bins)
                 ring.add_to_slice(slice_id, counts)
-            else:
-                ring.add(ts, bins, weights)
 
     def totals(self, now_ts: float) -> dict[str, np.ndarray]:
         return {ring.spec.name: ring.total(now_ts) for ring in self.rings}

@@ -31,6 +31,7 @@ from monitor.labels import LabelMonitor
 from monitor.lifecycle import ModelLifecycle
 from monitor.quality import QualityBounds, QualityEvaluator
 from monitor.scored import ScoredImage
+from monitor.segments import SegmentMonitor
 from monitor.shadow import ShadowMonitor
 from monitor.snapshot import Series, SnapshotBuilder
 from monitor.windows import WindowSpec
@@ -141,6 +142,15 @@ def build_statistics(loaded: LoadedConfig) -> Statistics:
         auc = ClassAucMonitor(models, windows, cfg.auc.score_bins, cfg.auc.slices)
         labels.batch_listeners.append(auc.on_joined)
         engine.extensions.append(auc)
+    segments = {n: m.segments for n, m in loaded.models.items() if m.segments}
+    per_segment = None
+    if segments:
+        seg_windows = tuple(WindowSpec(w.name, w.seconds, cfg.windows.segment_slices)
+                            for w in windows)
+        per_segment = SegmentMonitor(models, segments, seg_windows, drift,
+                                     min_shadow_images=q.min_shadow_images)
+        labels.batch_listeners.append(per_segment.on_joined)
+        engine.extensions.append(per_segment)
     shadow = None
     if cfg.reference is not None:
         shadow = ShadowMonitor(models, windows, drift, quality,
@@ -157,6 +167,8 @@ def build_statistics(loaded: LoadedConfig) -> Statistics:
             shadow.gallery = FailureGallery(models, cfg.images.gallery,
                                             cfg.state.hash_request_ids)
             labels.joined_listeners.append(shadow.gallery.on_label)
+        if per_segment is not None:
+            shadow.batch_listeners.append(per_segment.on_shadow)
     return Statistics(engine, drift, labels, quality, shadow, lifecycle)
 
 

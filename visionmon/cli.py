@@ -10,6 +10,7 @@ from collections.abc import Collection, Sequence
 from types import FrameType
 
 from monitor.config import ConfigError, LoadedConfig, load_config
+from monitor.segment_budget import budget_lines
 from visionmon import __version__, logs
 from visionmon.preflight import COMMANDS, RUN, Command, preflight
 
@@ -45,6 +46,8 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
     warned = f"; {len(found.warnings)} warning(s)" if found.warnings else ""
     print(f"{args.config}: OK (config version {loaded.config.version}; models: {models}"
           f"{warned})")
+    for line in budget_lines(loaded):
+        print(line)
     return 0
 
 

@@ -158,12 +158,15 @@ class PredictionLogger:
             topk: Sequence[tuple[int | str, float]] | Mapping[str, float] | None = None,
             latency_s: float | None = None, latency_ms: float | None = None,
             status: str = "ok", image_bytes: bytes | None = None,
-            image_content_type: str | None = None, ts: float | None = None) -> bool:
+            image_content_type: str | None = None, ts: float | None = None,
+            segments: Mapping[str, str] | None = None) -> bool:
         """Buffer one prediction (and its image when sampling selects it); never blocks.
 
         Give `probs` (the full distribution), or `pred` with an optional `confidence`,
         and/or `topk`; `latency_s` (seconds) or `latency_ms` (milliseconds); `ts` in
-        epoch seconds (default: now). Returns True when the prediction was buffered,
+        epoch seconds (default: now); `segments` says where the request came from
+        (`{"camera": "c12"}`), sent with the prediction and as its image's
+        `segment.<key>` headers. Returns True when the prediction was buffered,
         False when it was dropped (counted by reason; invalid arguments are dropped as
         `invalid` and logged, never raised, so monitoring cannot fail a request).
         """
@@ -172,7 +175,7 @@ class PredictionLogger:
             line = encode_event(prediction_record(
                 request_id, model, version, when, probs=probs, pred=pred,
                 confidence=confidence, topk=topk, latency_s=latency_s, latency_ms=latency_ms,
-                status=status, deployment=self._deployment))
+                status=status, deployment=self._deployment, segments=segments))
         except (TypeError, ValueError) as err:
             self._count_drop("prediction", "invalid", 1)
             self._warn(f"prediction for {request_id!r} not logged: {err}")
@@ -182,7 +185,8 @@ class PredictionLogger:
             if self.wants_image(request_id):
                 data = bytes(image_bytes)
                 ctype = image_content_type or sniff_image_type(data)
-                image = ("image", data, image_headers(request_id, model, version, when, ctype),
+                image = ("image", data,
+                         image_headers(request_id, model, version, when, ctype, segments),
                          request_id.encode(), len(data))
             else:
                 with self._lock:

@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from collectors.kafka.client import Headers
+from monitor.contract import SEGMENT_HEADER_PREFIX, SEGMENTS
 
 _OPTS = orjson.OPT_SERIALIZE_NUMPY
 
@@ -51,13 +52,15 @@ def prediction_record(request_id: str, model: str, version: str, ts: float, *,
                       confidence: float | None = None,
                       topk: Sequence[tuple[int | str, float]] | Mapping[str, float] | None = None,
                       latency_s: float | None = None, latency_ms: float | None = None,
-                      status: str = "ok", deployment: str | None = None) -> dict[str, Any]:
+                      status: str = "ok", deployment: str | None = None,
+                      segments: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The `predictions` object for one request (ts in epoch seconds, latency in s or ms).
 
     `topk` may be a list of (class, probability) pairs or a {class name: probability}
     mapping (TorchServe's classifier output); it is sent in descending probability order.
+    `segments` says where the request came from (`{"camera": "c12"}`, strings).
     Raises ValueError for misuse: both latencies, an unknown status, an empty or
-    non-string request id, model or version.
+    non-string request id, model or version, segments that are not strings.
     """
     for name, value in (("request_id", request_id), ("model", model), ("version", version)):
         if not isinstance(value, str) or not value:
@@ -86,7 +89,25 @@ def prediction_record(request_id: str, model: str, version: str, ts: float, *,
         rec["latency_ms"] = round(float(latency_ms), 3)
     if deployment is not None:
         rec["deployment"] = deployment
+    if segments:
+        rec["segments"] = checked_segments(segments)
     return rec
+
+
+def checked_segments(segments: Mapping[str, str]) -> dict[str, str]:
+    """`segments` as a plain dict, refusing (ValueError) what the daemon would refuse:
+    non-string or wrongly sized keys and values, too many entries (monitor/contract.py)."""
+    if len(segments) > SEGMENTS.max_items:
+        raise ValueError(f"segments has more than {SEGMENTS.max_items} entries")
+    out: dict[str, str] = {}
+    for k, v in segments.items():
+        for what, text, shape in (("key", k, SEGMENTS.key), ("value", v, SEGMENTS.value)):
+            most = shape.max_chars or 0
+            if not isinstance(text, str) or not shape.min_chars <= len(text) <= most:
+                raise ValueError(f"segment {what} {text!r} must be a string of "
+                                 f"{shape.min_chars}..{most} characters")
+        out[k] = v
+    return out
 
 
 def label_record(request_id: str, label: int | str, ts: float, *, source: str | None = None,
@@ -177,11 +198,15 @@ def encode_event(record: Mapping[str, Any]) -> bytes:
 
 
 def image_headers(request_id: str, model: str, version: str, ts: float,
-                  content_type: str | None) -> Headers:
-    """Headers of an `images` record; `ts` in epoch seconds."""
+                  content_type: str | None, segments: Mapping[str, str] | None = None
+                  ) -> Headers:
+    """Headers of an `images` record; `ts` in epoch seconds; each segment as a
+    `segment.<key>` header."""
     headers: list[tuple[str, bytes | None]] = [
         ("request_id", request_id.encode()), ("model", model.encode()),
         ("version", version.encode()), ("ts", repr(float(ts)).encode())]
     if content_type:
         headers.append(("content-type", content_type.encode()))
+    for key, value in (segments or {}).items():
+        headers.append((f"{SEGMENT_HEADER_PREFIX}{key}", value.encode()))
     return tuple(headers)

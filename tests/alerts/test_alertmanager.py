@@ -60,5 +60,13 @@ def test_notifications_are_grouped_by_model_and_version(generated):
     """One cause, one notification: every alert of one model version (drift, agreement,
     burn rates) lands in one group per receiver, whatever its name."""
     written = yaml.safe_load((generated / names.ALERTMANAGER_FILE).read_text())
-    assert written["route"]["group_by"] == list(GROUP_BY) == ["model", "version"]
+    assert written["route"]["group_by"] == list(GROUP_BY) == [
+        "model", "version", "segment_key", "segment"]
     assert all("group_by" not in r for r in written["route"]["routes"])
+
+
+def test_notifications_group_by_model_version_and_segment():
+    """One camera's (or site's) alerts arrive together and apart from another's; alerts
+    without segment labels group by model and version as before."""
+    group_by = config()["route"]["group_by"]
+    assert {"model", "version", "segment_key", "segment"} <= set(group_by)

@@ -19,7 +19,8 @@ EXAMPLE_CONFIG = ROOT / "examples" / "visionmon.yaml"
 #: Grafana interval macros -> durations Prometheus accepts (scrape interval in tests: 1 s).
 INTERVALS = {"$__rate_interval": "10s", "$__range": "15m", "$__interval": "2s"}
 #: Multi-value variables: Grafana sends a regex alternation in parentheses.
-MULTI_VALUES = {"version": "(v1|v2)", "class": "(seven|three|zero)"}
+MULTI_VALUES = {"version": "(v1|v2)", "class": "(seven|three|zero)",
+                "camera": "(cam-1|cam-2|cam-3|_other)", "site": "(plant-a|plant-b|_none)"}
 
 
 @dataclass(frozen=True, slots=True)

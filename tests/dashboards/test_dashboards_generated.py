@@ -109,13 +109,18 @@ def test_three_dashboards_with_stable_uids_and_the_generated_by_tag(example: Das
         assert "do not edit" in d["description"].lower()
 
 
-def test_variables_are_datasource_model_version_class_window(example: Dashboards) -> None:
+def test_variables_are_datasource_model_version_class_segment_keys_window(
+        example: Dashboards) -> None:
     for d in example.values():
         variables = {v["name"]: v for v in d["templating"]["list"]}
-        assert list(variables) == ["datasource", "model", "version", "class", "window"]
+        assert list(variables) == ["datasource", "model", "version", "class", "camera", "site",
+                                   "window"]
         assert variables["datasource"]["query"] == "prometheus"
         assert variables["datasource"]["current"]["value"] == DATASOURCE_UID
         assert variables["version"]["multi"] and variables["class"]["multi"]
+        for key in ("camera", "site"):  # every value of the key, or a chosen few
+            assert variables[key]["multi"] and variables[key]["allValue"] == ".*"
+            assert f'segment_key="{key}"' in variables[key]["query"]
         assert not variables["model"]["multi"] and not variables["window"]["multi"]
         assert variables["window"]["query"] == "5m,1h,1d"
         assert variables["window"]["current"]["value"] == "1h"

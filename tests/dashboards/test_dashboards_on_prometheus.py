@@ -140,6 +140,9 @@ def _feed(bootstrap: str, names: dict[str, str], artifact: Any | None) -> int:
         events = v1.events(EVENTS_PER_TICK, now)
         if tick >= ticks // 4:  # v2 is deployed a few seconds in: a version-change annotation
             events += v2.events(EVENTS_PER_TICK, now)
+        for i, e in enumerate(events):  # the example's segment keys: camera and site
+            if i % 10:
+                e["segments"] = {"camera": f"cam-{i % 3 + 1}", "site": f"plant-{'ab'[i % 2]}"}
         producer.send(names["predictions"], ndjson(events))
         sent += len(events)
         _lifecycle(producer, names["lifecycle"], tick, ticks, now)
@@ -283,6 +286,11 @@ def test_template_variables_find_their_values(live: Live) -> None:
         == {"v1", "v2"}
     assert set(prom.label_values("class", f'{metric("predictions_total")}{{model="digits"}}')) \
         == set(CLASSES)
+    segment = metric("segment_requests_total")
+    assert set(prom.label_values("segment", f'{segment}{{model="digits",segment_key="camera"}}')) \
+        == {"cam-1", "cam-2", "cam-3", "_none"}
+    assert set(prom.label_values("segment", f'{segment}{{model="digits",segment_key="site"}}')) \
+        == {"plant-a", "plant-b", "_none"}
 
 
 def test_the_firing_alerts_panels_show_only_visionmons_alerts(live: Live) -> None:

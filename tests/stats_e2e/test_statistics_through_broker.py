@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import math
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -14,7 +11,6 @@ from kafka import KafkaProducer
 from scipy.stats import entropy
 from sklearn.metrics import recall_score
 
-from monitor import baseline as baseline_mod
 from tests.conftest import (
     CLASSES,
     base_config,
@@ -24,6 +20,7 @@ from tests.conftest import (
     wait_for,
     write_config,
 )
+from tests.stats_e2e.oracle import build_baseline, psi_loop, smooth
 
 
 def _stream(rng: np.random.Generator, n: int, prior: np.ndarray, t0: float, spread: float,
@@ -39,18 +36,6 @@ def _stream(rng: np.random.Generator, n: int, prior: np.ndarray, t0: float, spre
                     "model": "digits", "version": "v1", "probs": [float(x) for x in p],
                     "latency_ms": 10.0})
     return out
-
-
-def _smooth(counts: np.ndarray) -> np.ndarray:
-    return (counts + 0.5) / (counts.sum() + 0.5 * counts.size)
-
-
-def _psi_loop(cur: np.ndarray, base: np.ndarray) -> float:
-    c, b = _smooth(cur), _smooth(base)
-    total = 0.0
-    for i in range(len(c)):
-        total += (c[i] - b[i]) * math.log(c[i] / b[i])
-    return total
 
 
 def _ece_loop(conf: list[float], correct: list[bool]) -> float:
@@ -77,14 +62,8 @@ def test_prior_shift_and_labels_match_the_oracles(broker, topics, start_daemon, 
     cfg = base_config(broker.bootstrap, names, windows={"sizes": ["1h"], "slices": 60},
                       baseline={"mode": "file", "path": str(tmp_path / "digits.baseline.json")},
                       models=[{"name": "digits", "classes": CLASSES}])
-    cfg_path = write_config(tmp_path, cfg)
-    build = subprocess.run(
-        [sys.executable, "-m", "visionmon", "baseline", "build", "--config", str(cfg_path),
-         "--model", "digits", "--from-jsonl", str(base_file),
-         "--out", str(tmp_path / "digits.baseline.json")],
-        capture_output=True, text=True, timeout=120)
-    assert build.returncode == 0, build.stderr
-    baseline = baseline_mod.load(tmp_path / "digits.baseline.json")
+    baseline = build_baseline(write_config(tmp_path, cfg), base_file,
+                              tmp_path / "digits.baseline.json")
 
     shifted = np.array([0.3] + [0.7 / 9] * 9)
     current = _stream(rng, 3000, shifted, now - 900, 600, "c")
@@ -126,16 +105,16 @@ def test_prior_shift_and_labels_match_the_oracles(broker, topics, start_daemon, 
     base_counts = baseline.features["predicted_class"].counts
     key = {"model": "digits", "version": "v1", "window": "1h"}
     assert gauge("visionmon_drift_psi", feature="predicted_class", **key) == pytest.approx(
-        _psi_loop(cur_counts, base_counts), rel=1e-6)
+        psi_loop(cur_counts, base_counts), rel=1e-6)
     assert gauge("visionmon_drift_kl", feature="predicted_class", **key) == pytest.approx(
-        entropy(_smooth(cur_counts), _smooth(base_counts)), rel=1e-6)
+        entropy(smooth(cur_counts), smooth(base_counts)), rel=1e-6)
     # confidence drift on the baseline's quantile bins
     edges = baseline.features["confidence"].edges
     conf_counts = np.array([sum(1 for c in conf if (i == 0 or c > edges[i - 1]) and
                                 (i == len(edges) or c <= edges[i])) for i in range(len(edges) + 1)],
                            dtype=float)
     assert gauge("visionmon_drift_psi", feature="confidence", **key) == pytest.approx(
-        _psi_loop(conf_counts, baseline.features["confidence"].counts), rel=1e-6)
+        psi_loop(conf_counts, baseline.features["confidence"].counts), rel=1e-6)
     assert gauge("visionmon_drift_psi", feature="predicted_class", **key) > gauge(
         "visionmon_drift_threshold", feature="predicted_class", **key)
     # label-based figures

@@ -216,11 +216,16 @@ json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-5, 5) | st.floats(-0.5, 1.5, allow_nan=False)
     | st.sampled_from(["cat", "dog", "fish", "ok", "error", "m", "v"]),
     lambda children: st.lists(children, max_size=4), max_leaves=8)
+segment_values = st.one_of(
+    json_values, st.dictionaries(st.sampled_from(["camera", "site", "", "k" * 65]),
+                                 st.sampled_from(["c1", "", "v" * 128, "v" * 129, 3, None]),
+                                 max_size=3),
+    st.dictionaries(st.text(min_size=1, max_size=3), st.just("x"), min_size=17, max_size=17))
 fields = st.fixed_dictionaries({}, optional={
     "request_id": st.sampled_from(["r1", "", 5]), "ts": st.sampled_from([NOW - 1, "x", -1]),
     "model": st.just("m"), "version": st.sampled_from(["v1", 3]),
     "pred": json_values, "confidence": json_values, "status": json_values,
-    "latency_ms": json_values})
+    "latency_ms": json_values, "segments": segment_values})
 
 
 @settings(max_examples=400, deadline=None)
@@ -245,6 +250,7 @@ wide_fields = st.fixed_dictionaries({}, optional={
     "pred": json_values, "confidence": json_values, "status": json_values,
     "latency_ms": json_values | st.sampled_from([999_999_999.0, 1e9, 10**12]),
     "deployment": json_values | st.sampled_from(["d\ud800", "ü"]),
+    "segments": segment_values | st.just({"camera": "c\ud800"}),
     "probs": st.one_of(json_values, st.lists(st.floats(0, 1), min_size=3, max_size=3)),
     "topk": st.one_of(json_values, st.lists(
         st.tuples(st.sampled_from([0, 1, 2, "cat", "dog", 7, True]),
@@ -448,7 +454,8 @@ def test_a_string_at_its_tables_limit_is_accepted_and_one_longer_refused(topic, 
     schema = jsonschema.Draft202012Validator(_schema(
         next(t.schema_file for t in TOPICS if t.topic == topic)))
     for length, accepted in ((shape.max_chars, True), (shape.max_chars + 1, False)):
-        obj = {**base, name: ("m" if name == "model" else "x") * length}
+        field = name.replace("<key>", "camera")  # a field family: one of its names
+        obj = {**base, field: ("m" if name == "model" else "x") * length}
         raw = orjson.dumps(obj)
         if topic == "predictions":
             slow_events: list = []

@@ -31,7 +31,9 @@ USED = frozenset({
     "visionmon_shadow_scored_total", "visionmon_label_delay_seconds_bucket",
     "visionmon_label_delay_seconds_count", "visionmon_label_delay_seconds_sum",
     "visionmon_baseline_info", "visionmon_reference_model_info", "visionmon_build_info",
-    "visionmon_config_info",
+    "visionmon_config_info", "visionmon_segment_accuracy_ratio",
+    "visionmon_segment_labelled_events", "visionmon_segment_drift_psi",
+    "visionmon_segment_drift_threshold", "visionmon_segment_drift_window_events",
 })
 
 

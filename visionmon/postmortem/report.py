@@ -56,6 +56,7 @@ def build_report(loaded: LoadedConfig, data: MetricData, window: TimeRange, out_
         sec.per_class_section(data, window),
         sec.shadow_section(data, window, figs.agreement_by_class),
         sec.label_delay_section(data, window, figs.label_delay),
+        sec.segments_section(data, window, drift_window),
         thumbnails_section(loaded, images_range(window, span), thumbnails),
     ]
     out = Path(out_dir)

@@ -33,6 +33,7 @@ SECTIONS = (
     ("per-class", "Per-class recall and precision"),
     ("shadow", "Shadow agreement by class"),
     ("label-delay", "Label delay"),
+    ("segments", "Segments that explain the incident"),
     ("thumbnails", "Disagreements: sample images"),
 )
 
@@ -320,3 +321,43 @@ def label_delay_section(data: MetricData, window: TimeRange,
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)[:60] or "_"
 
+
+
+#: Values listed per key in the segments section (largest share first).
+MAX_SEGMENT_ROWS = 10
+
+
+def segments_section(data: MetricData, window: TimeRange, segment_window: str) -> Section:
+    """Per segment key, the values ranked by their share of the accuracy drop and of the
+    excess drift (`segment_shares`), over the `segment_window` window."""
+    from visionmon.postmortem.segment_shares import KeyIncident, accuracy_drop, drift_excess
+
+    drops = accuracy_drop(data.series("visionmon_segment_accuracy_ratio", window),
+                          data.series("visionmon_segment_labelled_events", window),
+                          segment_window)
+    drifts = drift_excess(data.series("visionmon_segment_drift_psi", window),
+                          data.series("visionmon_segment_drift_threshold", window),
+                          data.series("visionmon_segment_drift_window_events", window),
+                          segment_window)
+
+    def table(k: KeyIncident, figure: str) -> str:
+        return _table(("value", "share", "events", figure),
+                      ((s.value, _pct(s.share), f"{s.events:,.0f}",
+                        _pct(s.figure) if figure == "accuracy" else f"{s.figure:.2f}")
+                       for s in k.shares[:MAX_SEGMENT_ROWS]))
+
+    parts = []
+    for k in drops:
+        parts.append(f"<h3>Accuracy drop by {html.escape(k.key)}</h3><p>Accuracy fell by "
+                     f"{_pct(k.total)} from {iso(k.t_ref)} to {iso(k.t)}; each value's share "
+                     "is its part of that drop (its labelled predictions' weight times its "
+                     "accuracy's distance from the reference).</p>" + table(k, "accuracy"))
+    for k in drifts:
+        parts.append(f"<h3>Drift by {html.escape(k.key)}</h3><p>At {iso(k.t)}, each "
+                     "value's share of the key's excess drift (events times PSI above the "
+                     "critical value, over features).</p>" + table(k, "PSI / critical"))
+    if not parts:
+        return Section("segments", "Segments that explain the incident", no_data(
+            f"no segment's accuracy fell or drift crossed its threshold in the "
+            f"{segment_window} window (or no models[].segments)"))
+    return Section("segments", "Segments that explain the incident", "".join(parts))
