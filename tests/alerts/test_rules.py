@@ -195,7 +195,7 @@ SLI_SHAPES = [
      ['outcome!="correct"', "visionmon_labeled_predictions_total"]),
     ("quality windows subtract good slices of its objective from all slices", 3,
      ['visionmon_eval_windows_good_total{model="digits",objective="accuracy"}']),
-    ("false accepts divide false_accept outcomes, or 0 without any, by every decision", 4,
+    ("false accepts divide false_accept outcomes, or 0 without any, by every decision", 6,
      ['visionmon_acceptance_decisions_total{model="digits",outcome="false_accept"}',
       '  or\n  0 * sum by (model) (rate(visionmon_acceptance_decisions_total{model="digits"}']),
 ]

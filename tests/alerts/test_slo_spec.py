@@ -96,7 +96,7 @@ def test_a_false_accept_objective_needs_the_models_acceptance_rule(example_data)
     del data["models"][0]["accept"]
     with pytest.raises(ConfigError) as err:
         with_slos(data)
-    assert ("slos.objectives.4.kind: false_accept_rate needs an acceptance rule on model "
+    assert ("slos.objectives.6.kind: false_accept_rate needs an acceptance rule on model "
             "'digits' (models[].accept: {threshold: ...}); models with one: none") in str(err.value)
 
 
