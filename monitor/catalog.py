@@ -16,6 +16,8 @@ from typing import Literal
 MetricKind = Literal["counter", "gauge", "histogram", "info"]
 
 PREFIX = "visionmon_"
+#: The label value that label values past a bound fold into (versions, series, segments).
+OTHER = "_other"
 
 #: Request latency buckets (seconds), 1 ms to 10 s. SLO latency thresholds must be one of these.
 LATENCY_BUCKETS: tuple[float, ...] = (

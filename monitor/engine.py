@@ -18,11 +18,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from monitor.catalog import CONFIDENCE_BUCKETS, LATENCY_BUCKETS
+from monitor.catalog import CONFIDENCE_BUCKETS, LATENCY_BUCKETS, OTHER
 from monitor.events import PredictionEvent, Rejection
 from monitor.snapshot import Captured, NoSeries, Series, SnapshotBuilder, histogram_value
 
-OTHER = "_other"
 _LAT_EDGES = np.asarray(LATENCY_BUCKETS)
 _CONF_EDGES = np.asarray(CONFIDENCE_BUCKETS)
 

@@ -11,11 +11,11 @@ import re
 
 from pydantic import Field, field_validator, model_validator
 
-from monitor.catalog import CATALOG
+from monitor.catalog import CATALOG, OTHER
 from monitor.frozen_model import Frozen
 
 #: what a value beyond a key's bound folds into (and a value not in its `values` list)
-SEGMENT_OTHER = "_other"
+SEGMENT_OTHER = OTHER
 #: the value of a key an event does not carry
 SEGMENT_NONE = "_none"
 #: the labels a segment series carries its key and value in (monitor/catalog.py)
