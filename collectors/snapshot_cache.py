@@ -21,49 +21,115 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
+from typing import Protocol
 
+from collectors.bodies import BodyFormat, gzipped, write_plain
+from collectors.exposition import ExpositionWriter
 from monitor.snapshot import Series, Snapshot
 
 log = logging.getLogger(__name__)
 
 SnapshotSource = Callable[[], Snapshot]
-#: writes one exposition body (a format, compressed or not) of a rendered snapshot
-BodyWriter = Callable[["RenderedSnapshot"], bytes]
+#: writes the uncompressed body of a format for a snapshot's series
+BodyWriter = Callable[[Snapshot, BodyFormat], bytes]
 
 TIMESTAMP = "visionmon_snapshot_timestamp_seconds"
 RENDER_SECONDS = "visionmon_snapshot_render_seconds"
 
 
+def stamped(series: Mapping[str, Series], wall_time: float, seconds: float
+            ) -> dict[str, Series]:
+    """The series with when their counts were copied (wall-clock s) and how long their
+    statistics took (s)."""
+    out = dict(series)
+    out[TIMESTAMP] = {(): wall_time}
+    out[RENDER_SECONDS] = {(): seconds}
+    return out
+
+
+class SnapshotOrigin(Protocol):
+    """Where a rendered snapshot's series and bodies come from: this process, or the
+    render worker process that rendered it."""
+
+    def series(self) -> Snapshot:
+        """The snapshot's series."""
+        ...
+
+    def body(self, fmt: BodyFormat, rendered: RenderedSnapshot) -> bytes:
+        """The body of `fmt` (a gzip body may be written from `rendered`'s plain one)."""
+        ...
+
+
+class LocalOrigin:
+    """Series rendered in this process; bodies written here by `write`."""
+
+    def __init__(self, series: Snapshot, write: BodyWriter) -> None:
+        self._series = series
+        self._write = write
+
+    def series(self) -> Snapshot:
+        return self._series
+
+    def body(self, fmt: BodyFormat, rendered: RenderedSnapshot) -> bytes:
+        if fmt.gzipped:
+            return gzipped(rendered.body(fmt.plain()))
+        return self._write(self._series, fmt)
+
+
 class RenderedSnapshot:
     """One snapshot, when its counts were copied, how long its render took, and its
-    exposition bodies, each written once (on first request or ahead of it)."""
+    exposition bodies, each written once (ahead of the first request, or on it)."""
 
-    __slots__ = ("_bodies", "_lock", "render_seconds", "snapshot", "taken_at", "wall_time")
+    __slots__ = ("_bodies", "_lock", "_origin", "_series", "render_seconds", "taken_at",
+                 "wall_time")
 
-    def __init__(self, snapshot: Snapshot, taken_at: float, wall_time: float,
-                 render_seconds: float) -> None:
-        self.snapshot = snapshot
+    def __init__(self, origin: SnapshotOrigin, taken_at: float, wall_time: float,
+                 render_seconds: float, bodies: Mapping[BodyFormat, bytes] | None = None
+                 ) -> None:
+        self._origin = origin
         #: monotonic seconds when the render started (the counts are copied first)
         self.taken_at = taken_at
         #: wall-clock seconds of the same instant
         self.wall_time = wall_time
         self.render_seconds = render_seconds
-        self._bodies: dict[str, tuple[BodyWriter, bytes]] = {}
+        self._series: Snapshot | None = None
+        self._bodies: dict[BodyFormat, bytes] = dict(bodies or {})
         self._lock = threading.RLock()  # a gzip body is written from the plain one
 
-    def body(self, key: str, write: BodyWriter) -> bytes:
-        """The body named `key`, written by `write` the first time it is asked for."""
+    @property
+    def snapshot(self) -> Snapshot:
+        """The series (fetched once from where they were rendered)."""
         with self._lock:
-            got = self._bodies.get(key)
-            if got is None:
-                got = self._bodies[key] = (write, write(self))
-            return got[1]
+            if self._series is None:
+                self._series = self._origin.series()
+            return self._series
 
-    def writers(self) -> dict[str, BodyWriter]:
-        """The bodies written so far, by key: the next snapshot writes them ahead."""
+    def body(self, fmt: BodyFormat) -> bytes:
+        """The body of `fmt`, written the first time it is asked for."""
         with self._lock:
-            return {key: w for key, (w, _) in self._bodies.items()}
+            got = self._bodies.get(fmt)
+            if got is None:
+                got = self._bodies[fmt] = self._origin.body(fmt, self)
+            return got
+
+    def formats(self) -> tuple[BodyFormat, ...]:
+        """The bodies written so far: the next snapshot writes them ahead."""
+        with self._lock:
+            return tuple(self._bodies)
+
+
+class SnapshotRenderer(Protocol):
+    """Renders a new snapshot whose counts are copied now (`taken_at` monotonic s,
+    `wall_time` wall-clock s), with the bodies of `formats` written ahead."""
+
+    def __call__(self, taken_at: float, wall_time: float,
+                 formats: Iterable[BodyFormat]) -> RenderedSnapshot: ...
+
+
+def write_body(writer: ExpositionWriter) -> BodyWriter:
+    """Bodies by `writer` (or prometheus_client's encoder for the formats it leaves)."""
+    return lambda snapshot, fmt: write_plain(snapshot, fmt, writer)
 
 
 def _in_thread(work: Callable[[], None]) -> None:
@@ -77,8 +143,14 @@ class SnapshotCache:
     def __init__(self, source: SnapshotSource, interval_s: float,
                  clock: Callable[[], float] = time.monotonic,
                  wall_clock: Callable[[], float] = time.time,
-                 background: Callable[[Callable[[], None]], None] = _in_thread) -> None:
+                 background: Callable[[Callable[[], None]], None] = _in_thread,
+                 renderer: SnapshotRenderer | None = None,
+                 writer: BodyWriter | None = None) -> None:
+        """`source` is rendered in this process unless a `renderer` (the render worker)
+        renders; `writer` writes the bodies of what is rendered here."""
         self._source = source
+        self._renderer = renderer or self._render_here
+        self._write = writer or write_body(ExpositionWriter())
         self.interval_s = interval_s
         self._clock = clock
         self._wall = wall_clock
@@ -146,20 +218,24 @@ class SnapshotCache:
             log.warning("rendering the next snapshot failed", exc_info=True)
         self._ahead_seconds = self._clock() - start
 
+    def _render_here(self, taken_at: float, wall_time: float,
+                     formats: Iterable[BodyFormat]) -> RenderedSnapshot:
+        """Render `source` in this thread, then write the bodies of `formats`."""
+        series = dict(self._source())
+        seconds = self._clock() - taken_at
+        rendered = RenderedSnapshot(LocalOrigin(stamped(series, wall_time, seconds),
+                                                self._write), taken_at, wall_time, seconds)
+        for fmt in formats:
+            rendered.body(fmt)
+        return rendered
+
     def _render(self, ahead: bool) -> RenderedSnapshot:
-        """Render a snapshot and make it current; one rendered ahead writes the bodies its
-        predecessor was asked for before readers see it."""
+        """Render a snapshot and make it current, with the bodies its predecessor was asked
+        for (one rendered ahead writes them before readers see it)."""
         try:
-            taken, wall = self._clock(), self._wall()
-            series: dict[str, Series] = dict(self._source())
-            seconds = self._clock() - taken
-            series[TIMESTAMP] = {(): wall}
-            series[RENDER_SECONDS] = {(): seconds}
-            rendered = RenderedSnapshot(series, taken, wall, seconds)
             previous = self._current
-            if ahead and previous is not None:
-                for key, write in previous.writers().items():
-                    rendered.body(key, write)
+            formats = previous.formats() if previous is not None else ()
+            rendered = self._renderer(self._clock(), self._wall(), formats)
         except BaseException:
             with self._cond:
                 self._rendering = self._ahead = False

@@ -185,6 +185,10 @@ class HttpConfig(Frozen):
     `visionmon_snapshot_timestamp_seconds`), none an older one (twice as old while the next is
     late); 0 computes for every scrape. Raise it (e.g. to the scrape interval) when a large model's
     scrapes take CPU from ingestion (see docs/benchmarks.md, scrapes against ingestion)."""
+    render_worker: bool = True
+    """Compute the statistics, text and gzip of each snapshot in a worker process (on another core),
+    so that a large model's scrapes do not take CPU from the consumer loop's interpreter; the
+    daemon only copies the counts. false: compute them in the daemon's process (one core)."""
 
 
 class LimitsConfig(Frozen):
