@@ -226,8 +226,8 @@ class MmdInputs:
         baseline (entries kept from before it, or restored from a checkpoint) are computed
         here."""
         last = self.results.get(self.key)
-        if last is not None and self.added - last.added < self.every:
-            return last
+        if last is not None and 0 <= self.added - last.added < self.every:
+            return last  # (a result of later images is not this copy's)
         x = np.stack([it.embedding for it in self.window])
         kept = [it.cross.value if it.cross is not None and it.cross.sha256 == self.sha256
                 else None for it in self.window]
