@@ -200,7 +200,10 @@ def main(argv: list[str]) -> int:
         reply = worker.handle(data)
         if reply is None:
             return 0
-        conn.send_bytes(pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL))
+        try:
+            conn.send_bytes(pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL))
+        except OSError:
+            return 0  # the daemon went away while this render ran
 
 
 # --- the daemon's side ------------------------------------------------------------------------
@@ -281,7 +284,7 @@ class RenderWorker:
         self._write = write_body(ExpositionWriter())
         self._lock = threading.Lock()  # one request on the channel at a time
         self._channel: _Channel | None = None
-        self._closed = False
+        self._started = self._closed = False
         self._seq = 0
         #: worker restarts by reason: `exited` (it died), `timeout` (killed: no answer)
         self.restarts: dict[str, int] = {"exited": 0, "timeout": 0}
@@ -292,6 +295,7 @@ class RenderWorker:
         with self._lock:
             if self._channel is None and not self._closed:
                 self._channel = _Channel(self._cap.limit)
+                self._started = True
 
     def close(self, wait_s: float = 5.0) -> None:
         """Stop the worker: it exits when told, or is killed after `wait_s`."""
@@ -376,8 +380,8 @@ class RenderWorker:
         """The worker's channel once it said it is ready; a worker that died is restarted
         here (at most once per back-off)."""
         channel = self._channel
-        if self._closed:
-            raise WorkerUnavailable("closed")
+        if self._closed or not self._started:
+            raise WorkerUnavailable("not running (closed, or not started)")
         if channel is None:
             if self._clock() - self._last_start < self._backoff:
                 raise WorkerUnavailable("restarting")

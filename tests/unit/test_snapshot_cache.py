@@ -349,7 +349,8 @@ def test_a_name_filter_and_other_methods_behave_as_prometheus_client(
 def test_the_daemon_serves_metrics_from_its_snapshot_cache(tmp_path: Path) -> None:
     from visionmon.app import App
 
-    assert HttpConfig().snapshot_interval_seconds == 1.0
+    assert HttpConfig().snapshot_interval_seconds == 5.0
+    assert HttpConfig().render_worker
     loaded = resolve(parse_config({
         "version": 1, "kafka": {"bootstrap_servers": ["127.0.0.1:9"]},
         "models": [{"name": "digits", "classes": [str(i) for i in range(10)]}],
