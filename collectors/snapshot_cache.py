@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol
 
@@ -33,6 +34,9 @@ log = logging.getLogger(__name__)
 SnapshotSource = Callable[[], Snapshot]
 #: writes the uncompressed body of a format for a snapshot's series
 BodyWriter = Callable[[Snapshot, BodyFormat], bytes]
+
+#: renders whose time is remembered to foresee the next one's
+RENDERS_REMEMBERED = 3
 
 TIMESTAMP = "visionmon_snapshot_timestamp_seconds"
 RENDER_SECONDS = "visionmon_snapshot_render_seconds"
@@ -161,8 +165,9 @@ class SnapshotCache:
         #: the render under way was started ahead (not by a read that found none fresh)
         self._ahead = False
         self._last_read: float | None = None
-        #: seconds the last render ahead took, its bodies included
-        self._ahead_seconds = 0.0
+        #: seconds the last renders took (wall, their bodies included): the slowest of
+        #: them is the guess of the next one's (a busy machine stretches some)
+        self._walls: deque[float] = deque(maxlen=RENDERS_REMEMBERED)
 
     def latest(self) -> RenderedSnapshot:
         """A snapshot whose counts were copied at most `interval_s` before this call (the
@@ -201,22 +206,20 @@ class SnapshotCache:
     def _refresh_ahead(self, current: RenderedSnapshot, now: float, gap: float | None) -> bool:
         """Start the next render now? When reads come more often than the interval (`gap`,
         the time since the previous read, is the guess of the time to the next) and the
-        current snapshot would have expired by the next read once a render ahead's time
-        (its bodies included) is counted: then that read finds a fresh one instead of
-        waiting for it."""
+        current snapshot would have expired by the next read once a render's time (the
+        slowest of the last few, bodies included) is counted: then that read finds a fresh
+        one instead of waiting for it."""
         if self._rendering or gap is None or gap >= self.interval_s:
             return False
         age = now - current.taken_at
-        cost = max(current.render_seconds, self._ahead_seconds)
+        cost = max(current.render_seconds, *self._walls)
         return age + gap + cost >= self.interval_s
 
     def _render_ahead(self) -> None:
-        start = self._clock()
         try:
             self._render(ahead=True)
         except Exception:  # the next read renders again and gets the error itself
             log.warning("rendering the next snapshot failed", exc_info=True)
-        self._ahead_seconds = self._clock() - start
 
     def _render_here(self, taken_at: float, wall_time: float,
                      formats: Iterable[BodyFormat]) -> RenderedSnapshot:
@@ -235,7 +238,9 @@ class SnapshotCache:
         try:
             previous = self._current
             formats = previous.formats() if previous is not None else ()
-            rendered = self._renderer(self._clock(), self._wall(), formats)
+            start = self._clock()
+            rendered = self._renderer(start, self._wall(), formats)
+            self._walls.append(self._clock() - start)
         except BaseException:
             with self._cond:
                 self._rendering = self._ahead = False
