@@ -11,6 +11,11 @@ render ahead take longer than foreseen (the machine is busy), scrapes get the cu
 meanwhile, up to twice the interval old. So a scrape never gets counts copied more than the
 interval before it arrived, or twice that while the next snapshot is on its way.
 
+Who renders is the renderer's choice: `source` in the thread that asks (a scrape, or the
+render ahead), or the render worker process (collectors/render_worker.py, the default of
+`visionmon run`), which computes the statistics, text and gzip off the daemon's interpreter
+and sends back the bodies.
+
 The snapshot carries `visionmon_snapshot_timestamp_seconds` (when its counts were copied;
 `time() - ` it is the age of what a scrape sees) and `visionmon_snapshot_render_seconds`
 (how long its statistics took), so that a number is never older than it says.
