@@ -14,13 +14,16 @@ and an MMD null, so every statistic is computed.
 
 Each run is a fresh subprocess, in one of these modes, rotated round by round:
   quiet        no scrapes
-  every Ns     a scraper process GETs /metrics every second from the daemon's own HTTP
-               server, wired as `visionmon run` wires it (`SnapshotCache` over
-               `Daemon.snapshot` with `http.snapshot_interval_seconds` = N, the snapshot
-               metrics app), with a Prometheus server's headers (OpenMetrics, gzip)
+  worker:N     a scraper process GETs /metrics every second from the daemon's own HTTP
+               server, wired as `visionmon run` wires it (`SnapshotCache` with
+               `http.snapshot_interval_seconds` = N, the snapshot metrics app), with a
+               Prometheus server's headers (OpenMetrics, gzip); the statistics, text and gzip
+               rendered by the render worker process (`http.render_worker: true`, the default)
+  thread:N     the same, rendered in the daemon's process (`http.render_worker: false`)
 and reports events/s (all prediction events, from the first poll to the last batch
-applied), the daemon process's CPU seconds, scrape latency (each GET, the body read
-included, timed by the scraper), the age of the snapshot each scrape got (scrape time minus
+applied), the daemon process's CPU seconds (and the render worker's), scrape latency (each
+GET, the body read included, timed by the scraper), the CPU each scrape took in the daemon's
+HTTP thread, the age of the snapshot each scrape got (scrape time minus
 `visionmon_snapshot_timestamp_seconds`), snapshots rendered and their render time, scrape
 size (gzip and plain) and series. The scraper is a separate process, as Prometheus is: its
 reading and parsing do not take the daemon's GIL. The scraped runs then time on the final
@@ -28,8 +31,8 @@ state, without ingestion running: `Engine.capture()` (what the lock is held for,
 15), rendering a capture into series (the statistics, outside the lock, median of 5), the
 text of the snapshot (OpenMetrics, median of 5) and its gzip.
 
-    .venv/bin/python benchmarks/scrape.py [--events 200000] [--rounds 3] [--intervals 1,15]
-                                          [--baseline FILE]
+    .venv/bin/python benchmarks/scrape.py [--events 200000] [--rounds 3]
+                                          [--modes worker:1,thread:1] [--baseline FILE]
 """
 
 from __future__ import annotations
@@ -332,16 +335,27 @@ def _cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def child(interval: float | None, baseline: Path, events: int) -> dict[str, Any]:
-    """One run: quiet (`interval` None) or scraped every second, with snapshots rendered at
-    most every `interval` seconds."""
+def _thread_cpu_of(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def child(mode: str, baseline: Path, events: int) -> dict[str, Any]:
+    """One run: `quiet`, or scraped every second with snapshots rendered at most every N
+    seconds by the render worker (`worker:N`) or in the daemon's process (`thread:N`)."""
+    from collectors.bodies import GZIP_LEVEL
     from collectors.daemon import Daemon
     from collectors.exporter import build_registry
     from collectors.exposition import ExpositionWriter
-    from collectors.http_server import GZIP_LEVEL, HttpEndpoints, HttpServer
+    from collectors.http_server import HttpEndpoints, HttpServer
+    from collectors.render_worker import RenderWorker
     from collectors.snapshot_cache import SnapshotCache
     from monitor.stats import AgreementMemo
     from visionmon.gc_tuning import tune_collector
+
+    design, _, every = mode.partition(":")
+    interval = None if mode == "quiet" else float(every)
 
     stand_in = socket.create_server(("127.0.0.1", 0))  # the daemon's probe finds a "broker"
     stats, loaded = _world(baseline, f"127.0.0.1:{stand_in.getsockname()[1]}")
@@ -361,10 +375,35 @@ def child(interval: float | None, baseline: Path, events: int) -> dict[str, Any]
         render_cpu.append(time.thread_time() - cpu)
         return snap
 
-    snapshots = SnapshotCache(source, interval or 0.0)
+    worker = None
+    if design == "worker":
+        worker = RenderWorker(daemon.capture, daemon.series_cap)
+
+        def rendered_by_worker(taken: float, wall: float, formats: Any) -> Any:
+            t, cpu = time.perf_counter(), time.thread_time()
+            got = worker(taken, wall, formats)
+            renders.append(time.perf_counter() - t)
+            render_cpu.append(time.thread_time() - cpu)
+            worker_seconds.append(got.render_seconds)
+            return got
+
+    worker_seconds: list[float] = []
+    snapshots = SnapshotCache(source, interval or 0.0,
+                              renderer=rendered_by_worker if worker is not None else None)
     registry = build_registry(snapshots.snapshot)
-    http = HttpServer(HttpEndpoints(registry, daemon.healthy, daemon.ready,
-                                    snapshots=snapshots), "127.0.0.1", 0)
+    endpoints = HttpEndpoints(registry, daemon.healthy, daemon.ready, snapshots=snapshots)
+    scrape_cpu: list[float] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        cpu = time.thread_time()  # the CPU of this scrape in the daemon (its HTTP thread)
+        try:
+            return endpoints(environ, start_response)
+        finally:
+            scrape_cpu.append(time.thread_time() - cpu)
+
+    http = HttpServer(app, "127.0.0.1", 0)
+    if worker is not None:
+        worker.start()
     http.start()
     tune_collector()
     loop = threading.Thread(target=daemon.run, name="loop", daemon=True)
@@ -373,17 +412,22 @@ def child(interval: float | None, baseline: Path, events: int) -> dict[str, Any]
         time.sleep(0.01)
     cpu0 = _cpu_s()
     scraper = Scraper(f"http://127.0.0.1:{http.port}/metrics") if interval is not None else None
+    worker_cpu0 = _thread_cpu_of(worker.pid) if worker is not None and worker.pid else 0.0
     consumer.done.wait()
     cpu = _cpu_s() - cpu0
+    worker_cpu = (_thread_cpu_of(worker.pid) - worker_cpu0
+                  if worker is not None and worker.pid else 0.0)
     scraped = scraper.stop() if scraper is not None else {}
     daemon.stop()
     loop.join(30)
     assert consumer.done_at is not None and consumer.first_poll is not None
     seconds = consumer.done_at - consumer.first_poll
-    out: dict[str, Any] = {"mode": "quiet" if interval is None else f"every {interval:g}s",
-                           "interval": interval, "events_per_s": events / seconds,
-                           "seconds": seconds, "cpu_s": cpu, "renders": renders,
-                           "render_cpu": render_cpu,
+    out: dict[str, Any] = {"mode": mode, "interval": interval, "events_per_s": events / seconds,
+                           "seconds": seconds, "cpu_s": cpu, "worker_cpu_s": worker_cpu,
+                           "renders": renders, "render_cpu": render_cpu,
+                           "worker_render_s": worker_seconds,
+                           "restarts": dict(worker.restarts) if worker is not None else {},
+                           "scrape_cpu": scrape_cpu,
                            "load": os.getloadavg()[0], **scraped}
     if interval is not None:  # what the lock is held for, against the rest of a snapshot
         engine = stats.engine
@@ -400,6 +444,8 @@ def child(interval: float | None, baseline: Path, events: int) -> dict[str, Any]
         body = writer.write(snap, openmetrics=True)
         out["gzip_ms"] = _median_ms(lambda: gzip.compress(body, compresslevel=GZIP_LEVEL), 5)
     http.stop()
+    if worker is not None:
+        worker.close()
     stand_in.close()
     return out
 
@@ -413,9 +459,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--events", type=int, default=200_000)
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--intervals", default="1,15",
-                    help="http.snapshot_interval_seconds of the scraped runs (comma-separated)")
-    ap.add_argument("--child", help="run one mode: quiet or an interval (internal)")
+    ap.add_argument("--modes", default="worker:1,thread:1",
+                    help="scraped runs, comma-separated: worker:N (render worker) or thread:N "
+                         "(rendered in the daemon), N = http.snapshot_interval_seconds")
+    ap.add_argument("--child", help="run one mode: quiet, worker:N or thread:N (internal)")
     ap.add_argument("--scrape", help="be the scraper process of this URL (internal)")
     ap.add_argument("--baseline", type=Path,
                     help="a baseline file from an earlier run (else one is built, ~1 min)")
@@ -425,10 +472,9 @@ def main() -> None:
         scrape_loop(args.scrape)
         return
     if args.child:
-        interval = None if args.child == "quiet" else float(args.child)
-        print(json.dumps(child(interval, args.baseline, args.events)))
+        print(json.dumps(child(args.child, args.baseline, args.events)))
         return
-    modes = ["quiet", *args.intervals.split(",")]
+    modes = ["quiet", *args.modes.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
         baseline = args.baseline or Path(tmp) / "baseline.json"
         if args.baseline is None:
@@ -447,7 +493,7 @@ def main() -> None:
                 res["round"] = r
                 results.append(res)
                 lat = res.get("latencies", [])
-                print(f"  round {r + 1} {res['mode']:9s} {res['events_per_s']:10,.0f} ev/s"
+                print(f"  round {r + 1} {res['mode']:10s} {res['events_per_s']:10,.0f} ev/s"
                       f"  {res['seconds']:5.1f}s  cpu {res['cpu_s']:5.1f}s"
                       f"  renders {len(res['renders']):3d}  scrapes {len(lat):3d}"
                       f"  p99 {_p(lat, 99) * 1e3:6.0f} ms  load {res['load']:.1f}",
@@ -461,20 +507,26 @@ def _median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else math.nan
 
 
+def _mode_name(mode: str) -> str:
+    design, _, every = mode.partition(":")
+    where = "render worker" if design == "worker" else "in the daemon"
+    return f"{where}, snapshot interval {every} s"
+
+
 def report(results: list[dict[str, Any]], events: int) -> None:
     rounds = sorted({r["round"] for r in results})
     quiet = {r["round"]: r for r in results if r["mode"] == "quiet"}
-    modes = sorted({r["interval"] for r in results if r["interval"] is not None})
+    modes = list(dict.fromkeys(r["mode"] for r in results if r["mode"] != "quiet"))
     loads = [r["load"] for r in results]
     print(f"\n{len(CLASSES):,} classes, {len(VERSIONS)} versions, {events:,} predictions "
           f"({LABELED:.0%} labelled, {IMAGED:.0%} with an image), {len(rounds)} rounds, "
           f"modes rotated, medians; a scrape every {SCRAPE_EVERY_S:g} s with Prometheus's "
           f"headers; load average {min(loads):.1f} to {max(loads):.1f}\n")
-    head = ["without scrapes", *(f"snapshot interval {m:g} s" for m in modes)]
+    head = ["without scrapes", *(_mode_name(m) for m in modes)]
     print("| measure | " + " | ".join(head) + " |")
     print("|---|" + "---:|" * len(head))
     runs = [[r for r in results if r["mode"] == "quiet"],
-            *([r for r in results if r["interval"] == m] for m in modes)]
+            *([r for r in results if r["mode"] == m] for m in modes)]
 
     def row(what: str, cell: Any) -> None:
         print(f"| {what} | " + " | ".join(cell(rs) for rs in runs) + " |")
@@ -487,8 +539,11 @@ def report(results: list[dict[str, Any]], events: int) -> None:
         "–" if rs and rs[0]["interval"] is None else
         f"{_median(per_round(rs, 'events_per_s')):.1%} "
         f"({', '.join(f'{x:.1%}' for x in per_round(rs, 'events_per_s'))})"))
-    row("daemon CPU seconds per 100,000 events",
+    row("daemon process CPU seconds per 100,000 events",
         lambda rs: f"{_median([r['cpu_s'] / events * 1e5 for r in rs]):.2f}")
+    row("render worker CPU seconds per 100,000 events", lambda rs: (
+        "–" if not rs or not rs[0].get("worker_cpu_s") else
+        f"{_median([r['worker_cpu_s'] / events * 1e5 for r in rs]):.2f}"))
     scraped = runs[1:]
     lat = [[x for r in rs for x in r.get("latencies", [])] for rs in scraped]
     ages = [[x for r in rs for x in r.get("ages", [])] for rs in scraped]
@@ -497,14 +552,18 @@ def report(results: list[dict[str, Any]], events: int) -> None:
     def scraped_row(what: str, values: list[Any]) -> None:
         print(f"| {what} | – | " + " | ".join(values) + " |")
 
+    def ms3(x: list[float]) -> str:
+        return (f"{_p(x, 50) * 1e3:.0f} / {_p(x, 99) * 1e3:.0f} / "
+                f"{max(x, default=math.nan) * 1e3:.0f}")
+
     scraped_row("scrapes timed", [str(len(x)) for x in lat])
-    scraped_row("scrape latency p50 / p99 / max (ms)", [
-        f"{_p(x, 50) * 1e3:.0f} / {_p(x, 99) * 1e3:.0f} / {max(x, default=math.nan) * 1e3:.0f}"
-        for x in lat])
+    scraped_row("scrape latency p50 / p99 / max (ms)", [ms3(x) for x in lat])
     later = [[x for r in rs for x in r.get("latencies", [])[1:]] for rs in scraped]
-    scraped_row("the same, each run's first scrape left out (it renders: nothing was before)", [
-        f"{_p(x, 50) * 1e3:.0f} / {_p(x, 99) * 1e3:.0f} / {max(x, default=math.nan) * 1e3:.0f}"
-        for x in later])
+    scraped_row("the same, each run's first scrape left out (it renders: nothing was before)",
+                [ms3(x) for x in later])
+    cpu = [[x for r in rs for x in r.get("scrape_cpu", [])] for rs in scraped]
+    scraped_row("CPU of a scrape in the daemon's HTTP thread p50 / p99 / max (ms; those that "
+                "render include the render)", [ms3(x) for x in cpu])
     scraped_row("age of the snapshot a scrape got p50 / max (s)", [
         f"{_p(x, 50):.1f} / {max(x, default=math.nan):.1f}" for x in ages])
     scraped_row("snapshots rendered per run (median)", [
@@ -512,8 +571,14 @@ def report(results: list[dict[str, Any]], events: int) -> None:
     scraped_row("render time p50 / max (ms, wall, under ingestion)", [
         f"{_p(x, 50) * 1e3:.0f} / {max(x, default=math.nan) * 1e3:.0f}" for x in ren])
     ren_cpu = [[x for r in rs for x in r["render_cpu"]] for rs in scraped]
-    scraped_row("render CPU p50 / max (ms, its thread)", [
-        f"{_p(x, 50) * 1e3:.0f} / {max(x, default=math.nan) * 1e3:.0f}" for x in ren_cpu])
+    scraped_row("render CPU in the daemon p50 / max (ms, its thread: the copy, and the "
+                "statistics unless the worker renders)", [
+                    f"{_p(x, 50) * 1e3:.0f} / {max(x, default=math.nan) * 1e3:.0f}"
+                    for x in ren_cpu])
+    restarts = [sum(sum(r.get("restarts", {}).values()) for r in rs) for rs in scraped]
+    scraped_row("render worker restarts (all runs)", [
+        str(n) if rs and rs[0]["mode"].startswith("worker") else "–"
+        for n, rs in zip(restarts, scraped, strict=True)])
     last = [rs[-1] for rs in scraped]
     scraped_row("scrape size, plain / gzip (bytes, last scrape)", [
         f"{r['size']:,} / {r['gzip_size']:,}" for r in last])

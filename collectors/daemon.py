@@ -13,7 +13,7 @@ import socket
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any, Protocol
@@ -65,7 +65,7 @@ from collectors.records import (
 )
 from monitor.catalog import BATCH_SECONDS_BUCKETS
 from monitor.config import LoadedConfig
-from monitor.engine import Engine
+from monitor.engine import Engine, EngineCapture
 from monitor.events import ImageEvent, Rejection
 from monitor.series_cap import SeriesCap
 from monitor.snapshot import HistogramValue, Series, SnapshotBuilder
@@ -179,6 +179,23 @@ def apply_chunks(records: Sequence[Record], max_bytes: int = APPLY_CHUNK_BYTES
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class DaemonCapture:
+    """A daemon's snapshot before its statistics: the engine's copy and the loop's series.
+    Shares nothing that ingestion changes, so it renders anywhere (another thread or the
+    render worker process)."""
+
+    engine: EngineCapture
+    runtime: Mapping[str, Series]
+
+    def render(self, cap: SeriesCap) -> dict[str, Series]:
+        """The series, each metric within `cap`'s label sets."""
+        b = SnapshotBuilder()
+        b.merge(self.engine.render())
+        b.merge(self.runtime)
+        return cap.apply(b.build())
+
+
 class Daemon:
     """One consumer-group member over the input topics: a thin loop around the position
     ledger (`collectors/ledger.py`), which decides what to count, skip and commit.
@@ -209,7 +226,8 @@ class Daemon:
         self._consumer: Consumer | None = None
         self._dlq: Producer | None = None
         self._ledger = PositionLedger()
-        self._series_cap = SeriesCap(cfg.limits.max_series_per_metric)
+        #: the cap on label sets per metric of this daemon's snapshots
+        self.series_cap = SeriesCap(cfg.limits.max_series_per_metric)
         self._feedback_sink = feedback_sink
         self._lifecycle_sink = lifecycle_sink
         self._image_sink = image_sink
@@ -267,12 +285,18 @@ class Daemon:
     def snapshot(self) -> dict[str, Series]:
         """The engine's and the loop's series, each metric within
         `limits.max_series_per_metric` label sets (`SeriesCap`)."""
-        # only the copy is taken under the lock; the statistics are computed outside it,
-        # so a scrape never stalls the consumer loop
+        return self.capture().render(self.series_cap)
+
+    def capture(self) -> DaemonCapture:
+        """What a snapshot needs: the engine's copy (taken under the lock; the statistics
+        are computed by `render`, outside it, so a scrape never stalls the consumer loop)
+        and the loop's own series (cheap)."""
         with self.lock:
             captured = self.engine.capture()
+        return DaemonCapture(captured, self._runtime_series())
+
+    def _runtime_series(self) -> dict[str, Series]:
         b = SnapshotBuilder()
-        b.merge(captured.render())
         s = self.status
         b.set("visionmon_up", (), 1.0 if not self._stop.is_set() else 0.0)
         b.set("visionmon_kafka_connected", (), 1.0 if s.connected else 0.0)
@@ -299,7 +323,7 @@ class Daemon:
                 b.set("visionmon_checkpoint_failures_total", (reason,), float(n))
         if s.last_checkpoint is not None:
             b.set("visionmon_last_checkpoint_timestamp_seconds", (), s.last_checkpoint)
-        return self._series_cap.apply(b.build())
+        return b.build()
 
     # --- the loop -----------------------------------------------------------------
     def run(self) -> None:

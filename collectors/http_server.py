@@ -5,7 +5,6 @@ stoppable on shutdown."""
 from __future__ import annotations
 
 import base64
-import gzip
 import hmac
 import logging
 import ssl
@@ -20,10 +19,9 @@ from prometheus_client import make_wsgi_app
 from prometheus_client.exposition import choose_encoder, gzip_accepted
 from prometheus_client.registry import CollectorRegistry
 
-from collectors.exporter import build_registry
-from collectors.exposition import ExpositionWriter
+from collectors.bodies import BodyFormat
 from collectors.gallery_page import GALLERY_HEADERS
-from collectors.snapshot_cache import BodyWriter, RenderedSnapshot, SnapshotCache
+from collectors.snapshot_cache import SnapshotCache
 
 log = logging.getLogger(__name__)
 
@@ -56,30 +54,13 @@ class _QuietHandler(WSGIRequestHandler):
         log.debug("http: " + format, *args)
 
 
-#: gzip level of /metrics bodies: on the scrape benchmark's 9.6 MB body level 9
-#: (prometheus_client's) took 0.36 s of CPU for 406 kB, level 6 0.11 s for 466 kB
-GZIP_LEVEL = 6
-
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
-
-
-def _plain_writer(write: Callable[..., bytes] | None, encoder: Callable[..., bytes]
-                  ) -> BodyWriter:
-    if write is not None:
-        return lambda r: write(r.snapshot)
-    # formats the fast writer leaves alone: prometheus_client's encoder on the same snapshot
-    return lambda r: encoder(build_registry(lambda: r.snapshot))
-
-
-def _gzip_writer(key: str, plain: BodyWriter) -> BodyWriter:
-    return lambda r: gzip.compress(r.body(key, plain), compresslevel=GZIP_LEVEL)
 
 
 def snapshot_metrics_app(snapshots: SnapshotCache, registry: CollectorRegistry) -> WsgiApp:
     """/metrics from the snapshot cache: each format's bytes (and their gzip) are written
     once per snapshot and served to every scrape of it. Content negotiation and methods as
     prometheus_client's WSGI app; a `name[]` filter goes to that app over `registry`."""
-    writer = ExpositionWriter()
     filtered = make_wsgi_app(registry)
 
     def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -87,13 +68,11 @@ def snapshot_metrics_app(snapshots: SnapshotCache, registry: CollectorRegistry) 
         if method != "GET" or "name[]" in parse_qs(environ.get("QUERY_STRING", "")):
             return filtered(environ, start_response)  # type: ignore[no-any-return]
         encoder, content_type = choose_encoder(environ.get("HTTP_ACCEPT"))  # type: ignore[arg-type]
-        key, write = content_type, _plain_writer(writer.writer_for(content_type), encoder)
+        zipped = gzip_accepted(environ.get("HTTP_ACCEPT_ENCODING"))  # type: ignore[arg-type]
         headers = [("Content-Type", content_type)]
-        if gzip_accepted(environ.get("HTTP_ACCEPT_ENCODING")):  # type: ignore[arg-type]
-            key, write = f"{content_type}+gzip", _gzip_writer(key, write)
+        if zipped:
             headers.append(("Content-Encoding", "gzip"))
-        rendered: RenderedSnapshot = snapshots.latest()
-        body = rendered.body(key, write)
+        body = snapshots.latest().body(BodyFormat(content_type, encoder, zipped))
         start_response("200 OK", headers)
         return [body]
 

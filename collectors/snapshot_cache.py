@@ -11,6 +11,11 @@ render ahead take longer than foreseen (the machine is busy), scrapes get the cu
 meanwhile, up to twice the interval old. So a scrape never gets counts copied more than the
 interval before it arrived, or twice that while the next snapshot is on its way.
 
+Who renders is the renderer's choice: `source` in the thread that asks (a scrape, or the
+render ahead), or the render worker process (collectors/render_worker.py, the default of
+`visionmon run`), which computes the statistics, text and gzip off the daemon's interpreter
+and sends back the bodies.
+
 The snapshot carries `visionmon_snapshot_timestamp_seconds` (when its counts were copied;
 `time() - ` it is the age of what a scrape sees) and `visionmon_snapshot_render_seconds`
 (how long its statistics took), so that a number is never older than it says.
@@ -21,49 +26,119 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from typing import Protocol
 
+from collectors.bodies import BodyFormat, gzipped, write_plain
+from collectors.exposition import ExpositionWriter
 from monitor.snapshot import Series, Snapshot
 
 log = logging.getLogger(__name__)
 
 SnapshotSource = Callable[[], Snapshot]
-#: writes one exposition body (a format, compressed or not) of a rendered snapshot
-BodyWriter = Callable[["RenderedSnapshot"], bytes]
+#: writes the uncompressed body of a format for a snapshot's series
+BodyWriter = Callable[[Snapshot, BodyFormat], bytes]
+
+#: renders whose time is remembered to foresee the next one's
+RENDERS_REMEMBERED = 3
 
 TIMESTAMP = "visionmon_snapshot_timestamp_seconds"
 RENDER_SECONDS = "visionmon_snapshot_render_seconds"
 
 
+def stamped(series: Mapping[str, Series], wall_time: float, seconds: float
+            ) -> dict[str, Series]:
+    """The series with when their counts were copied (wall-clock s) and how long their
+    statistics took (s)."""
+    out = dict(series)
+    out[TIMESTAMP] = {(): wall_time}
+    out[RENDER_SECONDS] = {(): seconds}
+    return out
+
+
+class SnapshotOrigin(Protocol):
+    """Where a rendered snapshot's series and bodies come from: this process, or the
+    render worker process that rendered it."""
+
+    def series(self) -> Snapshot:
+        """The snapshot's series."""
+        ...
+
+    def body(self, fmt: BodyFormat, rendered: RenderedSnapshot) -> bytes:
+        """The body of `fmt` (a gzip body may be written from `rendered`'s plain one)."""
+        ...
+
+
+class LocalOrigin:
+    """Series rendered in this process; bodies written here by `write`."""
+
+    def __init__(self, series: Snapshot, write: BodyWriter) -> None:
+        self._series = series
+        self._write = write
+
+    def series(self) -> Snapshot:
+        return self._series
+
+    def body(self, fmt: BodyFormat, rendered: RenderedSnapshot) -> bytes:
+        if fmt.gzipped:
+            return gzipped(rendered.body(fmt.plain()))
+        return self._write(self._series, fmt)
+
+
 class RenderedSnapshot:
     """One snapshot, when its counts were copied, how long its render took, and its
-    exposition bodies, each written once (on first request or ahead of it)."""
+    exposition bodies, each written once (ahead of the first request, or on it)."""
 
-    __slots__ = ("_bodies", "_lock", "render_seconds", "snapshot", "taken_at", "wall_time")
+    __slots__ = ("_bodies", "_lock", "_origin", "_series", "render_seconds", "taken_at",
+                 "wall_time")
 
-    def __init__(self, snapshot: Snapshot, taken_at: float, wall_time: float,
-                 render_seconds: float) -> None:
-        self.snapshot = snapshot
+    def __init__(self, origin: SnapshotOrigin, taken_at: float, wall_time: float,
+                 render_seconds: float, bodies: Mapping[BodyFormat, bytes] | None = None
+                 ) -> None:
+        self._origin = origin
         #: monotonic seconds when the render started (the counts are copied first)
         self.taken_at = taken_at
         #: wall-clock seconds of the same instant
         self.wall_time = wall_time
         self.render_seconds = render_seconds
-        self._bodies: dict[str, tuple[BodyWriter, bytes]] = {}
+        self._series: Snapshot | None = None
+        self._bodies: dict[BodyFormat, bytes] = dict(bodies or {})
         self._lock = threading.RLock()  # a gzip body is written from the plain one
 
-    def body(self, key: str, write: BodyWriter) -> bytes:
-        """The body named `key`, written by `write` the first time it is asked for."""
+    @property
+    def snapshot(self) -> Snapshot:
+        """The series (fetched once from where they were rendered)."""
         with self._lock:
-            got = self._bodies.get(key)
-            if got is None:
-                got = self._bodies[key] = (write, write(self))
-            return got[1]
+            if self._series is None:
+                self._series = self._origin.series()
+            return self._series
 
-    def writers(self) -> dict[str, BodyWriter]:
-        """The bodies written so far, by key: the next snapshot writes them ahead."""
+    def body(self, fmt: BodyFormat) -> bytes:
+        """The body of `fmt`, written the first time it is asked for."""
         with self._lock:
-            return {key: w for key, (w, _) in self._bodies.items()}
+            got = self._bodies.get(fmt)
+            if got is None:
+                got = self._bodies[fmt] = self._origin.body(fmt, self)
+            return got
+
+    def formats(self) -> tuple[BodyFormat, ...]:
+        """The bodies written so far: the next snapshot writes them ahead."""
+        with self._lock:
+            return tuple(self._bodies)
+
+
+class SnapshotRenderer(Protocol):
+    """Renders a new snapshot whose counts are copied now (`taken_at` monotonic s,
+    `wall_time` wall-clock s), with the bodies of `formats` written ahead."""
+
+    def __call__(self, taken_at: float, wall_time: float,
+                 formats: Iterable[BodyFormat]) -> RenderedSnapshot: ...
+
+
+def write_body(writer: ExpositionWriter) -> BodyWriter:
+    """Bodies by `writer` (or prometheus_client's encoder for the formats it leaves)."""
+    return lambda snapshot, fmt: write_plain(snapshot, fmt, writer)
 
 
 def _in_thread(work: Callable[[], None]) -> None:
@@ -77,8 +152,14 @@ class SnapshotCache:
     def __init__(self, source: SnapshotSource, interval_s: float,
                  clock: Callable[[], float] = time.monotonic,
                  wall_clock: Callable[[], float] = time.time,
-                 background: Callable[[Callable[[], None]], None] = _in_thread) -> None:
+                 background: Callable[[Callable[[], None]], None] = _in_thread,
+                 renderer: SnapshotRenderer | None = None,
+                 writer: BodyWriter | None = None) -> None:
+        """`source` is rendered in this process unless a `renderer` (the render worker)
+        renders; `writer` writes the bodies of what is rendered here."""
         self._source = source
+        self._renderer = renderer or self._render_here
+        self._write = writer or write_body(ExpositionWriter())
         self.interval_s = interval_s
         self._clock = clock
         self._wall = wall_clock
@@ -89,8 +170,9 @@ class SnapshotCache:
         #: the render under way was started ahead (not by a read that found none fresh)
         self._ahead = False
         self._last_read: float | None = None
-        #: seconds the last render ahead took, its bodies included
-        self._ahead_seconds = 0.0
+        #: seconds the last renders took (wall, their bodies included): the slowest of
+        #: them is the guess of the next one's (a busy machine stretches some)
+        self._walls: deque[float] = deque(maxlen=RENDERS_REMEMBERED)
 
     def latest(self) -> RenderedSnapshot:
         """A snapshot whose counts were copied at most `interval_s` before this call (the
@@ -129,37 +211,41 @@ class SnapshotCache:
     def _refresh_ahead(self, current: RenderedSnapshot, now: float, gap: float | None) -> bool:
         """Start the next render now? When reads come more often than the interval (`gap`,
         the time since the previous read, is the guess of the time to the next) and the
-        current snapshot would have expired by the next read once a render ahead's time
-        (its bodies included) is counted: then that read finds a fresh one instead of
-        waiting for it."""
+        current snapshot would have expired by the next read once a render's time (the
+        slowest of the last few, bodies included) is counted: then that read finds a fresh
+        one instead of waiting for it."""
         if self._rendering or gap is None or gap >= self.interval_s:
             return False
         age = now - current.taken_at
-        cost = max(current.render_seconds, self._ahead_seconds)
+        cost = max(current.render_seconds, *self._walls)
         return age + gap + cost >= self.interval_s
 
     def _render_ahead(self) -> None:
-        start = self._clock()
         try:
             self._render(ahead=True)
         except Exception:  # the next read renders again and gets the error itself
             log.warning("rendering the next snapshot failed", exc_info=True)
-        self._ahead_seconds = self._clock() - start
+
+    def _render_here(self, taken_at: float, wall_time: float,
+                     formats: Iterable[BodyFormat]) -> RenderedSnapshot:
+        """Render `source` in this thread, then write the bodies of `formats`."""
+        series = dict(self._source())
+        seconds = self._clock() - taken_at
+        rendered = RenderedSnapshot(LocalOrigin(stamped(series, wall_time, seconds),
+                                                self._write), taken_at, wall_time, seconds)
+        for fmt in formats:
+            rendered.body(fmt)
+        return rendered
 
     def _render(self, ahead: bool) -> RenderedSnapshot:
-        """Render a snapshot and make it current; one rendered ahead writes the bodies its
-        predecessor was asked for before readers see it."""
+        """Render a snapshot and make it current, with the bodies its predecessor was asked
+        for (one rendered ahead writes them before readers see it)."""
         try:
-            taken, wall = self._clock(), self._wall()
-            series: dict[str, Series] = dict(self._source())
-            seconds = self._clock() - taken
-            series[TIMESTAMP] = {(): wall}
-            series[RENDER_SECONDS] = {(): seconds}
-            rendered = RenderedSnapshot(series, taken, wall, seconds)
             previous = self._current
-            if ahead and previous is not None:
-                for key, write in previous.writers().items():
-                    rendered.body(key, write)
+            formats = previous.formats() if previous is not None else ()
+            start = self._clock()
+            rendered = self._renderer(start, self._wall(), formats)
+            self._walls.append(self._clock() - start)
         except BaseException:
             with self._cond:
                 self._rendering = self._ahead = False

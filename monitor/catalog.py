@@ -153,9 +153,16 @@ _SPECS: tuple[MetricSpec, ...] = (
                "that while the next snapshot is late).", "seconds",
                module="collectors/snapshot_cache.py"),
     MetricSpec(f"{PREFIX}snapshot_render_seconds", "gauge",
-               "Time the snapshot shown on /metrics took to compute: the copy of the counts and "
-               "the statistics, not the text.", "seconds",
+               "Time the statistics of the snapshot shown on /metrics took to compute (in the "
+               "render worker process; rendered in the daemon, the copy of the counts too), not "
+               "the text.", "seconds",
                module="collectors/snapshot_cache.py"),
+    MetricSpec(f"{PREFIX}render_worker_restarts_total", "counter",
+               "Restarts of the process that renders snapshots, by reason: exited (it died), "
+               "timeout (killed after not answering); snapshots are rendered in the daemon "
+               "until it is back.", "", ("reason",),
+               module="collectors/render_worker.py",
+               condition="with http.render_worker (the default)"),
     # --- records -----------------------------------------------------------
     MetricSpec(f"{PREFIX}records_consumed_total", "counter",
                "Kafka records read, per topic (a batch message counts once).", "",

@@ -236,12 +236,19 @@ class HttpConfig(Frozen):
     it."""
     basic_auth_password_env: EnvName | None = None
     """Name of the environment variable holding the basic-auth password."""
-    snapshot_interval_seconds: float = Field(1.0, ge=0)
+    snapshot_interval_seconds: float = Field(5.0, ge=0)
     """Seconds between two computations of the statistics /metrics shows: every scrape within this
     time of the last computation gets the same snapshot (its time is
     `visionmon_snapshot_timestamp_seconds`), none an older one (twice as old while the next is
-    late); 0 computes for every scrape. Raise it (e.g. to the scrape interval) when a large model's
-    scrapes take CPU from ingestion (see docs/benchmarks.md, scrapes against ingestion)."""
+    late); 0 computes for every scrape. When scrapes come more often than this, the next snapshot
+    is computed ahead and no scrape waits for one; a 1,000-class model's snapshot takes about a
+    second of CPU, so 5 s keeps it to a fifth of a core with scrapes every second (see
+    docs/benchmarks.md, scrapes against ingestion). Lower it for small models that need fresher
+    numbers."""
+    render_worker: bool = True
+    """Compute the statistics, text and gzip of each snapshot in a worker process (on another core),
+    so that a large model's scrapes do not take CPU from the consumer loop's interpreter; the
+    daemon only copies the counts. false: compute them in the daemon's process (one core)."""
 
 
 class LimitsConfig(Frozen):

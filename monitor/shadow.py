@@ -146,6 +146,11 @@ class _Embedded(NamedTuple):
     cross: _CrossTerm | None
 
 
+
+#: reservoir entries never change once made: a render process keeps those it was sent and
+#: is sent only the new ones (collectors/render_worker.py)
+ReservoirEntry = _Embedded
+
 class _MmdCached(NamedTuple):
     """An MMD result and the images added to its reservoir when it was computed."""
 
@@ -187,12 +192,16 @@ _MIN_SHADOW_IMAGES = QualityConfig().min_shadow_images
 
 
 class MmdResults:
-    """The last MMD result of each (model, version, window, baseline sha). Renders write it
-    outside the ingestion lock while captures read it, so it has a lock of its own."""
+    """The last MMD result of each (model, version, window, baseline sha), kept by whatever
+    renders snapshots: two renders may run at once, so it has a lock of its own. Pickled, it
+    is an empty one: a render process keeps its own (collectors/render_worker.py)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._last: dict[tuple[str, str, str, str], _MmdCached] = {}
+
+    def __reduce__(self) -> tuple[type[MmdResults], tuple[()]]:
+        return MmdResults, ()
 
     def get(self, key: tuple[str, str, str, str]) -> _MmdCached | None:
         with self._lock:
@@ -208,8 +217,9 @@ class MmdResults:
 
 @dataclass(frozen=True, slots=True)
 class MmdInputs:
-    """A window's MMD test to compute: its newest embeddings (entries are immutable) and
-    the baseline's reference and null; the result goes to `results` under `key`."""
+    """A window's MMD test: its newest embeddings (entries are immutable) and the baseline's
+    reference and null; the result goes to `results` under `key`, and is used again while
+    fewer than `every` images were added to the reservoir since it (`added` now)."""
 
     key: tuple[str, str, str, str]
     added: int
@@ -219,10 +229,15 @@ class MmdInputs:
     alpha: float
     window: tuple[_Embedded, ...]
     results: MmdResults
+    every: int
 
     def compute(self) -> _MmdCached:
-        """The test; cross terms missing for this baseline (entries kept from before it,
-        or restored from a checkpoint) are computed here."""
+        """The last result while still fresh, else the test; cross terms missing for this
+        baseline (entries kept from before it, or restored from a checkpoint) are computed
+        here."""
+        last = self.results.get(self.key)
+        if last is not None and 0 <= self.added - last.added < self.every:
+            return last  # (a result of later images is not this copy's)
         x = np.stack([it.embedding for it in self.window])
         kept = [it.cross.value if it.cross is not None and it.cross.sha256 == self.sha256
                 else None for it in self.window]
@@ -240,17 +255,15 @@ class MmdInputs:
 
 @dataclass(frozen=True, slots=True)
 class MmdWindow:
-    """One window's MMD: the last result when still fresh, else the inputs to compute."""
+    """One window's MMD: the inputs of its test (whose last result is used while fresh)."""
 
     model: str
     version: str
     window: str
-    last: _MmdCached | None
-    inputs: MmdInputs | None
+    inputs: MmdInputs
 
     def render(self, b: SnapshotBuilder) -> None:
-        got = self.last if self.inputs is None else self.inputs.compute()
-        assert got is not None
+        got = self.inputs.compute()
         key = (self.model, self.version, self.window)
         b.set("visionmon_embedding_mmd", key, got.statistic)
         b.set("visionmon_embedding_mmd_threshold", key, got.threshold)
@@ -369,7 +382,7 @@ class ShadowMonitor(EngineExtension):
         #: joined images a window needs before its agreement ratio is exported
         self.min_agreement_images = min_agreement_images
         self.scored = 0
-        #: the last MMD result of each window (written by renders, outside the lock)
+        #: the last MMD result of each window (kept by renders, outside the lock)
         self._mmd_cache = MmdResults()
         #: the last agreement tests by their counts (used by renders, outside the lock)
         self._agreement_memo = AgreementMemo()
@@ -605,9 +618,9 @@ class ShadowMonitor(EngineExtension):
 
     def _mmd_window(self, model: str, version: str, spec: WindowSpec, now: float
                     ) -> MmdWindow | None:
-        """What the MMD of one window needs (under the lock): the last result while fewer
-        than `drift.mmd.every_images` images arrived since it, else the window's newest
-        embeddings; None without a testable reference or with too few images."""
+        """What the MMD of one window needs (under the lock): the window's newest embeddings
+        (the render uses the last result while fewer than `drift.mmd.every_images` images
+        arrived since it); None without a testable reference or with too few images."""
         baseline = self.drift.baselines.get(model)
         res = self.reservoirs.get((model, version))
         ref = self._mmd_reference(model)
@@ -620,12 +633,9 @@ class ShadowMonitor(EngineExtension):
             return None
         key = (model, version, spec.name, baseline.sha256)
         added = self._added.get((model, version), 0)
-        last = self._mmd_cache.get(key)
-        if last is not None and added - last.added < self.mmd_every:
-            return MmdWindow(model, version, spec.name, last, None)
-        return MmdWindow(model, version, spec.name, None, MmdInputs(
+        return MmdWindow(model, version, spec.name, MmdInputs(
             key, added, baseline.sha256, ref, null, self.mmd_alpha,
-            tuple(current[-int(null.sizes[-1]):]), self._mmd_cache))
+            tuple(current[-int(null.sizes[-1]):]), self._mmd_cache, self.mmd_every))
 
     def _counts(self, model: str, version: str, s: _VersionShadow) -> VersionShadowCounts:
         """Copy one (model, version)'s counts and window totals (under the lock)."""

@@ -54,7 +54,8 @@ def base_config(bootstrap: str, names: dict[str, str], **overrides: Any) -> dict
                   "lag_interval_seconds": 1.0},
         "models": [{"name": "digits", "classes": CLASSES},
                    {"name": "fashion", "classes": [f"c{i}" for i in range(10)]}],
-        "http": {"bind": "127.0.0.1", "port": 0},
+        # tests read counts a second after the events (the default interval is 5 s)
+        "http": {"bind": "127.0.0.1", "port": 0, "snapshot_interval_seconds": 1},
     }
     if "dead_letter" in names:
         cfg["kafka"]["dead_letter_topic"] = names["dead_letter"]

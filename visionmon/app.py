@@ -6,17 +6,18 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from collectors.checkpoint_format import CheckpointRefused
-from collectors.daemon import Daemon
+from collectors.daemon import Daemon, DaemonCapture
 from collectors.exporter import build_registry
 from collectors.gallery_page import render_gallery
 from collectors.http_server import HttpEndpoints, HttpServer
+from collectors.render_worker import RenderWorker
 from collectors.snapshot_cache import SnapshotCache
 from monitor import baseline as baseline_mod
 from monitor.acceptance import AcceptanceMonitor, AcceptanceRule
@@ -32,6 +33,7 @@ from monitor.lifecycle import ModelLifecycle
 from monitor.quality import QualityBounds, QualityEvaluator
 from monitor.scored import ScoredImage
 from monitor.segments import SegmentMonitor
+from monitor.series_cap import SeriesCap
 from monitor.shadow import ShadowMonitor
 from monitor.snapshot import Series, SnapshotBuilder
 from monitor.windows import WindowSpec
@@ -176,6 +178,21 @@ def build_engine(loaded: LoadedConfig) -> Engine:
     return build_statistics(loaded).engine
 
 
+@dataclass(frozen=True, slots=True)
+class AppCapture:
+    """A snapshot before its statistics: the daemon's copy and the series of the shadow
+    scorer, the build and the config (those outside the series cap)."""
+
+    daemon: DaemonCapture
+    extra: Mapping[str, Series]
+
+    def render(self, cap: SeriesCap) -> dict[str, Series]:
+        b = SnapshotBuilder()
+        b.merge(self.daemon.render(cap))
+        b.merge(self.extra)
+        return b.build()
+
+
 @dataclass
 class RunningDaemon:
     """A daemon with its HTTP server, running in a background thread (tests, demo)."""
@@ -229,9 +246,13 @@ class App:
             if self.scorer is not None:
                 self.scorer.close()
             raise
+        #: renders snapshots in a worker process (http.render_worker), else None
+        self.render_worker = (RenderWorker(self.capture, self.daemon.series_cap)
+                              if cfg.http.render_worker else None)
         #: what /metrics and the OpenTelemetry bridge read: `snapshot`, computed at most
         #: once per http.snapshot_interval_seconds
-        self.snapshots = SnapshotCache(self.snapshot, cfg.http.snapshot_interval_seconds)
+        self.snapshots = SnapshotCache(self.snapshot, cfg.http.snapshot_interval_seconds,
+                                       renderer=self.render_worker)
         self.registry = build_registry(self.snapshots.snapshot)
         auth = None
         if cfg.http.basic_auth_user_env:
@@ -265,17 +286,28 @@ class App:
 
     def snapshot(self) -> dict[str, Series]:
         """Every series, computed now (readers go through `snapshots`)."""
+        return self.capture().render(self.daemon.series_cap)
+
+    def capture(self) -> AppCapture:
+        """The daemon's copy of the counts and the series of what runs beside it (cheap)."""
         b = SnapshotBuilder()
-        b.merge(self.daemon.snapshot())
         if self.scorer is not None:
             self.scorer.snapshot(b)
         b.set("visionmon_build_info", (__version__,), 1.0)
         b.set("visionmon_config_info", (self.loaded.sha256[:16], "1"), 1.0)
-        return b.build()
+        if self.render_worker is not None:
+            for reason, n in self.render_worker.restarts.items():
+                b.set("visionmon_render_worker_restarts_total", (reason,), float(n))
+        return AppCapture(self.daemon.capture(), b.build())
+
+    def _start(self) -> None:
+        if self.render_worker is not None:
+            self.render_worker.start()
+        self.http.start()
 
     def run(self) -> None:
         """Blocking: serve HTTP and consume until stopped; the HTTP server stops last."""
-        self.http.start()
+        self._start()
         log.info("config loaded from %s; serving /metrics on %s:%d", self.loaded.path,
                  self.loaded.config.http.bind, self.http.port)
         try:
@@ -290,9 +322,11 @@ class App:
         if self.otel is not None:
             self.otel.shutdown()
         self.http.stop()
+        if self.render_worker is not None:
+            self.render_worker.close()
 
     def start_background(self) -> RunningDaemon:
-        self.http.start()
+        self._start()
         thread = threading.Thread(target=self.daemon.run, name="visionmon-loop", daemon=True)
         thread.start()
         return RunningDaemon(self, thread)

@@ -320,12 +320,15 @@ def is_usual(pred: np.ndarray, ref: np.ndarray, pairs: np.ndarray, k: int) -> np
 class AgreementMemo:
     """The last `entries` window tests by a digest of their inputs (least recently used out
     first). Snapshots are rendered outside the ingestion lock, two may render at once: it has
-    a lock of its own."""
+    a lock of its own. Pickled, it is an empty one: a render process keeps its own."""
 
     def __init__(self, entries: int = MEMO_ENTRIES) -> None:
         self._entries = entries
         self._results: OrderedDict[bytes, AgreementDrop | None] = OrderedDict()
         self._lock = threading.Lock()
+
+    def __reduce__(self) -> tuple[type[AgreementMemo], tuple[int]]:
+        return AgreementMemo, (self._entries,)
 
     def get(self, key: bytes) -> tuple[bool, AgreementDrop | None]:
         with self._lock:

@@ -13,11 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from collectors.bodies import BodyFormat
 from collectors.exporter import build_registry
 from collectors.http_server import HttpEndpoints, HttpServer
-from collectors.snapshot_cache import RENDER_SECONDS, TIMESTAMP, SnapshotCache
+from collectors.snapshot_cache import RENDER_SECONDS, TIMESTAMP, BodyWriter, SnapshotCache
 from monitor.config import HttpConfig, parse_config, resolve
 from monitor.snapshot import Snapshot
 
@@ -66,11 +68,16 @@ class Later:
             w()
 
 
-def _cache(interval: float, cost: float = 0.0) -> tuple[SnapshotCache, Source, Clock, Later]:
+def _cache(interval: float, cost: float = 0.0, writer: BodyWriter | None = None
+           ) -> tuple[SnapshotCache, Source, Clock, Later]:
     clock, later = Clock(), Later()
     source = Source(clock, cost)
-    return (SnapshotCache(source, interval, clock, lambda: WALL + clock.now, later),
-            source, clock, later)
+    return (SnapshotCache(source, interval, clock, lambda: WALL + clock.now, later,
+                          writer=writer), source, clock, later)
+
+
+#: a body format (prometheus_client's text format, not gzipped)
+TEXT = BodyFormat(CONTENT_TYPE_PLAIN_0_0_4, generate_latest)
 
 
 def _up(cache: SnapshotCache) -> float:
@@ -136,14 +143,14 @@ def test_frequent_scrapes_get_the_next_snapshot_rendered_ahead_without_waiting()
 
 
 def test_a_render_ahead_writes_the_bodies_the_last_snapshot_was_asked_for() -> None:
-    cache, _, clock, later = _cache(2.0)
     written: list[float] = []
 
-    def write(r: Any) -> bytes:
-        written.append(r.snapshot["visionmon_up"][()])
+    def write(snapshot: Snapshot, fmt: BodyFormat) -> bytes:
+        written.append(snapshot["visionmon_up"][()])  # type: ignore[arg-type]
         return b"body"
 
-    cache.latest().body("text", write)
+    cache, _, clock, later = _cache(2.0, writer=write)
+    cache.latest().body(TEXT)
     clock.now += 0.5
     cache.latest()
     clock.now += 1.0
@@ -155,14 +162,13 @@ def test_a_render_ahead_writes_the_bodies_the_last_snapshot_was_asked_for() -> N
 def test_a_render_ahead_starts_earlier_by_the_time_its_bodies_took() -> None:
     """Interval 10 s, a scrape a second: the first render ahead starts at an age of 9 s; it
     writes a body for 2 s, so the next starts at an age of 7 s and is ready in time."""
-    cache, _, clock, later = _cache(10.0)
-
-    def slow(r: Any) -> bytes:
+    def slow(snapshot: Snapshot, fmt: BodyFormat) -> bytes:
         clock.now += 2.0
         return b"body"
 
+    cache, _, clock, later = _cache(10.0, writer=slow)
     start = clock.now
-    cache.latest().body("text", slow)
+    cache.latest().body(TEXT)
     for t in range(3, 10):
         clock.now = start + t
         cache.latest()
@@ -343,7 +349,8 @@ def test_a_name_filter_and_other_methods_behave_as_prometheus_client(
 def test_the_daemon_serves_metrics_from_its_snapshot_cache(tmp_path: Path) -> None:
     from visionmon.app import App
 
-    assert HttpConfig().snapshot_interval_seconds == 1.0
+    assert HttpConfig().snapshot_interval_seconds == 5.0
+    assert HttpConfig().render_worker
     loaded = resolve(parse_config({
         "version": 1, "kafka": {"bootstrap_servers": ["127.0.0.1:9"]},
         "models": [{"name": "digits", "classes": [str(i) for i in range(10)]}],
