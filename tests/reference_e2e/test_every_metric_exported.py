@@ -30,6 +30,7 @@ from reference_model.digits import (  # noqa: E402
     render_digit,
 )
 from tests.conftest import base_config, metric_sum, parse_metrics, scrape, wait_for  # noqa: E402
+from visionmon.broker import create_topics  # noqa: E402
 
 #: catalog conditions this run does not meet, and why; every other metric must be exported
 NOT_MET = {
@@ -56,7 +57,8 @@ def _send(producer: KafkaProducer, names: dict[str, str], probs: np.ndarray,
         producer.send(names["predictions"], orjson.dumps(
             {"request_id": rid, "ts": ts, "model": "digits", "version": version,
              "pred": int(np.argmax(p)), "confidence": float(p.max()),
-             "probs": [round(float(x), 6) for x in p], "latency_ms": 3.0}))
+             "probs": [round(float(x), 6) for x in p], "latency_ms": 3.0,
+             "segments": {"camera": f"cam-{i % 3}"}}))
         if images is not None:
             producer.send(names["images"], render_digit(images[i - first]), headers=[
                 ("request_id", rid.encode()), ("model", b"digits"),
@@ -80,9 +82,12 @@ def test_every_catalog_metric_is_exported_unless_its_condition_is_unmet(
         logits, _ = torch.jit.load(str(art.path))(model_inputs(images))
     probs = torch.softmax(logits, dim=1).numpy()
     names = topics(partitions=1)
+    names["lifecycle"] = f"lc-{names['predictions']}"
+    create_topics(broker.bootstrap, [names["lifecycle"]], 1)
     cfg = base_config(
         broker.bootstrap, names, models=[{"name": "digits", "classes": list(DIGIT_CLASSES),
-                                          "accept": {"threshold": 0.8}}],
+                                          "accept": {"threshold": 0.8},
+                                          "segments": [{"key": "camera", "max_values": 2}]}],
         reference=art.config.model_dump(mode="json"),
         baseline={"mode": "first_events", "events": BASELINE_EVENTS,
                   "images": BASELINE_IMAGES},
@@ -114,6 +119,12 @@ def test_every_catalog_metric_is_exported_unless_its_condition_is_unmet(
     # a refused image
     _send(producer, names, probs[:3], labels[:3], None, t0 + n, 0, version="v2")
     _send(producer, names, probs[:1], labels[:1], None, t0 - 2 * LONGEST_WINDOW_S, 0, "old")
+    # the lifecycle topic: a load of v1, a failed load, a rollout
+    for record in ({"kind": "loaded", "sha256": "a" * 64, "load_seconds": 2.5, "host": "h1"},
+                   {"kind": "load_failed", "reason": "out_of_memory", "host": "h2"},
+                   {"kind": "rolled_out"}):
+        producer.send(names["lifecycle"], orjson.dumps(
+            {**record, "ts": t0 + n, "model": "digits", "version": "v1"}))
     producer.send(names["predictions"], b"{not json")
     producer.send(names["images"], b"not an image", headers=[
         ("request_id", b"v1-0"), ("model", b"digits"), ("version", b"v1")])
