@@ -16,7 +16,13 @@ each drawn image corrupted afresh). Per window of WINDOW predictions, |estimate 
 
 Prints the per-shift table and the mean absolute error in accuracy points (×100) by severity.
 
+`--variants DIR` instead reads the cached variants of a built realistic workload
+(benchmarks/workloads/, e.g. ~/.cache/visionmon-workloads/clipart-full-v2/variants): the
+baseline is the clean pool beyond the first N images, and windows draw from the first N
+images of every `<shift>-s<severity>-n<N>.npz` there (and of the clean pool).
+
     .venv/bin/python benchmarks/label_free_accuracy.py [--splits 10] [--windows 4] [--window 1000]
+    .venv/bin/python benchmarks/label_free_accuracy.py --variants DIR [--windows 20]
 """
 
 from __future__ import annotations
@@ -148,6 +154,32 @@ def evaluate(splits: int, windows: int, window: int) -> Results:
     return out
 
 
+def _outputs(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    with np.load(path) as z:
+        return (z["production_probs"].astype(np.float64),
+                z["reference_probs"].astype(np.float64), z["labels"].astype(np.int64))
+
+
+def evaluate_variants(folder: Path, windows: int, window: int) -> Results:
+    """Per (workload, shift, severity) windows drawn from cached workload variants."""
+    prod, ref, labels = _outputs(folder / "clean.npz")
+    out: Results = {}
+    rng = np.random.default_rng(0)
+    for path in sorted(folder.glob("*-s*-n*.npz")):
+        stem, n_txt = path.stem.rsplit("-n", 1)
+        shift, severity = stem.rsplit("-s", 1)
+        n = int(n_txt)
+        f = fit(prod[n:], ref[n:], labels[n:])
+        for name, rank, (p, r, y) in (("none", 0, (prod[:n], ref[:n], labels[:n])),
+                                      (shift, int(severity) - 1, _outputs(path))):
+            for _ in range(windows):
+                rows = rng.choice(n, size=window, replace=True)
+                row = estimates(f, p[rows], r[rows])
+                row["realized"] = float(np.mean(p[rows].argmax(axis=1) == y[rows]))
+                out.setdefault((folder.parent.name, name, rank), []).append(row)
+    return out
+
+
 def mae(rows: list[dict[str, float]], estimator: str) -> float:
     return 100 * float(np.mean([abs(r[estimator] - r["realized"]) for r in rows]))
 
@@ -166,7 +198,7 @@ def tables(results: Results) -> str:
               "|---|---|" + "---:|" * len(ESTIMATORS)]
     for model in dict.fromkeys(k[0] for k in results):
         for label, keep in (("clean", lambda s: s == "none"),
-                            ("corruptions", lambda s: s != "none")):
+                            ("shifted", lambda s: s != "none")):
             rows = [r for (m, s, _), rs in results.items() if m == model and keep(s) for r in rs]
             lines.append(f"| {model} | {label} ({len(rows)}) | "
                          + " | ".join(f"{mae(rows, e):.1f}" for e in ESTIMATORS) + " |")
@@ -178,11 +210,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--splits", type=int, default=10, help="random train/baseline/pool splits")
     ap.add_argument("--windows", type=int, default=4, help="windows per split and severity")
     ap.add_argument("--window", type=int, default=1000, help="predictions per window")
+    ap.add_argument("--variants", type=Path, default=None,
+                    help="a built workload's variants folder (see the module docstring)")
     args = ap.parse_args(argv)
     started = time.perf_counter()
-    results = evaluate(args.splits, args.windows, args.window)
-    print(f"digits; {args.splits} splits x {args.windows} windows of {args.window} predictions "
-          "per row\n")
+    if args.variants is not None:
+        results = evaluate_variants(args.variants, args.windows, args.window)
+        print(f"{args.variants}; {args.windows} windows of {args.window} predictions per row\n")
+    else:
+        results = evaluate(args.splits, args.windows, args.window)
+        print(f"digits; {args.splits} splits x {args.windows} windows of {args.window} "
+              "predictions per row\n")
     print(tables(results))
     print(f"\n({time.perf_counter() - started:.0f} s)")
     return 0
