@@ -49,8 +49,9 @@ def build(loaded: LoadedConfig) -> dash.Dashboard:
         "Realized accuracy of labeled predictions and the label-free estimate (0-100 %), over "
         "the selected window. The estimate's method is in its legend: calibrated (confidence "
         "through the baseline's calibration map) or mean_confidence (the baseline has no "
-        "calibration yet: often off by several points). The dashed lines are "
-        "quality.min_accuracy and twice its tolerated error.",
+        "calibration yet: often off by several points), and atc beside them when the "
+        "baseline has an ATC threshold (docs/statistics.md says when each fails). The dashed "
+        "lines are quality.min_accuracy and twice its tolerated error.",
         [Query(q.windowed_gauge("accuracy_ratio"), "realized {{version}}"),
          Query(q.windowed_gauge("estimated_accuracy_ratio"),
                "estimated, {{method}} ({{version}})")],

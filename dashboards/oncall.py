@@ -123,11 +123,12 @@ def _quality_summary(d: dash.Dashboard, loaded: LoadedConfig) -> None:
     d.with_panel(stat_panel(
         "Accuracy: realized and estimated",
         "Per version over the window (0-100 %): realized accuracy from the joined labels, the "
-        "label-free estimate"
+        "label-free estimates (their method in the legend)"
         + (", and top-5 accuracy for models with more than "
            f"{TOP5_MIN_CLASSES} classes ({', '.join(many)})" if many else "") + ".",
         [Query(q.windowed_gauge("accuracy_ratio"), "{{version}} realized"),
-         Query(q.windowed_gauge("estimated_accuracy_ratio"), "{{version}} estimated"), *top5],
+         Query(q.windowed_gauge("estimated_accuracy_ratio"),
+               "{{version}} estimated, {{method}}"), *top5],
         scales.accuracy(cfg), width=8, height=6))
 
 

@@ -1,7 +1,8 @@
 """The baseline: a versioned reference profile of one model's traffic.
 
 It holds, fixed at build time, the class counts, the quantile bin edges and counts of
-each continuous feature, a confidence calibration map fitted on labeled events, and
+each continuous feature, a confidence calibration map and ATC's confidence threshold fitted
+on labeled events, the shadow strata of labelled, shadow-scored events, and
 (when images were profiled) input-feature bins, an embedding summary and, per production
 class, how often the reference model agreed. Current windows are compared against it.
 Files are JSON with a content hash checked on load.
@@ -34,6 +35,7 @@ from monitor.stats import (
     quantile_edges,
     split_usual,
 )
+from monitor.stats.label_free import ShadowStrata, atc_threshold, fit_shadow_strata
 from monitor.stats.mmd_null import (
     DEFAULT_MMD_SCALES,
     DEFAULT_NULL_SIZES,
@@ -127,6 +129,12 @@ class Baseline:
     source: str = ""
     baseline_version: str = "1"
     agreement: AgreementProfile | None = None
+    #: ATC's confidence threshold, fitted with the calibration map on the same labelled
+    #: events (`atc_threshold`); None in files written before it existed
+    atc_threshold: float | None = None
+    #: P(correct | agrees with the reference × confidence bin) of the labelled, shadow-scored
+    #: baseline events (`fit_shadow_strata`); None without both, and in older files
+    shadow_strata: ShadowStrata | None = None
     sha256: str = field(default="")
 
 
@@ -163,6 +171,7 @@ def build_baseline(model: str, classes: Sequence[str], events: Iterable[Predicti
         if prof is not None:
             features[name] = prof
     calibration = None
+    atc = None
     labeled = 0
     if labels:
         pairs = [(e.confidence, e.pred == labels[e.request_id]) for e in evs
@@ -172,12 +181,28 @@ def build_baseline(model: str, classes: Sequence[str], events: Iterable[Predicti
             conf = np.array([p[0] for p in pairs])
             correct = np.array([p[1] for p in pairs], dtype=np.float64)
             calibration = fit_isotonic(conf, correct)
+            atc = atc_threshold(conf, correct > 0)
     base = Baseline(model=model, classes=tuple(classes), events=len(evs),
                     created_at=created_at, features=features, calibration=calibration,
-                    labeled_events=labeled, source=source)
+                    labeled_events=labeled, source=source, atc_threshold=atc,
+                    shadow_strata=shadow_strata_of(evs, images, labels or {}))
     if not images:
         return seal(base)
     return with_images(base, images, k, agreement_profile(evs, images, len(classes)))
+
+
+def shadow_strata_of(events: Sequence[PredictionEvent], images: Sequence[ScoredImage],
+                     labels: Mapping[str, int]) -> ShadowStrata | None:
+    """The shadow strata of the events that have a label and a scored image (joined by
+    request id); None with fewer than MIN_LABELED_FOR_CALIBRATION of them."""
+    ref = {img.request_id: img.ref_pred for img in images}
+    rows = [(e.confidence, e.pred == ref[e.request_id], e.pred == labels[e.request_id])
+            for e in events if e.request_id in ref and e.request_id in labels
+            and math.isfinite(e.confidence) and 0.0 <= e.confidence <= 1.0]
+    if len(rows) < MIN_LABELED_FOR_CALIBRATION:
+        return None
+    conf, agrees, correct = (np.array(col) for col in zip(*rows, strict=True))
+    return fit_shadow_strata(conf, agrees, correct)
 
 
 def agreement_profile(events: Sequence[PredictionEvent], images: Sequence[ScoredImage],
@@ -238,23 +263,27 @@ def with_images(baseline: Baseline, images: Sequence[ScoredImage], k: int = 10,
                          calibration=baseline.calibration,
                          labeled_events=baseline.labeled_events, embedding=embedding,
                          source=baseline.source, baseline_version=baseline.baseline_version,
-                         agreement=agreement or baseline.agreement))
+                         agreement=agreement or baseline.agreement,
+                         atc_threshold=baseline.atc_threshold,
+                         shadow_strata=baseline.shadow_strata))
 
 
 def with_calibration(baseline: Baseline, confidence: np.ndarray, correct: np.ndarray
                      ) -> Baseline:
     """The baseline with a confidence calibration map fitted on labeled events (top-1
     confidence, 1 when the label matched): what a file baseline gets from its labels, given
-    to a first-events baseline by the labels that arrive after it. Its content, so its
-    hash, changes."""
+    to a first-events baseline by the labels that arrive after it, and ATC's threshold
+    fitted on the same events. Its content, so its hash, changes."""
     conf = np.asarray(confidence, dtype=np.float64)
-    calibration = fit_isotonic(conf, np.asarray(correct, dtype=np.float64))
+    ok = np.asarray(correct, dtype=np.float64)
+    calibration = fit_isotonic(conf, ok)
     return seal(Baseline(model=baseline.model, classes=baseline.classes, events=baseline.events,
                          created_at=baseline.created_at, features=baseline.features,
                          calibration=calibration, labeled_events=int(conf.size),
                          embedding=baseline.embedding, source=baseline.source,
                          baseline_version=baseline.baseline_version,
-                         agreement=baseline.agreement))
+                         agreement=baseline.agreement, atc_threshold=atc_threshold(conf, ok > 0),
+                         shadow_strata=baseline.shadow_strata))
 
 
 def profiled_images(baseline: Baseline) -> int:
@@ -371,6 +400,11 @@ def to_dict(b: Baseline) -> dict[str, Any]:
                          "sd": b.embedding.null.sd.tolist(),
                          "aggregate": b.embedding.null.aggregate.tolist()}})},
     }
+    if b.atc_threshold is not None:  # absent from older files, whose hash stays theirs
+        out["atc_threshold"] = b.atc_threshold
+    if b.shadow_strata is not None:  # absent from older files, whose hash stays theirs
+        out["shadow_strata"] = {"accuracy": b.shadow_strata.accuracy.tolist(),
+                                "counts": b.shadow_strata.counts.tolist()}
     if b.agreement is not None:  # absent from older files, whose hash stays theirs
         out["agreement"] = {"n": b.agreement.n.tolist(), "agree": b.agreement.agree.tolist()}
         u = b.agreement.usual
@@ -412,6 +446,11 @@ def from_dict(d: Mapping[str, Any], where: str = "baseline") -> Baseline:
             embedding=None if emb is None else _embedding_from_dict(emb),
             source=str(d.get("source", "")), baseline_version=str(d.get("baseline_version", "1")),
             agreement=None if agr is None else _agreement_from_dict(agr, len(d["classes"])),
+            atc_threshold=None if d.get("atc_threshold") is None
+            else float(d["atc_threshold"]),
+            shadow_strata=None if d.get("shadow_strata") is None
+            else ShadowStrata(np.asarray(d["shadow_strata"]["accuracy"], dtype=np.float64),
+                              np.asarray(d["shadow_strata"]["counts"], dtype=np.int64)),
             sha256=str(d.get("sha256", "")))
     except (KeyError, TypeError, ValueError) as err:
         raise BaselineError(f"{where}: malformed baseline ({err})") from None

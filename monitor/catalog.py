@@ -326,9 +326,13 @@ _SPECS: tuple[MetricSpec, ...] = (
                "Label-free accuracy estimate over the window; method calibrated: mean "
                "confidence mapped through the baseline's calibration map (fitted on labels); "
                "mean_confidence: the raw mean top-1 confidence, because the baseline has no "
-               "calibration yet (often optimistic or pessimistic by several points).", "ratio",
+               "calibration yet (often optimistic or pessimistic by several points); atc: the "
+               "share of predictions whose confidence is at least the baseline's ATC "
+               "threshold (exported beside calibrated when the baseline has it); "
+               "shadow_stratified: the baseline's accuracy per (agrees with the reference x "
+               "confidence bin), weighted by the window's shadow-scored images.", "ratio",
                (*MVW, "method"),
-               module="monitor/labels.py",
+               module="monitor/labels.py, monitor/shadow.py",
                condition="with a baseline (baseline.mode file, or first_events once sealed)"),
     MetricSpec(f"{PREFIX}label_coverage_ratio", "gauge",
                "Labeled predictions / predictions over the window.", "ratio", MVW,

@@ -41,6 +41,7 @@ from monitor.snapshot import (
 )
 from monitor.stats import (
     IsotonicMap,
+    atc_estimate,
     calibration_bin_index,
     ece_from_bins,
     estimated_accuracy_from_bins,
@@ -60,7 +61,8 @@ class _PredictionLayout:
     """Bin layout of the all-predictions window count vector: the count, the calibration
     bins' events and confidence sums (B bins each), then the sum of g(confidence) under the
     baseline's calibration map and how many events it covers (the exact label-free
-    estimate)."""
+    estimate), then how many confidences were at or above the baseline's ATC threshold and
+    how many were compared with it (ATC's estimate)."""
 
     def __init__(self) -> None:
         self.n = 0
@@ -68,9 +70,13 @@ class _PredictionLayout:
         self.cal_conf = self.cal_events + B
         self.est_sum = self.cal_conf + B
         self.est_n = self.est_sum + 1
-        self.size = self.est_n + 1
-        #: checkpoints written before the exact estimate lack its two bins (`_pred_rings`)
+        self.atc_hits = self.est_n + 1
+        self.atc_n = self.atc_hits + 1
+        self.size = self.atc_n + 1
+        #: checkpoints written before the exact estimate lack its two bins and ATC's two,
+        #: those written before ATC only ATC's (`_pred_rings`)
         self.size_without_estimate = self.est_sum
+        self.size_without_atc = self.atc_hits
 
     def calibration(self, v: np.ndarray, start: int) -> np.ndarray:
         """The B calibration bins starting at `start`."""
@@ -79,7 +85,7 @@ class _PredictionLayout:
 
 _PRED = _PredictionLayout()
 
-EstimateMethod = Literal["calibrated", "mean_confidence"]
+EstimateMethod = Literal["calibrated", "mean_confidence", "atc", "shadow_stratified"]
 #: which of two labels for one request stands (`labels.duplicates`): `last` replaces a
 #: label only while it waits for its prediction, since a joined label is already in
 #: counters that must never decrease
@@ -136,12 +142,15 @@ class LabelMonitor(EngineExtension):
     def __init__(self, models: Mapping[str, Sequence[str]], windows: tuple[WindowSpec, ...],
                  max_entries: int, ttl_seconds: float, hash_request_ids: bool = False,
                  calibration_for: Callable[[str], IsotonicMap | None] | None = None,
+                 atc_threshold_for: Callable[[str], float | None] | None = None,
                  reject: Callable[[str, int], None] | None = None,
                  late: Callable[[int], None] | None = None,
                  duplicates: DuplicatePolicy = "first") -> None:
         """`late` is told how many labels joined too late for any window (their join time
         at least the longest window behind the model's watermark). `duplicates` is the
-        policy for a second label of one request (module docstring)."""
+        policy for a second label of one request (module docstring). `calibration_for`
+        and `atc_threshold_for` give a model's baseline calibration map and ATC threshold
+        (None without)."""
         self.models = {m: tuple(c) for m, c in models.items()}
         self.index = {m: {name: i for i, name in enumerate(c)} for m, c in self.models.items()}
         self.windows = windows
@@ -163,6 +172,7 @@ class LabelMonitor(EngineExtension):
         self.delay_sum = dict.fromkeys(self.models, 0.0)
         self.watermark: dict[str, float] = {}
         self.calibration_for = calibration_for or (lambda _m: None)
+        self.atc_threshold_for = atc_threshold_for or (lambda _m: None)
         self.reject = reject or (lambda _reason, _n: None)
         self.histogram_hook: HistogramHook | None = None
         #: model -> second (third, ...) labels of one request, counted and dropped
@@ -200,6 +210,11 @@ class LabelMonitor(EngineExtension):
                 ts_parts += [ts[fin], ts[fin]]
                 bin_parts += [np.full(cb.size, _PRED.est_sum), np.full(cb.size, _PRED.est_n)]
                 weight_parts += [cal_map.apply(conf[fin]), np.ones(cb.size)]
+            atc = self.atc_threshold_for(model)
+            if atc is not None and cb.size:  # ATC: confidences at or above its threshold
+                ts_parts += [ts[fin], ts[fin]]
+                bin_parts += [np.full(cb.size, _PRED.atc_hits), np.full(cb.size, _PRED.atc_n)]
+                weight_parts += [(conf[fin] >= atc).astype(np.float64), np.ones(cb.size)]
             state.pred_windows.add(np.concatenate(ts_parts),
                                    np.concatenate(bin_parts).astype(np.int64, copy=False),
                                    np.concatenate(weight_parts))
@@ -517,6 +532,8 @@ def _render_version(b: SnapshotBuilder, s: VersionLabelCounts) -> None:
         if not math.isnan(f["estimated"]):
             b.set("visionmon_estimated_accuracy_ratio", (*key, estimate_method(s.cal_map)),
                   f["estimated"])
+        if not math.isnan(f["atc"]):
+            b.set("visionmon_estimated_accuracy_ratio", (*key, "atc"), f["atc"])
         if not math.isnan(f["ece"]):
             b.set("visionmon_calibration_ece", (*key, "labels"), f["ece"])
     for window, (recall, precision) in class_window_figures(s).items():
@@ -547,6 +564,10 @@ def window_figures(s: VersionLabelCounts) -> dict[str, dict[str, float]]:
         f["coverage"] = min(n_lab / n_pred, 1.0) if n_pred else math.nan
         f["estimated"] = _estimate(s.cal_map, pe, pc, float(p[_PRED.est_sum]),
                                    float(p[_PRED.est_n]))
+        # ATC over the predictions compared with the threshold (all of the window's once
+        # the threshold is older than the window)
+        f["atc"] = atc_estimate(float(p[_PRED.atc_hits]), float(p[_PRED.atc_n])) \
+            if p[_PRED.atc_n] > 0 else math.nan
         out[window] = f
     return out
 
@@ -591,12 +612,14 @@ def _arrays(rings: list[dict[str, Any]]) -> list[dict[str, np.ndarray]]:
 
 def _pred_rings(rings: list[dict[str, Any]]) -> list[dict[str, np.ndarray]]:
     """Prediction windows from a checkpoint; those written before the exact estimate lack
-    its two bins and get them empty (the estimate then comes from the bins until the old
-    slices leave the window)."""
+    its two bins and ATC's two, those written before ATC only ATC's, and get them empty (the
+    estimate then comes from the bins, and ATC from the slices after the restart, until the
+    old slices leave the window)."""
     out = _arrays(rings)
     for r in out:
-        if r["counts"].ndim == 2 and r["counts"].shape[1] == _PRED.size_without_estimate:
-            r["counts"] = np.pad(r["counts"], ((0, 0), (0, _PRED.size - _PRED.est_sum)))
+        width = r["counts"].shape[1] if r["counts"].ndim == 2 else _PRED.size
+        if width in (_PRED.size_without_estimate, _PRED.size_without_atc):
+            r["counts"] = np.pad(r["counts"], ((0, 0), (0, _PRED.size - width)))
     return out
 
 

@@ -52,6 +52,7 @@ from monitor.stats import (
     AgreementMemo,
     MmdNull,
     MmdReference,
+    ShadowStrata,
     UsualSplit,
     agreement_drop_test,
     calibration_bin_index,
@@ -60,6 +61,7 @@ from monitor.stats import (
     mean_kernel_to_reference,
     mmd2_to_reference,
     mmd_null_test,
+    shadow_stratified_estimate,
 )
 from monitor.windows import WindowedCounts, WindowSpec
 
@@ -282,6 +284,8 @@ class VersionShadowCounts:
     disagree: np.ndarray
     totals: Mapping[str, np.ndarray]
     profile: AgreementProfile | None
+    #: the baseline's shadow strata (the shadow-stratified accuracy estimate), None without
+    strata: ShadowStrata | None = None
 
     def render(self, b: SnapshotBuilder, min_agreement_images: int,
                memo: AgreementMemo | None = None) -> None:
@@ -306,6 +310,11 @@ class VersionShadowCounts:
                     b.set("visionmon_shadow_agreement_pvalue", (*mv, window), drop.p_value)
             if n > 0:
                 ev = lay.calibration(v, lay.cal_events)
+                agreed = lay.calibration(v, lay.cal_correct)  # the reference agreed
+                if self.strata is not None and ev.sum() >= min_agreement_images:
+                    b.set("visionmon_estimated_accuracy_ratio",
+                          (*mv, window, "shadow_stratified"),
+                          shadow_stratified_estimate(self.strata, agreed, ev - agreed))
                 if ev.sum():
                     ece = ece_from_bins(ev, lay.calibration(v, lay.cal_conf),
                                         lay.calibration(v, lay.cal_correct))
@@ -644,7 +653,8 @@ class ShadowMonitor(EngineExtension):
         return VersionShadowCounts(
             model, version, self.models[model], s.layout, s.agree.copy(), s.disagree.copy(),
             s.windows.totals(self.drift.watermark.get(model, 0.0)),
-            None if baseline is None else baseline.agreement)
+            None if baseline is None else baseline.agreement,
+            None if baseline is None else baseline.shadow_strata)
 
     def capture(self) -> ShadowCapture:
         mmd = (self._mmd_window(m, v, spec, self.drift.watermark.get(m, 0.0))

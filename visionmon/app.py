@@ -120,6 +120,8 @@ def build_statistics(loaded: LoadedConfig) -> Statistics:
                           parse_duration(cfg.labels.ttl), cfg.state.hash_request_ids,
                           calibration_for=lambda m: getattr(drift.baselines.get(m),
                                                             "calibration", None),
+                          atc_threshold_for=lambda m: getattr(drift.baselines.get(m),
+                                                              "atc_threshold", None),
                           reject=lambda reason, n: engine.record_rejection("feedback", reason, n),
                           late=lambda n: engine.record_late(topics.feedback, n),
                           duplicates=cfg.labels.duplicates)

@@ -24,6 +24,14 @@ from monitor.stats.binning import bin_counts, bin_index, categorical_counts, qua
 from monitor.stats.calibration import calibration_bin_index, ece_from_bins, mce_from_bins
 from monitor.stats.classification import top_confused_pairs
 from monitor.stats.divergence import kl_divergence, psi, smoothed_proportions
+from monitor.stats.label_free import (
+    ShadowStrata,
+    atc_estimate,
+    atc_threshold,
+    fit_shadow_strata,
+    shadow_stratified_estimate,
+    stratum_counts,
+)
 from monitor.stats.mmd import MmdTestResult, PcaBasis, median_heuristic_bandwidth, pca_fit
 from monitor.stats.mmd_null import (
     MmdNull,
@@ -52,10 +60,13 @@ __all__ = [
     "MmdReference",
     "MmdTestResult",
     "PcaBasis",
+    "ShadowStrata",
     "UsualSplit",
     "agreement_drop_pvalues",
     "agreement_drop_test",
     "apply_bin_map",
+    "atc_estimate",
+    "atc_threshold",
     "average_precision_from_bins",
     "bin_counts",
     "bin_index",
@@ -68,6 +79,7 @@ __all__ = [
     "ece_from_bins",
     "estimated_accuracy_from_bins",
     "fit_isotonic",
+    "fit_shadow_strata",
     "is_usual",
     "kl_divergence",
     "mce_from_bins",
@@ -83,9 +95,11 @@ __all__ = [
     "quantile_edges",
     "roc_auc_from_bins",
     "score_bin_index",
+    "shadow_stratified_estimate",
     "smoothed_proportions",
     "split_usual",
     "stratified_drop_pvalue",
+    "stratum_counts",
     "top_confused_pairs",
     "usual_pairs",
     "weighted_drop_pvalue",

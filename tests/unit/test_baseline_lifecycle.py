@@ -121,7 +121,7 @@ def test_a_file_baseline_is_sealed_from_the_start_with_source_file(tmp_path) -> 
     assert events_of(s, "labelled") == 500
     # a file baseline with its calibration: the estimate says so
     stats.engine.apply_predictions(Traffic(3).predictions(100, 2000.0)[0])
-    assert set(estimate(snap(stats))) == {"calibrated"}
+    assert set(estimate(snap(stats))) == {"calibrated", "atc"}  # ATC beside it
 
 
 def _scored(evs: list[PredictionEvent], seed: int) -> list[ScoredImage]:
@@ -214,7 +214,7 @@ def test_labels_after_sealing_calibrate_a_first_events_baseline(caplog) -> None:
     realized = float(s["visionmon_accuracy_ratio"][("m", "v1", "5m")])  # type: ignore[arg-type]
     mean_conf = float(np.mean([e.confidence for e in evs]))
     got = estimate(s)
-    assert set(got) == {"calibrated"}
+    assert set(got) == {"calibrated", "atc"}  # ATC fitted with the map
     assert abs(got["calibrated"] - realized) < 0.03
     assert abs(mean_conf - realized) > 0.08
 

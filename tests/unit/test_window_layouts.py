@@ -45,12 +45,15 @@ def test_the_label_layout_gives_every_part_its_own_bins(c: int) -> None:
     assert _spans(parts) == list(range(lay.size))
 
 
-def test_the_prediction_window_layout_keeps_the_estimate_last() -> None:
-    """Older checkpoints lack the estimate's two bins, so they must come last."""
+def test_the_prediction_window_layout_keeps_the_estimate_then_atc_last() -> None:
+    """Older checkpoints lack the estimate's two bins and ATC's two (or only ATC's), so they
+    must come last, in the order they were added."""
     p = labels._PRED
-    parts = [(p.n, 1), (p.cal_events, B), (p.cal_conf, B), (p.est_sum, 1), (p.est_n, 1)]
+    parts = [(p.n, 1), (p.cal_events, B), (p.cal_conf, B), (p.est_sum, 1), (p.est_n, 1),
+             (p.atc_hits, 1), (p.atc_n, 1)]
     assert _spans(parts) == list(range(p.size))
-    assert p.size_without_estimate == p.size - 2 == p.est_sum
+    assert p.size_without_estimate == p.size - 4 == p.est_sum
+    assert p.size_without_atc == p.size - 2 == p.atc_hits
 
 
 def test_an_old_shadow_ring_gets_usual_bins_equal_to_its_joined_bins() -> None:

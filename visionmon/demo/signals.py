@@ -83,7 +83,9 @@ def evaluate(now: Snapshot, short_ago: Snapshot, long_ago: Snapshot, window: str
         now, "v1", window, pcs)
     acc = _gauge(now, "visionmon_accuracy_ratio", version="v1", window=window)
     out["accuracy_drop"] = bool(acc) and acc[0] < ACCURACY_FLOOR
-    est = _gauge(now, "visionmon_estimated_accuracy_ratio", version="v1", window=window)
+    est = [v for method in ("calibrated", "mean_confidence")  # the default estimate, not ATC
+           for v in _gauge(now, "visionmon_estimated_accuracy_ratio", version="v1",
+                           window=window, method=method)]
     out["estimated_accuracy_drop"] = bool(est) and est[0] < ACCURACY_FLOOR
     v2 = _recent_agreement(now, long_ago, "v2")
     out["shadow_disagreement_canary"] = v2 is not None and v2 < AGREEMENT_FLOOR
