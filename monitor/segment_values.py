@@ -9,9 +9,8 @@ come, first kept. The rows never move, so a checkpoint restores them in order.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from itertools import repeat
-from operator import methodcaller
 
 import numpy as np
 
@@ -41,22 +40,9 @@ class ValueFolder:
         takes a free row while there is one, else folds into `_other` (counted)."""
         got = np.fromiter(map(self._rows.get, values, repeat(-1)), dtype=np.int64,
                           count=len(values))
-        return self._admitted(got, values.__getitem__)
-
-    def rows_in(self, segments: Sequence[Mapping[str, str]]) -> np.ndarray:
-        """`rows` of this key's value in each of `segments` (every event's segments, none
-        missing), looked up in one pass without a list of the values between."""
-        get = methodcaller("get", self.key)
-        got = np.fromiter(map(self._rows.get, map(get, segments), repeat(-1)),
-                          dtype=np.int64, count=len(segments))
-        return self._admitted(got, lambda i: get(segments[i]))
-
-    def _admitted(self, got: np.ndarray, value_at: Callable[[int], str | None]
-                  ) -> np.ndarray:
-        """`got` with each unknown value's (-1) row admitted or folded, in event order."""
         if got.min(initial=0) < 0:
             for i in np.flatnonzero(got < 0).tolist():
-                got[i] = self._admit(value_at(i))
+                got[i] = self._admit(values[i])
         return got
 
     def _admit(self, value: str | None) -> int:

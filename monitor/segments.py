@@ -24,7 +24,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from operator import itemgetter
+from operator import itemgetter, methodcaller
 from typing import Any
 
 import numpy as np
@@ -296,11 +296,11 @@ class SegmentMonitor(EngineExtension):
         `segs`: the events' segments when the caller has them already."""
         if segs is None:
             segs = list(map(itemgetter(_SEGMENTS), events))
-        folder = self.folders[(model, key)]
         if None in segs:
-            return folder.rows([None if s is None else s.get(key) for s in segs])
-        # every event carries segments: the lookups run in C, with no list between them
-        return folder.rows_in(segs)  # type: ignore[arg-type]  # None is not in segs
+            values = [None if s is None else s.get(key) for s in segs]
+        else:  # every event carries segments: the lookups run in C
+            values = list(map(methodcaller("get", key), segs))
+        return self.folders[(model, key)].rows(values)
 
     # --- feeding ------------------------------------------------------------------------
     def on_predictions(self, groups: Mapping[tuple[str, str], EventGroup]) -> None:
@@ -409,10 +409,7 @@ class SegmentMonitor(EngineExtension):
             r = s.drift.get(name)
             if r is None or r.bins != size:  # new, or the baseline's bins changed
                 r = s.drift[name] = _Rows(self.windows, cap, size)
-            if idx.size == ts.size:  # every event counts (the usual case): no copies
-                r.add(ts, rows, bins)
-            else:
-                r.add(ts[idx], rows[idx], bins)
+            r.add(ts[idx], rows[idx], bins)
 
     def _rows_no_admit(self, model: str, key: str, events: Sequence[PredictionEvent]
                        ) -> np.ndarray:

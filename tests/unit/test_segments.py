@@ -80,14 +80,6 @@ def test_values_beyond_max_values_fold_into_other_and_are_counted():
     assert f.folded == 3
 
 
-def test_rows_read_from_the_segments_equal_rows_of_the_values_listed():
-    segs = [{"camera": c} for c in ["c1", "c2", "c1", "c3", "c4", "c5", "c4"]] + [{}]
-    slow, fast = ValueFolder(CAMERA), ValueFolder(CAMERA)
-    want = slow.rows([s.get("camera") for s in segs])
-    assert fast.rows_in(segs).tolist() == want.tolist()
-    assert (fast.names, fast.folded) == (slow.names, slow.folded)
-
-
 def test_a_fixed_list_folds_every_other_value():
     f = ValueFolder(SITE)
     assert f.rows(["b", "z", "a", None, "y"]).tolist() == [3, 0, 2, 1, 0]
