@@ -556,7 +556,10 @@ _SPECS: tuple[MetricSpec, ...] = (
                module="monitor/segments.py", condition=_SEGMENTED),
     MetricSpec(f"{PREFIX}segment_drift_psi", "gauge",
                "Population stability index of one segment value's window against the model's "
-               "baseline.", "", (*SEG, "feature", "window"),
+               "baseline: the prediction features and, with a reference model, the scored "
+               "images' input features (an image's segment.<key> headers, else its "
+               "prediction's segments; an image scored before its prediction arrives and "
+               "without headers counts under _none).", "", (*SEG, "feature", "window"),
                module="monitor/segments.py", condition=f"{_SEGMENTED} and a baseline"),
     MetricSpec(f"{PREFIX}segment_drift_threshold", "gauge",
                "Sample-size-aware PSI critical value of one segment value's window, at the "

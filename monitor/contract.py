@@ -297,7 +297,9 @@ IMAGE_HEADERS = TopicContract(
         FieldRule("ts", Text(), False, "epoch seconds or RFC 3339 with an offset"),
         FieldRule(f"{SEGMENT_HEADER_PREFIX}<key>", SEGMENT_VALUE, False,
                   "a segment of the image (`segment.camera: c12`), one header per key; "
-                  "absent, the image takes its prediction's segments when the two join",
+                  "absent, the image takes its prediction's segments when the two join (its "
+                  "input features count per segment only when its prediction came first, "
+                  "else under `_none`)",
                   pattern=r"^segment\.[a-zA-Z_][a-zA-Z0-9_]*$"),
     ),
 )

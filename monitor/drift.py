@@ -257,18 +257,22 @@ class DriftMonitor(EngineExtension):
         return out
 
     def add_values(self, model: str, version: str, name: str, ts: np.ndarray,
-                   values: np.ndarray) -> None:
-        """Feed a continuous feature measured elsewhere (input and embedding features)."""
+                   values: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """Feed a continuous feature measured elsewhere (input and embedding features);
+        returns (indices of the finite values counted, their baseline bins), None when the
+        baseline lacks the feature."""
         baseline = self.baselines.get(model)
         if baseline is None or name not in baseline.features:
-            return
+            return None
         state = self.by_version.get((model, version))
         if state is None:
             state = self.by_version[(model, version)] = _VersionDrift(baseline, self.windows)
-        ok = np.isfinite(values)
+        idx = np.flatnonzero(np.isfinite(values))
         if ts.size:
             self.watermark[model] = max(self.watermark.get(model, -math.inf), float(ts.max()))
-        state.add(name, ts[ok], baseline.features[name].bin_of(values[ok]))
+        bins = baseline.features[name].bin_of(values[idx])
+        state.add(name, ts[idx], bins)
+        return idx, bins
 
     def _maybe_freeze(self, model: str, evs: list[PredictionEvent]) -> None:
         """Collect `evs` into the model's first-events baseline and seal it once full."""

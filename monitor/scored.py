@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,7 +31,9 @@ class ScoredImage:
     order, after any mapping), `ref_confidence` its probability, `embedding` a float32
     vector, `features` the INPUT_FEATURES values (brightness etc. in [0, 1]; width/height
     in pixels; bytes = encoded size; `reference_model.intake.measure_features` for the
-    rest), `thumbnail` a small JPEG for the failure gallery (None when it is off).
+    rest), `thumbnail` a small JPEG for the failure gallery (None when it is off),
+    `segments` the image's own `segment.<key>` headers (None: it has none, and takes its
+    prediction's through the shadow join).
     """
 
     request_id: str
@@ -42,3 +45,4 @@ class ScoredImage:
     embedding: np.ndarray
     features: tuple[float, ...]
     thumbnail: bytes | None = None
+    segments: Mapping[str, str] | None = None

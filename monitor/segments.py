@@ -1,8 +1,12 @@
 """Statistics per segment value (camera c12, site a) beside the overall ones: request
-counts, drift of the prediction features, label quality (accuracy, per-class recall,
-calibration) and agreement with the reference model, each kept per (model, version,
-segment key) for every value of that key, one key at a time (never their cross product).
-Labels and scored images take their prediction's segments through the joins.
+counts, drift of the prediction features and of the scored images' input features, label
+quality (accuracy, per-class recall, calibration) and agreement with the reference model,
+each kept per (model, version, segment key) for every value of that key, one key at a time
+(never their cross product). Labels and scored images take their prediction's segments
+through the joins (an image's own `segment.<key>` headers come first). Embedding drift is
+not kept per value: its MMD test needs a reservoir of embeddings per value (at the default
+256 embeddings of 512 float64 values, 50 values cost 52 MB a key and version), far beyond
+the few kilobytes of a value's binned rows.
 
 Each statistic of a key is one count vector per value, kept as one flat vector of
 rows x bins (`_Rows`) so that a batch costs one bincount per statistic whatever the
@@ -315,13 +319,9 @@ class SegmentMonitor(EngineExtension):
                 s = self._state(model, version, rule.key)
                 cap = s.requests.shape[0]
                 s.requests += np.bincount(rows * 2 + failed, minlength=cap * 2).reshape(cap, 2)
-                for name, (idx, bins) in binned.items():
+                if binned:
                     assert baseline is not None
-                    size = baseline.features[name].counts.size
-                    r = s.drift.get(name)
-                    if r is None or r.bins != size:  # new, or the baseline's bins changed
-                        r = s.drift[name] = _Rows(self.windows, cap, size)
-                    r.add(ts[idx], rows[idx], bins)
+                    self._add_drift(s, baseline, ts, rows, binned)
 
     def on_joined(self, batch: JoinedBatch) -> None:
         """Labels joined to their predictions (`LabelMonitor.batch_listeners`): they count
@@ -378,6 +378,38 @@ class SegmentMonitor(EngineExtension):
             if s.shadow is None:
                 s.shadow = _Rows(self.windows, s.requests.shape[0], _SHADOW_BINS)
             s.shadow.add(ts[idx], rows[idx], bins)
+
+    def on_input_features(self, model: str, version: str,
+                          segs: Sequence[Mapping[str, str] | None], ts: np.ndarray,
+                          binned: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> None:
+        """Scored images' input features binned by the baseline
+        (`ShadowMonitor.feature_listeners`): per value of each image's segments (its own
+        headers, else its prediction's), counted like the prediction features at the
+        image's event time. A value first seen on an image takes a free row; a fold is not
+        counted again (the folded count is of requests)."""
+        rules = self.rules.get(model)
+        baseline = self.drift.baselines.get(model)
+        if not rules or baseline is None or not len(segs):
+            return
+        self.watermark[model] = max(self.watermark.get(model, -math.inf), float(ts.max()))
+        for rule in rules:
+            folder = self.folders[(model, rule.key)]
+            before = folder.folded
+            rows = self._rows(model, rule.key, (), list(segs))
+            folder.folded = before
+            s = self._state(model, version, rule.key)
+            self._add_drift(s, baseline, ts, rows, binned)
+
+    def _add_drift(self, s: _KeyState, baseline: Baseline, ts: np.ndarray, rows: np.ndarray,
+                   binned: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> None:
+        """Count each feature's (indices, bins) in the rows of its events."""
+        cap = s.requests.shape[0]
+        for name, (idx, bins) in binned.items():
+            size = baseline.features[name].counts.size
+            r = s.drift.get(name)
+            if r is None or r.bins != size:  # new, or the baseline's bins changed
+                r = s.drift[name] = _Rows(self.windows, cap, size)
+            r.add(ts[idx], rows[idx], bins)
 
     def _rows_no_admit(self, model: str, key: str, events: Sequence[PredictionEvent]
                        ) -> np.ndarray:

@@ -104,6 +104,12 @@ class _Layout:
 ShadowJoin = tuple[Mapping[str, str] | None, float, bool]
 
 
+#: receives scored images' binned input features (`ShadowMonitor.feature_listeners`)
+InputFeatureListener = Callable[
+    [str, str, Sequence[Mapping[str, str] | None], np.ndarray,
+     Mapping[str, tuple[np.ndarray, np.ndarray]]], None]
+
+
 class _WaitingPrediction(NamedTuple):
     """A prediction waiting for its reference score (checkpointed as a list)."""
 
@@ -403,6 +409,10 @@ class ShadowMonitor(EngineExtension):
         #: told each batch of joined images of one (model, version): (the prediction's
         #: segments, join time in s, whether production agreed with the reference)
         self.batch_listeners: list[Callable[[str, str, Sequence[ShadowJoin]], None]] = []
+        #: called with each batch of scored images' input features as the drift statistics
+        #: count them (model, version, each image's segments, times in s, {feature: (indices
+        #: of the images it counts, their baseline bins)})
+        self.feature_listeners: list[InputFeatureListener] = []
 
     def _state(self, model: str, version: str) -> _VersionShadow:
         s = self.by_version.get((model, version))
@@ -482,12 +492,16 @@ class ShadowMonitor(EngineExtension):
                                          float(ts.max())), self._horizon_s))
             self._profile(model, its)
             joins: dict[str, list[_Joined]] = {}
+            #: each image's segments: its own headers, else its prediction's when joined now
+            segs: list[Mapping[str, str] | None] = []
             for it in its:
                 hit = self.predictions.pop(it.request_id)
                 if hit is None:
                     self.early.put(it.request_id, it.ts,
                                    _WaitingScore(it.ref_pred, it.ref_confidence))
+                    segs.append(it.segments)
                     continue
+                segs.append(hit.segments if it.segments is None else it.segments)
                 # the prediction's version is authoritative
                 joins.setdefault(hit.version, []).append(
                     _Joined(hit.pred, hit.confidence, it.ts, it.ref_pred, hit.segments))
@@ -496,7 +510,7 @@ class ShadowMonitor(EngineExtension):
                                                 hit.confidence, it.ref_pred)
             for pred_version, js in joins.items():
                 self._join(model, pred_version, js)
-            self._features(model, version, its)
+            self._features(model, version, its, segs)
 
     def _profile(self, model: str, its: list[ScoredImage]) -> None:
         """Extend the model's baseline with images once enough have been scored, and with
@@ -549,14 +563,23 @@ class ShadowMonitor(EngineExtension):
         usual[ok] = is_usual(pred[ok], ref[ok], split.value.pairs, c)
         return usual
 
-    def _features(self, model: str, version: str, its: list[ScoredImage]) -> None:
+    def _features(self, model: str, version: str, its: list[ScoredImage],
+                  segs: Sequence[Mapping[str, str] | None]) -> None:
+        """Input features and embeddings of scored images into the drift statistics;
+        `segs`: each image's segments, for the `feature_listeners`."""
         baseline = self.drift.baselines.get(model)
         if baseline is None or baseline.embedding is None:
             return
         ts = np.array([it.ts for it in its])
         feats = input_feature_matrix(its)
+        binned: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for j, name in enumerate(INPUT_FEATURES):
-            self.drift.add_values(model, version, name, ts, feats[:, j])
+            got = self.drift.add_values(model, version, name, ts, feats[:, j])
+            if got is not None:
+                binned[name] = got
+        if binned:
+            for feature_listener in self.feature_listeners:
+                feature_listener(model, version, segs, ts, binned)
         emb = np.stack([np.asarray(it.embedding, dtype=np.float64) for it in its])
         centred = emb - baseline.embedding.mean
         pcs = centred @ baseline.embedding.components.T

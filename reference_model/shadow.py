@@ -382,7 +382,7 @@ class ShadowScorer:
                 embedding=np.array(embeddings[i], dtype=np.float32),
                 features=self._duplicates.features(ev.model, item.image.features,
                                                    item.image.dhash),
-                thumbnail=item.image.thumbnail))
+                thumbnail=item.image.thumbnail, segments=ev.segments))
         return out
 
     # ------------------------------------------------------------------ status

@@ -173,6 +173,7 @@ def build_statistics(loaded: LoadedConfig) -> Statistics:
             labels.joined_listeners.append(shadow.gallery.on_label)
         if per_segment is not None:
             shadow.batch_listeners.append(per_segment.on_shadow)
+            shadow.feature_listeners.append(per_segment.on_input_features)
     return Statistics(engine, drift, labels, quality, shadow, lifecycle)
 
 

@@ -59,11 +59,12 @@ def _send(producer: KafkaProducer, names: dict[str, str], probs: np.ndarray,
              "pred": int(np.argmax(p)), "confidence": float(p.max()),
              "probs": [round(float(x), 6) for x in p], "latency_ms": 3.0,
              "segments": {"camera": f"cam-{i % 3}"}}))
-        if images is not None:
+        if images is not None:  # every other image names its camera, the rest inherit it
+            own = [("segment.camera", f"cam-{i % 3}".encode())] if i % 2 else []
             producer.send(names["images"], render_digit(images[i - first]), headers=[
                 ("request_id", rid.encode()), ("model", b"digits"),
                 ("version", version.encode()), ("content-type", b"image/png"),
-                ("ts", str(ts).encode())])
+                ("ts", str(ts).encode()), *own])
         if i % 2 == 0:
             label = int(labels[i - first]) + (1 if i % 10 == 0 else 0)
             producer.send(names["feedback"], orjson.dumps(
@@ -87,7 +88,8 @@ def test_every_catalog_metric_is_exported_unless_its_condition_is_unmet(
     cfg = base_config(
         broker.bootstrap, names, models=[{"name": "digits", "classes": list(DIGIT_CLASSES),
                                           "accept": {"threshold": 0.8},
-                                          "segments": [{"key": "camera", "max_values": 2}]}],
+                                          # cam-0 kept, cam-1 and cam-2 fold into _other
+                                          "segments": [{"key": "camera", "max_values": 1}]}],
         reference=art.config.model_dump(mode="json"),
         baseline={"mode": "first_events", "events": BASELINE_EVENTS,
                   "images": BASELINE_IMAGES},

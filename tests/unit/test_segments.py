@@ -5,6 +5,7 @@ memory bound and the checkpoint round trip."""
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -126,17 +127,22 @@ def test_a_values_drift_equals_a_drift_monitor_fed_only_its_events():
         own = [e for e in evs if e.segments and e.segments["camera"] == cam]
         alone.on_predictions({("m", "v1"): EventGroup(own)})
         alone.watermark["m"] = evs[-1].ts  # the same right edge as the whole stream
-        for (feature, window), f in alone.figures("m", "v1").items():
-            key = ("m", "v1", "camera", cam, feature, window)
-            assert snap["visionmon_segment_drift_window_events"][key] == f.n
-            assert snap["visionmon_segment_drift_psi"][key] == pytest.approx(f.psi)
-            assert snap["visionmon_segment_drift_threshold"][key] == \
-                pytest.approx(f.threshold)
+        _assert_same_figures(snap, cam, alone.figures("m", "v1"))
     psi = snap["visionmon_segment_drift_psi"]
     th = snap["visionmon_segment_drift_threshold"]
     k1 = ("m", "v1", "camera", "c1", "predicted_class", "5m")
     k0 = ("m", "v1", "camera", "c0", "predicted_class", "5m")
     assert psi[k1] > th[k1] and psi[k0] < th[k0]
+
+
+def _assert_same_figures(snap: dict, camera: str, figures: dict) -> None:
+    """The camera's segment drift series equal `figures` ({(feature, window): figures}) of
+    a DriftMonitor fed only that camera's events."""
+    for (feature, window), f in figures.items():
+        key = ("m", "v1", "camera", camera, feature, window)
+        assert snap["visionmon_segment_drift_window_events"][key] == f.n
+        assert snap["visionmon_segment_drift_psi"][key] == pytest.approx(f.psi)
+        assert snap["visionmon_segment_drift_threshold"][key] == pytest.approx(f.threshold)
 
 
 def test_a_values_accuracy_and_recall_equal_brute_force_over_its_labels():
@@ -171,12 +177,18 @@ def test_the_checkpoint_round_trip_renders_the_same_series():
     engine.apply_predictions(evs)
     labels.apply_feedback([FeedbackEvent(e.request_id, e.pred, evs[-1].ts) for e in evs[:400]
                            if e.ok])
+    _assert_restores_the_same_series(engine, _stats()[0])
+
+
+def _assert_restores_the_same_series(engine: Engine, again: Engine) -> dict:
+    """`again` restored from `engine`'s checkpoint renders the same segment series;
+    returns `engine`'s snapshot."""
     before = engine.snapshot()
-    again, _, _, _ = _stats()
     again.restore(decode(encode(engine.state())))
     after = again.snapshot()
     for name in [n for n in before if n.startswith("visionmon_segment_")]:
         assert after[name] == pytest.approx(before[name]), name
+    return before
 
 
 def test_a_changed_values_list_restores_that_key_empty():
@@ -262,3 +274,107 @@ def test_predictions_waiting_for_their_image_restore_from_a_checkpoint_without_s
                                   "evicted": {}}}
     shadow.restore(decode(encode(new)))
     assert shadow.predictions.pop("r-new").segments == {"camera": "c7"}
+
+
+def _images(evs: list[PredictionEvent], seed: int, shift_camera: str | None = None,
+            own: bool = False):
+    """A scored image per successful prediction; the shifted camera's are darker. `own`:
+    each image carries its prediction's segments as its own headers (else none)."""
+    from monitor.scored import INPUT_FEATURES, ScoredImage
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for e in evs:
+        if not e.ok:
+            continue
+        feats = rng.uniform(0.2, 0.8, len(INPUT_FEATURES))
+        if shift_camera and e.segments and e.segments["camera"] == shift_camera:
+            feats[0] = rng.uniform(0.0, 0.3)  # brightness
+        out.append(ScoredImage(e.request_id, e.model, e.version, e.ts + 0.01, e.pred, 0.9,
+                               rng.normal(size=8).astype(np.float32), tuple(feats.tolist()),
+                               segments=e.segments if own else None))
+    return out
+
+
+@functools.cache
+def _image_baseline():
+    """`_baseline` with an image profile (built once: its MMD null takes seconds)."""
+    from monitor.baseline import with_images
+
+    return with_images(_baseline(), _images(_events(1500, seed=12, t0=1000.0), seed=13), k=5)
+
+
+def _image_stats(segments=(ALL_CAMERAS, SITE)):
+    """`_stats` with a baseline that has an image profile and a shadow monitor feeding the
+    segment statistics."""
+    from monitor.shadow import ShadowMonitor
+
+    engine, drift, _, seg = _stats(segments)
+    drift.set_baseline(_image_baseline())
+    shadow = ShadowMonitor({"m": CLASSES}, WINDOWS, drift)
+    shadow.batch_listeners.append(seg.on_shadow)
+    shadow.feature_listeners.append(seg.on_input_features)
+    engine.extensions.append(shadow)
+    return engine, drift, shadow, seg
+
+
+@pytest.mark.parametrize("own", [False, True], ids=["inherited through the join",
+                                                    "from the image's own headers"])
+def test_a_values_input_feature_drift_equals_a_drift_monitor_fed_only_its_images(own):
+    from monitor.scored import INPUT_FEATURES
+
+    engine, drift, shadow, _ = _image_stats()
+    evs = _events(2400, seed=14, shift_camera="c1")
+    engine.apply_predictions(evs)
+    images = _images(evs, seed=15, shift_camera="c1", own=own)
+    shadow.apply_scored(images)
+    snap = engine.snapshot()
+    seg_of = {e.request_id: e.segments for e in evs}
+    for cam in ("c0", "c1"):
+        alone = DriftMonitor({"m": CLASSES}, WINDOWS, alpha=0.01,
+                             features=("predicted_class", "confidence"),
+                             baselines={"m": drift.baselines["m"]})
+        mine = [i for i in images if (seg_of[i.request_id] or {}).get("camera") == cam]
+        ts = np.array([i.ts for i in mine])
+        for j, name in enumerate(INPUT_FEATURES):
+            alone.add_values("m", "v1", name, ts, np.array([i.features[j] for i in mine]))
+        alone.watermark["m"] = images[-1].ts  # the same right edge as the whole stream
+        figures = {k: f for k, f in alone.figures("m", "v1").items() if k[0] in INPUT_FEATURES}
+        assert len(figures) == len(INPUT_FEATURES) * len(WINDOWS)
+        _assert_same_figures(snap, cam, figures)
+    psi = snap["visionmon_segment_drift_psi"]
+    th = snap["visionmon_segment_drift_threshold"]
+    for cam in ("c0", "c2", "c3", "c4"):
+        k = ("m", "v1", "camera", cam, "brightness", "1h")
+        assert psi[k] < th[k], cam
+    k1 = ("m", "v1", "camera", "c1", "brightness", "1h")
+    assert psi[k1] > th[k1]
+
+
+def test_input_feature_rows_round_trip_a_checkpoint():
+    engine, _, shadow, _ = _image_stats()
+    evs = _events(900, seed=16, shift_camera="c3")
+    engine.apply_predictions(evs)
+    shadow.apply_scored(_images(evs, seed=17, shift_camera="c3"))
+    before = _assert_restores_the_same_series(engine, _image_stats()[0])
+    assert any(k[4] == "brightness" for k in before["visionmon_segment_drift_psi"])
+
+
+def test_the_budget_counts_the_input_features_when_a_reference_model_scores_images():
+    from monitor.config import load_config
+    from monitor.reference_config import ReferenceConfig
+    from monitor.scored import INPUT_FEATURES
+    from monitor.segment_budget import segment_state_bytes
+
+    loaded = load_config("examples/visionmon.yaml")
+    cfg = loaded.config
+    ref = ReferenceConfig.model_construct(model="digits", path="r.pt", sha256="0" * 64)
+    scored = loaded.model_copy(update={"config": cfg.model_copy(update={"reference": ref})})
+    k = cfg.baseline.quantile_bins
+    slices, versions = len(cfg.windows.sizes) * cfg.windows.segment_slices, \
+        cfg.limits.max_versions_per_model
+    for (model, key, without), (_, _, with_images) in zip(
+            segment_state_bytes(loaded), segment_state_bytes(scored), strict=True):
+        rule = next(r for r in loaded.models[model].segments if r.key == key)
+        extra = rule.capacity * len(INPUT_FEATURES) * (k + 1) * slices * 8 * versions
+        assert with_images - without == extra, key
