@@ -30,7 +30,9 @@ class ScoredImage:
     order, after any mapping), `ref_confidence` its probability, `embedding` a float32
     vector, `features` the INPUT_FEATURES values (brightness etc. in [0, 1]; width/height
     in pixels; bytes = encoded size; `reference_model.intake.measure_features` for the
-    rest), `thumbnail` a small JPEG for the failure gallery (None when it is off).
+    rest), `thumbnail` a small JPEG for the failure gallery (None when it is off),
+    `energy` the reference logits' energy (`monitor.stats.unusual.energy_score`, logit
+    units; NaN when the scorer gave none).
     """
 
     request_id: str
@@ -42,3 +44,4 @@ class ScoredImage:
     embedding: np.ndarray
     features: tuple[float, ...]
     thumbnail: bytes | None = None
+    energy: float = float("nan")
