@@ -2,8 +2,9 @@
 
 It holds, fixed at build time, the class counts, the quantile bin edges and counts of
 each continuous feature, a confidence calibration map fitted on labeled events, and
-(when images were profiled) input-feature bins, an embedding summary and, per production
-class, how often the reference model agreed. Current windows are compared against it.
+(when images were profiled) input-feature bins, an embedding summary, per production
+class, how often the reference model agreed, and each unusualness score's distribution
+(`monitor.unusual`). Current windows are compared against it.
 Files are JSON with a content hash checked on load.
 """
 
@@ -42,6 +43,7 @@ from monitor.stats.mmd_null import (
     calibrate_mmd_null,
     mmd_reference,
 )
+from monitor.unusual import UnusualProfile, unusual_profiles
 
 FORMAT_VERSION = 1
 PREDICTION_FEATURES = ("confidence", "margin", "entropy")
@@ -127,6 +129,9 @@ class Baseline:
     source: str = ""
     baseline_version: str = "1"
     agreement: AgreementProfile | None = None
+    #: per unusualness score, its baseline distribution; empty in older files (then the
+    #: scores are not exported)
+    unusual: Mapping[str, UnusualProfile] = field(default_factory=dict)
     sha256: str = field(default="")
 
 
@@ -238,7 +243,8 @@ def with_images(baseline: Baseline, images: Sequence[ScoredImage], k: int = 10,
                          calibration=baseline.calibration,
                          labeled_events=baseline.labeled_events, embedding=embedding,
                          source=baseline.source, baseline_version=baseline.baseline_version,
-                         agreement=agreement or baseline.agreement))
+                         agreement=agreement or baseline.agreement,
+                         unusual=unusual_profiles(images, embedding.sample)))
 
 
 def with_calibration(baseline: Baseline, confidence: np.ndarray, correct: np.ndarray
@@ -254,7 +260,7 @@ def with_calibration(baseline: Baseline, confidence: np.ndarray, correct: np.nda
                          calibration=calibration, labeled_events=int(conf.size),
                          embedding=baseline.embedding, source=baseline.source,
                          baseline_version=baseline.baseline_version,
-                         agreement=baseline.agreement))
+                         agreement=baseline.agreement, unusual=baseline.unusual))
 
 
 def profiled_images(baseline: Baseline) -> int:
@@ -377,6 +383,8 @@ def to_dict(b: Baseline) -> dict[str, Any]:
         if u is not None:
             out["agreement"].update(pairs=u.pairs.tolist(), pairs_n=u.n.tolist(),
                                     pairs_usual=u.usual.tolist())
+    if b.unusual:  # absent from older files, whose hash stays theirs
+        out["unusual"] = {n: p.to_dict() for n, p in b.unusual.items()}
     return out
 
 
@@ -403,6 +411,7 @@ def from_dict(d: Mapping[str, Any], where: str = "baseline") -> Baseline:
         cal = d.get("calibration")
         emb = d.get("embedding")
         agr = d.get("agreement")
+        unusual = {n: UnusualProfile.from_dict(n, u) for n, u in d.get("unusual", {}).items()}
         b = Baseline(
             model=d["model"], classes=tuple(d["classes"]), events=int(d["events"]),
             created_at=float(d["created_at"]), features=features,
@@ -412,7 +421,7 @@ def from_dict(d: Mapping[str, Any], where: str = "baseline") -> Baseline:
             embedding=None if emb is None else _embedding_from_dict(emb),
             source=str(d.get("source", "")), baseline_version=str(d.get("baseline_version", "1")),
             agreement=None if agr is None else _agreement_from_dict(agr, len(d["classes"])),
-            sha256=str(d.get("sha256", "")))
+            unusual=unusual, sha256=str(d.get("sha256", "")))
     except (KeyError, TypeError, ValueError) as err:
         raise BaselineError(f"{where}: malformed baseline ({err})") from None
     if emb is not None and emb.get("null") is None and b.embedding is not None \
