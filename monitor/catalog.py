@@ -99,6 +99,8 @@ DRIFT = ("model", "version", "feature", "window")
 #: whatever keys a config declares (docs/metrics.md, "segments")
 SEG = ("model", "version", "segment_key", "segment")
 _SEGMENTED = "with models[].segments"
+_UNUSUAL_WINDOW = ("with a reference model and images, a baseline with unusualness profiles, "
+                   "and quality.min_shadow_images scored images in the window")
 
 _SPECS: tuple[MetricSpec, ...] = (
     # --- build and runtime -------------------------------------------------
@@ -537,16 +539,14 @@ _SPECS: tuple[MetricSpec, ...] = (
                "reference logits); clean traffic: about 0.01.", "ratio",
                (*MVW, "score"),
                module="monitor/unusual_monitor.py",
-               condition="with a reference model and images, a baseline with unusualness "
-                         "profiles, and quality.min_shadow_images scored images in the window"),
+               condition=_UNUSUAL_WINDOW),
     MetricSpec(f"{PREFIX}unusual_input_ratio_threshold", "gauge",
                "Largest visionmon_unusual_input_ratio a clean window of as many images "
                "reaches at the test's level (one-sided binomial test against 0.01 at "
                "drift.alpha / 2 per score): a ratio above it is unusual.", "ratio",
                (*MVW, "score"),
                module="monitor/unusual_monitor.py",
-               condition="with a reference model and images, a baseline with unusualness "
-                         "profiles, and quality.min_shadow_images scored images in the window"),
+               condition=_UNUSUAL_WINDOW),
     MetricSpec(f"{PREFIX}unusual_input_rank", "histogram",
                "Scored images by the share of baseline images with a lower unusualness score "
                "(1 above the baseline's 99th percentile): uniform for clean traffic, mass in "
