@@ -29,9 +29,9 @@ UNUSUAL_SCORES: tuple[str, ...] = ("knn", "energy")
 REFERENCE_QUANTILE = 0.99
 #: quantile bins of each score's baseline distribution (the histogram's resolution)
 PROFILE_BINS = 20
-#: fewer finite baseline values: the score is not profiled (its 99th percentile would
-#: rest on fewer than five images beyond it)
-MIN_PROFILE_VALUES = 500
+#: fewer finite baseline values: the score is not profiled (its 99th percentile would rest
+#: on fewer than two images beyond it; the window test allows for the rest of its error)
+MIN_PROFILE_VALUES = 200
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -44,6 +44,16 @@ class UnusualProfile:
     p99: float
     edges: np.ndarray
     counts: np.ndarray
+
+    @property
+    def images(self) -> float:
+        """Baseline images behind the profile."""
+        return float(self.counts.sum())
+
+    @property
+    def above(self) -> float:
+        """Baseline images above the 99th percentile."""
+        return float(self.counts[int(np.searchsorted(self.edges, self.p99)) + 1:].sum())
 
     def to_dict(self) -> dict[str, Any]:
         return {"p99": self.p99, "edges": self.edges.tolist(), "counts": self.counts.tolist()}

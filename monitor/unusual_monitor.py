@@ -2,11 +2,12 @@
 
 For each (model, version) and each profiled score (`monitor.unusual`), the windows count
 the images scored and those above the baseline's 99th percentile; a snapshot exports the
-ratio and the largest ratio a clean window reaches at the test's level (a one-sided
-binomial test against 1 %, `monitor.stats.unusual`), so that the alert compares the two as
-the MMD alert does. A histogram of each score's baseline rank (the share of baseline images
-scoring lower: uniform on [0, 1] for clean traffic) counts since start. Images above a
-99th percentile are offered to the failure gallery with their excess.
+ratio and the largest ratio a clean window reaches at the test's level (a one-sided test
+against the about 1 % of the baseline's images above it, `monitor.stats.unusual`), so that
+the alert compares the two as the MMD alert does. A histogram of each score's baseline
+rank (the share of baseline images scoring lower: uniform on [0, 1] for clean traffic)
+counts since start. Images above a 99th percentile are offered to the failure gallery
+with their excess.
 
 Scores are computed before the ingestion lock is taken (`prepare`: a (batch x 2,000)
 distance block per batch); under the lock only counts are added (`apply`). Memory: per
@@ -21,7 +22,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.stats import binom
 
 from monitor.baseline import Baseline
 from monitor.catalog import UNUSUAL_RANK_BUCKETS
@@ -29,7 +29,7 @@ from monitor.engine import EngineExtension, bucket_index
 from monitor.gallery import FailureGallery
 from monitor.scored import ScoredImage
 from monitor.snapshot import SnapshotBuilder, histogram_value
-from monitor.stats.unusual import CLEAN_EXCEEDANCE
+from monitor.stats.unusual import exceedance_critical
 from monitor.unusual import UNUSUAL_SCORES, UnusualProfile, image_scores
 from monitor.windows import WindowedCounts, WindowSpec
 
@@ -55,10 +55,11 @@ def excess(values: np.ndarray, profile: UnusualProfile) -> np.ndarray:
     return (values - profile.p99) / spread
 
 
-def critical_ratio(n: float, alpha: float) -> float:
-    """The largest share of `n` images above the 99th percentile that a clean window
-    reaches with probability more than `alpha`: a window's ratio above it has p <= alpha."""
-    return float(binom.isf(alpha, int(n), CLEAN_EXCEEDANCE)) / n
+def critical_ratio(n: float, alpha: float, profile: UnusualProfile) -> float:
+    """The largest share of `n` images above the profile's 99th percentile that a clean
+    window reaches with probability more than `alpha` (`exceedance_critical`): a window's
+    ratio above it has p <= alpha."""
+    return exceedance_critical(int(n), alpha, profile.above, profile.images) / n
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,23 +90,25 @@ class _VersionUnusual:
 class UnusualCapture:
     """The counts copied for a snapshot (statistics computed in `render`)."""
 
-    rows: tuple[tuple[str, str, Mapping[str, np.ndarray], np.ndarray, np.ndarray], ...]
+    rows: tuple[tuple[str, str, Mapping[str, np.ndarray], np.ndarray, np.ndarray,
+                      Mapping[str, UnusualProfile]], ...]
     min_images: int
     alpha: float
 
     def render(self, b: SnapshotBuilder) -> None:
-        for model, version, totals, hist, sums in self.rows:
+        for model, version, totals, hist, sums, profiles in self.rows:
             for j, score in enumerate(UNUSUAL_SCORES):
                 if hist[j].sum():
                     b.set("visionmon_unusual_input_rank", (model, version, score),
                           histogram_value(hist[j], sums[j]))
+                profile = profiles.get(score)
                 for window, v in totals.items():
                     n, above = v[2 * j], v[2 * j + 1]
-                    if n >= self.min_images:
+                    if profile is not None and n >= self.min_images:
                         key = (model, version, window, score)
                         b.set("visionmon_unusual_input_ratio", key, above / n)
                         b.set("visionmon_unusual_input_ratio_threshold", key,
-                              critical_ratio(n, self.alpha))
+                              critical_ratio(n, self.alpha, profile))
 
 
 class UnusualMonitor(EngineExtension):
@@ -192,8 +195,13 @@ class UnusualMonitor(EngineExtension):
     # --- reading ---------------------------------------------------------------------
     def capture(self) -> UnusualCapture:
         rows = [(model, version, s.windows.totals(self.watermark(model)), s.hist.copy(),
-                 s.sums.copy()) for (model, version), s in self.by_version.items()]
+                 s.sums.copy(), self._profiles(model))
+                for (model, version), s in self.by_version.items()]
         return UnusualCapture(tuple(rows), self.min_images, self.alpha)
+
+    def _profiles(self, model: str) -> Mapping[str, UnusualProfile]:
+        baseline = self.baselines(model)
+        return {} if baseline is None else baseline.unusual
 
     def state(self) -> Any:
         return [[m, v, {"windows": s.windows.state(), "hist": s.hist.tolist(),

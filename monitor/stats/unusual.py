@@ -11,8 +11,9 @@ Two scores, both larger = more unusual, from what the reference model already co
 - `energy_score`: -T * logsumexp(logits / T) of the reference model's logits (Liu et al.,
   "Energy-based out-of-distribution detection", NeurIPS 2020). Unit: the logits'.
 
-`exceedance_pvalue` is the one-sided binomial test of a window's count of images above
-the baseline's 99th percentile against the 1 % a clean window shows.
+`exceedance_pvalue` is the one-sided test of a window's count of images above the
+baseline's 99th percentile against the about 1 % a clean window shows: binomial for a
+large baseline, beta-binomial to allow for the percentile's own sampling error.
 """
 
 from __future__ import annotations
@@ -20,13 +21,11 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 from scipy.special import logsumexp
-from scipy.stats import binom
+from scipy.stats import betabinom
 
 #: neighbours behind the kNN distance (Sun et al. use k = 1 to 50; 5 is stable at a
 #: sample of 2000 rows and still local)
 DEFAULT_KNN_K = 5
-#: the share of clean images above the baseline's reference quantile
-CLEAN_EXCEEDANCE = 0.01
 #: rows of the query compared with the sample at once (bounds the distance block's memory)
 _CHUNK = 256
 
@@ -76,12 +75,36 @@ def energy_score(logits: npt.ArrayLike, temperature: float = 1.0) -> npt.NDArray
     return np.asarray(-temperature * logsumexp(z / temperature, axis=1), dtype=np.float64)
 
 
-def exceedance_pvalue(above: int, n: int, rate: float = CLEAN_EXCEEDANCE) -> float:
-    """P(X >= above) for X ~ Binomial(n, rate): the one-sided p-value of `above` of `n`
-    images exceeding a quantile that `rate` of clean images exceed. NaN for an empty
-    window."""
+def exceedance_pvalue(above: int, n: int, base_above: float, base_n: float) -> float:
+    """P(X >= above): the one-sided p-value of `above` of a window's `n` images exceeding
+    the baseline's quantile that `base_above` of its `base_n` images exceeded. NaN for an
+    empty window.
+
+    X ~ BetaBinomial(n, base_above + 1, base_n - base_above): the share of clean images
+    above an order statistic of the baseline is Beta-distributed whatever the score's
+    distribution, so the test keeps its level with a small baseline (300 images put about
+    3 above their 99th percentile); with a large one it is the binomial test against
+    base_above / base_n (about 1 %)."""
     if n <= 0:
         return float("nan")
     if not 0 <= above <= n:
         raise ValueError(f"above must be in 0..{n}, got {above}")
-    return float(binom.sf(above - 1, n, rate))
+    a, b = _beta(base_above, base_n)
+    return float(betabinom.sf(above - 1, n, a, b))
+
+
+def exceedance_critical(n: int, alpha: float, base_above: float, base_n: float) -> int:
+    """The largest count of `n` clean images above the baseline's quantile that is
+    reached with probability more than `alpha` (`exceedance_pvalue`'s null): a window
+    with more has p <= alpha."""
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    a, b = _beta(base_above, base_n)
+    return int(betabinom.isf(alpha, n, a, b))
+
+
+def _beta(base_above: float, base_n: float) -> tuple[float, float]:
+    if not 0 <= base_above < base_n:
+        raise ValueError(f"the baseline needs 0 <= images above ({base_above}) < images "
+                         f"({base_n})")
+    return base_above + 1.0, base_n - base_above

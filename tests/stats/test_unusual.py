@@ -1,5 +1,6 @@
 """Unusualness scores against brute-force oracles: a full numpy distance matrix sorted per
-row, scipy's logsumexp written out by hand, and the binomial tail summed term by term."""
+row, scipy's logsumexp written out by hand, the binomial tail summed term by term and
+integrated over the baseline's Beta, and the test's level simulated."""
 
 from __future__ import annotations
 
@@ -7,9 +8,16 @@ import math
 
 import numpy as np
 import pytest
+import scipy.integrate
 import scipy.special
+import scipy.stats
 
-from monitor.stats.unusual import energy_score, exceedance_pvalue, knn_distance
+from monitor.stats.unusual import (
+    energy_score,
+    exceedance_critical,
+    exceedance_pvalue,
+    knn_distance,
+)
 
 
 def _brute_knn(x: np.ndarray, sample: np.ndarray, k: int, skip: np.ndarray) -> np.ndarray:
@@ -80,13 +88,58 @@ def test_a_confident_answer_has_lower_energy_than_a_flat_one() -> None:
     assert energy_score([[12.0, 0, 0]])[0] < energy_score([[1.0, 1, 1]])[0]
 
 
-@pytest.mark.parametrize("above, n", [(0, 50), (1, 100), (3, 100), (12, 400), (400, 400)])
-def test_the_pvalue_is_the_binomial_upper_tail_summed_by_hand(above: int, n: int) -> None:
+def _beta_binomial_tail(above: int, n: int, base_above: int, base_n: int) -> float:
+    """P(X >= above) integrated numerically: the binomial tail summed by hand, averaged
+    over the Beta(base_above + 1, base_n - base_above) density of the clean rate."""
+    def tail(q: float) -> float:
+        return sum(math.comb(n, j) * q ** j * (1 - q) ** (n - j) for j in range(above, n + 1))
+    a, b = base_above + 1, base_n - base_above
+    return scipy.integrate.quad(lambda q: tail(q) * scipy.stats.beta.pdf(q, a, b), 0, 1,
+                                limit=200, points=[a / (a + b)])[0]
+
+
+@pytest.mark.parametrize("above, n, base_above, base_n", [
+    (0, 50, 3, 300), (1, 100, 3, 300), (3, 100, 3, 300), (8, 200, 20, 2000), (0, 1, 0, 10)])
+def test_the_pvalue_is_the_binomial_tail_averaged_over_the_baselines_beta(
+        above: int, n: int, base_above: int, base_n: int) -> None:
+    want = _beta_binomial_tail(above, n, base_above, base_n)
+    assert exceedance_pvalue(above, n, base_above, base_n) == pytest.approx(want, rel=1e-6)
+
+
+def test_a_huge_baseline_gives_the_binomial_test_against_its_rate() -> None:
+    n, above = 400, 9
     want = sum(math.comb(n, j) * 0.01 ** j * 0.99 ** (n - j) for j in range(above, n + 1))
-    assert exceedance_pvalue(above, n) == pytest.approx(want, rel=1e-9, abs=1e-300)
+    assert exceedance_pvalue(above, n, 10 ** 7, 10 ** 9) == pytest.approx(want, rel=1e-3)
 
 
-def test_an_empty_window_has_no_pvalue_and_an_impossible_count_is_refused() -> None:
-    assert math.isnan(exceedance_pvalue(0, 0))
+@pytest.mark.parametrize("n, alpha", [(20, 0.005), (100, 0.005), (500, 0.01), (2000, 0.001)])
+def test_the_critical_count_is_the_last_one_the_pvalue_does_not_reject(n: int,
+                                                                      alpha: float) -> None:
+    x = exceedance_critical(n, alpha, 3, 300)
+    assert exceedance_pvalue(x + 1, n, 3, 300) <= alpha < exceedance_pvalue(x, n, 3, 300)
+
+
+def test_clean_windows_against_a_small_baseline_keep_the_level_whatever_the_scores() -> None:
+    """300 baseline values and windows of 200 from one skewed distribution, each time a
+    fresh baseline: the test rejects at most alpha of them (the binomial against 1 %
+    rejects far more)."""
+    rng = np.random.default_rng(11)
+    alpha, trials, n = 0.01, 3000, 200
+    base = rng.lognormal(size=(trials, 300))
+    p99 = np.quantile(base, 0.99, axis=1)
+    above_base = (base > p99[:, None]).sum(axis=1)
+    window = rng.lognormal(size=(trials, n))
+    above = (window > p99[:, None]).sum(axis=1)
+    p = np.array([exceedance_pvalue(int(k), n, int(r), 300)
+                  for k, r in zip(above, above_base, strict=True)])
+    binomial = scipy.stats.binom.sf(above - 1, n, 0.01)
+    assert np.mean(p <= alpha) <= alpha + 3 * math.sqrt(alpha / trials)
+    assert np.mean(binomial <= alpha) > 3 * alpha
+
+
+def test_an_empty_window_has_no_pvalue_and_impossible_counts_are_refused() -> None:
+    assert math.isnan(exceedance_pvalue(0, 0, 3, 300))
     with pytest.raises(ValueError):
-        exceedance_pvalue(5, 4)
+        exceedance_pvalue(5, 4, 3, 300)
+    with pytest.raises(ValueError):
+        exceedance_pvalue(1, 4, 300, 300)

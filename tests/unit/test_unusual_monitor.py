@@ -4,8 +4,6 @@ gallery seam, older baselines exporting nothing, and the state through a checkpo
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 
@@ -14,6 +12,7 @@ from monitor.baseline import Baseline, build_baseline
 from monitor.events import PredictionEvent
 from monitor.scored import INPUT_FEATURES, ScoredImage
 from monitor.snapshot import HistogramValue, SnapshotBuilder
+from monitor.stats.unusual import exceedance_critical
 from monitor.unusual_monitor import UnusualMonitor, baseline_rank, critical_ratio
 from monitor.windows import WindowSpec
 
@@ -51,19 +50,13 @@ def _series(mon: UnusualMonitor) -> dict[str, dict[tuple[str, ...], object]]:
     return b.build()
 
 
-def _tail(n: int, k: int) -> float:
-    """P(X >= k), X ~ Binomial(n, 0.01), summed term by term in logs."""
-    def log_term(j: int) -> float:
-        return (math.lgamma(n + 1) - math.lgamma(j + 1) - math.lgamma(n - j + 1)
-                + j * math.log(0.01) + (n - j) * math.log(0.99))
-    return sum(math.exp(log_term(j)) for j in range(k, n + 1))
-
-
-def test_the_critical_ratio_is_the_binomial_upper_tail_by_hand() -> None:
-    for n, alpha in ((20, 0.005), (100, 0.005), (1000, 0.01), (5000, 0.001)):
-        x = critical_ratio(n, alpha) * n
-        assert x == round(x)
-        assert _tail(n, int(x) + 1) <= alpha < _tail(n, int(x))
+def test_the_critical_ratio_is_the_critical_count_of_the_profiles_test(baseline) -> None:  # type: ignore[no-untyped-def]
+    prof = baseline.unusual["energy"]
+    assert prof.images == N and prof.above == np.sum(
+        prof.counts[np.searchsorted(prof.edges, prof.p99) + 1:])
+    for n in (20, 100, 1000):
+        want = exceedance_critical(n, 0.005, prof.above, prof.images) / n
+        assert critical_ratio(n, 0.005, prof) == want
 
 
 def test_clean_images_stay_under_the_threshold_and_unusual_ones_cross_it(baseline) -> None:  # type: ignore[no-untyped-def]
