@@ -30,8 +30,8 @@ REFERENCE_QUANTILE = 0.99
 #: quantile bins of each score's baseline distribution (the histogram's resolution)
 PROFILE_BINS = 20
 #: fewer finite baseline values: the score is not profiled (its 99th percentile would rest
-#: on fewer than two images beyond it; the window test allows for the rest of its error)
-MIN_PROFILE_VALUES = 200
+#: on no image beyond it; the window test allows for its error, whatever the count)
+MIN_PROFILE_VALUES = 100
 
 
 @dataclass(frozen=True, slots=True, eq=False)
