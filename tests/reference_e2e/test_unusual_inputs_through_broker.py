@@ -18,8 +18,12 @@ torch = pytest.importorskip("torch")
 
 from kafka import KafkaProducer  # noqa: E402
 
-from reference_model.digits import DIGIT_CLASSES, build_digits_reference, render_digit  # noqa: E402
-from tests.conftest import base_config, metric_sum, parse_metrics, scrape, wait_for  # noqa: E402
+from reference_model.digits import build_digits_reference, render_digit  # noqa: E402
+from tests.conftest import metric_sum, parse_metrics, scrape, wait_for  # noqa: E402
+from tests.reference_e2e.digits_traffic import (  # noqa: E402
+    digits_first_events_config,
+    images_scored,
+)
 
 
 def _noise(n: int, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
@@ -60,12 +64,7 @@ def test_out_of_category_images_cross_the_unusual_input_threshold_and_clean_ones
     images = art.data.images
     rng = np.random.default_rng(0)
     names = topics(partitions=1)
-    cfg = base_config(broker.bootstrap, names, models=[{"name": "digits",
-                                                        "classes": list(DIGIT_CLASSES)}],
-                      reference=art.config.model_dump(mode="json"),
-                      baseline={"mode": "first_events", "events": 300, "images": 300},
-                      windows={"sizes": ["1h"], "slices": 60})
-    daemon = start_daemon(cfg)
+    daemon = start_daemon(digits_first_events_config(broker.bootstrap, names, art))
     producer = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=5)
     t0 = time.time() - 1800
     order = rng.permutation(len(images))
@@ -73,8 +72,7 @@ def test_out_of_category_images_cross_the_unusual_input_threshold_and_clean_ones
     _send(producer, names, "v1", images[base], t0, "b")
 
     def scored() -> float:
-        return metric_sum(parse_metrics(scrape(daemon.url)),
-                          "visionmon_reference_images_scored_total")
+        return images_scored(daemon.url)
 
     wait_for(lambda: scored() >= 400, 120, what="baseline images scored")
     shape = images.shape[1:]
