@@ -4,17 +4,23 @@ gallery seam, older baselines exporting nothing, and the state through a checkpo
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
+from PIL import Image
 
 from collectors.checkpoint import decode, encode
 from monitor.baseline import Baseline, build_baseline
 from monitor.events import PredictionEvent
+from monitor.gallery import FailureGallery
+from monitor.reference_config import GalleryConfig
 from monitor.scored import INPUT_FEATURES, ScoredImage
 from monitor.snapshot import HistogramValue, SnapshotBuilder
 from monitor.stats.unusual import exceedance_critical
 from monitor.unusual_monitor import UnusualMonitor, baseline_rank, critical_ratio
 from monitor.windows import WindowSpec
+from reference_model.intake import thumbnail_jpeg
 
 CLASSES = ("a", "b", "c")
 DIM = 6
@@ -111,24 +117,20 @@ def test_a_window_with_too_few_images_has_no_ratio(baseline) -> None:  # type: i
     assert "visionmon_unusual_input_ratio" not in _series(mon)
 
 
-class _Gallery:
-    def __init__(self) -> None:
-        self.offered: list[tuple[str, float]] = []
-
-    def on_unusual(self, request_id: str, score: float) -> None:
-        self.offered.append((request_id, score))
-
-
-def test_images_above_a_percentile_are_offered_to_the_gallery_with_their_excess(baseline) -> None:  # type: ignore[no-untyped-def]
+def test_images_above_a_percentile_enter_the_gallery_with_their_excess(baseline) -> None:  # type: ignore[no-untyped-def]
+    gallery = FailureGallery({"m": CLASSES}, GalleryConfig(enabled=True, size=200,
+                                                           waiting=200), False)
     mon = _monitor(baseline)
-    gallery = _Gallery()
-    mon.gallery = gallery  # type: ignore[assignment]
-    images = _images(50, 7, odd=True, t0=900.0) + _images(50, 8, t0=950.0)
+    mon.gallery = gallery
+    thumb = thumbnail_jpeg(Image.new("RGB", (32, 32), (10, 200, 30)), 96)
+    images = [replace(im, thumbnail=thumb) for im in
+              _images(50, 7, odd=True, t0=900.0) + _images(50, 8, t0=950.0)]
+    gallery.on_scored(images)
     mon.apply_scored(images)
-    offered = dict(gallery.offered)
-    assert {f"i7-{k}" for k in range(50)} <= offered.keys()
-    assert all(v > 0 for v in offered.values())
-    assert len(offered) < 60
+    shown = gallery.entries()    # the odd images have ts 900-949, the clean ones 950-999
+    assert sum(e.ts < 950 for e in shown) == 50 and sum(e.ts >= 950 for e in shown) < 10
+    assert all(e.reasons == ("unusual",) and e.score is not None and e.score > 0
+               for e in shown)
 
 
 def test_the_windows_and_histograms_round_trip_through_a_checkpoint(baseline) -> None:  # type: ignore[no-untyped-def]
