@@ -203,6 +203,10 @@ CHECKS: tuple[CheckDefinition, ...] = (
     CheckDefinition(
         "artifact_mismatch", "VisionmonArtifactMismatch", "model_info", ">",
         _mismatch_settings, rule.artifact_mismatch_rule, case.artifact_mismatch_case),
+    CheckDefinition(
+        "unusual_inputs", "VisionmonUnusualInputs", "unusual_input_ratio", ">",
+        _windowed("unusual_inputs", lambda c, ctx: None), rule.unusual_inputs_rule,
+        case.unusual_inputs_case),
 )
 
 #: The rows by key (`slos.thresholds.<key>`).

@@ -519,3 +519,31 @@ def artifact_mismatch_case(rule: AlertingRule, c: Check, step_s: int) -> Thresho
             f"replicas, never fire; it resolves {format_duration(c.range_s)} after the "
             "version stops serving")
     return ThresholdCase(name, rule, series, instances, step_s)
+
+
+def unusual_inputs_case(rule: AlertingRule, c: Check, step_s: int) -> ThresholdCase:
+    """The kNN score's ratio over its critical value past `for:`; the energy score's ratio
+    at its critical value (not over) and a blip one step shorter than `for:` never fire."""
+    window = c.window or ""
+    f = rule.for_s // step_s
+    lead, bad_len, tail = 5, f + 5, 5
+    total = lead + bad_len + tail
+    critical, clean, unusual = 0.025, 0.01, 0.08
+    short = max(f - 1, 0)
+    variants = [("digits", "knn", _steps((lead, clean), (bad_len, unusual), (tail, clean))),
+                ("digits", "energy", _steps((total, critical)))]
+    if f >= 2:
+        variants.append(("digits-blip", "knn", _steps((lead, clean), (short, unusual),
+                                                      (total - lead - short, clean))))
+    series, instances = {}, []
+    for model, score, values in variants:
+        labels = {"model": model, "version": "v1", "window": window, "score": score}
+        series[labels_text(metric(c.metric), labels)] = values
+        series[labels_text(metric("unusual_input_ratio_threshold"), labels)] = _steps(
+            (total, critical))
+        instances.append(Instance(labels, [v if v > critical else None for v in values]))
+    blip_text = f", a {steps_text(short, step_s)} blip" if f >= 2 else ""
+    name = (f"unusual inputs: a ratio over its critical value fires after "
+            f"{steps_text(f, step_s)}, not {steps_text(1, step_s)} earlier; a ratio at its "
+            f"critical value{blip_text} never fires; it resolves when the ratio recovers")
+    return ThresholdCase(name, rule, series, instances, step_s)

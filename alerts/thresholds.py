@@ -8,7 +8,7 @@ Pages: Kafka disconnected and no events (the model, or the monitor, is blind), a
 checkpoints (a restart would lose the state).
 Tickets by default: drift, calibration, shadow agreement, high-risk recall, label
 coverage, consumer lag,
-rejected records and the reference model (slow or partial degradation). Severities
+rejected records, the reference model and unusual inputs (slow or partial degradation). Severities
 can be changed per check in `slos.thresholds`.
 """
 
@@ -292,4 +292,22 @@ def artifact_mismatch_rule(spec: AlertSpec, c: Check) -> AlertingRule:
                        f"version, which served predictions within the last {w}; see "
                        f"{metric('model_replicas')} by sha256 and the debug dashboard's model "
                        "metadata table.")),
+                 True)
+
+
+def unusual_inputs_rule(spec: AlertSpec, c: Check) -> AlertingRule:
+    """The share of the window's images above the baseline's 99th percentile of a score
+    over the critical value the daemon exports with it (a one-sided test against the
+    baseline's own share, about 1 %, at `drift.alpha` / 2 per score), as the MMD test is
+    compared. Not held back during rollouts: a version does not choose its inputs."""
+    w = {"window": c.window or ""}
+    expr = (f"{_windowed(c)}\n  {c.comparison} "
+            f"{selector(metric('unusual_input_ratio_threshold'), w)}\n")
+    return _rule(spec, c, expr,
+                 (*_MV, Text(": unusual inputs by the "), Label("score"), Text(" score")),
+                 (Text(f"Over the {c.window} window, "), Value("percent"),
+                  Text(" of the scored images are above the baseline's 99th percentile of the "),
+                  Label("score"),
+                  Text(" score, more than a clean window reaches (about 1%): images of "
+                       "categories the model was not trained on, or corrupted ones.")),
                  True)

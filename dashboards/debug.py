@@ -175,6 +175,17 @@ def build(loaded: LoadedConfig) -> dash.Dashboard:
         [Query(q.windowed_gauge("embedding_mmd"), "MMD^2 ({{version}})"),
          Query(q.windowed_gauge("embedding_mmd_threshold"), "critical ({{version}})")],
         DRIFT), "B"))
+    d.with_panel(threshold_series(timeseries(
+        "Unusual inputs vs 1 %",
+        "Share of the window's scored images above the baseline's 99th percentile of each "
+        "unusualness score (knn: embedding distance to the baseline's sample; energy: of the "
+        "reference logits) against the 1 % a clean window holds. Dashed red: the critical "
+        "value the alert VisionmonUnusualInputs compares with. Link: the failure gallery, "
+        "which shows the most unusual images.",
+        [Query(q.windowed_gauge("unusual_input_ratio"), "{{score}} ({{version}})"),
+         Query(q.windowed_gauge("unusual_input_ratio_threshold"),
+               "critical {{score}} ({{version}})")],
+        scales.unusual_inputs()), "B").links([gallery_link(cfg)]))
     d.with_panel(table_panel(
         "Baseline",
         "Each model's baseline: source (file: loaded from baseline.path; first_events: "

@@ -82,6 +82,13 @@ def calibration_error(cfg: VisionmonConfig) -> Scale:
     return lower_is_better(bound / 2.0, bound, PERCENT)
 
 
+def unusual_inputs() -> Scale:
+    """Share of images above the baseline's 99th percentile of a score (0..1): a clean
+    window holds about 1 %; orange above it, red at twice it (the alert compares with the
+    exported critical value, which allows for the window's size)."""
+    return lower_is_better(0.01, 0.02, PERCENT)
+
+
 def label_coverage() -> Scale:
     """Labeled share of predictions (0..1): realized accuracy on under 1 % of traffic is
     anecdotal (red), under 5 % noisy (orange)."""

@@ -3,8 +3,9 @@
 It holds, fixed at build time, the class counts, the quantile bin edges and counts of
 each continuous feature, a confidence calibration map and ATC's confidence threshold fitted
 on labeled events, the shadow strata of labelled, shadow-scored events, and
-(when images were profiled) input-feature bins, an embedding summary and, per production
-class, how often the reference model agreed. Current windows are compared against it.
+(when images were profiled) input-feature bins, an embedding summary, per production
+class, how often the reference model agreed, and each unusualness score's distribution
+(`monitor.unusual`). Current windows are compared against it.
 Files are JSON with a content hash checked on load.
 """
 
@@ -44,6 +45,7 @@ from monitor.stats.mmd_null import (
     calibrate_mmd_null,
     mmd_reference,
 )
+from monitor.unusual import UnusualProfile, unusual_profiles
 
 FORMAT_VERSION = 1
 PREDICTION_FEATURES = ("confidence", "margin", "entropy")
@@ -135,6 +137,9 @@ class Baseline:
     #: P(correct | agrees with the reference × confidence bin) of the labelled, shadow-scored
     #: baseline events (`fit_shadow_strata`); None without both, and in older files
     shadow_strata: ShadowStrata | None = None
+    #: per unusualness score, its baseline distribution; empty in older files (then the
+    #: scores are not exported)
+    unusual: Mapping[str, UnusualProfile] = field(default_factory=dict)
     sha256: str = field(default="")
 
 
@@ -265,7 +270,8 @@ def with_images(baseline: Baseline, images: Sequence[ScoredImage], k: int = 10,
                          source=baseline.source, baseline_version=baseline.baseline_version,
                          agreement=agreement or baseline.agreement,
                          atc_threshold=baseline.atc_threshold,
-                         shadow_strata=baseline.shadow_strata))
+                         shadow_strata=baseline.shadow_strata,
+                         unusual=unusual_profiles(images, embedding.sample)))
 
 
 def with_calibration(baseline: Baseline, confidence: np.ndarray, correct: np.ndarray
@@ -283,7 +289,7 @@ def with_calibration(baseline: Baseline, confidence: np.ndarray, correct: np.nda
                          embedding=baseline.embedding, source=baseline.source,
                          baseline_version=baseline.baseline_version,
                          agreement=baseline.agreement, atc_threshold=atc_threshold(conf, ok > 0),
-                         shadow_strata=baseline.shadow_strata))
+                         shadow_strata=baseline.shadow_strata, unusual=baseline.unusual))
 
 
 def profiled_images(baseline: Baseline) -> int:
@@ -411,6 +417,8 @@ def to_dict(b: Baseline) -> dict[str, Any]:
         if u is not None:
             out["agreement"].update(pairs=u.pairs.tolist(), pairs_n=u.n.tolist(),
                                     pairs_usual=u.usual.tolist())
+    if b.unusual:  # absent from older files, whose hash stays theirs
+        out["unusual"] = {n: p.to_dict() for n, p in b.unusual.items()}
     return out
 
 
@@ -437,6 +445,7 @@ def from_dict(d: Mapping[str, Any], where: str = "baseline") -> Baseline:
         cal = d.get("calibration")
         emb = d.get("embedding")
         agr = d.get("agreement")
+        unusual = {n: UnusualProfile.from_dict(n, u) for n, u in d.get("unusual", {}).items()}
         b = Baseline(
             model=d["model"], classes=tuple(d["classes"]), events=int(d["events"]),
             created_at=float(d["created_at"]), features=features,
@@ -451,7 +460,7 @@ def from_dict(d: Mapping[str, Any], where: str = "baseline") -> Baseline:
             shadow_strata=None if d.get("shadow_strata") is None
             else ShadowStrata(np.asarray(d["shadow_strata"]["accuracy"], dtype=np.float64),
                               np.asarray(d["shadow_strata"]["counts"], dtype=np.int64)),
-            sha256=str(d.get("sha256", "")))
+            unusual=unusual, sha256=str(d.get("sha256", "")))
     except (KeyError, TypeError, ValueError) as err:
         raise BaselineError(f"{where}: malformed baseline ({err})") from None
     if emb is not None and emb.get("null") is None and b.embedding is not None \

@@ -40,6 +40,10 @@ MODEL_LOAD_SECONDS_BUCKETS: tuple[float, ...] = (
     0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
 )
 
+#: Baseline-rank buckets of unusualness scores: 0.05 wide, then the 99th percentile and 1.
+UNUSUAL_RANK_BUCKETS: tuple[float, ...] = (*(round(0.05 * i, 2) for i in range(1, 20)), 0.99,
+                                           1.0)
+
 #: Number of equal-width confidence bins for calibration (ECE) counters.
 CALIBRATION_BINS = 15
 #: `source` of visionmon_calibration_ece computed against the ground-truth labels (feedback).
@@ -97,6 +101,8 @@ DRIFT = ("model", "version", "feature", "window")
 #: whatever keys a config declares (docs/metrics.md, "segments")
 SEG = ("model", "version", "segment_key", "segment")
 _SEGMENTED = "with models[].segments"
+_UNUSUAL_WINDOW = ("with a reference model and images, a baseline with unusualness profiles, "
+                   "and quality.min_shadow_images scored images in the window")
 
 _SPECS: tuple[MetricSpec, ...] = (
     # --- build and runtime -------------------------------------------------
@@ -539,6 +545,29 @@ _SPECS: tuple[MetricSpec, ...] = (
                "baseline's simulated null.", "", MVW,
                module="monitor/shadow.py",
                condition="with a reference model and images, and a baseline with embeddings"),
+    MetricSpec(f"{PREFIX}unusual_input_ratio", "gauge",
+               "Share of the window's scored images above the baseline's 99th percentile of "
+               "an unusualness score (score: knn, the distance of the embedding to its 5th "
+               "nearest neighbour in the baseline's sample; energy, -logsumexp of the "
+               "reference logits); clean traffic: about 0.01.", "ratio",
+               (*MVW, "score"),
+               module="monitor/unusual_monitor.py",
+               condition=_UNUSUAL_WINDOW),
+    MetricSpec(f"{PREFIX}unusual_input_ratio_threshold", "gauge",
+               "Largest visionmon_unusual_input_ratio a clean window of as many images "
+               "reaches at the test's level (one-sided binomial test against 0.01 at "
+               "drift.alpha / 2 per score): a ratio above it is unusual.", "ratio",
+               (*MVW, "score"),
+               module="monitor/unusual_monitor.py",
+               condition=_UNUSUAL_WINDOW),
+    MetricSpec(f"{PREFIX}unusual_input_rank", "histogram",
+               "Scored images by the share of baseline images with a lower unusualness score "
+               "(1 above the baseline's 99th percentile): uniform for clean traffic, mass in "
+               "the top bucket for unusual inputs.", "ratio",
+               ("model", "version", "score"), UNUSUAL_RANK_BUCKETS,
+               module="monitor/unusual_monitor.py",
+               condition="with a reference model and images, and a baseline with unusualness "
+                         "profiles"),
     # --- segments: one series per value of each segment key, in families of their own so
     # that a sum over the overall families never counts an event twice ------------------
     MetricSpec(f"{PREFIX}segment_requests_total", "counter",

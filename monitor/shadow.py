@@ -756,17 +756,21 @@ def _collected_images(images: Sequence[ScoredImage],
             "ref_confidence": [it.ref_confidence for it in images],
             "features": [list(it.features) for it in images],
             "embedding": [np.asarray(it.embedding, dtype=np.float32) for it in images],
+            "energy": [it.energy for it in images],
             "pairs_pred": np.concatenate([empty, *(p for p, _ in pairs)]),
             "pairs_ref": np.concatenate([empty, *(r for _, r in pairs)])}
 
 
 def _images_collected(model: str, d: Mapping[str, Any]) -> list[ScoredImage]:
-    """The collected images back from `_collected_images` (request ids are not kept)."""
+    """The collected images back from `_collected_images` (request ids are not kept; a
+    checkpoint from before energies were collected gives NaN, so no energy profile)."""
+    energy = d.get("energy", [None] * len(d["ts"]))
     return [ScoredImage("", model, "", float(t), int(r), nan_if_null(c),
                         np.asarray(e, dtype=np.float32),
-                        tuple(nan_if_null(f) for f in feats))
-            for t, r, c, feats, e in zip(d["ts"], d["ref_pred"], d["ref_confidence"],
-                                         d["features"], d["embedding"], strict=True)]
+                        tuple(nan_if_null(f) for f in feats), energy=nan_if_null(en))
+            for t, r, c, feats, e, en in zip(d["ts"], d["ref_pred"], d["ref_confidence"],
+                                             d["features"], d["embedding"], energy,
+                                             strict=True)]
 
 
 def _with_usual(ring: dict[str, np.ndarray], lay: _Layout) -> dict[str, np.ndarray]:

@@ -317,6 +317,16 @@ class ArtifactMismatchCheck(Check):
     """Window in which the version must have served a prediction for the alert to fire."""
 
 
+class UnusualInputsCheck(WindowedCheck):
+    """More of the window's scored images above the baseline's 99th percentile of an
+    unusualness score than a clean window shows (`visionmon_unusual_input_ratio` over
+    `visionmon_unusual_input_ratio_threshold`, the test's critical value): images of categories
+    the model was not trained on, or corrupted ones. One alert per score; without a reference
+    model the ratio is not exported and the alert never fires, as reference_model_down."""
+
+    for_: Duration = Field(default="30m", alias="for")
+
+
 class ThresholdChecks(_Frozen):
     """Plain threshold alerts (not SLOs). All are on by default; `enabled: false` drops one."""
 
@@ -333,6 +343,7 @@ class ThresholdChecks(_Frozen):
     reference_model_down: ReferenceModelDownCheck = ReferenceModelDownCheck()
     checkpoint_failing: CheckpointFailingCheck = CheckpointFailingCheck()
     artifact_mismatch: ArtifactMismatchCheck = ArtifactMismatchCheck()
+    unusual_inputs: UnusualInputsCheck = UnusualInputsCheck()
 
 
 def _check_url_template(value: str) -> str:

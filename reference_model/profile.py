@@ -44,11 +44,13 @@ def score_images(config: ReferenceConfig, images_config: ImagesConfig,
         chunk = decoded[i:i + batch_size]
         result = scorer.score([d.pixels for _, d in chunk])
         probs = result.probs if mapping is None else result.probs[:, mapping]
-        for (item, d), p, emb in zip(chunk, probs, result.embeddings, strict=True):
+        energy = np.full(len(chunk), np.nan) if result.energy is None else result.energy
+        for (item, d), p, emb, en in zip(chunk, probs, result.embeddings, energy, strict=True):
             k = int(np.argmax(p))
             scored.append(ScoredImage(item[0], config.model, item[1], item[2], k, float(p[k]),
                                       np.asarray(emb, dtype=np.float32),
-                                      duplicates.features(config.model, d.features, d.dhash)))
+                                      duplicates.features(config.model, d.features, d.dhash),
+                                      energy=float(en)))
     return scored
 
 

@@ -51,10 +51,13 @@ class ScorerInfo:
 
 @dataclass(frozen=True, slots=True)
 class ScoreResult:
-    """probs: (N, C) float32 softmax; embeddings: (N, D) float32."""
+    """probs: (N, C) float32 softmax; embeddings: (N, D) float32; energy: (N,) float32
+    -logsumexp(logits) (`monitor.stats.unusual.energy_score` at T = 1, in logit units),
+    None from scorers that do not compute it."""
 
     probs: np.ndarray
     embeddings: np.ndarray
+    energy: np.ndarray | None = None
 
 
 class BatchScorer(Protocol):
@@ -74,12 +77,14 @@ def is_out_of_memory(err: BaseException) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class _CapturedBatch:
-    """A CUDA graph of one padded batch size: write `u8`, replay, read `probs`/`embs`."""
+    """A CUDA graph of one padded batch size: write `u8`, replay, read `probs`/`embs`/
+    `energy`."""
 
     graph: Any
     u8: torch.Tensor
     probs: torch.Tensor
     embs: torch.Tensor
+    energy: torch.Tensor
 
 
 def bucket_size(n: int, batch_size: int) -> int:
@@ -169,7 +174,8 @@ class Scorer:
         n = len(images)
         if n == 0:
             c, d = self._info.num_classes, self._info.embedding_dim
-            return ScoreResult(np.zeros((0, c), np.float32), np.zeros((0, d), np.float32))
+            return ScoreResult(np.zeros((0, c), np.float32), np.zeros((0, d), np.float32),
+                               np.zeros(0, np.float32))
         with torch.inference_mode():
             if self._graphs is not None and n <= self._config.batch_size:  # bounded set
                 captured = self._captured(self._rows(n))
@@ -177,7 +183,8 @@ class Scorer:
                     captured.u8.copy_(self._stage(images, len(captured.u8)), non_blocking=True)
                     captured.graph.replay()
                     return ScoreResult(captured.probs[:n].cpu().numpy(),
-                                       captured.embs[:n].cpu().numpy())
+                                       captured.embs[:n].cpu().numpy(),
+                                       captured.energy[:n].cpu().numpy())
             x = self._to_device(images)
             try:
                 if self._autocast:
@@ -194,7 +201,8 @@ class Scorer:
                 raise
             probs = torch.softmax(logits[:n].float(), dim=1)
             embs = emb[:n].float().flatten(1)
-            return ScoreResult(probs.cpu().numpy(), embs.cpu().numpy())
+            energy = -torch.logsumexp(logits[:n].float(), dim=1)
+            return ScoreResult(probs.cpu().numpy(), embs.cpu().numpy(), energy.cpu().numpy())
 
     @property
     def graphs(self) -> int:
@@ -210,12 +218,13 @@ class Scorer:
         s = self._size
         u8 = torch.zeros((rows, s, s, 3), dtype=torch.uint8, device=self._device)
 
-        def run() -> tuple[torch.Tensor, torch.Tensor]:
+        def run() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
             # autocast's weight cache would keep tensors made during capture: off
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self._autocast,
                                 cache_enabled=False):
                 logits, emb = self._forward(self._normalise(u8))
-            return torch.softmax(logits.float(), dim=1), emb.float().flatten(1)
+            z = logits.float()
+            return torch.softmax(z, dim=1), emb.float().flatten(1), -torch.logsumexp(z, dim=1)
 
         try:
             side = torch.cuda.Stream(self._device)
@@ -226,7 +235,7 @@ class Scorer:
             torch.cuda.current_stream(self._device).wait_stream(side)
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph, pool=self._graph_pool):
-                probs, embs = run()
+                probs, embs, energy = run()
         except Exception as err:
             if is_out_of_memory(err):
                 raise
@@ -236,7 +245,7 @@ class Scorer:
             return None
         if self._graph_pool is None:
             self._graph_pool = graph.pool()  # all sizes share one memory pool
-        captured = _CapturedBatch(graph, u8, probs, embs)
+        captured = _CapturedBatch(graph, u8, probs, embs, energy)
         self._graphs[rows] = captured
         return captured
 

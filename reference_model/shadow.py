@@ -319,7 +319,7 @@ class ShadowScorer:
                 continue
             self._observe(time.perf_counter() - start, len(chunk))
             try:
-                scored = self._to_scored(chunk, result.probs, result.embeddings)
+                scored = self._to_scored(chunk, result.probs, result.embeddings, result.energy)
             except Exception as err:
                 log.warning("reference model output unusable: %s", err)
                 with self._lock:
@@ -365,13 +365,15 @@ class ShadowScorer:
                          self._batch_limit, _GROW_AFTER)
 
     def _to_scored(self, chunk: list[_Decoded], probs: np.ndarray,
-                   embeddings: np.ndarray) -> list[ScoredImage]:
+                   embeddings: np.ndarray, energy: np.ndarray | None = None
+                   ) -> list[ScoredImage]:
         if probs.shape[0] != len(chunk) or embeddings.shape[0] != len(chunk):
             raise ValueError(f"{probs.shape[0]} outputs for {len(chunk)} images")
         mapped = probs if self._map is None else probs[:, self._map]
         preds = mapped.argmax(axis=1)
         confs = mapped[np.arange(len(chunk)), preds]
         now = self._clock()
+        energies = np.full(len(chunk), np.nan) if energy is None else energy
         out = []
         for i, item in enumerate(chunk):
             ev = item.event
@@ -382,7 +384,8 @@ class ShadowScorer:
                 embedding=np.array(embeddings[i], dtype=np.float32),
                 features=self._duplicates.features(ev.model, item.image.features,
                                                    item.image.dhash),
-                thumbnail=item.image.thumbnail, segments=ev.segments))
+                thumbnail=item.image.thumbnail, segments=ev.segments,
+                energy=float(energies[i])))
         return out
 
     # ------------------------------------------------------------------ status

@@ -36,6 +36,8 @@ from monitor.segments import SegmentMonitor
 from monitor.series_cap import SeriesCap
 from monitor.shadow import ShadowMonitor
 from monitor.snapshot import Series, SnapshotBuilder
+from monitor.unusual import UNUSUAL_SCORES
+from monitor.unusual_monitor import UnusualMonitor
 from monitor.windows import WindowSpec
 from visionmon import __version__
 
@@ -53,6 +55,8 @@ class Statistics:
     shadow: ShadowMonitor | None = None
     #: with kafka.topics.lifecycle only
     lifecycle: ModelLifecycle | None = None
+    #: with a reference model
+    unusual: UnusualMonitor | None = None
 
 
 def load_baselines(loaded: LoadedConfig) -> dict[str, Baseline]:
@@ -174,7 +178,14 @@ def build_statistics(loaded: LoadedConfig) -> Statistics:
         if per_segment is not None:
             shadow.batch_listeners.append(per_segment.on_shadow)
             shadow.feature_listeners.append(per_segment.on_input_features)
-    return Statistics(engine, drift, labels, quality, shadow, lifecycle)
+        unusual = UnusualMonitor(windows, drift.baselines.get,
+                                 lambda m: drift.watermark.get(m, 0.0),
+                                 alpha=cfg.drift.alpha / len(UNUSUAL_SCORES),
+                                 min_images=q.min_shadow_images,
+                                 version_key=engine.versions.key, gallery=shadow.gallery)
+        engine.extensions.append(unusual)
+    return Statistics(engine, drift, labels, quality, shadow, lifecycle,
+                      unusual if shadow is not None else None)
 
 
 def build_engine(loaded: LoadedConfig) -> Engine:
@@ -283,9 +294,13 @@ class App:
 
     def _on_scored(self, items: list[ScoredImage]) -> None:
         """Reference-model results, from the inference thread."""
+        unusual = self.stats.unusual
+        prepared = unusual.prepare(items) if unusual is not None else []  # outside the lock
         if self.stats.shadow is not None:
             with self.daemon.lock:
                 self.stats.shadow.apply_scored(items)
+                if unusual is not None:
+                    unusual.apply(prepared)
 
     def snapshot(self) -> dict[str, Series]:
         """Every series, computed now (readers go through `snapshots`)."""

@@ -293,7 +293,7 @@ def test_threshold_alerts_page_only_for_blindness_and_lost_state_by_default(exam
     assert {a for a, s in severities.items() if s == "page"} == {
         CHECK["kafka_disconnected"].alert, CHECK["no_events"].alert,
         CHECK["checkpoint_failing"].alert}
-    assert len(severities) == 13
+    assert len(severities) == 14
 
 
 def test_disabled_checks_and_no_objectives_generate_nothing_and_say_so(example_data):

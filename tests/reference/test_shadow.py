@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.special
 import torch
 
 from monitor.events import ImageEvent
@@ -138,6 +139,7 @@ def test_digits_model_scores_clean_held_out_digits_accurately(digits: DigitsArti
     scored = _score_digits(digits, make_shadow)
     assert len({s.request_id for s in scored}) == len(digits.data.test)
     assert _accuracy(digits, scored) > 0.85
+    assert all(np.isfinite(s.energy) for s in scored)   # each image carries its energy
     s = scored[0]
     assert s.embedding.shape == (32,) and s.embedding.dtype == np.float32
     assert 0.0 < s.ref_confidence <= 1.0 and len(s.features) == len(INPUT_FEATURES)
@@ -167,6 +169,19 @@ def test_scorer_preprocessing_matches_the_numpy_reference(digits: DigitsArtifact
     out = scorer.score(list(imgs))
     assert out.probs.shape == (7, 10) and out.embeddings.shape == (7, 32)
     np.testing.assert_allclose(out.probs.sum(1), 1.0, atol=1e-5)
+
+
+def test_the_scorer_hands_back_the_energy_of_the_models_own_logits(
+        digits: DigitsArtifact) -> None:
+    cfg = digits_reference_config(digits.path, digits.sha256)
+    scorer = Scorer(load_reference(cfg), cfg)
+    imgs = list(digits.data.images[:9])
+    with torch.inference_mode():
+        logits, _ = scorer._forward(scorer._to_device(imgs))
+    want = -scipy.special.logsumexp(logits.float().numpy(), axis=1)
+    out = scorer.score(imgs)
+    assert out.energy is not None and out.energy.shape == (9,)
+    np.testing.assert_allclose(out.energy, want, rtol=1e-5, atol=1e-4)
 
 
 def test_full_queue_drops_the_oldest_and_submit_stays_fast(make_shadow) -> None:

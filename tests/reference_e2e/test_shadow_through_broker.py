@@ -18,17 +18,19 @@ torch = pytest.importorskip("torch")
 from kafka import KafkaProducer  # noqa: E402
 
 from reference_model.digits import (  # noqa: E402
-    DIGIT_CLASSES,
     build_digits_reference,
     model_inputs,
     render_digit,
 )
 from tests.conftest import (  # noqa: E402
-    base_config,
     metric_sum,
     parse_metrics,
     scrape,
     wait_for,
+)
+from tests.reference_e2e.digits_traffic import (  # noqa: E402
+    digits_first_events_config,
+    images_scored,
 )
 
 GAINS = (1.5, 0.75, 0.7)
@@ -64,12 +66,7 @@ def test_shadow_scoring_detects_input_drift_and_a_bad_class(broker, topics, star
         logits, _ = net(model_inputs(images))
     probs = torch.softmax(logits, dim=1).numpy()
     names = topics(partitions=1)
-    cfg = base_config(broker.bootstrap, names, models=[{"name": "digits",
-                                                        "classes": list(DIGIT_CLASSES)}],
-                      reference=art.config.model_dump(mode="json"),
-                      baseline={"mode": "first_events", "events": 300, "images": 300},
-                      windows={"sizes": ["1h"], "slices": 60})
-    daemon = start_daemon(cfg)
+    daemon = start_daemon(digits_first_events_config(broker.bootstrap, names, art))
     producer = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=5)
     t0 = time.time() - 1800
     order = np.random.default_rng(0).permutation(len(images))
@@ -77,8 +74,7 @@ def test_shadow_scoring_detects_input_drift_and_a_bad_class(broker, topics, star
     _send(producer, names, "v1", images[base], probs[base], t0, "b")
 
     def scored() -> float:
-        return metric_sum(parse_metrics(scrape(daemon.url)),
-                          "visionmon_reference_images_scored_total")
+        return images_scored(daemon.url)
 
     wait_for(lambda: scored() >= 400, 120, what="baseline images scored")
     _send(producer, names, "v1", images[clean], probs[clean], t0 + 100, "c")

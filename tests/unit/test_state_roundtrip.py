@@ -146,7 +146,8 @@ def _scored(images: list[Any], rng: np.random.Generator) -> list[ScoredImage]:
     return [ScoredImage(im.request_id, im.model, im.version, NOW if im.ts is None else im.ts,
                         int(rng.integers(len(CLASSES))), float(rng.uniform(0.3, 1.0)),
                         rng.normal(size=EMBEDDING_DIM).astype(np.float32),
-                        tuple(float(x) for x in rng.uniform(0, 1, len(INPUT_FEATURES))))
+                        tuple(float(x) for x in rng.uniform(0, 1, len(INPUT_FEATURES))),
+                        energy=float(rng.normal(-8.0, 1.0)))
             for im in images]
 
 
@@ -154,8 +155,10 @@ def _apply(stats: Statistics, decoders: RecordDecoders, batch: list[Record], see
            tally: Counter[str]) -> None:
     decoded = decode_records(batch, TOPICS, decoders, NOW)
     apply_decoded(stats.engine, decoded, TOPICS, stats.labels)
-    assert stats.shadow is not None
-    stats.shadow.apply_scored(_scored(decoded.images, np.random.default_rng(seed)))
+    assert stats.shadow is not None and stats.unusual is not None
+    scored = _scored(decoded.images, np.random.default_rng(seed))
+    stats.shadow.apply_scored(scored)
+    stats.unusual.apply_scored(scored)
     tally["records"] += len(batch)
     tally["accepted predictions"] += len(decoded.predictions)
     tally["accepted labels"] += len(decoded.feedback)

@@ -1,0 +1,25 @@
+"""What the reference-model end-to-end tests share: a daemon config that scores digits with
+the digits reference model against a first-events baseline, and the scored-image count."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from reference_model.digits import DIGIT_CLASSES, DigitsArtifact
+from tests.conftest import base_config, metric_sum, parse_metrics, scrape
+
+
+def digits_first_events_config(bootstrap: str, names: dict[str, str],
+                               art: DigitsArtifact) -> dict[str, Any]:
+    """One model `digits`, the artifact as reference, a baseline from the first 300
+    predictions and 300 scored images, and one 1h window."""
+    return base_config(bootstrap, names, models=[{"name": "digits",
+                                                  "classes": list(DIGIT_CLASSES)}],
+                       reference=art.config.model_dump(mode="json"),
+                       baseline={"mode": "first_events", "events": 300, "images": 300},
+                       windows={"sizes": ["1h"], "slices": 60})
+
+
+def images_scored(url: str) -> float:
+    """Images the daemon at `url` has scored so far."""
+    return metric_sum(parse_metrics(scrape(url)), "visionmon_reference_images_scored_total")
