@@ -33,8 +33,8 @@ class ScoredImage:
     in pixels; bytes = encoded size; `reference_model.intake.measure_features` for the
     rest), `thumbnail` a small JPEG for the failure gallery (None when it is off),
     `segments` the image's own `segment.<key>` headers (None: it has none, and takes its
-    prediction's through the shadow join), `energy` the reference logits' energy (`monitor.stats.unusual.energy_score`, logit
-    units; NaN when the scorer gave none).
+    prediction's through the shadow join), `energy` the reference logits' energy
+    (`monitor.stats.unusual.energy_score`, logit units; NaN when the scorer gave none).
     """
 
     request_id: str
