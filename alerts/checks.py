@@ -128,6 +128,12 @@ def _drop_settings(c: Any, ctx: Context) -> Settings:
     return Settings(window=ctx.window("shadow_agreement_drop", c, window), bound=c.alpha)
 
 
+def _unusual_settings(c: Any, ctx: Context) -> Settings:
+    """The unusual-input test's window defaults to the drift check's."""
+    window = c.window or ctx.checks.drift.window
+    return Settings(window=ctx.window("unusual_inputs", c, window))
+
+
 def _checkpoint_settings(c: Any, ctx: Context) -> Settings:
     """Failures counted over `window`; the last success older than `missed_intervals`
     checkpoint intervals; only with checkpointing configured."""
@@ -205,7 +211,7 @@ CHECKS: tuple[CheckDefinition, ...] = (
         _mismatch_settings, rule.artifact_mismatch_rule, case.artifact_mismatch_case),
     CheckDefinition(
         "unusual_inputs", "VisionmonUnusualInputs", "unusual_input_ratio", ">",
-        _windowed("unusual_inputs", lambda c, ctx: None), rule.unusual_inputs_rule,
+        _unusual_settings, rule.unusual_inputs_rule,
         case.unusual_inputs_case),
 )
 

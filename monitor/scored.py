@@ -34,7 +34,7 @@ class ScoredImage:
     rest), `thumbnail` a small JPEG for the failure gallery (None when it is off),
     `segments` the image's own `segment.<key>` headers (None: it has none, and takes its
     prediction's through the shadow join), `energy` the reference logits' energy
-    (`monitor.stats.unusual.energy_score`, logit units; NaN when the scorer gave none).
+    (-logsumexp of the logits, in logit units; NaN when the scorer gave none).
     """
 
     request_id: str

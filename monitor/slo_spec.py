@@ -322,9 +322,12 @@ class UnusualInputsCheck(WindowedCheck):
     unusualness score than a clean window shows (`visionmon_unusual_input_ratio` over
     `visionmon_unusual_input_ratio_threshold`, the test's critical value): images of categories
     the model was not trained on, or corrupted ones. One alert per score; without a reference
-    model the ratio is not exported and the alert never fires, as reference_model_down."""
+    model the ratio is not exported and the alert never fires, as reference_model_down.
+    `window` defaults to the drift check's (both compare a window with the baseline)."""
 
     for_: Duration = Field(default="30m", alias="for")
+    window: str | None = None  # type: ignore[assignment]
+    """Window of the unusual-input test; none: the drift check's window."""
 
 
 class ThresholdChecks(_Frozen):

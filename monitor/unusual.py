@@ -3,7 +3,7 @@
 A baseline built from scored images keeps, per score, the 99th percentile of its clean
 images and quantile bins (the 99th percentile one of the edges): the window's share of
 images above that percentile is compared with the 1 % a clean window shows
-(`monitor.stats.unusual.exceedance_pvalue`). Scores (larger = more unusual):
+(`monitor.stats.unusual.exceedance_critical`). Scores (larger = more unusual):
 
 - `knn`: `knn_distance` of the image's embedding to the baseline's embedding sample
   (unit-length embeddings, k = `DEFAULT_KNN_K`; unitless, in [0, 2]). Baseline images in

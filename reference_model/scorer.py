@@ -52,7 +52,7 @@ class ScorerInfo:
 @dataclass(frozen=True, slots=True)
 class ScoreResult:
     """probs: (N, C) float32 softmax; embeddings: (N, D) float32; energy: (N,) float32
-    -logsumexp(logits) (`monitor.stats.unusual.energy_score` at T = 1, in logit units),
+    -logsumexp(logits) (the energy at T = 1, in logit units; oracle: tests/oracles/unusual.py),
     None from scorers that do not compute it."""
 
     probs: np.ndarray

@@ -8,19 +8,20 @@ Two scores, both larger = more unusual, from what the reference model already co
   Chosen over class-conditional Mahalanobis because it needs no per-class covariance
   (a D x D matrix per class, ill-conditioned with the few hundred baseline rows a class
   has) and reuses the sample the MMD test keeps; memory is bounded by that sample.
-- `energy_score`: -T * logsumexp(logits / T) of the reference model's logits (Liu et al.,
-  "Energy-based out-of-distribution detection", NeurIPS 2020). Unit: the logits'.
+- the energy, -T * logsumexp(logits / T) of the reference model's logits (Liu et al.,
+  "Energy-based out-of-distribution detection", NeurIPS 2020), computed by the scorer in
+  torch. Unit: the logits'.
 
-`exceedance_pvalue` is the one-sided test of a window's count of images above the
-baseline's 99th percentile against the about 1 % a clean window shows: binomial for a
-large baseline, beta-binomial to allow for the percentile's own sampling error.
+`exceedance_critical` is the critical count of the one-sided test of a window's images
+above the baseline's 99th percentile against the about 1 % a clean window shows: binomial
+for a large baseline, beta-binomial to allow for the percentile's own sampling error (its
+p-value, the oracle, is in tests/oracles/unusual.py).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
-from scipy.special import logsumexp
 from scipy.stats import betabinom
 
 #: neighbours behind the kNN distance (Sun et al. use k = 1 to 50; 5 is stable at a
@@ -64,33 +65,6 @@ def knn_distance(x: npt.ArrayLike, sample: npt.ArrayLike, k: int = DEFAULT_KNN_K
         part = np.partition(d, np.unique(rank), axis=1) if d.shape[1] > 1 else d
         out[lo:lo + block.shape[0]] = part[np.arange(block.shape[0]), rank]
     return out
-
-
-def energy_score(logits: npt.ArrayLike, temperature: float = 1.0) -> npt.NDArray[np.float64]:
-    """-T * logsumexp(logits / T) per row of `logits` (N x C): lower for images the model
-    is sure of, higher for unusual ones. Unit: the logits'."""
-    if temperature <= 0:
-        raise ValueError(f"temperature must be positive, got {temperature}")
-    z = np.atleast_2d(np.asarray(logits, dtype=np.float64))
-    return np.asarray(-temperature * logsumexp(z / temperature, axis=1), dtype=np.float64)
-
-
-def exceedance_pvalue(above: int, n: int, base_above: float, base_n: float) -> float:
-    """P(X >= above): the one-sided p-value of `above` of a window's `n` images exceeding
-    the baseline's quantile that `base_above` of its `base_n` images exceeded. NaN for an
-    empty window.
-
-    X ~ BetaBinomial(n, base_above + 1, base_n - base_above): the share of clean images
-    above an order statistic of the baseline is Beta-distributed whatever the score's
-    distribution, so the test keeps its level with a small baseline (300 images put about
-    3 above their 99th percentile); with a large one it is the binomial test against
-    base_above / base_n (about 1 %)."""
-    if n <= 0:
-        return float("nan")
-    if not 0 <= above <= n:
-        raise ValueError(f"above must be in 0..{n}, got {above}")
-    a, b = _beta(base_above, base_n)
-    return float(betabinom.sf(above - 1, n, a, b))
 
 
 def exceedance_critical(n: int, alpha: float, base_above: float, base_n: float) -> int:
