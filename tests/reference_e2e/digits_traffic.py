@@ -12,10 +12,11 @@ from tests.conftest import base_config, metric_sum, parse_metrics, scrape
 def digits_first_events_config(bootstrap: str, names: dict[str, str],
                                art: DigitsArtifact) -> dict[str, Any]:
     """One model `digits`, the artifact as reference, a baseline from the first 300
-    predictions and 300 scored images, and one 1h window."""
+    predictions and 300 scored images, and one 1h window. The reference queue holds a whole
+    burst (the tests send up to 1,200 images at once): a slow machine must not drop any."""
     return base_config(bootstrap, names, models=[{"name": "digits",
                                                   "classes": list(DIGIT_CLASSES)}],
-                       reference=art.config.model_dump(mode="json"),
+                       reference={**art.config.model_dump(mode="json"), "queue_size": 4096},
                        baseline={"mode": "first_events", "events": 300, "images": 300},
                        windows={"sizes": ["1h"], "slices": 60})
 
