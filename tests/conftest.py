@@ -109,6 +109,22 @@ def wait_for(predicate: Callable[[], bool], timeout_s: float = 60.0, every: floa
     raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
 
 
+def judge_scrapes(url: str, judge: Callable[[dict[Any, float]], None],
+                  timeout_s: float = 30.0) -> None:
+    """Run `judge`'s assertions on fresh scrapes of `url` until they hold: the last events'
+    statistics may reach /metrics a snapshot or two after the counts a test waited for.
+    The last AssertionError is raised after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            judge(parse_metrics(scrape(url)))
+            return
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1.0)
+
+
 @pytest.fixture(params=["kafka-python", "confluent-kafka"])
 def kafka_client(request: pytest.FixtureRequest) -> str:
     """Runs a test once per Kafka backend."""

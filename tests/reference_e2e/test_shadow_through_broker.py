@@ -24,9 +24,8 @@ from reference_model.digits import (  # noqa: E402
     render_digit,
 )
 from tests.conftest import (  # noqa: E402
+    judge_scrapes,
     metric_sum,
-    parse_metrics,
-    scrape,
     wait_for,
 )
 from tests.reference_e2e.digits_traffic import (  # noqa: E402
@@ -117,12 +116,4 @@ def test_shadow_scoring_detects_input_drift_and_a_bad_class(broker, topics, star
         assert mmd_v2 > g("visionmon_embedding_mmd_threshold", version="v2", window="1h")
         assert metric_sum(m, "visionmon_reference_model_up") == 1
 
-    deadline = time.monotonic() + 30.0
-    while True:
-        try:
-            judge(parse_metrics(scrape(daemon.url)))
-            break
-        except AssertionError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(1.0)
+    judge_scrapes(daemon.url, judge)

@@ -20,7 +20,7 @@ torch = pytest.importorskip("torch")
 from kafka import KafkaProducer  # noqa: E402
 
 from reference_model.digits import build_digits_reference, render_digit  # noqa: E402
-from tests.conftest import metric_sum, parse_metrics, scrape, wait_for  # noqa: E402
+from tests.conftest import judge_scrapes, metric_sum, wait_for  # noqa: E402
 from tests.reference_e2e.digits_traffic import (  # noqa: E402
     digits_first_events_config,
     images_scored,
@@ -107,12 +107,4 @@ def test_out_of_category_images_cross_the_unusual_input_threshold_and_clean_ones
         ranked = metric_sum(m, "visionmon_unusual_input_rank_count", score="knn")
         assert ranked >= 700
 
-    deadline = time.monotonic() + 30.0
-    while True:
-        try:
-            judge(parse_metrics(scrape(daemon.url)))
-            break
-        except AssertionError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(1.0)
+    judge_scrapes(daemon.url, judge)
