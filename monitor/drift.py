@@ -309,12 +309,17 @@ class DriftMonitor(EngineExtension):
             pairs.append((pred.confidence, pred.pred == label))
         self._maybe_calibrate(model)
 
+    def collects_first_events(self, model: str) -> bool:
+        """`model` has no baseline yet and collects one from its first events."""
+        return model not in self.baselines and self.first_events is not None \
+            and model in self.models \
+            and self.sources.get(model, "first_events") == "first_events"
+
     def _wants_labels(self, model: str) -> bool:
         """A first-events baseline (sealed or still collecting) without calibration."""
         baseline = self.baselines.get(model)
         if baseline is None:
-            return self.first_events is not None and model in self.models \
-                and self.sources.get(model, "first_events") == "first_events"
+            return self.collects_first_events(model)
         return baseline.calibration is None and self.sources.get(model) == "first_events"
 
     def _maybe_calibrate(self, model: str) -> None:

@@ -472,6 +472,10 @@ class ShadowMonitor(EngineExtension):
                                                     e.confidence, early.ref_pred)
             if joins:
                 self._join(model, version, joins)
+        # a baseline sealed by this batch (DriftMonitor runs first) gains the image
+        # profile its first images already filled
+        for model in {m for m, _ in groups if m in self._collect}:
+            self._maybe_seal(model)
         if newest > -math.inf:
             self.predictions.expire(newest)
             self.early.expire(newest)
@@ -512,11 +516,21 @@ class ShadowMonitor(EngineExtension):
                 self._join(model, pred_version, js)
             self._features(model, version, its, segs)
 
-    def _profile(self, model: str, its: list[ScoredImage]) -> None:
-        """Extend the model's baseline with images once enough have been scored, and with
-        the agreement of the images joined meanwhile (when any joined)."""
+    def _awaits_profile(self, model: str) -> bool:
+        """Scored images of `model` go towards an image profile: its baseline has none yet,
+        or it has no baseline yet and collects one from its first events (the first images
+        scored are kept while its first predictions are still being collected)."""
+        if self.baseline_images <= 0:
+            return False
         baseline = self.drift.baselines.get(model)
-        if baseline is None or baseline.embedding is not None or self.baseline_images <= 0:
+        if baseline is None:
+            return self.drift.collects_first_events(model)
+        return baseline.embedding is None
+
+    def _profile(self, model: str, its: list[ScoredImage]) -> None:
+        """Collect the model's first scored images towards its baseline's image profile, and
+        the agreement of the images joined meanwhile (when any joined)."""
+        if not self._awaits_profile(model):
             self._collect.pop(model, None)   # profiled elsewhere meanwhile: stop collecting
             self._collect_pairs.pop(model, None)
             return
@@ -527,27 +541,34 @@ class ShadowMonitor(EngineExtension):
                      "image profile", model, self.baseline_images)
         buf = self._collect[model]
         buf.extend(its[: self.baseline_images - len(buf)])
-        if len(buf) >= self.baseline_images:
-            c = len(self.models[model])
-            joined = self._collect_pairs.pop(model)
-            pred = np.concatenate([p for p, _ in joined])
-            ref = np.concatenate([r for _, r in joined])
-            ok = (ref >= 0) & (ref < c)
-            agreement = agreement_from_pairs(pred[ok], ref[ok], c)
-            profiled = with_images(baseline, buf, agreement=agreement)
-            self.drift.set_baseline(profiled)
-            del self._collect[model]
-            log.info("baseline of model %s: image profile from %d scored images (sha256 %s); "
-                     "input and embedding drift are measured from now on", model, len(buf),
-                     profiled.sha256[:16])
+        self._maybe_seal(model)
+
+    def _maybe_seal(self, model: str) -> None:
+        """Extend the model's baseline with its image profile once enough images are
+        collected and the baseline itself is sealed (else: at its sealing)."""
+        baseline = self.drift.baselines.get(model)
+        buf = self._collect.get(model)
+        if baseline is None or buf is None or len(buf) < self.baseline_images:
+            return
+        c = len(self.models[model])
+        joined = self._collect_pairs.pop(model)
+        pred = np.concatenate([p for p, _ in joined])
+        ref = np.concatenate([r for _, r in joined])
+        ok = (ref >= 0) & (ref < c)
+        agreement = agreement_from_pairs(pred[ok], ref[ok], c)
+        profiled = with_images(baseline, buf, agreement=agreement)
+        self.drift.set_baseline(profiled)
+        del self._collect[model]
+        log.info("baseline of model %s: image profile from %d scored images (sha256 %s); "
+                 "input and embedding drift are measured from now on", model, len(buf),
+                 profiled.sha256[:16])
 
     def _collecting(self, b: SnapshotBuilder) -> None:
-        """Scored images collected so far towards the image profile of each sealed baseline
-        without one (`DriftMonitor.lifecycle` counts the profile's images once it exists)."""
-        if self.baseline_images <= 0:
-            return
-        for model, baseline in self.drift.baselines.items():
-            if baseline.embedding is None:
+        """Scored images collected so far towards the image profile of each baseline without
+        one, sealed or still collecting (`DriftMonitor.lifecycle` counts the profile's
+        images once it exists)."""
+        for model in self.models:
+            if self._awaits_profile(model):
                 b.set("visionmon_baseline_events", (model, "images"),
                       float(len(self._collect.get(model, ()))))
 
@@ -739,8 +760,7 @@ class ShadowMonitor(EngineExtension):
                 r.append(_Embedded(float(t), np.asarray(e, dtype=np.float64), None))
         self.scored = int(state.get("scored", 0))
         for m, d in state.get("collecting", {}).items():
-            baseline = self.drift.baselines.get(m)
-            if m in self.models and baseline is not None and baseline.embedding is None:
+            if m in self.models and self._awaits_profile(m):
                 self._collect[m] = _images_collected(m, d)[:self.baseline_images]
                 self._collect_pairs[m] = [(np.asarray(d["pairs_pred"], dtype=np.int64),
                                            np.asarray(d["pairs_ref"], dtype=np.int64))]

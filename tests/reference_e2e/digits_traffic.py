@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from reference_model.digits import DIGIT_CLASSES, DigitsArtifact
-from tests.conftest import base_config, metric_sum, parse_metrics, scrape
+from tests.conftest import base_config, metric_sum, parse_metrics, scrape, wait_for
 
 
 def digits_first_events_config(bootstrap: str, names: dict[str, str],
@@ -24,3 +24,13 @@ def digits_first_events_config(bootstrap: str, names: dict[str, str],
 def images_scored(url: str) -> float:
     """Images the daemon at `url` has scored so far."""
     return metric_sum(parse_metrics(scrape(url)), "visionmon_reference_images_scored_total")
+
+
+def wait_for_image_profile(url: str, images: int = 300, timeout: float = 60) -> None:
+    """Wait until the daemon at `url` has sealed its baseline with an image profile of
+    `images` images: the images sent after it are then all measured against it."""
+    def sealed_with_images() -> bool:
+        m = parse_metrics(scrape(url))
+        return metric_sum(m, "visionmon_baseline_info", state="sealed") >= 1 \
+            and metric_sum(m, "visionmon_baseline_events", kind="images") >= images
+    wait_for(sealed_with_images, timeout, what="the baseline's image profile")

@@ -31,6 +31,7 @@ from tests.conftest import (  # noqa: E402
 from tests.reference_e2e.digits_traffic import (  # noqa: E402
     digits_first_events_config,
     images_scored,
+    wait_for_image_profile,
 )
 
 GAINS = (1.5, 0.75, 0.7)
@@ -77,6 +78,7 @@ def test_shadow_scoring_detects_input_drift_and_a_bad_class(broker, topics, star
         return images_scored(daemon.url)
 
     wait_for(lambda: scored() >= 400, 120, what="baseline images scored")
+    wait_for_image_profile(daemon.url)
     _send(producer, names, "v1", images[clean], probs[clean], t0 + 100, "c")
     _send(producer, names, "v2", images[shifted], probs[shifted], t0 + 100, "s", gains=GAINS)
     _send(producer, names, "v3", images[bad], probs[bad], t0 + 100, "w", wrong=(3, 5))

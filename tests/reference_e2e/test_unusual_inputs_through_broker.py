@@ -24,6 +24,7 @@ from tests.conftest import judge_scrapes, metric_sum, wait_for  # noqa: E402
 from tests.reference_e2e.digits_traffic import (  # noqa: E402
     digits_first_events_config,
     images_scored,
+    wait_for_image_profile,
 )
 
 
@@ -76,6 +77,7 @@ def test_out_of_category_images_cross_the_unusual_input_threshold_and_clean_ones
         return images_scored(daemon.url)
 
     wait_for(lambda: scored() >= 400, 120, what="baseline images scored")
+    wait_for_image_profile(daemon.url)
     shape = images.shape[1:]
     _send(producer, names, "clean", images[clean], t0 + 100, "c")
     _send(producer, names, "noise", _noise(200, shape, rng), t0 + 100, "n")

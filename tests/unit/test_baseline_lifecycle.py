@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from monitor.baseline import build_baseline, from_dict, to_dict
+from monitor.baseline import build_baseline, from_dict, profiled_images, to_dict
 from monitor.config import parse_config, resolve
 from monitor.events import FeedbackEvent, PredictionEvent
 from monitor.scored import INPUT_FEATURES, ScoredImage
@@ -151,6 +151,30 @@ def test_the_image_profile_is_counted_while_collected_and_logged_when_gained(cap
     assert events_of(s, "images") == 100
     assert info(s) == [("m", "1", "first_events", "sealed", sha[:16])]
     assert f"image profile from 100 scored images (sha256 {sha[:16]})" in caplog.text
+
+
+def test_images_scored_before_the_predictions_seal_fill_the_profile_at_sealing() -> None:
+    """Images often arrive before their predictions (another topic, another poll): the
+    first ones scored still go towards the image profile, which the prediction batch that
+    seals the baseline completes; images after it are then measured against it."""
+    stats = first_events(images=100)
+    assert stats.shadow is not None
+    traffic = Traffic(5)
+    evs, _ = traffic.predictions(FIRST, 1000.0)
+    stats.shadow.apply_scored(_scored(evs[:150], 8))   # before any prediction
+    s = snap(stats)
+    assert events_of(s, "images") == 100
+    assert info(s) == [("m", "", "first_events", "collecting", "")]
+    # a restart meanwhile keeps them
+    stats, before = first_events(images=100), stats
+    stats.engine.restore(before.engine.state())
+    assert stats.shadow is not None and events_of(snap(stats), "images") == 100
+    stats.engine.apply_predictions(evs[:FIRST - 1])
+    assert "m" not in stats.drift.baselines
+    stats.engine.apply_predictions(evs[FIRST - 1:])    # seals: the profile comes with it
+    sealed = stats.drift.baselines["m"]
+    assert sealed.embedding is not None and profiled_images(sealed) == 100
+    assert events_of(snap(stats), "images") == 100
 
 
 def test_the_source_and_the_labels_towards_calibration_survive_a_checkpoint() -> None:
