@@ -330,7 +330,8 @@ class BaselineConfig(Frozen):
     """Predictions profiled into the baseline with mode first_events."""
     images: int = Field(300, ge=0)
     """Scored images that extend a baseline without an image profile (input and embedding drift); 0
-    turns that off. Half become the embedding MMD test's reference and half its held-out rows,
+    turns that off. With first_events, the first images scored, also before the predictions
+    seal it. Half become the embedding MMD test's reference and half its held-out rows,
     which bound the window it tests to a quarter of them: 300 images test windows of 32
     embeddings, 2,048 or more windows of 256."""
     quantile_bins: int = Field(10, ge=2, le=100)
