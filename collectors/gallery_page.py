@@ -61,13 +61,26 @@ def _card(e: GalleryEntry) -> str:
             f'<figcaption>{"<br>".join(rows)}</figcaption></figure>')
 
 
+def page_order(entries: Sequence[GalleryEntry]) -> list[GalleryEntry]:
+    """The images offered as unusual, highest score first, then the others as given
+    (newest first)."""
+    scored = [(e.score, i, e) for i, e in enumerate(entries) if e.score is not None]
+    scored.sort(key=lambda t: (-t[0], t[1]))
+    return [e for _, _, e in scored] + [e for e in entries if e.score is None]
+
+
 def render_gallery(entries: Sequence[GalleryEntry], size: int) -> bytes:
-    """The page for `entries` (newest first), of at most `size` kept."""
-    cards = "\n".join(_card(e) for e in entries)
+    """The page for `entries` (newest first), of at most `size` kept: the most unusual
+    images first, then the others, newest first."""
+    ordered = page_order(entries)
+    unusual = sum(e.score is not None for e in ordered)
+    cards = "\n".join(_card(e) for e in ordered)
     empty = "" if entries else "<p>No failure images yet.</p>"
     return (f"<!doctype html><html><head><meta charset=\"utf-8\">"
             f"<title>visionmon failure gallery</title><style>{_STYLE}</style></head><body>"
             f"<h1>Failure gallery</h1><p>The {len(entries)} most recent images that were wrong "
-            f"by their label or disagreed with the reference model (newest first; up to "
-            f"{size} kept in memory).</p>{empty}<div class=\"grid\">\n{cards}\n</div>"
+            f"by their label, disagreed with the reference model or scored above the "
+            f"baseline's 99th percentile of an unusualness score (up to {size} kept in "
+            f"memory): the {unusual} unusual ones first, highest score first, then the others, "
+            f"newest first.</p>{empty}<div class=\"grid\">\n{cards}\n</div>"
             f"</body></html>").encode()

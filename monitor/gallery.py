@@ -8,7 +8,8 @@ whether it failed; it enters the gallery when
 - `disagree`: the shadow join finds the reference model's class differs from production's;
 - `wrong`: its label joins and differs from production's class (an image already shown as
   disagreeing moves to the front with both reasons);
-- `unusual`: a caller (the unusual-input scores, when they exist) offers its score.
+- `unusual`: the unusual-input monitor finds it above a baseline's 99th percentile of an
+  unusualness score and offers its excess over it (the page shows the highest first).
 
 The gallery keeps the newest `images.gallery.size` entries. Memory: (size + waiting)
 thumbnails of at most `thumbnail_px`² pixels as JPEG (a few kB each at 96 px; at most
@@ -107,25 +108,32 @@ class FailureGallery:
             return
         classes = self.classes[model]
         key = self.waiting.key(prediction.request_id)
-        with self._lock:
-            before = self._shown.pop(key, None)
-        reasons: tuple[Reason, ...] = ("wrong", *(before.reasons if before else ()))
         self._show(key, replace(
-            entry, reasons=reasons, version=prediction.version,
+            entry, reasons=("wrong",), version=prediction.version,
             prediction=_name(classes, prediction.pred), confidence=prediction.confidence,
             label=_name(classes, label), segment=getattr(prediction, "segment", None)))
 
     def on_unusual(self, request_id: str, score: float) -> None:
-        """Show a waiting image that scored unusual (the seam for per-image unusualness
-        scores: their caller decides what counts as most unusual)."""
+        """Show a waiting image that scored unusual, with its `score` (the unusual-input
+        monitor offers its excess over the baseline's 99th percentile; the page shows the
+        highest first)."""
         entry = self.waiting.get(request_id)
         if entry is not None:
             self._show(self.waiting.key(request_id),
                        replace(entry, reasons=("unusual",), score=score))
 
     def _show(self, key: str, entry: GalleryEntry) -> None:
+        """Show `entry` as the newest; an image already shown keeps its earlier reasons
+        (after the new one), its score and its label."""
         with self._lock:
-            self._shown.pop(key, None)
+            before = self._shown.pop(key, None)
+            if before is not None:
+                entry = replace(
+                    entry,
+                    reasons=(*entry.reasons,
+                             *(r for r in before.reasons if r not in entry.reasons)),
+                    score=entry.score if entry.score is not None else before.score,
+                    label=entry.label if entry.label is not None else before.label)
             self._shown[key] = entry
             while len(self._shown) > self.size:
                 self._shown.popitem(last=False)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from collectors.gallery_page import render_gallery
+from collectors.gallery_page import page_order, render_gallery
 from collectors.http_server import HttpEndpoints
 from monitor.config import ConfigError, parse_config
 from monitor.events import PredictionEvent
@@ -159,3 +159,30 @@ def test_pages_of_changing_length_are_served_whole_over_http() -> None:
             assert body == render_gallery(g.entries(), g.size) and body.count(b"<img") == n
     finally:
         server.stop()
+
+
+def test_an_image_shown_twice_keeps_both_reasons_and_its_score() -> None:
+    g = gallery()
+    g.on_scored([scored("a", ref=1), scored("b", ref=2)])
+    g.on_unusual("a", 3.0)
+    g.on_shadow_join("a", "v1", 0, 0.9, 1)
+    g.on_shadow_join("b", "v1", 0, 0.9, 2)
+    g.on_unusual("b", 1.0)
+    a, b = sorted(g.entries(), key=lambda e: e.score or 0.0, reverse=True)
+    assert a.reasons == ("disagree", "unusual") and a.score == 3.0
+    assert b.reasons == ("unusual", "disagree") and b.score == 1.0
+
+
+def test_the_page_shows_the_most_unusual_images_first_then_the_newest() -> None:
+    g = gallery(size=10)
+    g.on_scored([scored(r, ref=1) for r in "abcd"])
+    g.on_unusual("a", 0.5)
+    g.on_shadow_join("b", "v1", 0, 0.9, 1)
+    g.on_unusual("c", 2.0)
+    g.on_shadow_join("d", "v1", 0, 0.9, 1)
+    order = [e.score for e in page_order(g.entries())]
+    assert order == [2.0, 0.5, None, None]
+    newest_first = [e for e in page_order(g.entries()) if e.score is None]
+    assert newest_first == [e for e in g.entries() if e.score is None]
+    body = render_gallery(g.entries(), g.size).decode()
+    assert body.index("unusualness: 2") < body.index("unusualness: 0.5")
