@@ -555,8 +555,10 @@ _SPECS: tuple[MetricSpec, ...] = (
                condition=_UNUSUAL_WINDOW),
     MetricSpec(f"{PREFIX}unusual_input_ratio_threshold", "gauge",
                "Largest visionmon_unusual_input_ratio a clean window of as many images "
-               "reaches at the test's level (one-sided binomial test against 0.01 at "
-               "drift.alpha / 2 per score): a ratio above it is unusual.", "ratio",
+               "reaches at the test's level (one-sided beta-binomial test on the baseline's "
+               "own count above its 99th percentile, at drift.alpha / 2 per score; for a "
+               "large baseline, the binomial test against 0.01): a ratio above it is unusual.",
+               "ratio",
                (*MVW, "score"),
                module="monitor/unusual_monitor.py",
                condition=_UNUSUAL_WINDOW),
