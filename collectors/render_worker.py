@@ -14,8 +14,8 @@ profiles, reservoir entries) are kept by the worker while each copy uses them, a
 memos of the renders (`AgreementMemo`, `MmdResults`) live in the worker. The series cap
 (`limits.max_series_per_metric`) is applied there too.
 
-The worker is an optimisation, never a dependency: while it starts (after the first
-`STARTUP_WAIT_S`), after it died (restarted
+The worker is an optimisation, never a dependency: while it starts (it imports for a second
+or more; a daemon's first scrape does not wait for it), after it died (restarted
 with a back-off, counted in `visionmon_render_worker_restarts_total{reason}`), or when it did
 not answer within `timeout_s` (then killed), the snapshot is rendered in the daemon's process
 as before, so a scrape is served and never waits longer than the timeout. The worker runs in
@@ -68,8 +68,6 @@ TIMEOUT_S = 30.0
 #: seconds between two starts of the worker (a worker that cannot start is not respawned
 #: in a loop; renders are local meanwhile)
 RESTART_BACKOFF_S = 10.0
-#: seconds after its start a render waits for the worker to be ready (then: rendered here)
-STARTUP_WAIT_S = 10.0
 #: snapshots whose series the worker keeps for later requests (a body in a format asked for
 #: the first time, the series for the OpenTelemetry bridge)
 KEPT_SNAPSHOTS = 2
@@ -226,7 +224,6 @@ class _Channel:
                 start_new_session=True)
         self.conn = Connection(mine.detach())
         self.ready = False
-        self.started = time.monotonic()
         #: immutable parts the worker holds, by id
         self.sent: dict[int, object] = {}
 
@@ -293,8 +290,8 @@ class RenderWorker:
         self.restarts: dict[str, int] = {"exited": 0, "timeout": 0}
 
     def start(self) -> None:
-        """Start the worker process (it imports for about a second; renders wait for it
-        up to `STARTUP_WAIT_S` after its start, and are done here if it is not ready then)."""
+        """Start the worker process (it imports for about a second; renders asked for
+        before it is ready are done here)."""
         with self._lock:
             if self._channel is None and not self._closed:
                 self._channel = _Channel(self._cap.limit)
@@ -391,11 +388,10 @@ class RenderWorker:
             channel = self._channel = _Channel(self._cap.limit)
             self._last_start = self._clock()
         if not channel.ready:
-            # a worker that just started imports for a second or more: the first render
-            # waits for it rather than take the statistics' CPU from the consumer loop
-            wait = max(0.0, channel.started + STARTUP_WAIT_S - time.monotonic())
+            # a worker that just started imports for a second or more: a render asked for
+            # meanwhile (a daemon's first scrape) is done here rather than wait for it
             try:
-                if not channel.conn.poll(wait):
+                if not channel.conn.poll(0.0):
                     raise WorkerUnavailable("starting")
                 channel.conn.recv_bytes()
             except (EOFError, OSError):

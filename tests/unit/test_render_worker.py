@@ -137,3 +137,18 @@ def test_a_worker_whose_daemon_went_away_exits(worker: RenderWorker) -> None:
     assert channel is not None
     channel.conn.close()  # as when the daemon's process dies: the channel closes
     assert channel.proc.wait(30) == 0
+
+
+def test_a_render_asked_for_while_the_worker_starts_is_done_here_without_waiting(
+        stats: Statistics) -> None:
+    w = RenderWorker(_copies(stats), SeriesCap(30_000), timeout_s=20.0)
+    w.start()
+    try:
+        # the worker is still importing: the first render is this process's (before, it
+        # waited up to 10 s for the worker and came back from it)
+        first = w(0.0, WALL, (OPENMETRICS_GZIP,))
+        assert not isinstance(first._origin, WorkerOrigin)
+        assert any(ln.startswith("visionmon_") for ln in _text(first.body(OPENMETRICS_GZIP)))
+        _ready(w)                                       # later renders go to the worker
+    finally:
+        w.close()
