@@ -20,6 +20,8 @@ Each run is a fresh subprocess, in one of these modes, rotated round by round:
                Prometheus server's headers (OpenMetrics, gzip); the statistics, text and gzip
                rendered by the render worker process (`http.render_worker: true`, the default)
   thread:N     the same, rendered in the daemon's process (`http.render_worker: false`)
+  worker:N/S   (or thread:N/S) scraped every S seconds instead of every second (Prometheus's
+               usual 15 to 60 s, against snapshots of N s)
 and reports events/s (all prediction events, from the first poll to the last batch
 applied), the daemon process's CPU seconds (and the render worker's), scrape latency (each
 GET, the body read included, timed by the scraper), the CPU each scrape took in the daemon's
@@ -284,8 +286,8 @@ def _snapshot_time(raw: bytes, zipped: bool) -> float:
             raise ValueError("no visionmon_snapshot_timestamp_seconds in the body")
 
 
-def scrape_loop(url: str) -> None:
-    """The scraper process: GET `url` every SCRAPE_EVERY_S (on a fixed schedule) until a
+def scrape_loop(url: str, every_s: float = SCRAPE_EVERY_S) -> None:
+    """The scraper process: GET `url` every `every_s` (on a fixed schedule) until a
     line arrives on stdin, then print what it saw as JSON: per scrape its latency (s) and
     the age of the snapshot it got (s), and the last body's sizes and series."""
     import select
@@ -301,7 +303,7 @@ def scrape_loop(url: str) -> None:
             zipped = r.headers.get("Content-Encoding") == "gzip"
         out["latencies"].append(time.perf_counter() - t)
         out["ages"].append(time.time() - _snapshot_time(raw, zipped))
-        due += SCRAPE_EVERY_S
+        due += every_s
     body = gzip.decompress(raw) if zipped else raw
     out["size"], out["gzip_size"] = len(body), len(raw) if zipped else 0
     out["series"] = sum(1 for ln in body.split(b"\n") if ln and not ln.startswith(b"#"))
@@ -311,8 +313,9 @@ def scrape_loop(url: str) -> None:
 class Scraper:
     """The scraper process (`scrape_loop`), started and stopped from the daemon's process."""
 
-    def __init__(self, url: str) -> None:
-        self._proc = subprocess.Popen([sys.executable, __file__, "--scrape", url],
+    def __init__(self, url: str, every_s: float = SCRAPE_EVERY_S) -> None:
+        self._proc = subprocess.Popen([sys.executable, __file__, "--scrape", url,
+                                       "--scrape-every", str(every_s)],
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
     def stop(self) -> dict[str, Any]:
@@ -355,6 +358,7 @@ def child(mode: str, baseline: Path, events: int) -> dict[str, Any]:
     from visionmon.gc_tuning import tune_collector
 
     design, _, every = mode.partition(":")
+    every, _, scrape_every = every.partition("/")
     interval = None if mode == "quiet" else float(every)
 
     stand_in = socket.create_server(("127.0.0.1", 0))  # the daemon's probe finds a "broker"
@@ -411,7 +415,9 @@ def child(mode: str, baseline: Path, events: int) -> dict[str, Any]:
     while consumer.first_poll is None:
         time.sleep(0.01)
     cpu0 = _cpu_s()
-    scraper = Scraper(f"http://127.0.0.1:{http.port}/metrics") if interval is not None else None
+    scraper = (Scraper(f"http://127.0.0.1:{http.port}/metrics",
+                       float(scrape_every or SCRAPE_EVERY_S))
+               if interval is not None else None)
     worker_cpu0 = _thread_cpu_of(worker.pid) if worker is not None and worker.pid else 0.0
     consumer.done.wait()
     cpu = _cpu_s() - cpu0
@@ -461,15 +467,18 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--modes", default="worker:1,thread:1",
                     help="scraped runs, comma-separated: worker:N (render worker) or thread:N "
-                         "(rendered in the daemon), N = http.snapshot_interval_seconds")
+                         "(rendered in the daemon), N = http.snapshot_interval_seconds; "
+                         "worker:N/S: scraped every S s instead of every second")
     ap.add_argument("--child", help="run one mode: quiet, worker:N or thread:N (internal)")
     ap.add_argument("--scrape", help="be the scraper process of this URL (internal)")
+    ap.add_argument("--scrape-every", type=float, default=SCRAPE_EVERY_S,
+                    help=argparse.SUPPRESS)
     ap.add_argument("--baseline", type=Path,
                     help="a baseline file from an earlier run (else one is built, ~1 min)")
     ap.add_argument("--json", type=Path, help="also write the raw results here")
     args = ap.parse_args()
     if args.scrape:
-        scrape_loop(args.scrape)
+        scrape_loop(args.scrape, args.scrape_every)
         return
     if args.child:
         print(json.dumps(child(args.child, args.baseline, args.events)))
@@ -509,8 +518,10 @@ def _median(values: Sequence[float]) -> float:
 
 def _mode_name(mode: str) -> str:
     design, _, every = mode.partition(":")
+    every, _, scrape_every = every.partition("/")
     where = "render worker" if design == "worker" else "in the daemon"
-    return f"{where}, snapshot interval {every} s"
+    scraped = f", scraped every {scrape_every} s" if scrape_every else ""
+    return f"{where}, snapshot interval {every} s{scraped}"
 
 
 def report(results: list[dict[str, Any]], events: int) -> None:
@@ -520,7 +531,8 @@ def report(results: list[dict[str, Any]], events: int) -> None:
     loads = [r["load"] for r in results]
     print(f"\n{len(CLASSES):,} classes, {len(VERSIONS)} versions, {events:,} predictions "
           f"({LABELED:.0%} labelled, {IMAGED:.0%} with an image), {len(rounds)} rounds, "
-          f"modes rotated, medians; a scrape every {SCRAPE_EVERY_S:g} s with Prometheus's "
+          f"modes rotated, medians; a scrape every {SCRAPE_EVERY_S:g} s (unless the mode "
+          f"says) with Prometheus's "
           f"headers; load average {min(loads):.1f} to {max(loads):.1f}\n")
     head = ["without scrapes", *(_mode_name(m) for m in modes)]
     print("| measure | " + " | ".join(head) + " |")

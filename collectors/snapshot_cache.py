@@ -8,8 +8,13 @@ format. When the snapshot a scrape would get is older than the interval, the scr
 a new one. When scrapes come more often than the interval, the next snapshot is rendered in
 the background shortly before the current one expires, so that they do not wait; should that
 render ahead take longer than foreseen (the machine is busy), scrapes get the current one
-meanwhile, up to twice the interval old. So a scrape never gets counts copied more than the
-interval before it arrived, or twice that while the next snapshot is on its way.
+meanwhile, up to twice the interval old. When scrapes come less often than the interval
+(Prometheus every 15 s, snapshots every 5 s), the next snapshot is rendered on a timer, a
+little more than twice the slowest recent render before the next scrape is due (the gap
+between the last two), so that it does not wait either; a scrape that comes before that
+renders as before, and the timer's render is dropped. So a scrape never gets counts copied
+more than the interval before it arrived, or twice that while the next snapshot is on its
+way.
 
 Who renders is the renderer's choice: `source` in the thread that asks (a scrape, or the
 render ahead), or the render worker process (collectors/render_worker.py, the default of
@@ -42,6 +47,13 @@ BodyWriter = Callable[[Snapshot, BodyFormat], bytes]
 
 #: renders whose time is remembered to foresee the next one's
 RENDERS_REMEMBERED = 3
+#: a render for a foreseen scrape starts this many times the slowest recent render (s)
+#: before the scrape is due, plus `FORESEEN_SLACK_S`, and never earlier than the interval
+FORESEEN_LEAD = 2.0
+FORESEEN_SLACK_S = 0.25
+#: scrapes further apart than this (s) are not foreseen: their renders would more likely
+#: be wasted than read
+MAX_FORESEEN_GAP_S = 300.0
 
 TIMESTAMP = "visionmon_snapshot_timestamp_seconds"
 RENDER_SECONDS = "visionmon_snapshot_render_seconds"
@@ -145,6 +157,12 @@ def _in_thread(work: Callable[[], None]) -> None:
     threading.Thread(target=work, name="visionmon-snapshot", daemon=True).start()
 
 
+def _after(delay_s: float, work: Callable[[], None]) -> None:
+    timer = threading.Timer(delay_s, work)
+    timer.name, timer.daemon = "visionmon-snapshot-timer", True
+    timer.start()
+
+
 class SnapshotCache:
     """Renders snapshots from `source` at most once per `interval_s` for every reader (the
     /metrics endpoint, the OpenTelemetry bridge). `interval_s` = 0: every read renders."""
@@ -154,9 +172,11 @@ class SnapshotCache:
                  wall_clock: Callable[[], float] = time.time,
                  background: Callable[[Callable[[], None]], None] = _in_thread,
                  renderer: SnapshotRenderer | None = None,
-                 writer: BodyWriter | None = None) -> None:
+                 writer: BodyWriter | None = None,
+                 schedule: Callable[[float, Callable[[], None]], None] = _after) -> None:
         """`source` is rendered in this process unless a `renderer` (the render worker)
-        renders; `writer` writes the bodies of what is rendered here."""
+        renders; `writer` writes the bodies of what is rendered here; `schedule(delay_s,
+        work)` runs a render for a foreseen scrape later (a timer thread)."""
         self._source = source
         self._renderer = renderer or self._render_here
         self._write = writer or write_body(ExpositionWriter())
@@ -164,6 +184,9 @@ class SnapshotCache:
         self._clock = clock
         self._wall = wall_clock
         self._background = background
+        self._schedule = schedule
+        #: the latest render planned for a foreseen scrape (older plans are dropped)
+        self._plan = 0
         self._cond = threading.Condition()
         self._current: RenderedSnapshot | None = None
         self._rendering = False
@@ -198,6 +221,9 @@ class SnapshotCache:
                     current = None
                     break
                 self._cond.wait()
+            plan = self._foresee(arrival, gap)
+        if plan is not None:
+            self._schedule(*plan)
         if current is None:
             return self._render(ahead=False)
         if ahead:
@@ -219,6 +245,28 @@ class SnapshotCache:
         age = now - current.taken_at
         cost = max(current.render_seconds, *self._walls)
         return age + gap + cost >= self.interval_s
+
+    def _foresee(self, now: float, gap: float | None
+                 ) -> tuple[float, Callable[[], None]] | None:
+        """When reads come less often than the interval, the delay (s) and the work of a
+        render that the next read, due `gap` after this one, finds fresh (under the lock)."""
+        self._plan += 1
+        if (self.interval_s <= 0 or gap is None or gap < self.interval_s
+                or gap > MAX_FORESEEN_GAP_S):
+            return None
+        cost = max(self._walls, default=0.0)
+        lead = min(self.interval_s, FORESEEN_LEAD * cost + FORESEEN_SLACK_S)
+        plan = self._plan
+        return max(0.0, gap - lead), lambda: self._render_foreseen(plan)
+
+    def _render_foreseen(self, plan: int) -> None:
+        """The timer of `plan` is due: render, unless a later read planned another or a
+        render is under way."""
+        with self._cond:
+            if plan != self._plan or self._rendering:
+                return
+            self._rendering = self._ahead = True
+        self._render_ahead()
 
     def _render_ahead(self) -> None:
         try:

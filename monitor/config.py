@@ -241,7 +241,9 @@ class HttpConfig(Frozen):
     time of the last computation gets the same snapshot (its time is
     `visionmon_snapshot_timestamp_seconds`), none an older one (twice as old while the next is
     late); 0 computes for every scrape. When scrapes come more often than this, the next snapshot
-    is computed ahead and no scrape waits for one; a 1,000-class model's snapshot takes about a
+    is computed ahead and no scrape waits for one; when they come less often (Prometheus every
+    15 s), the next is computed on a timer shortly before the next scrape is due, and that
+    scrape does not wait either; a 1,000-class model's snapshot takes about a
     second of CPU, so 5 s keeps it to a fifth of a core with scrapes every second (see
     docs/benchmarks.md, scrapes against ingestion). Lower it for small models that need fresher
     numbers."""

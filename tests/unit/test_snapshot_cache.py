@@ -68,12 +68,42 @@ class Later:
             w()
 
 
+class Timers:
+    """Timed work held until the test moves the clock to when it is due (`run_due`)."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.due: list[tuple[float, Callable[[], None]]] = []
+
+    def __call__(self, delay_s: float, work: Callable[[], None]) -> None:
+        self.due.append((self.clock.now + delay_s, work))
+
+    def run_due(self, until: float) -> None:
+        """Run the work due by `until`, each at its time, then leave the clock at `until`."""
+        while ready := sorted((t, i) for i, (t, _) in enumerate(self.due) if t <= until):
+            t, i = ready[0]
+            work = self.due.pop(i)[1]
+            self.clock.now = t
+            work()
+        self.clock.now = max(self.clock.now, until)
+
+
 def _cache(interval: float, cost: float = 0.0, writer: BodyWriter | None = None
            ) -> tuple[SnapshotCache, Source, Clock, Later]:
+    """A cache whose renders for foreseen scrapes never run (see `_timed_cache`)."""
     clock, later = Clock(), Later()
     source = Source(clock, cost)
     return (SnapshotCache(source, interval, clock, lambda: WALL + clock.now, later,
-                          writer=writer), source, clock, later)
+                          writer=writer, schedule=lambda delay, work: None),
+            source, clock, later)
+
+
+def _timed_cache(interval: float, cost: float = 0.0
+                 ) -> tuple[SnapshotCache, Source, Clock, Timers]:
+    clock = Clock()
+    source, timers = Source(clock, cost), Timers(clock)
+    return (SnapshotCache(source, interval, clock, lambda: WALL + clock.now, Later(),
+                          schedule=timers), source, clock, timers)
 
 
 #: a body format (prometheus_client's text format, not gzipped)
@@ -366,3 +396,47 @@ def test_the_daemon_serves_metrics_from_its_snapshot_cache(tmp_path: Path) -> No
                 "visionmon_build_info"} <= set(_samples(first.decode()))
     finally:
         app.http.stop()
+
+
+def test_scrapes_rarer_than_the_interval_find_a_snapshot_rendered_on_a_timer() -> None:
+    """Interval 5 s, a scrape every 15 s (Prometheus), a render of 1 s: from the third
+    scrape on, the render for the next one starts 2 x 1 s + 0.25 s before it is due, so the
+    scrape finds it fresh and renders nothing itself."""
+    cache, source, clock, timers = _timed_cache(5.0, cost=1.0)
+    start = clock.now
+    for k in range(1, 6):
+        scrape_at = start + 15.0 * k
+        timers.run_due(scrape_at)
+        renders = source.renders
+        rendered = cache.latest()
+        assert clock.now - rendered.taken_at <= 5.0
+        if k >= 3:  # the first scrape has no gap to foresee by; the second plans the third
+            assert source.renders == renders, f"scrape {k} rendered"
+            assert clock.now - rendered.taken_at == pytest.approx(2.25)
+    assert source.renders == 5  # the first two scrapes' and one per foreseen scrape
+
+
+def test_a_scrape_earlier_than_foreseen_renders_and_the_timer_does_nothing() -> None:
+    cache, source, clock, timers = _timed_cache(5.0, cost=1.0)
+    start = clock.now
+    cache.latest()
+    clock.now = start + 15.0
+    cache.latest()                          # gap 15 s: a render planned at about 28 s
+    assert source.renders == 2 and len(timers.due) == 1
+    clock.now = start + 21.0
+    cache.latest()                          # came early: renders itself, plans at 24.75 s
+    assert source.renders == 3
+    timers.run_due(start + 24.0)
+    assert source.renders == 3
+    timers.run_due(start + 28.0)         # the second plan renders, the first is dropped
+    assert source.renders == 4 and timers.due == []
+
+
+@pytest.mark.parametrize(("interval", "gap"), [(0.0, 15.0), (5.0, 301.0), (5.0, 2.0)],
+                         ids=["interval 0", "scrapes too far apart", "scrapes more often"])
+def test_no_render_is_planned_when_no_scrape_is_foreseen(interval: float, gap: float) -> None:
+    cache, _, clock, timers = _timed_cache(interval)
+    cache.latest()
+    clock.now += gap
+    cache.latest()
+    assert timers.due == []
