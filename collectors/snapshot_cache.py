@@ -221,11 +221,13 @@ class SnapshotCache:
                     current = None
                     break
                 self._cond.wait()
-            plan = self._foresee(arrival, gap)
+            plan = None if current is None else self._foresee(arrival, gap)
+        if current is None:
+            current = self._render(ahead=False)
+            with self._cond:  # foreseen with this render's time among the recent ones
+                plan = self._foresee(arrival, gap)
         if plan is not None:
             self._schedule(*plan)
-        if current is None:
-            return self._render(ahead=False)
         if ahead:
             self._background(self._render_ahead)
         return current
@@ -246,10 +248,11 @@ class SnapshotCache:
         cost = max(current.render_seconds, *self._walls)
         return age + gap + cost >= self.interval_s
 
-    def _foresee(self, now: float, gap: float | None
+    def _foresee(self, arrival: float, gap: float | None
                  ) -> tuple[float, Callable[[], None]] | None:
-        """When reads come less often than the interval, the delay (s) and the work of a
-        render that the next read, due `gap` after this one, finds fresh (under the lock)."""
+        """When reads come less often than the interval, the delay from now (s) and the work
+        of a render that the next read, due `gap` after this one's `arrival`, finds fresh
+        (under the lock)."""
         self._plan += 1
         if (self.interval_s <= 0 or gap is None or gap < self.interval_s
                 or gap > MAX_FORESEEN_GAP_S):
@@ -257,7 +260,8 @@ class SnapshotCache:
         cost = max(self._walls, default=0.0)
         lead = min(self.interval_s, FORESEEN_LEAD * cost + FORESEEN_SLACK_S)
         plan = self._plan
-        return max(0.0, gap - lead), lambda: self._render_foreseen(plan)
+        delay = arrival + gap - lead - self._clock()
+        return max(0.0, delay), lambda: self._render_foreseen(plan)
 
     def _render_foreseen(self, plan: int) -> None:
         """The timer of `plan` is due: render, unless a later read planned another or a

@@ -239,7 +239,8 @@ def test_while_a_render_ahead_is_late_scrapes_get_the_current_one_up_to_twice_th
     clock, source = Clock(), Blocking()
     threads: list[threading.Thread] = []
     cache = SnapshotCache(source, 1.0, clock, lambda: WALL,
-                          lambda work: threads.append(_in_thread(work, [])))
+                          lambda work: threads.append(_in_thread(work, [])),
+                          schedule=lambda delay, work: None)
     assert _up(cache) == 1
     clock.now += 0.6
     assert _up(cache) == 1  # age 0.6 + gap 0.6 >= 1: the render ahead starts (and hangs)
@@ -262,7 +263,8 @@ def test_while_a_render_ahead_is_late_scrapes_get_the_current_one_up_to_twice_th
 
 def test_scrapes_that_find_no_fresh_snapshot_wait_for_the_same_render() -> None:
     clock, source = Clock(), Blocking()
-    cache = SnapshotCache(source, 1.0, clock, lambda: WALL, lambda work: None)
+    cache = SnapshotCache(source, 1.0, clock, lambda: WALL, lambda work: None,
+                          schedule=lambda delay, work: None)
     assert _up(cache) == 1
     clock.now += 5.0
     first: list[Any] = []
@@ -440,3 +442,17 @@ def test_no_render_is_planned_when_no_scrape_is_foreseen(interval: float, gap: f
     clock.now += gap
     cache.latest()
     assert timers.due == []
+
+
+def test_a_scrape_that_renders_foresees_the_next_by_that_render() -> None:
+    """The first render is cheap (0.1 s), the second scrape's own render slow (1 s): the
+    render for the third scrape starts 2 x 1 s + 0.25 s before it is due, counted from the
+    second scrape's arrival, not from the end of its render."""
+    cache, source, clock, timers = _timed_cache(5.0, cost=0.1)
+    start = clock.now
+    cache.latest()
+    source.cost = 1.0
+    clock.now = start + 15.0
+    cache.latest()
+    ((due, _),) = timers.due
+    assert due == pytest.approx(start + 30.0 - 2.25)
