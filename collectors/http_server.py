@@ -72,7 +72,8 @@ def snapshot_metrics_app(snapshots: SnapshotCache, registry: CollectorRegistry) 
         headers = [("Content-Type", content_type)]
         if zipped:
             headers.append(("Content-Encoding", "gzip"))
-        body = snapshots.latest().body(BodyFormat(content_type, encoder, zipped))
+        reader = f"{environ.get('REMOTE_ADDR', '')} {environ.get('HTTP_USER_AGENT', '')}"
+        body = snapshots.latest(reader).body(BodyFormat(content_type, encoder, zipped))
         start_response("200 OK", headers)
         return [body]
 

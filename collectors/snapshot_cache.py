@@ -11,8 +11,10 @@ render ahead take longer than foreseen (the machine is busy), scrapes get the cu
 meanwhile, up to twice the interval old. When scrapes come less often than the interval
 (Prometheus every 15 s, snapshots every 5 s), the next snapshot is rendered on a timer, a
 little more than twice the slowest recent render before the next scrape is due (the gap
-between the last two), so that it does not wait either; a scrape that comes before that
-renders as before, and the timer's render is dropped. So a scrape never gets counts copied
+between the reader's last two; each reader, a scraper by its address and agent or the
+OpenTelemetry bridge, has its own cadence, and one render serves every read it is fresh
+for), so that it does not wait either; a scrape that comes before that renders as before,
+and the timer's render is dropped. So a scrape never gets counts copied
 more than the interval before it arrived, or twice that while the next snapshot is on its
 way.
 
@@ -31,8 +33,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Protocol
 
 from collectors.bodies import BodyFormat, gzipped, write_plain
@@ -54,6 +57,8 @@ FORESEEN_SLACK_S = 0.25
 #: scrapes further apart than this (s) are not foreseen: their renders would more likely
 #: be wasted than read
 MAX_FORESEEN_GAP_S = 300.0
+#: readers whose cadence is followed (the oldest is forgotten beyond it)
+MAX_READERS = 16
 
 TIMESTAMP = "visionmon_snapshot_timestamp_seconds"
 RENDER_SECONDS = "visionmon_snapshot_render_seconds"
@@ -163,6 +168,14 @@ def _after(delay_s: float, work: Callable[[], None]) -> None:
     timer.start()
 
 
+@dataclass(slots=True)
+class _Reader:
+    """One reader of the cache: when it last read (monotonic s) and its latest plan."""
+
+    last: float
+    plan: int
+
+
 class SnapshotCache:
     """Renders snapshots from `source` at most once per `interval_s` for every reader (the
     /metrics endpoint, the OpenTelemetry bridge). `interval_s` = 0: every read renders."""
@@ -185,27 +198,29 @@ class SnapshotCache:
         self._wall = wall_clock
         self._background = background
         self._schedule = schedule
-        #: the latest render planned for a foreseen scrape (older plans are dropped)
-        self._plan = 0
+        #: per reader (a scraper, the OpenTelemetry bridge): when it last read, and the
+        #: render planned for its next read (a later read of the same reader drops it)
+        self._readers: OrderedDict[str, _Reader] = OrderedDict()
+        self._plans = 0
+        self._closed = False
         self._cond = threading.Condition()
         self._current: RenderedSnapshot | None = None
         self._rendering = False
         #: the render under way was started ahead (not by a read that found none fresh)
         self._ahead = False
-        self._last_read: float | None = None
         #: seconds the last renders took (wall, their bodies included): the slowest of
         #: them is the guess of the next one's (a busy machine stretches some)
         self._walls: deque[float] = deque(maxlen=RENDERS_REMEMBERED)
 
-    def latest(self) -> RenderedSnapshot:
+    def latest(self, reader: str = "") -> RenderedSnapshot:
         """A snapshot whose counts were copied at most `interval_s` before this call (the
         current one, one under way, or a new one rendered now), or at most twice that while
-        the next one is rendered ahead."""
+        the next one is rendered ahead. `reader` names who reads (a scraper's address and
+        agent): each reader's cadence foresees its own next read."""
         arrival = self._clock()
         ahead = False
         with self._cond:
-            gap = None if self._last_read is None else arrival - self._last_read
-            self._last_read = arrival
+            gap = self._arrived(reader, arrival)
             while True:
                 current = self._current
                 if current is not None and current.taken_at >= arrival - self.interval_s:
@@ -221,20 +236,37 @@ class SnapshotCache:
                     current = None
                     break
                 self._cond.wait()
-            plan = None if current is None else self._foresee(arrival, gap)
+            plan = None if current is None else self._foresee(reader, arrival, gap)
         if current is None:
             current = self._render(ahead=False)
             with self._cond:  # foreseen with this render's time among the recent ones
-                plan = self._foresee(arrival, gap)
+                plan = self._foresee(reader, arrival, gap)
         if plan is not None:
-            self._schedule(*plan)
+            try:
+                self._schedule(*plan)
+            except Exception:  # no thread to be had: this read is served all the same
+                log.warning("could not plan the next snapshot's render", exc_info=True)
         if ahead:
             self._background(self._render_ahead)
         return current
 
-    def snapshot(self) -> Snapshot:
+    def snapshot(self, reader: str = "") -> Snapshot:
         """The latest snapshot's series (a `SnapshotSource`)."""
-        return self.latest().snapshot
+        return self.latest(reader).snapshot
+
+    def close(self) -> None:
+        """Render nothing more for foreseen reads (the daemon stops)."""
+        with self._cond:
+            self._closed = True
+
+    def _arrived(self, reader: str, arrival: float) -> float | None:
+        """Note a read of `reader`; the time since its previous read (s), if any (under
+        the lock)."""
+        known = self._readers.pop(reader, None)
+        self._readers[reader] = _Reader(arrival, known.plan if known else 0)
+        while len(self._readers) > MAX_READERS:
+            self._readers.popitem(last=False)
+        return None if known is None else arrival - known.last
 
     def _refresh_ahead(self, current: RenderedSnapshot, now: float, gap: float | None) -> bool:
         """Start the next render now? When reads come more often than the interval (`gap`,
@@ -248,26 +280,34 @@ class SnapshotCache:
         cost = max(current.render_seconds, *self._walls)
         return age + gap + cost >= self.interval_s
 
-    def _foresee(self, arrival: float, gap: float | None
+    def _foresee(self, reader: str, arrival: float, gap: float | None
                  ) -> tuple[float, Callable[[], None]] | None:
-        """When reads come less often than the interval, the delay from now (s) and the work
-        of a render that the next read, due `gap` after this one's `arrival`, finds fresh
-        (under the lock)."""
-        self._plan += 1
+        """When `reader` reads less often than the interval, the delay from now (s) and the
+        work of a render that its next read, due `gap` after this one's `arrival`, finds
+        fresh; this read drops the reader's earlier plan (under the lock)."""
+        self._plans += 1
+        plan = self._readers[reader].plan = self._plans
         if (self.interval_s <= 0 or gap is None or gap < self.interval_s
                 or gap > MAX_FORESEEN_GAP_S):
             return None
         cost = max(self._walls, default=0.0)
-        lead = min(self.interval_s, FORESEEN_LEAD * cost + FORESEEN_SLACK_S)
-        plan = self._plan
-        delay = arrival + gap - lead - self._clock()
-        return max(0.0, delay), lambda: self._render_foreseen(plan)
+        # never earlier than the interval before the read, less a margin for a late read
+        lead = min(max(0.0, self.interval_s - FORESEEN_SLACK_S),
+                   FORESEEN_LEAD * cost + FORESEEN_SLACK_S)
+        due = arrival + gap
+        return (max(0.0, due - lead - self._clock()),
+                lambda: self._render_foreseen(reader, plan, due))
 
-    def _render_foreseen(self, plan: int) -> None:
-        """The timer of `plan` is due: render, unless a later read planned another or a
-        render is under way."""
+    def _render_foreseen(self, reader: str, plan: int, due: float) -> None:
+        """The timer of `reader`'s `plan` is due: render, unless the reader read again since,
+        a render is under way, the current snapshot is still fresh for the read due at
+        `due` (another reader's render came first), or the cache is closed."""
         with self._cond:
-            if plan != self._plan or self._rendering:
+            known = self._readers.get(reader)
+            current = self._current
+            if (self._closed or known is None or known.plan != plan or self._rendering
+                    or (current is not None and current.taken_at
+                        >= due - self.interval_s + FORESEEN_SLACK_S)):
                 return
             self._rendering = self._ahead = True
         self._render_ahead()

@@ -280,7 +280,8 @@ class App:
         self.otel = None
         if cfg.otel.endpoint:
             from collectors.otel_bridge import OtelBridge
-            self.otel = OtelBridge.for_endpoint(self.snapshots.snapshot, cfg.otel)
+            self.otel = OtelBridge.for_endpoint(lambda: self.snapshots.snapshot("otel"),
+                                                cfg.otel)
             self.engine.histogram_hook = self.otel.observe_histogram
             self.stats.labels.histogram_hook = self.otel.observe_histogram
 
@@ -340,6 +341,7 @@ class App:
         if self.otel is not None:
             self.otel.shutdown()
         self.http.stop()
+        self.snapshots.close()
         if self.render_worker is not None:
             self.render_worker.close()
 

@@ -456,3 +456,48 @@ def test_a_scrape_that_renders_foresees_the_next_by_that_render() -> None:
     cache.latest()
     ((due, _),) = timers.due
     assert due == pytest.approx(start + 30.0 - 2.25)
+
+
+def test_a_render_that_cannot_finish_in_time_still_leaves_a_late_scrape_its_margin() -> None:
+    """Interval 5 s, renders of 2.5 s: the render for the next scrape starts 4.75 s before it
+    is due (not 5 s, nor 2 x 2.5 + 0.25), so a scrape 0.2 s late still finds it fresh."""
+    cache, source, clock, timers = _timed_cache(5.0, cost=2.5)
+    start = clock.now
+    cache.latest()
+    clock.now = start + 15.0
+    cache.latest()
+    ((due, _),) = timers.due
+    assert due == pytest.approx(start + 30.0 - 4.75)
+    timers.run_due(start + 30.2)
+    renders = source.renders
+    assert clock.now - cache.latest().taken_at <= 5.0 and source.renders == renders
+
+
+def test_two_scrapers_a_second_apart_each_find_their_snapshot_ready() -> None:
+    """Two Prometheus servers (an HA pair) scrape every 15 s, one second apart: each one's
+    cadence is its own, one render serves both, and neither waits."""
+    cache, source, clock, timers = _timed_cache(5.0, cost=1.0)
+    start = clock.now
+    waited = []
+    for k in range(6):
+        for offset, reader in ((0.0, "prometheus-a"), (1.0, "prometheus-b")):
+            timers.run_due(start + 15.0 * k + offset)
+            renders = source.renders
+            rendered = cache.latest(reader)
+            assert clock.now - rendered.taken_at <= 5.0
+            waited.append(source.renders > renders)
+    # the first round renders (no cadence known yet), as does a's second read (b's first
+    # read came between); then no scrape renders
+    assert waited[:2] == [True, False] and not any(waited[4:])
+    assert source.renders == 2 + 4  # one per round from the third on
+
+
+def test_a_closed_cache_renders_nothing_for_a_foreseen_read() -> None:
+    cache, source, clock, timers = _timed_cache(5.0, cost=1.0)
+    start = clock.now
+    cache.latest()
+    clock.now = start + 15.0
+    cache.latest()
+    cache.close()
+    timers.run_due(start + 60.0)
+    assert source.renders == 2
