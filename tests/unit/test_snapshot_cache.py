@@ -501,3 +501,17 @@ def test_a_closed_cache_renders_nothing_for_a_foreseen_read() -> None:
     cache.close()
     timers.run_due(start + 60.0)
     assert source.renders == 2
+
+
+def test_more_readers_than_followed_forget_the_oldest_and_are_all_served() -> None:
+    from collectors.snapshot_cache import MAX_READERS
+
+    cache, _, clock, _timers = _timed_cache(5.0, cost=0.1)
+    for _round in range(3):
+        for r in range(MAX_READERS + 4):
+            clock.now += 1.0
+            assert cache.latest(f"scraper-{r}").taken_at >= clock.now - 5.0
+    assert len(cache._readers) == MAX_READERS
+    # a reader forgotten while its own read rendered plans nothing (and does not fail)
+    with cache._cond:
+        assert cache._foresee("scraper-0", clock.now, 15.0) is None
