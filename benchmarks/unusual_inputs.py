@@ -44,13 +44,11 @@ from __future__ import annotations
 
 import argparse
 import copy
-import io
 import json
 import subprocess
 import sys
 import tempfile
 import time
-import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,21 +112,6 @@ def _score(wl: object, images: Sequence[bytes]) -> ScoredSet:
                      np.concatenate(energy).astype(np.float64), np.concatenate(top1))
 
 
-def _rendered(sources: Sequence[bytes], shift: str, severity: int, fmt: str) -> list[bytes]:
-    from PIL import Image
-
-    from benchmarks.workloads.shifts import apply_shift, encode
-    from benchmarks.workloads.workload import SEED
-
-    rng = np.random.default_rng([SEED, zlib.crc32(shift.encode()), severity])
-    out = []
-    for data in sources:
-        with Image.open(io.BytesIO(data)) as im:
-            source = im.convert("RGBA" if im.mode in ("RGBA", "LA", "P") else "RGB")
-        out.append(encode(apply_shift(source, shift, severity, rng), fmt))
-    return out
-
-
 def _out_of_category() -> list[bytes]:
     """Every clip-art source of the categories too small to be classes, as PNG."""
     from benchmarks.workloads import clipart
@@ -146,7 +129,7 @@ def scored_sets(cache: Path | None = None) -> tuple[dict[str, ScoredSet], dict[s
     import torch
 
     from benchmarks.workloads.shifts import CLEAN, IMAGE_SHIFTS
-    from benchmarks.workloads.workload import load_workload
+    from benchmarks.workloads.workload import load_workload, render_shift
 
     torch.set_num_threads(1)
     wl = load_workload("clipart", "full", cache)
@@ -154,16 +137,16 @@ def scored_sets(cache: Path | None = None) -> tuple[dict[str, ScoredSet], dict[s
     folder.mkdir(exist_ok=True)
     pool = wl.sources
     plans: dict[str, tuple[Callable[[], list[bytes]], str]] = {
-        "baseline": (lambda: _rendered(pool[:HELD_OUT], CLEAN, 0, wl.source_format),
+        "baseline": (lambda: render_shift(pool[:HELD_OUT], CLEAN, 0, wl.source_format),
                      f"pool images 0-{HELD_OUT - 1}, clean"),
-        "clean": (lambda: _rendered(pool[HELD_OUT:], CLEAN, 0, wl.source_format),
+        "clean": (lambda: render_shift(pool[HELD_OUT:], CLEAN, 0, wl.source_format),
                   f"pool images {HELD_OUT}-{len(pool) - 1}, clean"),
-        "out_of_category": (lambda: _rendered(_out_of_category(), CLEAN, 0, "PNG"),
+        "out_of_category": (lambda: render_shift(_out_of_category(), CLEAN, 0, "PNG"),
                             "clip-art categories with fewer than 100 images"),
     }
     for shift in IMAGE_SHIFTS:
         plans[f"{shift}_s{SEVERITY}"] = (
-            lambda s=shift: _rendered(pool[HELD_OUT:HELD_OUT + SHIFTED], s, SEVERITY,
+            lambda s=shift: render_shift(pool[HELD_OUT:HELD_OUT + SHIFTED], s, SEVERITY,
                                       wl.source_format),
             f"pool images {HELD_OUT}-{HELD_OUT + SHIFTED - 1}, {shift} at severity {SEVERITY}")
     sets: dict[str, ScoredSet] = {}

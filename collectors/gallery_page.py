@@ -64,9 +64,9 @@ def _card(e: GalleryEntry) -> str:
 def page_order(entries: Sequence[GalleryEntry]) -> list[GalleryEntry]:
     """The images offered as unusual, highest score first, then the others as given
     (newest first)."""
-    scored = [(e.score, i, e) for i, e in enumerate(entries) if e.score is not None]
-    scored.sort(key=lambda t: (-t[0], t[1]))
-    return [e for _, _, e in scored] + [e for e in entries if e.score is None]
+    unusual = [e for e in entries if e.score is not None]
+    unusual.sort(key=lambda e: -(e.score or 0.0))  # stable: ties stay newest first
+    return unusual + [e for e in entries if e.score is None]
 
 
 def render_gallery(entries: Sequence[GalleryEntry], size: int) -> bytes:

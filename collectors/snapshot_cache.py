@@ -285,12 +285,12 @@ class SnapshotCache:
         """When `reader` reads less often than the interval, the delay from now (s) and the
         work of a render that its next read, due `gap` after this one's `arrival`, finds
         fresh; this read drops the reader's earlier plan (under the lock)."""
+        known = self._readers.get(reader)
+        if known is None:  # forgotten meanwhile among too many readers
+            return None
         self._plans += 1
-        known = self._readers.get(reader)  # forgotten meanwhile among too many readers
-        if known is not None:
-            known.plan = self._plans
-        plan = self._plans
-        if (known is None or self.interval_s <= 0 or gap is None or gap < self.interval_s
+        plan = known.plan = self._plans
+        if (self.interval_s <= 0 or gap is None or gap < self.interval_s
                 or gap > MAX_FORESEEN_GAP_S):
             return None
         cost = max(self._walls, default=0.0)

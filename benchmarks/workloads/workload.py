@@ -368,13 +368,7 @@ class Workload:
         if full.exists():
             return _slice(_load_variant(full), n)
         t0 = time.perf_counter()
-        rng = np.random.default_rng([SEED, zlib.crc32(shift.encode()), severity])
-        images = []
-        for data in self.sources:
-            with Image.open(io.BytesIO(data)) as im:
-                source = im.convert("RGBA" if im.mode in ("RGBA", "LA", "P") else "RGB")
-            images.append(encode(apply_shift(source, shift, severity, rng),
-                                 self.source_format))
+        images = render_shift(self.sources, shift, severity, self.source_format)
         variant = _Variant(images, self._run_models(images))
         _save_variant(path, variant)
         log.info("%s: variant %s computed in %.1f s", self.name, key, time.perf_counter() - t0)
@@ -399,6 +393,18 @@ class Workload:
         return Outputs(self.labels, probs, emb, np.concatenate(ref_probs).astype(np.float32),
                        np.concatenate(ref_emb).astype(np.float32),
                        np.asarray(feats, dtype=np.float64))
+
+
+def render_shift(sources: Sequence[bytes], shift: str, severity: int, fmt: str) -> list[bytes]:
+    """Encoded images (`fmt`) of `sources` under an image shift at `severity`, seeded by
+    the shift and severity (the same sources give the same bytes)."""
+    rng = np.random.default_rng([SEED, zlib.crc32(shift.encode()), severity])
+    images = []
+    for data in sources:
+        with Image.open(io.BytesIO(data)) as im:
+            source = im.convert("RGBA" if im.mode in ("RGBA", "LA", "P") else "RGB")
+        images.append(encode(apply_shift(source, shift, severity, rng), fmt))
+    return images
 
 
 def _slice(v: _Variant, n: int) -> _Variant:
