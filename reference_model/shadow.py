@@ -397,7 +397,8 @@ class ShadowScorer:
 
     @property
     def queue_depth(self) -> int:
-        """Images accepted but not yet scored (raw + decoding + decoded)."""
+        """Images waiting to be scored (raw + decoding + decoded); the batch in inference
+        is not counted."""
         with self._lock:
             return len(self._raw) + self._decoding + len(self._decoded)
 
