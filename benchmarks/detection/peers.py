@@ -22,6 +22,11 @@ checkpoint after the onset, stopping at its first alarm:
                      (seeded) from the baseline's MMD reference sample
   nannyml_cbpe       NannyML CBPE fitted on the baseline's labelled requests; estimated
                      accuracy of 1,000-request chunks after the onset (error, not an alarm)
+  bbsd               Failing Loudly's black-box shift detection (Rabanser et al. 2019):
+                     the reference model's softmax on the window's sampled images against
+                     the baseline's, one two-sample KS test per class (scipy, asymptotic
+                     p-values), Bonferroni over the classes at BBSD_ALPHA; only where the
+                     pools carry the reference softmax (the real-image workload)
 Nothing is faked: a peer that fails to import is recorded with the error.
 """
 
@@ -46,6 +51,7 @@ from benchmarks.detection.scenarios import (
     Scenario,
     Serialiser,
     all_scenarios,
+    covariate_families,
     load_pool,
     make_plan,
 )
@@ -60,6 +66,8 @@ DELAY_WINDOW = 1_000
 ALIBI_REFERENCE = 500
 #: torch's global seed before Alibi's detector is built (its permutation test draws from it)
 ALIBI_SEED = 0
+#: BBSD's family-wise level (the paper's 0.05), split over the classes by Bonferroni
+BBSD_ALPHA = 0.05
 
 
 class Stream:
@@ -67,13 +75,15 @@ class Stream:
     probabilities, latency; per sampled image its request index and embedding."""
 
     def __init__(self, plan: Plan, pools: dict[str, Pool], emb_of: dict[bytes, np.ndarray],
-                 chunk: int = 10_000) -> None:
+                 chunk: int = 10_000, softmax_of: dict[bytes, np.ndarray] | None = None
+                 ) -> None:
         n = plan.n
         c = pools[CLEAN].probs.shape[1]
         self.probs = np.empty((n, c))
         self.latency = np.empty(n)
         img_idx: list[int] = []
         embs: list[np.ndarray] = []
+        soft: list[np.ndarray] = []
         ser = Serialiser(plan, pools)
         for ch in ser.chunks(chunk):
             for k, line in enumerate(ch.predictions):
@@ -84,7 +94,11 @@ class Stream:
                 h = dict(headers)
                 img_idx.append(int(h["request_id"].decode()[1:]))
                 embs.append(emb_of[data])
+                if softmax_of:
+                    soft.append(softmax_of[data])
         self.pred = np.argmax(self.probs, axis=1)
+        #: (images, C) reference softmax of the sampled images, or None
+        self.softmax = np.stack(soft) if soft else None
         self.conf = self.probs.max(axis=1)
         self.image_index = np.asarray(img_idx, dtype=np.int64)
         self.embeddings = np.stack(embs).astype(np.float32) if embs else np.empty((0, 1))
@@ -92,6 +106,24 @@ class Stream:
     def images_in(self, lo: int, hi: int) -> np.ndarray:
         a, b = np.searchsorted(self.image_index, [lo, hi])
         return self.embeddings[a:b]
+
+    def softmax_in(self, lo: int, hi: int) -> np.ndarray | None:
+        if self.softmax is None:
+            return None
+        a, b = np.searchsorted(self.image_index, [lo, hi])
+        return self.softmax[a:b]
+
+
+def bbsd_pvalue(baseline: np.ndarray, window: np.ndarray) -> float:
+    """BBSD's Bonferroni-adjusted p-value: the smallest per-class two-sample KS p-value
+    (asymptotic) of the window's softmax against the baseline's, times the classes (at most
+    1); the shift is detected when it is below BBSD_ALPHA."""
+    from scipy.stats import ks_2samp
+
+    c = baseline.shape[1]
+    p = min(float(ks_2samp(baseline[:, k], window[:, k], method="asymp").pvalue)
+            for k in range(c))
+    return min(1.0, p * c)
 
 
 def versions() -> dict[str, str]:
@@ -112,6 +144,8 @@ class Peers:
         self.errors: dict[str, str] = {}
         self.seconds: dict[str, list[float]] = {}
         self.ref = ref
+        if ref.softmax is None:
+            self.errors["bbsd"] = "the pools carry no reference softmax (digits, Fashion-MNIST)"
         try:
             import pandas as pd
             from evidently.legacy.calculations.stattests import get_stattest, psi_stat_test
@@ -203,6 +237,18 @@ class Peers:
             big.predict(window.astype(np.float32))
             self._timed(key, t)
 
+    def bbsd(self, s: Stream, lo: int, hi: int, key: str = "bbsd") -> float | None:
+        """BBSD's adjusted p-value on the images of requests [lo, hi), None where it does
+        not run (no softmax in the pools, fewer than 2 images)."""
+        window = s.softmax_in(lo, hi)
+        if "bbsd" in self.errors or window is None or window.shape[0] < 2:
+            return None
+        assert self.ref.softmax is not None
+        t = time.perf_counter()
+        p = bbsd_pvalue(self.ref.softmax, window)
+        self._timed(key, t)
+        return p
+
     def cbpe_estimates(self, s: Stream, lo: int, hi: int) -> list[float] | None:
         if "nannyml" in self.errors:
             return None
@@ -226,6 +272,9 @@ def run_delay(peers: Peers, s: Stream, plan: Plan, chunk: int) -> dict[str, Any]
     # images are unchanged by construction in these kinds: alibi only raises false alarms
     if kind in ("covariate", "label_shift"):
         pending.add("alibi_mmd")
+        if "bbsd" not in peers.errors:
+            pending.add("bbsd")
+            out["bbsd_p"] = []   # BBSD's p-value at every reading (the equal-rate delays)
     for name in pending:
         out[name] = None
     for stop in range(onset + chunk, n + 1, chunk):
@@ -243,7 +292,13 @@ def run_delay(peers: Peers, s: Stream, plan: Plan, chunk: int) -> dict[str, Any]
             if fired:
                 out["alibi_mmd"] = after
                 pending.discard("alibi_mmd")
-        if not pending:
+        if "bbsd_p" in out:   # read to the end: the equal-rate delays need every reading
+            p = peers.bbsd(s, lo, stop)
+            out["bbsd_p"].append([after[0], after[1], 1.0 if p is None else p])
+            if p is not None and p < BBSD_ALPHA and "bbsd" in pending:
+                out["bbsd"] = after
+                pending.discard("bbsd")
+        if not pending and "bbsd_p" not in out:
             break
     if kind == "covariate" and n - onset >= DELAY_WINDOW:
         est = peers.cbpe_estimates(s, onset, onset + (n - onset) // DELAY_WINDOW * DELAY_WINDOW)
@@ -268,6 +323,10 @@ def run_false_alarms(peers: Peers, s: Stream, max_windows: dict[str, int],
                 row["evidently_default"], row["evidently_psi"] = ev
             if k < alibi_max.get(name, 0):
                 row["alibi_mmd"] = peers.alibi(s.images_in(lo, hi), f"alibi_mmd_{name}")
+            p = peers.bbsd(s, lo, hi, f"bbsd_{name}")
+            if p is not None:
+                row["bbsd"] = p < BBSD_ALPHA
+                row["bbsd_p"] = p
             rows.append(row)
         out[name] = rows
     return out
@@ -280,14 +339,17 @@ def main(argv: list[str]) -> int:
     variants = [p.name[len("pool-"):-len(".npz")] for p in folder.glob("pool-*.npz")]
     pools = {v: load_pool(folder / f"pool-{v}.npz") for v in variants}
     emb_of: dict[bytes, np.ndarray] = {}
+    softmax_of: dict[bytes, np.ndarray] = {}
     for pool in pools.values():
         for j, data in enumerate(pool.images):
             emb_of.setdefault(data, pool.embeddings[j])
+            if pool.ref_probs is not None:
+                softmax_of.setdefault(data, pool.ref_probs[j])
     b = spec["baseline"]
     model = spec.get("model", MODEL)
     base_plan = make_plan(pools, NO_DRIFT, b["seed"], b["n"], b["n"],
                           label_fraction=b["label_fraction"], model=model)
-    ref = Stream(base_plan, pools, emb_of)
+    ref = Stream(base_plan, pools, emb_of, softmax_of=softmax_of)
     baseline_file = json.loads(Path(b["path"]).read_text())
     sample = np.asarray(baseline_file["embedding"]["sample"], dtype=np.float32)
     take = np.random.default_rng(0).choice(sample.shape[0], size=min(ALIBI_REFERENCE,
@@ -299,7 +361,8 @@ def main(argv: list[str]) -> int:
     if sample.shape[0] > ref_emb.shape[0]:
         window = sample[np.random.default_rng(1).choice(sample.shape[0], size=200)]
         peers.time_alibi_reference(sample, window, f"alibi_mmd_100s_ref{sample.shape[0]}")
-    scenarios: dict[str, Scenario] = {sc.name: sc for sc in all_scenarios()}
+    scenarios: dict[str, Scenario] = {
+        sc.name: sc for sc in all_scenarios(covariate=covariate_families(spec))}
     delays = []
     for st in spec["streams"]:
         kw = {}
@@ -307,10 +370,12 @@ def main(argv: list[str]) -> int:
             kw = {"image_sampling": st["image_sampling"], "label_fraction": st["label_fraction"]}
         plan = make_plan(pools, scenarios[st["scenario"]], st["seed"], st["onset"], st["n"],
                          model=model, **kw)
-        delays.append(run_delay(peers, Stream(plan, pools, emb_of), plan, spec["chunk"]))
+        stream = Stream(plan, pools, emb_of, softmax_of=softmax_of)
+        delays.append(run_delay(peers, stream, plan, spec["chunk"]))
     fa = spec["false_alarms"]
     fa_plan = make_plan(pools, NO_DRIFT, fa["seed"], fa["n"], fa["n"], model=model)
-    false_alarms = run_false_alarms(peers, Stream(fa_plan, pools, emb_of), fa["max_windows"],
+    fa_stream = Stream(fa_plan, pools, emb_of, softmax_of=softmax_of)
+    false_alarms = run_false_alarms(peers, fa_stream, fa["max_windows"],
                                     fa["sizes"], fa["alibi_max_windows"])
     result = {"versions": versions(), "errors": peers.errors,
               "seconds": {k: {"calls": len(v), "mean": float(np.mean(v)),

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import binom
 
-from benchmarks.detection.scenarios import COVARIATE, IMAGE_SAMPLING
+from benchmarks.detection.scenarios import IMAGE_SAMPLING
 from benchmarks.detection.visionmon_run import ALPHA, WINDOWS
 
 STEP = 50                    # requests between readings (run.CHUNK)
@@ -182,8 +182,9 @@ def _misses(col: dict[str, Any], goal: float, noise: float) -> tuple[EstimateMis
     ratio misses it by more than twice its own noise while the estimate does not."""
     from benchmarks.detection.tables import fmt_delay
 
-    order = sorted((k for k in col["acc_vm"] if k.split("-s")[0] in COVARIATE),
-                   key=lambda k: (list(COVARIATE).index(k.split("-s")[0]), k))
+    fams = list(col["covariate"])
+    order = sorted((k for k in col["acc_vm"] if k.split("-s")[0] in fams),
+                   key=lambda k: (fams.index(k.split("-s")[0]), k))
     agree = col.get("acc_agree", {})
     out = []
     for k in order:
@@ -227,7 +228,7 @@ def reading_facts(results: dict[str, Any], col: dict[str, Any],
         bias = (100 * float(np.nanmean(est - real)), 100 * float(np.nanmean(ex - real)),
                 100 * float(np.nanmax(np.abs(est - ex))))
     agree = {k: v for k, v in col.get("acc_agree", {}).items()
-             if k.split("-s")[0] in COVARIATE and k in col["acc_vm"]}
+             if k.split("-s")[0] in col["covariate"] and k in col["acc_vm"]}
     noise = tables.agreement_scale(results) * math.sqrt(
         2 / math.pi * agreement * (1 - agreement) / (1_000 * IMAGE_SAMPLING))
     late = [x for x in (eq.later if eq else ()) if x[2] >= 1_000]

@@ -4,10 +4,13 @@
     .venv/bin/python benchmarks/detection/run.py --full      # 15-17 minutes on 2 cores
     .venv/bin/python benchmarks/detection/run.py --render out/detection/results-full.json
     .venv/bin/python benchmarks/detection/run.py --dataset fashion --full
-    options: --dataset digits|fashion (default digits; fashion needs the Debian package
-             dataset-fashion-mnist), --out DIR (default out/detection, or
-             out/detection-fashion), --docs FILE (default docs/detection.md, or
-             docs/detection-fashion.md),
+    .venv/bin/python benchmarks/detection/run.py --dataset clipart --short
+    options: --dataset digits|fashion|clipart (default digits; fashion needs the Debian
+             package dataset-fashion-mnist; clipart is the real-image workload of
+             benchmarks/workloads, ImageNet networks on Debian's clip art, built on first
+             use), --out DIR (default out/detection, out/detection-fashion or
+             out/detection-real), --docs FILE (default docs/detection.md,
+             docs/detection-fashion.md or docs/detection-real.md),
              --peers-python PATH (default .bench-venv-detection/bin/python; built by
              `bash benchmarks/peers_detection_env.sh`), --no-peers
 
@@ -54,10 +57,15 @@ from benchmarks.detection.scenarios import (  # noqa: E402
     LABEL_FRACTION,
     NO_DRIFT,
     REQUEST_RATE,
+    Families,
     all_scenarios,
     make_plan,
 )
-from benchmarks.detection.workload import DATASETS, build_workload  # noqa: E402
+from benchmarks.detection.workload import (  # noqa: E402
+    DATASETS,
+    build_workload,
+    real_families,
+)
 from monitor.config import LoadedConfig  # noqa: E402
 from visionmon.app import build_statistics  # noqa: E402
 
@@ -105,10 +113,11 @@ def daemon_settings(loaded: LoadedConfig) -> dict[str, object]:
             "mmd": cfg.drift.mmd.model_dump()}
 
 
-def stream_specs(seeds: list[int]) -> list[dict[str, object]]:
+def stream_specs(seeds: list[int], covariate: Families | None = None
+                 ) -> list[dict[str, object]]:
     out: list[dict[str, object]] = []
     for seed in seeds:
-        for sc in all_scenarios():
+        for sc in all_scenarios(covariate=covariate):
             if sc.kind == "latency":
                 out.append({"scenario": sc.name, "seed": seed, "onset": LATENCY_HISTORY,
                             "n": LATENCY_HISTORY + LATENCY_AFTER, "image_sampling": 0.0,
@@ -139,7 +148,7 @@ def main() -> int:
     ap.add_argument("--render", type=Path, metavar="RESULTS_JSON",
                     help="only rewrite the docs from a saved OUT/results-<mode>.json")
     args = ap.parse_args()
-    suffix = "" if args.dataset == "digits" else f"-{args.dataset}"
+    suffix = {"digits": "", "clipart": "-real"}.get(args.dataset, f"-{args.dataset}")
     args.out = args.out or ROOT / "out" / f"detection{suffix}"
     args.docs = args.docs or ROOT / "docs" / f"detection{suffix}.md"
     if args.render is not None:
@@ -155,13 +164,15 @@ def main() -> int:
     torch.set_num_threads(1)
     dataset = DATASETS[args.dataset]
     work = build_workload(args.out / "workload", log, dataset)
+    dataset = work.dataset   # a real workload's classes are known once it is loaded
     model, classes = dataset.name, dataset.classes
     baseline_path, base_plan = visionmon_run.build_bench_baseline(
         work.pools, args.out, model, classes, source=f"clean {dataset.name} pool")
     loaded = visionmon_run.bench_config(
         baseline_path, work.reference, classes, min_accuracy=dataset.min_accuracy,
         min_shadow_agreement=dataset.min_shadow_agreement)
-    streams = stream_specs(cfg["seeds"])
+    families = real_families(dataset.real) if dataset.real is not None else None
+    streams = stream_specs(cfg["seeds"], families)
     plan = {
         "workload": str(work.folder), "chunk": CHUNK, "dataset": dataset.name, "model": model,
         "baseline": {"path": str(baseline_path), "seed": visionmon_run.BASELINE_SEED,
@@ -170,6 +181,7 @@ def main() -> int:
                      "images": int(base_plan.sampled.sum()),
                      "labelled": int(base_plan.labelled.sum())},
         "streams": streams,
+        **({} if families is None else {"covariate": families}),
         "false_alarms": {"seed": FA_SEED, "n": cfg["fa_requests"],
                          "sizes": visionmon_run.WINDOWS, "max_windows": cfg["fa_windows"],
                          "alibi_max_windows": cfg["alibi_windows"]},
@@ -204,7 +216,7 @@ def main() -> int:
              str(peers_out)], cwd=ROOT, stdout=peers_log, stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONPATH": str(ROOT)})
 
-    scenarios = {sc.name: sc for sc in all_scenarios()}
+    scenarios = {sc.name: sc for sc in all_scenarios(covariate=families)}
     delay_runs = []
     t = time.perf_counter()
     for k, st in enumerate(streams):

@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import itertools
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -80,9 +81,22 @@ class Scenario:
 NO_DRIFT = Scenario("no_drift", "none", 0, 0.0, "")
 
 
-def all_scenarios(severities: Sequence[int] = (1, 2, 3, 4, 5)) -> list[Scenario]:
+Families = Mapping[str, tuple[str, Sequence[float]]]
+
+
+def covariate_families(plan: Mapping[str, Any] | None) -> dict[str, tuple[str, tuple[float, ...]]]:
+    """The covariate shift families of a run: those its plan names (the real-image workload's
+    corruptions), else the digits' `COVARIATE`."""
+    fams = (plan or {}).get("covariate")
+    if not fams:
+        return dict(COVARIATE)
+    return {f: (str(unit), tuple(float(v) for v in levels)) for f, (unit, levels) in fams.items()}
+
+
+def all_scenarios(severities: Sequence[int] = (1, 2, 3, 4, 5),
+                  covariate: Families | None = None) -> list[Scenario]:
     out = []
-    for family, (unit, levels) in COVARIATE.items():
+    for family, (unit, levels) in (COVARIATE if covariate is None else covariate).items():
         out += [Scenario(family, "covariate", s, levels[s - 1], unit) for s in severities]
     for family, (kind, unit, levels) in OTHER.items():
         if len(levels) == 1:
@@ -108,6 +122,8 @@ class Pool:
     ref_pred: np.ndarray      # (N,) reference model top-1
     ref_conf: np.ndarray      # (N,)
     features: np.ndarray      # (N, F) intake input features
+    #: (N, C) float32 reference model softmax (what BBSD tests); None in the digits pools
+    ref_probs: np.ndarray | None = None
 
     @property
     def top(self) -> np.ndarray:
@@ -120,7 +136,8 @@ def save_pool(path: Path, pool: Pool) -> None:
     tmp = path.with_name(path.name + ".tmp.npz")
     np.savez(tmp, labels=pool.labels, probs=pool.probs, png_data=data, png_offsets=offsets,
              embeddings=pool.embeddings, ref_pred=pool.ref_pred, ref_conf=pool.ref_conf,
-             features=pool.features)
+             features=pool.features,
+             **({} if pool.ref_probs is None else {"ref_probs": pool.ref_probs}))
     tmp.replace(path)
 
 
@@ -130,7 +147,8 @@ def load_pool(path: Path) -> Pool:
         off = z["png_offsets"]
         images = [data[int(a):int(b)] for a, b in itertools.pairwise(off.tolist())]
         return Pool(z["labels"], z["probs"].astype(np.float64), images, z["embeddings"],
-                    z["ref_pred"], z["ref_conf"], z["features"])
+                    z["ref_pred"], z["ref_conf"], z["features"],
+                    z["ref_probs"] if "ref_probs" in z.files else None)
 
 
 # --- plans ----------------------------------------------------------------------------

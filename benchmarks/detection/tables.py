@@ -14,12 +14,13 @@ from typing import Any
 import numpy as np
 
 from benchmarks.detection.scenarios import (
-    COVARIATE,
     IMAGE_SAMPLING,
     LABEL_DELAY_S,
     LABEL_FRACTION,
     OTHER,
     REQUEST_RATE,
+    Families,
+    covariate_families,
 )
 from benchmarks.detection.visionmon_run import (
     ALPHA,
@@ -119,6 +120,10 @@ PEER_SIGNALS: dict[str, tuple[str, str]] = {
     "evidently_psi": ("Evidently PSI 0.1", "psi test, threshold 0.1, class and confidence"),
     "alibi_mmd": ("Alibi MMD", "MMDDrift, p_val 0.01, 100 permutations (torch seeded), "
                   "same embeddings"),
+    "bbsd": ("BBSD", "Failing Loudly's black-box shift detection (Rabanser et al. 2019): the "
+             "reference model's softmax on the window's images against the baseline's, one "
+             "two-sample KS test per class, Bonferroni over the classes at 0.05 (real-image "
+             "pools only: the small data sets' pools do not keep the reference softmax)"),
 }
 
 
@@ -281,7 +286,8 @@ def collect(results: dict[str, Any]) -> dict[str, Any]:
                                             int(run["images_after"][hit[0]])))
     delays = {name: {sig: median_delay(ds) for sig, ds in sigs.items()}
               for name, sigs in by.items()}
-    return {"delays": delays, "acc_vm": {k: float(np.mean(v)) for k, v in acc_vm.items()},
+    return {"covariate": covariate_families(results.get("plan")),
+            "delays": delays, "acc_vm": {k: float(np.mean(v)) for k, v in acc_vm.items()},
             "acc_exact": {k: float(np.mean(v)) for k, v in acc_exact.items()},
             "acc_cbpe": {k: float(np.mean(v)) for k, v in acc_cbpe.items()},
             "acc_agree": {k: float(np.mean(v)) for k, v in acc_agree.items()},
@@ -359,10 +365,10 @@ def per_1000(a: int, n: int) -> str:
 # --- writing ------------------------------------------------------------------------------------
 
 
-def _scenario_rows() -> list[tuple[str, str, int, str]]:
+def _scenario_rows(covariate: Families) -> list[tuple[str, str, int, str]]:
     """(scenario name, family, severity, level text) in table order."""
     rows = []
-    for fam, (unit, levels) in COVARIATE.items():
+    for fam, (unit, levels) in covariate.items():
         rows += [(f"{fam}-s{s}", fam, s, f"{lv:g} {unit.split(',')[0]}")
                  for s, lv in enumerate(levels, 1)]
     for fam, (kind, unit, levels) in OTHER.items():
@@ -380,7 +386,7 @@ def delay_table(col: dict[str, Any], signals: Sequence[str]) -> list[str]:
     titles = {**VM_SIGNALS, **PEER_SIGNALS}
     head = "| scenario | sev | level | " + " | ".join(titles[s][0] for s in signals) + " |"
     lines = [head, "|" + "---|" * (3 + len(signals))]
-    for name, fam, sev, level in _scenario_rows():
+    for name, fam, sev, level in _scenario_rows(col["covariate"]):
         d = col["delays"].get(name)
         if d is None:
             continue
@@ -414,8 +420,8 @@ def goals(results: dict[str, Any], col: dict[str, Any],
     # 2. covariate severity >= 3, by what the alert rules fire on
     misses: dict[str, list[str]] = {"vm_alerts": []}
     total = 0
-    for name, fam, sev, _ in _scenario_rows():
-        if fam not in COVARIATE or sev < 3 or name not in col["delays"]:
+    for name, fam, sev, _ in _scenario_rows(col["covariate"]):
+        if fam not in col["covariate"] or sev < 3 or name not in col["delays"]:
             continue
         total += 1
         for sig, missed in misses.items():
@@ -437,7 +443,7 @@ def goals(results: dict[str, Any], col: dict[str, Any],
                  f"(one class wrong; 10 % wrong) | {'; '.join(cells)} (requests / images) "
                  f"| {'met' if ok else 'missed'} |")
     # 4. accuracy estimate
-    cov = {k: v for k, v in col["acc_vm"].items() if k.split("-s")[0] in COVARIATE}
+    cov = {k: v for k, v in col["acc_vm"].items() if k.split("-s")[0] in col["covariate"]}
     if cov:
         worst_name = max(cov, key=lambda k: cov[k])
         over = sorted(k for k, v in cov.items() if 100 * v > GOAL_ACC_POINTS)
@@ -528,16 +534,18 @@ def plot(col: dict[str, Any], path: Path, horizon: int) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fams = [*COVARIATE, "prior_shift", "bad_version_random", "label_noise"]
+    fams = [*col["covariate"], "prior_shift", "bad_version_random", "label_noise"]
     signals = ["vm_drift", "vm_embed", "vm_mmd", "vm_agree", "vm_agree_test", "vm_accuracy",
-               "evidently_default", "evidently_psi", "alibi_mmd"]
+               "evidently_default", "evidently_psi", "alibi_mmd", "bbsd"]
     styles = {"vm_drift": ("C0", "-", "o"), "vm_embed": ("C1", "-", "s"),
               "vm_mmd": ("C2", "-", "^"), "vm_agree": ("C3", "-", "D"),
               "vm_agree_test": ("C8", "-", "P"),
               "vm_accuracy": ("C4", "-", "v"), "evidently_default": ("C5", "--", "o"),
-              "evidently_psi": ("C6", "--", "s"), "alibi_mmd": ("C7", "--", "^")}
+              "evidently_psi": ("C6", "--", "s"), "alibi_mmd": ("C7", "--", "^"),
+              "bbsd": ("C9", "--", "v")}
     titles = {**VM_SIGNALS, **PEER_SIGNALS}
-    fig, axes = plt.subplots(3, 3, figsize=(13, 10), sharey=True)
+    rows = -(-len(fams) // 3)
+    fig, axes = plt.subplots(rows, 3, figsize=(13, 10 * rows / 3), sharey=True, squeeze=False)
     miss = horizon * 1.6
     # bad version and label noise leave the images and class mix unchanged: a drift alarm
     # there is a false alarm, so those panels show the signals that can see them
@@ -545,7 +553,9 @@ def plot(col: dict[str, Any], path: Path, horizon: int) -> None:
                                    "evidently_default", "evidently_psi"},
             "label_noise": {"vm_agree", "vm_agree_test", "vm_accuracy", "evidently_default",
                             "evidently_psi"}}
-    for ax, fam in zip(axes.ravel(), fams, strict=True):
+    for ax in axes.ravel()[len(fams):]:
+        ax.set_visible(False)
+    for ax, fam in zip(axes.ravel(), fams, strict=False):
         for sig in signals:
             if fam in only and sig not in only[fam]:
                 continue
@@ -596,7 +606,7 @@ def check_daemon(results: dict[str, Any]) -> None:
 def write_docs(results: dict[str, Any], docs: Path) -> str:
     """Write docs/detection.md (or the data set's page, and the plot next to it); returns the
     markdown."""
-    from benchmarks.detection import report_text
+    from benchmarks.detection import equal_rate, report_text
 
     check_daemon(results)
     col = collect(results)
@@ -613,9 +623,10 @@ def write_docs(results: dict[str, Any], docs: Path) -> str:
                                               *(["vm_mmd_eq"] if any(
                                                   "vm_mmd_eq" in d
                                                   for d in col["delays"].values()) else []),
-                                              *PEER_SIGNALS]),
+                                              *[s for s in PEER_SIGNALS if any(
+                                                  s in d for d in col["delays"].values())]]),
                             fa_table(fa), accuracy_table(col), cost_table(cost, results),
-                            latency_table(col))
+                            latency_table(col), equal_rate.section(results, col, fa))
     tmp = docs.with_name(docs.name + ".tmp")
     tmp.write_text(md)
     tmp.replace(docs)
@@ -640,7 +651,7 @@ def fa_table(fa: dict[str, dict[str, tuple[int, int]]]) -> list[str]:
 def accuracy_table(col: dict[str, Any]) -> list[str]:
     lines = ["| shift | " + " | ".join(f"s{s}" for s in range(1, 6)) + " |",
              "|---|" + "---|" * 5]
-    for fam in [*COVARIATE, "prior_shift"]:
+    for fam in [*col["covariate"], "prior_shift"]:
         cells = []
         for s in range(1, 6):
             k = f"{fam}-s{s}"

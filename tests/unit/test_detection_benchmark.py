@@ -351,3 +351,63 @@ def test_signals_above_the_goal_carry_the_chance_of_that_many_alarms() -> None:
     assert (row.signal, row.requests, row.alarms, row.windows) == ("vm alerts", 1_000, 45, 3_000)
     assert row.level == pytest.approx(0.011)
     assert row.chance == pytest.approx(float(binom.sf(44, 3_000, 0.011)))
+
+
+# --- equal false-alarm rate and BBSD --------------------------------------------------------
+
+
+@pytest.mark.parametrize(("scores", "rate", "cutoff", "above"), [
+    ([5, 4, 3, 2, 1], 0.4, 3.0, 2),          # 2 of 5 windows above the cutoff
+    ([5, 4, 3, 2, 1], 0.0, 5.0, 0),          # none: the largest score itself
+    ([5, 4, 3, 2, 1], 1.0, -math.inf, 5),    # every window
+    ([5, math.nan, 3, 1], 0.34, 3.0, 1),     # NaN readings never count
+])
+def test_the_cutoff_at_a_rate_leaves_that_share_of_no_drift_windows_above_it(
+        scores: list[float], rate: float, cutoff: float, above: int) -> None:
+    from benchmarks.detection.equal_rate import cutoff_at_rate
+
+    got = cutoff_at_rate(scores, rate)
+    assert got == cutoff
+    assert sum(1 for s in scores if s > got) == above
+
+
+def test_the_expected_run_before_a_false_alarm_is_the_window_over_the_rate() -> None:
+    from benchmarks.detection.equal_rate import expected_run, hours
+
+    assert expected_run(0.01, 1_000) == 100_000
+    assert expected_run(0.0) == math.inf
+    assert hours(36_000) == pytest.approx(1.0)   # 10 requests per second
+
+
+def test_bbsd_delays_at_an_equal_rate_move_with_the_cutoff() -> None:
+    from benchmarks.detection.equal_rate import match
+
+    null = [0.5, 0.2, 0.01, 0.004, 0.0001]
+    results = {"false_alarms": {"windows": {tables.DELAY_WINDOW: []}}, "delays": [],
+               "peers": {"false_alarms": {tables.DELAY_WINDOW: [{"bbsd_p": p} for p in null]},
+                         "delays": [{"scenario": "noise-s3", "bbsd_p": [
+                             [50, 10, 0.5], [100, 20, 0.001], [150, 30, 1e-9]]}]}}
+    loose = {m.detector: m for m in match(results, 0.2)}["bbsd"]   # 1 of 5 windows
+    assert (loose.alarms, loose.windows) == (1, 5)
+    assert loose.delays["noise-s3"] == (100, 20)                  # 0.001 < 0.004
+    strict = {m.detector: m for m in match(results, 0.0)}["bbsd"]
+    assert strict.alarms == 0 and strict.delays["noise-s3"] == (150, 30)
+
+
+def test_bbsd_finds_a_shifted_class_column_and_not_an_unshifted_one() -> None:
+    from scipy.stats import ks_2samp
+
+    from benchmarks.detection.peers import bbsd_pvalue
+
+    rng = np.random.default_rng(0)
+    base = rng.dirichlet(np.ones(C), size=2_000)
+    same = rng.dirichlet(np.ones(C), size=300)
+    shifted = same.copy()
+    shifted[:, 4] = np.sqrt(shifted[:, 4])   # one class's probability grows
+    p_same = bbsd_pvalue(base, same)
+    assert p_same > 0.05
+    # Bonferroni: the smallest per-class p-value times the classes, capped at 1
+    per_class = [ks_2samp(base[:, k], shifted[:, k], method="asymp").pvalue for k in range(C)]
+    assert bbsd_pvalue(base, shifted) == pytest.approx(min(1.0, C * min(per_class)))
+    assert bbsd_pvalue(base, shifted) < 1e-6
+    assert int(np.argmin(per_class)) == 4
