@@ -172,6 +172,11 @@ def parser() -> argparse.ArgumentParser:
                       help="predictions per wall second (default 120)")
     demo.add_argument("--image-fraction", type=float, default=0.1,
                       help="fraction of requests whose image is sampled (default 0.1)")
+    demo.add_argument("--workload", choices=("digits", "real"), default="digits",
+                      help="digits: two small CNNs trained at start-up (the default); real: "
+                           "MobileNetV2 serving and EfficientNet-Lite0 shadow-scoring, "
+                           "ImageNet weights and 1,000 classes, on real photos (needs a "
+                           "source checkout; about a minute more the first time)")
     demo.add_argument("--port", type=int, default=0, help="HTTP port (0: a free one)")
     demo.add_argument("--prometheus", action="store_true",
                       help="also start a real Prometheus with the generated rules")

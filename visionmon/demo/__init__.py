@@ -1,9 +1,11 @@
 """`visionmon demo`: the incident demo on embedded defaults.
 
 Starts the embedded Kafka-protocol broker, trains a production and a reference model on
-real digit images, runs a simulated serving stack and the daemon, injects four incidents
-one after another, and prints a live status line and, at the end, a timeline of what
-caught each incident, after how many seconds and events.
+real digit images (or, with `--workload real`, takes MobileNetV2 and EfficientNet-Lite0 with
+their ImageNet weights and 1,000 classes on real photos: setups.py), runs a simulated
+serving stack and the daemon, injects four incidents one after another, and prints a live
+status line and, at the end, a timeline of what caught each incident, after how many
+seconds and events.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from monitor.config import load_config
 from visionmon.app import App, wait_ready
 from visionmon.broker import EmbeddedBroker, create_topics
 from visionmon.demo.incidents import INCIDENTS, Detection, IncidentRecord, active
+from visionmon.demo.setups import SETUPS, DemoSetup
 
 log = logging.getLogger(__name__)
 
@@ -43,82 +46,36 @@ DEMO_TIERS = [
 ]
 
 
-def demo_config(bootstrap: str, out: Path, reference: dict[str, Any], port: int,
-                baseline: Path, compressed_slo_windows: bool = False) -> dict[str, Any]:
-    """The built-in config: the demo's digits model, its reference model, short windows."""
-    cfg = {
+def demo_config(bootstrap: str, out: Path, setup: DemoSetup, port: int,
+                compressed_slo_windows: bool = False) -> dict[str, Any]:
+    """The built-in config: the demo's model, its reference model, short windows."""
+    model = setup.model
+    cfg: dict[str, Any] = {
         "version": 1,
         "kafka": {"bootstrap_servers": [bootstrap], "group_id": "visionmon-demo",
                   "dead_letter_topic": "visionmon-dead-letter", "poll_timeout_ms": 200,
                   "commit_interval_seconds": 1.0, "lag_interval_seconds": 2.0},
-        "models": [{"name": "digits",
-                    "classes": ["zero", "one", "two", "three", "four", "five", "six",
-                                "seven", "eight", "nine"],
-                    "high_risk_classes": ["seven"]}],
+        "models": [{"name": model, "classes": list(setup.classes),
+                    "high_risk_classes": list(setup.high_risk)}],
         # a 10-class model renders in milliseconds: the timeline reads counts a second old
         "http": {"bind": "127.0.0.1", "port": port, "snapshot_interval_seconds": 1},
         "windows": {"sizes": WINDOWS, "slices": 30},
-        "baseline": {"mode": "file", "path": str(baseline)},
+        "baseline": {"mode": "file", "path": str(setup.baseline)},
         "quality": {"eval_slice": "1m", "min_labels": 10, "min_shadow_images": 30},
         "state": {"checkpoint_dir": str(out / "state"), "checkpoint_interval_seconds": 5},
-        "reference": reference,
+        "reference": setup.reference,
         "slos": {"version": 1, "objectives": [
-            {"name": "availability", "model": "digits", "kind": "availability",
+            {"name": "availability", "model": model, "kind": "availability",
              "target": 0.999},
-            {"name": "latency", "model": "digits", "kind": "latency", "target": 0.99,
+            {"name": "latency", "model": model, "kind": "latency", "target": 0.99,
              "latency_threshold_seconds": 0.25},
-            {"name": "accuracy", "model": "digits", "kind": "accuracy", "target": 0.9}]},
+            {"name": "accuracy", "model": model, "kind": "accuracy",
+             "target": setup.accuracy_target}]},
     }
     if compressed_slo_windows:
         cfg["slos"]["period"] = "1h"
         cfg["slos"]["windows"] = DEMO_TIERS
     return cfg
-
-
-def _train(out: Path, seed: int) -> tuple[Any, Any]:
-    """(reference artifact, production network): two real CNNs on the digit images."""
-    import torch
-
-    from reference_model.digits import build_digits_reference, train_digits_model
-
-    torch.set_num_threads(1)
-    ref = build_digits_reference(out, seed=0, epochs=16)
-    prod = train_digits_model(ref.data, seed=seed, epochs=10)
-    return ref, prod
-
-
-def _baseline(out: Path, ref: Any, prod: Any) -> Path:
-    """Last week's known-good traffic, profiled: the production model's predictions on the
-    held-out images the demo traffic is drawn from, with their labels (for calibration), and
-    reference-scored images. Not the training images: on those both models are more
-    confident, and agree more, than they ever are in production."""
-    import torch
-
-    from monitor import baseline as baseline_mod
-    from monitor.events import DecodeLimits, ModelClassIndex, PredictionDecoder
-    from monitor.reference_config import ImagesConfig
-    from reference_model.digits import DIGIT_CLASSES, model_inputs, render_digit
-    from reference_model.profile import score_images
-
-    data = ref.data
-    idx = data.test
-    with torch.inference_mode():
-        probs = torch.softmax(prod(model_inputs(data.images[idx]))[0], 1).numpy()
-    dec = PredictionDecoder({"digits": ModelClassIndex.of(DIGIT_CLASSES)}, DecodeLimits())
-    now = time.time()
-    events, labels = [], {}
-    for j, i in enumerate(idx.tolist()):
-        p = probs[j].astype(float).round(6)
-        p[int(p.argmax())] += 1.0 - p.sum()
-        rid = f"baseline-{i}"
-        events += dec.decode(orjson.dumps({"request_id": rid, "ts": now, "model": "digits",
-                                           "version": "v1", "probs": p.tolist()}), now).events
-        labels[rid] = int(data.labels[i])
-    items = [(f"baseline-{i}", "v1", now, render_digit(data.images[i])) for i in idx[:400]]
-    scored = score_images(ref.config, ImagesConfig(), DIGIT_CLASSES, items)
-    b = baseline_mod.build_baseline("digits", DIGIT_CLASSES, events, labels, images=scored,
-                                    created_at=now, source="demo: training images")
-    return baseline_mod.save(b, out / "digits.baseline.json")
 
 
 def _total(snap: dict[str, Any], name: str, **want: str) -> float:
@@ -139,16 +96,19 @@ def run_demo(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(out / "state", ignore_errors=True)  # a fresh broker: no state to resume
     console.print(f"[bold]visionmon demo[/] — output in {out}")
-    with console.status("training the production and reference models on real digits…"):
-        ref, prod = _train(out, args.seed)
-        baseline = _baseline(out, ref, prod)
-    console.print(f"reference model: test accuracy {ref.test_accuracy:.3f}, sha256 "
-                  f"{ref.sha256[:12]}…")
+    workload = getattr(args, "workload", "digits")
+    status = ("training the production and reference models on real digits…"
+              if workload == "digits" else
+              "loading ImageNet networks and scoring the photo pool (cached after the first "
+              "run)…")
+    with console.status(status):
+        setup = SETUPS[workload](out, args.seed)
+    console.print(setup.summary)
     with EmbeddedBroker(log_path=str(out / "broker.log")) as broker:
         create_topics(broker.bootstrap, ["predictions", "images", "feedback",
                                          "visionmon-dead-letter"])
-        cfg = demo_config(broker.bootstrap, out, ref.config.model_dump(mode="json"),
-                          args.port, baseline, compressed_slo_windows=args.prometheus)
+        cfg = demo_config(broker.bootstrap, out, setup, args.port,
+                          compressed_slo_windows=args.prometheus)
         cfg_path = out / "visionmon.yaml"
         cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
         loaded = load_config(cfg_path)
@@ -160,7 +120,7 @@ def run_demo(args: argparse.Namespace) -> int:
             wait_ready(app.daemon, 60)
             if args.prometheus:
                 prom = _start_prometheus(loaded, out, running.url, console)
-            records, false_alarms = _run(app, loaded, ref, prod, args, console, Live, prom)
+            records, false_alarms = _run(app, loaded, setup, args, console, Live, prom)
             summary = _timeline(records, false_alarms, console, alerts_watched=prom is not None)
             (out / "timeline.json").write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
             console.print(f"timeline written to {out / 'timeline.json'}")
@@ -188,16 +148,15 @@ def wait_for_stop_signal(poll_seconds: float = 1.0) -> None:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _run(app: App, loaded: Any, ref: Any, prod: Any, args: argparse.Namespace,
+def _run(app: App, loaded: Any, setup: DemoSetup, args: argparse.Namespace,
          console: Any, live_cls: Any, prom: Any = None
          ) -> tuple[list[IncidentRecord], dict[str, float]]:
     from collectors.kafka.client import open_producer
-    from visionmon.demo.serving import ServingTopics, SimulatedServing
-    from visionmon.demo.signals import evaluate
+    from visionmon.demo.signals import Floors, evaluate
 
     producer = open_producer(loaded.config.kafka, "visionmon-demo-serving")
-    serving = SimulatedServing(ref.data, prod, producer, ServingTopics(), seed=args.seed,
-                               image_fraction=args.image_fraction)
+    serving = setup.serving(producer, args.seed, args.image_fraction)
+    floors = Floors(setup.model, setup.accuracy_floor, setup.agreement_floor)
     records = [IncidentRecord(i) for i in INCIDENTS]
     history: list[tuple[float, dict[str, Any]]] = []
     false_alarms: dict[str, float] = {}
@@ -225,7 +184,7 @@ def _run(app: App, loaded: Any, ref: Any, prod: Any, args: argparse.Namespace,
                 history.append((elapsed, snap))
                 short = _ago(history, elapsed, 3.0)
                 long = _ago(history, elapsed, 12.0)
-                signals = evaluate(snap, short, long, SIGNAL_WINDOW)
+                signals = evaluate(snap, short, long, SIGNAL_WINDOW, floors)
                 if prom is not None:
                     signals.update({f"alert:{name}": True for name in prom.firing()})
                 _record(records, signals, elapsed, serving.sent["predictions"], incidents,

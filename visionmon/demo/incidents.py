@@ -20,7 +20,7 @@ class Incident:
 INCIDENTS: tuple[Incident, ...] = (
     Incident("colour_shift", "camera firmware colour shift (input drift, accuracy drop)",
              0.22, 0.38, ("input_drift", "embedding_drift", "accuracy_drop")),
-    Incident("bad_canary", "bad model version v2 on a canary (collapses onto class 'seven')",
+    Incident("bad_canary", "bad model version v2 on a canary (collapses onto a high-risk class)",
              0.42, 0.58, ("shadow_disagreement_canary", "shadow_agreement_test_canary")),
     Incident("latency_spike", "latency spike (burn-rate page)",
              0.62, 0.74, ("latency_burn", "alert:VisionmonErrorBudgetBurn/latency/page")),

@@ -32,12 +32,11 @@ class ServingTopics:
     feedback: str = "feedback"
 
 
-@dataclass
-class SimulatedServing:
-    """Produces one tick of traffic at a time; `sent` counts what went out."""
+@dataclass(kw_only=True)
+class Serving:
+    """What both serving stacks share: the producer, the traffic's knobs, the counts of what
+    went out (`sent`) and the labels waiting for their delay."""
 
-    data: DigitsData
-    model: torch.nn.Module
     producer: Producer
     topics: ServingTopics
     seed: int = 7
@@ -52,6 +51,62 @@ class SimulatedServing:
     def __post_init__(self) -> None:
         self.rng = np.random.default_rng(self.seed)
         self._n = 0
+
+    @property
+    def label_names(self) -> tuple[str, ...]:
+        raise NotImplementedError
+
+    def tick(self, n: int, wall: float, event_ts: float, incidents: set[str]) -> None:
+        """Serve n requests at event time `event_ts`; release labels that are due."""
+        raise NotImplementedError
+
+    def _image_and_label(self, rid: str, version: str, model: str, image: bytes,
+                         content_type: str, event_ts: float, label: str, wall: float) -> None:
+        """Send the request's image when it is sampled; queue its label (delayed) when it
+        is one of the labelled ones."""
+        if sampled(rid, self.image_fraction):
+            self.producer.send(self.topics.images, image, headers=(
+                ("request_id", rid.encode()), ("model", model.encode()),
+                ("version", version.encode()), ("content-type", content_type.encode()),
+                ("ts", f"{event_ts:.3f}".encode())))
+            self.sent["images"] += 1
+        if self.rng.random() < self.label_fraction:
+            due = wall + float(self.rng.uniform(*self.label_delay_s))
+            heapq.heappush(self._pending, (due, self._n, orjson.dumps(
+                {"request_id": rid, "label": label, "ts": 0.0, "source": "review"})))
+
+    def _send_predictions(self, lines: list[bytes]) -> None:
+        for j in range(0, len(lines), 100):
+            self.producer.send(self.topics.predictions, b"\n".join(lines[j:j + 100]))
+        self.sent["predictions"] += len(lines)
+
+    def _release(self, wall: float, event_ts: float, noisy: bool) -> None:
+        """Send the labels whose delay has passed; a noisy vendor garbles 60 % of them."""
+        names = self.label_names
+        while self._pending and self._pending[0][0] <= wall:
+            _, _, raw = heapq.heappop(self._pending)
+            fb = orjson.loads(raw)
+            if noisy and self.rng.random() < 0.6:
+                fb["label"] = names[int(self.rng.integers(len(names)))]
+                fb["source"] = "vendor-b"
+            fb["ts"] = round(event_ts, 3)
+            self.producer.send(self.topics.feedback, orjson.dumps(fb))
+            self.sent["feedback"] += 1
+
+    def flush(self) -> None:
+        self.producer.flush(10.0)
+
+
+@dataclass(kw_only=True)
+class SimulatedServing(Serving):
+    """Produces one tick of traffic at a time, running the production CNN on each batch."""
+
+    data: DigitsData
+    model: torch.nn.Module
+
+    @property
+    def label_names(self) -> tuple[str, ...]:
+        return DIGIT_CLASSES
 
     def tick(self, n: int, wall: float, event_ts: float, incidents: set[str]) -> None:
         """Serve n requests at event time `event_ts`; release labels that are due."""
@@ -87,33 +142,74 @@ class SimulatedServing:
                 "request_id": rid, "ts": round(event_ts, 3), "model": "digits",
                 "version": version, "probs": p.tolist(),
                 "latency_ms": round(float(latency[i]), 2)}))
-            if sampled(rid, self.image_fraction):
-                self.producer.send(self.topics.images, render_digit(images[i]), headers=(
-                    ("request_id", rid.encode()), ("model", b"digits"),
-                    ("version", version.encode()), ("content-type", b"image/png"),
-                    ("ts", f"{event_ts:.3f}".encode())))
-                self.sent["images"] += 1
-            if rng.random() < self.label_fraction:
-                label = int(self.data.labels[idx[i]])
-                due = wall + float(rng.uniform(*self.label_delay_s))
-                heapq.heappush(self._pending, (due, self._n, orjson.dumps(
-                    {"request_id": rid, "label": DIGIT_CLASSES[label], "ts": 0.0,
-                     "source": "review"})))
-        for j in range(0, len(lines), 100):
-            self.producer.send(self.topics.predictions, b"\n".join(lines[j:j + 100]))
-        self.sent["predictions"] += n
+            self._image_and_label(rid, version, "digits", render_digit(images[i]), "image/png",
+                                  event_ts, DIGIT_CLASSES[int(self.data.labels[idx[i]])], wall)
+        self._send_predictions(lines)
 
-    def _release(self, wall: float, event_ts: float, noisy: bool) -> None:
-        """Send the labels whose delay has passed; a noisy vendor garbles 60 % of them."""
-        while self._pending and self._pending[0][0] <= wall:
-            _, _, raw = heapq.heappop(self._pending)
-            fb = orjson.loads(raw)
-            if noisy and self.rng.random() < 0.6:
-                fb["label"] = DIGIT_CLASSES[int(self.rng.integers(len(DIGIT_CLASSES)))]
-                fb["source"] = "vendor-b"
-            fb["ts"] = round(event_ts, 3)
-            self.producer.send(self.topics.feedback, orjson.dumps(fb))
-            self.sent["feedback"] += 1
 
-    def flush(self) -> None:
-        self.producer.flush(10.0)
+
+@dataclass(kw_only=True)
+class PoolServing(Serving):
+    """Serves a precomputed pool: the production model's softmax for each image was computed
+    once (a 1,000-class network is too slow to run per request on a demo machine), and the
+    colour incident switches to the pool's shifted images and their softmax. Same incidents,
+    labels and counts as `SimulatedServing`."""
+
+    model: str
+    classes: tuple[str, ...]
+    pools: dict[str, tuple[list[bytes], np.ndarray]]   # "clean" / "colour_shift"
+    labels: np.ndarray
+    collapsed_class: int
+    content_type: str
+    _text: dict[tuple[str, int, bool], bytes] = field(default_factory=dict)
+
+    @property
+    def label_names(self) -> tuple[str, ...]:
+        return self.classes
+
+    def _probs(self, pool: str, j: int, collapsed: bool) -> bytes:
+        """The probs array as JSON text, formatted once per (pool, image, collapsed)."""
+        key = (pool, j, collapsed)
+        text = self._text.get(key)
+        if text is None:
+            p = self.pools[pool][1][j].astype(np.float64)
+            if collapsed:   # the canary's logit for one class jumps above the top one
+                logits = np.log(np.maximum(p, 1e-12))
+                logits[self.collapsed_class] = logits.max() + 2.0
+                p = np.exp(logits - logits.max())
+                p /= p.sum()
+            p = np.round(p, 6)
+            p[int(np.argmax(p))] += 1.0 - p.sum()
+            text = orjson.dumps(p.tolist())
+            self._text[key] = text
+        return text
+
+    def tick(self, n: int, wall: float, event_ts: float, incidents: set[str]) -> None:
+        """Serve n requests at event time `event_ts`; release labels that are due."""
+        self._release(wall, event_ts, "label_noise" in incidents)
+        if n <= 0:
+            return
+        rng = self.rng
+        pool = "colour_shift" if "colour_shift" in incidents else "clean"
+        images = self.pools[pool][0]
+        idx = rng.integers(0, len(images), size=n)
+        canary = (rng.random(n) < self.canary_share) if "bad_canary" in incidents \
+            else np.zeros(n, bool)
+        collapse = canary & (rng.random(n) < 0.6)
+        latency = rng.lognormal(np.log(35.0), 0.35, n)
+        if "latency_spike" in incidents:
+            latency *= 15.0
+        lines = []
+        for i in range(n):
+            self._n += 1
+            j = int(idx[i])
+            rid = f"req-{self.seed}-{self._n}"
+            version = "v2" if canary[i] else "v1"
+            lines.append(b'{"request_id":"' + rid.encode() + b'","ts":'
+                         + f"{event_ts:.3f}".encode() + b',"model":' + orjson.dumps(self.model)
+                         + b',"version":"' + version.encode() + b'","probs":'
+                         + self._probs(pool, j, bool(collapse[i])) + b',"latency_ms":'
+                         + f"{float(latency[i]):.2f}".encode() + b"}")
+            self._image_and_label(rid, version, self.model, images[j], self.content_type,
+                                  event_ts, self.classes[int(self.labels[j])], wall)
+        self._send_predictions(lines)

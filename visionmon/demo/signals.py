@@ -4,6 +4,7 @@ dashboard or alert would read them."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from monitor.catalog import LATENCY_BUCKETS
@@ -15,6 +16,18 @@ Snapshot = Mapping[str, Mapping[tuple[str, ...], Any]]
 
 ACCURACY_FLOOR = 0.85
 AGREEMENT_FLOOR = 0.8
+
+
+@dataclass(frozen=True, slots=True)
+class Floors:
+    """The model the signals read and the ratios (0-1) under which accuracy and shadow
+    agreement count as dropped: set under the model's normal level."""
+
+    model: str = "digits"
+    accuracy: float = ACCURACY_FLOOR
+    agreement: float = AGREEMENT_FLOOR
+
+
 #: level of the shadow agreement test (`slos.thresholds.shadow_agreement_drop.alpha`)
 AGREEMENT_TEST_ALPHA = ShadowAgreementDropCheck().alpha
 LATENCY_THRESHOLD_S = 0.25
@@ -59,20 +72,20 @@ def _slow_fraction(now: Snapshot, before: Snapshot) -> float | None:
     return None if total < 20 else 1.0 - fast / total
 
 
-def _recent_agreement(now: Snapshot, before: Snapshot, version: str,
+def _recent_agreement(now: Snapshot, before: Snapshot, model: str, version: str,
                       min_images: int = 5) -> float | None:
     """Shadow agreement of the images joined between two snapshots (None: too few)."""
     got = {}
     for outcome in ("agree", "disagree"):
-        key = ("digits", version, outcome)
+        key = (model, version, outcome)
         got[outcome] = (now.get("visionmon_shadow_scored_total", {}).get(key, 0.0)
                         - before.get("visionmon_shadow_scored_total", {}).get(key, 0.0))
     total = got["agree"] + got["disagree"]
     return None if total < min_images else got["agree"] / total
 
 
-def evaluate(now: Snapshot, short_ago: Snapshot, long_ago: Snapshot, window: str
-             ) -> dict[str, bool]:
+def evaluate(now: Snapshot, short_ago: Snapshot, long_ago: Snapshot, window: str,
+             floors: Floors = Floors()) -> dict[str, bool]:
     """Every demo signal at this moment."""
     out: dict[str, bool] = {}
     out["input_drift"] = _drift(now, "v1", window, INPUT_FEATURES[:6])
@@ -82,18 +95,18 @@ def evaluate(now: Snapshot, short_ago: Snapshot, long_ago: Snapshot, window: str
     out["embedding_drift"] = bool(mmd and mmd_th and mmd[0] > mmd_th[0]) or _drift(
         now, "v1", window, pcs)
     acc = _gauge(now, "visionmon_accuracy_ratio", version="v1", window=window)
-    out["accuracy_drop"] = bool(acc) and acc[0] < ACCURACY_FLOOR
+    out["accuracy_drop"] = bool(acc) and acc[0] < floors.accuracy
     est = [v for method in ("calibrated", "mean_confidence")  # the default estimate, not ATC
            for v in _gauge(now, "visionmon_estimated_accuracy_ratio", version="v1",
                            window=window, method=method)]
-    out["estimated_accuracy_drop"] = bool(est) and est[0] < ACCURACY_FLOOR
-    v2 = _recent_agreement(now, long_ago, "v2")
-    out["shadow_disagreement_canary"] = v2 is not None and v2 < AGREEMENT_FLOOR
+    out["estimated_accuracy_drop"] = bool(est) and est[0] < floors.accuracy
+    v2 = _recent_agreement(now, long_ago, floors.model, "v2")
+    out["shadow_disagreement_canary"] = v2 is not None and v2 < floors.agreement
     # the daemon's own test of v2's agreement, per class, against the baseline's
     p2 = _gauge(now, "visionmon_shadow_agreement_pvalue", version="v2", window=window)
     out["shadow_agreement_test_canary"] = bool(p2) and p2[0] < AGREEMENT_TEST_ALPHA
-    v1 = _recent_agreement(now, long_ago, "v1", min_images=20)
-    out["shadow_disagreement"] = v1 is not None and v1 < AGREEMENT_FLOOR
+    v1 = _recent_agreement(now, long_ago, floors.model, "v1", min_images=20)
+    out["shadow_disagreement"] = v1 is not None and v1 < floors.agreement
     budget = 1.0 - LATENCY_TARGET
     short, long = _slow_fraction(now, short_ago), _slow_fraction(now, long_ago)
     out["latency_burn"] = (short is not None and long is not None
