@@ -11,6 +11,9 @@ side in one run:
                        its compile time is printed apart
   onnxruntime          the same network exported by `torch.onnx.export`, CPUExecutionProvider,
                        one intra-op and one inter-op thread, all graph optimisations
+Then visionmon's own `Scorer` (the daemon's CPU path) with the imagenet workload's
+reference card, on its 400 real photo crops, with and without `cpu_bf16`, at batch sizes
+32 and 4: images/s and the share of photos whose top-1 stays the float32 top-1.
 Every mode gets `--repeats` timed runs of `--images` images, interleaved (mode A, B, ...,
 then again) so that a noisy neighbour falls on all of them; medians are printed, with the
 ratio to onnxruntime and the top-1 agreement of each mode with torch eager.
@@ -141,12 +144,55 @@ def measure(modes: dict[str, Run], batch: int, images: int, repeats: int, seed: 
             for m, r in rates.items()}
 
 
+def scorer_rows(batches: list[int], repeats: int) -> list[str]:
+    """visionmon's own `Scorer` with the imagenet workload's reference card (EfficientNet-Lite0,
+    1,000 classes) on its 400 real photo crops, decoded once by the card's intake: images/s
+    with and without `cpu_bf16` at each batch size, and the share of photos whose top-1 is
+    the float32 top-1 (exact pipeline, batch 32)."""
+    from benchmarks.workloads.workload import load_workload
+    from monitor.reference_config import ImagesConfig
+    from reference_model.intake import DecodedImage, ImageIntake
+    from reference_model.scorer import Scorer
+
+    work = load_workload("imagenet", "full")
+    intake = ImageIntake.for_reference(ImagesConfig(), work.reference)
+    pixels = []
+    for data in work.images("clean"):
+        d = intake.decode(data)
+        assert isinstance(d, DecodedImage)
+        pixels.append(d.pixels)
+    rows, want = [], None
+    for bf16 in (False, True):
+        for batch in batches:
+            card = work.reference.model_copy(update={"device": "cpu", "cpu_threads": 1,
+                                                     "batch_size": batch, "cpu_bf16": bf16})
+            scorer = Scorer.from_config(card)
+            rates, top1 = [], None
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                preds = [scorer.score(pixels[i:i + batch]).probs.argmax(axis=1)
+                         for i in range(0, len(pixels), batch)]
+                rates.append(len(pixels) / (time.perf_counter() - t0))
+                top1 = np.concatenate(preds)
+            assert top1 is not None
+            if want is None:
+                want = top1
+            same = float((top1 == want).mean())
+            rows.append(f"| Lite0 `Scorer` | {batch} | {'bf16' if bf16 else 'float32'} | "
+                        f"{statistics.median(rates):,.1f} | {100 * same:.1f} % of "
+                        f"{len(pixels)} photos |")
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--networks", default="efficientnet-lite0,mobilenet-v2")
     p.add_argument("--batches", default="1,16")
     p.add_argument("--images", type=int, default=64, help="images per timed run")
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--scorer-batches", default="32,4",
+                   help="batch sizes of visionmon's Scorer table (the first is the float32 "
+                        "reference for top-1); empty: skip that table")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     bf16 = cpu_has_bf16()
@@ -175,6 +221,14 @@ def main(argv: list[str] | None = None) -> int:
                     extra = f" (compiled in {compile_s:.0f} s)" if m == "torch compile" else ""
                     print(f"| {name} | {batch} | {m}{extra} | {rate:,.1f} | "
                           f"{rate / ort_rate:.2f} | {100 * agree:.0f} % |", flush=True)
+    if args.scorer_batches:
+        print()
+        print("| model | batch | precision | images/s (median) | top-1 = float32 batch "
+              f"{args.scorer_batches.split(',')[0]} |")
+        print("|---|---|---|---|---|")
+        for row in scorer_rows([int(b) for b in args.scorer_batches.split(",")],
+                               max(1, args.repeats // 2)):
+            print(row, flush=True)
     return 0
 
 

@@ -277,11 +277,12 @@ def bench_end_to_end(card: ReferenceConfig, scorer: Scorer, jpegs: list[bytes], 
 
 def bench_interference(jpegs: list[bytes], digits_card: ReferenceConfig, seconds: float,
                        rounds: int = 5) -> str:
-    """Prediction-decoding throughput alone vs while digits images are shadow-scored:
-    `rounds` alternating pairs of `seconds` each (the scorer is fed only in the busy half),
-    so slow drifts of a shared machine fall on both sides; medians and their ratio."""
+    """Prediction-decoding throughput alone vs while images are shadow-scored by the card's
+    model: `rounds` alternating pairs of `seconds` each (the scorer is fed only in the busy
+    half), so slow drifts of a shared machine fall on both sides; medians and their ratio."""
     from monitor.events import DecodeLimits, ModelClassIndex, PredictionDecoder
 
+    ref_classes = list(digits_card.classes or [f"c{i}" for i in range(10)])
     classes = [f"c{i}" for i in range(10)]
     decoder = PredictionDecoder({"digits": ModelClassIndex.of(classes)}, DecodeLimits())
     record = (b'{"request_id":"r1","model":"digits","version":"v1","ts":1700000000,'
@@ -296,7 +297,9 @@ def bench_interference(jpegs: list[bytes], digits_card: ReferenceConfig, seconds
         return n / seconds
 
     scorer = Scorer(load_reference(digits_card), digits_card)
-    shadow = ShadowScorer(digits_card, ImagesConfig(), classes, lambda b: None, scorer=scorer)
+    shadow = ShadowScorer(digits_card, ImagesConfig(), ref_classes, lambda b: None,
+                          scorer=scorer)
+    model = digits_card.model
     busy_phase = threading.Event()
     stop = threading.Event()
 
@@ -305,7 +308,7 @@ def bench_interference(jpegs: list[bytes], digits_card: ReferenceConfig, seconds
         while not stop.is_set():
             if not busy_phase.wait(0.05):
                 continue
-            shadow.submit([ImageEvent(f"r{i + k}", "digits", "v1", 0.0, None, jpegs[k])
+            shadow.submit([ImageEvent(f"r{i + k}", model, "v1", 0.0, None, jpegs[k])
                            for k in range(min(64, len(jpegs)))])
             i += 64
             time.sleep(0.05)
@@ -328,7 +331,8 @@ def bench_interference(jpegs: list[bytes], digits_card: ReferenceConfig, seconds
     feeder.join()
     shadow.close()
     a, b = statistics.median(alone), statistics.median(busy)
-    return (f"consumer loop, median of {rounds} alternating {seconds:g} s rounds: {a:,.0f} "
+    return (f"consumer loop, median of {rounds} alternating {seconds:g} s rounds, "
+            f"{model} scoring: {a:,.0f} "
             f"predictions/s alone, {b:,.0f} while scoring ({100 * (b / a - 1):+.1f} %; "
             f"{scored_busy / (rounds * (seconds + 0.5)):,.0f} images/s scored meanwhile); "
             f"per round alone {', '.join(f'{x:,.0f}' for x in alone)}; "
@@ -365,6 +369,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--decode-sweep", action="store_true",
                    help="only decode: 1, 2, 4, ... --workers threads, then as many processes")
     p.add_argument("--interference", action="store_true")
+    p.add_argument("--interference-model", default="digits",
+                   choices=["digits", "efficientnet-lite0"],
+                   help="the model shadow-scoring during --interference: the tiny digits CNN, "
+                        "or EfficientNet-Lite0 with its ImageNet weights and 1,000 classes "
+                        "(the imagenet workload's reference card, built on first use)")
     args = p.parse_args(argv)
 
     device = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device
@@ -431,10 +440,17 @@ def main(argv: list[str] | None = None) -> int:
             if device == "cuda":
                 torch.cuda.empty_cache()
         if args.interference:
-            dpath, dsha, _ = build_artifact("digits", "ts", Path(tmp))
-            dcard = ReferenceConfig(model="digits", path=str(dpath), sha256=dsha,
-                                    input_size=SIZE, device="cpu", batch_size=64,
-                                    decode_workers=1, cpu_threads=1)
+            if args.interference_model == "digits":
+                dpath, dsha, _ = build_artifact("digits", "ts", Path(tmp))
+                dcard = ReferenceConfig(model="digits", path=str(dpath), sha256=dsha,
+                                        input_size=SIZE, device="cpu", batch_size=64,
+                                        decode_workers=1, cpu_threads=1)
+            else:
+                from benchmarks.workloads.workload import load_workload
+
+                dcard = load_workload("imagenet", "full").reference.model_copy(update={
+                    "device": "cpu", "batch_size": 32, "decode_workers": 1,
+                    "cpu_threads": 1})
             interference = bench_interference(jpegs, dcard, 3.0)
 
     print()

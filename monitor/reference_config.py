@@ -174,6 +174,11 @@ class ReferenceConfig(Frozen):
     """How long the inference thread waits for a batch to fill, in milliseconds."""
     cpu_threads: int = Field(1, ge=1, le=256)
     """torch CPU threads when scoring on the CPU (torch.set_num_threads is process-wide)."""
+    cpu_bf16: bool = False
+    """On the CPU, run the model in channels_last under bf16 autocast: 2.5x to 3.3x the images/s
+    of float32 where the CPU has bf16 (avx512_bf16, AMX), best at batch_size 4, but the
+    probabilities differ a little from float32's (throughput and top-1 parity in
+    docs/reference-model.md). Slow on CPUs without bf16."""
     thread_nice: int = Field(10, ge=0, le=19)
     """Linux nice value (0-19) for the decode and inference threads, so that on a busy CPU the
     consumer loop keeps priority over shadow scoring; 0 leaves them as they are."""

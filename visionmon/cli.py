@@ -164,14 +164,17 @@ def parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="embedded broker + sample traffic + daemon")
     demo.add_argument("--duration", type=float, default=150.0,
                       help="seconds of traffic (wall clock; default 150)")
-    demo.add_argument("--speed", type=float, default=10.0,
-                      help="time compression: event seconds per wall second (default 10)")
+    demo.add_argument("--speed", type=float, default=None,
+                      help="time compression: event seconds per wall second (default 10; "
+                           "5 with --workload real)")
     demo.add_argument("--seed", type=int, default=7,
                       help="random seed of the models' training and the traffic (default 7)")
     demo.add_argument("--rate", type=float, default=120.0,
                       help="predictions per wall second (default 120)")
-    demo.add_argument("--image-fraction", type=float, default=0.1,
-                      help="fraction of requests whose image is sampled (default 0.1)")
+    demo.add_argument("--image-fraction", type=float, default=None,
+                      help="fraction of requests whose image is sampled (default 0.1; 0.05 "
+                           "with --workload real, which the reference model scores on one "
+                           "CPU core)")
     demo.add_argument("--workload", choices=("digits", "real"), default="digits",
                       help="digits: two small CNNs trained at start-up (the default); real: "
                            "MobileNetV2 serving and EfficientNet-Lite0 shadow-scoring, "

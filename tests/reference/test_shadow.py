@@ -390,3 +390,20 @@ def test_the_scorer_logs_when_it_starts_and_stops(make_shadow, caplog) -> None: 
     assert any(m.startswith("shadow scoring started for model digits: reference model on cpu")
                for m in lines), lines
     assert any(m.startswith("shadow scoring stopped for model digits") for m in lines), lines
+
+
+def test_cpu_bf16_scores_in_bf16_close_to_float32_with_the_same_top1(
+        digits: DigitsArtifact) -> None:
+    """`cpu_bf16` runs the CPU forward pass under bf16 autocast: the probabilities move (they
+    would be identical were the option ignored) but stay close, and the top-1 holds."""
+    cfg = digits_reference_config(digits.path, digits.sha256)
+    imgs = list(digits.data.images[:64])
+    exact = Scorer(load_reference(cfg), cfg).score(imgs)
+    bf16_cfg = cfg.model_copy(update={"cpu_bf16": True})
+    fast = Scorer(load_reference(bf16_cfg), bf16_cfg).score(imgs)
+    assert fast.probs.dtype == np.float32 and fast.probs.shape == exact.probs.shape
+    # bf16 keeps 8 bits of mantissa: it moves probabilities by ~1e-3, a float32 layout
+    # change (channels_last alone) by ~1e-7
+    assert np.abs(fast.probs - exact.probs).max() > 1e-4
+    np.testing.assert_allclose(fast.probs, exact.probs, atol=0.05)
+    assert (fast.probs.argmax(1) == exact.probs.argmax(1)).mean() >= 0.95

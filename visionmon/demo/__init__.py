@@ -104,6 +104,10 @@ def run_demo(args: argparse.Namespace) -> int:
     with console.status(status):
         setup = SETUPS[workload](out, args.seed)
     console.print(setup.summary)
+    if getattr(args, "speed", None) is None:
+        args.speed = setup.speed
+    if getattr(args, "image_fraction", None) is None:
+        args.image_fraction = setup.image_fraction
     with EmbeddedBroker(log_path=str(out / "broker.log")) as broker:
         create_topics(broker.bootstrap, ["predictions", "images", "feedback",
                                          "visionmon-dead-letter"])
@@ -157,6 +161,9 @@ def _run(app: App, loaded: Any, setup: DemoSetup, args: argparse.Namespace,
     producer = open_producer(loaded.config.kafka, "visionmon-demo-serving")
     serving = setup.serving(producer, args.seed, args.image_fraction)
     floors = Floors(setup.model, setup.accuracy_floor, setup.agreement_floor)
+    # an ended incident stays in the 1-minute windows for 60 / speed wall seconds (+3 s of
+    # snapshot and label delay): 0.06 of the default run at the default speed
+    grace = max(0.06, (60.0 / args.speed + 3.0) / args.duration)
     records = [IncidentRecord(i) for i in INCIDENTS]
     history: list[tuple[float, dict[str, Any]]] = []
     false_alarms: dict[str, float] = {}
@@ -188,7 +195,7 @@ def _run(app: App, loaded: Any, setup: DemoSetup, args: argparse.Namespace,
                 if prom is not None:
                     signals.update({f"alert:{name}": True for name in prom.firing()})
                 _record(records, signals, elapsed, serving.sent["predictions"], incidents,
-                        progress, false_alarms)
+                        progress, false_alarms, grace)
                 line = _status(elapsed, args.duration, serving.sent, snap, incidents, signals)
                 live.update(line)
                 history = [h for h in history if h[0] > elapsed - 15.0]
@@ -212,7 +219,9 @@ def _ago(history: list[tuple[float, dict[str, Any]]], now: float, seconds: float
 
 def _record(records: list[IncidentRecord], signals: dict[str, bool], elapsed: float,
             events: int, incidents: set[str], progress: float,
-            false_alarms: dict[str, float]) -> None:
+            false_alarms: dict[str, float], grace: float = 0.06) -> None:
+    """Note each incident's first detections, and signals that fire with no incident
+    active and none ended within `grace` (a share of the run: the windows still hold it)."""
     for r in records:
         if r.started_at is None:
             continue
@@ -230,7 +239,7 @@ def _record(records: list[IncidentRecord], signals: dict[str, bool], elapsed: fl
                     r.quiet_violations[s] = Detection(s, elapsed - r.started_at,
                                                       events - r.events_at_start)
     if progress > WARMUP_FRACTION and not incidents:
-        recent = any(r.started_at is not None and progress < r.incident.end + 0.06
+        recent = any(r.started_at is not None and progress < r.incident.end + grace
                      for r in records)
         if not recent:
             for s, on in signals.items():
