@@ -148,7 +148,7 @@ def render(results: dict[str, Any], col: dict[str, Any], fa: Any, cost: dict[str
         f"`.venv/bin/python benchmarks/detection/run.py{flag} --short`"
         + (" (under 10 minutes) or `--full` (three seeds, ten times the no-drift run; 15-17 "
            "minutes here)" if dataset != "clipart" else
-           " (the first run also scores every shifted pool with both networks: about 45 "
+           " (the first run also scores every shifted pool with both networks: about 50 "
            "minutes on this machine, cached after) or `--full` (three seeds, ten times the "
            "no-drift run)")
         + "; the peers' "
