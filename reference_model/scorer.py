@@ -148,7 +148,7 @@ class Scorer:
         self._module = module
         self._info = ScorerInfo(loaded.sha256, loaded.device, config.batch_size,
                                 loaded.num_classes, loaded.embedding_dim, loaded.load_seconds)
-        if self._cuda:
+        if self._cuda or self._cpu_bf16:
             self._check_autocast()  # eager, so a model that refuses bf16 keeps its graphs
             if config.cuda_graphs and not self._one_shape:
                 self._graphs = {}
@@ -327,3 +327,4 @@ class Scorer:
             log.warning("bf16 autocast failed for %s (%s); running in float32",
                         self._loaded.path, err)
             self._autocast = False
+            self._cpu_bf16 = False

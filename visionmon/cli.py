@@ -79,6 +79,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive(text: str) -> float:
+    """An argparse type: a number above 0."""
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+    return value
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     logs.configure(args.log_level, args.log_format)
     from visionmon.demo import run_demo
@@ -162,9 +170,9 @@ def parser() -> argparse.ArgumentParser:
     chk.set_defaults(func=_cmd_check_config)
 
     demo = sub.add_parser("demo", help="embedded broker + sample traffic + daemon")
-    demo.add_argument("--duration", type=float, default=150.0,
+    demo.add_argument("--duration", type=_positive, default=150.0,
                       help="seconds of traffic (wall clock; default 150)")
-    demo.add_argument("--speed", type=float, default=None,
+    demo.add_argument("--speed", type=_positive, default=None,
                       help="time compression: event seconds per wall second (default 10; "
                            "5 with --workload real)")
     demo.add_argument("--seed", type=int, default=7,

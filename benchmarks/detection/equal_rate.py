@@ -45,7 +45,7 @@ def cutoff_at_rate(null_scores: Sequence[float], rate: float) -> float:
     (alarm: score > cutoff); NaN scores never alarm."""
     s = np.asarray(null_scores, dtype=float)
     s = np.sort(s[~np.isnan(s)])[::-1]
-    k = round(rate * s.size)
+    k = math.floor(rate * s.size + 0.5)   # halves up (round() would round them to even)
     if s.size == 0:
         return math.inf
     return float(s[k]) if k < s.size else -math.inf
@@ -168,7 +168,10 @@ def section(results: dict[str, Any], col: dict[str, Any],
     lines += ["", "The detectors that record a score at every reading, each with its threshold "
               "moved until it alarms on the same share of the no-drift run's 1,000-request "
               "windows; delays in requests / images after the onset on covariate shifts "
-              "(— = not detected within the stream):", ""]
+              "(— = not detected within the stream). The rate is per disjoint window, while "
+              "the delays are read on the sliding window every 50 requests: a detector read "
+              "that often false-alarms sooner than the run time quoted, and by a factor that "
+              "differs between detectors (how much consecutive readings move together).", ""]
     for rate, matched in matched_by_rate:
         run = expected_run(rate)
         lines += [f"### {1000 * rate:g} false alarms per 1,000 windows (expected run "

@@ -161,9 +161,9 @@ def _run(app: App, loaded: Any, setup: DemoSetup, args: argparse.Namespace,
     producer = open_producer(loaded.config.kafka, "visionmon-demo-serving")
     serving = setup.serving(producer, args.seed, args.image_fraction)
     floors = Floors(setup.model, setup.accuracy_floor, setup.agreement_floor)
-    # an ended incident stays in the 1-minute windows for 60 / speed wall seconds (+3 s of
-    # snapshot and label delay): 0.06 of the default run at the default speed
-    grace = max(0.06, (60.0 / args.speed + 3.0) / args.duration)
+    # an ended incident stays in the 1-minute windows for 60 / speed wall seconds: at the
+    # default speed that is within the 0.06 of the run allowed before
+    grace = max(0.06, 60.0 / args.speed / args.duration)
     records = [IncidentRecord(i) for i in INCIDENTS]
     history: list[tuple[float, dict[str, Any]]] = []
     false_alarms: dict[str, float] = {}
