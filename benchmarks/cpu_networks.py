@@ -149,18 +149,14 @@ def scorer_rows(batches: list[int], repeats: int) -> list[str]:
     1,000 classes) on its 400 real photo crops, decoded once by the card's intake: images/s
     with and without `cpu_bf16` at each batch size, and the share of photos whose top-1 is
     the float32 top-1 (exact pipeline, batch 32)."""
-    from benchmarks.workloads.workload import load_workload
+    from benchmarks.workloads.workload import decode, load_workload
     from monitor.reference_config import ImagesConfig
-    from reference_model.intake import DecodedImage, ImageIntake
+    from reference_model.intake import ImageIntake
     from reference_model.scorer import Scorer
 
     work = load_workload("imagenet", "full")
     intake = ImageIntake.for_reference(ImagesConfig(), work.reference)
-    pixels = []
-    for data in work.images("clean"):
-        d = intake.decode(data)
-        assert isinstance(d, DecodedImage)
-        pixels.append(d.pixels)
+    pixels = [d.pixels for d in decode(intake, work.images("clean"))]
     rows, want = [], None
     for bf16 in (False, True):
         for batch in batches:

@@ -110,14 +110,16 @@ def scores(results: dict[str, Any]) -> dict[str, tuple[list[float], dict[str, An
     return out
 
 
-def match(results: dict[str, Any], rate: float) -> list[Matched]:
-    """Every scored detector at the false-alarm share `rate` of no-drift windows; the delay
-    of a scenario run with several seeds is their median (a miss counts as infinitely
-    late)."""
+def match(results: dict[str, Any], rate: float,
+          scored: dict[str, tuple[list[float], dict[str, Any]]] | None = None
+          ) -> list[Matched]:
+    """Every scored detector at the false-alarm share `rate` of no-drift windows (`scored`:
+    `scores(results)`, when the caller has it); the delay of a scenario run with several
+    seeds is their median (a miss counts as infinitely late)."""
     from benchmarks.detection.tables import median_delay
 
     out = []
-    for det, (null, runs) in scores(results).items():
+    for det, (null, runs) in (scores(results) if scored is None else scored).items():
         cut = cutoff_at_rate(null, rate)
         arr = np.asarray(null, dtype=float)
         alarms = int(np.sum(np.where(np.isnan(arr), -math.inf, arr) > cut))
@@ -158,10 +160,11 @@ def section(results: dict[str, Any], col: dict[str, Any],
                 else f"{run:,.0f} requests, {hours(run):,.1f} h")
         lines.append(f"| {titles[sig][0]} | {per_1000(a, n)} | {text} |")
     matched_by_rate = []
-    n_null = max((len(v[0]) for v in scores(results).values()), default=0)
+    scored = scores(results)
+    n_null = max((len(v[0]) for v in scored.values()), default=0)
     for rate in rates:
         if n_null and n_null * rate >= 1:
-            matched_by_rate.append((rate, match(results, rate)))
+            matched_by_rate.append((rate, match(results, rate, scored)))
     if not matched_by_rate:
         return [*lines, ""]
     dets = [m.detector for m in matched_by_rate[0][1]]

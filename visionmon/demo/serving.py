@@ -60,6 +60,18 @@ class Serving:
         """Serve n requests at event time `event_ts`; release labels that are due."""
         raise NotImplementedError
 
+    def _faults(self, n: int, incidents: set[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per request: served by the canary (v2), collapsed onto one class by it, and its
+        latency in ms (15x during a latency spike); drawn in this order from `rng`."""
+        rng = self.rng
+        canary = (rng.random(n) < self.canary_share) if "bad_canary" in incidents \
+            else np.zeros(n, bool)
+        collapse = canary & (rng.random(n) < 0.6)   # the canary collapses most inputs
+        latency = rng.lognormal(np.log(35.0), 0.35, n)
+        if "latency_spike" in incidents:
+            latency *= 15.0
+        return canary, collapse, latency
+
     def _image_and_label(self, rid: str, version: str, model: str, image: bytes,
                          content_type: str, event_ts: float, label: str, wall: float) -> None:
         """Send the request's image when it is sampled; queue its label (delayed) when it
@@ -118,19 +130,14 @@ class SimulatedServing(Serving):
         images = self.data.images[idx]
         if "colour_shift" in incidents:
             images = np.clip(np.rint(images * np.asarray(COLOUR_GAINS)), 0, 255).astype(np.uint8)
-        canary = (rng.random(n) < self.canary_share) if "bad_canary" in incidents \
-            else np.zeros(n, bool)
+        canary, collapsed, latency = self._faults(n, incidents)
         with torch.inference_mode():
             logits = self.model(model_inputs(images))[0]
-            # the canary build collapses onto one class for most inputs
-            collapse = torch.from_numpy(canary & (rng.random(n) < 0.6))
+            collapse = torch.from_numpy(collapsed)
             if bool(collapse.any()):
                 top = logits[collapse].max(dim=1).values
                 logits[collapse, COLLAPSED_CLASS] = top + 2.0
             probs = torch.softmax(logits, 1).numpy()
-        latency = rng.lognormal(np.log(35.0), 0.35, n)
-        if "latency_spike" in incidents:
-            latency *= 15.0
         lines = []
         for i in range(n):
             self._n += 1
@@ -193,12 +200,7 @@ class PoolServing(Serving):
         pool = "colour_shift" if "colour_shift" in incidents else "clean"
         images = self.pools[pool][0]
         idx = rng.integers(0, len(images), size=n)
-        canary = (rng.random(n) < self.canary_share) if "bad_canary" in incidents \
-            else np.zeros(n, bool)
-        collapse = canary & (rng.random(n) < 0.6)
-        latency = rng.lognormal(np.log(35.0), 0.35, n)
-        if "latency_spike" in incidents:
-            latency *= 15.0
+        canary, collapse, latency = self._faults(n, incidents)
         lines = []
         for i in range(n):
             self._n += 1
