@@ -22,6 +22,11 @@ Each run is a fresh subprocess, in one of these modes, rotated round by round:
   thread:N     the same, rendered in the daemon's process (`http.render_worker: false`)
   worker:N/S   (or thread:N/S) scraped every S seconds instead of every second (Prometheus's
                usual 15 to 60 s, against snapshots of N s)
+  burn:F       no scrapes, but a process beside the daemon busy F of the time (gzip and
+               scans, as a render worker's work): what any work on the other CPU costs the
+               consumer loop on this machine; burn:0 is a second run without scrapes, so
+               its ratio to `quiet` is the noise of the ratios
+With --pin the daemon's process runs on CPU 0 and the processes beside it on the others.
 and reports events/s (all prediction events, from the first poll to the last batch
 applied), the daemon process's CPU seconds (and the render worker's), scrape latency (each
 GET, the body read included, timed by the scraper), the CPU each scrape took in the daemon's
@@ -34,7 +39,8 @@ state, without ingestion running: `Engine.capture()` (what the lock is held for,
 text of the snapshot (OpenMetrics, median of 5) and its gzip.
 
     .venv/bin/python benchmarks/scrape.py [--events 200000] [--rounds 3]
-                                          [--modes worker:1,thread:1] [--baseline FILE]
+                                          [--modes worker:1,thread:1,burn:0] [--pin]
+                                          [--baseline FILE]
 """
 
 from __future__ import annotations
@@ -310,6 +316,52 @@ def scrape_loop(url: str, every_s: float = SCRAPE_EVERY_S) -> None:
     print(json.dumps(out))
 
 
+def burn_loop(share: float) -> None:
+    """The burner process of `burn:F`: no scrapes, but F of a core's time spent as a render
+    worker spends it, gzipping and scanning 12 MB of exposition-like text, in 50 ms bursts,
+    until a line arrives on stdin; then print the CPU seconds it used as JSON."""
+    text = b"".join(b'visionmon_class_recall_ratio{model="m",version="v%d",class="c%d",'
+                    b'window="5m"} 0.%06d\n' % (i % 8, i % 1000, i) for i in range(120_000))
+    stop = threading.Event()
+    threading.Thread(target=lambda: (sys.stdin.readline(), stop.set()), daemon=True).start()
+    while not stop.is_set():
+        t = time.perf_counter()
+        while time.perf_counter() - t < 0.05:
+            zlib.compress(text[:1_000_000], 6)
+            text.count(b"\n")
+        time.sleep(0.05 * (1.0 - share) / share)
+    print(json.dumps({"burn_cpu_s": time.process_time()}))
+
+
+#: with --pin: the daemon's process runs on this CPU, the processes beside it on the others
+PINNED_CPU = 0
+
+
+def _pinned() -> bool:
+    return os.environ.get("VISIONMON_BENCH_PIN") == "1"
+
+
+def _beside(pid: int) -> None:
+    """With --pin, move a process beside the daemon (scraper, burner, render worker) off the
+    daemon's CPU."""
+    if _pinned():
+        os.sched_setaffinity(pid, os.sched_getaffinity(1) - {PINNED_CPU}
+                             or {PINNED_CPU})
+
+
+class Burner:
+    """The burner process (`burn_loop`) of a `burn:F` run."""
+
+    def __init__(self, share: float) -> None:
+        self._proc = subprocess.Popen([sys.executable, __file__, "--burn", str(share)],
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        _beside(self._proc.pid)
+
+    def stop(self) -> dict[str, Any]:
+        out, _ = self._proc.communicate("stop\n", timeout=120)
+        return dict(json.loads(out.strip().splitlines()[-1]))
+
+
 class Scraper:
     """The scraper process (`scrape_loop`), started and stopped from the daemon's process."""
 
@@ -317,6 +369,7 @@ class Scraper:
         self._proc = subprocess.Popen([sys.executable, __file__, "--scrape", url,
                                        "--scrape-every", str(every_s)],
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        _beside(self._proc.pid)
 
     def stop(self) -> dict[str, Any]:
         out, _ = self._proc.communicate("stop\n", timeout=120)
@@ -359,7 +412,10 @@ def child(mode: str, baseline: Path, events: int) -> dict[str, Any]:
 
     design, _, every = mode.partition(":")
     every, _, scrape_every = every.partition("/")
-    interval = None if mode == "quiet" else float(every)
+    burn = float(every) if design == "burn" else None
+    if _pinned():  # every thread of the daemon on one CPU, as on a machine with one to spare
+        os.sched_setaffinity(0, {PINNED_CPU})
+    interval = None if mode == "quiet" or burn is not None else float(every)
 
     stand_in = socket.create_server(("127.0.0.1", 0))  # the daemon's probe finds a "broker"
     stats, loaded = _world(baseline, f"127.0.0.1:{stand_in.getsockname()[1]}")
@@ -408,6 +464,10 @@ def child(mode: str, baseline: Path, events: int) -> dict[str, Any]:
     http = HttpServer(app, "127.0.0.1", 0)
     if worker is not None:
         worker.start()
+        if worker.pid:
+            _beside(worker.pid)
+    if interval is not None:
+        snapshots.warm()  # as `visionmon run` starts
     http.start()
     tune_collector()
     loop = threading.Thread(target=daemon.run, name="loop", daemon=True)
@@ -418,12 +478,16 @@ def child(mode: str, baseline: Path, events: int) -> dict[str, Any]:
     scraper = (Scraper(f"http://127.0.0.1:{http.port}/metrics",
                        float(scrape_every or SCRAPE_EVERY_S))
                if interval is not None else None)
+    burner = Burner(burn) if burn else None  # burn:0, a second run without scrapes
     worker_cpu0 = _thread_cpu_of(worker.pid) if worker is not None and worker.pid else 0.0
     consumer.done.wait()
     cpu = _cpu_s() - cpu0
     worker_cpu = (_thread_cpu_of(worker.pid) - worker_cpu0
                   if worker is not None and worker.pid else 0.0)
     scraped = scraper.stop() if scraper is not None else {}
+    if burn is not None:
+        scraped = {**(burner.stop() if burner is not None else {"burn_cpu_s": 0.0}),
+                   "burn": burn}
     daemon.stop()
     loop.join(30)
     assert consumer.done_at is not None and consumer.first_poll is not None
@@ -471,6 +535,11 @@ def main() -> None:
                          "worker:N/S: scraped every S s instead of every second")
     ap.add_argument("--child", help="run one mode: quiet, worker:N or thread:N (internal)")
     ap.add_argument("--scrape", help="be the scraper process of this URL (internal)")
+    ap.add_argument("--burn", type=float, help="be the burner process of burn:F (internal)")
+    ap.add_argument("--pin", action="store_true",
+                    help="run the daemon's process on CPU 0 and the scraper, render worker and "
+                         "burner on the others (Linux): the kernel then does not move the "
+                         "consumer loop between CPUs")
     ap.add_argument("--scrape-every", type=float, default=SCRAPE_EVERY_S,
                     help=argparse.SUPPRESS)
     ap.add_argument("--baseline", type=Path,
@@ -480,10 +549,15 @@ def main() -> None:
     if args.scrape:
         scrape_loop(args.scrape, args.scrape_every)
         return
+    if args.burn:
+        burn_loop(args.burn)
+        return
     if args.child:
         print(json.dumps(child(args.child, args.baseline, args.events)))
         return
     modes = ["quiet", *args.modes.split(",")]
+    if args.pin:
+        os.environ["VISIONMON_BENCH_PIN"] = "1"  # read by the runs and the processes beside
     with tempfile.TemporaryDirectory() as tmp:
         baseline = args.baseline or Path(tmp) / "baseline.json"
         if args.baseline is None:
@@ -527,6 +601,8 @@ def _mode_name(mode: str) -> str:
 def report(results: list[dict[str, Any]], events: int) -> None:
     rounds = sorted({r["round"] for r in results})
     quiet = {r["round"]: r for r in results if r["mode"] == "quiet"}
+    burns = [r for r in results if r["mode"].startswith("burn")]
+    results = [r for r in results if not r["mode"].startswith("burn")]
     modes = list(dict.fromkeys(r["mode"] for r in results if r["mode"] != "quiet"))
     loads = [r["load"] for r in results]
     print(f"\n{len(CLASSES):,} classes, {len(VERSIONS)} versions, {events:,} predictions "
@@ -601,6 +677,28 @@ def report(results: list[dict[str, Any]], events: int) -> None:
                       ("gzip_ms", "its gzip")):
         scraped_row(f"{what} (CPU ms, final state)", [
             f"{_median([r[key] for r in rs]):,.1f}" for rs in scraped])
+    if burns:
+        burn_report(burns, quiet, events)
+
+
+def burn_report(burns: list[dict[str, Any]], quiet: dict[int, dict[str, Any]],
+                events: int) -> None:
+    """What another process working on the other core alone does to ingestion: no scrape,
+    no render, only a burner busy F of the time (`burn:F`)."""
+    print("\nWithout scrapes, another process busy F of the time on the other core "
+          "(gzip and scans of exposition-like text, 50 ms bursts); F = 0 is a second run "
+          "without scrapes, the noise of the ratio:\n")
+    print("| F | ingestion (events/s) | ratio to the run without it, per round (median) | "
+          "daemon CPU s per 100,000 events | burner CPU s per run |")
+    print("|---:|---:|---|---:|---:|")
+    for mode in dict.fromkeys(r["mode"] for r in burns):
+        rs = [r for r in burns if r["mode"] == mode]
+        ratios = [r["events_per_s"] / quiet[r["round"]]["events_per_s"] for r in rs
+                  if r["round"] in quiet]
+        print(f"| {rs[0]['burn']:g} | {_median([r['events_per_s'] for r in rs]):,.0f} | "
+              f"{_median(ratios):.1%} ({', '.join(f'{x:.1%}' for x in ratios)}) | "
+              f"{_median([r['cpu_s'] / events * 1e5 for r in rs]):.2f} | "
+              f"{_median([r['burn_cpu_s'] for r in rs]):.1f} |")
 
 
 if __name__ == "__main__":

@@ -8,8 +8,10 @@ format. When the snapshot a scrape would get is older than the interval, the scr
 a new one. When scrapes come more often than the interval, the next snapshot is rendered in
 the background shortly before the current one expires, so that they do not wait; should that
 render ahead take longer than foreseen (the machine is busy), scrapes get the current one
-meanwhile, up to twice the interval old. When scrapes come less often than the interval
-(Prometheus every 15 s, snapshots every 5 s), the next snapshot is rendered on a timer, a
+meanwhile, up to twice the interval old. The first snapshot is rendered when the daemon
+starts (`warm`), so the first scrape does not wait for a cold render either. When scrapes
+come less often than the interval (Prometheus every 15 s, snapshots every 5 s), the next
+snapshot is rendered on a timer, a
 little more than twice the slowest recent render before the next scrape is due (the gap
 between the reader's last two; each reader, a scraper by its address and agent or the
 OpenTelemetry bridge, has its own cadence, and one render serves every read it is fresh
@@ -249,6 +251,17 @@ class SnapshotCache:
         if ahead:
             self._background(self._render_ahead)
         return current
+
+    def warm(self) -> None:
+        """Render the first snapshot in the background now (the daemon starts), so that the
+        first scrape finds one instead of paying for a cold render; a scrape that comes while
+        it is under way waits for it, as for any render. Nothing when one exists or is under
+        way."""
+        with self._cond:
+            if self._closed or self._current is not None or self._rendering:
+                return
+            self._rendering = self._ahead = True
+        self._background(self._render_ahead)
 
     def snapshot(self, reader: str = "") -> Snapshot:
         """The latest snapshot's series (a `SnapshotSource`)."""

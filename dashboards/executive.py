@@ -47,13 +47,16 @@ def build(loaded: LoadedConfig) -> dash.Dashboard:
     d.with_panel(timeseries(
         "Accuracy: realized vs estimated",
         "Realized accuracy of labeled predictions and the label-free estimate (0-100 %), over "
-        "the selected window. The estimate's method is in its legend: calibrated (confidence "
-        "through the baseline's calibration map) or mean_confidence (the baseline has no "
-        "calibration yet: often off by several points), and atc beside them when the "
-        "baseline has an ATC threshold (docs/statistics.md says when each fails). The dashed "
-        "lines are quality.min_accuracy and twice its tolerated error.",
+        "the selected window. The estimate is the first of quality.estimate_methods ("
+        + ", ".join(cfg.quality.estimate_methods) + ") that the window has, its method in "
+        "the legend: shadow_stratified (accuracy per agreement with the reference model and "
+        "confidence bin), calibrated (confidence through the baseline's calibration map; "
+        "mean_confidence before the baseline calibrates: often off by several points) or atc "
+        "(the share above the baseline's ATC threshold); the on-call dashboard shows every "
+        "method and docs/statistics.md says when each fails. The dashed lines are "
+        "quality.min_accuracy and twice its tolerated error.",
         [Query(q.windowed_gauge("accuracy_ratio"), "realized {{version}}"),
-         Query(q.windowed_gauge("estimated_accuracy_ratio"),
+         Query(q.preferred_estimate(cfg.quality.estimate_methods),
                "estimated, {{method}} ({{version}})")],
         scales.accuracy(cfg), draw_thresholds=True, width=16))
     d.with_panel(stat_panel(

@@ -204,6 +204,17 @@ def windowed_gauge(short: str, *extra: Matcher) -> str:
     return series(short, *MVW, *extra)
 
 
+def preferred_estimate(methods: Sequence[str]) -> str:
+    """The label-free accuracy estimate (0..1) of the first of `methods` (quality.estimate_methods)
+    that each selected model, version and window exports; its `method` label says which."""
+    parts = []
+    for method in methods:
+        names = ("calibrated", "mean_confidence") if method == "calibrated" else (method,)
+        parts.append(windowed_gauge("estimated_accuracy_ratio",
+                                    regex("method", alternation(names))))
+    return " or ignoring(method) ".join(parts)
+
+
 def class_ratio(short: str, classes: Sequence[str] | None = None) -> str:
     """Per-class precision or recall (0..1) for the selected classes, or the given ones."""
     matcher = CLASS if classes is None else regex("class", alternation(classes))

@@ -90,7 +90,9 @@ def memory_bound(loaded: LoadedConfig) -> MemoryBound:
         processes = r.decode_mode == "processes" or (r.decode_mode == "auto"
                                                      and r.device != "cpu")
         in_flight = r.decode_workers * (DECODE_CHUNK if processes else 1)
-        decoded = (2 * r.batch_size + in_flight) * r.input_size ** 2 * 3 * 4
+        # `auto` is 4 on the CPU and 64 on CUDA: the larger where the device may be CUDA
+        batch = r.resolved("cpu" if r.device == "cpu" else "cuda", False).batch
+        decoded = (2 * batch + in_flight) * r.input_size ** 2 * 3 * 4
         reference = r.queue_max_bytes + decoded + TORCH_RUNTIME
         if processes:
             reference += r.decode_workers * (DECODE_PROCESS + DECODE_CHUNK * r.input_size ** 2 * 3)

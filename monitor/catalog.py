@@ -455,8 +455,10 @@ _SPECS: tuple[MetricSpec, ...] = (
                condition="with kafka.topics.lifecycle, once a rollout is reported"),
     # --- reference model ----------------------------------------------------
     MetricSpec(f"{PREFIX}reference_model_info", "info",
-               "Loaded reference model: file hash, device and batch size.", "",
-               ("model", "sha256", "device", "batch_size"),
+               "Loaded reference model: file hash, device, batch size and the precision it "
+               "computes in (float32, or bf16: autocast on CUDA, reference.cpu_bf16 on the "
+               "CPU).", "",
+               ("model", "sha256", "device", "batch_size", "precision"),
                module="reference_model/shadow.py",
                condition="with a reference model (reference:)"),
     MetricSpec(f"{PREFIX}reference_model_up", "gauge",

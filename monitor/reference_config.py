@@ -6,7 +6,7 @@ Units: bytes are encoded bytes, pixels are width x height of the decoded first f
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -14,6 +14,10 @@ from monitor.config_paths import ConfigPath
 from monitor.frozen_model import Frozen
 
 ImageFormat = Literal["JPEG", "PNG", "WEBP"]
+
+
+#: `reference.batch_size: auto` per device
+AUTO_BATCH_SIZE = {"cuda": 64, "cpu": 4}
 
 
 def _all_formats() -> list[ImageFormat]:
@@ -157,8 +161,10 @@ class ReferenceConfig(Frozen):
     (e.g. `avgpool`) whose output is the embedding (torch.export only)."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """Where the model runs: `auto` (CUDA when available), `cpu` or `cuda`."""
-    batch_size: int = Field(64, ge=1, le=4096)
-    """Most images scored in one batch."""
+    batch_size: Annotated[int, Field(ge=1, le=4096)] | Literal["auto"] = "auto"
+    """Most images scored in one batch. `auto`: 64 on CUDA, 4 on the CPU, where these networks
+    run fastest in small batches (3.4x the images/s of a batch of 32 for EfficientNet-Lite0,
+    docs/reference-model.md)."""
     queue_size: int = Field(1024, ge=1)
     """Images waiting for the model (encoded); the oldest are dropped beyond this."""
     queue_max_bytes: int = Field(256 * 1024 * 1024, ge=1024)
@@ -174,11 +180,13 @@ class ReferenceConfig(Frozen):
     """How long the inference thread waits for a batch to fill, in milliseconds."""
     cpu_threads: int = Field(1, ge=1, le=256)
     """torch CPU threads when scoring on the CPU (torch.set_num_threads is process-wide)."""
-    cpu_bf16: bool = False
-    """On the CPU, run the model in channels_last under bf16 autocast: 2.5x to 3.3x the images/s
-    of float32 where the CPU has bf16 (avx512_bf16, AMX), best at batch_size 4, but the
-    probabilities differ a little from float32's (throughput and top-1 parity in
-    docs/reference-model.md). Slow on CPUs without bf16."""
+    cpu_bf16: bool | Literal["auto"] = "auto"
+    """On the CPU, run the model in channels_last under bf16 autocast: 2.1x to 4.8x the
+    images/s of float32 where the CPU has bf16 instructions (avx512_bf16, AMX), but the
+    probabilities differ a little from float32's (1 top-1 in 400 photos changed; throughput
+    and parity in docs/reference-model.md). Slow on CPUs without them. `auto`: on where the
+    CPU has them (/proc/cpuinfo), else float32. `visionmon_reference_model_info{precision}`
+    says which runs."""
     thread_nice: int = Field(10, ge=0, le=19)
     """Linux nice value (0-19) for the decode and inference threads, so that on a busy CPU the
     consumer loop keeps priority over shadow scoring; 0 leaves them as they are."""
@@ -193,6 +201,21 @@ class ReferenceConfig(Frozen):
     @classmethod
     def _lowercase_hex(cls, value: str) -> str:
         return check_sha256(value)
+
+    def resolved(self, device: str, cpu_has_bf16: bool) -> ReferenceConfig:
+        """This card with its `auto` settings decided for `device` (`cpu` or `cuda`) and a CPU
+        that has bf16 instructions or not."""
+        batch = (AUTO_BATCH_SIZE["cuda" if device.startswith("cuda") else "cpu"]
+                 if self.batch_size == "auto" else self.batch_size)
+        bf16 = cpu_has_bf16 if self.cpu_bf16 == "auto" else self.cpu_bf16
+        return self.model_copy(update={"batch_size": batch, "cpu_bf16": bf16})
+
+    @property
+    def batch(self) -> int:
+        """`batch_size` of a card `resolved` for its device."""
+        if self.batch_size == "auto":
+            raise RuntimeError("reference.batch_size is still 'auto': resolve the card first")
+        return self.batch_size
 
     @field_validator("mean", "std")
     @classmethod

@@ -28,9 +28,11 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 
 def score_images(config: ReferenceConfig, images_config: ImagesConfig,
                  classes: Sequence[str], items: Sequence[tuple[str, str, float, bytes]],
-                 batch_size: int = 64) -> list[ScoredImage]:
-    """Score (request id, version, ts, encoded bytes) items; refused images are skipped."""
+                 batch_size: int | None = None) -> list[ScoredImage]:
+    """Score (request id, version, ts, encoded bytes) items; refused images are skipped.
+    `batch_size`: the card's (as the daemon batches), unless given."""
     scorer = Scorer.from_config(config)
+    batch_size = batch_size or scorer.info.batch_size
     mapping = class_index_map(config.classes, classes)
     intake = ImageIntake.for_reference(images_config, config)
     duplicates = DuplicateWindow(images_config.duplicates)

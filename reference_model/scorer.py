@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -35,6 +35,7 @@ import torch
 
 from monitor.reference_config import ReferenceConfig
 from reference_model.artifact import ArtifactError, LoadedReference, load_reference
+from reference_model.cpu_features import cpu_has_bf16
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,8 @@ class ScorerInfo:
     num_classes: int
     embedding_dim: int
     load_seconds: float
+    #: what the model computes in: `float32`, or `bf16` (autocast on CUDA, `cpu_bf16`)
+    precision: str = "float32"
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +112,7 @@ class Scorer:
 
     def __init__(self, loaded: LoadedReference, config: ReferenceConfig) -> None:
         self._loaded = loaded
+        config = config.resolved(loaded.device, cpu_has_bf16())
         self._config = config
         self._device = torch.device(loaded.device)
         self._cuda = self._device.type == "cuda"
@@ -144,14 +148,16 @@ class Scorer:
                     module = module.to(memory_format=torch.channels_last)
                 except Exception as err:  # some scripted modules refuse; NCHW still works
                     log.warning("channels_last not applied to %s: %s", loaded.path, err)
-        self._cpu_bf16 = not self._cuda and config.cpu_bf16
+        self._cpu_bf16 = not self._cuda and bool(config.cpu_bf16)
         self._module = module
-        self._info = ScorerInfo(loaded.sha256, loaded.device, config.batch_size,
+        self._info = ScorerInfo(loaded.sha256, loaded.device, config.batch,
                                 loaded.num_classes, loaded.embedding_dim, loaded.load_seconds)
         if self._cuda or self._cpu_bf16:
             self._check_autocast()  # eager, so a model that refuses bf16 keeps its graphs
-            if config.cuda_graphs and not self._one_shape:
-                self._graphs = {}
+        self._info = replace(self._info, precision=(
+            "bf16" if self._autocast or self._cpu_bf16 else "float32"))
+        if self._cuda and config.cuda_graphs and not self._one_shape:
+            self._graphs = {}
 
     @classmethod
     def from_config(cls, config: ReferenceConfig, device: str | None = None) -> Scorer:
@@ -185,7 +191,7 @@ class Scorer:
             return ScoreResult(np.zeros((0, c), np.float32), np.zeros((0, d), np.float32),
                                np.zeros(0, np.float32))
         with torch.inference_mode():
-            if self._graphs is not None and n <= self._config.batch_size:  # bounded set
+            if self._graphs is not None and n <= self._config.batch:  # bounded set
                 captured = self._captured(self._rows(n))
                 if captured is not None:
                     captured.u8.copy_(self._stage(images, len(captured.u8)), non_blocking=True)
@@ -271,13 +277,13 @@ class Scorer:
         """The batch sizes the model sees for batches of up to batch_size images on CUDA
         (powers of two and batch_size, or batch_size alone when compiled); on the CPU,
         batches are not padded and batch_size stands for them."""
-        top = self._config.batch_size
+        top = self._config.batch
         if not self._cuda:
             return [top]
         return sorted({self._rows(n) for n in range(1, top + 1)})
 
     def _rows(self, n: int) -> int:
-        return padded_batch(n, self._config.batch_size, one_shape=self._one_shape)
+        return padded_batch(n, self._config.batch, one_shape=self._one_shape)
 
     def _forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         out = self._module(x)
@@ -288,7 +294,7 @@ class Scorer:
         n = len(images)
         s = self._size
         if self._pinned is None or self._pinned.shape[0] < rows:
-            self._pinned = torch.empty((max(rows, self._config.batch_size), s, s, 3),
+            self._pinned = torch.empty((max(rows, self._config.batch), s, s, 3),
                                        dtype=torch.uint8).pin_memory()
         host = self._pinned[:rows]
         view = host.numpy()

@@ -39,6 +39,7 @@ from monitor.reference_config import ImagesConfig, ReferenceConfig
 from monitor.scored import ScoredImage
 from monitor.snapshot import SnapshotBuilder, histogram_value
 from reference_model.artifact import ArtifactError
+from reference_model.cpu_features import cpu_has_bf16
 from reference_model.decode_pool import DECODE_CHUNK, Decoded, ProcessDecoder
 from reference_model.duplicates import DuplicateWindow
 from reference_model.gpu import GpuMonitor, reference_gpu
@@ -110,6 +111,9 @@ class ShadowScorer:
                 self._unavailable = str(err)
                 log.error("shadow scoring disabled (reference.required is false): %s", err)
         self._scorer = scorer
+        # the `auto` settings as the scorer decided them (or for the CPU without one)
+        config = self._config = config.resolved(
+            scorer.info.device if scorer is not None else "cpu", cpu_has_bf16())
         self._map: np.ndarray | None = None
         if scorer is not None:
             try:
@@ -136,10 +140,10 @@ class ShadowScorer:
         self._raw: deque[ImageEvent] = deque()
         self._raw_bytes = 0
         self._decoded: deque[_Decoded] = deque()
-        self._decoded_cap = 2 * config.batch_size
+        self._decoded_cap = 2 * config.batch
         self._decoding = 0
         self._stopping = False
-        self._batch_limit = config.batch_size
+        self._batch_limit = config.batch
         self._clean_batches = 0
         # counters (guarded by _lock)
         self._scored = 0
@@ -166,10 +170,10 @@ class ShadowScorer:
             for t in self._threads:
                 t.start()
             log.info("shadow scoring started for model %s: reference model on %s, %d decode "
-                     "workers (%s), batches of up to %d", self._model, self._scorer.info.device,
-                     config.decode_workers,
+                     "workers (%s), batches of up to %d, in %s", self._model,
+                     self._scorer.info.device, config.decode_workers,
                      "processes" if self._processes is not None else "threads",
-                     config.batch_size)
+                     config.batch, self._scorer.info.precision)
 
     # ------------------------------------------------------------------ intake side
 
@@ -357,9 +361,9 @@ class ShadowScorer:
             self._hist_sum += seconds
             self._scored += n
             self._clean_batches += 1
-            if self._batch_limit < self._config.batch_size and \
+            if self._batch_limit < self._config.batch and \
                     self._clean_batches >= _GROW_AFTER:
-                self._batch_limit = min(self._config.batch_size, self._batch_limit * 2)
+                self._batch_limit = min(self._config.batch, self._batch_limit * 2)
                 self._clean_batches = 0
                 log.info("reference batch limit raised to %d after %d clean batches",
                          self._batch_limit, _GROW_AFTER)
@@ -404,7 +408,7 @@ class ShadowScorer:
 
     @property
     def batch_limit(self) -> int:
-        """Current largest batch (config.batch_size, or less after an OOM)."""
+        """Current largest batch (config.batch, or less after an OOM)."""
         with self._lock:
             return self._batch_limit
 
@@ -439,8 +443,8 @@ class ShadowScorer:
             if self._scorer is not None:
                 info = self._scorer.info
                 builder.set(f"{PREFIX}reference_model_info",
-                            (self._model, info.sha256, info.device, str(self._config.batch_size)),
-                            1.0)
+                            (self._model, info.sha256, info.device, str(self._config.batch),
+                             info.precision), 1.0)
                 builder.set(f"{PREFIX}reference_model_load_seconds", m, info.load_seconds)
             builder.set(_BATCH_SECONDS, m, histogram_value(self._hist, self._hist_sum))
             builder.set(f"{PREFIX}reference_queue_depth", m,

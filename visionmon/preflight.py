@@ -93,6 +93,20 @@ def _reference_file(loaded: LoadedConfig) -> Iterator[Problem]:
                                             "daemon runs without shadow scoring", warning=True)
 
 
+def _reference_precision(loaded: LoadedConfig) -> Iterator[Problem]:
+    """`reference.cpu_bf16: true` on a CPU without bf16 instructions runs, slower than
+    float32: a warning (check-config runs where the daemon will, or says so)."""
+    from reference_model.cpu_features import BF16_FLAGS, cpu_has_bf16
+
+    ref = loaded.config.reference
+    if ref is None or ref.cpu_bf16 is not True or ref.device == "cuda" or cpu_has_bf16():
+        return
+    yield Problem("reference.cpu_bf16",
+                  f"true, but this CPU has no bf16 instructions ({' or '.join(sorted(BF16_FLAGS))}"
+                  " in /proc/cpuinfo): bf16 autocast runs slower than float32 here; set "
+                  "cpu_bf16: auto (on only where the CPU has them) or false", warning=True)
+
+
 def _baseline(loaded: LoadedConfig) -> Iterator[Problem]:
     """`baseline.mode: file` loads (hash, model, classes); `none` turns drift off."""
     from visionmon.app import load_baselines
@@ -199,6 +213,7 @@ def _dashboards(loaded: LoadedConfig) -> Iterator[Problem]:
 
 CHECKS: tuple[Check, ...] = (
     Check("reference model file and SHA-256", frozenset({"run"}), _reference_file),
+    Check("reference model precision on this CPU", frozenset({"run"}), _reference_precision),
     Check("baseline files, or drift off", frozenset({"run"}), _baseline),
     Check("TLS and SSL files", frozenset({"run"}), _tls_and_ssl_files),
     Check("data each objective needs", frozenset({"alerts"}), _objective_data),

@@ -280,7 +280,9 @@ class Workload:
             self.labels = self.labels[:pool_limit]
             self.groups = self.groups[:pool_limit]
         self.source_format: str = self.manifest["source_format"]
-        self.reference = ReferenceConfig(**self.manifest["reference_card"],
+        # float32, whatever the CPU: the cached variants were scored so (cards written
+        # before `cpu_bf16` existed say nothing of it)
+        self.reference = ReferenceConfig(**{"cpu_bf16": False, **self.manifest["reference_card"]},
                                          path=str(folder / "reference.pt2"))
         self._production: nn.Module | None = None
         self._scorer: Scorer | None = None

@@ -88,7 +88,7 @@ def test_good_torchscript_loads_and_exposes_its_info(digits: DigitsArtifact) -> 
         shadow.snapshot(b)
         snap = b.build()
         info = snap["visionmon_reference_model_info"]
-        assert info == {("digits", digits.sha256, "cpu", "64"): 1.0}
+        assert info == {("digits", digits.sha256, "cpu", "64", "float32"): 1.0}
         assert snap["visionmon_reference_model_up"] == {("digits",): 1.0}
         assert snap["visionmon_reference_model_load_seconds"][("digits",)] == loaded.load_seconds
     finally:

@@ -303,7 +303,8 @@ def test_snapshot_exports_every_reference_metric(make_shadow) -> None:
     b = SnapshotBuilder()
     shadow.snapshot(b)
     snap = b.build()
-    assert snap["visionmon_reference_model_info"] == {("digits", "f" * 64, "cpu", "4"): 1.0}
+    assert snap["visionmon_reference_model_info"] == {
+        ("digits", "f" * 64, "cpu", "4", "float32"): 1.0}
     assert snap["visionmon_reference_model_up"][("digits",)] == 1.0
     assert snap["visionmon_reference_images_scored_total"][("digits",)] == 6.0
     assert snap["visionmon_reference_queue_depth"][("digits",)] == 0.0

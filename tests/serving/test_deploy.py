@@ -141,6 +141,20 @@ def test_sizing_counts_decode_processes_when_the_daemon_starts_them(
     assert bound.reference == queued + (workers if workers_counted else 0)
 
 
+@pytest.mark.parametrize(("device", "batch"), [("cpu", 4), ("auto", 64), ("cuda", 64)])
+def test_sizing_takes_the_batch_that_auto_can_become_on_the_device(device: str,
+                                                                   batch: int) -> None:
+    sizing = _module("sizing")
+    config = yaml.safe_load((ROOT / "examples" / "visionmon.yaml").read_text())
+    config["reference"] = {"model": config["models"][0]["name"], "path": "ref.pt2",
+                           "sha256": "0" * 64, "input_size": 224, "decode_workers": 1,
+                           "decode_mode": "threads", "device": device}  # batch_size: auto
+    bound = sizing.memory_bound(resolve(parse_config(config, "test.yaml"),
+                                        str(ROOT / "examples" / "test.yaml")))
+    mib = 1024 * 1024
+    assert bound.reference == 256 * mib + (2 * batch + 1) * 224 * 224 * 12 + 512 * mib
+
+
 def _probe(c: dict[str, Any], kind: str) -> tuple[str, str] | None:
     probe = c.get(kind)
     return None if probe is None else (probe["httpGet"]["path"], probe["httpGet"]["port"])

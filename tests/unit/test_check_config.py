@@ -180,6 +180,23 @@ def test_a_good_config_with_a_reference_model_passes_without_warnings(
     assert "warning" not in err and "OK" in out
 
 
+@pytest.mark.parametrize(("setting", "has_bf16", "warned"), [
+    (True, False, True), (True, True, False), ("auto", False, False), (False, False, False)])
+def test_cpu_bf16_forced_on_a_cpu_without_bf16_is_a_warning_naming_the_choices(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        setting: object, has_bf16: bool, warned: bool) -> None:
+    from reference_model import cpu_features
+
+    monkeypatch.setattr(cpu_features, "cpu_has_bf16", lambda: has_bf16)
+    path = _write(tmp_path, _with_files(reference=_reference(cpu_bf16=setting)))
+    code, _, err = _check_config(path, capsys)
+    assert code == 0, err
+    assert (f"warning: {path}: reference.cpu_bf16: true, but this CPU has no bf16" in err) \
+        == warned, err
+    if warned:
+        assert "amx_bf16 or avx512_bf16" in err and "cpu_bf16: auto" in err
+
+
 def test_every_path_resolves_from_the_config_files_folder(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     absolute = str(tmp_path / "elsewhere" / "ca.pem")

@@ -280,6 +280,49 @@ def test_scrapes_that_find_no_fresh_snapshot_wait_for_the_same_render() -> None:
     assert first == second == [2.0] and source.renders == 2
 
 
+def test_a_warmed_cache_serves_its_first_scrape_the_render_made_at_start() -> None:
+    """`warm` (the daemon starts) renders in the background; the first scrape gets that
+    render, and warming again, or a cache that has a snapshot, renders nothing more."""
+    cache, source, clock, later = _cache(5.0, cost=0.4)
+    cache.warm()
+    cache.warm()
+    assert len(later.work) == 1 and source.renders == 0
+    later.run()
+    clock.now += 1.0
+    assert _up(cache) == 1 and source.renders == 1  # served, not rendered again
+    cache.warm()
+    assert not later.work
+
+
+def test_a_scrape_during_the_warm_render_waits_for_it_and_renders_nothing_itself() -> None:
+    clock, source = Clock(), Blocking()
+    threads: list[threading.Thread] = []
+    cache = SnapshotCache(source, 1.0, clock, lambda: WALL,
+                          lambda work: threads.append(_in_thread(work, [])),
+                          schedule=lambda delay, work: None)
+    source.renders = 1  # the warm render is the one that blocks
+    cache.warm()
+    assert source.started.wait(10)
+    got: list[Any] = []
+    scrape = _in_thread(lambda: _up(cache), got)
+    scrape.join(0.2)
+    assert scrape.is_alive() and not got
+    source.release.set()
+    scrape.join(10)
+    assert got == [2.0] and source.renders == 2
+
+
+def test_a_failed_warm_render_leaves_the_first_scrape_to_render(
+        caplog: pytest.LogCaptureFixture) -> None:
+    cache, source, _, later = _cache(5.0)
+    source.fail = True
+    cache.warm()
+    later.run()
+    assert "rendering the next snapshot failed" in caplog.text
+    source.fail = False
+    assert _up(cache) == 1
+
+
 def test_a_failed_render_fails_the_scrape_and_the_next_scrape_renders_again() -> None:
     cache, source, _, _ = _cache(1.0)
     source.fail = True

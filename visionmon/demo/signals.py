@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from monitor.catalog import LATENCY_BUCKETS
+from monitor.config import DEFAULT_ESTIMATE_METHODS
 from monitor.scored import INPUT_FEATURES
 from monitor.slo_spec import ShadowAgreementDropCheck
 from monitor.snapshot import HistogramValue
@@ -30,6 +31,9 @@ class Floors:
 
 #: level of the shadow agreement test (`slos.thresholds.shadow_agreement_drop.alpha`)
 AGREEMENT_TEST_ALPHA = ShadowAgreementDropCheck().alpha
+#: the estimate the demo reads: the first exported of quality.estimate_methods' default
+ESTIMATE_ORDER = tuple(m for choice in DEFAULT_ESTIMATE_METHODS for m in (
+    (choice, "mean_confidence") if choice == "calibrated" else (choice,)))
 LATENCY_THRESHOLD_S = 0.25
 LATENCY_TARGET = 0.99
 PAGE_FACTOR = 14.4
@@ -96,7 +100,7 @@ def evaluate(now: Snapshot, short_ago: Snapshot, long_ago: Snapshot, window: str
         now, "v1", window, pcs)
     acc = _gauge(now, "visionmon_accuracy_ratio", version="v1", window=window)
     out["accuracy_drop"] = bool(acc) and acc[0] < floors.accuracy
-    est = [v for method in ("calibrated", "mean_confidence")  # the default estimate, not ATC
+    est = [v for method in ESTIMATE_ORDER  # the preferred estimate (quality.estimate_methods)
            for v in _gauge(now, "visionmon_estimated_accuracy_ratio", version="v1",
                            window=window, method=method)]
     out["estimated_accuracy_drop"] = bool(est) and est[0] < floors.accuracy

@@ -114,7 +114,7 @@ def versions_section(data: MetricData, window: TimeRange) -> Section:
     infos = (("visionmon_baseline_info", "Baselines",
               ("model", "version", "source", "state", "sha256")),
              ("visionmon_reference_model_info", "Reference models",
-              ("model", "sha256", "device", "batch_size")),
+              ("model", "sha256", "device", "batch_size", "precision")),
              ("visionmon_build_info", "visionmon", ("version",)),
              ("visionmon_config_info", "Configuration", ("config_sha256", "config_version")))
     for name, title, keys in infos:
