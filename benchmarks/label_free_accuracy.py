@@ -102,10 +102,16 @@ def fit(prod: np.ndarray, ref: np.ndarray, labels: np.ndarray) -> Fitted:
                   fit_shadow_strata(conf, pred == ref.argmax(axis=1), ok))
 
 
-def estimates(f: Fitted, prod: np.ndarray, ref: np.ndarray) -> dict[str, float]:
+def estimates(f: Fitted, prod: np.ndarray, ref: np.ndarray,
+              images: int | None = None) -> dict[str, float]:
+    """Every estimate of one window; the shadow-stratified one from its first `images`
+    predictions only (the daemon has it from the sampled, shadow-scored images), all
+    predictions when None."""
     conf, n = prod.max(axis=1), prod.shape[0]
     ts = scaled(prod, f.temperature)
-    counts = stratum_counts(conf, prod.argmax(axis=1) == ref.argmax(axis=1))
+    scored = slice(None) if images is None else slice(0, images)
+    counts = stratum_counts(conf[scored], prod[scored].argmax(axis=1)
+                            == ref[scored].argmax(axis=1))
     k = f.strata.bins
     return {
         "mean confidence": float(conf.mean()),
@@ -120,7 +126,7 @@ def estimates(f: Fitted, prod: np.ndarray, ref: np.ndarray) -> dict[str, float]:
 Results = dict[tuple[str, str, int], list[dict[str, float]]]
 
 
-def evaluate(splits: int, windows: int, window: int) -> Results:
+def evaluate(splits: int, windows: int, window: int, images: int | None = None) -> Results:
     """Per (production model, shift, severity rank) the windows' realized and estimates."""
     from sklearn.datasets import load_digits
 
@@ -148,7 +154,7 @@ def evaluate(splits: int, windows: int, window: int) -> Results:
                         drawn = rng.choice(pool, size=window, replace=True)
                         shifted = corrupt(images[drawn], level, rng)
                         prod = probabilities(model, shifted)
-                        row = estimates(f, prod, probabilities(reference, shifted))
+                        row = estimates(f, prod, probabilities(reference, shifted), images)
                         row["realized"] = float(np.mean(prod.argmax(axis=1) == labels[drawn]))
                         out.setdefault((name, shift, rank), []).append(row)
     return out
@@ -160,7 +166,8 @@ def _outputs(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
                 z["reference_probs"].astype(np.float64), z["labels"].astype(np.int64))
 
 
-def evaluate_variants(folder: Path, windows: int, window: int) -> Results:
+def evaluate_variants(folder: Path, windows: int, window: int,
+                      images: int | None = None) -> Results:
     """Per (workload, shift, severity) windows drawn from cached workload variants."""
     prod, ref, labels = _outputs(folder / "clean.npz")
     out: Results = {}
@@ -174,7 +181,7 @@ def evaluate_variants(folder: Path, windows: int, window: int) -> Results:
                                       (shift, int(severity) - 1, _outputs(path))):
             for _ in range(windows):
                 rows = rng.choice(n, size=window, replace=True)
-                row = estimates(f, p[rows], r[rows])
+                row = estimates(f, p[rows], r[rows], images)
                 row["realized"] = float(np.mean(p[rows].argmax(axis=1) == y[rows]))
                 out.setdefault((folder.parent.name, name, rank), []).append(row)
     return out
@@ -210,15 +217,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--splits", type=int, default=10, help="random train/baseline/pool splits")
     ap.add_argument("--windows", type=int, default=4, help="windows per split and severity")
     ap.add_argument("--window", type=int, default=1000, help="predictions per window")
+    ap.add_argument("--images", type=int, default=None,
+                    help="shadow-scored images per window (the shadow-stratified estimate "
+                         "uses only these, as the daemon does; default: every prediction)")
     ap.add_argument("--variants", type=Path, default=None,
                     help="a built workload's variants folder (see the module docstring)")
     args = ap.parse_args(argv)
     started = time.perf_counter()
     if args.variants is not None:
-        results = evaluate_variants(args.variants, args.windows, args.window)
-        print(f"{args.variants}; {args.windows} windows of {args.window} predictions per row\n")
+        results = evaluate_variants(args.variants, args.windows, args.window, args.images)
+        print(f"{args.variants}; {args.windows} windows of {args.window} predictions per row"
+              f"{'' if args.images is None else f', {args.images} of them shadow-scored'}\n")
     else:
-        results = evaluate(args.splits, args.windows, args.window)
+        results = evaluate(args.splits, args.windows, args.window, args.images)
         print(f"digits; {args.splits} splits x {args.windows} windows of {args.window} "
               "predictions per row\n")
     print(tables(results))

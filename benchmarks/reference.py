@@ -415,7 +415,8 @@ def main(argv: list[str] | None = None) -> int:
                 batch_size=max(batches), queue_size=n_images + 1024,
                 queue_max_bytes=1 << 31, decode_workers=args.workers, linger_ms=2.0,
                 compile=args.compile, cpu_threads=args.cpu_threads,
-                decode_mode=args.decode_mode, cuda_graphs=args.cuda_graphs == "on")
+                decode_mode=args.decode_mode, cuda_graphs=args.cuda_graphs == "on",
+                cpu_bf16=False)  # the CPU rows of docs/reference-model.md are float32
             loaded = load_reference(card)
             for batch in batches:
                 bcard = card.model_copy(update={"batch_size": batch})
@@ -444,13 +445,13 @@ def main(argv: list[str] | None = None) -> int:
                 dpath, dsha, _ = build_artifact("digits", "ts", Path(tmp))
                 dcard = ReferenceConfig(model="digits", path=str(dpath), sha256=dsha,
                                         input_size=SIZE, device="cpu", batch_size=64,
-                                        decode_workers=1, cpu_threads=1)
+                                        decode_workers=1, cpu_threads=1, cpu_bf16=False)
             else:
                 from benchmarks.workloads.workload import load_workload
 
                 dcard = load_workload("imagenet", "full").reference.model_copy(update={
                     "device": "cpu", "batch_size": 32, "decode_workers": 1,
-                    "cpu_threads": 1})
+                    "cpu_threads": 1, "cpu_bf16": False})
             interference = bench_interference(jpegs, dcard, 3.0)
 
     print()

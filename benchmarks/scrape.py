@@ -333,20 +333,21 @@ def burn_loop(share: float) -> None:
     print(json.dumps({"burn_cpu_s": time.process_time()}))
 
 
-#: with --pin: the daemon's process runs on this CPU, the processes beside it on the others
-PINNED_CPU = 0
+#: with --pin: the CPUs the benchmark may use, comma-separated; the daemon's process runs
+#: on the lowest, the processes beside it on the others
+PIN_ENV = "VISIONMON_BENCH_PIN"
 
 
-def _pinned() -> bool:
-    return os.environ.get("VISIONMON_BENCH_PIN") == "1"
+def _pinned() -> list[int]:
+    return [int(c) for c in os.environ.get(PIN_ENV, "").split(",") if c]
 
 
 def _beside(pid: int) -> None:
     """With --pin, move a process beside the daemon (scraper, burner, render worker) off the
-    daemon's CPU."""
-    if _pinned():
-        os.sched_setaffinity(pid, os.sched_getaffinity(1) - {PINNED_CPU}
-                             or {PINNED_CPU})
+    daemon's CPU (a render worker restarted later stays on the daemon's)."""
+    cpus = _pinned()
+    if cpus:
+        os.sched_setaffinity(pid, set(cpus[1:]) or set(cpus))
 
 
 class Burner:
@@ -414,7 +415,7 @@ def child(mode: str, baseline: Path, events: int) -> dict[str, Any]:
     every, _, scrape_every = every.partition("/")
     burn = float(every) if design == "burn" else None
     if _pinned():  # every thread of the daemon on one CPU, as on a machine with one to spare
-        os.sched_setaffinity(0, {PINNED_CPU})
+        os.sched_setaffinity(0, {_pinned()[0]})
     interval = None if mode == "quiet" or burn is not None else float(every)
 
     stand_in = socket.create_server(("127.0.0.1", 0))  # the daemon's probe finds a "broker"
@@ -530,9 +531,11 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=200_000)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--modes", default="worker:1,thread:1",
-                    help="scraped runs, comma-separated: worker:N (render worker) or thread:N "
-                         "(rendered in the daemon), N = http.snapshot_interval_seconds; "
-                         "worker:N/S: scraped every S s instead of every second")
+                    help="runs besides `quiet`, comma-separated: worker:N (render worker) or "
+                         "thread:N (rendered in the daemon), N = "
+                         "http.snapshot_interval_seconds; worker:N/S: scraped every S s "
+                         "instead of every second; burn:F: no scrapes, a process busy F "
+                         "(0 to 1) of the time beside the daemon (burn:0: a second quiet run)")
     ap.add_argument("--child", help="run one mode: quiet, worker:N or thread:N (internal)")
     ap.add_argument("--scrape", help="be the scraper process of this URL (internal)")
     ap.add_argument("--burn", type=float, help="be the burner process of burn:F (internal)")
@@ -556,8 +559,12 @@ def main() -> None:
         print(json.dumps(child(args.child, args.baseline, args.events)))
         return
     modes = ["quiet", *args.modes.split(",")]
-    if args.pin:
-        os.environ["VISIONMON_BENCH_PIN"] = "1"  # read by the runs and the processes beside
+    if args.pin:  # read by the runs and the processes beside
+        os.environ[PIN_ENV] = ",".join(map(str, sorted(os.sched_getaffinity(0))))
+    for mode in modes:
+        design, _, share = mode.partition(":")
+        if design == "burn" and not 0.0 <= float(share) <= 1.0:
+            ap.error(f"burn:F needs 0 <= F <= 1, got {mode}")
     with tempfile.TemporaryDirectory() as tmp:
         baseline = args.baseline or Path(tmp) / "baseline.json"
         if args.baseline is None:

@@ -570,6 +570,12 @@ class Daemon:
                          self._ckpt.path, ", ".join(added))
         return parse(state)
 
+    def restore(self) -> None:
+        """Load the checkpoint read at start into the statistics, once (`run` does it when
+        nobody did before): whoever reads the state before the loop starts, as the first
+        snapshot does, sees the restored counts, not empty ones."""
+        self._restore()
+
     def _restore(self) -> None:
         saved, self._saved = self._saved, None
         if saved is None or self._ckpt is None:

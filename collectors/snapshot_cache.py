@@ -256,12 +256,19 @@ class SnapshotCache:
         """Render the first snapshot in the background now (the daemon starts), so that the
         first scrape finds one instead of paying for a cold render; a scrape that comes while
         it is under way waits for it, as for any render. Nothing when one exists or is under
-        way."""
+        way, or when every read renders anyway (interval 0)."""
         with self._cond:
-            if self._closed or self._current is not None or self._rendering:
+            if (self._closed or self._current is not None or self._rendering
+                    or self.interval_s <= 0):
                 return
             self._rendering = self._ahead = True
-        self._background(self._render_ahead)
+        try:
+            self._background(self._render_ahead)
+        except Exception:  # no thread to be had: the first scrape renders
+            with self._cond:
+                self._rendering = self._ahead = False
+                self._cond.notify_all()
+            log.warning("could not render the first snapshot ahead", exc_info=True)
 
     def snapshot(self, reader: str = "") -> Snapshot:
         """The latest snapshot's series (a `SnapshotSource`)."""

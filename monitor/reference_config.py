@@ -162,9 +162,9 @@ class ReferenceConfig(Frozen):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """Where the model runs: `auto` (CUDA when available), `cpu` or `cuda`."""
     batch_size: Annotated[int, Field(ge=1, le=4096)] | Literal["auto"] = "auto"
-    """Most images scored in one batch. `auto`: 64 on CUDA, 4 on the CPU, where these networks
-    run fastest in small batches (3.4x the images/s of a batch of 32 for EfficientNet-Lite0,
-    docs/reference-model.md)."""
+    """Most images scored in one batch (1 to 4096). `auto`: 64 on CUDA, 4 on the CPU, where
+    these networks run fastest in small batches (3.4x the images/s of a batch of 32 for
+    EfficientNet-Lite0 on one thread, docs/reference-model.md)."""
     queue_size: int = Field(1024, ge=1)
     """Images waiting for the model (encoded); the oldest are dropped beyond this."""
     queue_max_bytes: int = Field(256 * 1024 * 1024, ge=1024)
@@ -185,8 +185,9 @@ class ReferenceConfig(Frozen):
     images/s of float32 where the CPU has bf16 instructions (avx512_bf16, AMX), but the
     probabilities differ a little from float32's (1 top-1 in 400 photos changed; throughput
     and parity in docs/reference-model.md). Slow on CPUs without them. `auto`: on where the
-    CPU has them (/proc/cpuinfo), else float32. `visionmon_reference_model_info{precision}`
-    says which runs."""
+    CPU has them (x86 flags in /proc/cpuinfo; ARM stays float32), else float32.
+    `visionmon_reference_model_info{precision}` says which runs. Build a baseline's image
+    profile at the precision the daemon runs."""
     thread_nice: int = Field(10, ge=0, le=19)
     """Linux nice value (0-19) for the decode and inference threads, so that on a busy CPU the
     consumer loop keeps priority over shadow scoring; 0 leaves them as they are."""

@@ -14,9 +14,9 @@ channel order, mean/std) happens on the inference device, so only uint8 crosses 
   instead of hundreds. Eager launches need the GIL for each kernel, and the daemon's other
   threads hold it too: on an H200 the eager ResNet-50-sized forward ran at 10,221 images/s
   alone but the end-to-end pipeline at 2,471, with the GPU busy 22 % of the time.
-* CPU: float32, `torch.inference_mode()`, `torch.set_num_threads(config.cpu_threads)`;
-  with `cpu_bf16`, `channels_last` under CPU bf16 autocast (2.5-3.3x faster where the CPU
-  has bf16 instructions; docs/reference-model.md).
+* CPU: `torch.inference_mode()`, `torch.set_num_threads(config.cpu_threads)`; float32, or
+  with `cpu_bf16` (by default where the CPU has bf16 instructions) `channels_last` under
+  CPU bf16 autocast (2.1-4.8x the float32 images/s; docs/reference-model.md).
 
 Outputs: softmax probabilities (float32, N x C) and embeddings (float32, N x D, the
 embedding tensor flattened per image).

@@ -322,6 +322,7 @@ class App:
     def _start(self) -> None:
         if self.render_worker is not None:
             self.render_worker.start()
+        self.daemon.restore()  # the first snapshot shows the checkpoint's counts
         self.snapshots.warm()  # the first scrape finds a snapshot, not a cold render
         self.http.start()
 

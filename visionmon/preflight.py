@@ -103,8 +103,9 @@ def _reference_precision(loaded: LoadedConfig) -> Iterator[Problem]:
         return
     yield Problem("reference.cpu_bf16",
                   f"true, but this CPU has no bf16 instructions ({' or '.join(sorted(BF16_FLAGS))}"
-                  " in /proc/cpuinfo): bf16 autocast runs slower than float32 here; set "
-                  "cpu_bf16: auto (on only where the CPU has them) or false", warning=True)
+                  " in /proc/cpuinfo): where the model runs on this CPU, bf16 autocast runs "
+                  "slower than float32; set cpu_bf16: auto (on only where the CPU has them) "
+                  "or false", warning=True)
 
 
 def _baseline(loaded: LoadedConfig) -> Iterator[Problem]:

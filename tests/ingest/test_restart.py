@@ -104,3 +104,28 @@ def test_sigterm_exits_zero_within_ten_seconds_after_final_commit(broker, topics
     committed = sum(c.committed(TopicPartition(names["predictions"], p)) or 0 for p in range(3))
     c.close()
     assert committed == 500
+
+
+def test_the_first_snapshot_after_a_restart_shows_the_checkpoints_counts(
+        broker, topics, tmp_path, start_daemon):
+    """The snapshot rendered as the daemon starts (for the first scrape) is rendered from the
+    restored checkpoint, not from empty statistics: counters never fall back to 0 on a
+    restart, and the consumer loop need not have started for that."""
+    from monitor.config import load_config
+    from visionmon.app import App
+
+    names = topics(partitions=1)
+    cfg = base_config(broker.bootstrap, names,
+                      state={"checkpoint_dir": str(tmp_path / "state"),
+                             "checkpoint_interval_seconds": 0.3})
+    _produce(broker.bootstrap, names["predictions"], 0, 300)
+    first = start_daemon(cfg)
+    wait_for(lambda: _requests(first.url) == 300, 60, what="300 events counted")
+    first.stop()  # final checkpoint
+    app = App(load_config(write_config(tmp_path, cfg)))
+    try:
+        app._start()  # restore, warm and serve; the consumer loop is not started
+        snap = app.snapshots.snapshot()
+        assert sum(snap["visionmon_requests_total"].values()) == 300
+    finally:
+        app.close()

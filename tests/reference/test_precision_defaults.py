@@ -10,7 +10,6 @@ import pytest
 
 from monitor.reference_config import AUTO_BATCH_SIZE, ReferenceConfig
 from monitor.snapshot import SnapshotBuilder
-from reference_model import cpu_features
 from reference_model.artifact import load_reference
 from reference_model.cpu_features import cpu_flags, cpu_has_bf16
 from reference_model.digits import digits_reference_config
@@ -122,6 +121,3 @@ def cfg_images():  # the images section as the daemon builds it by default
 
     return ImagesConfig()
 
-
-def test_check_config_reads_the_same_flags_as_the_scorer() -> None:
-    assert cpu_features.cpu_has_bf16() == bool(cpu_flags() & cpu_features.BF16_FLAGS)

@@ -312,6 +312,22 @@ def test_a_scrape_during_the_warm_render_waits_for_it_and_renders_nothing_itself
     assert got == [2.0] and source.renders == 2
 
 
+def test_warming_does_nothing_where_every_read_renders_or_no_thread_starts() -> None:
+    cache, source, _, later = _cache(0.0)
+    cache.warm()
+    assert not later.work and _up(cache) == 1
+
+    def no_thread(work: Callable[[], None]) -> None:
+        raise RuntimeError("can't start new thread")
+
+    clock = Clock()
+    source = Source(clock)
+    cache = SnapshotCache(source, 5.0, clock, lambda: WALL, no_thread,
+                          schedule=lambda delay, work: None)
+    cache.warm()
+    assert _up(cache) == 1  # the first scrape renders, it does not wait forever
+
+
 def test_a_failed_warm_render_leaves_the_first_scrape_to_render(
         caplog: pytest.LogCaptureFixture) -> None:
     cache, source, _, later = _cache(5.0)
