@@ -350,25 +350,12 @@ def _beside(pid: int) -> None:
         os.sched_setaffinity(pid, set(cpus[1:]) or set(cpus))
 
 
-class Burner:
-    """The burner process (`burn_loop`) of a `burn:F` run."""
+class Beside:
+    """A process of this script beside the daemon's (the scraper, a burner), started with
+    `args` and stopped with a line on its stdin; `stop` returns the JSON it printed."""
 
-    def __init__(self, share: float) -> None:
-        self._proc = subprocess.Popen([sys.executable, __file__, "--burn", str(share)],
-                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        _beside(self._proc.pid)
-
-    def stop(self) -> dict[str, Any]:
-        out, _ = self._proc.communicate("stop\n", timeout=120)
-        return dict(json.loads(out.strip().splitlines()[-1]))
-
-
-class Scraper:
-    """The scraper process (`scrape_loop`), started and stopped from the daemon's process."""
-
-    def __init__(self, url: str, every_s: float = SCRAPE_EVERY_S) -> None:
-        self._proc = subprocess.Popen([sys.executable, __file__, "--scrape", url,
-                                       "--scrape-every", str(every_s)],
+    def __init__(self, *args: str) -> None:
+        self._proc = subprocess.Popen([sys.executable, __file__, *args],
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         _beside(self._proc.pid)
 
@@ -414,8 +401,9 @@ def child(mode: str, baseline: Path, events: int) -> dict[str, Any]:
     design, _, every = mode.partition(":")
     every, _, scrape_every = every.partition("/")
     burn = float(every) if design == "burn" else None
-    if _pinned():  # every thread of the daemon on one CPU, as on a machine with one to spare
-        os.sched_setaffinity(0, {_pinned()[0]})
+    cpus = _pinned()
+    if cpus:  # every thread of the daemon on one CPU, as on a machine with one to spare
+        os.sched_setaffinity(0, {cpus[0]})
     interval = None if mode == "quiet" or burn is not None else float(every)
 
     stand_in = socket.create_server(("127.0.0.1", 0))  # the daemon's probe finds a "broker"
@@ -476,10 +464,10 @@ def child(mode: str, baseline: Path, events: int) -> dict[str, Any]:
     while consumer.first_poll is None:
         time.sleep(0.01)
     cpu0 = _cpu_s()
-    scraper = (Scraper(f"http://127.0.0.1:{http.port}/metrics",
-                       float(scrape_every or SCRAPE_EVERY_S))
+    scraper = (Beside("--scrape", f"http://127.0.0.1:{http.port}/metrics",
+                      "--scrape-every", str(float(scrape_every or SCRAPE_EVERY_S)))
                if interval is not None else None)
-    burner = Burner(burn) if burn else None  # burn:0, a second run without scrapes
+    burner = Beside("--burn", str(burn)) if burn else None  # burn:0: a second quiet run
     worker_cpu0 = _thread_cpu_of(worker.pid) if worker is not None and worker.pid else 0.0
     consumer.done.wait()
     cpu = _cpu_s() - cpu0

@@ -33,7 +33,7 @@ from dashboards.promql import (
 )
 from monitor import cost_series as cs
 from monitor.catalog import CATALOG, metric
-from monitor.config import ConfigError, LoadedConfig
+from monitor.config import ESTIMATE_LABELS, ConfigError, EstimateChoice, LoadedConfig
 from monitor.segment_config import SEGMENT_LABELS
 from monitor.slo_spec import Objective
 
@@ -204,15 +204,13 @@ def windowed_gauge(short: str, *extra: Matcher) -> str:
     return series(short, *MVW, *extra)
 
 
-def preferred_estimate(methods: Sequence[str]) -> str:
+def preferred_estimate(methods: Sequence[EstimateChoice]) -> str:
     """The label-free accuracy estimate (0..1) of the first of `methods` (quality.estimate_methods)
     that each selected model, version and window exports; its `method` label says which."""
-    parts = []
-    for method in methods:
-        names = ("calibrated", "mean_confidence") if method == "calibrated" else (method,)
-        parts.append(windowed_gauge("estimated_accuracy_ratio",
-                                    regex("method", alternation(names))))
-    return " or ignoring(method) ".join(parts)
+    return " or ignoring(method) ".join(
+        windowed_gauge("estimated_accuracy_ratio",
+                       regex("method", alternation(ESTIMATE_LABELS[method])))
+        for method in methods)
 
 
 def class_ratio(short: str, classes: Sequence[str] | None = None) -> str:

@@ -422,6 +422,11 @@ class LabelJoinConfig(JoinConfig):
 #: label-free estimates a preference can name (`calibrated` includes `mean_confidence`)
 EstimateChoice = Literal["shadow_stratified", "calibrated", "atc"]
 DEFAULT_ESTIMATE_METHODS: tuple[EstimateChoice, ...] = ("shadow_stratified", "calibrated", "atc")
+#: the `method` label values of `visionmon_estimated_accuracy_ratio` each choice stands for
+ESTIMATE_LABELS: dict[EstimateChoice, tuple[str, ...]] = {
+    "shadow_stratified": ("shadow_stratified",),
+    "calibrated": ("calibrated", "mean_confidence"),
+    "atc": ("atc",)}
 
 
 class QualityConfig(Frozen):

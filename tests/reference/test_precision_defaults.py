@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.reference_config import AUTO_BATCH_SIZE, ReferenceConfig
+from monitor.reference_config import AUTO_BATCH_SIZE, ImagesConfig, ReferenceConfig
 from monitor.snapshot import SnapshotBuilder
 from reference_model.artifact import load_reference
 from reference_model.cpu_features import cpu_flags, cpu_has_bf16
@@ -82,7 +82,7 @@ def test_the_scorer_and_metrics_say_which_precision_runs(digits: DigitsArtifact,
     bf16 = setting is True or (setting == "auto" and cpu_has_bf16())
     assert scorer.info.precision == ("bf16" if bf16 else "float32")
     assert scorer.info.batch_size == 4
-    shadow = ShadowScorer(cfg, cfg_images(), [str(i) for i in range(10)], lambda _: None,
+    shadow = ShadowScorer(cfg, ImagesConfig(), [str(i) for i in range(10)], lambda _: None,
                           scorer=scorer, gpu=None)
     try:
         b = SnapshotBuilder()
@@ -114,10 +114,3 @@ def test_a_model_that_refuses_bf16_runs_and_says_float32(digits: DigitsArtifact)
 
     scorer = Scorer(replace(loaded, module=Refuses()), cfg)
     assert scorer.info.precision == "float32"
-
-
-def cfg_images():  # the images section as the daemon builds it by default
-    from monitor.reference_config import ImagesConfig
-
-    return ImagesConfig()
-

@@ -58,6 +58,12 @@ class Serving:
 
     def tick(self, n: int, wall: float, event_ts: float, incidents: set[str]) -> None:
         """Serve n requests at event time `event_ts`; release labels that are due."""
+        self._release(wall, event_ts, "label_noise" in incidents)
+        if n > 0:
+            self._serve(n, wall, event_ts, incidents)
+
+    def _serve(self, n: int, wall: float, event_ts: float, incidents: set[str]) -> None:
+        """Send n requests' predictions, sampled images and queued labels."""
         raise NotImplementedError
 
     def _faults(self, n: int, incidents: set[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -120,11 +126,7 @@ class SimulatedServing(Serving):
     def label_names(self) -> tuple[str, ...]:
         return DIGIT_CLASSES
 
-    def tick(self, n: int, wall: float, event_ts: float, incidents: set[str]) -> None:
-        """Serve n requests at event time `event_ts`; release labels that are due."""
-        self._release(wall, event_ts, "label_noise" in incidents)
-        if n <= 0:
-            return
+    def _serve(self, n: int, wall: float, event_ts: float, incidents: set[str]) -> None:
         rng = self.rng
         idx = rng.choice(self.data.test, size=n)
         images = self.data.images[idx]
@@ -191,11 +193,7 @@ class PoolServing(Serving):
             self._text[key] = text
         return text
 
-    def tick(self, n: int, wall: float, event_ts: float, incidents: set[str]) -> None:
-        """Serve n requests at event time `event_ts`; release labels that are due."""
-        self._release(wall, event_ts, "label_noise" in incidents)
-        if n <= 0:
-            return
+    def _serve(self, n: int, wall: float, event_ts: float, incidents: set[str]) -> None:
         rng = self.rng
         pool = "colour_shift" if "colour_shift" in incidents else "clean"
         images = self.pools[pool][0]

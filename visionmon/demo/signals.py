@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from monitor.catalog import LATENCY_BUCKETS
-from monitor.config import DEFAULT_ESTIMATE_METHODS
+from monitor.config import DEFAULT_ESTIMATE_METHODS, ESTIMATE_LABELS
 from monitor.scored import INPUT_FEATURES
 from monitor.slo_spec import ShadowAgreementDropCheck
 from monitor.snapshot import HistogramValue
@@ -32,8 +32,7 @@ class Floors:
 #: level of the shadow agreement test (`slos.thresholds.shadow_agreement_drop.alpha`)
 AGREEMENT_TEST_ALPHA = ShadowAgreementDropCheck().alpha
 #: the estimate the demo reads: the first exported of quality.estimate_methods' default
-ESTIMATE_ORDER = tuple(m for choice in DEFAULT_ESTIMATE_METHODS for m in (
-    (choice, "mean_confidence") if choice == "calibrated" else (choice,)))
+ESTIMATE_ORDER = tuple(m for choice in DEFAULT_ESTIMATE_METHODS for m in ESTIMATE_LABELS[choice])
 LATENCY_THRESHOLD_S = 0.25
 LATENCY_TARGET = 0.99
 PAGE_FACTOR = 14.4
